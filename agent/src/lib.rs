@@ -1,0 +1,116 @@
+//! The jwtagent daemon.
+//!
+//! [`Agent::start`] claims the socket (everything that can fail at startup fails
+//! there, before the CLI reports readiness); [`Agent::run`] serves until a `stop`
+//! request or SIGTERM/SIGINT and cleans up after itself.
+
+#![forbid(unsafe_code)]
+
+pub mod connection;
+pub mod handler;
+pub mod harden;
+pub mod listener;
+pub mod server;
+
+use handler::AgentState;
+use listener::{BindError, ClaimedSocket};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+pub use server::Limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot make the agent non-dumpable: {0}")]
+    Harden(std::io::Error),
+    #[error("cannot set up the listener on {path}: {source}")]
+    Listener {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// A started agent: the socket is claimed and accepts connections (the kernel
+/// queues them) from the moment this exists.
+pub struct Agent {
+    socket: ClaimedSocket,
+    limits: Limits,
+}
+
+impl Agent {
+    /// Hardens the process and claims the socket at `path`. Call before starting
+    /// the async runtime's work; it does no async I/O.
+    pub fn start(path: &Path, limits: Limits) -> Result<Agent, StartError> {
+        harden::make_non_dumpable().map_err(StartError::Harden)?;
+        harden::raise_nofile_limit(limits.max_connections as u64 + 256);
+        let socket = listener::claim(path)?;
+        Ok(Agent { socket, limits })
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket.path
+    }
+
+    /// Serves until stopped, then removes the socket file. Must run inside a
+    /// tokio runtime.
+    pub async fn run(self) -> Result<(), StartError> {
+        let path = self.socket.path.clone();
+        let std_listener =
+            self.socket
+                .listener
+                .try_clone()
+                .map_err(|source| StartError::Listener {
+                    path: path.clone(),
+                    source,
+                })?;
+        let listener = tokio::net::UnixListener::from_std(std_listener).map_err(|source| {
+            StartError::Listener {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let shutdown = CancellationToken::new();
+        let mut sigterm = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+        let mut sigint = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+        // A detached agent has no terminal; one in the foreground should not die
+        // with its terminal's hangup either (it is stopped with `jwtagent stop`).
+        let mut sighup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
+        let signals = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = sigterm.recv() => { tracing::info!("SIGTERM received, shutting down"); break }
+                        _ = sigint.recv() => { tracing::info!("SIGINT received, shutting down"); break }
+                        _ = sighup.recv() => tracing::debug!("SIGHUP ignored"),
+                    }
+                }
+                shutdown.cancel();
+            })
+        };
+
+        let state = Arc::new(AgentState::new(path.clone()));
+        tracing::info!(socket = %path.display(), pid = state.pid, version = env!("CARGO_PKG_VERSION"), "agent listening");
+        let serving = server::serve(listener, state, self.limits.clone(), shutdown.clone());
+        // Remove the socket file as soon as accepting stops, so clients see "no
+        // agent" at once while in-flight requests drain.
+        let socket = &self.socket;
+        let removed = async {
+            shutdown.cancelled().await;
+            socket.remove_socket_file();
+        };
+        tokio::join!(serving, removed);
+        drop(self.socket.listener);
+        signals.abort();
+        tracing::info!("agent stopped");
+        Ok(())
+    }
+}

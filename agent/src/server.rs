@@ -1,0 +1,193 @@
+//! The accept loop: peer checks, a cap on connections, one task per connection,
+//! and graceful shutdown.
+//!
+//! Each connection is its own task with its own bounded buffers and timeouts, so a
+//! client that sends garbage, stops mid-line or never reads its answers only ever
+//! holds up itself.
+
+use crate::connection::{Frame, read_frame};
+use crate::handler::{After, AgentState, error_line, handle_line};
+use jwtagent::protocol::{ErrorCode, MAX_LINE};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Tunables of the server; the defaults are what the agent runs with.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection with no complete request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A response the client does not read within this long closes the connection.
+    pub write_timeout: Duration,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` is cancelled (by a `stop` request or a
+/// signal), then waits up to the grace period for in-flight requests.
+pub async fn serve(
+    listener: UnixListener,
+    state: Arc<AgentState>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let tracker = TaskTracker::new();
+    let my_uid = rustix::process::geteuid().as_raw();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            },
+        };
+        if !peer_allowed(&stream, my_uid) {
+            continue;
+        }
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        let limits = limits.clone();
+        tracker.spawn(async move {
+            handle_connection(stream, &state, &limits, &shutdown).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    let active = tracker.len();
+    if active > 0 {
+        tracing::info!(active, "waiting for in-flight requests");
+    }
+    if tokio::time::timeout(limits.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = limits.shutdown_grace.as_secs(),
+            "in-flight requests did not finish in time; closing them"
+        );
+    }
+}
+
+/// SO_PEERCRED check: only the agent's own uid may talk to it. A refused peer
+/// gets one `denied` line (best effort, never blocking) and is logged.
+fn peer_allowed(stream: &UnixStream, my_uid: u32) -> bool {
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
+        Err(e) => {
+            tracing::warn!(error = %e, "refused connection: cannot read peer credentials");
+            return false;
+        }
+    };
+    if cred.uid() == my_uid {
+        tracing::trace!(peer_pid = ?cred.pid(), "connection accepted");
+        return true;
+    }
+    let exe = cred
+        .pid()
+        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    tracing::warn!(
+        peer_uid = cred.uid(),
+        peer_pid = ?cred.pid(),
+        peer_exe = %exe,
+        "refused connection from another user"
+    );
+    let line = error_line(
+        ErrorCode::Denied,
+        format!(
+            "uid {} may not use this agent: it serves uid {my_uid} only",
+            cred.uid()
+        ),
+    );
+    let _ = stream.try_write(&line);
+    false
+}
+
+async fn handle_connection(
+    stream: UnixStream,
+    state: &AgentState,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) {
+    let (read_half, mut writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(8 * 1024, read_half);
+    let mut line = Vec::with_capacity(1024);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, &mut line)) => frame,
+        };
+        let (response, after) = match frame {
+            Err(_) => {
+                tracing::debug!("closing idle connection");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "connection read failed");
+                return;
+            }
+            Ok(Ok(Frame::Eof)) => return,
+            Ok(Ok(Frame::TooLarge)) => {
+                tracing::debug!("request line too large; closing connection");
+                let line = error_line(
+                    ErrorCode::TooLarge,
+                    format!("request line exceeds {MAX_LINE} bytes; connection closed"),
+                );
+                let _ = tokio::time::timeout(limits.write_timeout, writer.write_all(&line)).await;
+                return;
+            }
+            Ok(Ok(Frame::Line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(Ok(Frame::Line)) => handle_line(state, &line).await,
+        };
+        match tokio::time::timeout(limits.write_timeout, writer.write_all(&response)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "connection write failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("client does not read its responses; closing connection");
+                return;
+            }
+        }
+        if after == After::Shutdown {
+            shutdown.cancel();
+            return;
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! `jwtagent agent`: run the daemon, in the foreground or detached.
+
+use crate::args::{AgentArgs, LogFormat};
+use crate::daemon::{self, Started};
+use crate::error::CliError;
+use crate::logging;
+use anyhow::{Context, anyhow};
+use jwtagent::paths::SocketPath;
+use jwtagent_agent::{Agent, Limits};
+
+pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Result<(), CliError> {
+    if !args.foreground {
+        return start_detached(socket, args, log_format);
+    }
+    if args.detached_child {
+        // Our own session: no controlling terminal, no signals from the shell's
+        // job control. We are not a process-group leader, so this cannot fail
+        // for that reason.
+        rustix::process::setsid().context("cannot start a new session")?;
+        let log_file = args.log_file.clone().or_else(daemon::default_log_file);
+        if let Err(e) = logging::init_file(log_format, log_file.as_deref()) {
+            daemon::report(Err(format!("{e:#}")))?;
+            return Err(e.into());
+        }
+    } else {
+        logging::init_stderr(log_format);
+    }
+
+    let agent = match Agent::start(&socket.path, Limits::default()) {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::error!(error = %e, "agent cannot start");
+            if args.detached_child {
+                daemon::report(Err(e.to_string()))?;
+            }
+            return Err(anyhow!(e).into());
+        }
+    };
+    if args.detached_child {
+        daemon::report(Ok(std::process::id()))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("jwtagent-worker")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(agent.run()).map_err(anyhow::Error::from)?;
+    Ok(())
+}
+
+fn start_detached(
+    socket: &SocketPath,
+    args: &AgentArgs,
+    log_format: LogFormat,
+) -> Result<(), CliError> {
+    let log_file = args.log_file.clone().or_else(daemon::default_log_file);
+    match daemon::spawn_detached(&socket.path, log_file.as_deref(), log_format)? {
+        Started::Ready { pid } => {
+            eprintln!(
+                "jwtagent: agent started (pid {pid}) on {}",
+                socket.path.display()
+            );
+            Ok(())
+        }
+        Started::Failed(message) => Err(anyhow!("cannot start the agent: {message}").into()),
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod agent;
+pub mod env;
+pub mod status;
+pub mod stop;

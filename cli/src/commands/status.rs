@@ -1,0 +1,57 @@
+//! `jwtagent status`: the agent's state; never starts an agent.
+
+use crate::connect;
+use crate::error::CliError;
+use crate::output;
+use jwtagent::paths::SocketPath;
+use jwtagent::protocol::Status;
+use std::fmt::Write as _;
+
+pub fn run(socket: &SocketPath, json: bool) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_existing(socket)?;
+    let status = client
+        .status()
+        .map_err(|e| CliError::from_client(e, crate::error::START_HINT))?;
+    if json {
+        let mut text = serde_json::to_string_pretty(&status).map_err(anyhow::Error::from)?;
+        text.push('\n');
+        return output::print(&text);
+    }
+    output::print(&render(&status))
+}
+
+fn render(s: &Status) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "agent     running (pid {}, version {}, protocol {})",
+        s.pid, s.version, s.protocol
+    );
+    let _ = writeln!(out, "socket    {}", s.socket);
+    let _ = writeln!(out, "uptime    {}", output::duration(s.uptime_secs));
+    let _ = writeln!(
+        out,
+        "store     {}",
+        s.store.as_deref().unwrap_or("none configured")
+    );
+    let _ = writeln!(out, "locked    {}", if s.locked { "yes" } else { "no" });
+    if s.profiles.is_empty() {
+        let _ = writeln!(out, "profiles  none");
+    } else {
+        let _ = writeln!(out, "profiles");
+        for p in &s.profiles {
+            let _ = write!(out, "  {:<20} {}", p.name, p.token_state);
+            if let Some(secs) = p.expires_in_secs {
+                let _ = write!(out, ", expires in {}", output::duration(secs.max(0) as u64));
+            }
+            if let Some(secs) = p.next_refresh_in_secs {
+                let _ = write!(out, ", refresh in {}", output::duration(secs.max(0) as u64));
+            }
+            if let Some(err) = &p.last_error {
+                let _ = write!(out, ", last error: {err}");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,92 @@
+//! Finding the agent: connect, check the protocol, and start one on the default
+//! socket when the command needs an agent and none answers (like gpg-agent).
+
+use crate::args::LogFormat;
+use crate::daemon::{self, Started};
+use crate::error::{CliError, EXPLICIT_HINT, START_HINT};
+use anyhow::anyhow;
+use jwtagent::paths::{NO_AUTOSTART_ENV, SocketPath, SocketSource};
+use jwtagent::protocol::Hello;
+use jwtagent::{Client, ClientError};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long to wait for an agent that another process is starting right now.
+const RACE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Resolves the socket path, making a relative `--socket` absolute so that what
+/// `env` prints still works from another directory.
+pub fn socket_path(flag: Option<&Path>) -> SocketPath {
+    let mut socket = SocketPath::resolve(flag);
+    if socket.path.is_relative()
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        socket.path = cwd.join(&socket.path);
+    }
+    socket
+}
+
+/// Connects to a running agent; never starts one (for `status`, `stop`).
+pub fn connect_existing(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
+    Client::connect_checked(&socket.path).map_err(|e| {
+        let hint = match socket.source {
+            SocketSource::Default => START_HINT,
+            _ => EXPLICIT_HINT,
+        };
+        CliError::from_client(e, hint)
+    })
+}
+
+/// Connects for a command that needs an agent, starting one on the default socket
+/// when none answers, unless `JWTAGENT_NO_AUTOSTART=1`. An explicit socket that
+/// does not answer is an error (exit 3).
+pub fn connect_or_autostart(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
+    let autostart = socket.source == SocketSource::Default
+        && std::env::var_os(NO_AUTOSTART_ENV).is_none_or(|v| v != "1");
+    if !autostart {
+        return connect_existing(socket);
+    }
+    connect_or_start(socket)
+}
+
+/// Connects to the agent on `socket`, starting one if nothing answers. Safe to
+/// race: of many processes doing this at once, one agent wins the socket and the
+/// others connect to it.
+pub fn connect_or_start(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
+    match Client::connect_checked(&socket.path) {
+        Ok(pair) => return Ok(pair),
+        Err(ClientError::NotRunning { .. }) => {}
+        Err(e) => return Err(CliError::from_client(e, START_HINT)),
+    }
+    let failure = match daemon::spawn_detached(
+        &socket.path,
+        daemon::default_log_file().as_deref(),
+        LogFormat::Text,
+    )? {
+        Started::Ready { .. } => None,
+        Started::Failed(message) => Some(message),
+    };
+    // Ready: connect now. Failed: most often another process started an agent on
+    // this socket a moment ago (it holds the lock and is about to listen), so wait
+    // for it to answer before reporting our own failure.
+    let deadline = Instant::now()
+        + if failure.is_some() {
+            RACE_DEADLINE
+        } else {
+            Duration::ZERO
+        };
+    loop {
+        match Client::connect_checked(&socket.path) {
+            Ok(pair) => return Ok(pair),
+            Err(ClientError::NotRunning { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(match failure {
+                    Some(message) => CliError::Other(anyhow!("cannot start the agent: {message}")),
+                    None => CliError::from_client(e, START_HINT),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Errors the CLI reports, and the exit code each maps to (SPEC §3): 1 a request
+//! failed, 2 usage, 3 no agent reachable.
+
+use jwtagent::ClientError;
+use jwtagent::protocol::ErrorBody;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Nothing answers on the socket and we may not (or could not) start an agent.
+    #[error("no agent is listening on {path} ({reason}).\n{hint}")]
+    NoAgent {
+        path: PathBuf,
+        reason: String,
+        hint: &'static str,
+    },
+    /// The agent answered with an error.
+    #[error("{}: {}", .0.code, .0.message)]
+    Agent(ErrorBody),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub const START_HINT: &str = "Start one with: eval \"$(jwtagent env)\" (or `jwtagent agent`)";
+pub const EXPLICIT_HINT: &str = "The socket was chosen explicitly (--socket or JWTAGENT_SOCK), so no agent is started for you: start one with `jwtagent agent --socket PATH`, or unset JWTAGENT_SOCK to use the default agent";
+
+impl CliError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::NoAgent { .. } => ExitCode::from(3),
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Agent(_) | CliError::Other(_) => ExitCode::from(1),
+        }
+    }
+
+    /// Maps a client error: "nothing listening" becomes exit 3 with `hint`.
+    pub fn from_client(e: ClientError, hint: &'static str) -> CliError {
+        match e {
+            ClientError::NotRunning { path, source } => CliError::NoAgent {
+                path,
+                reason: describe_io(&source),
+                hint,
+            },
+            ClientError::Agent(body) => CliError::Agent(body),
+            other => CliError::Other(other.into()),
+        }
+    }
+}
+
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no socket file".into(),
+        std::io::ErrorKind::ConnectionRefused => "connection refused: stale socket".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,45 @@
+//! The `jwtagent` binary: the CLI and, as `jwtagent agent`, the daemon.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod commands;
+mod connect;
+mod daemon;
+mod error;
+mod logging;
+mod output;
+mod shell;
+
+use args::{Cli, Command};
+use clap::Parser;
+use error::CliError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jwtagent: {}", render(&e));
+            e.exit_code()
+        }
+    }
+}
+
+fn render(e: &CliError) -> String {
+    match e {
+        CliError::Other(e) => format!("{e:#}"),
+        other => other.to_string(),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let socket = connect::socket_path(cli.global.socket.as_deref());
+    match cli.command {
+        Command::Env { shell, no_start } => commands::env::run(&socket, shell, no_start),
+        Command::Agent(args) => commands::agent::run(&socket, &args, cli.global.log_format),
+        Command::Stop { shell } => commands::stop::run(&socket, shell),
+        Command::Status { json } => commands::status::run(&socket, json),
+    }
+}

@@ -1,0 +1,103 @@
+//! Shell snippets for `env` and `stop`, quoted for each shell's rules.
+
+use crate::args::Shell;
+use jwtagent::paths::{PID_ENV, SOCK_ENV};
+use std::path::Path;
+
+/// Picks the shell from `$SHELL` when `--shell` is not given, as ssh-agent does.
+pub fn detect(explicit: Option<Shell>) -> Shell {
+    explicit.unwrap_or_else(|| {
+        let shell = std::env::var("SHELL").unwrap_or_default();
+        let name = shell.rsplit('/').next().unwrap_or("");
+        if name.ends_with("csh") {
+            Shell::Csh
+        } else if name == "fish" {
+            Shell::Fish
+        } else {
+            Shell::Sh
+        }
+    })
+}
+
+/// The script that sets `JWTAGENT_SOCK` and `JWTAGENT_PID`. Fails only for a
+/// socket path no shell can be given safely (not UTF-8, or with a newline).
+pub fn env_script(shell: Shell, socket: &Path, pid: u32) -> Result<String, String> {
+    let sock = socket.to_str().ok_or_else(|| {
+        format!(
+            "socket path {} is not valid UTF-8; choose another with --socket",
+            socket.display()
+        )
+    })?;
+    if sock.contains('\n') {
+        return Err(format!(
+            "socket path {sock:?} contains a newline; choose another with --socket"
+        ));
+    }
+    Ok(match shell {
+        Shell::Sh => format!(
+            "{SOCK_ENV}={}; export {SOCK_ENV};\n{PID_ENV}={pid}; export {PID_ENV};\n",
+            quote_sh(sock)
+        ),
+        Shell::Csh => format!(
+            "setenv {SOCK_ENV} {};\nsetenv {PID_ENV} {pid};\n",
+            quote_csh(sock)
+        ),
+        Shell::Fish => format!(
+            "set -gx {SOCK_ENV} {};\nset -gx {PID_ENV} {pid};\n",
+            quote_fish(sock)
+        ),
+    })
+}
+
+/// The script that unsets both variables.
+pub fn unset_script(shell: Shell) -> String {
+    match shell {
+        Shell::Sh => format!("unset {SOCK_ENV};\nunset {PID_ENV};\n"),
+        Shell::Csh => format!("unsetenv {SOCK_ENV};\nunsetenv {PID_ENV};\n"),
+        Shell::Fish => format!("set -e {SOCK_ENV};\nset -e {PID_ENV};\n"),
+    }
+}
+
+/// POSIX single quotes: nothing inside is special but `'` itself.
+fn quote_sh(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// csh single quotes, except that `!` still triggers history substitution.
+fn quote_csh(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''").replace('!', r"'\!'"))
+}
+
+/// fish single quotes: `\` and `'` are escaped with a backslash.
+fn quote_fish(s: &str) -> String {
+    format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sh_script_quotes_the_path_and_exports_both() {
+        let s = env_script(Shell::Sh, Path::new("/tmp/it's here/a.sock"), 42).unwrap();
+        assert_eq!(
+            s,
+            "JWTAGENT_SOCK='/tmp/it'\\''s here/a.sock'; export JWTAGENT_SOCK;\nJWTAGENT_PID=42; export JWTAGENT_PID;\n"
+        );
+    }
+
+    #[test]
+    fn csh_escapes_history_bang() {
+        assert_eq!(quote_csh("a!b"), r"'a'\!'b'");
+    }
+
+    #[test]
+    fn fish_escapes_backslash_and_quote() {
+        assert_eq!(quote_fish(r"a\b'c"), r"'a\\b\'c'");
+    }
+
+    #[test]
+    fn newline_in_path_is_refused() {
+        assert!(env_script(Shell::Sh, Path::new("/tmp/a\nb"), 1).is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! jwtagent's shared core: the wire protocol, socket paths, and a client for the
+//! agent's socket. Other Rust programs can use [`client::Client`] to get tokens
+//! from a running agent without going through the CLI.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod paths;
+pub mod protocol;
+
+pub use client::{Client, ClientError};
+pub use protocol::PROTOCOL_VERSION;

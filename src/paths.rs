@@ -1,0 +1,252 @@
+//! Where the agent's socket lives, and the checks that make its directory safe.
+//!
+//! The socket path is predictable (like gpg-agent's) so that commands can find or
+//! start the agent without `JWTAGENT_SOCK`; the directory checks are what keeps a
+//! predictable path from being a foothold for another user.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Environment variable holding the socket path.
+pub const SOCK_ENV: &str = "JWTAGENT_SOCK";
+/// Environment variable holding the agent's pid, as printed by `jwtagent env`.
+pub const PID_ENV: &str = "JWTAGENT_PID";
+/// Set to `1` to forbid commands from starting an agent.
+pub const NO_AUTOSTART_ENV: &str = "JWTAGENT_NO_AUTOSTART";
+
+/// How the socket path was chosen. Only the default path may be autostarted by
+/// commands other than `env` and `agent`: an explicit path that does not answer is
+/// an error the user should see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketSource {
+    /// `--socket PATH` on the command line.
+    Flag,
+    /// `JWTAGENT_SOCK` in the environment.
+    Env,
+    /// `$XDG_RUNTIME_DIR/jwtagent/agent.sock` or `/tmp/jwtagent-$UID/agent.sock`.
+    Default,
+}
+
+/// A resolved socket path and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketPath {
+    pub path: PathBuf,
+    pub source: SocketSource,
+}
+
+impl SocketPath {
+    /// Resolves the socket path from the process environment: `flag`, else
+    /// `JWTAGENT_SOCK`, else the default.
+    pub fn resolve(flag: Option<&Path>) -> SocketPath {
+        Self::resolve_with(
+            flag,
+            std::env::var_os(SOCK_ENV),
+            std::env::var_os("XDG_RUNTIME_DIR"),
+        )
+    }
+
+    /// [`SocketPath::resolve`] with the environment passed in (for tests).
+    pub fn resolve_with(
+        flag: Option<&Path>,
+        sock_env: Option<OsString>,
+        runtime_dir: Option<OsString>,
+    ) -> SocketPath {
+        if let Some(path) = flag {
+            return SocketPath {
+                path: path.to_path_buf(),
+                source: SocketSource::Flag,
+            };
+        }
+        if let Some(path) = sock_env.filter(|p| !p.is_empty()) {
+            return SocketPath {
+                path: PathBuf::from(path),
+                source: SocketSource::Env,
+            };
+        }
+        SocketPath {
+            path: default_socket_path(runtime_dir),
+            source: SocketSource::Default,
+        }
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/jwtagent/agent.sock`, or `/tmp/jwtagent-$UID/agent.sock` when
+/// XDG_RUNTIME_DIR is unset or not absolute (the XDG spec says to ignore a
+/// relative one).
+pub fn default_socket_path(runtime_dir: Option<OsString>) -> PathBuf {
+    match runtime_dir.map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(dir) => dir.join("jwtagent").join("agent.sock"),
+        None => PathBuf::from(format!(
+            "/tmp/jwtagent-{}",
+            rustix::process::geteuid().as_raw()
+        ))
+        .join("agent.sock"),
+    }
+}
+
+/// Why a socket directory is not safe to use.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    #[error("socket path {path} has no parent directory")]
+    NoParent { path: PathBuf },
+    #[error(
+        "cannot create socket directory {path}: {source}; create its parent or choose another --socket"
+    )]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot inspect socket directory {path}: {source}")]
+    Inspect { path: PathBuf, source: io::Error },
+    #[error(
+        "socket directory {path} is a symbolic link; refusing to use it (remove it, or choose another --socket)"
+    )]
+    Symlink { path: PathBuf },
+    #[error("socket directory {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "socket directory {path} is owned by uid {owner}, not by you (uid {uid}); refusing to use it (remove it, or choose another --socket)"
+    )]
+    WrongOwner { path: PathBuf, owner: u32, uid: u32 },
+    #[error(
+        "socket directory {path} has mode {mode:04o}, open to group or others; run `chmod 700 {path}` or choose another --socket"
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
+}
+
+/// Makes sure the directory that will hold `socket` exists, is a real directory
+/// (not a symlink), is owned by the effective uid and is not accessible to group
+/// or others. Creates it with mode 0700 when missing (its parent must exist).
+pub fn ensure_socket_dir(socket: &Path) -> Result<PathBuf, DirError> {
+    let dir = match socket.parent() {
+        Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        Some(p) => p.to_path_buf(),
+        None => {
+            return Err(DirError::NoParent {
+                path: socket.to_path_buf(),
+            });
+        }
+    };
+    match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(source) => return Err(DirError::Create { path: dir, source }),
+    }
+    check_socket_dir(&dir)?;
+    Ok(dir)
+}
+
+/// The checks of [`ensure_socket_dir`] on an existing directory.
+pub fn check_socket_dir(dir: &Path) -> Result<(), DirError> {
+    let meta = fs::symlink_metadata(dir).map_err(|source| DirError::Inspect {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(DirError::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !meta.is_dir() {
+        return Err(DirError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(DirError::WrongOwner {
+            path: dir.to_path_buf(),
+            owner: meta.uid(),
+            uid,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(DirError::TooOpen {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// tempfile's directories follow the umask (often 0755); the socket
+    /// directory must be private.
+    fn private_tempdir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .unwrap()
+    }
+
+    #[test]
+    fn flag_wins_over_env_and_default() {
+        let p = SocketPath::resolve_with(
+            Some(Path::new("/a/s")),
+            Some("/b/s".into()),
+            Some("/run/user/1".into()),
+        );
+        assert_eq!(p.path, Path::new("/a/s"));
+        assert_eq!(p.source, SocketSource::Flag);
+    }
+
+    #[test]
+    fn env_wins_over_default_unless_empty() {
+        let p = SocketPath::resolve_with(None, Some("/b/s".into()), None);
+        assert_eq!(p.source, SocketSource::Env);
+        let p = SocketPath::resolve_with(None, Some("".into()), Some("/run/user/1".into()));
+        assert_eq!(p.source, SocketSource::Default);
+    }
+
+    #[test]
+    fn default_uses_xdg_runtime_dir() {
+        let p = SocketPath::resolve_with(None, None, Some("/run/user/1000".into()));
+        assert_eq!(p.path, Path::new("/run/user/1000/jwtagent/agent.sock"));
+    }
+
+    #[test]
+    fn default_falls_back_to_tmp_with_uid_when_runtime_dir_is_missing_or_relative() {
+        let uid = rustix::process::geteuid().as_raw();
+        let want = PathBuf::from(format!("/tmp/jwtagent-{uid}/agent.sock"));
+        assert_eq!(default_socket_path(None), want);
+        assert_eq!(default_socket_path(Some("relative".into())), want);
+    }
+
+    #[test]
+    fn missing_dir_is_created_0700() {
+        let tmp = private_tempdir();
+        let dir = tmp.path().join("d");
+        ensure_socket_dir(&dir.join("agent.sock")).unwrap();
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+
+    #[test]
+    fn group_readable_dir_is_refused_with_its_mode() {
+        let tmp = private_tempdir();
+        let dir = tmp.path().join("d");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+        let err = ensure_socket_dir(&dir.join("agent.sock")).unwrap_err();
+        assert!(
+            matches!(err, DirError::TooOpen { mode: 0o750, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 700"), "{err}");
+    }
+
+    #[test]
+    fn symlinked_dir_is_refused() {
+        let tmp = private_tempdir();
+        let real = tmp.path().join("real");
+        fs::DirBuilder::new().mode(0o700).create(&real).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let err = ensure_socket_dir(&link.join("agent.sock")).unwrap_err();
+        assert!(matches!(err, DirError::Symlink { .. }), "{err}");
+    }
+}

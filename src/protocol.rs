@@ -1,0 +1,419 @@
+//! The wire protocol between the agent and its clients.
+//!
+//! Newline-delimited JSON over a Unix socket: one request object per line, one
+//! response per line, in order. `docs/protocol.md` is the user-facing description;
+//! this module is the single place where the shapes are defined.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// Version of the wire protocol, independent of the crate version. Bumped on any
+/// incompatible change; the CLI refuses to talk to an agent with another version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request or response line, newline excluded. A longer request is
+/// answered with `too_large` and the connection is closed.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Every op name the protocol defines. Ops the agent does not implement yet are
+/// still answered `unknown_op`, like names that are not in this list.
+pub const ALL_OPS: &[&str] = &[
+    "hello", "status", "list", "show", "add", "remove", "token", "lock", "unlock", "stop",
+];
+
+/// A request, without its `id` (see [`Envelope`]). Tagged by `op` on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Handshake: the agent answers with [`Hello`]. Clients send it first to check
+    /// `protocol` before anything else.
+    Hello,
+    /// Agent and profile state: answered with [`Status`].
+    Status,
+    /// Ask the agent to shut down cleanly. It answers `{"ok": true}` first, then
+    /// stops accepting, lets in-flight requests finish and removes its socket.
+    Stop,
+}
+
+impl Request {
+    /// The ops this version implements, as named on the wire.
+    pub const OPS: &'static [&'static str] = &["hello", "status", "stop"];
+
+    /// The op name as it appears on the wire.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Hello => "hello",
+            Request::Status => "status",
+            Request::Stop => "stop",
+        }
+    }
+}
+
+/// A request as a client writes it: `{"id": <id>, "op": ..., ...}`.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a> {
+    pub id: &'a Value,
+    #[serde(flatten)]
+    pub request: &'a Request,
+}
+
+/// Answer to [`Request::Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the agent.
+    pub protocol: u32,
+    /// The agent's crate version.
+    pub version: String,
+    /// The agent's process id (what `jwtagent env` prints as `JWTAGENT_PID`).
+    pub pid: u32,
+}
+
+/// Answer to [`Request::Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    /// Seconds since the agent started.
+    pub uptime_secs: u64,
+    /// The socket the agent listens on.
+    pub socket: String,
+    /// The secret store backend in use, once one is configured.
+    pub store: Option<String>,
+    /// Whether the agent is locked.
+    pub locked: bool,
+    /// Per-profile state.
+    pub profiles: Vec<ProfileStatus>,
+}
+
+/// One profile's entry in [`Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileStatus {
+    pub name: String,
+    /// `none`, `valid`, `expired`, ...
+    pub token_state: String,
+    pub expires_in_secs: Option<i64>,
+    pub next_refresh_in_secs: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// An empty success body (`stop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// Stable error codes. Clients match on these, never on the message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line is not JSON, not an object, or a field has the wrong type.
+    BadRequest,
+    /// The line is longer than [`MAX_LINE`]; the connection is closed after this.
+    TooLarge,
+    /// The op is not one the agent implements.
+    UnknownOp,
+    /// No profile with that name.
+    UnknownProfile,
+    /// The agent is locked.
+    Locked,
+    /// The caller is not allowed to do this.
+    Denied,
+    /// The authorization server refused the request.
+    IdpError,
+    /// The authorization server could not be reached.
+    Network,
+    /// The secret store failed.
+    Store,
+    /// The configuration is invalid or could not be written.
+    Config,
+    /// A bug or an unexpected failure in the agent.
+    Internal,
+    /// A code this client does not know (sent by a newer agent).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::UnknownOp => "unknown_op",
+            ErrorCode::UnknownProfile => "unknown_profile",
+            ErrorCode::Locked => "locked",
+            ErrorCode::Denied => "denied",
+            ErrorCode::IdpError => "idp_error",
+            ErrorCode::Network => "network",
+            ErrorCode::Store => "store",
+            ErrorCode::Config => "config",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `error` object of a failed response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+/// A response as it appears on the wire, generic over the success body.
+///
+/// Success: `{"id": <id>, "ok": true, ...body fields}`.
+/// Failure: `{"id": <id>, "ok": false, "error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response<T> {
+    pub id: Value,
+    pub result: Result<T, ErrorBody>,
+}
+
+impl<T: Serialize> Serialize for Response<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Ok<'a, T> {
+            id: &'a Value,
+            ok: bool,
+            #[serde(flatten)]
+            body: &'a T,
+        }
+        #[derive(Serialize)]
+        struct Err<'a> {
+            id: &'a Value,
+            ok: bool,
+            error: &'a ErrorBody,
+        }
+        match &self.result {
+            Result::Ok(body) => Ok {
+                id: &self.id,
+                ok: true,
+                body,
+            }
+            .serialize(serializer),
+            Result::Err(error) => Err {
+                id: &self.id,
+                ok: false,
+                error,
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Response<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        let id = map.remove("id").unwrap_or(Value::Null);
+        let ok = match map.remove("ok") {
+            Some(Value::Bool(ok)) => ok,
+            _ => return Err(D::Error::custom("response has no boolean `ok` field")),
+        };
+        let result = if ok {
+            Result::Ok(T::deserialize(Value::Object(map)).map_err(D::Error::custom)?)
+        } else {
+            let error = map
+                .remove("error")
+                .ok_or_else(|| D::Error::custom("failed response has no `error` field"))?;
+            Result::Err(ErrorBody::deserialize(error).map_err(D::Error::custom)?)
+        };
+        Result::Ok(Response { id, result })
+    }
+}
+
+/// What the agent makes of one request line, before handling it.
+#[derive(Debug, PartialEq)]
+pub struct Parsed {
+    /// The request's `id`, or `null` when it had none or could not be read.
+    pub id: Value,
+    pub request: Result<Request, ErrorBody>,
+}
+
+/// Parses one request line (without its newline). Never panics: anything that is
+/// not a well-formed request becomes an error body to send back.
+pub fn parse_request(line: &[u8]) -> Parsed {
+    let value: Value = match serde_json::from_slice(line) {
+        Ok(value) => value,
+        Err(e) => {
+            return Parsed {
+                id: Value::Null,
+                request: Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    format!("request is not valid JSON: {e}"),
+                )),
+            };
+        }
+    };
+    let Value::Object(mut map) = value else {
+        return Parsed {
+            id: Value::Null,
+            request: Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "request must be a JSON object like {\"id\": 1, \"op\": \"hello\"}",
+            )),
+        };
+    };
+    let id = map.remove("id").unwrap_or(Value::Null);
+    let op = match map.get("op") {
+        Some(Value::String(op)) => op.clone(),
+        Some(_) => {
+            return Parsed {
+                id,
+                request: Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "field `op` must be a string",
+                )),
+            };
+        }
+        None => {
+            return Parsed {
+                id,
+                request: Err(ErrorBody::new(
+                    ErrorCode::BadRequest,
+                    "request has no `op` field",
+                )),
+            };
+        }
+    };
+    if !Request::OPS.contains(&op.as_str()) {
+        return Parsed {
+            id,
+            request: Err(ErrorBody::new(
+                ErrorCode::UnknownOp,
+                unknown_op_message(&op),
+            )),
+        };
+    }
+    let request = match Request::deserialize(Value::Object(map)) {
+        Ok(request) => Ok(request),
+        Err(e) => Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            format!("invalid `{op}` request: {e}"),
+        )),
+    };
+    Parsed { id, request }
+}
+
+fn unknown_op_message(op: &str) -> String {
+    if ALL_OPS.contains(&op) {
+        format!("op `{op}` is not supported by this agent version")
+    } else {
+        let known: Vec<&str> = ALL_OPS.to_vec();
+        format!("unknown op `{op}`; known ops: {}", known.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hello_request_parses_and_keeps_any_id() {
+        let p = parse_request(br#"{"id": {"x": [1]}, "op": "hello"}"#);
+        assert_eq!(p.id, json!({"x": [1]}));
+        assert_eq!(p.request, Ok(Request::Hello));
+    }
+
+    #[test]
+    fn invalid_json_is_bad_request_with_null_id() {
+        let p = parse_request(b"{nope");
+        assert_eq!(p.id, Value::Null);
+        assert_eq!(p.request.unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn non_object_is_bad_request() {
+        let p = parse_request(b"[1,2]");
+        assert_eq!(p.request.unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn op_of_wrong_type_is_bad_request_and_keeps_id() {
+        let p = parse_request(br#"{"id": 7, "op": 3}"#);
+        assert_eq!(p.id, json!(7));
+        assert_eq!(p.request.unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn unknown_op_is_unknown_op() {
+        let p = parse_request(br#"{"id": 1, "op": "fly"}"#);
+        let err = p.request.unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnknownOp);
+        assert!(err.message.contains("fly"), "{}", err.message);
+    }
+
+    #[test]
+    fn success_response_flattens_body_next_to_id_and_ok() {
+        let r = Response {
+            id: json!(3),
+            result: Ok(Hello {
+                protocol: 1,
+                version: "0.1.0".into(),
+                pid: 42,
+            }),
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": 3, "ok": true, "protocol": 1, "version": "0.1.0", "pid": 42})
+        );
+        let back: Response<Hello> = serde_json::from_value(v).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn error_response_has_code_and_message() {
+        let r: Response<Empty> = Response {
+            id: json!("a"),
+            result: Err(ErrorBody::new(ErrorCode::TooLarge, "too long")),
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "a", "ok": false, "error": {"code": "too_large", "message": "too long"}})
+        );
+    }
+
+    #[test]
+    fn unknown_error_code_from_a_newer_agent_still_parses() {
+        let r: Response<Empty> = serde_json::from_str(
+            r#"{"id":1,"ok":false,"error":{"code":"brand_new","message":"m"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.result.unwrap_err().code, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn envelope_serializes_id_and_op_together() {
+        let id = json!(9);
+        let line = serde_json::to_string(&Envelope {
+            id: &id,
+            request: &Request::Status,
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"id":9,"op":"status"}"#);
+    }
+}
