@@ -117,6 +117,13 @@ impl Client {
         }
         let response: Response<T> =
             serde_json::from_slice(&self.line).map_err(|e| self.protocol(format!("{e}")))?;
+        // Errors the agent finds before it can read a request (a refused peer,
+        // an oversized line) carry a null id.
+        if response.id.is_null()
+            && let Err(error) = response.result
+        {
+            return Err(ClientError::Agent(error));
+        }
         if response.id != id {
             return Err(self.protocol(format!(
                 "response id {} does not match request id {id}",

@@ -5,6 +5,7 @@
 use crate::args::LogFormat;
 use anyhow::Context;
 use std::fs::{DirBuilder, OpenOptions};
+use std::io::IsTerminal;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use tracing_subscriber::EnvFilter;
@@ -19,6 +20,7 @@ fn filter() -> EnvFilter {
 pub fn init_stderr(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

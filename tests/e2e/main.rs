@@ -1,1 +1,10 @@
-//! End-to-end tests: the real `jwtagent` binary, real sockets in temp directories.
+//! End-to-end tests: the real `jwtagent` binary, real sockets in private temp
+//! directories, real shells and real other users. Nothing here sleeps a fixed
+//! time; waits poll for a condition with a deadline.
+
+mod common;
+mod docs;
+mod lifecycle;
+mod security;
+mod shells;
+mod wire;

@@ -1,0 +1,275 @@
+//! Test harness: private temp directories, the real binary, raw protocol
+//! connections, and polling with deadlines (never fixed sleeps).
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_jwtagent")
+}
+
+/// Generous: CI machines are slow, and a passing test never waits this long.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `cond` until it holds, panicking with `what` at the deadline.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A temp directory with mode 0700 (tempfile's follow the umask).
+pub fn private_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("jwtagent-test.")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("create temp dir")
+}
+
+/// One isolated user environment: its own runtime dir (so its own default
+/// socket), home, config and state directories. Agents it started are killed
+/// when it is dropped.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let env = TestEnv { dir: private_dir() };
+        for sub in ["run", "home", "config", "state"] {
+            std::fs::create_dir(env.dir.path().join(sub)).unwrap();
+            std::fs::set_permissions(
+                env.dir.path().join(sub),
+                std::fs::Permissions::from_mode(0o700),
+            )
+            .unwrap();
+        }
+        env
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `$XDG_RUNTIME_DIR/jwtagent/agent.sock` of this environment.
+    pub fn default_socket(&self) -> PathBuf {
+        self.path("run/jwtagent/agent.sock")
+    }
+
+    /// The detached agent's log file.
+    pub fn log_file(&self) -> PathBuf {
+        self.path("state/jwtagent/agent.log")
+    }
+
+    /// `jwtagent ARGS` with this environment and no inherited JWTAGENT_* variables.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env_remove("JWTAGENT_SOCK")
+            .env_remove("JWTAGENT_PID")
+            .env_remove("JWTAGENT_NO_AUTOSTART")
+            .env_remove("JWTAGENT_CONFIG")
+            .env("JWTAGENT_LOG", "debug")
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env("SHELL", "/bin/sh")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run jwtagent")
+    }
+
+    /// Runs and asserts success, returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "jwtagent {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `jwtagent agent -D --socket SOCKET` with stderr captured in a file,
+    /// and waits until the socket answers.
+    pub fn foreground_agent(&self, socket: &Path) -> Foreground {
+        let log = self.dir.path().join(format!(
+            "fg-{}.log",
+            socket.file_name().unwrap().to_string_lossy()
+        ));
+        let child = self
+            .cmd(&["agent", "-D", "--socket", socket.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn agent");
+        let agent = Foreground {
+            child,
+            socket: socket.to_path_buf(),
+            log,
+        };
+        wait_until("the foreground agent answers", || {
+            hello(&agent.socket).is_some()
+        });
+        agent
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Kill every agent that holds a lock file in this environment.
+        for dir in [self.path("run/jwtagent"), self.path("")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if !name.to_string_lossy().ends_with(".lock") {
+                    continue;
+                }
+                if let Some(pid) = std::fs::read_to_string(entry.path())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+    }
+}
+
+/// An agent in the foreground, killed on drop.
+pub struct Foreground {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Foreground {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut status = None;
+        wait_until("the agent exits", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw protocol connection: lines in, JSON values out.
+pub struct Conn {
+    pub reader: BufReader<UnixStream>,
+    pub writer: UnixStream,
+}
+
+impl Conn {
+    pub fn open(socket: &Path) -> Conn {
+        let stream = UnixStream::connect(socket).expect("connect to agent");
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Conn {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("write to agent");
+    }
+
+    /// Reads one response line; `None` on EOF.
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).expect("response is JSON")),
+            Err(e) => panic!("reading response: {e}"),
+        }
+    }
+
+    pub fn request(&mut self, line: &str) -> Value {
+        self.send_raw(line.as_bytes());
+        self.send_raw(b"\n");
+        self.recv().expect("a response")
+    }
+}
+
+/// `hello` over a fresh connection; `None` when nothing answers.
+pub fn hello(socket: &Path) -> Option<Value> {
+    let stream = UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    let mut conn = Conn {
+        reader: BufReader::new(stream.try_clone().ok()?),
+        writer: stream,
+    };
+    conn.writer
+        .write_all(b"{\"id\":0,\"op\":\"hello\"}\n")
+        .ok()?;
+    conn.recv()
+}
+
+/// Extracts `JWTAGENT_PID` from an sh `env` script.
+pub fn pid_from_env_script(script: &str) -> u32 {
+    script
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("JWTAGENT_PID="))
+        .unwrap_or_else(|| panic!("no JWTAGENT_PID in {script:?}"))
+        .parse()
+        .unwrap()
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    rustix::process::Pid::from_raw(pid as i32)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+}
+
+/// Fails with install instructions when an external tool the test needs is missing.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(tool);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "this test needs `{tool}`, which is not installed: run `apt-get install -y {package}` (or scripts/install-test-deps)"
+    );
+}
+
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

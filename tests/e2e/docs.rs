@@ -1,0 +1,94 @@
+//! The examples in docs/protocol.md run against the real agent, so the document
+//! cannot drift from the protocol.
+
+use crate::common::*;
+use std::process::Command;
+
+fn doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+        .expect("read docs/protocol.md")
+}
+
+/// The body of the first fenced block of `lang` after the `after` heading.
+fn code_block(doc: &str, after: &str, lang: &str) -> String {
+    let start = doc
+        .find(after)
+        .unwrap_or_else(|| panic!("no {after:?} in doc"));
+    let fence = format!("```{lang}\n");
+    let body = &doc[start..];
+    let open = body.find(&fence).expect("code block") + fence.len();
+    let close = body[open..].find("\n```").expect("closing fence");
+    body[open..open + close].to_string()
+}
+
+#[test]
+fn python_example_in_protocol_doc_runs_against_the_agent() {
+    let python = require_tool("python3", "python3");
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("doc.sock"));
+    let script = code_block(&doc(), "## Example: Python", "python");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(&script)
+        .env("JWTAGENT_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python example failed: {}",
+        stderr_of(&out)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        printed.starts_with(&format!(
+            "agent {} (pid {}), up ",
+            env!("CARGO_PKG_VERSION"),
+            agent.pid()
+        )),
+        "{printed}"
+    );
+}
+
+#[test]
+fn socat_example_in_protocol_doc_runs_against_the_agent() {
+    require_tool("socat", "socat");
+    let env = TestEnv::new();
+    // The example starts the agent itself with `jwtagent env`.
+    let script = code_block(&doc(), "## Example: a shell with socat", "sh");
+    let bin_dir = std::path::Path::new(bin()).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = env
+        .cmd(&[])
+        .get_envs()
+        .fold(Command::new("sh"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        })
+        .arg("-c")
+        .arg(&script)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "socat example failed: {}",
+        stderr_of(&out)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["id"], 1);
+    assert_eq!(lines[0]["protocol"], 1);
+    assert_eq!(lines[1]["id"], 2);
+    assert_eq!(lines[1]["socket"], env.default_socket().to_str().unwrap());
+}

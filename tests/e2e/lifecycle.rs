@@ -1,0 +1,339 @@
+//! Starting, finding, reusing and stopping the agent.
+
+use crate::common::*;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+#[test]
+fn env_starts_an_agent_and_a_second_env_reuses_it() {
+    let env = TestEnv::new();
+    let first = env.ok(&["env"]);
+    let pid = pid_from_env_script(&first);
+    assert!(process_alive(pid));
+    assert!(first.contains(&format!(
+        "JWTAGENT_SOCK='{}'; export JWTAGENT_SOCK;",
+        env.default_socket().display()
+    )));
+    let second = env.ok(&["env"]);
+    assert_eq!(
+        pid_from_env_script(&second),
+        pid,
+        "the live agent is reused"
+    );
+}
+
+#[test]
+fn concurrent_env_commands_start_exactly_one_agent() {
+    let env = TestEnv::new();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.cmd(&["env"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let pids: Vec<u32> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "env failed: {}", stderr_of(&out));
+            pid_from_env_script(&String::from_utf8(out.stdout).unwrap())
+        })
+        .collect();
+    assert!(
+        pids.iter().all(|&p| p == pids[0]),
+        "all env commands must report one agent: {pids:?}"
+    );
+}
+
+#[test]
+fn after_kill_9_env_starts_a_new_agent_on_the_same_path() {
+    let env = TestEnv::new();
+    let old = pid_from_env_script(&env.ok(&["env"]));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(old as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until("the killed agent is gone", || !process_alive(old));
+    assert!(
+        env.default_socket().exists(),
+        "kill -9 leaves a stale socket file behind"
+    );
+    let new = pid_from_env_script(&env.ok(&["env"]));
+    assert_ne!(new, old);
+    assert_eq!(hello(&env.default_socket()).unwrap()["pid"], new);
+}
+
+#[test]
+fn env_no_start_without_agent_exits_3_and_starts_nothing() {
+    let env = TestEnv::new();
+    let out = env.run(&["env", "--no-start"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_of(&out));
+    assert!(!env.default_socket().exists());
+}
+
+#[test]
+fn second_agent_on_a_live_socket_fails_and_the_first_keeps_serving() {
+    let env = TestEnv::new();
+    let socket = env.path("a.sock");
+    let first = env.foreground_agent(&socket);
+    let out = env.run(&["agent", "-D", "--socket", socket.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("already running") && err.contains(&format!("pid {}", first.pid())),
+        "{err}"
+    );
+    // Detached start reports the same and fails too.
+    let out = env.run(&["agent", "--socket", socket.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("already running"));
+    assert_eq!(hello(&socket).unwrap()["pid"], first.pid());
+}
+
+#[test]
+fn detached_agent_accepts_connections_as_soon_as_the_command_returns() {
+    let env = TestEnv::new();
+    let socket = env.path("d.sock");
+    let out = env.run(&["agent", "--socket", socket.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // No polling: the parent returned only once the socket was listening.
+    let hello = hello(&socket).expect("the agent answers immediately");
+    assert_eq!(hello["ok"], true);
+    assert!(stderr_of(&out).contains(&format!("pid {}", hello["pid"])));
+}
+
+#[test]
+fn detached_agent_reports_its_startup_error_and_exits_non_zero() {
+    let env = TestEnv::new();
+    let socket = env.path("missing-parent/deeper/a.sock");
+    let out = env.run(&["agent", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("cannot create socket directory") && err.contains("missing-parent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn socket_directory_is_0700_and_socket_is_0600() {
+    let env = TestEnv::new();
+    env.ok(&["env"]);
+    let dir = env.default_socket().parent().unwrap().to_path_buf();
+    let dmeta = std::fs::symlink_metadata(&dir).unwrap();
+    assert!(dmeta.is_dir());
+    assert_eq!(dmeta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(dmeta.uid(), rustix::process::geteuid().as_raw());
+    let smeta = std::fs::symlink_metadata(env.default_socket()).unwrap();
+    assert_eq!(smeta.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn group_or_world_accessible_socket_directory_is_refused() {
+    let env = TestEnv::new();
+    let dir = env.path("open");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.join("a.sock");
+    let out = env.run(&["agent", "-D", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(dir.to_str().unwrap()) && err.contains("0755") && err.contains("chmod 700"),
+        "{err}"
+    );
+    assert!(!socket.exists());
+}
+
+#[test]
+fn symlinked_socket_directory_is_refused() {
+    let env = TestEnv::new();
+    let real = env.path("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = env.path("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = env.run(&[
+        "agent",
+        "-D",
+        "--socket",
+        link.join("a.sock").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("symbolic link") && err.contains("link"),
+        "{err}"
+    );
+}
+
+#[test]
+fn socket_directory_owned_by_another_user_is_refused() {
+    if !rustix::process::geteuid().is_root() {
+        panic!("this test must run as root (it chowns a directory to uid 65534)");
+    }
+    let env = TestEnv::new();
+    let dir = env.path("theirs");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let out = env.run(&[
+        "agent",
+        "-D",
+        "--socket",
+        dir.join("a.sock").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("owned by uid 65534"), "{err}");
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_removes_the_socket() {
+    let env = TestEnv::new();
+    let socket = env.path("t.sock");
+    let mut agent = env.foreground_agent(&socket);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(agent.pid() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = agent.wait_exit();
+    assert!(status.success(), "clean exit on SIGTERM, got {status}");
+    assert!(!socket.exists(), "socket file removed");
+    assert!(agent.log_text().contains("SIGTERM"));
+}
+
+#[test]
+fn sigint_shuts_down_cleanly_and_removes_the_socket() {
+    let env = TestEnv::new();
+    let socket = env.path("i.sock");
+    let mut agent = env.foreground_agent(&socket);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(agent.pid() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    assert!(agent.wait_exit().success());
+    assert!(!socket.exists());
+}
+
+#[test]
+fn stop_ends_the_agent_and_prints_unset_lines() {
+    let env = TestEnv::new();
+    let pid = pid_from_env_script(&env.ok(&["env"]));
+    let out = env.ok(&["stop"]);
+    assert_eq!(out, "unset JWTAGENT_SOCK;\nunset JWTAGENT_PID;\n");
+    // `stop` returns once the agent is gone.
+    assert!(!process_alive(pid));
+    assert!(!env.default_socket().exists());
+}
+
+#[test]
+fn stop_prints_unset_lines_for_csh_and_fish() {
+    let env = TestEnv::new();
+    env.ok(&["env"]);
+    assert_eq!(
+        env.ok(&["stop", "--shell", "csh"]),
+        "unsetenv JWTAGENT_SOCK;\nunsetenv JWTAGENT_PID;\n"
+    );
+    env.ok(&["env"]);
+    assert_eq!(
+        env.ok(&["stop", "--shell", "fish"]),
+        "set -e JWTAGENT_SOCK;\nset -e JWTAGENT_PID;\n"
+    );
+}
+
+#[test]
+fn stop_then_env_starts_a_fresh_agent() {
+    let env = TestEnv::new();
+    let old = pid_from_env_script(&env.ok(&["env"]));
+    env.ok(&["stop"]);
+    let new = pid_from_env_script(&env.ok(&["env"]));
+    assert_ne!(old, new);
+}
+
+#[test]
+fn status_without_an_agent_exits_3_naming_the_socket_and_how_to_start_one() {
+    let env = TestEnv::new();
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(env.default_socket().to_str().unwrap()),
+        "{err}"
+    );
+    assert!(err.contains("jwtagent env"), "{err}");
+    assert!(
+        !env.default_socket().exists(),
+        "status never starts an agent"
+    );
+}
+
+#[test]
+fn stop_without_an_agent_exits_3() {
+    let env = TestEnv::new();
+    assert_eq!(env.run(&["stop"]).status.code(), Some(3));
+}
+
+#[test]
+fn status_reports_pid_version_socket_and_uptime() {
+    let env = TestEnv::new();
+    let pid = pid_from_env_script(&env.ok(&["env"]));
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["pid"], pid);
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["socket"], env.default_socket().to_str().unwrap());
+    assert!(json["uptime_secs"].is_u64());
+    assert_eq!(json["locked"], false);
+    let text = env.ok(&["status"]);
+    assert!(text.contains(&format!("pid {pid}")), "{text}");
+    assert!(text.contains(env.default_socket().to_str().unwrap()));
+}
+
+#[test]
+fn explicit_socket_that_does_not_answer_exits_3_and_is_not_started() {
+    let env = TestEnv::new();
+    let socket = env.path("nobody.sock");
+    let out = env
+        .cmd(&["status"])
+        .env("JWTAGENT_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr_of(&out).contains(socket.to_str().unwrap()));
+    assert!(!socket.exists());
+}
+
+#[test]
+fn env_honours_jwtagent_sock_and_socket_flag() {
+    let env = TestEnv::new();
+    let via_env = env.path("e.sock");
+    let out = env
+        .cmd(&["env"])
+        .env("JWTAGENT_SOCK", &via_env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(hello(&via_env).is_some());
+    let via_flag = env.path("f.sock");
+    env.ok(&["env", "--socket", via_flag.to_str().unwrap()]);
+    assert!(hello(&via_flag).is_some());
+    assert!(!env.default_socket().exists());
+}
+
+#[test]
+fn agent_is_not_dumpable_and_has_no_core_limit() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("n.sock"));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", agent.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}

@@ -1,0 +1,182 @@
+//! The wire protocol against the real agent: framing, error codes, and
+//! isolation between clients.
+
+use crate::common::*;
+use jwtagent::protocol::{MAX_LINE, PROTOCOL_VERSION};
+use serde_json::json;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+
+#[test]
+fn hello_echoes_the_id_and_reports_the_protocol_version() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    let r = conn.request(r#"{"id":"abc","op":"hello"}"#);
+    assert_eq!(r["id"], "abc");
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["protocol"], PROTOCOL_VERSION);
+    assert_eq!(r["pid"], agent.pid());
+}
+
+#[test]
+fn one_connection_carries_many_requests_answered_in_order() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    // Pipelined: all written before any is read.
+    let mut batch = String::new();
+    for i in 0..100 {
+        batch.push_str(&format!("{{\"id\":{i},\"op\":\"hello\"}}\n"));
+    }
+    conn.send_raw(batch.as_bytes());
+    for i in 0..100 {
+        assert_eq!(conn.recv().unwrap()["id"], i);
+    }
+}
+
+#[test]
+fn invalid_json_is_bad_request_and_the_connection_stays_usable() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    let r = conn.request("this is not json");
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["error"]["code"], "bad_request");
+    assert!(r["id"].is_null());
+    let r = conn.request(r#"{"id":2,"op":["hello"]}"#);
+    assert_eq!(r["error"]["code"], "bad_request");
+    assert_eq!(r["id"], 2);
+    assert_eq!(conn.request(r#"{"id":3,"op":"hello"}"#)["ok"], true);
+}
+
+#[test]
+fn unknown_and_not_yet_implemented_ops_are_unknown_op() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    let r = conn.request(r#"{"id":1,"op":"teleport"}"#);
+    assert_eq!(r["error"]["code"], "unknown_op");
+    assert_eq!(r["id"], 1);
+    for op in ["list", "show", "add", "remove", "token", "lock", "unlock"] {
+        let r = conn.request(&json!({"id": op, "op": op}).to_string());
+        assert_eq!(r["error"]["code"], "unknown_op", "{op}: {r}");
+    }
+}
+
+#[test]
+fn oversized_line_gets_too_large_and_the_connection_is_closed() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    let mut line = vec![b'x'; MAX_LINE + 1];
+    line.push(b'\n');
+    conn.send_raw(&line);
+    let r = conn.recv().expect("an error response before close");
+    assert_eq!(r["error"]["code"], "too_large");
+    assert!(conn.recv().is_none(), "connection closed after too_large");
+}
+
+#[test]
+fn endless_line_without_newline_is_cut_off_at_the_limit() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    // Keep writing until the agent answers and hangs up; it must not buffer
+    // more than a line's worth.
+    let chunk = vec![b'y'; 16 * 1024];
+    let mut sent = 0;
+    while sent <= MAX_LINE * 4 {
+        if conn.writer.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let r = conn.recv().expect("too_large response");
+    assert_eq!(r["error"]["code"], "too_large");
+}
+
+#[test]
+fn misbehaving_clients_do_not_hold_up_a_well_behaved_one() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+
+    // A half line that never ends.
+    let mut half = UnixStream::connect(&agent.socket).unwrap();
+    half.write_all(br#"{"id":1,"op":"hel"#).unwrap();
+    // Garbage.
+    let mut garbage = Conn::open(&agent.socket);
+    garbage.send_raw(b"\x00\x01\x02\xff\xfe garbage\n");
+    // A client that sends many requests and never reads an answer, until the
+    // agent's writes to it block.
+    let mut deaf = UnixStream::connect(&agent.socket).unwrap();
+    deaf.set_nonblocking(true).unwrap();
+    let req = b"{\"id\":1,\"op\":\"status\"}\n";
+    let mut written = 0usize;
+    while written < 8 * 1024 * 1024 {
+        match deaf.write(req) {
+            Ok(n) => written += n,
+            Err(_) => break,
+        }
+    }
+    // An oversized line.
+    let mut big = Conn::open(&agent.socket);
+    let mut line = vec![b'z'; MAX_LINE + 10];
+    line.push(b'\n');
+    big.send_raw(&line);
+
+    // Meanwhile the well-behaved client gets every answer.
+    let mut good = Conn::open(&agent.socket);
+    for i in 0..200 {
+        let r = good.request(&format!(r#"{{"id":{i},"op":"hello"}}"#));
+        assert_eq!(r["id"], i);
+        assert_eq!(r["ok"], true);
+    }
+    // And so do fresh connections.
+    for _ in 0..20 {
+        assert_eq!(hello(&agent.socket).unwrap()["ok"], true);
+    }
+    assert_eq!(garbage.recv().unwrap()["error"]["code"], "bad_request");
+    assert_eq!(big.recv().unwrap()["error"]["code"], "too_large");
+    drop(half);
+    // The half line is not a request; nothing is answered on it.
+}
+
+#[test]
+fn a_request_ending_at_eof_without_newline_is_still_answered() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut s = UnixStream::connect(&agent.socket).unwrap();
+    s.write_all(br#"{"id":5,"op":"hello"}"#).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["id"], 5);
+}
+
+#[test]
+fn stop_op_answers_ok_and_the_agent_exits_cleanly() {
+    let env = TestEnv::new();
+    let mut agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    assert_eq!(
+        conn.request(r#"{"id":1,"op":"stop"}"#),
+        json!({"id":1,"ok":true})
+    );
+    assert!(agent.wait_exit().success());
+    assert!(!agent.socket.exists());
+}
+
+#[test]
+fn open_idle_connections_do_not_delay_shutdown() {
+    let env = TestEnv::new();
+    let mut agent = env.foreground_agent(&env.path("w.sock"));
+    let idle: Vec<Conn> = (0..10).map(|_| Conn::open(&agent.socket)).collect();
+    Conn::open(&agent.socket).request(r#"{"id":"s","op":"stop"}"#);
+    assert!(agent.wait_exit().success());
+    // The idle clients see their connections closed.
+    for mut conn in idle {
+        assert!(conn.recv().is_none());
+    }
+}
