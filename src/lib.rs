@@ -5,8 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod config;
+pub mod duration;
 pub mod paths;
 pub mod protocol;
+pub mod secret;
 
 pub use client::{Client, ClientError};
 pub use protocol::PROTOCOL_VERSION;

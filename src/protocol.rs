@@ -4,6 +4,8 @@
 //! response per line, in order. `docs/protocol.md` is the user-facing description;
 //! this module is the single place where the shapes are defined.
 
+use crate::config::Profile;
+use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -34,11 +36,27 @@ pub enum Request {
     /// Ask the agent to shut down cleanly. It answers `{"ok": true}` first, then
     /// stops accepting, lets in-flight requests finish and removes its socket.
     Stop,
+    /// Create or replace the profile `name`; `secret` (client secret or private
+    /// key PEM) goes to the keyring. Answered with [`Added`].
+    Add {
+        name: String,
+        profile: Profile,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+    },
+    /// Delete a profile, its keyring entry and its cached tokens. Answered with
+    /// [`Removed`].
+    Remove { name: String },
+    /// Every profile, without secrets. Answered with [`ProfileList`].
+    List,
+    /// One profile, without its secret. Answered with [`Shown`].
+    Show { name: String },
 }
 
 impl Request {
     /// The ops this version implements, as named on the wire.
-    pub const OPS: &'static [&'static str] = &["hello", "status", "stop"];
+    pub const OPS: &'static [&'static str] =
+        &["hello", "status", "stop", "add", "remove", "list", "show"];
 
     /// The op name as it appears on the wire.
     pub fn op(&self) -> &'static str {
@@ -46,6 +64,10 @@ impl Request {
             Request::Hello => "hello",
             Request::Status => "status",
             Request::Stop => "stop",
+            Request::Add { .. } => "add",
+            Request::Remove { .. } => "remove",
+            Request::List => "list",
+            Request::Show { .. } => "show",
         }
     }
 }
@@ -79,8 +101,15 @@ pub struct Status {
     pub uptime_secs: u64,
     /// The socket the agent listens on.
     pub socket: String,
-    /// The secret store backend in use, once one is configured.
+    /// The secret store backend in use (`secret-service`, `keyutils`, ...), or
+    /// why none is available.
     pub store: Option<String>,
+    /// The config file's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// Why the config file cannot be used, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
     /// Whether the agent is locked.
     pub locked: bool,
     /// Per-profile state.
@@ -96,6 +125,46 @@ pub struct ProfileStatus {
     pub expires_in_secs: Option<i64>,
     pub next_refresh_in_secs: Option<i64>,
     pub last_error: Option<String>,
+}
+
+/// A profile as the agent reports it; never includes the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileView {
+    pub name: String,
+    pub profile: Profile,
+    /// Whether the keyring holds the profile's secret (`show` only; `null` when
+    /// not looked up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_stored: Option<bool>,
+}
+
+/// Answer to [`Request::Add`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Added {
+    /// `true` for a new profile, `false` when one was replaced.
+    pub created: bool,
+    pub profile: ProfileView,
+}
+
+/// Answer to [`Request::Remove`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// Set when the profile is gone but something could not be cleaned up (its
+    /// keyring entry); says what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// Answer to [`Request::List`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileList {
+    pub profiles: Vec<ProfileView>,
+}
+
+/// Answer to [`Request::Show`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shown {
+    pub profile: ProfileView,
 }
 
 /// An empty success body (`stop`).

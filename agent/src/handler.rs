@@ -1,30 +1,33 @@
 //! Request handling: one parsed request in, one encoded response line out.
 //!
-//! Knows nothing of sockets. Later ops (profiles, tokens) plug in here and talk to
-//! their own pieces (store, refresher); this module only dispatches.
+//! Knows nothing of sockets. Each op is answered by its own piece (profiles and
+//! the keyring now; tokens and the refresher later); this module only dispatches.
 
+use crate::profiles::Profiles;
 use jwtagent::protocol::{
-    Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, Request, Response, Status, parse_request,
+    Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ProfileList, ProfileStatus, Request,
+    Response, Shown, Status, parse_request,
 };
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// What the agent knows about itself, shared by every connection.
-#[derive(Debug)]
+/// What the agent knows, shared by every connection.
 pub struct AgentState {
     pub started: Instant,
     pub pid: u32,
     pub socket: PathBuf,
+    pub profiles: Profiles,
 }
 
 impl AgentState {
-    pub fn new(socket: PathBuf) -> Self {
+    pub fn new(socket: PathBuf, profiles: Profiles) -> Self {
         AgentState {
             started: Instant::now(),
             pid: std::process::id(),
             socket,
+            profiles,
         }
     }
 }
@@ -66,19 +69,66 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
             tracing::info!("stop requested by a client");
             (encode(parsed.id, Ok(Empty {})), After::Shutdown)
         }
+        Request::Add {
+            name,
+            profile,
+            secret,
+        } => {
+            let result = state.profiles.add(&name, profile, secret).await;
+            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+        }
+        Request::Remove { name } => {
+            let result = state.profiles.remove(&name).await;
+            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+        }
+        Request::List => {
+            let result = state
+                .profiles
+                .list()
+                .map(|profiles| ProfileList { profiles });
+            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+        }
+        Request::Show { name } => {
+            let result = state
+                .profiles
+                .show(&name)
+                .await
+                .map(|profile| Shown { profile });
+            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+        }
     }
 }
 
 fn status(state: &AgentState) -> Status {
+    let config = state.profiles.current();
+    let (profiles, config_error) = match config {
+        Ok(config) => (
+            config
+                .profiles
+                .into_keys()
+                .map(|name| ProfileStatus {
+                    name,
+                    token_state: "none".into(),
+                    expires_in_secs: None,
+                    next_refresh_in_secs: None,
+                    last_error: None,
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: PROTOCOL_VERSION,
         pid: state.pid,
         uptime_secs: state.started.elapsed().as_secs(),
         socket: state.socket.display().to_string(),
-        store: None,
+        store: Some(state.profiles.store().state().describe()),
+        config: Some(state.profiles.path().display().to_string()),
+        config_error,
         locked: false,
-        profiles: Vec::new(),
+        profiles,
     }
 }
 
@@ -114,12 +164,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn state() -> AgentState {
-        AgentState::new(PathBuf::from("/tmp/x.sock"))
-    }
-
     async fn call(line: &str) -> (Value, After) {
-        let (out, after) = handle_line(&state(), line.as_bytes()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SecretStore::with_store(
+            keyring_core::mock::Store::new().unwrap(),
+            "mock",
+        );
+        let state = AgentState::new(
+            PathBuf::from("/tmp/x.sock"),
+            Profiles::new(dir.path().join("profiles.toml"), store),
+        );
+        let (out, after) = handle_line(&state, line.as_bytes()).await;
         assert_eq!(out.last(), Some(&b'\n'));
         (serde_json::from_slice(&out).unwrap(), after)
     }
@@ -141,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn not_yet_implemented_op_is_unknown_op() {
-        let (v, after) = call(r#"{"id":2,"op":"token","name":"x"}"#).await;
+        let (v, after) = call(r#"{"id":2,"op":"lock"}"#).await;
         assert_eq!(v["error"]["code"], json!("unknown_op"));
         assert_eq!(v["id"], json!(2));
         assert_eq!(after, After::Continue);

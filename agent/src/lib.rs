@@ -4,16 +4,25 @@
 //! there, before the CLI reports readiness); [`Agent::run`] serves until a `stop`
 //! request or SIGTERM/SIGINT and cleans up after itself.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod config_io;
 pub mod connection;
 pub mod handler;
 pub mod harden;
+pub mod keys;
 pub mod listener;
+pub mod profiles;
 pub mod server;
+pub mod store;
+#[cfg(target_os = "linux")]
+mod sys;
 
 use handler::AgentState;
+use jwtagent::config::{ConfigFile, StoreKind};
 use listener::{BindError, ClaimedSocket};
+use profiles::Profiles;
+use store::SecretStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
@@ -36,21 +45,31 @@ pub enum StartError {
     Signals(std::io::Error),
 }
 
+/// How the agent is set up, beyond its socket.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// The config file (`JWTAGENT_CONFIG` or the XDG default, resolved by the caller).
+    pub config_path: PathBuf,
+    /// `--store`; overrides the config's `store`.
+    pub store: Option<StoreKind>,
+}
+
 /// A started agent: the socket is claimed and accepts connections (the kernel
 /// queues them) from the moment this exists.
 pub struct Agent {
     socket: ClaimedSocket,
-    limits: Limits,
+    options: Options,
 }
 
 impl Agent {
     /// Hardens the process and claims the socket at `path`. Call before starting
     /// the async runtime's work; it does no async I/O.
-    pub fn start(path: &Path, limits: Limits) -> Result<Agent, StartError> {
+    pub fn start(path: &Path, options: Options) -> Result<Agent, StartError> {
         harden::make_non_dumpable().map_err(StartError::Harden)?;
-        harden::raise_nofile_limit(limits.max_connections as u64 + 256);
+        harden::raise_nofile_limit(options.limits.max_connections as u64 + 256);
         let socket = listener::claim(path)?;
-        Ok(Agent { socket, limits })
+        Ok(Agent { socket, options })
     }
 
     /// The socket path.
@@ -97,9 +116,22 @@ impl Agent {
             })
         };
 
-        let state = Arc::new(AgentState::new(path.clone()));
+        let store_kind = self.options.store.unwrap_or_else(|| {
+            ConfigFile::load(&self.options.config_path)
+                .ok()
+                .and_then(|c| c.store)
+                .unwrap_or_default()
+        });
+        let store = SecretStore::open(store_kind);
+        let profiles = Profiles::new(self.options.config_path.clone(), store);
+        let state = Arc::new(AgentState::new(path.clone(), profiles));
         tracing::info!(socket = %path.display(), pid = state.pid, version = env!("CARGO_PKG_VERSION"), "agent listening");
-        let serving = server::serve(listener, state, self.limits.clone(), shutdown.clone());
+        let serving = server::serve(
+            listener,
+            state,
+            self.options.limits.clone(),
+            shutdown.clone(),
+        );
         // Remove the socket file as soon as accepting stops, so clients see "no
         // agent" at once while in-flight requests drain.
         let socket = &self.socket;

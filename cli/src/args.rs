@@ -1,7 +1,8 @@
 //! The command line, as clap derives it. Help texts here are the reference the
 //! README and the man page repeat.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use jwtagent::config::{Alg, AssertionAud, AuthMethod, RefreshBefore, StoreKind};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -77,6 +78,94 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create or replace a profile; its secret goes to the OS keyring
+    ///
+    /// The secret is read from --secret-stdin, --secret-file, --key-file or a
+    /// no-echo prompt; never from the command line or the environment.
+    Add(AddArgs),
+    /// List profiles
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one profile (never its secret)
+    Show {
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a profile, its keyring entry and its cached tokens
+    #[command(visible_alias = "rm")]
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("endpoint").required(true).args(["issuer", "token_url"])))]
+#[command(group(ArgGroup::new("secret_source").args(["secret_stdin", "secret_file", "key_file"])))]
+pub struct AddArgs {
+    /// Profile name (letters, digits, '.', '_', '-')
+    pub name: String,
+    /// Issuer URL; the token endpoint is discovered from its metadata
+    #[arg(long, value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Token endpoint URL (instead of --issuer)
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// OAuth client id
+    #[arg(long)]
+    pub client_id: String,
+    /// Client authentication [default: private_key_jwt with --key-file, else client_secret_basic]
+    #[arg(long, value_name = "METHOD", value_parser = parse_from_str::<AuthMethod>)]
+    pub auth: Option<AuthMethod>,
+    /// Assertion signing algorithm [default: HS256 for client_secret_jwt, from the key for private_key_jwt]
+    #[arg(long, value_parser = parse_from_str::<Alg>)]
+    pub alg: Option<Alg>,
+    /// `kid` header of client assertions
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// `aud` of client assertions: issuer, token-endpoint or a URL
+    #[arg(long, value_name = "AUD", value_parser = parse_from_str::<AssertionAud>)]
+    pub assertion_aud: Option<AssertionAud>,
+    /// Scope to request (repeatable)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// RFC 8707 resource indicator (repeatable)
+    #[arg(long = "resource", value_name = "URI")]
+    pub resources: Vec<String>,
+    /// The non-standard `audience` parameter some servers need
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Extra token request parameter (repeatable)
+    #[arg(long = "param", value_name = "K=V", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Extra CA certificates (PEM) to trust for this profile
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Refresh when less than this remains: a duration (5m) or a share of the lifetime (20%)
+    #[arg(long, value_name = "DUR|PCT", value_parser = parse_from_str::<RefreshBefore>)]
+    pub refresh_before: Option<RefreshBefore>,
+    /// Read the client secret from standard input
+    #[arg(long)]
+    pub secret_stdin: bool,
+    /// Read the client secret from a file
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Read the private key (PEM) from a file, for private_key_jwt
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
+fn parse_from_str<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +176,9 @@ pub struct AgentArgs {
     /// Where a detached agent writes its log [default: $XDG_STATE_HOME/jwtagent/agent.log]
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// Secret store: auto, secret-service or keyutils [default: the config's `store`, else auto]
+    #[arg(long, value_name = "STORE", value_parser = parse_from_str::<StoreKind>)]
+    pub store: Option<StoreKind>,
     /// Internal: set by the parent of a detached agent; readiness is reported on stdout.
     #[arg(long, hide = true)]
     pub detached_child: bool,

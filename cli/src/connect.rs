@@ -40,10 +40,6 @@ pub fn connect_existing(socket: &SocketPath) -> Result<(Client, Hello), CliError
 /// Connects for a command that needs an agent, starting one on the default socket
 /// when none answers, unless `JWTAGENT_NO_AUTOSTART=1`. An explicit socket that
 /// does not answer is an error (exit 3).
-#[expect(
-    dead_code,
-    reason = "used by the profile and token commands (add, list, token, ...) as they land"
-)]
 pub fn connect_or_autostart(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
     let autostart = socket.source == SocketSource::Default
         && std::env::var_os(NO_AUTOSTART_ENV).is_none_or(|v| v != "1");
@@ -66,6 +62,7 @@ pub fn connect_or_start(socket: &SocketPath) -> Result<(Client, Hello), CliError
         &socket.path,
         daemon::default_log_file().as_deref(),
         LogFormat::Text,
+        None,
     )? {
         Started::Ready { .. } => None,
         Started::Failed(message) => Some(message),

@@ -7,6 +7,7 @@
 //! returns exactly when the socket accepts connections, or with the real error.
 
 use crate::args::LogFormat;
+use jwtagent::config::StoreKind;
 use anyhow::{Context, anyhow};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub fn spawn_detached(
     socket: &Path,
     log_file: Option<&Path>,
     log_format: LogFormat,
+    store: Option<StoreKind>,
 ) -> anyhow::Result<Started> {
     let exe = std::env::current_exe().context("cannot find the jwtagent executable")?;
     let mut cmd = Command::new(&exe);
@@ -42,6 +44,9 @@ pub fn spawn_detached(
         });
     if let Some(log) = log_file {
         cmd.arg("--log-file").arg(log);
+    }
+    if let Some(store) = store {
+        cmd.arg("--store").arg(store.as_str());
     }
     let mut child = cmd
         .stdin(Stdio::null())

@@ -6,7 +6,7 @@ use crate::error::CliError;
 use crate::logging;
 use anyhow::{Context, anyhow};
 use jwtagent::paths::SocketPath;
-use jwtagent_agent::{Agent, Limits};
+use jwtagent_agent::{Agent, Limits, Options};
 
 pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Result<(), CliError> {
     if !args.foreground {
@@ -26,7 +26,19 @@ pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Resu
         logging::init_stderr(log_format);
     }
 
-    let agent = match Agent::start(&socket.path, Limits::default()) {
+    let Some(config_path) = jwtagent::config::config_path() else {
+        let e = anyhow!("cannot find a config directory: set HOME or JWTAGENT_CONFIG");
+        if args.detached_child {
+            daemon::report(Err(e.to_string()))?;
+        }
+        return Err(e.into());
+    };
+    let options = Options {
+        limits: Limits::default(),
+        config_path,
+        store: args.store,
+    };
+    let agent = match Agent::start(&socket.path, options) {
         Ok(agent) => agent,
         Err(e) => {
             tracing::error!(error = %e, "agent cannot start");
@@ -54,7 +66,7 @@ fn start_detached(
     log_format: LogFormat,
 ) -> Result<(), CliError> {
     let log_file = args.log_file.clone().or_else(daemon::default_log_file);
-    match daemon::spawn_detached(&socket.path, log_file.as_deref(), log_format)? {
+    match daemon::spawn_detached(&socket.path, log_file.as_deref(), log_format, args.store)? {
         Started::Ready { pid } => {
             eprintln!(
                 "jwtagent: agent started (pid {pid}) on {}",

@@ -2,5 +2,6 @@
 
 pub mod agent;
 pub mod env;
+pub mod profiles;
 pub mod status;
 pub mod stop;

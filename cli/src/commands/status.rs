@@ -34,6 +34,12 @@ fn render(s: &Status) -> String {
         "store     {}",
         s.store.as_deref().unwrap_or("none configured")
     );
+    if let Some(config) = &s.config {
+        let _ = writeln!(out, "config    {config}");
+    }
+    if let Some(err) = &s.config_error {
+        let _ = writeln!(out, "          ERROR: {err}");
+    }
     let _ = writeln!(out, "locked    {}", if s.locked { "yes" } else { "no" });
     if s.profiles.is_empty() {
         let _ = writeln!(out, "profiles  none");

@@ -1,0 +1,199 @@
+//! Checking a profile's secret against its auth method when it is added: HMAC
+//! secrets long enough, private keys parsed and of a type that fits `alg`.
+//!
+//! Keys are proven usable by signing a throwaway JWT with them, so "accepted at
+//! `add`" means "will sign at token time".
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jwtagent::config::{Alg, AuthMethod, Profile};
+use jwtagent::secret::Secret;
+
+/// Shortest HMAC secret accepted for client_secret_jwt (RFC 7518 §3.2 wants a
+/// key at least as long as the hash; 32 bytes covers HS256).
+pub const MIN_HMAC_SECRET: usize = 32;
+
+/// The kinds of private key private_key_jwt can sign with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+impl KeyKind {
+    /// The algorithm used when the profile names none.
+    pub fn default_alg(self) -> Alg {
+        match self {
+            KeyKind::Rsa => Alg::RS256,
+            KeyKind::EcP256 => Alg::ES256,
+            KeyKind::EcP384 => Alg::ES384,
+            KeyKind::Ed25519 => Alg::EdDSA,
+        }
+    }
+
+    fn fits(self, alg: Alg) -> bool {
+        match self {
+            KeyKind::Rsa => matches!(
+                alg,
+                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
+            ),
+            KeyKind::EcP256 => alg == Alg::ES256,
+            KeyKind::EcP384 => alg == Alg::ES384,
+            KeyKind::Ed25519 => alg == Alg::EdDSA,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            KeyKind::Rsa => "an RSA key (use RS256/384/512 or PS256/384/512)",
+            KeyKind::EcP256 => "a P-256 EC key (use ES256)",
+            KeyKind::EcP384 => "a P-384 EC key (use ES384)",
+            KeyKind::Ed25519 => "an Ed25519 key (use EdDSA)",
+        }
+    }
+}
+
+pub fn jwt_alg(alg: Alg) -> Algorithm {
+    match alg {
+        Alg::HS256 => Algorithm::HS256,
+        Alg::HS384 => Algorithm::HS384,
+        Alg::HS512 => Algorithm::HS512,
+        Alg::RS256 => Algorithm::RS256,
+        Alg::RS384 => Algorithm::RS384,
+        Alg::RS512 => Algorithm::RS512,
+        Alg::PS256 => Algorithm::PS256,
+        Alg::PS384 => Algorithm::PS384,
+        Alg::PS512 => Algorithm::PS512,
+        Alg::ES256 => Algorithm::ES256,
+        Alg::ES384 => Algorithm::ES384,
+        Alg::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+/// Checks `secret` against the profile's auth method and fills in `alg` when it
+/// is left to the key (private_key_jwt) or defaults (client_secret_jwt: HS256).
+/// The error says what is wrong and how to fix it.
+pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<(), String> {
+    match (profile.auth, secret) {
+        (AuthMethod::None, Some(_)) => Err(
+            "auth `none` sends no secret, but one was given; drop --secret-stdin/--secret-file/--key-file or choose another --auth".into(),
+        ),
+        (AuthMethod::None, None) => Ok(()),
+        (AuthMethod::PrivateKeyJwt, None) => Err(
+            "private_key_jwt needs a private key: give it with --key-file KEY.pem".into(),
+        ),
+        (auth, None) => Err(format!(
+            "{auth} needs a client secret: give it with --secret-stdin or --secret-file FILE, or type it at the prompt"
+        )),
+        (AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost, Some(s)) => {
+            if s.is_empty() {
+                return Err("the client secret is empty".into());
+            }
+            if looks_like_pem(s) {
+                return Err(format!(
+                    "the secret is a PEM private key, but auth is {}; use --auth private_key_jwt with --key-file",
+                    profile.auth
+                ));
+            }
+            Ok(())
+        }
+        (AuthMethod::ClientSecretJwt, Some(s)) => {
+            if s.len() < MIN_HMAC_SECRET {
+                return Err(format!(
+                    "client_secret_jwt needs a secret of at least {MIN_HMAC_SECRET} bytes to sign with HMAC, this one has {}; ask the authorization server for a longer secret or use client_secret_basic",
+                    s.len()
+                ));
+            }
+            let alg = *profile.alg.get_or_insert(Alg::HS256);
+            test_sign(alg, &EncodingKey::from_secret(s.expose()))
+        }
+        (AuthMethod::PrivateKeyJwt, Some(s)) => {
+            let (kind, key) = parse_private_key(s)?;
+            let alg = match profile.alg {
+                Some(alg) if !kind.fits(alg) => {
+                    return Err(format!(
+                        "--alg {alg} does not fit the key: it is {}",
+                        kind.describe()
+                    ));
+                }
+                Some(alg) => alg,
+                None => kind.default_alg(),
+            };
+            profile.alg = Some(alg);
+            test_sign(alg, &key)
+        }
+    }
+}
+
+fn looks_like_pem(s: &Secret) -> bool {
+    s.expose()
+        .windows(b"-----BEGIN ".len())
+        .any(|w| w == b"-----BEGIN ")
+}
+
+fn pem_label(s: &Secret) -> Option<String> {
+    let text = std::str::from_utf8(s.expose()).ok()?;
+    let start = text.find("-----BEGIN ")? + "-----BEGIN ".len();
+    let end = text[start..].find("-----")?;
+    Some(text[start..start + end].to_string())
+}
+
+/// Parses a PEM private key: PKCS#8 (RSA, P-256, P-384, Ed25519) or PKCS#1 RSA.
+pub fn parse_private_key(s: &Secret) -> Result<(KeyKind, EncodingKey), String> {
+    let label = pem_label(s).ok_or(
+        "the key file is not a PEM private key (expected a -----BEGIN PRIVATE KEY----- block)",
+    )?;
+    let pem = s.expose();
+    match label.as_str() {
+        "EC PRIVATE KEY" => Err(
+            "this is a SEC1 EC key (BEGIN EC PRIVATE KEY); convert it to PKCS#8 first: openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-pkcs8.pem".into(),
+        ),
+        "ENCRYPTED PRIVATE KEY" => Err(
+            "the private key is encrypted; decrypt it first: openssl pkcs8 -in key.pem -out key-plain.pem (jwtagent keeps it in the keyring instead)".into(),
+        ),
+        "OPENSSH PRIVATE KEY" => Err(
+            "this is an OpenSSH key; convert it to PKCS#8 PEM: ssh-keygen -p -m PKCS8 -f KEYFILE".into(),
+        ),
+        "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => Err(format!(
+            "the key file holds a {} , not a private key; give the private key (the authorization server gets the public one)",
+            label.to_lowercase()
+        )),
+        "RSA PRIVATE KEY" => EncodingKey::from_rsa_pem(pem)
+            .map(|k| (KeyKind::Rsa, k))
+            .map_err(|e| format!("cannot read the PKCS#1 RSA key: {e}")),
+        "PRIVATE KEY" => {
+            if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
+                return Ok((KeyKind::Rsa, key));
+            }
+            if let Ok(key) = EncodingKey::from_ed_pem(pem) {
+                return Ok((KeyKind::Ed25519, key));
+            }
+            if let Ok(key) = EncodingKey::from_ec_pem(pem) {
+                // The curve decides the algorithm; a signature tells which.
+                for (kind, alg) in [(KeyKind::EcP256, Alg::ES256), (KeyKind::EcP384, Alg::ES384)] {
+                    if test_sign(alg, &key).is_ok() {
+                        return Ok((kind, key));
+                    }
+                }
+                return Err(
+                    "the EC key is on a curve jwtagent cannot sign with (only P-256/ES256 and P-384/ES384; P-521 is not supported)".into(),
+                );
+            }
+            Err("the PKCS#8 key is not an RSA, EC (P-256, P-384) or Ed25519 private key, or it is damaged".into())
+        }
+        other => Err(format!(
+            "unsupported PEM block {other:?}; give a PKCS#8 (BEGIN PRIVATE KEY) or PKCS#1 RSA (BEGIN RSA PRIVATE KEY) private key"
+        )),
+    }
+}
+
+fn test_sign(alg: Alg, key: &EncodingKey) -> Result<(), String> {
+    jsonwebtoken::encode(
+        &Header::new(jwt_alg(alg)),
+        &serde_json::json!({"probe": true}),
+        key,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("the key cannot sign with {alg}: {e}"))
+}

@@ -1,0 +1,548 @@
+//! Profiles: the config file and the keyring, kept consistent.
+//!
+//! The agent is the only writer of profiles.toml. Writes are serialised, each
+//! one re-reads the file first (so a hand edit is not lost), and nothing is
+//! written over a file that does not parse. `add` stores the secret before the
+//! config and puts the old secret back if the config cannot be written, so a
+//! failed `add` leaves the old profile whole.
+
+use crate::config_io::write_atomic;
+use crate::keys::check_secret;
+use crate::store::{SecretStore, StoreError};
+use jwtagent::config::{AuthMethod, ConfigError, ConfigFile, Profile, validate_name};
+use jwtagent::protocol::{Added, ErrorBody, ErrorCode, ProfileView, Removed};
+use jwtagent::secret::Secret;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Why a profile operation failed; each maps to a protocol error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The request itself is wrong (bad field, bad secret).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no profile named {0:?}; `jwtagent list` shows the profiles")]
+    Unknown(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl ProfileError {
+    pub fn to_body(&self) -> ErrorBody {
+        let code = match self {
+            ProfileError::Invalid(_) => ErrorCode::BadRequest,
+            ProfileError::Unknown(_) => ErrorCode::UnknownProfile,
+            ProfileError::Config(_) => ErrorCode::Config,
+            ProfileError::Store(_) => ErrorCode::Store,
+        };
+        ErrorBody::new(code, self.to_string())
+    }
+}
+
+/// Identity of the file as last read, to notice edits made behind our back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    std::fs::metadata(path).ok().map(|m| Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime: m.mtime(),
+        mtime_nsec: m.mtime_nsec(),
+    })
+}
+
+struct Loaded {
+    config: Result<ConfigFile, ConfigError>,
+    stamp: Option<Stamp>,
+}
+
+/// Writes the config file; a seam so tests can make the write fail.
+type WriteFn = fn(&Path, &[u8]) -> Result<(), crate::config_io::WriteError>;
+
+pub struct Profiles {
+    path: PathBuf,
+    loaded: Mutex<Loaded>,
+    writer: tokio::sync::Mutex<()>,
+    write: WriteFn,
+    store: SecretStore,
+}
+
+impl Profiles {
+    /// Loads `path` (a missing file is an empty config). A config that does not
+    /// parse is kept as an error: reported by every op and by `status`, and
+    /// re-read once the file changes.
+    pub fn new(path: PathBuf, store: SecretStore) -> Profiles {
+        let config = ConfigFile::load(&path);
+        match &config {
+            Ok(c) => tracing::info!(path = %path.display(), profiles = c.profiles.len(), "config loaded"),
+            Err(e) => tracing::error!(error = %e, "config not usable"),
+        }
+        Profiles {
+            loaded: Mutex::new(Loaded {
+                config,
+                stamp: stamp(&path),
+            }),
+            path,
+            writer: tokio::sync::Mutex::new(()),
+            write: write_atomic,
+            store,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn store(&self) -> &SecretStore {
+        &self.store
+    }
+
+    /// The config as it is on disk now (re-read when the file changed).
+    pub fn current(&self) -> Result<ConfigFile, ConfigError> {
+        let now = stamp(&self.path);
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if loaded.stamp != now {
+            loaded.config = ConfigFile::load(&self.path);
+            loaded.stamp = now;
+            if let Err(e) = &loaded.config {
+                tracing::error!(error = %e, "config not usable");
+            }
+        }
+        loaded.config.clone()
+    }
+
+    fn remember(&self, config: ConfigFile) {
+        let mut loaded = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        loaded.config = Ok(config);
+        loaded.stamp = stamp(&self.path);
+    }
+
+    fn config(&self) -> Result<ConfigFile, ProfileError> {
+        self.current()
+            .map_err(|e| ProfileError::Config(e.to_string()))
+    }
+
+    pub fn list(&self) -> Result<Vec<ProfileView>, ProfileError> {
+        Ok(self
+            .config()?
+            .profiles
+            .into_iter()
+            .map(|(name, profile)| ProfileView {
+                name,
+                profile,
+                secret_stored: None,
+            })
+            .collect())
+    }
+
+    /// One profile, with whether its secret is in the keyring.
+    pub async fn show(&self, name: &str) -> Result<ProfileView, ProfileError> {
+        let profile = self
+            .config()?
+            .profiles
+            .remove(name)
+            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+        let secret_stored = if profile.auth == AuthMethod::None {
+            None
+        } else {
+            // The secret is dropped (and wiped) right away; only its presence is told.
+            Some(self.store.get(name).await?.is_some())
+        };
+        Ok(ProfileView {
+            name: name.to_string(),
+            profile,
+            secret_stored,
+        })
+    }
+
+    /// Creates or replaces a profile. Validates everything first; then stores
+    /// the secret, then writes the config, undoing the secret if the write fails.
+    pub async fn add(
+        &self,
+        name: &str,
+        mut profile: Profile,
+        secret: Option<Secret>,
+    ) -> Result<Added, ProfileError> {
+        let invalid = |msg: String| ProfileError::Invalid(format!("cannot add profile {name:?}: {msg}"));
+        validate_name(name).map_err(invalid)?;
+        profile
+            .validate()
+            .map_err(|e| invalid(format!("{e}")))?;
+        check_secret(&mut profile, secret.as_ref()).map_err(invalid)?;
+        if let Some(ca) = &profile.ca_file {
+            check_ca_file(ca).await.map_err(invalid)?;
+        }
+
+        let _guard = self.writer.lock().await;
+        let mut config = ConfigFile::load(&self.path).map_err(|e| {
+            ProfileError::Config(format!("cannot add profile {name:?}: {e}"))
+        })?;
+        let created = !config.profiles.contains_key(name);
+
+        // 1. The secret. Keep the old one to put back if step 2 fails.
+        let old_secret = if created {
+            None
+        } else {
+            self.store.get(name).await?
+        };
+        let wrote_secret = match &secret {
+            Some(new) => {
+                self.store.set(name, new.clone()).await?;
+                true
+            }
+            None => false,
+        };
+
+        // 2. The config.
+        config.profiles.insert(name.to_string(), profile.clone());
+        if let Err(e) = self.write(&config).await {
+            if wrote_secret {
+                let undo = match old_secret {
+                    Some(old) => self.store.set(name, old).await,
+                    None => self.store.delete(name).await.map(|_| ()),
+                };
+                if let Err(undo_err) = undo {
+                    tracing::error!(profile = %name, error = %undo_err, "could not restore the previous secret after a failed config write");
+                }
+            }
+            return Err(e);
+        }
+
+        // 3. A profile that no longer uses a secret should not leave one behind.
+        if secret.is_none() && old_secret.is_some() {
+            if let Err(e) = self.store.delete(name).await {
+                tracing::warn!(profile = %name, error = %e, "could not delete the secret the profile no longer uses");
+            }
+        }
+        self.remember(config);
+        tracing::info!(profile = %name, created, auth = %profile.auth, "profile saved");
+        Ok(Added {
+            created,
+            profile: ProfileView {
+                name: name.to_string(),
+                profile,
+                secret_stored: Some(wrote_secret),
+            },
+        })
+    }
+
+    async fn write(&self, config: &ConfigFile) -> Result<(), ProfileError> {
+        let text = config.to_toml();
+        let path = self.path.clone();
+        let write = self.write;
+        tokio::task::spawn_blocking(move || write(&path, text.as_bytes()))
+            .await
+            .map_err(|e| ProfileError::Config(format!("config writer failed: {e}")))?
+            .map_err(|e| ProfileError::Config(e.to_string()))
+    }
+
+    /// Deletes a profile from the config, then its keyring entry.
+    pub async fn remove(&self, name: &str) -> Result<Removed, ProfileError> {
+        let _guard = self.writer.lock().await;
+        let mut config = ConfigFile::load(&self.path).map_err(|e| {
+            ProfileError::Config(format!("cannot remove profile {name:?}: {e}"))
+        })?;
+        if config.profiles.remove(name).is_none() {
+            return Err(ProfileError::Unknown(name.to_string()));
+        }
+        self.write(&config).await?;
+        self.remember(config);
+        tracing::info!(profile = %name, "profile removed");
+        let warning = match self.store.delete(name).await {
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(profile = %name, error = %e, "profile removed but its keyring entry was not");
+                Some(format!(
+                    "the profile is removed, but its keyring entry (service jwtagent, account profile/{name}) could not be deleted: {e}"
+                ))
+            }
+        };
+        Ok(Removed { warning })
+    }
+}
+
+/// The CA file must be readable and hold at least one PEM certificate.
+async fn check_ca_file(path: &Path) -> Result<(), String> {
+    let text = tokio::fs::read(path)
+        .await
+        .map_err(|e| format!("ca_file: cannot read {}: {e}", path.display()))?;
+    if !text
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(format!(
+            "ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SERVICE;
+    use keyring_core::api::CredentialStoreApi;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn profile(client_id: &str) -> Profile {
+        Profile {
+            issuer: None,
+            token_url: Some("https://idp.example/token".into()),
+            client_id: client_id.into(),
+            auth: AuthMethod::ClientSecretBasic,
+            alg: None,
+            kid: None,
+            assertion_aud: None,
+            scopes: vec![],
+            resources: vec![],
+            audience: None,
+            params: BTreeMap::new(),
+            ca_file: None,
+            refresh_before: None,
+        }
+    }
+
+    fn secret(s: &str) -> Option<Secret> {
+        Some(Secret::new(s.as_bytes().to_vec()))
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        mock: Arc<keyring_core::mock::Store>,
+        profiles: Profiles,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = keyring_core::mock::Store::new().unwrap();
+        let store = SecretStore::with_store(mock.clone(), "mock");
+        let profiles = Profiles::new(dir.path().join("profiles.toml"), store);
+        Fixture {
+            _dir: dir,
+            mock,
+            profiles,
+        }
+    }
+
+    /// A keyring-core store over the mock whose writes can be made to fail.
+    struct FailingStore {
+        inner: Arc<keyring_core::mock::Store>,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    struct FailingCred {
+        inner: keyring_core::Entry,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FailingStore {
+        fn wrap(inner: Arc<keyring_core::mock::Store>) -> Arc<FailingStore> {
+            Arc::new(FailingStore {
+                inner,
+                fail: Arc::default(),
+            })
+        }
+        fn fail_writes(&self, on: bool) {
+            self.fail.store(on, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl keyring_core::api::CredentialStoreApi for FailingStore {
+        fn vendor(&self) -> String {
+            "failing".into()
+        }
+        fn id(&self) -> String {
+            "failing".into()
+        }
+        fn build(
+            &self,
+            service: &str,
+            user: &str,
+            mods: Option<&std::collections::HashMap<&str, &str>>,
+        ) -> keyring_core::Result<keyring_core::Entry> {
+            let inner = self.inner.build(service, user, mods)?;
+            Ok(keyring_core::Entry::new_with_credential(Arc::new(FailingCred {
+                inner,
+                fail: self.fail.clone(),
+            })))
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    impl keyring_core::api::CredentialApi for FailingCred {
+        fn set_secret(&self, secret: &[u8]) -> keyring_core::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(keyring_core::Error::PlatformFailure("injected write failure".into()));
+            }
+            self.inner.set_secret(secret)
+        }
+        fn get_secret(&self) -> keyring_core::Result<Vec<u8>> {
+            self.inner.get_secret()
+        }
+        fn delete_credential(&self) -> keyring_core::Result<()> {
+            self.inner.delete_credential()
+        }
+        fn get_credential(
+            &self,
+        ) -> keyring_core::Result<Option<Arc<keyring_core::Credential>>> {
+            Ok(None)
+        }
+        fn get_specifiers(&self) -> Option<(String, String)> {
+            self.inner.get_specifiers()
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    /// Makes the next call on profile `name`'s keyring entry fail.
+    fn fail_next_store_call(mock: &keyring_core::mock::Store, name: &str) {
+        let entry = mock.build(SERVICE, &format!("profile/{name}"), None).unwrap();
+        let cred: &keyring_core::mock::Cred = entry.as_any().downcast_ref().unwrap();
+        cred.set_error(keyring_core::Error::PlatformFailure("injected".into()));
+    }
+
+    #[tokio::test]
+    async fn add_stores_the_secret_in_the_keyring_and_not_in_the_config() {
+        let f = fixture();
+        let added = f.profiles.add("api", profile("c1"), secret("s3cret-value")).await.unwrap();
+        assert!(added.created);
+        let on_disk = std::fs::read_to_string(f.profiles.path()).unwrap();
+        assert!(on_disk.contains("c1") && !on_disk.contains("s3cret-value"));
+        let stored = f.profiles.store().get("api").await.unwrap().unwrap();
+        assert_eq!(stored.expose(), b"s3cret-value");
+    }
+
+    #[tokio::test]
+    async fn failed_keyring_write_leaves_the_old_profile_and_secret_intact() {
+        let f = fixture();
+        f.profiles.add("api", profile("old-id"), secret("old-secret")).await.unwrap();
+        let before = std::fs::read(f.profiles.path()).unwrap();
+        let failing = FailingStore::wrap(f.mock.clone());
+        let profiles = Profiles::new(
+            f.profiles.path().to_path_buf(),
+            SecretStore::with_store(failing.clone(), "failing"),
+        );
+        failing.fail_writes(true);
+        let err = profiles.add("api", profile("new-id"), secret("new-secret")).await.unwrap_err();
+        assert!(matches!(err, ProfileError::Store(_)), "{err}");
+        assert_eq!(std::fs::read(f.profiles.path()).unwrap(), before);
+        failing.fail_writes(false);
+        let stored = profiles.store().get("api").await.unwrap().unwrap();
+        assert_eq!(stored.expose(), b"old-secret");
+        assert_eq!(profiles.list().unwrap()[0].profile.client_id, "old-id");
+    }
+
+    #[tokio::test]
+    async fn failed_config_write_puts_the_old_secret_back() {
+        let f = fixture();
+        f.profiles.add("api", profile("old-id"), secret("old-secret")).await.unwrap();
+        let before = std::fs::read(f.profiles.path()).unwrap();
+        let mut profiles = Profiles::new(
+            f.profiles.path().to_path_buf(),
+            SecretStore::with_store(f.mock.clone(), "mock"),
+        );
+        profiles.write = |path, _| {
+            Err(crate::config_io::WriteError {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("disk full (injected)"),
+            })
+        };
+        let err = profiles.add("api", profile("new-id"), secret("new-secret")).await.unwrap_err();
+        assert!(matches!(err, ProfileError::Config(_)), "{err}");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert_eq!(std::fs::read(f.profiles.path()).unwrap(), before);
+        let stored = profiles.store().get("api").await.unwrap().unwrap();
+        assert_eq!(stored.expose(), b"old-secret");
+
+        // A new profile whose config write fails leaves no secret behind.
+        let err = profiles.add("fresh", profile("x"), secret("fresh-secret")).await;
+        assert!(err.is_err());
+        assert!(profiles.store().get("fresh").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn corrupt_config_is_reported_and_never_overwritten() {
+        let f = fixture();
+        std::fs::write(f.profiles.path(), b"version = 1\n[profiles.x\n").unwrap();
+        let err = f.profiles.add("api", profile("c"), secret("s")).await.unwrap_err();
+        assert!(matches!(err, ProfileError::Config(_)));
+        assert!(err.to_string().contains("profiles.toml"), "{err}");
+        assert_eq!(std::fs::read(f.profiles.path()).unwrap(), b"version = 1\n[profiles.x\n");
+        assert!(f.profiles.list().is_err());
+        assert!(f.profiles.store().get("api").await.unwrap().is_none(), "nothing stored");
+    }
+
+    #[tokio::test]
+    async fn remove_deletes_config_entry_and_secret() {
+        let f = fixture();
+        f.profiles.add("api", profile("c"), secret("s")).await.unwrap();
+        let removed = f.profiles.remove("api").await.unwrap();
+        assert_eq!(removed.warning, None);
+        assert!(f.profiles.list().unwrap().is_empty());
+        assert!(f.profiles.store().get("api").await.unwrap().is_none());
+        assert!(matches!(
+            f.profiles.remove("api").await,
+            Err(ProfileError::Unknown(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn remove_reports_a_keyring_failure_as_a_warning() {
+        let f = fixture();
+        f.profiles.add("api", profile("c"), secret("s")).await.unwrap();
+        fail_next_store_call(&f.mock, "api");
+        let removed = f.profiles.remove("api").await.unwrap();
+        assert!(removed.warning.unwrap().contains("profile/api"));
+    }
+
+    #[tokio::test]
+    async fn hand_edits_are_seen_and_kept_by_the_next_write() {
+        let f = fixture();
+        f.profiles.add("a", profile("c"), secret("s")).await.unwrap();
+        let mut text = std::fs::read_to_string(f.profiles.path()).unwrap();
+        text.push_str("\n[profiles.hand]\ntoken_url = \"https://h.example/t\"\nclient_id = \"h\"\nauth = \"none\"\n");
+        std::fs::write(f.profiles.path(), text).unwrap();
+        f.profiles.add("b", profile("c"), secret("s")).await.unwrap();
+        let names: Vec<String> = f.profiles.list().unwrap().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["a", "b", "hand"]);
+    }
+
+    #[tokio::test]
+    async fn invalid_profiles_are_refused_before_anything_is_written() {
+        let f = fixture();
+        let mut p = profile("c");
+        p.token_url = Some("http://idp.example/token".into());
+        let err = f.profiles.add("api", p, secret("s")).await.unwrap_err();
+        assert!(matches!(err, ProfileError::Invalid(_)));
+        assert!(err.to_string().contains("https://"), "{err}");
+        assert!(!f.profiles.path().exists());
+        let err = f.profiles.add("api", profile("c"), None).await.unwrap_err();
+        assert!(err.to_string().contains("--secret-stdin"), "{err}");
+        let mut p = profile("c");
+        p.auth = AuthMethod::ClientSecretJwt;
+        let err = f.profiles.add("api", p, secret("short")).await.unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+    }
+}

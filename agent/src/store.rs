@@ -1,0 +1,427 @@
+//! The secret store: the OS keyring, reached from one dedicated thread.
+//!
+//! Keyring calls block (D-Bus round trips, syscalls) and the Secret Service store
+//! panics when driven from a tokio worker, so every call runs on a thread of its
+//! own with no runtime on it; async callers queue jobs and await the answer. The
+//! one thread also serialises access, which some stores need, and holds the
+//! keyutils session keyring it joined.
+
+use jwtagent::config::StoreKind;
+use jwtagent::secret::Secret;
+use keyring_core::{CredentialStore, Error as KeyringError};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// Keyring service name; the account is `profile/NAME`.
+pub const SERVICE: &str = "jwtagent";
+
+/// A keyring call that takes longer than this (a hung D-Bus peer, an unanswered
+/// unlock prompt) fails instead of holding the request forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The keyring account holding profile `name`'s secret.
+pub fn account(name: &str) -> String {
+    format!("profile/{name}")
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No backend could be opened; `tried` lists each attempt and its failure.
+    #[error("no secret store is available. Tried: {tried}")]
+    Unavailable { tried: String },
+    /// The backend refused access: typically a locked keyring.
+    #[error("the {backend} keyring refused access ({detail}); {hint}")]
+    NoAccess {
+        backend: &'static str,
+        detail: String,
+        hint: &'static str,
+    },
+    #[error("the {backend} keyring failed: {detail}")]
+    Backend {
+        backend: &'static str,
+        detail: String,
+    },
+    #[error("the keyring did not answer within {}s", CALL_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("the secret store thread has stopped")]
+    Gone,
+}
+
+/// What `status` shows about the store, readable without queueing behind a
+/// slow keyring call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreState {
+    Opening,
+    Ready(&'static str),
+    Failed(String),
+}
+
+impl StoreState {
+    pub fn describe(&self) -> String {
+        match self {
+            StoreState::Opening => "opening".into(),
+            StoreState::Ready(backend) => (*backend).into(),
+            StoreState::Failed(why) => format!("unavailable: {why}"),
+        }
+    }
+}
+
+/// An opened backend.
+pub struct Opened {
+    store: Arc<CredentialStore>,
+    backend: &'static str,
+}
+
+type Opener = Box<dyn FnMut() -> Result<Opened, String> + Send>;
+type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+struct Worker {
+    open: Opener,
+    opened: Option<Opened>,
+    state: Arc<Mutex<StoreState>>,
+}
+
+impl Worker {
+    /// The opened backend, opening it first if needed. A failed open is retried
+    /// on the next call, so starting a keyring daemon later heals the agent.
+    fn opened(&mut self) -> Result<&Opened, StoreError> {
+        if self.opened.is_none() {
+            match (self.open)() {
+                Ok(opened) => {
+                    tracing::info!(backend = opened.backend, "secret store ready");
+                    set_state(&self.state, StoreState::Ready(opened.backend));
+                    self.opened = Some(opened);
+                }
+                Err(tried) => {
+                    tracing::error!(tried = %tried, "no secret store available");
+                    set_state(&self.state, StoreState::Failed(tried.clone()));
+                    return Err(StoreError::Unavailable { tried });
+                }
+            }
+        }
+        self.opened.as_ref().ok_or(StoreError::Gone)
+    }
+}
+
+fn set_state(state: &Mutex<StoreState>, new: StoreState) {
+    if let Ok(mut s) = state.lock() {
+        *s = new;
+    }
+}
+
+/// Handle to the store thread. Cheap to share behind an `Arc`.
+pub struct SecretStore {
+    jobs: mpsc::Sender<Job>,
+    state: Arc<Mutex<StoreState>>,
+}
+
+impl SecretStore {
+    /// Starts the store thread for `kind`; the backend is opened on it right away.
+    pub fn open(kind: StoreKind) -> SecretStore {
+        Self::spawn(Box::new(move || backends::open(kind)))
+    }
+
+    /// A store over a given keyring-core store (the mock store in tests).
+    pub fn with_store(store: Arc<CredentialStore>, backend: &'static str) -> SecretStore {
+        let mut store = Some(store);
+        Self::spawn(Box::new(move || match store.take() {
+            Some(store) => Ok(Opened { store, backend }),
+            None => Err("store already opened".into()),
+        }))
+    }
+
+    fn spawn(open: Opener) -> SecretStore {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let state = Arc::new(Mutex::new(StoreState::Opening));
+        let mut worker = Worker {
+            open,
+            opened: None,
+            state: state.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("jwtagent-keyring".into())
+            .spawn(move || {
+                let _ = worker.opened();
+                for job in rx {
+                    job(&mut worker);
+                }
+            });
+        if let Err(e) = spawned {
+            set_state(&state, StoreState::Failed(format!("cannot start the keyring thread: {e}")));
+        }
+        SecretStore { jobs, state }
+    }
+
+    /// The backend in use, for `status`.
+    pub fn state(&self) -> StoreState {
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(StoreState::Opening)
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Opened) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |worker: &mut Worker| {
+                let result = worker.opened().and_then(f);
+                let _ = tx.send(result);
+            }))
+            .map_err(|_| StoreError::Gone)?;
+        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Gone),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// The secret of profile `name`, or `None` when the keyring has none.
+    pub async fn get(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        let account = account(name);
+        self.call(move |o| {
+            let entry = o.entry(&account)?;
+            match entry.get_secret() {
+                Ok(bytes) => Ok(Some(Secret::new(bytes))),
+                Err(KeyringError::NoEntry) => Ok(None),
+                Err(e) => Err(map_error(o.backend, e)),
+            }
+        })
+        .await
+    }
+
+    /// Stores (creates or replaces) the secret of profile `name`.
+    pub async fn set(&self, name: &str, secret: Secret) -> Result<(), StoreError> {
+        let account = account(name);
+        self.call(move |o| {
+            let entry = o.entry(&account)?;
+            entry
+                .set_secret(secret.expose())
+                .map_err(|e| map_error(o.backend, e))
+        })
+        .await
+    }
+
+    /// Deletes the secret of profile `name`; `false` when there was none.
+    pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        let account = account(name);
+        self.call(move |o| {
+            let entry = o.entry(&account)?;
+            match entry.delete_credential() {
+                Ok(()) => Ok(true),
+                Err(KeyringError::NoEntry) => Ok(false),
+                Err(e) => Err(map_error(o.backend, e)),
+            }
+        })
+        .await
+    }
+}
+
+impl Opened {
+    fn entry(&self, account: &str) -> Result<keyring_core::Entry, StoreError> {
+        self.store
+            .build(SERVICE, account, None)
+            .map_err(|e| map_error(self.backend, e))
+    }
+
+}
+
+/// Maps a keyring error to ours, never carrying secret bytes along (some
+/// variants hold the raw data).
+fn map_error(backend: &'static str, e: KeyringError) -> StoreError {
+    match e {
+        KeyringError::NoStorageAccess(detail) => StoreError::NoAccess {
+            backend,
+            detail: detail.to_string(),
+            hint: match backend {
+                "secret-service" => {
+                    "unlock the keyring (log in to the desktop session, or run `gnome-keyring-daemon --unlock`), or start the agent with `--store keyutils`"
+                }
+                _ => {
+                    "check that the agent runs with a session keyring of your user (see `keyctl show`)"
+                }
+            },
+        },
+        KeyringError::BadEncoding(_) => StoreError::Backend {
+            backend,
+            detail: "the stored secret is not valid text".into(),
+        },
+        KeyringError::BadDataFormat(_, _) => StoreError::Backend {
+            backend,
+            detail: "the stored secret is in an unexpected format".into(),
+        },
+        other => StoreError::Backend {
+            backend,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Opening the platform backends.
+mod backends {
+    use super::Opened;
+    use jwtagent::config::StoreKind;
+
+    pub fn open(kind: StoreKind) -> Result<Opened, String> {
+        match kind {
+            StoreKind::Auto => auto(),
+            StoreKind::SecretService => secret_service(),
+            StoreKind::Keyutils => keyutils(),
+            StoreKind::Keychain => keychain(),
+            StoreKind::WindowsCredentialManager => windows(),
+        }
+    }
+
+    /// Probes a freshly opened store with a lookup of an entry that does not
+    /// exist: "no entry" proves the store answers.
+    #[allow(dead_code)]
+    fn probe(opened: Opened) -> Result<Opened, String> {
+        let entry = opened
+            .store
+            .build(super::SERVICE, "probe/availability", None)
+            .map_err(|e| e.to_string())?;
+        match entry.get_secret() {
+            Ok(_) | Err(keyring_core::Error::NoEntry) => Ok(opened),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn auto() -> Result<Opened, String> {
+        match secret_service() {
+            Ok(opened) => Ok(opened),
+            Err(ss) => match keyutils() {
+                Ok(opened) => {
+                    tracing::warn!(
+                        secret_service = %ss,
+                        "no Secret Service available; using the kernel keyutils keyring, whose entries do not survive a reboot"
+                    );
+                    Ok(opened)
+                }
+                Err(ku) => Err(format!(
+                    "secret-service: {ss}; keyutils: {ku}. Start a Secret Service (GNOME Keyring, KWallet, KeePassXC) in your session, or fix the kernel keyring"
+                )),
+            },
+        }
+    }
+
+    #[cfg(target_os = "macos")]
+    fn auto() -> Result<Opened, String> {
+        keychain()
+    }
+
+    #[cfg(windows)]
+    fn auto() -> Result<Opened, String> {
+        windows()
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+    fn auto() -> Result<Opened, String> {
+        Err("no supported keyring on this platform".into())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn secret_service() -> Result<Opened, String> {
+        let has_bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty())
+            || std::env::var_os("XDG_RUNTIME_DIR")
+                .map(|d| std::path::Path::new(&d).join("bus").exists())
+                .unwrap_or(false);
+        if !has_bus {
+            return Err(
+                "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)".into(),
+            );
+        }
+        let store = zbus_secret_service_keyring_store::Store::new()
+            .map_err(|e| format!("cannot reach a Secret Service on the session bus ({e})"))?;
+        probe(Opened {
+            store,
+            backend: "secret-service",
+        })
+        .map_err(|e| format!("the Secret Service does not answer ({e})"))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn secret_service() -> Result<Opened, String> {
+        Err("the Secret Service store is available on Linux only".into())
+    }
+
+    #[cfg(target_os = "linux")]
+    fn keyutils() -> Result<Opened, String> {
+        // Without a session keyring of its own, linking into the user's
+        // persistent keyring fails with EACCES; join a fresh one (this thread
+        // does every keyutils call).
+        crate::sys::join_session_keyring()
+            .map_err(|e| format!("cannot join a session keyring ({e})"))?;
+        let store = linux_keyutils_keyring_store::Store::new()
+            .map_err(|e| format!("cannot open the kernel keyring ({e})"))?;
+        probe(Opened {
+            store,
+            backend: "keyutils",
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn keyutils() -> Result<Opened, String> {
+        Err("the keyutils store is available on Linux only".into())
+    }
+
+    #[cfg(target_os = "macos")]
+    fn keychain() -> Result<Opened, String> {
+        let store = apple_native_keyring_store::keychain::Store::new()
+            .map_err(|e| format!("cannot open the Keychain ({e})"))?;
+        Ok(Opened {
+            store,
+            backend: "keychain",
+        })
+    }
+
+    #[cfg(not(target_os = "macos"))]
+    fn keychain() -> Result<Opened, String> {
+        Err("the Keychain store is available on macOS only".into())
+    }
+
+    #[cfg(windows)]
+    fn windows() -> Result<Opened, String> {
+        let store = windows_native_keyring_store::Store::new()
+            .map_err(|e| format!("cannot open the Credential Manager ({e})"))?;
+        Ok(Opened {
+            store,
+            backend: "windows-credential-manager",
+        })
+    }
+
+    #[cfg(not(windows))]
+    fn windows() -> Result<Opened, String> {
+        Err("the Credential Manager store is available on Windows only".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mock() -> SecretStore {
+        SecretStore::with_store(keyring_core::mock::Store::new().unwrap(), "mock")
+    }
+
+    #[tokio::test]
+    async fn set_get_delete_round_trip() {
+        let store = mock();
+        assert_eq!(store.get("a").await.unwrap(), None);
+        store.set("a", Secret::new(b"s3cret".to_vec())).await.unwrap();
+        assert_eq!(store.get("a").await.unwrap().unwrap().expose(), b"s3cret");
+        assert!(store.delete("a").await.unwrap());
+        assert!(!store.delete("a").await.unwrap());
+        assert_eq!(store.state(), StoreState::Ready("mock"));
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_open_reports_what_was_tried() {
+        let store = SecretStore::spawn(Box::new(|| Err("secret-service: no bus".into())));
+        let err = store.get("a").await.unwrap_err();
+        assert!(err.to_string().contains("no bus"), "{err}");
+        assert!(matches!(store.state(), StoreState::Failed(_)));
+    }
+}

@@ -1,0 +1,295 @@
+//! `jwtagent add`, `list`, `show`, `remove`: profile management through the agent.
+
+use crate::args::AddArgs;
+use crate::connect;
+use crate::error::{CliError, START_HINT};
+use crate::output;
+use anyhow::Context;
+use jwtagent::config::{AuthMethod, Profile};
+use jwtagent::paths::SocketPath;
+use jwtagent::protocol::{Added, ProfileList, ProfileView, Removed, Request, Shown};
+use jwtagent::secret::Secret;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+/// Longest secret or key file read (a 16384-bit RSA PEM is ~13 KB).
+const MAX_SECRET: u64 = 1024 * 1024;
+
+pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
+    let auth = args.auth.unwrap_or(if args.key_file.is_some() {
+        AuthMethod::PrivateKeyJwt
+    } else {
+        AuthMethod::ClientSecretBasic
+    });
+    let ca_file = match &args.ca_file {
+        Some(path) => Some(
+            std::path::absolute(path)
+                .with_context(|| format!("cannot resolve {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let profile = Profile {
+        issuer: args.issuer.clone(),
+        token_url: args.token_url.clone(),
+        client_id: args.client_id.clone(),
+        auth,
+        alg: args.alg,
+        kid: args.kid.clone(),
+        assertion_aud: args.assertion_aud.clone(),
+        scopes: args.scopes.clone(),
+        resources: args.resources.clone(),
+        audience: args.audience.clone(),
+        params: args.params.iter().cloned().collect(),
+        ca_file,
+        refresh_before: args.refresh_before,
+    };
+    // Check what needs no agent first, so a typo does not cost a prompt.
+    profile
+        .validate()
+        .map_err(|e| CliError::Usage(format!("cannot add profile {:?}: {e}", args.name)))?;
+    jwtagent::config::validate_name(&args.name).map_err(CliError::Usage)?;
+    let secret = read_secret(&args, auth)?;
+
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let added: Added = client
+        .call(&Request::Add {
+            name: args.name.clone(),
+            profile,
+            secret,
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    let verb = if added.created { "Added" } else { "Replaced" };
+    let secret_note = match (auth, added.profile.secret_stored) {
+        (AuthMethod::None, _) => "no secret".to_string(),
+        (_, Some(true)) => "secret stored in the keyring".to_string(),
+        _ => "no secret stored".to_string(),
+    };
+    let alg = added
+        .profile
+        .profile
+        .alg
+        .map(|a| format!(", {a}"))
+        .unwrap_or_default();
+    output::print(&format!(
+        "{verb} profile {} ({auth}{alg}; {secret_note}).\n",
+        args.name
+    ))
+}
+
+/// Reads the secret from the one source given, or prompts for it. Never from
+/// argv or the environment.
+fn read_secret(args: &AddArgs, auth: AuthMethod) -> Result<Option<Secret>, CliError> {
+    let given = args.secret_stdin || args.secret_file.is_some() || args.key_file.is_some();
+    if auth == AuthMethod::None {
+        if given {
+            return Err(CliError::Usage(
+                "--auth none sends no secret; drop --secret-stdin/--secret-file/--key-file".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(path) = &args.key_file {
+        if auth != AuthMethod::PrivateKeyJwt {
+            return Err(CliError::Usage(format!(
+                "--key-file is for --auth private_key_jwt, not {auth}; use --secret-file for a client secret"
+            )));
+        }
+        return read_file(path).map(Some);
+    }
+    if auth == AuthMethod::PrivateKeyJwt {
+        return Err(CliError::Usage(
+            "private_key_jwt needs the private key: add --key-file KEY.pem".into(),
+        ));
+    }
+    let mut secret = if let Some(path) = &args.secret_file {
+        read_file(path)?
+    } else if args.secret_stdin {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_SECRET + 1)
+            .read_to_end(&mut bytes)
+            .context("cannot read the secret from standard input")?;
+        let secret = Secret::new(bytes);
+        if secret.len() as u64 > MAX_SECRET {
+            return Err(CliError::Usage("the secret on standard input is over 1 MiB".into()));
+        }
+        secret
+    } else if std::io::stdin().is_terminal() {
+        let typed = rpassword::prompt_password(format!("Client secret for {}: ", args.name))
+            .context("cannot read the secret from the terminal")?;
+        Secret::new(typed.into_bytes())
+    } else {
+        return Err(CliError::Usage(format!(
+            "{auth} needs a client secret: pass --secret-stdin, --secret-file FILE, or run in a terminal to be prompted"
+        )));
+    };
+    secret.trim_trailing_newline();
+    if secret.is_empty() {
+        return Err(CliError::Usage("the client secret is empty".into()));
+    }
+    if std::str::from_utf8(secret.expose()).is_err() {
+        return Err(CliError::Usage("the client secret is not UTF-8 text".into()));
+    }
+    Ok(Some(secret))
+}
+
+fn read_file(path: &Path) -> Result<Secret, CliError> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let secret = Secret::new(bytes);
+    if secret.len() as u64 > MAX_SECRET {
+        return Err(CliError::Usage(format!("{} is over 1 MiB; is it the right file?", path.display())));
+    }
+    if std::str::from_utf8(secret.expose()).is_err() {
+        return Err(CliError::Usage(format!(
+            "{} is not text; give a PEM key or a text secret",
+            path.display()
+        )));
+    }
+    Ok(secret)
+}
+
+pub fn list(socket: &SocketPath, json: bool) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let list: ProfileList = client
+        .call(&Request::List)
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    if json {
+        return print_json(&list.profiles);
+    }
+    if list.profiles.is_empty() {
+        return output::print("No profiles. Add one with `jwtagent add NAME --token-url URL --client-id ID`.\n");
+    }
+    let rows: Vec<[String; 4]> = list
+        .profiles
+        .iter()
+        .map(|p| {
+            [
+                p.name.clone(),
+                p.profile.auth.to_string(),
+                p.profile.client_id.clone(),
+                endpoint(&p.profile),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "AUTH", "CLIENT ID", "ENDPOINT"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    }
+    output::print(&out)
+}
+
+fn endpoint(p: &Profile) -> String {
+    match (&p.issuer, &p.token_url) {
+        (Some(issuer), _) => format!("{issuer} (issuer)"),
+        (_, Some(url)) => url.clone(),
+        _ => String::new(),
+    }
+}
+
+pub fn show(socket: &SocketPath, name: &str, json: bool) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let shown: Shown = client
+        .call(&Request::Show {
+            name: name.to_string(),
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    if json {
+        return print_json(&shown.profile);
+    }
+    output::print(&render(&shown.profile))
+}
+
+fn render(view: &ProfileView) -> String {
+    let p = &view.profile;
+    let mut lines: Vec<(&str, String)> = vec![("name", view.name.clone())];
+    if let Some(issuer) = &p.issuer {
+        lines.push(("issuer", issuer.clone()));
+    }
+    if let Some(url) = &p.token_url {
+        lines.push(("token_url", url.clone()));
+    }
+    lines.push(("client_id", p.client_id.clone()));
+    lines.push(("auth", p.auth.to_string()));
+    if let Some(alg) = p.alg {
+        lines.push(("alg", alg.to_string()));
+    }
+    if let Some(kid) = &p.kid {
+        lines.push(("kid", kid.clone()));
+    }
+    if let Some(aud) = &p.assertion_aud {
+        lines.push(("assertion_aud", aud.to_string()));
+    }
+    if !p.scopes.is_empty() {
+        lines.push(("scopes", p.scopes.join(" ")));
+    }
+    for r in &p.resources {
+        lines.push(("resource", r.clone()));
+    }
+    if let Some(aud) = &p.audience {
+        lines.push(("audience", aud.clone()));
+    }
+    for (k, v) in &p.params {
+        lines.push(("param", format!("{k}={v}")));
+    }
+    if let Some(ca) = &p.ca_file {
+        lines.push(("ca_file", ca.display().to_string()));
+    }
+    if let Some(rb) = &p.refresh_before {
+        lines.push(("refresh_before", rb.to_string()));
+    }
+    lines.push((
+        "secret",
+        match view.secret_stored {
+            None => "not used".into(),
+            Some(true) => "stored in the keyring".into(),
+            Some(false) => "MISSING from the keyring: add the profile again to store it".into(),
+        },
+    ));
+    let mut out = String::new();
+    for (k, v) in lines {
+        let _ = writeln!(out, "{k:<15} {v}");
+    }
+    out
+}
+
+pub fn remove(socket: &SocketPath, name: &str) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let removed: Removed = client
+        .call(&Request::Remove {
+            name: name.to_string(),
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    if let Some(warning) = removed.warning {
+        eprintln!("jwtagent: warning: {warning}");
+    }
+    output::print(&format!("Removed profile {name}.\n"))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?;
+    text.push('\n');
+    output::print(&text)
+}
