@@ -175,7 +175,10 @@ impl AuthMethod {
 
     /// Whether the method signs a JWT assertion.
     pub fn uses_assertion(self) -> bool {
-        matches!(self, AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt)
+        matches!(
+            self,
+            AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt
+        )
     }
 }
 
@@ -451,7 +454,10 @@ pub fn check_endpoint(field: &'static str, text: &str) -> Result<url::Url, Field
     if !url.username().is_empty() || url.password().is_some() {
         return Err(field_err(
             field,
-            format!("{} must not carry credentials in the URL; jwtagent keeps secrets in the keyring", field),
+            format!(
+                "{} must not carry credentials in the URL; jwtagent keeps secrets in the keyring",
+                field
+            ),
         ));
     }
     Ok(url)
@@ -488,10 +494,16 @@ impl Profile {
             check_endpoint("token_url", token_url)?;
         }
         if self.client_id.trim().is_empty() {
-            return Err(field_err("client_id", "a client id is required (--client-id)"));
+            return Err(field_err(
+                "client_id",
+                "a client id is required (--client-id)",
+            ));
         }
         if self.client_id.chars().any(char::is_control) {
-            return Err(field_err("client_id", "must not contain control characters"));
+            return Err(field_err(
+                "client_id",
+                "must not contain control characters",
+            ));
         }
         if !self.auth.uses_assertion() {
             for (field, set) in [
@@ -515,13 +527,17 @@ impl Profile {
                 AuthMethod::ClientSecretJwt if !alg.is_hmac() => {
                     return Err(field_err(
                         "alg",
-                        format!("client_secret_jwt signs with a shared secret: use HS256, HS384 or HS512, not {alg}"),
+                        format!(
+                            "client_secret_jwt signs with a shared secret: use HS256, HS384 or HS512, not {alg}"
+                        ),
                     ));
                 }
                 AuthMethod::PrivateKeyJwt if alg.is_hmac() => {
                     return Err(field_err(
                         "alg",
-                        format!("private_key_jwt signs with a private key: {alg} is for client_secret_jwt; use RS*, PS*, ES256/384 or EdDSA"),
+                        format!(
+                            "private_key_jwt signs with a private key: {alg} is for client_secret_jwt; use RS*, PS*, ES256/384 or EdDSA"
+                        ),
                     ));
                 }
                 _ => {}
@@ -547,7 +563,9 @@ impl Profile {
             if !valid {
                 return Err(field_err(
                     "scopes",
-                    format!("{scope:?} is not a valid scope (printable ASCII without spaces, quotes or backslashes; repeat --scope for several)"),
+                    format!(
+                        "{scope:?} is not a valid scope (printable ASCII without spaces, quotes or backslashes; repeat --scope for several)"
+                    ),
                 ));
             }
         }
@@ -572,12 +590,17 @@ impl Profile {
         }
         for key in self.params.keys() {
             if key.is_empty() {
-                return Err(field_err("params", "a parameter name is empty (write --param KEY=VALUE)"));
+                return Err(field_err(
+                    "params",
+                    "a parameter name is empty (write --param KEY=VALUE)",
+                ));
             }
             if RESERVED_PARAMS.contains(&key.as_str()) {
                 return Err(field_err(
                     "params",
-                    format!("{key:?} is set by jwtagent itself; use the matching option (--scope, --resource, --audience, --auth) instead"),
+                    format!(
+                        "{key:?} is set by jwtagent itself; use the matching option (--scope, --resource, --audience, --auth) instead"
+                    ),
                 ));
             }
         }
@@ -598,11 +621,17 @@ impl Profile {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {message}")]
     Read { path: PathBuf, message: String },
-    #[error("config file {path} is not valid: {message}\nFix or move the file; jwtagent never overwrites a config it cannot read.")]
+    #[error(
+        "config file {path} is not valid: {message}\nFix or move the file; jwtagent never overwrites a config it cannot read."
+    )]
     Parse { path: PathBuf, message: String },
-    #[error("config file {path} has version {found}, but this jwtagent reads version {CONFIG_VERSION}; upgrade jwtagent or fix the file")]
+    #[error(
+        "config file {path} has version {found}, but this jwtagent reads version {CONFIG_VERSION}; upgrade jwtagent or fix the file"
+    )]
     Version { path: PathBuf, found: u32 },
-    #[error("config file {path}: profile {profile:?}: {error}\nFix the file; jwtagent never overwrites a config it cannot read.")]
+    #[error(
+        "config file {path}: profile {profile:?}: {error}\nFix the file; jwtagent never overwrites a config it cannot read."
+    )]
     Invalid {
         path: PathBuf,
         profile: String,
@@ -796,7 +825,10 @@ mod tests {
             "5m".parse::<RefreshBefore>().unwrap(),
             RefreshBefore::Duration(Duration::from_secs(300))
         );
-        assert_eq!("20%".parse::<RefreshBefore>().unwrap(), RefreshBefore::Percent(20));
+        assert_eq!(
+            "20%".parse::<RefreshBefore>().unwrap(),
+            RefreshBefore::Percent(20)
+        );
         assert!("0%".parse::<RefreshBefore>().is_err());
         assert!("100%".parse::<RefreshBefore>().is_err());
         assert!("0s".parse::<RefreshBefore>().is_err());
@@ -817,10 +849,16 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_file_and_the_line() {
-        let e = ConfigFile::parse("version = 1\n[profiles.a]\nclient_id = \n", Path::new("/c/p.toml"))
-            .unwrap_err();
+        let e = ConfigFile::parse(
+            "version = 1\n[profiles.a]\nclient_id = \n",
+            Path::new("/c/p.toml"),
+        )
+        .unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("/c/p.toml") && text.contains("line 3"), "{text}");
+        assert!(
+            text.contains("/c/p.toml") && text.contains("line 3"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -828,7 +866,10 @@ mod tests {
         let text = "version = 1\n[profiles.api]\ntoken_url = \"http://idp.example/t\"\nclient_id = \"c\"\nauth = \"client_secret_basic\"\n";
         let e = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("/c/p.toml") && msg.contains("\"api\"") && msg.contains("token_url"), "{msg}");
+        assert!(
+            msg.contains("/c/p.toml") && msg.contains("\"api\"") && msg.contains("token_url"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let bad = || {
-        format!("invalid duration {text:?}: write it like 90s, 5m, 1h or 1h30m (a bare number means seconds)")
+        format!(
+            "invalid duration {text:?}: write it like 90s, 5m, 1h or 1h30m (a bare number means seconds)"
+        )
     };
     if text.is_empty() {
         return Err(bad());

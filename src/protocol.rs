@@ -40,7 +40,7 @@ pub enum Request {
     /// key PEM) goes to the keyring. Answered with [`Added`].
     Add {
         name: String,
-        profile: Profile,
+        profile: Box<Profile>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<Secret>,
     },

@@ -74,19 +74,28 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
             profile,
             secret,
         } => {
-            let result = state.profiles.add(&name, profile, secret).await;
-            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+            let result = state.profiles.add(&name, *profile, secret).await;
+            (
+                encode(parsed.id, result.map_err(|e| e.to_body())),
+                After::Continue,
+            )
         }
         Request::Remove { name } => {
             let result = state.profiles.remove(&name).await;
-            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+            (
+                encode(parsed.id, result.map_err(|e| e.to_body())),
+                After::Continue,
+            )
         }
         Request::List => {
             let result = state
                 .profiles
                 .list()
                 .map(|profiles| ProfileList { profiles });
-            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+            (
+                encode(parsed.id, result.map_err(|e| e.to_body())),
+                After::Continue,
+            )
         }
         Request::Show { name } => {
             let result = state
@@ -94,7 +103,10 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
                 .show(&name)
                 .await
                 .map(|profile| Shown { profile });
-            (encode(parsed.id, result.map_err(|e| e.to_body())), After::Continue)
+            (
+                encode(parsed.id, result.map_err(|e| e.to_body())),
+                After::Continue,
+            )
         }
     }
 }

@@ -22,9 +22,9 @@ use handler::AgentState;
 use jwtagent::config::{ConfigFile, StoreKind};
 use listener::{BindError, ClaimedSocket};
 use profiles::Profiles;
-use store::SecretStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use store::SecretStore;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,8 @@ pub struct Options {
     pub config_path: PathBuf,
     /// `--store`; overrides the config's `store`.
     pub store: Option<StoreKind>,
+    /// Keyring service name; [`store::SERVICE`] unless `JWTAGENT_KEYRING_SERVICE` says otherwise.
+    pub keyring_service: String,
 }
 
 /// A started agent: the socket is claimed and accepts connections (the kernel
@@ -122,7 +124,12 @@ impl Agent {
                 .and_then(|c| c.store)
                 .unwrap_or_default()
         });
-        let store = SecretStore::open(store_kind);
+        let service = if self.options.keyring_service.is_empty() {
+            store::SERVICE
+        } else {
+            &self.options.keyring_service
+        };
+        let store = SecretStore::open(store_kind, service);
         let profiles = Profiles::new(self.options.config_path.clone(), store);
         let state = Arc::new(AgentState::new(path.clone(), profiles));
         tracing::info!(socket = %path.display(), pid = state.pid, version = env!("CARGO_PKG_VERSION"), "agent listening");

@@ -85,7 +85,9 @@ impl Profiles {
     pub fn new(path: PathBuf, store: SecretStore) -> Profiles {
         let config = ConfigFile::load(&path);
         match &config {
-            Ok(c) => tracing::info!(path = %path.display(), profiles = c.profiles.len(), "config loaded"),
+            Ok(c) => {
+                tracing::info!(path = %path.display(), profiles = c.profiles.len(), "config loaded")
+            }
             Err(e) => tracing::error!(error = %e, "config not usable"),
         }
         Profiles {
@@ -180,20 +182,18 @@ impl Profiles {
         mut profile: Profile,
         secret: Option<Secret>,
     ) -> Result<Added, ProfileError> {
-        let invalid = |msg: String| ProfileError::Invalid(format!("cannot add profile {name:?}: {msg}"));
+        let invalid =
+            |msg: String| ProfileError::Invalid(format!("cannot add profile {name:?}: {msg}"));
         validate_name(name).map_err(invalid)?;
-        profile
-            .validate()
-            .map_err(|e| invalid(format!("{e}")))?;
+        profile.validate().map_err(|e| invalid(format!("{e}")))?;
         check_secret(&mut profile, secret.as_ref()).map_err(invalid)?;
         if let Some(ca) = &profile.ca_file {
             check_ca_file(ca).await.map_err(invalid)?;
         }
 
         let _guard = self.writer.lock().await;
-        let mut config = ConfigFile::load(&self.path).map_err(|e| {
-            ProfileError::Config(format!("cannot add profile {name:?}: {e}"))
-        })?;
+        let mut config = ConfigFile::load(&self.path)
+            .map_err(|e| ProfileError::Config(format!("cannot add profile {name:?}: {e}")))?;
         let created = !config.profiles.contains_key(name);
 
         // 1. The secret. Keep the old one to put back if step 2 fails.
@@ -226,10 +226,11 @@ impl Profiles {
         }
 
         // 3. A profile that no longer uses a secret should not leave one behind.
-        if secret.is_none() && old_secret.is_some() {
-            if let Err(e) = self.store.delete(name).await {
-                tracing::warn!(profile = %name, error = %e, "could not delete the secret the profile no longer uses");
-            }
+        if secret.is_none()
+            && old_secret.is_some()
+            && let Err(e) = self.store.delete(name).await
+        {
+            tracing::warn!(profile = %name, error = %e, "could not delete the secret the profile no longer uses");
         }
         self.remember(config);
         tracing::info!(profile = %name, created, auth = %profile.auth, "profile saved");
@@ -256,9 +257,8 @@ impl Profiles {
     /// Deletes a profile from the config, then its keyring entry.
     pub async fn remove(&self, name: &str) -> Result<Removed, ProfileError> {
         let _guard = self.writer.lock().await;
-        let mut config = ConfigFile::load(&self.path).map_err(|e| {
-            ProfileError::Config(format!("cannot remove profile {name:?}: {e}"))
-        })?;
+        let mut config = ConfigFile::load(&self.path)
+            .map_err(|e| ProfileError::Config(format!("cannot remove profile {name:?}: {e}")))?;
         if config.profiles.remove(name).is_none() {
             return Err(ProfileError::Unknown(name.to_string()));
         }
@@ -270,7 +270,8 @@ impl Profiles {
             Err(e) => {
                 tracing::warn!(profile = %name, error = %e, "profile removed but its keyring entry was not");
                 Some(format!(
-                    "the profile is removed, but its keyring entry (service jwtagent, account profile/{name}) could not be deleted: {e}"
+                    "the profile is removed, but its keyring entry (service {}, account profile/{name}) could not be deleted: {e}",
+                    self.store.service()
                 ))
             }
         };
@@ -380,10 +381,12 @@ mod tests {
             mods: Option<&std::collections::HashMap<&str, &str>>,
         ) -> keyring_core::Result<keyring_core::Entry> {
             let inner = self.inner.build(service, user, mods)?;
-            Ok(keyring_core::Entry::new_with_credential(Arc::new(FailingCred {
-                inner,
-                fail: self.fail.clone(),
-            })))
+            Ok(keyring_core::Entry::new_with_credential(Arc::new(
+                FailingCred {
+                    inner,
+                    fail: self.fail.clone(),
+                },
+            )))
         }
         fn as_any(&self) -> &dyn std::any::Any {
             self
@@ -393,7 +396,9 @@ mod tests {
     impl keyring_core::api::CredentialApi for FailingCred {
         fn set_secret(&self, secret: &[u8]) -> keyring_core::Result<()> {
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(keyring_core::Error::PlatformFailure("injected write failure".into()));
+                return Err(keyring_core::Error::PlatformFailure(
+                    "injected write failure".into(),
+                ));
             }
             self.inner.set_secret(secret)
         }
@@ -403,9 +408,7 @@ mod tests {
         fn delete_credential(&self) -> keyring_core::Result<()> {
             self.inner.delete_credential()
         }
-        fn get_credential(
-            &self,
-        ) -> keyring_core::Result<Option<Arc<keyring_core::Credential>>> {
+        fn get_credential(&self) -> keyring_core::Result<Option<Arc<keyring_core::Credential>>> {
             Ok(None)
         }
         fn get_specifiers(&self) -> Option<(String, String)> {
@@ -418,7 +421,9 @@ mod tests {
 
     /// Makes the next call on profile `name`'s keyring entry fail.
     fn fail_next_store_call(mock: &keyring_core::mock::Store, name: &str) {
-        let entry = mock.build(SERVICE, &format!("profile/{name}"), None).unwrap();
+        let entry = mock
+            .build(SERVICE, &format!("profile/{name}"), None)
+            .unwrap();
         let cred: &keyring_core::mock::Cred = entry.as_any().downcast_ref().unwrap();
         cred.set_error(keyring_core::Error::PlatformFailure("injected".into()));
     }
@@ -426,7 +431,11 @@ mod tests {
     #[tokio::test]
     async fn add_stores_the_secret_in_the_keyring_and_not_in_the_config() {
         let f = fixture();
-        let added = f.profiles.add("api", profile("c1"), secret("s3cret-value")).await.unwrap();
+        let added = f
+            .profiles
+            .add("api", profile("c1"), secret("s3cret-value"))
+            .await
+            .unwrap();
         assert!(added.created);
         let on_disk = std::fs::read_to_string(f.profiles.path()).unwrap();
         assert!(on_disk.contains("c1") && !on_disk.contains("s3cret-value"));
@@ -437,7 +446,10 @@ mod tests {
     #[tokio::test]
     async fn failed_keyring_write_leaves_the_old_profile_and_secret_intact() {
         let f = fixture();
-        f.profiles.add("api", profile("old-id"), secret("old-secret")).await.unwrap();
+        f.profiles
+            .add("api", profile("old-id"), secret("old-secret"))
+            .await
+            .unwrap();
         let before = std::fs::read(f.profiles.path()).unwrap();
         let failing = FailingStore::wrap(f.mock.clone());
         let profiles = Profiles::new(
@@ -445,7 +457,10 @@ mod tests {
             SecretStore::with_store(failing.clone(), "failing"),
         );
         failing.fail_writes(true);
-        let err = profiles.add("api", profile("new-id"), secret("new-secret")).await.unwrap_err();
+        let err = profiles
+            .add("api", profile("new-id"), secret("new-secret"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProfileError::Store(_)), "{err}");
         assert_eq!(std::fs::read(f.profiles.path()).unwrap(), before);
         failing.fail_writes(false);
@@ -457,7 +472,10 @@ mod tests {
     #[tokio::test]
     async fn failed_config_write_puts_the_old_secret_back() {
         let f = fixture();
-        f.profiles.add("api", profile("old-id"), secret("old-secret")).await.unwrap();
+        f.profiles
+            .add("api", profile("old-id"), secret("old-secret"))
+            .await
+            .unwrap();
         let before = std::fs::read(f.profiles.path()).unwrap();
         let mut profiles = Profiles::new(
             f.profiles.path().to_path_buf(),
@@ -469,7 +487,10 @@ mod tests {
                 source: std::io::Error::other("disk full (injected)"),
             })
         };
-        let err = profiles.add("api", profile("new-id"), secret("new-secret")).await.unwrap_err();
+        let err = profiles
+            .add("api", profile("new-id"), secret("new-secret"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProfileError::Config(_)), "{err}");
         assert!(err.to_string().contains("disk full"), "{err}");
         assert_eq!(std::fs::read(f.profiles.path()).unwrap(), before);
@@ -477,7 +498,9 @@ mod tests {
         assert_eq!(stored.expose(), b"old-secret");
 
         // A new profile whose config write fails leaves no secret behind.
-        let err = profiles.add("fresh", profile("x"), secret("fresh-secret")).await;
+        let err = profiles
+            .add("fresh", profile("x"), secret("fresh-secret"))
+            .await;
         assert!(err.is_err());
         assert!(profiles.store().get("fresh").await.unwrap().is_none());
     }
@@ -486,18 +509,31 @@ mod tests {
     async fn corrupt_config_is_reported_and_never_overwritten() {
         let f = fixture();
         std::fs::write(f.profiles.path(), b"version = 1\n[profiles.x\n").unwrap();
-        let err = f.profiles.add("api", profile("c"), secret("s")).await.unwrap_err();
+        let err = f
+            .profiles
+            .add("api", profile("c"), secret("s"))
+            .await
+            .unwrap_err();
         assert!(matches!(err, ProfileError::Config(_)));
         assert!(err.to_string().contains("profiles.toml"), "{err}");
-        assert_eq!(std::fs::read(f.profiles.path()).unwrap(), b"version = 1\n[profiles.x\n");
+        assert_eq!(
+            std::fs::read(f.profiles.path()).unwrap(),
+            b"version = 1\n[profiles.x\n"
+        );
         assert!(f.profiles.list().is_err());
-        assert!(f.profiles.store().get("api").await.unwrap().is_none(), "nothing stored");
+        assert!(
+            f.profiles.store().get("api").await.unwrap().is_none(),
+            "nothing stored"
+        );
     }
 
     #[tokio::test]
     async fn remove_deletes_config_entry_and_secret() {
         let f = fixture();
-        f.profiles.add("api", profile("c"), secret("s")).await.unwrap();
+        f.profiles
+            .add("api", profile("c"), secret("s"))
+            .await
+            .unwrap();
         let removed = f.profiles.remove("api").await.unwrap();
         assert_eq!(removed.warning, None);
         assert!(f.profiles.list().unwrap().is_empty());
@@ -511,7 +547,10 @@ mod tests {
     #[tokio::test]
     async fn remove_reports_a_keyring_failure_as_a_warning() {
         let f = fixture();
-        f.profiles.add("api", profile("c"), secret("s")).await.unwrap();
+        f.profiles
+            .add("api", profile("c"), secret("s"))
+            .await
+            .unwrap();
         fail_next_store_call(&f.mock, "api");
         let removed = f.profiles.remove("api").await.unwrap();
         assert!(removed.warning.unwrap().contains("profile/api"));
@@ -520,12 +559,24 @@ mod tests {
     #[tokio::test]
     async fn hand_edits_are_seen_and_kept_by_the_next_write() {
         let f = fixture();
-        f.profiles.add("a", profile("c"), secret("s")).await.unwrap();
+        f.profiles
+            .add("a", profile("c"), secret("s"))
+            .await
+            .unwrap();
         let mut text = std::fs::read_to_string(f.profiles.path()).unwrap();
         text.push_str("\n[profiles.hand]\ntoken_url = \"https://h.example/t\"\nclient_id = \"h\"\nauth = \"none\"\n");
         std::fs::write(f.profiles.path(), text).unwrap();
-        f.profiles.add("b", profile("c"), secret("s")).await.unwrap();
-        let names: Vec<String> = f.profiles.list().unwrap().into_iter().map(|p| p.name).collect();
+        f.profiles
+            .add("b", profile("c"), secret("s"))
+            .await
+            .unwrap();
+        let names: Vec<String> = f
+            .profiles
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         assert_eq!(names, ["a", "b", "hand"]);
     }
 

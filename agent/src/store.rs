@@ -15,6 +15,10 @@ use std::time::Duration;
 /// Keyring service name; the account is `profile/NAME`.
 pub const SERVICE: &str = "jwtagent";
 
+/// Overrides [`SERVICE`], so that independent agents (say, one per
+/// `JWTAGENT_CONFIG`) keep apart secrets of profiles with the same name.
+pub const SERVICE_ENV: &str = "JWTAGENT_KEYRING_SERVICE";
+
 /// A keyring call that takes longer than this (a hung D-Bus peer, an unanswered
 /// unlock prompt) fails instead of holding the request forever.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -113,24 +117,29 @@ fn set_state(state: &Mutex<StoreState>, new: StoreState) {
 pub struct SecretStore {
     jobs: mpsc::Sender<Job>,
     state: Arc<Mutex<StoreState>>,
+    service: Arc<str>,
 }
 
 impl SecretStore {
     /// Starts the store thread for `kind`; the backend is opened on it right away.
-    pub fn open(kind: StoreKind) -> SecretStore {
-        Self::spawn(Box::new(move || backends::open(kind)))
+    /// Entries are kept under keyring service `service` (normally [`SERVICE`]).
+    pub fn open(kind: StoreKind, service: &str) -> SecretStore {
+        Self::spawn(Box::new(move || backends::open(kind)), service)
     }
 
     /// A store over a given keyring-core store (the mock store in tests).
     pub fn with_store(store: Arc<CredentialStore>, backend: &'static str) -> SecretStore {
         let mut store = Some(store);
-        Self::spawn(Box::new(move || match store.take() {
-            Some(store) => Ok(Opened { store, backend }),
-            None => Err("store already opened".into()),
-        }))
+        Self::spawn(
+            Box::new(move || match store.take() {
+                Some(store) => Ok(Opened { store, backend }),
+                None => Err("store already opened".into()),
+            }),
+            SERVICE,
+        )
     }
 
-    fn spawn(open: Opener) -> SecretStore {
+    fn spawn(open: Opener, service: &str) -> SecretStore {
         let (jobs, rx) = mpsc::channel::<Job>();
         let state = Arc::new(Mutex::new(StoreState::Opening));
         let mut worker = Worker {
@@ -147,9 +156,21 @@ impl SecretStore {
                 }
             });
         if let Err(e) = spawned {
-            set_state(&state, StoreState::Failed(format!("cannot start the keyring thread: {e}")));
+            set_state(
+                &state,
+                StoreState::Failed(format!("cannot start the keyring thread: {e}")),
+            );
         }
-        SecretStore { jobs, state }
+        SecretStore {
+            jobs,
+            state,
+            service: service.into(),
+        }
+    }
+
+    /// The keyring service entries are stored under.
+    pub fn service(&self) -> &str {
+        &self.service
     }
 
     /// The backend in use, for `status`.
@@ -180,9 +201,9 @@ impl SecretStore {
 
     /// The secret of profile `name`, or `None` when the keyring has none.
     pub async fn get(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        let account = account(name);
+        let (service, account) = (self.service.clone(), account(name));
         self.call(move |o| {
-            let entry = o.entry(&account)?;
+            let entry = o.entry(&service, &account)?;
             match entry.get_secret() {
                 Ok(bytes) => Ok(Some(Secret::new(bytes))),
                 Err(KeyringError::NoEntry) => Ok(None),
@@ -194,9 +215,9 @@ impl SecretStore {
 
     /// Stores (creates or replaces) the secret of profile `name`.
     pub async fn set(&self, name: &str, secret: Secret) -> Result<(), StoreError> {
-        let account = account(name);
+        let (service, account) = (self.service.clone(), account(name));
         self.call(move |o| {
-            let entry = o.entry(&account)?;
+            let entry = o.entry(&service, &account)?;
             entry
                 .set_secret(secret.expose())
                 .map_err(|e| map_error(o.backend, e))
@@ -206,9 +227,9 @@ impl SecretStore {
 
     /// Deletes the secret of profile `name`; `false` when there was none.
     pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        let account = account(name);
+        let (service, account) = (self.service.clone(), account(name));
         self.call(move |o| {
-            let entry = o.entry(&account)?;
+            let entry = o.entry(&service, &account)?;
             match entry.delete_credential() {
                 Ok(()) => Ok(true),
                 Err(KeyringError::NoEntry) => Ok(false),
@@ -220,12 +241,11 @@ impl SecretStore {
 }
 
 impl Opened {
-    fn entry(&self, account: &str) -> Result<keyring_core::Entry, StoreError> {
+    fn entry(&self, service: &str, account: &str) -> Result<keyring_core::Entry, StoreError> {
         self.store
-            .build(SERVICE, account, None)
+            .build(service, account, None)
             .map_err(|e| map_error(self.backend, e))
     }
-
 }
 
 /// Maps a keyring error to ours, never carrying secret bytes along (some
@@ -410,7 +430,10 @@ mod tests {
     async fn set_get_delete_round_trip() {
         let store = mock();
         assert_eq!(store.get("a").await.unwrap(), None);
-        store.set("a", Secret::new(b"s3cret".to_vec())).await.unwrap();
+        store
+            .set("a", Secret::new(b"s3cret".to_vec()))
+            .await
+            .unwrap();
         assert_eq!(store.get("a").await.unwrap().unwrap().expose(), b"s3cret");
         assert!(store.delete("a").await.unwrap());
         assert!(!store.delete("a").await.unwrap());
@@ -419,7 +442,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_that_cannot_open_reports_what_was_tried() {
-        let store = SecretStore::spawn(Box::new(|| Err("secret-service: no bus".into())));
+        let store = SecretStore::spawn(Box::new(|| Err("secret-service: no bus".into())), SERVICE);
         let err = store.get("a").await.unwrap_err();
         assert!(err.to_string().contains("no bus"), "{err}");
         assert!(matches!(store.state(), StoreState::Failed(_)));

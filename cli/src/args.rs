@@ -82,7 +82,7 @@ pub enum Command {
     ///
     /// The secret is read from --secret-stdin, --secret-file, --key-file or a
     /// no-echo prompt; never from the command line or the environment.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List profiles
     List {
         /// Print JSON instead of a table

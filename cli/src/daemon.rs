@@ -7,8 +7,8 @@
 //! returns exactly when the socket accepts connections, or with the real error.
 
 use crate::args::LogFormat;
-use jwtagent::config::StoreKind;
 use anyhow::{Context, anyhow};
+use jwtagent::config::StoreKind;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

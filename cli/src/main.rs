@@ -41,7 +41,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Agent(args) => commands::agent::run(&socket, &args, cli.global.log_format),
         Command::Stop { shell } => commands::stop::run(&socket, shell),
         Command::Status { json } => commands::status::run(&socket, json),
-        Command::Add(args) => commands::profiles::add(&socket, args),
+        Command::Add(args) => commands::profiles::add(&socket, *args),
         Command::List { json } => commands::profiles::list(&socket, json),
         Command::Show { name, json } => commands::profiles::show(&socket, &name, json),
         Command::Remove { name } => commands::profiles::remove(&socket, &name),

@@ -42,11 +42,23 @@ pub fn private_dir() -> tempfile::TempDir {
 /// when it is dropped.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
+    /// Keyring service the agent stores secrets under: unique per test, so that
+    /// tests sharing the user's kernel keyring never see each other's entries.
+    pub keyring_service: String,
+    /// A private D-Bus session bus (with a Secret Service on it), if started.
+    pub bus: Option<String>,
 }
+
+static ENV_COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl TestEnv {
     pub fn new() -> TestEnv {
-        let env = TestEnv { dir: private_dir() };
+        let n = ENV_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let env = TestEnv {
+            dir: private_dir(),
+            keyring_service: format!("jwtagent-test-{}-{n}", std::process::id()),
+            bus: None,
+        };
         for sub in ["run", "home", "config", "state"] {
             std::fs::create_dir(env.dir.path().join(sub)).unwrap();
             std::fs::set_permissions(
@@ -80,6 +92,7 @@ impl TestEnv {
             .env_remove("JWTAGENT_PID")
             .env_remove("JWTAGENT_NO_AUTOSTART")
             .env_remove("JWTAGENT_CONFIG")
+            .env("JWTAGENT_KEYRING_SERVICE", &self.keyring_service)
             .env("JWTAGENT_LOG", "debug")
             .env("XDG_RUNTIME_DIR", self.path("run"))
             .env("HOME", self.path("home"))
@@ -87,7 +100,31 @@ impl TestEnv {
             .env("XDG_STATE_HOME", self.path("state"))
             .env("SHELL", "/bin/sh")
             .stdin(Stdio::null());
+        match &self.bus {
+            Some(address) => cmd.env("DBUS_SESSION_BUS_ADDRESS", address),
+            None => cmd.env_remove("DBUS_SESSION_BUS_ADDRESS"),
+        };
         cmd
+    }
+
+    /// The config file of this environment.
+    pub fn config_file(&self) -> PathBuf {
+        self.path("config/jwtagent/profiles.toml")
+    }
+
+    /// Runs with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run jwtagent");
+        // The command may refuse before reading its input: a broken pipe here
+        // is part of what is being tested, not a harness failure.
+        let _ = child.stdin.take().unwrap().write_all(input);
+        child.wait_with_output().unwrap()
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -272,4 +309,147 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
 
 pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A private D-Bus session bus with GNOME Keyring's Secret Service on it, in the
+/// test's own HOME: a real Secret Service that touches nothing of the user's.
+pub struct SecretService {
+    dbus: Child,
+    keyring: Child,
+    pub address: String,
+}
+
+impl SecretService {
+    /// Starts the bus and the keyring daemon. `unlock`: create and unlock the
+    /// `login` keyring with a password, as a desktop login would; without it the
+    /// keyring stays locked and every write needs a prompt nobody answers.
+    pub fn start(env: &TestEnv, unlock: bool) -> SecretService {
+        let dbus_daemon = require_tool("dbus-daemon", "dbus");
+        let keyring_daemon = require_tool("gnome-keyring-daemon", "gnome-keyring");
+        require_tool("dbus-send", "dbus");
+        let socket = env.path("bus");
+        let address = format!("unix:path={}", socket.display());
+        let dbus = Command::new(dbus_daemon)
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address={address}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        wait_until("the session bus listens", || socket.exists());
+        let mut cmd = Command::new(keyring_daemon);
+        cmd.args(["--foreground", "--components=secrets"])
+            .env("HOME", env.path("home"))
+            .env("XDG_RUNTIME_DIR", env.path("run"))
+            .env("XDG_DATA_HOME", env.path("home/.local/share"))
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if unlock {
+            cmd.arg("--unlock");
+        }
+        let mut keyring = cmd.spawn().expect("start gnome-keyring-daemon");
+        let mut stdin = keyring.stdin.take().unwrap();
+        if unlock {
+            stdin.write_all(b"test-login-password").unwrap();
+        }
+        drop(stdin);
+        let service = SecretService {
+            dbus,
+            keyring,
+            address,
+        };
+        wait_until("the Secret Service is on the bus", || {
+            service.has_secret_service()
+        });
+        service
+    }
+
+    fn has_secret_service(&self) -> bool {
+        Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("boolean true"))
+            .unwrap_or(false)
+    }
+
+    /// `secret-tool lookup ATTR VALUE ...` on this bus: the stored secret, if any.
+    pub fn lookup(&self, attributes: &[&str]) -> Option<String> {
+        let tool = require_tool("secret-tool", "libsecret-tools");
+        let out = Command::new(tool)
+            .arg("lookup")
+            .args(attributes)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        let _ = self.keyring.kill();
+        let _ = self.keyring.wait();
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
+
+/// The secret of a keyutils entry, read with `keyctl` the way a user would: in a
+/// fresh session keyring with the persistent keyring linked in.
+pub fn keyutils_lookup(service: &str, account: &str) -> Option<Vec<u8>> {
+    let keyctl = require_tool("keyctl", "keyutils");
+    let script = format!(
+        "keyctl get_persistent @s >/dev/null && id=$(keyctl search @s user 'keyring:{account}@{service}') && keyctl pipe \"$id\""
+    );
+    let out = Command::new(keyctl)
+        .args(["session", "-", "sh", "-c", &script])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    out.status.success().then_some(out.stdout)
+}
+
+/// Generates a private key with openssl: `kind` is `rsa`, `rsa-pkcs1`, `p256`,
+/// `p384`, `p521`, `ed25519`, `sec1` or `encrypted`.
+pub fn gen_key(env: &TestEnv, kind: &str) -> PathBuf {
+    let openssl = require_tool("openssl", "openssl");
+    let path = env.path(&format!("{kind}.pem"));
+    let p = path.to_str().unwrap().to_string();
+    let script = match kind {
+        "rsa" => format!("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out '{p}'"),
+        "rsa-pkcs1" => format!(
+            "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 | openssl rsa -traditional -out '{p}'"
+        ),
+        "p256" => {
+            format!("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out '{p}'")
+        }
+        "p384" => {
+            format!("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out '{p}'")
+        }
+        "p521" => {
+            format!("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-521 -out '{p}'")
+        }
+        "ed25519" => format!("openssl genpkey -algorithm ed25519 -out '{p}'"),
+        "sec1" => format!("openssl ecparam -name prime256v1 -genkey -noout -out '{p}'"),
+        "encrypted" => {
+            format!("openssl genpkey -algorithm ed25519 -aes-128-cbc -pass pass:pw -out '{p}'")
+        }
+        other => panic!("unknown key kind {other}"),
+    };
+    let _ = openssl;
+    let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(out.status.success(), "openssl failed: {}", stderr_of(&out));
+    path
 }

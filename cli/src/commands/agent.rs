@@ -37,6 +37,7 @@ pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Resu
         limits: Limits::default(),
         config_path,
         store: args.store,
+        keyring_service: std::env::var(jwtagent_agent::store::SERVICE_ENV).unwrap_or_default(),
     };
     let agent = match Agent::start(&socket.path, options) {
         Ok(agent) => agent,

@@ -55,7 +55,7 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
     let added: Added = client
         .call(&Request::Add {
             name: args.name.clone(),
-            profile,
+            profile: Box::new(profile),
             secret,
         })
         .map_err(|e| CliError::from_client(e, START_HINT))?;
@@ -113,7 +113,9 @@ fn read_secret(args: &AddArgs, auth: AuthMethod) -> Result<Option<Secret>, CliEr
             .context("cannot read the secret from standard input")?;
         let secret = Secret::new(bytes);
         if secret.len() as u64 > MAX_SECRET {
-            return Err(CliError::Usage("the secret on standard input is over 1 MiB".into()));
+            return Err(CliError::Usage(
+                "the secret on standard input is over 1 MiB".into(),
+            ));
         }
         secret
     } else if std::io::stdin().is_terminal() {
@@ -130,20 +132,26 @@ fn read_secret(args: &AddArgs, auth: AuthMethod) -> Result<Option<Secret>, CliEr
         return Err(CliError::Usage("the client secret is empty".into()));
     }
     if std::str::from_utf8(secret.expose()).is_err() {
-        return Err(CliError::Usage("the client secret is not UTF-8 text".into()));
+        return Err(CliError::Usage(
+            "the client secret is not UTF-8 text".into(),
+        ));
     }
     Ok(Some(secret))
 }
 
 fn read_file(path: &Path) -> Result<Secret, CliError> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut bytes = Vec::new();
     file.take(MAX_SECRET + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let secret = Secret::new(bytes);
     if secret.len() as u64 > MAX_SECRET {
-        return Err(CliError::Usage(format!("{} is over 1 MiB; is it the right file?", path.display())));
+        return Err(CliError::Usage(format!(
+            "{} is over 1 MiB; is it the right file?",
+            path.display()
+        )));
     }
     if std::str::from_utf8(secret.expose()).is_err() {
         return Err(CliError::Usage(format!(
@@ -163,7 +171,9 @@ pub fn list(socket: &SocketPath, json: bool) -> Result<(), CliError> {
         return print_json(&list.profiles);
     }
     if list.profiles.is_empty() {
-        return output::print("No profiles. Add one with `jwtagent add NAME --token-url URL --client-id ID`.\n");
+        return output::print(
+            "No profiles. Add one with `jwtagent add NAME --token-url URL --client-id ID`.\n",
+        );
     }
     let rows: Vec<[String; 4]> = list
         .profiles

@@ -1,0 +1,826 @@
+//! Profiles end to end: the CLI, the agent, profiles.toml and the real keyrings
+//! (the kernel keyutils keyring, and GNOME Keyring on a private session bus).
+
+use crate::common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+
+const URL: &str = "https://idp.example/oauth2/token";
+
+fn add_basic(env: &TestEnv, name: &str, secret: &str) -> std::process::Output {
+    env.run_with_stdin(
+        &[
+            "add",
+            name,
+            "--token-url",
+            URL,
+            "--client-id",
+            &format!("client-{name}"),
+            "--secret-stdin",
+        ],
+        secret.as_bytes(),
+    )
+}
+
+fn assert_ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed ({}): {}",
+        out.status,
+        stderr_of(out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A refusal: exit code `code` and a message containing every one of `needles`.
+fn assert_refused(out: &std::process::Output, code: i32, needles: &[&str]) {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+}
+
+fn list_names(env: &TestEnv) -> Vec<String> {
+    let json: Value = serde_json::from_str(&env.ok(&["list", "--json"])).unwrap();
+    json.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn add_list_show_remove_round_trip_with_keyutils() {
+    let env = TestEnv::new();
+    let secret = "s3cret-for-roundtrip-0001";
+    assert_ok(&add_basic(&env, "api", secret));
+    assert_eq!(list_names(&env), ["api"]);
+    let table = env.ok(&["list"]);
+    assert!(table.contains("api") && table.contains(URL) && table.contains("client-api"));
+
+    let show: Value = serde_json::from_str(&env.ok(&["show", "api", "--json"])).unwrap();
+    assert_eq!(show["name"], "api");
+    assert_eq!(show["profile"]["token_url"], URL);
+    assert_eq!(show["profile"]["auth"], "client_secret_basic");
+    assert_eq!(show["secret_stored"], true);
+    let text = env.ok(&["show", "api"]);
+    assert!(text.contains("stored in the keyring"), "{text}");
+    assert!(!text.contains(secret) && !show.to_string().contains(secret));
+
+    let stored = keyutils_lookup(&env.keyring_service, "profile/api").expect("key in keyutils");
+    assert_eq!(stored, secret.as_bytes());
+
+    assert_ok(&env.run(&["remove", "api"]));
+    assert!(list_names(&env).is_empty());
+    assert_eq!(keyutils_lookup(&env.keyring_service, "profile/api"), None);
+    assert_refused(&env.run(&["show", "api"]), 1, &["unknown_profile", "api"]);
+    assert_refused(&env.run(&["remove", "api"]), 1, &["unknown_profile"]);
+}
+
+#[test]
+fn status_shows_the_store_backend_in_use() {
+    let env = TestEnv::new();
+    env.ok(&["env"]);
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    // No session bus in this environment: auto falls back to keyutils.
+    wait_until("the store is opened", || {
+        let s: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        s["store"] != "opening"
+    });
+    let status2: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status2["store"], "keyutils", "{status}");
+    assert_eq!(status2["config"], env.config_file().to_str().unwrap());
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(
+        log.contains("do not survive a reboot"),
+        "auto falling back to keyutils warns: {log}"
+    );
+}
+
+#[test]
+fn config_file_is_0600_and_never_contains_the_secret() {
+    let env = TestEnv::new();
+    let secret = "very-secret-value-6b2f1c";
+    assert_ok(&add_basic(&env, "api", secret));
+    let key = gen_key(&env, "p256");
+    assert_ok(&env.run(&[
+        "add",
+        "signed",
+        "--token-url",
+        URL,
+        "--client-id",
+        "c",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]));
+    let config = std::fs::read(env.config_file()).unwrap();
+    let text = String::from_utf8(config.clone()).unwrap();
+    assert!(
+        text.contains("version = 1") && text.contains("[profiles.api]"),
+        "{text}"
+    );
+    assert!(!text.contains(secret));
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let body_line = pem.lines().nth(1).unwrap();
+    assert!(!text.contains(body_line), "no key material in the config");
+    let mode = std::fs::metadata(env.config_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn corrupt_config_is_reported_with_its_path_and_left_byte_identical() {
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.config_file().parent().unwrap()).unwrap();
+    let garbage = b"version = 1\n[profiles.api\ntoken_url = 3\n";
+    std::fs::write(env.config_file(), garbage).unwrap();
+
+    let out = add_basic(&env, "new", "secret-value-1234");
+    assert_refused(
+        &out,
+        1,
+        &["config", env.config_file().to_str().unwrap(), "line 2"],
+    );
+    assert_refused(&env.run(&["list"]), 1, &["config", "line 2"]);
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert!(status["config_error"].as_str().unwrap().contains("line 2"));
+    assert_eq!(std::fs::read(env.config_file()).unwrap(), garbage);
+    assert_eq!(keyutils_lookup(&env.keyring_service, "profile/new"), None);
+
+    // Fixing the file heals the running agent.
+    std::fs::write(env.config_file(), b"version = 1\n").unwrap();
+    assert_ok(&add_basic(&env, "new", "secret-value-1234"));
+    assert_eq!(list_names(&env), ["new"]);
+}
+
+#[test]
+fn twenty_concurrent_adds_give_twenty_profiles() {
+    let env = TestEnv::new();
+    env.ok(&["env"]);
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            let mut child = env
+                .cmd(&[
+                    "add",
+                    &format!("p{i:02}"),
+                    "--token-url",
+                    URL,
+                    "--client-id",
+                    &format!("c{i}"),
+                    "--secret-stdin",
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("secret-number-{i}").as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    for child in children {
+        assert_ok(&child.wait_with_output().unwrap());
+    }
+    let names = list_names(&env);
+    assert_eq!(names.len(), 20, "{names:?}");
+    let config = std::fs::read_to_string(env.config_file()).unwrap();
+    for i in 0..20 {
+        assert!(config.contains(&format!("[profiles.p{i:02}]")));
+        assert_eq!(
+            keyutils_lookup(&env.keyring_service, &format!("profile/p{i:02}")).unwrap(),
+            format!("secret-number-{i}").as_bytes()
+        );
+    }
+}
+
+#[test]
+fn after_kill_9_and_restart_every_profile_is_back_with_its_secret() {
+    let env = TestEnv::new();
+    let pid = pid_from_env_script(&env.ok(&["env"]));
+    for name in ["a", "b", "c"] {
+        assert_ok(&add_basic(&env, name, &format!("secret-of-{name}-xyz")));
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until("the agent is gone", || !process_alive(pid));
+    // The next command autostarts a new agent, which reads everything back.
+    assert_eq!(list_names(&env), ["a", "b", "c"]);
+    assert_ne!(pid_from_env_script(&env.ok(&["env"])), pid);
+    for name in ["a", "b", "c"] {
+        let show: Value = serde_json::from_str(&env.ok(&["show", name, "--json"])).unwrap();
+        assert_eq!(show["secret_stored"], true, "{name}");
+    }
+}
+
+#[test]
+fn commands_autostart_an_agent_on_the_default_socket_only() {
+    let env = TestEnv::new();
+    assert!(list_names(&env).is_empty());
+    assert!(
+        hello(&env.default_socket()).is_some(),
+        "list started an agent"
+    );
+    env.ok(&["stop"]);
+
+    let out = env
+        .cmd(&["list"])
+        .env("JWTAGENT_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
+    assert_refused(&out, 3, &[env.default_socket().to_str().unwrap()]);
+    assert!(hello(&env.default_socket()).is_none());
+
+    let explicit = env.path("explicit.sock");
+    let out = env
+        .cmd(&["list"])
+        .env("JWTAGENT_SOCK", &explicit)
+        .output()
+        .unwrap();
+    assert_refused(
+        &out,
+        3,
+        &[explicit.to_str().unwrap(), "jwtagent agent --socket"],
+    );
+    assert!(!explicit.exists());
+}
+
+#[test]
+fn add_over_an_existing_profile_replaces_it_and_its_secret() {
+    let env = TestEnv::new();
+    assert_ok(&add_basic(&env, "api", "first-secret-value"));
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "api",
+            "--token-url",
+            "https://other.example/token",
+            "--client-id",
+            "new-client",
+            "--auth",
+            "client_secret_post",
+            "--secret-stdin",
+        ],
+        b"second-secret-value\n",
+    );
+    assert!(assert_ok(&out).contains("Replaced"));
+    let show: Value = serde_json::from_str(&env.ok(&["show", "api", "--json"])).unwrap();
+    assert_eq!(show["profile"]["client_id"], "new-client");
+    assert_eq!(show["profile"]["auth"], "client_secret_post");
+    assert_eq!(
+        keyutils_lookup(&env.keyring_service, "profile/api").unwrap(),
+        b"second-secret-value",
+        "trailing newline from stdin trimmed"
+    );
+}
+
+#[test]
+fn secret_can_come_from_a_file_and_never_from_argv() {
+    let env = TestEnv::new();
+    let file = env.path("secret.txt");
+    std::fs::write(&file, "file-secret-value\n").unwrap();
+    assert_ok(&env.run(&[
+        "add",
+        "f",
+        "--token-url",
+        URL,
+        "--client-id",
+        "c",
+        "--secret-file",
+        file.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        keyutils_lookup(&env.keyring_service, "profile/f").unwrap(),
+        b"file-secret-value"
+    );
+    // There is no option that takes the secret itself.
+    let out = env.run(&[
+        "add",
+        "g",
+        "--token-url",
+        URL,
+        "--client-id",
+        "c",
+        "--secret",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // Without a terminal and without a source, add says how to give one.
+    let out = env.run(&["add", "g", "--token-url", URL, "--client-id", "c"]);
+    assert_refused(&out, 2, &["--secret-stdin", "--secret-file"]);
+}
+
+#[test]
+fn private_keys_of_every_supported_kind_are_accepted_with_the_right_default_alg() {
+    let env = TestEnv::new();
+    for (kind, alg) in [
+        ("rsa", "RS256"),
+        ("rsa-pkcs1", "RS256"),
+        ("p256", "ES256"),
+        ("p384", "ES384"),
+        ("ed25519", "EdDSA"),
+    ] {
+        let key = gen_key(&env, kind);
+        let out = env.run(&[
+            "add",
+            kind,
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        assert!(assert_ok(&out).contains(alg), "{kind}");
+        let show: Value = serde_json::from_str(&env.ok(&["show", kind, "--json"])).unwrap();
+        assert_eq!(show["profile"]["alg"], alg, "{kind}");
+        assert_eq!(show["profile"]["auth"], "private_key_jwt");
+        let stored = keyutils_lookup(&env.keyring_service, &format!("profile/{kind}")).unwrap();
+        assert_eq!(
+            stored,
+            std::fs::read(&key).unwrap(),
+            "{kind}: PEM stored as is"
+        );
+    }
+    // An explicit alg that fits the key is kept.
+    let key = env.path("rsa.pem");
+    let out = env.run(&[
+        "add",
+        "ps",
+        "--token-url",
+        URL,
+        "--client-id",
+        "c",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--alg",
+        "PS384",
+    ]);
+    assert!(assert_ok(&out).contains("PS384"));
+}
+
+mod refusals {
+    //! Every validation at `add` refuses with what was wrong and how to fix it,
+    //! and leaves no trace.
+
+    use super::*;
+
+    fn refused_and_nothing_written(
+        env: &TestEnv,
+        out: &std::process::Output,
+        code: i32,
+        needles: &[&str],
+    ) {
+        assert_refused(out, code, needles);
+        if env.config_file().exists() {
+            let text = std::fs::read_to_string(env.config_file()).unwrap();
+            assert!(!text.contains("[profiles.bad]"), "{text}");
+        }
+        assert_eq!(keyutils_lookup(&env.keyring_service, "profile/bad"), None);
+    }
+
+    #[test]
+    fn http_token_endpoint_off_loopback() {
+        let env = TestEnv::new();
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "bad",
+                "--token-url",
+                "http://idp.example/token",
+                "--client-id",
+                "c",
+                "--secret-stdin",
+            ],
+            b"secret-value",
+        );
+        refused_and_nothing_written(&env, &out, 2, &["token_url", "https://", "loopback"]);
+        // Loopback http is fine.
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "local",
+                "--token-url",
+                "http://127.0.0.1:8080/token",
+                "--client-id",
+                "c",
+                "--secret-stdin",
+            ],
+            b"secret-value",
+        );
+        assert_ok(&out);
+    }
+
+    #[test]
+    fn http_token_endpoint_sent_straight_to_the_agent() {
+        // The agent checks too: a client that skips the CLI gets bad_request.
+        let env = TestEnv::new();
+        env.ok(&["env"]);
+        let mut conn = Conn::open(&env.default_socket());
+        let r = conn.request(
+            r#"{"id":1,"op":"add","name":"bad","profile":{"token_url":"http://idp.example/t","client_id":"c","auth":"client_secret_basic"},"secret":"s3cr3t-value"}"#,
+        );
+        assert_eq!(r["error"]["code"], "bad_request");
+        assert!(r["error"]["message"].as_str().unwrap().contains("https://"));
+        assert!(
+            !r.to_string().contains("s3cr3t-value"),
+            "no secret in errors"
+        );
+        refused_and_nothing_written(&env, &env.run(&["show", "bad"]), 1, &["unknown_profile"]);
+    }
+
+    #[test]
+    fn malformed_url() {
+        let env = TestEnv::new();
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "bad",
+                "--issuer",
+                "not a url",
+                "--client-id",
+                "c",
+                "--secret-stdin",
+            ],
+            b"secret-value",
+        );
+        refused_and_nothing_written(&env, &out, 2, &["issuer", "not a valid absolute URL"]);
+    }
+
+    #[test]
+    fn both_or_neither_endpoint() {
+        let env = TestEnv::new();
+        let out = env.run(&["add", "bad", "--client-id", "c", "--auth", "none"]);
+        assert_eq!(out.status.code(), Some(2));
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--issuer",
+            "https://a.example",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+    }
+
+    #[test]
+    fn auth_none_with_a_secret() {
+        let env = TestEnv::new();
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "bad",
+                "--token-url",
+                URL,
+                "--client-id",
+                "c",
+                "--auth",
+                "none",
+                "--secret-stdin",
+            ],
+            b"secret-value",
+        );
+        refused_and_nothing_written(&env, &out, 2, &["none", "no secret"]);
+        // Without one it is fine, and nothing goes to the keyring.
+        assert_ok(&env.run(&[
+            "add",
+            "open",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ]));
+        let show: Value = serde_json::from_str(&env.ok(&["show", "open", "--json"])).unwrap();
+        assert!(show.get("secret_stored").is_none());
+    }
+
+    #[test]
+    fn private_key_jwt_without_a_key() {
+        let env = TestEnv::new();
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "bad",
+                "--token-url",
+                URL,
+                "--client-id",
+                "c",
+                "--auth",
+                "private_key_jwt",
+                "--secret-stdin",
+            ],
+            b"secret-value",
+        );
+        refused_and_nothing_written(&env, &out, 2, &["--key-file"]);
+    }
+
+    #[test]
+    fn key_file_with_a_client_secret_method() {
+        let env = TestEnv::new();
+        let key = gen_key(&env, "ed25519");
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--auth",
+            "client_secret_basic",
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        refused_and_nothing_written(&env, &out, 2, &["--key-file", "private_key_jwt"]);
+    }
+
+    #[test]
+    fn hmac_secret_shorter_than_32_bytes() {
+        let env = TestEnv::new();
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "bad",
+                "--token-url",
+                URL,
+                "--client-id",
+                "c",
+                "--auth",
+                "client_secret_jwt",
+                "--secret-stdin",
+            ],
+            b"only-31-bytes-long-secret-value",
+        );
+        refused_and_nothing_written(&env, &out, 1, &["at least 32 bytes", "31"]);
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "ok",
+                "--token-url",
+                URL,
+                "--client-id",
+                "c",
+                "--auth",
+                "client_secret_jwt",
+                "--alg",
+                "HS512",
+                "--secret-stdin",
+            ],
+            b"exactly-32-bytes-long-secret-val",
+        );
+        assert!(assert_ok(&out).contains("HS512"));
+    }
+
+    #[test]
+    fn hmac_alg_with_private_key_jwt_and_key_alg_with_client_secret_jwt() {
+        let env = TestEnv::new();
+        let key = gen_key(&env, "rsa");
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--alg",
+            "HS256",
+        ]);
+        refused_and_nothing_written(&env, &out, 2, &["alg", "private_key_jwt"]);
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                "bad",
+                "--token-url",
+                URL,
+                "--client-id",
+                "c",
+                "--auth",
+                "client_secret_jwt",
+                "--alg",
+                "RS256",
+                "--secret-stdin",
+            ],
+            b"exactly-32-bytes-long-secret-val",
+        );
+        refused_and_nothing_written(&env, &out, 2, &["alg", "HS256"]);
+    }
+
+    #[test]
+    fn alg_that_does_not_fit_the_key() {
+        let env = TestEnv::new();
+        let key = gen_key(&env, "p256");
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--alg",
+            "ES384",
+        ]);
+        refused_and_nothing_written(&env, &out, 1, &["ES384", "P-256", "ES256"]);
+        let key = gen_key(&env, "ed25519");
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--alg",
+            "RS256",
+        ]);
+        refused_and_nothing_written(&env, &out, 1, &["RS256", "Ed25519", "EdDSA"]);
+    }
+
+    #[test]
+    fn sec1_ec_key_gets_the_conversion_command() {
+        let env = TestEnv::new();
+        let key = gen_key(&env, "sec1");
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        refused_and_nothing_written(&env, &out, 1, &["SEC1", "openssl pkcs8 -topk8 -nocrypt"]);
+    }
+
+    #[test]
+    fn encrypted_and_unsupported_keys() {
+        let env = TestEnv::new();
+        let key = gen_key(&env, "encrypted");
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        refused_and_nothing_written(&env, &out, 1, &["encrypted", "openssl pkcs8"]);
+        let key = gen_key(&env, "p521");
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        refused_and_nothing_written(&env, &out, 1, &["P-521"]);
+        let not_pem = env.path("junk.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let out = env.run(&[
+            "add",
+            "bad",
+            "--token-url",
+            URL,
+            "--client-id",
+            "c",
+            "--key-file",
+            not_pem.to_str().unwrap(),
+        ]);
+        refused_and_nothing_written(&env, &out, 1, &["not a PEM private key"]);
+    }
+
+    #[test]
+    fn bad_names_scopes_params_and_ca_files() {
+        let env = TestEnv::new();
+        let base = ["--token-url", URL, "--client-id", "c", "--auth", "none"];
+        let run = |extra: &[&str], name: &str| {
+            let mut args = vec!["add", name];
+            args.extend_from_slice(&base);
+            args.extend_from_slice(extra);
+            env.run(&args)
+        };
+        assert_refused(&run(&[], "../evil"), 2, &["invalid profile name"]);
+        assert_refused(&run(&["--scope", "a b"], "bad"), 2, &["scopes"]);
+        assert_refused(
+            &run(&["--param", "grant_type=x"], "bad"),
+            2,
+            &["params", "grant_type"],
+        );
+        assert_refused(
+            &run(&["--resource", "not-absolute"], "bad"),
+            2,
+            &["resources", "absolute URI"],
+        );
+        assert_refused(
+            &run(&["--refresh-before", "150%"], "bad"),
+            2,
+            &["1% and 99%"],
+        );
+        let not_ca = env.path("not-ca.pem");
+        std::fs::write(&not_ca, "nothing here").unwrap();
+        refused_and_nothing_written(
+            &env,
+            &run(&["--ca-file", not_ca.to_str().unwrap()], "bad"),
+            1,
+            &["ca_file", "no PEM certificate"],
+        );
+        refused_and_nothing_written(
+            &env,
+            &run(&["--ca-file", "/nonexistent/ca.pem"], "bad"),
+            1,
+            &["ca_file", "cannot read"],
+        );
+    }
+}
+
+mod secret_service {
+    //! GNOME Keyring on a private session bus: the real Secret Service.
+
+    use super::*;
+
+    #[test]
+    fn secret_is_stored_in_the_secret_service_under_service_jwtagent() {
+        let mut env = TestEnv::new();
+        let ss = SecretService::start(&env, true);
+        env.bus = Some(ss.address.clone());
+        // The spec's names, not a test-only service name.
+        env.keyring_service = "jwtagent".into();
+        let secret = "secret-service-secret-42";
+        assert_ok(&add_basic(&env, "api", secret));
+        assert_eq!(
+            ss.lookup(&["service", "jwtagent", "username", "profile/api"])
+                .as_deref(),
+            Some(secret)
+        );
+        let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        assert_eq!(status["store"], "secret-service");
+        let show: Value = serde_json::from_str(&env.ok(&["show", "api", "--json"])).unwrap();
+        assert_eq!(show["secret_stored"], true);
+        assert_ok(&env.run(&["remove", "api"]));
+        assert_eq!(
+            ss.lookup(&["service", "jwtagent", "username", "profile/api"]),
+            None
+        );
+    }
+
+    #[test]
+    fn locked_keyring_is_a_clear_store_error_and_nothing_is_written() {
+        let mut env = TestEnv::new();
+        let ss = SecretService::start(&env, false);
+        env.bus = Some(ss.address.clone());
+        let out = add_basic(&env, "api", "secret-value-locked");
+        assert_refused(&out, 1, &["store", "unlock"]);
+        assert!(
+            !env.config_file().exists()
+                || !std::fs::read_to_string(env.config_file())
+                    .unwrap()
+                    .contains("api")
+        );
+    }
+
+    #[test]
+    fn secret_service_without_a_session_bus_names_what_was_tried() {
+        let env = TestEnv::new();
+        let out = env.run(&["agent", "--store", "secret-service"]);
+        assert_ok(&out);
+        let out = add_basic(&env, "api", "secret-value-nobus");
+        assert_refused(
+            &out,
+            1,
+            &["store", "no D-Bus session bus", "DBUS_SESSION_BUS_ADDRESS"],
+        );
+        let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        assert!(
+            status["store"].as_str().unwrap().starts_with("unavailable"),
+            "{status}"
+        );
+        assert!(!env.config_file().exists());
+    }
+}
