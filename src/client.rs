@@ -99,13 +99,27 @@ impl Client {
         let mut line = serde_json::to_vec(&Envelope { id: &id, request })
             .map_err(|e| self.protocol(format!("cannot encode request: {e}")))?;
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|e| self.io(e))?;
+        let written = self.writer.write_all(&line);
 
+        // Even when the write failed, the agent may have answered first: a
+        // refused peer gets its `denied` line and is disconnected at once.
         self.line.clear();
         let n = (&mut self.reader)
             .take(MAX_RESPONSE_LINE)
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| self.io(e))?;
+            .read_until(b'\n', &mut self.line);
+        let n = match (written, n) {
+            (Ok(()), Ok(n)) => n,
+            (Ok(()), Err(e)) => return Err(self.io(e)),
+            (Err(e), Ok(n)) if n > 0 => {
+                return match serde_json::from_slice::<Response<serde::de::IgnoredAny>>(&self.line) {
+                    Ok(Response {
+                        result: Err(error), ..
+                    }) => Err(ClientError::Agent(error)),
+                    _ => Err(self.io(e)),
+                };
+            }
+            (Err(e), _) => return Err(self.io(e)),
+        };
         if n == 0 {
             return Err(self.io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
