@@ -92,3 +92,20 @@ fn socat_example_in_protocol_doc_runs_against_the_agent() {
     assert_eq!(lines[1]["id"], 2);
     assert_eq!(lines[1]["socket"], env.default_socket().to_str().unwrap());
 }
+
+#[test]
+fn request_response_example_in_protocol_doc_matches_the_agent() {
+    let env = TestEnv::new();
+    env.ok(&["env"]);
+    let block = code_block(&doc(), "### Example: a profile over the wire", "text");
+    let mut conn = Conn::open(&env.default_socket());
+    let mut pending = None;
+    for line in block.lines() {
+        if let Some(request) = line.strip_prefix("> ") {
+            pending = Some(conn.request(request));
+        } else if let Some(expected) = line.strip_prefix("< ") {
+            let expected: serde_json::Value = serde_json::from_str(expected).unwrap();
+            assert_eq!(pending.take().expect("a request first"), expected);
+        }
+    }
+}
