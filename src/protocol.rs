@@ -51,12 +51,31 @@ pub enum Request {
     List,
     /// One profile, without its secret. Answered with [`Shown`].
     Show { name: String },
+    /// An access token for profile `name`, from the cache or fetched now.
+    /// Answered with [`TokenAnswer`].
+    Token {
+        name: String,
+        /// Seconds the token must still be valid for; a cached token with less
+        /// left is replaced first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_ttl: Option<u64>,
+        /// Scopes to request instead of the profile's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scopes: Option<Vec<String>>,
+        /// RFC 8707 resources to request instead of the profile's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<Vec<String>>,
+        /// Fetch a new token even if a cached one would do.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
 }
 
 impl Request {
     /// The ops this version implements, as named on the wire.
-    pub const OPS: &'static [&'static str] =
-        &["hello", "status", "stop", "add", "remove", "list", "show"];
+    pub const OPS: &'static [&'static str] = &[
+        "hello", "status", "stop", "add", "remove", "list", "show", "token",
+    ];
 
     /// The op name as it appears on the wire.
     pub fn op(&self) -> &'static str {
@@ -68,6 +87,7 @@ impl Request {
             Request::Remove { .. } => "remove",
             Request::List => "list",
             Request::Show { .. } => "show",
+            Request::Token { .. } => "token",
         }
     }
 }
@@ -167,6 +187,18 @@ pub struct Shown {
     pub profile: ProfileView,
 }
 
+/// Answer to [`Request::Token`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAnswer {
+    pub access_token: Secret,
+    /// `Bearer` (or `DPoP` for bound tokens).
+    pub token_type: String,
+    /// Unix seconds; `null` when the server did not say.
+    pub expires_at: Option<u64>,
+    /// The granted scope, when the server said.
+    pub scope: Option<String>,
+}
+
 /// An empty success body (`stop`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Empty {}
@@ -232,6 +264,21 @@ impl fmt::Display for ErrorCode {
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
+    /// For `idp_error`: what the authorization server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<IdpDetail>,
+}
+
+/// The authorization server's own error (RFC 6749 §5.2), passed on verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdpDetail {
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// `error`, e.g. `invalid_client`; absent when the body was not RFC 6749 JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
 }
 
 impl ErrorBody {
@@ -239,6 +286,7 @@ impl ErrorBody {
         ErrorBody {
             code,
             message: message.into(),
+            idp: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the keyring now; tokens and the refresher later); this module only dispatches.
 
 use crate::profiles::Profiles;
+use crate::tokens::{TokenQuery, Tokens};
 use jwtagent::protocol::{
     Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ProfileList, ProfileStatus, Request,
     Response, Shown, Status, parse_request,
@@ -11,6 +12,7 @@ use jwtagent::protocol::{
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::time::Duration;
 use std::time::Instant;
 
 /// What the agent knows, shared by every connection.
@@ -19,6 +21,7 @@ pub struct AgentState {
     pub pid: u32,
     pub socket: PathBuf,
     pub profiles: Profiles,
+    pub tokens: Tokens,
 }
 
 impl AgentState {
@@ -28,6 +31,7 @@ impl AgentState {
             pid: std::process::id(),
             socket,
             profiles,
+            tokens: Tokens::new(),
         }
     }
 }
@@ -92,6 +96,26 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
                 .profiles
                 .list()
                 .map(|profiles| ProfileList { profiles });
+            (
+                encode(parsed.id, result.map_err(|e| e.to_body())),
+                After::Continue,
+            )
+        }
+        Request::Token {
+            name,
+            min_ttl,
+            scopes,
+            resources,
+            force,
+        } => {
+            let query = TokenQuery {
+                name,
+                min_ttl: Duration::from_secs(min_ttl.unwrap_or(0)),
+                scopes,
+                resources,
+                force,
+            };
+            let result = state.tokens.get(&state.profiles, query).await;
             (
                 encode(parsed.id, result.map_err(|e| e.to_body())),
                 After::Continue,

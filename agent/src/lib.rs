@@ -12,11 +12,13 @@ pub mod handler;
 pub mod harden;
 pub mod keys;
 pub mod listener;
+pub mod oauth;
 pub mod profiles;
 pub mod server;
 pub mod store;
 #[cfg(target_os = "linux")]
 mod sys;
+pub mod tokens;
 
 use handler::AgentState;
 use jwtagent::config::{ConfigFile, StoreKind};

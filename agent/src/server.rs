@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use zeroize::Zeroize;
 
 /// Tunables of the server; the defaults are what the agent runs with.
 #[derive(Debug, Clone)]
@@ -174,7 +175,13 @@ async fn handle_connection(
             Ok(Ok(Frame::Line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Ok(Ok(Frame::Line)) => handle_line(state, &line).await,
         };
-        match tokio::time::timeout(limits.write_timeout, writer.write_all(&response)).await {
+        // Request lines may carry a secret (`add`) and responses a token:
+        // neither outlives its use in our buffers.
+        line.zeroize();
+        let mut response = response;
+        let written = tokio::time::timeout(limits.write_timeout, writer.write_all(&response)).await;
+        response.zeroize();
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "connection write failed");

@@ -99,6 +99,35 @@ pub enum Command {
     /// Remove a profile, its keyring entry and its cached tokens
     #[command(visible_alias = "rm")]
     Remove { name: String },
+    /// Print an access token for a profile
+    Token(TokenArgs),
+    /// Print an `Authorization: Bearer <token>` header for a profile
+    Header(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Profile name
+    pub name: String,
+    /// The token must still be valid for at least this long (e.g. 5m); a cached one with less left is replaced
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_arg)]
+    pub min_ttl: Option<std::time::Duration>,
+    /// Request this scope instead of the profile's (repeatable)
+    #[arg(long = "scope", value_name = "SCOPE")]
+    pub scopes: Vec<String>,
+    /// Request this RFC 8707 resource instead of the profile's (repeatable)
+    #[arg(long = "resource", value_name = "URI")]
+    pub resources: Vec<String>,
+    /// Fetch a new token even if a cached one is still good
+    #[arg(long)]
+    pub force: bool,
+    /// Print the token response as JSON: access_token, token_type, expires_at, scope
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    jwtagent::duration::parse_duration(s)
 }
 
 #[derive(Debug, Args)]

@@ -45,5 +45,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::List { json } => commands::profiles::list(&socket, json),
         Command::Show { name, json } => commands::profiles::show(&socket, &name, json),
         Command::Remove { name } => commands::profiles::remove(&socket, &name),
+        Command::Token(args) => commands::token::token(&socket, &args),
+        Command::Header(args) => commands::token::header(&socket, &args),
     }
 }

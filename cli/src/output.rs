@@ -16,6 +16,12 @@ pub fn print(text: &str) -> Result<(), CliError> {
     }
 }
 
+/// Like [`print`], for text holding a token: the buffer is wiped afterwards.
+pub fn print_secret(text: String) -> Result<(), CliError> {
+    let text = zeroize::Zeroizing::new(text);
+    print(&text)
+}
+
 /// `3725` → `1h 2m 5s`.
 pub fn duration(secs: u64) -> String {
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);

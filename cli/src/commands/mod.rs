@@ -5,3 +5,4 @@ pub mod env;
 pub mod profiles;
 pub mod status;
 pub mod stop;
+pub mod token;

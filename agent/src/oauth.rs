@@ -1,0 +1,560 @@
+//! The OAuth 2.0 client: discovery and the client_credentials grant with every
+//! client authentication method (RFC 6749 §2.3, §4.4; RFC 7523; RFC 8414).
+//!
+//! Knows nothing of sockets or caches: it is handed a request and a secret and
+//! returns a token or an error. No error it returns contains a secret, an
+//! assertion or a token.
+
+use crate::keys::{jwt_alg, parse_private_key};
+use jwtagent::config::{Alg, check_endpoint};
+use jwtagent::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use url::Url;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lifetime of a client assertion (RFC 7523 wants it short).
+pub const ASSERTION_LIFETIME: u64 = 60;
+/// How much of a non-JSON error body is shown.
+const BODY_EXCERPT: usize = 300;
+/// Largest response body read from an authorization server.
+const MAX_BODY: usize = 1024 * 1024;
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OAuthError {
+    /// The server answered with an RFC 6749 §5.2 error.
+    #[error("the authorization server refused the token request (HTTP {status}): {error}{}", .description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Idp {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    /// The server answered something that is not a valid token or error response.
+    #[error("{what} from {host} (HTTP {status}): {excerpt}")]
+    BadResponse {
+        host: String,
+        status: u16,
+        what: &'static str,
+        excerpt: String,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach {host}: {cause}")]
+    Network { host: String, cause: String },
+    /// Discovery failed or returned an unacceptable document.
+    #[error("discovery for issuer {issuer} failed: {message}")]
+    Discovery { issuer: String, message: String },
+    /// The profile cannot be used as configured (bad key, missing CA file, ...).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Authorization server metadata (the part jwtagent uses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub issuer: String,
+    pub token_endpoint: Url,
+}
+
+/// How the client authenticates.
+pub enum ClientAuth<'a> {
+    None,
+    Basic(&'a Secret),
+    Post(&'a Secret),
+    /// client_secret_jwt (HMAC with the secret) or private_key_jwt (the PEM key).
+    Jwt {
+        secret: &'a Secret,
+        alg: Alg,
+        kid: Option<&'a str>,
+        aud: String,
+    },
+}
+
+/// One token request.
+pub struct TokenRequest<'a> {
+    pub token_endpoint: &'a Url,
+    pub client_id: &'a str,
+    pub auth: ClientAuth<'a>,
+    pub scopes: &'a [String],
+    pub resources: &'a [String],
+    pub audience: Option<&'a str>,
+    pub params: &'a BTreeMap<String, String>,
+}
+
+/// A successful token response.
+#[derive(Debug)]
+pub struct TokenResponse {
+    pub access_token: Secret,
+    pub token_type: String,
+    /// Seconds, when the server said.
+    pub expires_in: Option<u64>,
+    pub scope: Option<String>,
+    pub refresh_token: Option<Secret>,
+}
+
+/// An HTTP client for one trust configuration (platform roots plus an optional
+/// per-profile CA file).
+pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, OAuthError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TOTAL_TIMEOUT)
+        // A token endpoint that redirects is misconfigured; following it would
+        // resend credentials to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("jwtagent/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            OAuthError::Setup(format!("cannot read ca_file {}: {e}", path.display()))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            OAuthError::Setup(format!(
+                "ca_file {} is not a PEM bundle: {e}",
+                path.display()
+            ))
+        })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| OAuthError::Setup(format!("cannot set up HTTPS: {e}")))
+}
+
+fn host_of(url: &Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or("?")),
+        None => url.host_str().unwrap_or("?").to_string(),
+    }
+}
+
+/// Describes a transport error by its cause, without the URL reqwest would add.
+fn network_error(url: &Url, e: &reqwest::Error) -> OAuthError {
+    let mut cause = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
+    OAuthError::Network {
+        host: host_of(url),
+        cause,
+    }
+}
+
+async fn read_body(url: &Url, response: reqwest::Response) -> Result<(u16, Vec<u8>), OAuthError> {
+    let status = response.status().as_u16();
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| network_error(url, &e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(OAuthError::BadResponse {
+                host: host_of(url),
+                status,
+                what: "an oversized response",
+                excerpt: format!("more than {MAX_BODY} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
+}
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".into();
+    }
+    let cut: String = text.chars().take(BODY_EXCERPT).collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// Fetches the issuer's metadata: OpenID configuration first, then RFC 8414
+/// (`/.well-known/oauth-authorization-server` inserted before the issuer's path).
+/// The document's `issuer` must equal `issuer` exactly.
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, OAuthError> {
+    let fail = |message: String| OAuthError::Discovery {
+        issuer: issuer.to_string(),
+        message,
+    };
+    let base = Url::parse(issuer).map_err(|e| fail(format!("not a URL: {e}")))?;
+    let oidc = Url::parse(&format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    ))
+    .map_err(|e| fail(e.to_string()))?;
+    let mut rfc8414 = base.clone();
+    let path = base.path().trim_end_matches('/');
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+
+    let mut tried = Vec::new();
+    for url in [oidc, rfc8414] {
+        let response = match http.get(url.clone()).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(network_error(&url, &e)),
+        };
+        let (status, body) = read_body(&url, response).await?;
+        if status != 200 {
+            tried.push(format!("{url}: HTTP {status}"));
+            continue;
+        }
+        #[derive(Deserialize)]
+        struct Doc {
+            issuer: Option<String>,
+            token_endpoint: Option<String>,
+        }
+        let doc: Doc = serde_json::from_slice(&body).map_err(|e| {
+            fail(format!(
+                "{url} is not a JSON metadata document ({e}): {}",
+                excerpt(&body)
+            ))
+        })?;
+        let found = doc.issuer.unwrap_or_default();
+        if found != issuer {
+            return Err(fail(format!(
+                "{url} names issuer {found:?}, not {issuer:?}; the configured issuer must match the server's exactly (check the scheme, host, port and trailing slash)"
+            )));
+        }
+        let endpoint = doc
+            .token_endpoint
+            .ok_or_else(|| fail(format!("{url} has no token_endpoint")))?;
+        let token_endpoint =
+            check_endpoint("token_endpoint", &endpoint).map_err(|e| fail(e.to_string()))?;
+        return Ok(Metadata {
+            issuer: found,
+            token_endpoint,
+        });
+    }
+    Err(fail(format!("no metadata found ({})", tried.join("; "))))
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+fn form_encode(bytes: &[u8]) -> String {
+    url::form_urlencoded::byte_serialize(bytes).collect()
+}
+
+#[derive(Serialize)]
+struct AssertionClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    jti: String,
+    iat: u64,
+    exp: u64,
+}
+
+/// A fresh 128-bit random id, hex-encoded.
+pub fn random_id() -> Result<String, OAuthError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| OAuthError::Setup("the system random generator failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Signs a client assertion (RFC 7523 §3): `iss` = `sub` = client id, a fresh
+/// `jti` every call, `exp` 60 s after `iat`.
+pub fn client_assertion(
+    client_id: &str,
+    secret: &Secret,
+    alg: Alg,
+    kid: Option<&str>,
+    aud: &str,
+) -> Result<Secret, OAuthError> {
+    let key = if alg.is_hmac() {
+        jsonwebtoken::EncodingKey::from_secret(secret.expose())
+    } else {
+        parse_private_key(secret)
+            .map_err(|e| OAuthError::Setup(format!("the stored private key cannot be used: {e}")))?
+            .1
+    };
+    let mut header = jsonwebtoken::Header::new(jwt_alg(alg));
+    header.typ = Some("JWT".into());
+    header.kid = kid.map(str::to_string);
+    let iat = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = AssertionClaims {
+        iss: client_id,
+        sub: client_id,
+        aud,
+        jti: random_id()?,
+        iat,
+        exp: iat + ASSERTION_LIFETIME,
+    };
+    jsonwebtoken::encode(&header, &claims, &key)
+        .map(|jwt| Secret::new(jwt.into_bytes()))
+        .map_err(|e| OAuthError::Setup(format!("cannot sign the client assertion with {alg}: {e}")))
+}
+
+/// Performs one client_credentials token request.
+pub async fn fetch_token(
+    http: &reqwest::Client,
+    req: &TokenRequest<'_>,
+) -> Result<TokenResponse, OAuthError> {
+    let mut form: Vec<(&str, String)> = vec![("grant_type", "client_credentials".into())];
+    if !req.scopes.is_empty() {
+        form.push(("scope", req.scopes.join(" ")));
+    }
+    for resource in req.resources {
+        form.push(("resource", resource.clone()));
+    }
+    if let Some(audience) = req.audience {
+        form.push(("audience", audience.to_string()));
+    }
+    for (k, v) in req.params {
+        form.push((k.as_str(), v.clone()));
+    }
+    let mut builder = http.post(req.token_endpoint.clone());
+    // The form holds the secret or the assertion for some methods; it is built
+    // in a zeroizing buffer below and never logged.
+    let mut secret_fields: Vec<(&str, Secret)> = Vec::new();
+    match &req.auth {
+        ClientAuth::None => form.push(("client_id", req.client_id.to_string())),
+        ClientAuth::Basic(secret) => {
+            let user = form_encode(req.client_id.as_bytes());
+            let pass = zeroize::Zeroizing::new(form_encode(secret.expose()));
+            builder = builder.basic_auth(user, Some(pass.as_str()));
+        }
+        ClientAuth::Post(secret) => {
+            form.push(("client_id", req.client_id.to_string()));
+            secret_fields.push(("client_secret", (*secret).clone()));
+        }
+        ClientAuth::Jwt {
+            secret,
+            alg,
+            kid,
+            aud,
+        } => {
+            form.push(("client_id", req.client_id.to_string()));
+            form.push(("client_assertion_type", ASSERTION_TYPE.into()));
+            let assertion = client_assertion(req.client_id, secret, *alg, *kid, aud)?;
+            secret_fields.push(("client_assertion", assertion));
+        }
+    }
+    let mut body = zeroize::Zeroizing::new(String::new());
+    {
+        let mut ser = url::form_urlencoded::Serializer::new(&mut *body);
+        for (k, v) in &form {
+            ser.append_pair(k, v);
+        }
+        for (k, v) in &secret_fields {
+            let text = std::str::from_utf8(v.expose())
+                .map_err(|_| OAuthError::Setup("the stored secret is not text".into()))?;
+            ser.append_pair(k, text);
+        }
+        ser.finish();
+    }
+    let url = req.token_endpoint;
+    let response = builder
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body.as_bytes().to_vec())
+        .send()
+        .await
+        .map_err(|e| network_error(url, &e))?;
+    let (status, bytes) = read_body(url, response).await?;
+    parse_token_response(url, status, &bytes)
+}
+
+/// Parses a token endpoint answer: success (RFC 6749 §5.1) or error (§5.2).
+pub fn parse_token_response(
+    url: &Url,
+    status: u16,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    if status == 200 {
+        #[derive(Deserialize)]
+        struct Ok {
+            access_token: Option<String>,
+            token_type: Option<String>,
+            expires_in: Option<serde_json::Value>,
+            scope: Option<String>,
+            refresh_token: Option<String>,
+        }
+        let bad = |what: &'static str| OAuthError::BadResponse {
+            host: host_of(url),
+            status,
+            what,
+            // Never echo a success body: it may hold a token.
+            excerpt: "(body not shown)".into(),
+        };
+        let ok: Ok =
+            serde_json::from_slice(body).map_err(|_| bad("a token response that is not JSON"))?;
+        let access_token = ok
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| bad("a token response without access_token"))?;
+        let expires_in = match ok.expires_in {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64))
+            }
+            // Some servers send it as a string.
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        return Ok(TokenResponse {
+            access_token: Secret::new(access_token.into_bytes()),
+            token_type: ok.token_type.unwrap_or_else(|| "Bearer".into()),
+            expires_in,
+            scope: ok.scope,
+            refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
+        });
+    }
+    #[derive(Deserialize)]
+    struct Err {
+        error: String,
+        error_description: Option<String>,
+    }
+    match serde_json::from_slice::<Err>(body) {
+        Ok(e) => Err(OAuthError::Idp {
+            status,
+            error: e.error,
+            description: e.error_description,
+        }),
+        Err(_) => Err(OAuthError::BadResponse {
+            host: host_of(url),
+            status,
+            what: "an error response that is not RFC 6749 JSON",
+            excerpt: excerpt(body),
+        }),
+    }
+}
+
+/// SHA-256 fingerprint of a token for logs: the first 8 hex digits.
+pub fn fingerprint(token: &Secret) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose());
+    digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> Url {
+        Url::parse("https://idp.example/token").unwrap()
+    }
+
+    #[test]
+    fn success_response_is_parsed_with_string_or_number_expires_in() {
+        let r = parse_token_response(
+            &url(),
+            200,
+            br#"{"access_token":"abc","token_type":"Bearer","expires_in":"60","scope":"a b"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.access_token.expose(), b"abc");
+        assert_eq!(r.expires_in, Some(60));
+        let r = parse_token_response(&url(), 200, br#"{"access_token":"abc","expires_in":3600}"#)
+            .unwrap();
+        assert_eq!(r.expires_in, Some(3600));
+        assert_eq!(r.token_type, "Bearer");
+    }
+
+    #[test]
+    fn rfc6749_error_keeps_error_description_and_status() {
+        let e = parse_token_response(
+            &url(),
+            401,
+            br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 401")
+                && text.contains("invalid_client")
+                && text.contains("client authentication failed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn non_json_error_body_is_cut_short() {
+        let body = format!("<html>{}</html>", "x".repeat(5000));
+        let e = parse_token_response(&url(), 502, body.as_bytes()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 502") && text.contains("idp.example"),
+            "{text}"
+        );
+        assert!(text.len() < 600, "{}", text.len());
+    }
+
+    #[test]
+    fn success_without_token_never_echoes_the_body() {
+        let e = parse_token_response(&url(), 200, br#"{"refresh_token":"SECRET-RT"}"#).unwrap_err();
+        assert!(!e.to_string().contains("SECRET-RT"));
+    }
+
+    #[test]
+    fn basic_credentials_are_form_encoded_first() {
+        assert_eq!(form_encode(b"a b:c/d%"), "a+b%3Ac%2Fd%25");
+    }
+
+    #[test]
+    fn assertion_has_the_rfc7523_claims_and_a_fresh_jti() {
+        let secret = Secret::new(vec![b'k'; 32]);
+        let a = client_assertion(
+            "client-1",
+            &secret,
+            Alg::HS256,
+            Some("kid-1"),
+            "https://idp.example",
+        )
+        .unwrap();
+        let b = client_assertion(
+            "client-1",
+            &secret,
+            Alg::HS256,
+            Some("kid-1"),
+            "https://idp.example",
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&["https://idp.example"]);
+        let key = jsonwebtoken::DecodingKey::from_secret(&[b'k'; 32]);
+        let decode = |t: &Secret| {
+            jsonwebtoken::decode::<serde_json::Value>(
+                std::str::from_utf8(t.expose()).unwrap(),
+                &key,
+                &validation,
+            )
+            .unwrap()
+        };
+        let (da, db) = (decode(&a), decode(&b));
+        assert_eq!(da.header.kid.as_deref(), Some("kid-1"));
+        assert_eq!(da.claims["iss"], "client-1");
+        assert_eq!(da.claims["sub"], "client-1");
+        assert_eq!(
+            da.claims["exp"].as_u64().unwrap() - da.claims["iat"].as_u64().unwrap(),
+            60
+        );
+        assert_eq!(da.claims["jti"].as_str().unwrap().len(), 32);
+        assert_ne!(da.claims["jti"], db.claims["jti"]);
+    }
+
+    #[test]
+    fn fingerprint_is_eight_hex_digits_of_sha256() {
+        // sha256("abc") = ba7816bf...
+        assert_eq!(fingerprint(&Secret::new(b"abc".to_vec())), "ba7816bf");
+    }
+}

@@ -1,0 +1,104 @@
+// A real OpenID Provider (panva/oidc-provider, a certified implementation) for
+// jwtagent's conformance tests and the README demo.
+//
+//   node server.mjs CONFIG.json
+//
+// CONFIG.json: {"ttl": seconds, "clients": [{client_id, auth, secret?, alg?, public_key_pem?}]}
+// Listens on a free loopback port, prints "READY <issuer>" on stdout, then one JSON
+// line per token request: {"event":"token"|"error", client_id, auth_method,
+// assertion?, error?, description?}. The assertion is logged only so that tests
+// can verify it independently; it is single-use and this server is a test server.
+
+import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
+import Provider from 'oidc-provider';
+import { importSPKI, exportJWK } from 'jose';
+
+const config = JSON.parse(readFileSync(process.argv[2] ?? '/dev/stdin', 'utf8'));
+const log = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
+
+async function clientMetadata(c) {
+  const meta = {
+    client_id: c.client_id,
+    token_endpoint_auth_method: c.auth,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'api:read api:write',
+  };
+  if (c.secret !== undefined) meta.client_secret = c.secret;
+  if (c.alg) meta.token_endpoint_auth_signing_alg = c.alg;
+  if (c.public_key_pem) {
+    const key = await importSPKI(c.public_key_pem, c.alg, { extractable: true });
+    const jwk = await exportJWK(key);
+    meta.jwks = { keys: [{ ...jwk, alg: c.alg, use: 'sig', ...(c.kid ? { kid: c.kid } : {}) }] };
+  }
+  return meta;
+}
+
+const server = createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients: await Promise.all(config.clients.map(clientMetadata)),
+  clientAuthMethods: [
+    'client_secret_basic',
+    'client_secret_post',
+    'client_secret_jwt',
+    'private_key_jwt',
+    'none',
+  ],
+  enabledJWA: {
+    clientAuthSigningAlgValues: [
+      'HS256', 'HS384', 'HS512',
+      'RS256', 'RS384', 'RS512',
+      'PS256', 'PS384', 'PS512',
+      'ES256', 'ES384', 'Ed25519', 'EdDSA',
+    ],
+  },
+  scopes: ['api:read', 'api:write'],
+  ttl: { ClientCredentials: config.ttl ?? 600 },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => undefined,
+      useGrantedResource: () => true,
+      getResourceServerInfo: (ctx, resourceIndicator) => ({
+        scope: 'api:read api:write',
+        audience: resourceIndicator,
+        accessTokenTTL: config.ttl ?? 600,
+        accessTokenFormat: 'jwt',
+      }),
+    },
+  },
+});
+
+provider.on('grant.success', (ctx) => {
+  log({
+    event: 'token',
+    client_id: ctx.oidc.client?.clientId,
+    auth_method: ctx.oidc.client?.clientAuthMethod,
+    assertion: ctx.oidc.body?.client_assertion,
+    resource: ctx.oidc.body?.resource,
+  });
+});
+provider.on('grant.error', (ctx, error) => {
+  log({
+    event: 'error',
+    client_id: ctx.oidc.client?.clientId ?? ctx.oidc.body?.client_id,
+    error: error.error,
+    // The real reason, which the response hides behind "client authentication failed".
+    description: error.error_detail ?? error.error_description,
+  });
+});
+
+server.on('request', provider.callback());
+process.stdout.write(`READY ${issuer}\n`);
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => server.close(() => process.exit(0)));
+}
