@@ -79,6 +79,10 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
             secret,
         } => {
             let result = state.profiles.add(&name, *profile, secret).await;
+            if result.is_ok() {
+                // The profile changed: tokens fetched under the old one must go.
+                state.tokens.forget(&name);
+            }
             (
                 encode(parsed.id, result.map_err(|e| e.to_body())),
                 After::Continue,
@@ -86,6 +90,9 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
         }
         Request::Remove { name } => {
             let result = state.profiles.remove(&name).await;
+            if result.is_ok() {
+                state.tokens.forget(&name);
+            }
             (
                 encode(parsed.id, result.map_err(|e| e.to_body())),
                 After::Continue,
@@ -137,17 +144,26 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
 
 fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
+    let remaining = state.tokens.remaining();
     let (profiles, config_error) = match config {
         Ok(config) => (
             config
                 .profiles
                 .into_keys()
-                .map(|name| ProfileStatus {
-                    name,
-                    token_state: "none".into(),
-                    expires_in_secs: None,
-                    next_refresh_in_secs: None,
-                    last_error: None,
+                .map(|name| {
+                    let left = remaining.get(&name);
+                    ProfileStatus {
+                        token_state: match left {
+                            None => "none",
+                            Some(d) if d.is_zero() => "expired",
+                            Some(_) => "valid",
+                        }
+                        .into(),
+                        expires_in_secs: left.map(|d| d.as_secs() as i64),
+                        next_refresh_in_secs: None,
+                        last_error: None,
+                        name,
+                    }
                 })
                 .collect(),
             None,

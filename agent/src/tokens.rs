@@ -138,6 +138,28 @@ impl Tokens {
         }
     }
 
+    /// Per profile: the seconds left on its longest-lived cached token, for
+    /// `status`. Keys busy fetching right now are skipped rather than waited for.
+    pub fn remaining(&self) -> HashMap<String, Duration> {
+        let slots: Vec<(Key, Slot)> = self
+            .slots
+            .lock()
+            .map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut out: HashMap<String, Duration> = HashMap::new();
+        for (key, slot) in slots {
+            if let Ok(cached) = slot.try_lock()
+                && let Some(c) = cached.as_ref()
+            {
+                let left = c.valid_until.saturating_duration_since(now);
+                let best = out.entry(key.profile).or_default();
+                *best = (*best).max(left);
+            }
+        }
+        out
+    }
+
     fn slot(&self, key: Key) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(key).or_default().clone()

@@ -453,3 +453,144 @@ pub fn gen_key(env: &TestEnv, kind: &str) -> PathBuf {
     assert!(out.status.success(), "openssl failed: {}", stderr_of(&out));
     path
 }
+
+/// The directory of the test OpenID Provider (tests/oidc).
+pub fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oidc")
+}
+
+/// A real OpenID Provider (npm `oidc-provider`, pinned in tests/oidc) on a free
+/// loopback port, with the clients `config` lists. Stopped on drop.
+pub struct Oidc {
+    child: Child,
+    pub issuer: String,
+    events: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Oidc {
+    pub fn start(env: &TestEnv, config: &Value) -> Oidc {
+        let node = require_tool("node", "nodejs");
+        let dir = oidc_dir();
+        assert!(
+            dir.join("node_modules/oidc-provider").is_dir(),
+            "the test OpenID Provider is not installed: run `npm ci --prefix tests/oidc` (scripts/test does)"
+        );
+        let config_path = env.path("oidc.json");
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let mut child = Command::new(node)
+            .arg(dir.join("server.mjs"))
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().unwrap();
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(issuer) = line.strip_prefix("READY ") {
+                    let _ = ready_tx.send(issuer.to_string());
+                } else if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(event);
+                }
+            }
+        });
+        let issuer = match ready_rx.recv_timeout(DEADLINE) {
+            Ok(issuer) => issuer,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the OpenID Provider did not start (run `node tests/oidc/server.mjs` to see why)"
+                );
+            }
+        };
+        Oidc {
+            child,
+            issuer,
+            events,
+        }
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+
+    /// Everything the provider has logged so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Token events (successful grants) for `client_id`.
+    pub fn grants(&self, client_id: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == "token" && e["client_id"] == client_id)
+            .collect()
+    }
+
+    /// Waits for the provider's record of the `n`th event matching `pred`.
+    pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let mut found = None;
+        wait_until(what, || {
+            found = self.events().into_iter().rfind(|e| pred(e));
+            found.is_some()
+        });
+        found.unwrap()
+    }
+}
+
+impl Drop for Oidc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The decoded payload (claims) of a JWT, unverified.
+pub fn jwt_claims(jwt: &str) -> Value {
+    jwt_part(jwt, 1)
+}
+
+/// The decoded header of a JWT, unverified.
+pub fn jwt_header(jwt: &str) -> Value {
+    jwt_part(jwt, 0)
+}
+
+fn jwt_part(jwt: &str, index: usize) -> Value {
+    let part = jwt.split('.').nth(index).expect("a JWT");
+    let bytes = base64url_decode(part);
+    serde_json::from_slice(&bytes).expect("JWT part is JSON")
+}
+
+fn base64url_decode(text: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|&c| c != b'=') {
+        let v = alphabet.iter().position(|&a| a == c).expect("base64url") as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The public key (SPKI PEM) of a private key file, via openssl.
+pub fn public_pem(private: &Path) -> String {
+    require_tool("openssl", "openssl");
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(private)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -5,6 +5,7 @@
 mod common;
 mod docs;
 mod lifecycle;
+mod oauth;
 mod profiles;
 mod security;
 mod shells;

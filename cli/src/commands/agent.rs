@@ -33,6 +33,7 @@ pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Resu
         }
         return Err(e.into());
     };
+    let config_path = std::path::absolute(&config_path).unwrap_or(config_path);
     let options = Options {
         limits: Limits::default(),
         config_path,
@@ -51,6 +52,9 @@ pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Resu
     };
     if args.detached_child {
         daemon::report(Ok(std::process::id()))?;
+        // Like ssh-agent: a daemon keeps no directory busy (every path it uses
+        // was made absolute above).
+        let _ = std::env::set_current_dir("/");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
