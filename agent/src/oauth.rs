@@ -193,18 +193,9 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
         issuer: issuer.to_string(),
         message,
     };
-    let base = Url::parse(issuer).map_err(|e| fail(format!("not a URL: {e}")))?;
-    let oidc = Url::parse(&format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
-    ))
-    .map_err(|e| fail(e.to_string()))?;
-    let mut rfc8414 = base.clone();
-    let path = base.path().trim_end_matches('/');
-    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
-
+    let urls = metadata_urls(issuer).map_err(fail)?;
     let mut tried = Vec::new();
-    for url in [oidc, rfc8414] {
+    for url in urls {
         let response = match http.get(url.clone()).send().await {
             Ok(r) => r,
             Err(e) => return Err(network_error(&url, &e)),
@@ -242,6 +233,22 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
         });
     }
     Err(fail(format!("no metadata found ({})", tried.join("; "))))
+}
+
+/// Where an issuer's metadata may be: OpenID Connect Discovery appends
+/// `/.well-known/openid-configuration` to the issuer; RFC 8414 §3.1 inserts
+/// `/.well-known/oauth-authorization-server` between the host and the path.
+pub fn metadata_urls(issuer: &str) -> Result<[Url; 2], String> {
+    let base = Url::parse(issuer).map_err(|e| format!("not a URL: {e}"))?;
+    let oidc = Url::parse(&format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    ))
+    .map_err(|e| e.to_string())?;
+    let mut rfc8414 = base.clone();
+    let path = base.path().trim_end_matches('/');
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    Ok([oidc, rfc8414])
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
@@ -503,6 +510,28 @@ mod tests {
     fn success_without_token_never_echoes_the_body() {
         let e = parse_token_response(&url(), 200, br#"{"refresh_token":"SECRET-RT"}"#).unwrap_err();
         assert!(!e.to_string().contains("SECRET-RT"));
+    }
+
+    #[test]
+    fn metadata_urls_follow_oidc_and_rfc8414() {
+        let [oidc, rfc] = metadata_urls("https://idp.example/tenant/a").unwrap();
+        assert_eq!(
+            oidc.as_str(),
+            "https://idp.example/tenant/a/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            rfc.as_str(),
+            "https://idp.example/.well-known/oauth-authorization-server/tenant/a"
+        );
+        let [oidc, rfc] = metadata_urls("https://idp.example").unwrap();
+        assert_eq!(
+            oidc.as_str(),
+            "https://idp.example/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            rfc.as_str(),
+            "https://idp.example/.well-known/oauth-authorization-server"
+        );
     }
 
     #[test]
