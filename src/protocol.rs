@@ -136,15 +136,35 @@ pub struct Status {
     pub profiles: Vec<ProfileStatus>,
 }
 
-/// One profile's entry in [`Status`].
+/// One profile's entry in [`Status`]: a summary over its cached tokens (one per
+/// scopes/resources combination asked for), and each of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileStatus {
     pub name: String,
-    /// `none`, `valid`, `expired`, ...
+    /// `none` (no token cached), `valid`, `expired`, or `failing` (the last
+    /// refresh failed; a still-valid token is served meanwhile).
     pub token_state: String,
     pub expires_in_secs: Option<i64>,
     pub next_refresh_in_secs: Option<i64>,
     pub last_error: Option<String>,
+    /// Consecutive failed refreshes.
+    #[serde(default)]
+    pub failures: u32,
+    /// Every cached token of the profile.
+    #[serde(default)]
+    pub tokens: Vec<TokenStatus>,
+}
+
+/// One cached token (a profile, scopes and resources).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenStatus {
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub expires_in_secs: Option<i64>,
+    /// `null` when it is not being refreshed (unused for 30 minutes).
+    pub next_refresh_in_secs: Option<i64>,
+    pub last_error: Option<String>,
+    pub failures: u32,
 }
 
 /// A profile as the agent reports it; never includes the secret.

@@ -7,11 +7,12 @@ use crate::profiles::Profiles;
 use crate::tokens::{TokenQuery, Tokens};
 use jwtagent::protocol::{
     Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ProfileList, ProfileStatus, Request,
-    Response, Shown, Status, parse_request,
+    Response, Shown, Status, TokenStatus, parse_request,
 };
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -20,18 +21,19 @@ pub struct AgentState {
     pub started: Instant,
     pub pid: u32,
     pub socket: PathBuf,
-    pub profiles: Profiles,
+    pub profiles: Arc<Profiles>,
     pub tokens: Tokens,
 }
 
 impl AgentState {
     pub fn new(socket: PathBuf, profiles: Profiles) -> Self {
+        let profiles = Arc::new(profiles);
         AgentState {
             started: Instant::now(),
             pid: std::process::id(),
             socket,
+            tokens: Tokens::new(profiles.clone()),
             profiles,
-            tokens: Tokens::new(),
         }
     }
 }
@@ -122,11 +124,8 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
                 resources,
                 force,
             };
-            let result = state.tokens.get(&state.profiles, query).await;
-            (
-                encode(parsed.id, result.map_err(|e| e.to_body())),
-                After::Continue,
-            )
+            let result = state.tokens.get(query).await;
+            (encode(parsed.id, result), After::Continue)
         }
         Request::Show { name } => {
             let result = state
@@ -144,24 +143,41 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
 
 fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
-    let remaining = state.tokens.remaining();
+    let keys = state.tokens.status();
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs() as i64);
     let (profiles, config_error) = match config {
         Ok(config) => (
             config
                 .profiles
                 .into_keys()
                 .map(|name| {
-                    let left = remaining.get(&name);
+                    let mine: Vec<_> = keys.iter().filter(|k| k.key.profile == name).collect();
+                    // The summary follows the token that lives longest.
+                    let best = mine.iter().max_by_key(|k| k.expires_in);
+                    let failures = mine.iter().map(|k| k.failures).max().unwrap_or(0);
+                    let token_state = match best {
+                        None => "none",
+                        Some(_) if failures > 0 => "failing",
+                        Some(k) if k.expires_in.is_none_or(|d| d.is_zero()) => "expired",
+                        Some(_) => "valid",
+                    };
                     ProfileStatus {
-                        token_state: match left {
-                            None => "none",
-                            Some(d) if d.is_zero() => "expired",
-                            Some(_) => "valid",
-                        }
-                        .into(),
-                        expires_in_secs: left.map(|d| d.as_secs() as i64),
-                        next_refresh_in_secs: None,
-                        last_error: None,
+                        token_state: token_state.into(),
+                        expires_in_secs: best.and_then(|k| secs(k.expires_in)),
+                        next_refresh_in_secs: best.and_then(|k| secs(k.next_refresh_in)),
+                        last_error: mine.iter().find_map(|k| k.last_error.clone()),
+                        failures,
+                        tokens: mine
+                            .iter()
+                            .map(|k| TokenStatus {
+                                scopes: k.key.scopes.clone(),
+                                resources: k.key.resources.clone(),
+                                expires_in_secs: secs(k.expires_in),
+                                next_refresh_in_secs: secs(k.next_refresh_in),
+                                last_error: k.last_error.clone(),
+                                failures: k.failures,
+                            })
+                            .collect(),
                         name,
                     }
                 })

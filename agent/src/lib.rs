@@ -14,6 +14,7 @@ pub mod keys;
 pub mod listener;
 pub mod oauth;
 pub mod profiles;
+pub mod refresh;
 pub mod server;
 pub mod store;
 #[cfg(target_os = "linux")]

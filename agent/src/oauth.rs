@@ -33,6 +33,8 @@ pub enum OAuthError {
         status: u16,
         error: String,
         description: Option<String>,
+        /// `Retry-After` of a 429 or 503 answer.
+        retry_after: Option<Duration>,
     },
     /// The server answered something that is not a valid token or error response.
     #[error("{what} from {host} (HTTP {status}): {excerpt}")]
@@ -41,6 +43,8 @@ pub enum OAuthError {
         status: u16,
         what: &'static str,
         excerpt: String,
+        /// `Retry-After` of a 429 or 503 answer.
+        retry_after: Option<Duration>,
     },
     /// The server could not be reached.
     #[error("cannot reach {host}: {cause}")]
@@ -74,8 +78,16 @@ pub enum ClientAuth<'a> {
     },
 }
 
+/// The grant a token request uses.
+pub enum Grant<'a> {
+    ClientCredentials,
+    /// RFC 6749 §6, with a refresh token the server issued earlier.
+    RefreshToken(&'a Secret),
+}
+
 /// One token request.
 pub struct TokenRequest<'a> {
+    pub grant: Grant<'a>,
     pub token_endpoint: &'a Url,
     pub client_id: &'a str,
     pub auth: ClientAuth<'a>,
@@ -164,6 +176,7 @@ async fn read_body(url: &Url, response: reqwest::Response) -> Result<(u16, Vec<u
                 status,
                 what: "an oversized response",
                 excerpt: format!("more than {MAX_BODY} bytes"),
+                retry_after: None,
             });
         }
         body.extend_from_slice(&chunk);
@@ -315,7 +328,17 @@ pub async fn fetch_token(
     http: &reqwest::Client,
     req: &TokenRequest<'_>,
 ) -> Result<TokenResponse, OAuthError> {
-    let mut form: Vec<(&str, String)> = vec![("grant_type", "client_credentials".into())];
+    let mut form: Vec<(&str, String)> = Vec::new();
+    // The form holds the secret or the assertion for some methods; it is built
+    // in a zeroizing buffer below and never logged.
+    let mut secret_fields: Vec<(&str, Secret)> = Vec::new();
+    match req.grant {
+        Grant::ClientCredentials => form.push(("grant_type", "client_credentials".into())),
+        Grant::RefreshToken(token) => {
+            form.push(("grant_type", "refresh_token".into()));
+            secret_fields.push(("refresh_token", token.clone()));
+        }
+    }
     if !req.scopes.is_empty() {
         form.push(("scope", req.scopes.join(" ")));
     }
@@ -329,9 +352,6 @@ pub async fn fetch_token(
         form.push((k.as_str(), v.clone()));
     }
     let mut builder = http.post(req.token_endpoint.clone());
-    // The form holds the secret or the assertion for some methods; it is built
-    // in a zeroizing buffer below and never logged.
-    let mut secret_fields: Vec<(&str, Secret)> = Vec::new();
     match &req.auth {
         ClientAuth::None => form.push(("client_id", req.client_id.to_string())),
         ClientAuth::Basic(secret) => {
@@ -376,14 +396,23 @@ pub async fn fetch_token(
         .send()
         .await
         .map_err(|e| network_error(url, &e))?;
+    let retry_after = match response.status().as_u16() {
+        429 | 503 => response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now())),
+        _ => None,
+    };
     let (status, bytes) = read_body(url, response).await?;
-    parse_token_response(url, status, &bytes)
+    parse_token_response(url, status, retry_after, &bytes)
 }
 
 /// Parses a token endpoint answer: success (RFC 6749 §5.1) or error (§5.2).
 pub fn parse_token_response(
     url: &Url,
     status: u16,
+    retry_after: Option<Duration>,
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
     if status == 200 {
@@ -401,6 +430,7 @@ pub fn parse_token_response(
             what,
             // Never echo a success body: it may hold a token.
             excerpt: "(body not shown)".into(),
+            retry_after: None,
         };
         let ok: Ok =
             serde_json::from_slice(body).map_err(|_| bad("a token response that is not JSON"))?;
@@ -434,14 +464,26 @@ pub fn parse_token_response(
             status,
             error: e.error,
             description: e.error_description,
+            retry_after,
         }),
         Err(_) => Err(OAuthError::BadResponse {
             host: host_of(url),
             status,
             what: "an error response that is not RFC 6749 JSON",
             excerpt: excerpt(body),
+            retry_after,
         }),
     }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// SHA-256 fingerprint of a token for logs: the first 8 hex digits.
@@ -466,13 +508,19 @@ mod tests {
         let r = parse_token_response(
             &url(),
             200,
+            None,
             br#"{"access_token":"abc","token_type":"Bearer","expires_in":"60","scope":"a b"}"#,
         )
         .unwrap();
         assert_eq!(r.access_token.expose(), b"abc");
         assert_eq!(r.expires_in, Some(60));
-        let r = parse_token_response(&url(), 200, br#"{"access_token":"abc","expires_in":3600}"#)
-            .unwrap();
+        let r = parse_token_response(
+            &url(),
+            200,
+            None,
+            br#"{"access_token":"abc","expires_in":3600}"#,
+        )
+        .unwrap();
         assert_eq!(r.expires_in, Some(3600));
         assert_eq!(r.token_type, "Bearer");
     }
@@ -482,6 +530,7 @@ mod tests {
         let e = parse_token_response(
             &url(),
             401,
+            None,
             br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
         )
         .unwrap_err();
@@ -497,7 +546,7 @@ mod tests {
     #[test]
     fn non_json_error_body_is_cut_short() {
         let body = format!("<html>{}</html>", "x".repeat(5000));
-        let e = parse_token_response(&url(), 502, body.as_bytes()).unwrap_err();
+        let e = parse_token_response(&url(), 502, None, body.as_bytes()).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("HTTP 502") && text.contains("idp.example"),
@@ -508,7 +557,8 @@ mod tests {
 
     #[test]
     fn success_without_token_never_echoes_the_body() {
-        let e = parse_token_response(&url(), 200, br#"{"refresh_token":"SECRET-RT"}"#).unwrap_err();
+        let e = parse_token_response(&url(), 200, None, br#"{"refresh_token":"SECRET-RT"}"#)
+            .unwrap_err();
         assert!(!e.to_string().contains("SECRET-RT"));
     }
 
@@ -579,6 +629,24 @@ mod tests {
         );
         assert_eq!(da.claims["jti"].as_str().unwrap().len(), 32);
         assert_ne!(da.claims["jti"], db.claims["jti"]);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! Serving tokens: a per-key cache in memory and the glue between a profile, its
-//! secret and the OAuth client.
+//! Serving tokens: the glue between a profile, its secret, the OAuth client and
+//! the refresher.
 //!
-//! A simple cache for now: a token is fetched when none is cached, when less
-//! than `min_ttl` remains, or on `force`; concurrent requests for one key wait
-//! for the one fetch. Proactive refresh and backoff belong to the refresher.
+//! [`AgentFetcher`] turns a cache key into a token request (reading the profile
+//! and its secret afresh each time); [`Tokens`] is what the request handler
+//! talks to: it maps a `token` op to a key and asks the refresher.
 
-use crate::oauth::{self, ClientAuth, Metadata, OAuthError, TokenRequest};
+use crate::oauth::{self, ClientAuth, Grant, Metadata, OAuthError, TokenRequest};
 use crate::profiles::{ProfileError, Profiles};
+use crate::refresh::{FetchError, Fetched, Fetcher, Key, KeyStatus, Refresher};
 use crate::store::StoreError;
 use jwtagent::config::{AssertionAud, AuthMethod};
 use jwtagent::protocol::{ErrorBody, ErrorCode, IdpDetail, TokenAnswer};
@@ -14,10 +15,8 @@ use jwtagent::secret::Secret;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-/// How long a token without `expires_in` is served before it is fetched again.
-pub const UNKNOWN_LIFETIME: Duration = Duration::from_secs(300);
 /// How long discovered metadata is reused.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 
@@ -66,6 +65,7 @@ impl TokenError {
                         status,
                         error,
                         description,
+                        ..
                     } => Some(IdpDetail {
                         status: *status,
                         error: Some(error.clone()),
@@ -82,87 +82,43 @@ impl TokenError {
             }
         }
     }
-}
 
-/// Cache key: the profile and exactly what was asked of the server.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    profile: String,
-    scopes: Vec<String>,
-    resources: Vec<String>,
+    fn into_fetch_error(self) -> FetchError {
+        let retry_after = match &self {
+            TokenError::OAuth {
+                source:
+                    OAuthError::Idp { retry_after, .. } | OAuthError::BadResponse { retry_after, .. },
+                ..
+            } => *retry_after,
+            _ => None,
+        };
+        let permanent = matches!(self, TokenError::Profile(_) | TokenError::SecretMissing(_));
+        FetchError {
+            body: self.to_body(),
+            retry_after,
+            permanent,
+        }
+    }
 }
-
-struct Cached {
-    token: Secret,
-    token_type: String,
-    scope: Option<String>,
-    expires_at: Option<u64>,
-    /// When to stop serving it (monotonic).
-    valid_until: Instant,
-}
-
-type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 
 /// Discovered metadata by (issuer, CA file), with when it was fetched.
 type MetadataCache = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
 
-#[derive(Default)]
-pub struct Tokens {
-    slots: Mutex<HashMap<Key, Slot>>,
+/// Fetches tokens for the refresher: reads the profile and its secret, finds
+/// the token endpoint, and runs the grant.
+pub struct AgentFetcher {
+    profiles: Arc<Profiles>,
     http: Mutex<HashMap<Option<PathBuf>, reqwest::Client>>,
     metadata: tokio::sync::Mutex<MetadataCache>,
 }
 
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v.dedup();
-    v
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-impl Tokens {
-    pub fn new() -> Tokens {
-        Tokens::default()
-    }
-
-    /// Drops every cached token of `profile` (after `remove` or a replacing `add`).
-    pub fn forget(&self, profile: &str) {
-        if let Ok(mut slots) = self.slots.lock() {
-            slots.retain(|key, _| key.profile != profile);
+impl AgentFetcher {
+    pub fn new(profiles: Arc<Profiles>) -> AgentFetcher {
+        AgentFetcher {
+            profiles,
+            http: Mutex::new(HashMap::new()),
+            metadata: tokio::sync::Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Per profile: the seconds left on its longest-lived cached token, for
-    /// `status`. Keys busy fetching right now are skipped rather than waited for.
-    pub fn remaining(&self) -> HashMap<String, Duration> {
-        let slots: Vec<(Key, Slot)> = self
-            .slots
-            .lock()
-            .map(|s| s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default();
-        let now = Instant::now();
-        let mut out: HashMap<String, Duration> = HashMap::new();
-        for (key, slot) in slots {
-            if let Ok(cached) = slot.try_lock()
-                && let Some(c) = cached.as_ref()
-            {
-                let left = c.valid_until.saturating_duration_since(now);
-                let best = out.entry(key.profile).or_default();
-                *best = (*best).max(left);
-            }
-        }
-        out
-    }
-
-    fn slot(&self, key: Key) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(key).or_default().clone()
     }
 
     fn http(&self, ca_file: Option<&PathBuf>) -> Result<reqwest::Client, OAuthError> {
@@ -194,58 +150,33 @@ impl Tokens {
         Ok(meta)
     }
 
-    /// A token for `query`: the cached one when it has more than `min_ttl` left,
-    /// else a new one.
-    pub async fn get(
+    async fn fetch_inner(
         &self,
-        profiles: &Profiles,
-        query: TokenQuery,
-    ) -> Result<TokenAnswer, TokenError> {
-        let config = profiles
+        key: &Key,
+        refresh_token: Option<Secret>,
+    ) -> Result<Fetched, TokenError> {
+        let name = &key.profile;
+        let config = self
+            .profiles
             .current()
             .map_err(|e| ProfileError::Config(e.to_string()))?;
         let profile = config
             .profiles
-            .get(&query.name)
-            .ok_or_else(|| ProfileError::Unknown(query.name.clone()))?
+            .get(name)
+            .ok_or_else(|| ProfileError::Unknown(name.clone()))?
             .clone();
-        let key = Key {
-            profile: query.name.clone(),
-            scopes: sorted(
-                query
-                    .scopes
-                    .clone()
-                    .unwrap_or_else(|| profile.scopes.clone()),
-            ),
-            resources: sorted(
-                query
-                    .resources
-                    .clone()
-                    .unwrap_or_else(|| profile.resources.clone()),
-            ),
-        };
-        let slot = self.slot(key.clone());
-        // One fetch per key at a time: the others wait here and then find it cached.
-        let mut cached = slot.lock().await;
-        if !query.force
-            && let Some(c) = cached.as_ref()
-            && c.valid_until.saturating_duration_since(Instant::now()) > query.min_ttl
-        {
-            return Ok(answer(c));
-        }
-
         let oauth_err = |source| TokenError::OAuth {
-            name: query.name.clone(),
+            name: name.clone(),
             source,
         };
         let secret = match profile.auth {
             AuthMethod::None => None,
             _ => Some(
-                profiles
+                self.profiles
                     .store()
-                    .get(&query.name)
+                    .get(name)
                     .await?
-                    .ok_or_else(|| TokenError::SecretMissing(query.name.clone()))?,
+                    .ok_or_else(|| TokenError::SecretMissing(name.clone()))?,
             ),
         };
         let http = self.http(profile.ca_file.as_ref()).map_err(oauth_err)?;
@@ -268,84 +199,158 @@ impl Tokens {
                 )));
             }
         };
-        let auth = match (profile.auth, secret.as_ref()) {
-            (AuthMethod::None, _) => ClientAuth::None,
-            (AuthMethod::ClientSecretBasic, Some(s)) => ClientAuth::Basic(s),
-            (AuthMethod::ClientSecretPost, Some(s)) => ClientAuth::Post(s),
-            (AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt, Some(s)) => {
-                let aud = match (&profile.assertion_aud, &issuer) {
-                    (Some(AssertionAud::Url(url)), _) => url.clone(),
-                    (Some(AssertionAud::TokenEndpoint), _) | (None, None) => {
-                        token_endpoint.to_string()
+        let auth = || -> Result<ClientAuth<'_>, TokenError> {
+            Ok(match (profile.auth, secret.as_ref()) {
+                (AuthMethod::None, _) => ClientAuth::None,
+                (AuthMethod::ClientSecretBasic, Some(s)) => ClientAuth::Basic(s),
+                (AuthMethod::ClientSecretPost, Some(s)) => ClientAuth::Post(s),
+                (AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt, Some(s)) => {
+                    let aud = match (&profile.assertion_aud, &issuer) {
+                        (Some(AssertionAud::Url(url)), _) => url.clone(),
+                        (Some(AssertionAud::TokenEndpoint), _) | (None, None) => {
+                            token_endpoint.to_string()
+                        }
+                        (Some(AssertionAud::Issuer) | None, Some(issuer)) => issuer.clone(),
+                        (Some(AssertionAud::Issuer), None) => {
+                            return Err(oauth_err(OAuthError::Setup(
+                                "assertion_aud is `issuer` but the profile has no issuer".into(),
+                            )));
+                        }
+                    };
+                    let alg = profile.alg.ok_or_else(|| {
+                        oauth_err(OAuthError::Setup(
+                            "the profile has no alg; add it again".into(),
+                        ))
+                    })?;
+                    ClientAuth::Jwt {
+                        secret: s,
+                        alg,
+                        kid: profile.kid.as_deref(),
+                        aud,
                     }
-                    (Some(AssertionAud::Issuer) | None, Some(issuer)) => issuer.clone(),
-                    (Some(AssertionAud::Issuer), None) => {
-                        return Err(oauth_err(OAuthError::Setup(
-                            "assertion_aud is `issuer` but the profile has no issuer".into(),
-                        )));
-                    }
-                };
-                let alg = profile.alg.ok_or_else(|| {
-                    oauth_err(OAuthError::Setup(
-                        "the profile has no alg; add it again".into(),
-                    ))
-                })?;
-                ClientAuth::Jwt {
-                    secret: s,
-                    alg,
-                    kid: profile.kid.as_deref(),
-                    aud,
                 }
-            }
-            (_, None) => return Err(TokenError::SecretMissing(query.name.clone())),
+                (_, None) => return Err(TokenError::SecretMissing(name.clone())),
+            })
         };
-        let started = Instant::now();
-        let fetched_at = unix_now();
-        let response = oauth::fetch_token(
-            &http,
-            &TokenRequest {
+        let request = |grant| -> Result<TokenRequest<'_>, TokenError> {
+            Ok(TokenRequest {
+                grant,
                 token_endpoint: &token_endpoint,
                 client_id: &profile.client_id,
-                auth,
+                auth: auth()?,
                 scopes: &key.scopes,
                 resources: &key.resources,
                 audience: profile.audience.as_deref(),
                 params: &profile.params,
-            },
-        )
-        .await
-        .map_err(|e| {
-            tracing::warn!(profile = %query.name, error = %e, "token request failed");
-            oauth_err(e)
-        })?;
-        let lifetime = response
-            .expires_in
-            .map(Duration::from_secs)
-            .unwrap_or(UNKNOWN_LIFETIME);
+            })
+        };
+        // A refresh token first, when the server gave one; if it is refused,
+        // the client_credentials grant (a new assertion each time).
+        let mut response = None;
+        if let Some(rt) = refresh_token.as_ref() {
+            match oauth::fetch_token(&http, &request(Grant::RefreshToken(rt))?).await {
+                Ok(r) => response = Some((r, true)),
+                Err(e @ OAuthError::Idp { .. }) => {
+                    tracing::info!(profile = %name, error = %e, "refresh token refused; using client_credentials");
+                }
+                Err(e) => return Err(oauth_err(e)),
+            }
+        }
+        let (response, refreshed) = match response {
+            Some(r) => r,
+            None => (
+                oauth::fetch_token(&http, &request(Grant::ClientCredentials)?)
+                    .await
+                    .map_err(oauth_err)?,
+                false,
+            ),
+        };
         tracing::info!(
-            profile = %query.name,
+            profile = %name,
             fingerprint = %oauth::fingerprint(&response.access_token),
             expires_in = ?response.expires_in,
+            grant = if refreshed { "refresh_token" } else { "client_credentials" },
             "token fetched"
         );
-        let entry = Cached {
+        Ok(Fetched {
             token: response.access_token,
             token_type: response.token_type,
             scope: response.scope,
-            expires_at: response.expires_in.map(|s| fetched_at + s),
-            valid_until: started + lifetime,
-        };
-        let out = answer(&entry);
-        *cached = Some(entry);
-        Ok(out)
+            lifetime: response.expires_in.map(Duration::from_secs),
+            // A server may keep the refresh token it issued: then reuse it.
+            refresh_token: response
+                .refresh_token
+                .or(if refreshed { refresh_token } else { None }),
+            refresh_before: profile.refresh_before,
+        })
     }
 }
 
-fn answer(c: &Cached) -> TokenAnswer {
-    TokenAnswer {
-        access_token: c.token.clone(),
-        token_type: c.token_type.clone(),
-        expires_at: c.expires_at,
-        scope: c.scope.clone(),
+impl Fetcher for AgentFetcher {
+    async fn fetch(&self, key: &Key, refresh_token: Option<Secret>) -> Result<Fetched, FetchError> {
+        self.fetch_inner(key, refresh_token).await.map_err(|e| {
+            tracing::warn!(profile = %key.profile, error = %e, "token request failed");
+            e.into_fetch_error()
+        })
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// What the request handler asks for tokens.
+pub struct Tokens {
+    profiles: Arc<Profiles>,
+    refresher: Arc<Refresher<AgentFetcher>>,
+}
+
+impl Tokens {
+    pub fn new(profiles: Arc<Profiles>) -> Tokens {
+        Tokens {
+            refresher: Refresher::new(AgentFetcher::new(profiles.clone())),
+            profiles,
+        }
+    }
+
+    /// Drops every cached token of `profile` (after `remove` or a replacing `add`).
+    pub fn forget(&self, profile: &str) {
+        self.refresher.forget(profile);
+    }
+
+    /// Drops every cached token.
+    pub fn clear(&self) {
+        self.refresher.clear();
+    }
+
+    /// Every cached key's state.
+    pub fn status(&self) -> Vec<KeyStatus> {
+        self.refresher.status()
+    }
+
+    /// A token for `query`.
+    pub async fn get(&self, query: TokenQuery) -> Result<TokenAnswer, ErrorBody> {
+        let config = self
+            .profiles
+            .current()
+            .map_err(|e| ProfileError::Config(e.to_string()).to_body())?;
+        let profile = config
+            .profiles
+            .get(&query.name)
+            .ok_or_else(|| ProfileError::Unknown(query.name.clone()).to_body())?;
+        let key = Key {
+            profile: query.name.clone(),
+            scopes: sorted(query.scopes.unwrap_or_else(|| profile.scopes.clone())),
+            resources: sorted(query.resources.unwrap_or_else(|| profile.resources.clone())),
+        };
+        let served = self.refresher.get(&key, query.min_ttl, query.force).await?;
+        Ok(TokenAnswer {
+            access_token: served.token,
+            token_type: served.token_type,
+            expires_at: served.expires_at,
+            scope: served.scope,
+        })
     }
 }

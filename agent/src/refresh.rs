@@ -1,0 +1,543 @@
+//! The refresher: a token cache that keeps itself fresh.
+//!
+//! One entry per key (profile + scopes + resources). Each entry has one fetch
+//! at a time (single-flight: however many callers ask, one request goes out)
+//! and a background task that refreshes it at about 75 % of its lifetime, backs
+//! off with full jitter on failure (honouring Retry-After), and stops once the
+//! key has gone unused for 30 minutes. It asks a [`Fetcher`] for tokens and has
+//! no socket or HTTP code of its own; time is tokio's, so tests pause it.
+
+use jwtagent::config::RefreshBefore;
+use jwtagent::protocol::{ErrorBody, ErrorCode};
+use jwtagent::secret::Secret;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Refresh at 70–80 % of the lifetime (75 % ± jitter).
+const REFRESH_FRACTION: (f64, f64) = (0.70, 0.80);
+/// A token without `expires_in` is refreshed after this long...
+pub const UNKNOWN_LIFETIME_REFRESH: Duration = Duration::from_secs(300);
+/// ... and served for at most this long if refreshing it fails.
+pub const UNKNOWN_LIFETIME_SERVE: Duration = Duration::from_secs(600);
+/// Backoff bounds.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// The longest Retry-After honoured as given.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+/// A key nobody asked for in this long stops being refreshed.
+pub const IDLE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// How long a caller waits for a fetch in progress before getting an error.
+pub const MAX_WAIT: Duration = Duration::from_secs(75);
+
+/// What is cached: the profile, and exactly what was asked of the server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub profile: String,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+/// A token as the fetcher got it.
+pub struct Fetched {
+    pub token: Secret,
+    pub token_type: String,
+    pub scope: Option<String>,
+    /// `expires_in`, when the server said.
+    pub lifetime: Option<Duration>,
+    /// The refresh token to use next time, if any.
+    pub refresh_token: Option<Secret>,
+    /// The profile's `refresh_before`.
+    pub refresh_before: Option<RefreshBefore>,
+}
+
+/// Why a fetch failed: the error to give callers, and when to try again.
+#[derive(Debug, Clone)]
+pub struct FetchError {
+    pub body: ErrorBody,
+    /// The server's Retry-After (429, 503).
+    pub retry_after: Option<Duration>,
+    /// The failure is about the profile itself (gone, misconfigured): no
+    /// background retries.
+    pub permanent: bool,
+}
+
+/// Gets tokens. The agent's fetcher talks to the OAuth client; tests use fakes.
+pub trait Fetcher: Send + Sync + 'static {
+    fn fetch(
+        &self,
+        key: &Key,
+        refresh_token: Option<Secret>,
+    ) -> impl Future<Output = Result<Fetched, FetchError>> + Send;
+}
+
+/// A token handed to a caller.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub token: Secret,
+    pub token_type: String,
+    pub scope: Option<String>,
+    /// Unix seconds, when the lifetime is known.
+    pub expires_at: Option<u64>,
+}
+
+/// Per-key state, for `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyStatus {
+    pub key: Key,
+    pub expires_in: Option<Duration>,
+    pub next_refresh_in: Option<Duration>,
+    pub last_error: Option<String>,
+    pub failures: u32,
+    pub refreshing: bool,
+}
+
+struct Held {
+    token: Secret,
+    token_type: String,
+    scope: Option<String>,
+    expires_at: Option<u64>,
+    obtained: Instant,
+    valid_until: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    held: Option<Held>,
+    refresh_token: Option<Secret>,
+    next_refresh: Option<Instant>,
+    retry_at: Option<Instant>,
+    failures: u32,
+    last_error: Option<FetchError>,
+    last_used: Option<Instant>,
+    /// The background task has stopped refreshing (idle).
+    idle: bool,
+}
+
+struct Entry {
+    key: Key,
+    state: Mutex<State>,
+    fetch: tokio::sync::Mutex<()>,
+    wake: Notify,
+    stop: CancellationToken,
+}
+
+impl Entry {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Randomness for jitter, replaceable in tests.
+pub type Rng = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// A uniform value in [0, 1) from the system's random generator.
+pub fn system_rng() -> Rng {
+    Arc::new(|| {
+        let mut b = [0u8; 8];
+        if aws_lc_rs::rand::fill(&mut b).is_err() {
+            return 0.5;
+        }
+        (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// When to refresh a token obtained at `obtained`: at 70–80 % of its lifetime,
+/// or earlier if `refresh_before` says so; never sooner than half the lifetime
+/// or a second, whichever is less, so a tiny lifetime cannot spin.
+pub fn refresh_at(
+    obtained: Instant,
+    lifetime: Option<Duration>,
+    refresh_before: Option<RefreshBefore>,
+    rand: f64,
+) -> Instant {
+    let Some(lifetime) = lifetime else {
+        return obtained + UNKNOWN_LIFETIME_REFRESH;
+    };
+    let (lo, hi) = REFRESH_FRACTION;
+    let mut after = lifetime.mul_f64(lo + (hi - lo) * rand.clamp(0.0, 1.0));
+    match refresh_before {
+        Some(RefreshBefore::Duration(d)) => after = after.min(lifetime.saturating_sub(d)),
+        Some(RefreshBefore::Percent(p)) => {
+            after = after.min(lifetime.mul_f64(1.0 - f64::from(p) / 100.0))
+        }
+        None => {}
+    }
+    let floor = (lifetime / 2).min(Duration::from_secs(1));
+    obtained + after.max(floor)
+}
+
+/// Exponential backoff with full jitter after `failures` consecutive failures
+/// (1, 2, 3, ...): uniform in [1 s, min(5 min, 1 s × 2^(failures-1))].
+pub fn backoff(failures: u32, rand: f64) -> Duration {
+    let exp = BACKOFF_MIN
+        .saturating_mul(
+            1u32.checked_shl(failures.saturating_sub(1).min(20))
+                .unwrap_or(u32::MAX),
+        )
+        .min(BACKOFF_MAX);
+    let jittered = exp.mul_f64(rand.clamp(0.0, 1.0));
+    jittered.max(BACKOFF_MIN)
+}
+
+/// The delay before the next attempt after a failure.
+pub fn retry_delay(error: &FetchError, failures: u32, rand: f64) -> Duration {
+    match error.retry_after {
+        Some(after) => after.clamp(BACKOFF_MIN, RETRY_AFTER_MAX),
+        None => backoff(failures, rand),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub struct Refresher<F: Fetcher> {
+    fetcher: Arc<F>,
+    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    rng: Rng,
+}
+
+impl<F: Fetcher> Refresher<F> {
+    pub fn new(fetcher: F) -> Arc<Self> {
+        Self::with_rng(fetcher, system_rng())
+    }
+
+    pub fn with_rng(fetcher: F, rng: Rng) -> Arc<Self> {
+        Arc::new(Refresher {
+            fetcher: Arc::new(fetcher),
+            entries: Mutex::new(HashMap::new()),
+            rng,
+        })
+    }
+
+    fn entry(self: &Arc<Self>, key: &Key) -> Arc<Entry> {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = entries.get(key) {
+            return entry.clone();
+        }
+        let entry = Arc::new(Entry {
+            key: key.clone(),
+            state: Mutex::new(State::default()),
+            fetch: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            stop: CancellationToken::new(),
+        });
+        entries.insert(key.clone(), entry.clone());
+        let this = self.clone();
+        let task_entry = entry.clone();
+        tokio::spawn(async move { this.background(task_entry).await });
+        entry
+    }
+
+    /// A token for `key` with more than `min_ttl` left: the cached one, or a
+    /// new one (fetched once for all concurrent callers). `force` always
+    /// fetches (a token fetched after this call began counts).
+    pub async fn get(
+        self: &Arc<Self>,
+        key: &Key,
+        min_ttl: Duration,
+        force: bool,
+    ) -> Result<Served, ErrorBody> {
+        let entry = self.entry(key);
+        let asked = Instant::now();
+        {
+            let mut st = entry.state();
+            st.last_used = Some(asked);
+            if st.idle {
+                st.idle = false;
+                entry.wake.notify_one();
+            }
+            if !force && let Some(served) = satisfying(&st, asked, min_ttl, None) {
+                return Ok(served);
+            }
+        }
+        let _guard = match tokio::time::timeout(MAX_WAIT, entry.fetch.lock()).await {
+            Ok(guard) => guard,
+            Err(_) => {
+                return Err(last_error_or(&entry, || {
+                    ErrorBody::new(
+                        ErrorCode::Network,
+                        format!(
+                            "timed out after {}s waiting for the token request in progress",
+                            MAX_WAIT.as_secs()
+                        ),
+                    )
+                }));
+            }
+        };
+        let now = Instant::now();
+        let refresh_token = {
+            let st = entry.state();
+            // Someone else fetched while we waited: theirs is as fresh as it
+            // gets (even for `force`, or a min_ttl longer than any lifetime).
+            if let Some(served) = satisfying(&st, now, Duration::ZERO, Some(asked)) {
+                return Ok(served);
+            }
+            if !force && let Some(served) = satisfying(&st, now, min_ttl, None) {
+                return Ok(served);
+            }
+            // Backing off: do not hammer a failing server; say why instead.
+            if let (Some(retry_at), Some(err)) = (st.retry_at, &st.last_error)
+                && retry_at > now
+            {
+                let mut body = err.body.clone();
+                body.message = format!(
+                    "{} (next attempt in {}s)",
+                    body.message,
+                    (retry_at - now).as_secs().max(1)
+                );
+                return Err(body);
+            }
+            st.refresh_token.clone()
+        };
+        self.fetch_into(&entry, refresh_token).await?;
+        let st = entry.state();
+        satisfying(&st, Instant::now(), Duration::ZERO, None)
+            .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "a token was fetched but not kept"))
+    }
+
+    /// Fetches and records the outcome. Call with the entry's fetch lock held.
+    async fn fetch_into(
+        &self,
+        entry: &Entry,
+        refresh_token: Option<Secret>,
+    ) -> Result<(), ErrorBody> {
+        let started = Instant::now();
+        let result = self.fetcher.fetch(&entry.key, refresh_token).await;
+        let mut st = entry.state();
+        match result {
+            Ok(f) => {
+                let serve_for = f.lifetime.unwrap_or(UNKNOWN_LIFETIME_SERVE);
+                st.next_refresh = Some(refresh_at(
+                    started,
+                    f.lifetime,
+                    f.refresh_before,
+                    (self.rng)(),
+                ));
+                st.held = Some(Held {
+                    token: f.token,
+                    token_type: f.token_type,
+                    scope: f.scope,
+                    expires_at: f.lifetime.map(|l| unix_now() + l.as_secs()),
+                    obtained: started,
+                    valid_until: started + serve_for,
+                });
+                st.refresh_token = f.refresh_token;
+                st.failures = 0;
+                st.retry_at = None;
+                st.last_error = None;
+                drop(st);
+                entry.wake.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                st.failures = st.failures.saturating_add(1);
+                let delay = retry_delay(&e, st.failures, (self.rng)());
+                st.retry_at = Some(Instant::now() + delay);
+                tracing::warn!(
+                    profile = %entry.key.profile,
+                    failures = st.failures,
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %e.body.message,
+                    "token refresh failed"
+                );
+                let body = e.body.clone();
+                if e.permanent {
+                    st.retry_at = None;
+                }
+                st.last_error = Some(e);
+                drop(st);
+                entry.wake.notify_one();
+                Err(body)
+            }
+        }
+    }
+
+    /// Keeps one entry fresh until it goes idle and its token expires.
+    async fn background(self: Arc<Self>, entry: Arc<Entry>) {
+        loop {
+            let now = Instant::now();
+            let (wake_at, idle_since) = {
+                let st = entry.state();
+                let last_used = st.last_used.unwrap_or(now);
+                let idle_at = last_used + IDLE_AFTER;
+                let due = match (&st.held, st.last_error.as_ref().map(|e| e.permanent)) {
+                    // Nothing to keep fresh; a caller's request drives the next fetch.
+                    (None, _) | (_, Some(true)) => None,
+                    (Some(_), _) => st.retry_at.or(st.next_refresh),
+                };
+                (due, idle_at)
+            };
+            if now >= idle_since {
+                // Unused for IDLE_AFTER: stop refreshing; drop the entry once its
+                // token has expired, unless someone asks again before.
+                let expiry = {
+                    let mut st = entry.state();
+                    st.idle = true;
+                    st.held.as_ref().map(|h| h.valid_until)
+                };
+                tracing::debug!(profile = %entry.key.profile, "token unused for 30 minutes; refreshing stops");
+                let until = expiry.unwrap_or(now);
+                tokio::select! {
+                    _ = entry.stop.cancelled() => return,
+                    _ = entry.wake.notified() => continue,
+                    _ = tokio::time::sleep_until(until) => {}
+                }
+                if entry.state().idle {
+                    self.remove_if_same(&entry);
+                    return;
+                }
+                continue;
+            }
+            let sleep_until = wake_at.map_or(idle_since, |w| w.min(idle_since));
+            tokio::select! {
+                _ = entry.stop.cancelled() => return,
+                _ = entry.wake.notified() => continue,
+                _ = tokio::time::sleep_until(sleep_until) => {}
+            }
+            let Some(due) = wake_at else { continue };
+            if Instant::now() < due {
+                continue;
+            }
+            let _guard = tokio::select! {
+                _ = entry.stop.cancelled() => return,
+                guard = entry.fetch.lock() => guard,
+            };
+            // A caller may have refreshed it while we waited for the lock.
+            let (still_due, refresh_token) = {
+                let st = entry.state();
+                let due = st.retry_at.or(st.next_refresh);
+                (
+                    due.is_some_and(|d| d <= Instant::now()),
+                    st.refresh_token.clone(),
+                )
+            };
+            if still_due {
+                let _ = self.fetch_into(&entry, refresh_token).await;
+            }
+        }
+    }
+
+    fn remove_if_same(&self, entry: &Arc<Entry>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries
+            .get(&entry.key)
+            .is_some_and(|e| Arc::ptr_eq(e, entry))
+        {
+            entries.remove(&entry.key);
+        }
+    }
+
+    /// Drops every entry of `profile` (removed or replaced) and stops its tasks.
+    pub fn forget(&self, profile: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|key, entry| {
+            let keep = key.profile != profile;
+            if !keep {
+                entry.stop.cancel();
+            }
+            keep
+        });
+    }
+
+    /// Drops everything (shutdown, lock).
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in entries.values() {
+            entry.stop.cancel();
+        }
+        entries.clear();
+    }
+
+    /// Every key's state, for `status`.
+    pub fn status(&self) -> Vec<KeyStatus> {
+        let entries: Vec<Arc<Entry>> = self
+            .entries
+            .lock()
+            .map(|e| e.values().cloned().collect())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut out: Vec<KeyStatus> = entries
+            .iter()
+            .map(|entry| {
+                let st = entry.state();
+                KeyStatus {
+                    key: entry.key.clone(),
+                    expires_in: st
+                        .held
+                        .as_ref()
+                        .map(|h| h.valid_until.saturating_duration_since(now)),
+                    next_refresh_in: if st.idle || st.held.is_none() {
+                        None
+                    } else {
+                        st.retry_at
+                            .or(st.next_refresh)
+                            .map(|t| t.saturating_duration_since(now))
+                    },
+                    last_error: st.last_error.as_ref().map(|e| e.body.message.clone()),
+                    failures: st.failures,
+                    refreshing: !st.idle,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.key.profile, &a.key.scopes, &a.key.resources).cmp(&(
+                &b.key.profile,
+                &b.key.scopes,
+                &b.key.resources,
+            ))
+        });
+        out
+    }
+
+    /// How many fetches are possible at once is the fetcher's business; this is
+    /// how many keys are cached.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The held token if it has more than `min_ttl` left (and, with `fresh_since`,
+/// was obtained at or after that instant).
+fn satisfying(
+    st: &State,
+    now: Instant,
+    min_ttl: Duration,
+    fresh_since: Option<Instant>,
+) -> Option<Served> {
+    let h = st.held.as_ref()?;
+    if fresh_since.is_some_and(|t| h.obtained < t) {
+        return None;
+    }
+    let left = h.valid_until.checked_duration_since(now)?;
+    if left.is_zero() || left <= min_ttl {
+        return None;
+    }
+    Some(Served {
+        token: h.token.clone(),
+        token_type: h.token_type.clone(),
+        scope: h.scope.clone(),
+        expires_at: h.expires_at,
+    })
+}
+
+fn last_error_or(entry: &Entry, default: impl FnOnce() -> ErrorBody) -> ErrorBody {
+    entry
+        .state()
+        .last_error
+        .as_ref()
+        .map(|e| e.body.clone())
+        .unwrap_or_else(default)
+}
