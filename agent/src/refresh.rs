@@ -101,7 +101,6 @@ struct Held {
     token_type: String,
     scope: Option<String>,
     expires_at: Option<u64>,
-    obtained: Instant,
     valid_until: Instant,
 }
 
@@ -116,6 +115,8 @@ struct State {
     last_used: Option<Instant>,
     /// The background task has stopped refreshing (idle).
     idle: bool,
+    /// Counts successful fetches, so a caller can tell "fetched after I asked".
+    generation: u64,
 }
 
 struct Entry {
@@ -248,17 +249,18 @@ impl<F: Fetcher> Refresher<F> {
     ) -> Result<Served, ErrorBody> {
         let entry = self.entry(key);
         let asked = Instant::now();
-        {
+        let asked_generation = {
             let mut st = entry.state();
             st.last_used = Some(asked);
             if st.idle {
                 st.idle = false;
                 entry.wake.notify_one();
             }
-            if !force && let Some(served) = satisfying(&st, asked, min_ttl, None) {
+            if !force && let Some(served) = satisfying(&st, asked, min_ttl) {
                 return Ok(served);
             }
-        }
+            st.generation
+        };
         let _guard = match tokio::time::timeout(MAX_WAIT, entry.fetch.lock()).await {
             Ok(guard) => guard,
             Err(_) => {
@@ -278,10 +280,12 @@ impl<F: Fetcher> Refresher<F> {
             let st = entry.state();
             // Someone else fetched while we waited: theirs is as fresh as it
             // gets (even for `force`, or a min_ttl longer than any lifetime).
-            if let Some(served) = satisfying(&st, now, Duration::ZERO, Some(asked)) {
+            if st.generation != asked_generation
+                && let Some(served) = satisfying(&st, now, Duration::ZERO)
+            {
                 return Ok(served);
             }
-            if !force && let Some(served) = satisfying(&st, now, min_ttl, None) {
+            if !force && let Some(served) = satisfying(&st, now, min_ttl) {
                 return Ok(served);
             }
             // Backing off: do not hammer a failing server; say why instead.
@@ -300,7 +304,7 @@ impl<F: Fetcher> Refresher<F> {
         };
         self.fetch_into(&entry, refresh_token).await?;
         let st = entry.state();
-        satisfying(&st, Instant::now(), Duration::ZERO, None)
+        satisfying(&st, Instant::now(), Duration::ZERO)
             .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "a token was fetched but not kept"))
     }
 
@@ -327,13 +331,13 @@ impl<F: Fetcher> Refresher<F> {
                     token_type: f.token_type,
                     scope: f.scope,
                     expires_at: f.lifetime.map(|l| unix_now() + l.as_secs()),
-                    obtained: started,
                     valid_until: started + serve_for,
                 });
                 st.refresh_token = f.refresh_token;
                 st.failures = 0;
                 st.retry_at = None;
                 st.last_error = None;
+                st.generation += 1;
                 drop(st);
                 entry.wake.notify_one();
                 Ok(())
@@ -509,18 +513,9 @@ impl<F: Fetcher> Refresher<F> {
     }
 }
 
-/// The held token if it has more than `min_ttl` left (and, with `fresh_since`,
-/// was obtained at or after that instant).
-fn satisfying(
-    st: &State,
-    now: Instant,
-    min_ttl: Duration,
-    fresh_since: Option<Instant>,
-) -> Option<Served> {
+/// The held token if it has more than `min_ttl` left.
+fn satisfying(st: &State, now: Instant, min_ttl: Duration) -> Option<Served> {
     let h = st.held.as_ref()?;
-    if fresh_since.is_some_and(|t| h.obtained < t) {
-        return None;
-    }
     let left = h.valid_until.checked_duration_since(now)?;
     if left.is_zero() || left <= min_ttl {
         return None;
@@ -540,4 +535,419 @@ fn last_error_or(entry: &Entry, default: impl FnOnce() -> ErrorBody) -> ErrorBod
         .as_ref()
         .map(|e| e.body.clone())
         .unwrap_or_else(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const LIFETIME: Duration = Duration::from_secs(100);
+
+    /// A fetcher that counts calls, takes `delay` per call, and answers from a
+    /// script (then with tokens of `LIFETIME`).
+    #[derive(Default)]
+    struct Fake {
+        calls: AtomicUsize,
+        delay: Duration,
+        script: Mutex<VecDeque<Result<Option<Duration>, FetchError>>>,
+        refresh_tokens_seen: Mutex<Vec<Option<String>>>,
+        issue_refresh_token: bool,
+    }
+
+    struct Shared(Arc<Fake>);
+
+    impl Fetcher for Shared {
+        async fn fetch(&self, _key: &Key, rt: Option<Secret>) -> Result<Fetched, FetchError> {
+            let fake = &self.0;
+            let n = fake.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            fake.refresh_tokens_seen
+                .lock()
+                .unwrap()
+                .push(rt.map(|s| String::from_utf8(s.expose().to_vec()).unwrap()));
+            tokio::time::sleep(fake.delay).await;
+            let next = fake.script.lock().unwrap().pop_front();
+            let lifetime = match next {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(lifetime)) => lifetime,
+                None => Some(LIFETIME),
+            };
+            Ok(Fetched {
+                token: Secret::new(format!("token-{n}").into_bytes()),
+                token_type: "Bearer".into(),
+                scope: None,
+                lifetime,
+                refresh_token: fake
+                    .issue_refresh_token
+                    .then(|| Secret::new(format!("rt-{n}").into_bytes())),
+                refresh_before: None,
+            })
+        }
+    }
+
+    fn key() -> Key {
+        Key {
+            profile: "p".into(),
+            scopes: vec![],
+            resources: vec![],
+        }
+    }
+
+    fn refresher(fake: Fake, rand: f64) -> (Arc<Refresher<Shared>>, Arc<Fake>) {
+        let fake = Arc::new(fake);
+        let r = Refresher::with_rng(Shared(fake.clone()), Arc::new(move || rand));
+        (r, fake)
+    }
+
+    fn err(retry_after: Option<Duration>) -> FetchError {
+        FetchError {
+            body: ErrorBody::new(ErrorCode::IdpError, "HTTP 503: temporarily_unavailable"),
+            retry_after,
+            permanent: false,
+        }
+    }
+
+    fn token_text(s: &Served) -> String {
+        String::from_utf8(s.token.expose().to_vec()).unwrap()
+    }
+
+    /// Lets spawned tasks run at the current (paused) instant.
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[test]
+    fn refresh_is_scheduled_at_70_to_80_percent_of_the_lifetime() {
+        let t0 = Instant::now();
+        let l = Duration::from_secs(1000);
+        assert_eq!(
+            refresh_at(t0, Some(l), None, 0.0) - t0,
+            Duration::from_secs(700)
+        );
+        assert_eq!(
+            refresh_at(t0, Some(l), None, 0.5) - t0,
+            Duration::from_secs(750)
+        );
+        assert_eq!(
+            refresh_at(t0, Some(l), None, 1.0) - t0,
+            Duration::from_secs(800)
+        );
+        for i in 0..=100 {
+            let at = refresh_at(t0, Some(l), None, f64::from(i) / 100.0) - t0;
+            assert!(at >= Duration::from_secs(700) && at <= Duration::from_secs(800));
+        }
+    }
+
+    #[test]
+    fn refresh_before_moves_the_refresh_earlier_never_later() {
+        let t0 = Instant::now();
+        let l = Duration::from_secs(1000);
+        let d = |s| Some(RefreshBefore::Duration(Duration::from_secs(s)));
+        assert_eq!(
+            refresh_at(t0, Some(l), d(500), 0.5) - t0,
+            Duration::from_secs(500)
+        );
+        assert_eq!(
+            refresh_at(t0, Some(l), d(10), 0.5) - t0,
+            Duration::from_secs(750)
+        );
+        let pct = Some(RefreshBefore::Percent(40));
+        assert_eq!(
+            refresh_at(t0, Some(l), pct, 0.5) - t0,
+            Duration::from_secs(600)
+        );
+        // More than the whole lifetime: refresh soon, but not in a tight loop.
+        assert_eq!(
+            refresh_at(t0, Some(l), d(5000), 0.5) - t0,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            refresh_at(t0, Some(Duration::from_millis(600)), d(5000), 0.5) - t0,
+            Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn unknown_lifetime_is_refreshed_after_five_minutes() {
+        let t0 = Instant::now();
+        assert_eq!(
+            refresh_at(t0, None, None, 0.9) - t0,
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_full_jitter_from_one_second_to_five_minutes() {
+        let caps: Vec<u64> = (1..=12).map(|n| backoff(n, 1.0).as_secs()).collect();
+        assert_eq!(caps, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(1000, 1.0), BACKOFF_MAX);
+        for n in 1..20 {
+            assert_eq!(backoff(n, 0.0), BACKOFF_MIN, "never below a second");
+            assert!(backoff(n, 0.5) <= backoff(n, 1.0));
+        }
+        assert_eq!(backoff(4, 0.5), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn retry_after_overrides_the_backoff() {
+        let e = err(Some(Duration::from_secs(42)));
+        assert_eq!(retry_delay(&e, 1, 0.0), Duration::from_secs(42));
+        assert_eq!(retry_delay(&e, 9, 1.0), Duration::from_secs(42));
+        assert_eq!(retry_delay(&err(Some(Duration::ZERO)), 1, 1.0), BACKOFF_MIN);
+        assert_eq!(retry_delay(&err(None), 3, 1.0), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_thousand_concurrent_callers_cause_one_fetch() {
+        let (r, fake) = refresher(
+            Fake {
+                delay: Duration::from_millis(200),
+                ..Fake::default()
+            },
+            0.5,
+        );
+        let callers: Vec<_> = (0..1000)
+            .map(|_| {
+                let r = r.clone();
+                tokio::spawn(async move { r.get(&key(), Duration::ZERO, false).await })
+            })
+            .collect();
+        for c in callers {
+            assert_eq!(token_text(&c.await.unwrap().unwrap()), "token-1");
+        }
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_for_one_key_does_not_hold_up_another_key() {
+        let (r, _) = refresher(
+            Fake {
+                delay: Duration::from_secs(20),
+                ..Fake::default()
+            },
+            0.5,
+        );
+        let slow = {
+            let r = r.clone();
+            tokio::spawn(async move { r.get(&key(), Duration::ZERO, false).await })
+        };
+        settle().await;
+        let other = Key {
+            scopes: vec!["other".into()],
+            ..key()
+        };
+        let started = Instant::now();
+        r.get(&other, Duration::ZERO, false).await.unwrap();
+        assert_eq!(
+            Instant::now() - started,
+            Duration::from_secs(20),
+            "its own fetch only"
+        );
+        slow.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cached_token_is_served_and_refreshed_before_it_expires() {
+        let (r, fake) = refresher(Fake::default(), 0.5);
+        assert_eq!(
+            token_text(&r.get(&key(), Duration::ZERO, false).await.unwrap()),
+            "token-1"
+        );
+        tokio::time::sleep(Duration::from_secs(74)).await;
+        assert_eq!(
+            token_text(&r.get(&key(), Duration::ZERO, false).await.unwrap()),
+            "token-1"
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        // At 75 % of the lifetime the background task fetches a new one.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            token_text(&r.get(&key(), Duration::ZERO, false).await.unwrap()),
+            "token-2"
+        );
+        // And again 75 s after that.
+        tokio::time::sleep(Duration::from_secs(76)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn min_ttl_longer_than_what_remains_fetches_first() {
+        let (r, fake) = refresher(Fake::default(), 0.5);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        // 50 s left: enough for 40 s, not for 60 s.
+        let t = r.get(&key(), Duration::from_secs(40), false).await.unwrap();
+        assert_eq!(token_text(&t), "token-1");
+        let t = r.get(&key(), Duration::from_secs(60), false).await.unwrap();
+        assert_eq!(token_text(&t), "token-2");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn force_always_fetches() {
+        let (r, fake) = refresher(Fake::default(), 0.5);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        let t = r.get(&key(), Duration::ZERO, true).await.unwrap();
+        assert_eq!(token_text(&t), "token-2");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_refreshes_keep_serving_the_valid_token_and_back_off() {
+        let fake = Fake::default();
+        fake.script.lock().unwrap().extend([
+            Ok(Some(LIFETIME)),
+            Err(err(None)),
+            Err(err(None)),
+            Err(err(None)),
+        ]);
+        // rand = 1.0: backoff is exactly 1 s, 2 s, 4 s, ...
+        let (r, fake) = refresher(fake, 1.0);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        // Refresh due at 80 s (rand 1.0); it fails.
+        tokio::time::sleep(Duration::from_secs(80)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        let t = r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(token_text(&t), "token-1", "still valid, still served");
+        let st = &r.status()[0];
+        assert_eq!(st.failures, 1);
+        assert!(st.last_error.as_ref().unwrap().contains("503"));
+        // Retries after 1 s, then 2 s later, then 4 s later (that one succeeds).
+        tokio::time::sleep(Duration::from_millis(1001)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
+        tokio::time::sleep(Duration::from_millis(2001)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
+        tokio::time::sleep(Duration::from_millis(3900)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 4, "not before 4 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 5);
+        let t = r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(token_text(&t), "token-5");
+        assert_eq!(r.status()[0].failures, 0);
+        assert_eq!(r.status()[0].last_error, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured() {
+        let fake = Fake::default();
+        fake.script
+            .lock()
+            .unwrap()
+            .extend([Ok(Some(LIFETIME)), Err(err(Some(Duration::from_secs(15))))]);
+        let (r, fake) = refresher(fake, 1.0);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(80)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_secs(14)).await;
+        settle().await;
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            2,
+            "not before Retry-After"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unsatisfiable_request_gets_the_last_error_without_waiting() {
+        let fake = Fake::default();
+        fake.script
+            .lock()
+            .unwrap()
+            .push_back(Err(err(Some(Duration::from_secs(60)))));
+        let (r, fake) = refresher(fake, 0.5);
+        let e = r.get(&key(), Duration::ZERO, false).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::IdpError);
+        let started = Instant::now();
+        let e = r.get(&key(), Duration::ZERO, false).await.unwrap_err();
+        assert_eq!(Instant::now(), started, "answered at once");
+        assert!(e.message.contains("next attempt in 60s"), "{}", e.message);
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            1,
+            "the server is left alone"
+        );
+        // After the delay, a request tries again.
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_unused_for_30_minutes_stops_refreshing_and_is_dropped_at_expiry() {
+        let (r, fake) = refresher(Fake::default(), 0.5);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        // 100 s tokens refreshed every 75 s for 30 minutes: 24 refreshes.
+        tokio::time::sleep(IDLE_AFTER + Duration::from_secs(1)).await;
+        settle().await;
+        let calls = fake.calls.load(Ordering::SeqCst);
+        assert_eq!(calls, 1 + 24);
+        assert_eq!(r.len(), 1, "kept until its token expires");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        settle().await;
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            calls,
+            "no refresh while idle"
+        );
+        assert!(r.is_empty(), "dropped after expiry");
+        // The next request fetches.
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), calls + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_lifetime_refreshes_after_five_minutes() {
+        let fake = Fake::default();
+        fake.script.lock().unwrap().push_back(Ok(None));
+        let (r, fake) = refresher(fake, 0.5);
+        let t = r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(t.expires_at, None);
+        tokio::time::sleep(Duration::from_secs(299)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_token_is_passed_to_the_next_fetch() {
+        let (r, fake) = refresher(
+            Fake {
+                issue_refresh_token: true,
+                ..Fake::default()
+            },
+            0.5,
+        );
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        r.get(&key(), Duration::ZERO, true).await.unwrap();
+        r.get(&key(), Duration::ZERO, true).await.unwrap();
+        let seen = fake.refresh_tokens_seen.lock().unwrap().clone();
+        assert_eq!(seen, [None, Some("rt-1".into()), Some("rt-2".into())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forget_drops_the_token() {
+        let (r, fake) = refresher(Fake::default(), 0.5);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        r.forget("p");
+        assert!(r.is_empty());
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
 }
