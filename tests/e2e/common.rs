@@ -594,3 +594,156 @@ pub fn public_pem(private: &Path) -> String {
     assert!(out.status.success(), "{}", stderr_of(&out));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// What the fault-injection token endpoint does with the next request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// A good token response with this `expires_in`.
+    Ok { lifetime: u64 },
+    /// An error status, optionally with Retry-After, and an RFC 6749 body.
+    Status {
+        code: u16,
+        retry_after: Option<String>,
+    },
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// The connection is closed without an answer.
+    Reset,
+    /// The request is read and never answered (until the mode changes).
+    Stall,
+}
+
+/// A token endpoint on a real loopback socket whose behaviour the test sets:
+/// for the faults a real authorization server cannot produce on demand.
+pub struct FaultServer {
+    pub port: u16,
+    mode: std::sync::Arc<std::sync::Mutex<Fault>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FaultServer {
+    pub fn start(initial: Fault) -> FaultServer {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let server = FaultServer {
+            port,
+            mode: std::sync::Arc::new(std::sync::Mutex::new(initial)),
+            requests: Default::default(),
+            stop: Default::default(),
+        };
+        let (mode, requests, stop) = (
+            server.mode.clone(),
+            server.requests.clone(),
+            server.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (mode, requests, stop) = (mode.clone(), requests.clone(), stop.clone());
+                        std::thread::spawn(move || serve_fault(stream, &mode, &requests, &stop));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        server
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.mode.lock().unwrap() = fault;
+    }
+
+    /// Token requests received so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn serve_fault(
+    mut stream: std::net::TcpStream,
+    mode: &std::sync::Mutex<Fault>,
+    requests: &std::sync::atomic::AtomicUsize,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    stream.set_nonblocking(false).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    // Read the request head and its body.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let fault = mode.lock().unwrap().clone();
+    let response = match fault {
+        Fault::Ok { lifetime } => {
+            let body = format!(
+                r#"{{"access_token":"fault-token-{n}","token_type":"Bearer","expires_in":{lifetime}}}"#
+            );
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        Fault::Status { code, retry_after } => {
+            let body =
+                r#"{"error":"temporarily_unavailable","error_description":"injected fault"}"#;
+            let retry = retry_after
+                .map(|r| format!("retry-after: {r}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "HTTP/1.1 {code} Injected\r\ncontent-type: application/json\r\n{retry}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        Fault::Garbage => {
+            let body = "{this is not json";
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        Fault::Reset => return,
+        Fault::Stall => {
+            while !stop.load(Ordering::SeqCst) && matches!(*mode.lock().unwrap(), Fault::Stall) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return;
+        }
+    };
+    let _ = stream.write_all(response.as_bytes());
+}

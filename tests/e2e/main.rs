@@ -7,6 +7,7 @@ mod docs;
 mod lifecycle;
 mod oauth;
 mod profiles;
+mod refresh;
 mod security;
 mod shells;
 mod wire;

@@ -3,7 +3,7 @@
 //
 //   node server.mjs CONFIG.json
 //
-// CONFIG.json: {"ttl": seconds, "clients": [{client_id, auth, secret?, alg?, public_key_pem?}]}
+// CONFIG.json: {"ttl": seconds, "port"?: number, "clients": [{client_id, auth, secret?, alg?, public_key_pem?}]}
 // Listens on a free loopback port, prints "READY <issuer>" on stdout, then one JSON
 // line per token request: {"event":"token"|"error", client_id, auth_method,
 // assertion?, error?, description?}. The assertion is logged only so that tests
@@ -37,7 +37,7 @@ async function clientMetadata(c) {
 }
 
 const server = createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(config.port ?? 0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {

@@ -1,0 +1,270 @@
+//! The refresh engine end to end: faults injected by a programmable token
+//! endpoint on a real socket, and the real OpenID Provider with lifetimes of a
+//! few seconds.
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+fn profile_status(env: &TestEnv, name: &str) -> Value {
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    status["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+fn token(env: &TestEnv, name: &str) -> String {
+    env.ok(&["token", name]).trim().to_string()
+}
+
+/// Serves a 30 s token, switches the endpoint to `fault`, and checks that the
+/// agent keeps serving the valid token, reports the failure in `status`, and
+/// recovers once the endpoint does.
+fn survives(fault: Fault) {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 30 });
+    let out = env.run(&[
+        "add",
+        "f",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+        "--refresh-before",
+        "29s",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // refresh-before 29 s of 30: a refresh is due a second after the fetch.
+    let first = token(&env, "f");
+    server.set(fault.clone());
+    wait_until("a refresh attempt fails and status says so", || {
+        let p = profile_status(&env, "f");
+        p["failures"].as_u64().unwrap_or(0) >= 1 && p["last_error"].is_string()
+    });
+    assert_eq!(
+        token(&env, "f"),
+        first,
+        "{fault:?}: the valid token is still served"
+    );
+    let p = profile_status(&env, "f");
+    assert_eq!(p["token_state"], "failing");
+    server.set(Fault::Ok { lifetime: 30 });
+    wait_until("the agent recovers", || {
+        profile_status(&env, "f")["failures"] == 0 && token(&env, "f") != first
+    });
+}
+
+#[test]
+fn survives_503_with_retry_after() {
+    survives(Fault::Status {
+        code: 503,
+        retry_after: Some("1".into()),
+    });
+}
+
+#[test]
+fn survives_429_with_an_http_date_retry_after() {
+    // An HTTP-date in the past: retry right away (after the minimum backoff).
+    survives(Fault::Status {
+        code: 429,
+        retry_after: Some("Sun, 06 Nov 1994 08:49:37 GMT".into()),
+    });
+}
+
+#[test]
+fn survives_a_garbage_body() {
+    survives(Fault::Garbage);
+}
+
+#[test]
+fn survives_a_reset_connection() {
+    survives(Fault::Reset);
+}
+
+#[test]
+fn a_stalled_refresh_does_not_hold_up_callers() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 30 });
+    env.ok(&[
+        "add",
+        "f",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+        "--refresh-before",
+        "29s",
+    ]);
+    let first = token(&env, "f");
+    server.set(Fault::Stall);
+    wait_until("the refresh request is stalled at the server", || {
+        server.requests() >= 2
+    });
+    // While the refresh hangs, callers get the valid token at once.
+    for _ in 0..5 {
+        assert_eq!(token(&env, "f"), first);
+    }
+    server.set(Fault::Ok { lifetime: 30 });
+}
+
+#[test]
+fn unsatisfiable_request_gets_the_error_not_a_hang() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Status {
+        code: 503,
+        retry_after: Some("120".into()),
+    });
+    env.ok(&[
+        "add",
+        "f",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+    ]);
+    let out = env.run(&["token", "f"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("503"), "{}", stderr_of(&out));
+    // Within the Retry-After the agent answers from its last error.
+    let out = env.run(&["token", "f"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("next attempt in"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(server.requests(), 1, "the server was left alone");
+}
+
+fn oidc_with_short_tokens(env: &TestEnv, ttl: u64, port: Option<u16>) -> Oidc {
+    let mut config = json!({"ttl": ttl, "clients": [
+        {"client_id": "short", "auth": "client_secret_post", "secret": "short-lived-secret-0123456789"}
+    ]});
+    if let Some(port) = port {
+        config["port"] = json!(port);
+    }
+    Oidc::start(env, &config)
+}
+
+fn add_short(env: &TestEnv, oidc: &Oidc) {
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "short",
+            "--token-url",
+            &oidc.token_endpoint(),
+            "--client-id",
+            "short",
+            "--auth",
+            "client_secret_post",
+            "--secret-stdin",
+        ],
+        b"short-lived-secret-0123456789",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn two_hundred_concurrent_token_processes_cause_one_request_at_the_server() {
+    let env = TestEnv::new();
+    let oidc = oidc_with_short_tokens(&env, 600, None);
+    add_short(&env, &oidc);
+    let children: Vec<_> = (0..200)
+        .map(|_| {
+            env.cmd(&["token", "short"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let tokens: std::collections::HashSet<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            String::from_utf8(out.stdout).unwrap()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 1, "every process got the same token");
+    assert_eq!(oidc.grants("short").len(), 1, "one request at the server");
+}
+
+#[test]
+fn continuous_use_sees_refreshes_at_the_expected_cadence_and_never_a_short_token() {
+    let env = TestEnv::new();
+    let oidc = oidc_with_short_tokens(&env, 4, None);
+    add_short(&env, &oidc);
+    let started = std::time::Instant::now();
+    let run_for = std::time::Duration::from_secs(12);
+    let mut served = 0;
+    while started.elapsed() < run_for {
+        let answer: Value =
+            serde_json::from_str(&env.ok(&["token", "short", "--min-ttl", "1s", "--json"]))
+                .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let left = answer["expires_at"].as_u64().unwrap().saturating_sub(now);
+        // expires_at has whole-second precision: more than 1 s left means >= 1.
+        assert!(
+            left >= 1,
+            "a token with {left}s left was served for min-ttl 1s"
+        );
+        served += 1;
+    }
+    let grants = oidc.grants("short").len();
+    // 4 s tokens refreshed at 70-80 % (every ~3 s) over 12 s: about 5 requests,
+    // whatever the number of callers.
+    assert!(served > 20, "served {served}");
+    assert!((3..=8).contains(&grants), "{grants} token requests in 12 s");
+}
+
+#[test]
+fn provider_down_the_valid_token_is_still_served_and_up_again_the_agent_recovers() {
+    let env = TestEnv::new();
+    let oidc = oidc_with_short_tokens(&env, 20, None);
+    let port: u16 = oidc.issuer.rsplit(':').next().unwrap().parse().unwrap();
+    // refresh-before 19 s: refreshes start a second after each fetch.
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "short",
+            "--token-url",
+            &oidc.token_endpoint(),
+            "--client-id",
+            "short",
+            "--auth",
+            "client_secret_post",
+            "--secret-stdin",
+            "--refresh-before",
+            "19s",
+        ],
+        b"short-lived-secret-0123456789",
+    );
+    assert!(out.status.success());
+    let first = token(&env, "short");
+    drop(oidc);
+    wait_until("status shows the refresh failing", || {
+        let p = profile_status(&env, "short");
+        p["failures"].as_u64().unwrap_or(0) >= 1
+            && p["last_error"].as_str().unwrap_or("").contains("cannot reach 127.0.0.1")
+    });
+    assert_eq!(token(&env, "short"), first, "still valid, still served");
+    let oidc = oidc_with_short_tokens(&env, 20, Some(port));
+    wait_until("the agent recovers within its backoff", || {
+        profile_status(&env, "short")["failures"] == 0
+    });
+    assert_ne!(token(&env, "short"), first);
+    assert!(!oidc.grants("short").is_empty());
+}
