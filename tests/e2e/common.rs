@@ -611,6 +611,9 @@ pub enum Fault {
     Reset,
     /// The request is read and never answered (until the mode changes).
     Stall,
+    /// Like `Ok`, with a refresh token; a `refresh_token` grant is refused with
+    /// `invalid_grant`.
+    RefreshRefused { lifetime: u64 },
 }
 
 /// A token endpoint on a real loopback socket whose behaviour the test sets:
@@ -620,6 +623,7 @@ pub struct FaultServer {
     mode: std::sync::Arc<std::sync::Mutex<Fault>>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FaultServer {
@@ -633,18 +637,23 @@ impl FaultServer {
             mode: std::sync::Arc::new(std::sync::Mutex::new(initial)),
             requests: Default::default(),
             stop: Default::default(),
+            bodies: Default::default(),
         };
         let (mode, requests, stop) = (
             server.mode.clone(),
             server.requests.clone(),
             server.stop.clone(),
         );
+        let bodies = server.bodies.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let (mode, requests, stop) = (mode.clone(), requests.clone(), stop.clone());
-                        std::thread::spawn(move || serve_fault(stream, &mode, &requests, &stop));
+                        let bodies = bodies.clone();
+                        std::thread::spawn(move || {
+                            serve_fault(stream, &mode, &requests, &stop, &bodies)
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -659,6 +668,11 @@ impl FaultServer {
 
     pub fn set(&self, fault: Fault) {
         *self.mode.lock().unwrap() = fault;
+    }
+
+    /// The form bodies of the requests received so far.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().clone()
     }
 
     /// Token requests received so far.
@@ -678,6 +692,7 @@ fn serve_fault(
     mode: &std::sync::Mutex<Fault>,
     requests: &std::sync::atomic::AtomicUsize,
     stop: &std::sync::atomic::AtomicBool,
+    bodies: &std::sync::Mutex<Vec<String>>,
 ) {
     use std::io::Read;
     use std::sync::atomic::Ordering;
@@ -707,9 +722,27 @@ fn serve_fault(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
+    let form = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+    let is_refresh = form.contains("grant_type=refresh_token");
+    bodies.lock().unwrap().push(form);
     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let fault = mode.lock().unwrap().clone();
+    let fault = match mode.lock().unwrap().clone() {
+        Fault::RefreshRefused { .. } if is_refresh => Fault::Status {
+            code: 400,
+            retry_after: None,
+        },
+        other => other,
+    };
     let response = match fault {
+        Fault::RefreshRefused { lifetime } => {
+            let body = format!(
+                r#"{{"access_token":"fault-token-{n}","token_type":"Bearer","expires_in":{lifetime},"refresh_token":"refresh-{n}"}}"#
+            );
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
         Fault::Ok { lifetime } => {
             let body = format!(
                 r#"{{"access_token":"fault-token-{n}","token_type":"Bearer","expires_in":{lifetime}}}"#
@@ -720,8 +753,11 @@ fn serve_fault(
             )
         }
         Fault::Status { code, retry_after } => {
-            let body =
-                r#"{"error":"temporarily_unavailable","error_description":"injected fault"}"#;
+            let body = if code == 400 {
+                r#"{"error":"invalid_grant","error_description":"refresh token revoked"}"#
+            } else {
+                r#"{"error":"temporarily_unavailable","error_description":"injected fault"}"#
+            };
             let retry = retry_after
                 .map(|r| format!("retry-after: {r}\r\n"))
                 .unwrap_or_default();

@@ -258,7 +258,10 @@ fn provider_down_the_valid_token_is_still_served_and_up_again_the_agent_recovers
     wait_until("status shows the refresh failing", || {
         let p = profile_status(&env, "short");
         p["failures"].as_u64().unwrap_or(0) >= 1
-            && p["last_error"].as_str().unwrap_or("").contains("cannot reach 127.0.0.1")
+            && p["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot reach 127.0.0.1")
     });
     assert_eq!(token(&env, "short"), first, "still valid, still served");
     let oidc = oidc_with_short_tokens(&env, 20, Some(port));
@@ -267,4 +270,42 @@ fn provider_down_the_valid_token_is_still_served_and_up_again_the_agent_recovers
     });
     assert_ne!(token(&env, "short"), first);
     assert!(!oidc.grants("short").is_empty());
+}
+
+#[test]
+fn a_refused_refresh_token_falls_back_to_client_credentials() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::RefreshRefused { lifetime: 30 });
+    env.ok(&[
+        "add",
+        "f",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+        "--refresh-before",
+        "29s",
+    ]);
+    let first = token(&env, "f");
+    // The proactive refresh tries the refresh token, is refused, and gets a
+    // new token with client_credentials in the same attempt.
+    wait_until("a refresh happened", || token(&env, "f") != first);
+    let bodies = server.bodies();
+    assert!(bodies[0].contains("grant_type=client_credentials"));
+    assert!(
+        bodies[1].contains("grant_type=refresh_token")
+            && bodies[1].contains("refresh_token=refresh-1"),
+        "{bodies:?}"
+    );
+    assert!(
+        bodies[2].contains("grant_type=client_credentials"),
+        "{bodies:?}"
+    );
+    assert_eq!(
+        profile_status(&env, "f")["failures"],
+        0,
+        "the fallback is no failure"
+    );
 }

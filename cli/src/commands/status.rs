@@ -53,8 +53,19 @@ fn render(s: &Status) -> String {
             if let Some(secs) = p.next_refresh_in_secs {
                 let _ = write!(out, ", refresh in {}", output::duration(secs.max(0) as u64));
             }
+            if p.failures > 0 {
+                let _ = write!(
+                    out,
+                    ", {} failed refresh{}",
+                    p.failures,
+                    if p.failures == 1 { "" } else { "es" }
+                );
+            }
             if let Some(err) = &p.last_error {
                 let _ = write!(out, ", last error: {err}");
+            }
+            if p.tokens.len() > 1 {
+                let _ = write!(out, " ({} cached tokens; --json shows each)", p.tokens.len());
             }
             out.push('\n');
         }
