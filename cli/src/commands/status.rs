@@ -65,7 +65,11 @@ fn render(s: &Status) -> String {
                 let _ = write!(out, ", last error: {err}");
             }
             if p.tokens.len() > 1 {
-                let _ = write!(out, " ({} cached tokens; --json shows each)", p.tokens.len());
+                let _ = write!(
+                    out,
+                    " ({} cached tokens; --json shows each)",
+                    p.tokens.len()
+                );
             }
             out.push('\n');
         }
