@@ -309,3 +309,48 @@ fn a_refused_refresh_token_falls_back_to_client_credentials() {
         "the fallback is no failure"
     );
 }
+
+#[test]
+fn after_kill_9_a_restarted_agent_serves_tokens_for_every_profile() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    for name in ["a", "b"] {
+        let out = env.run_with_stdin(
+            &[
+                "add",
+                name,
+                "--token-url",
+                &server.token_url(),
+                "--client-id",
+                name,
+                "--auth",
+                "client_secret_post",
+                "--secret-stdin",
+            ],
+            format!("secret-of-{name}").as_bytes(),
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    let pid = pid_from_env_script(&env.ok(&["env"]));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until("the agent is gone", || !process_alive(pid));
+    // `token` autostarts a new agent, which reads profiles and secrets back.
+    for name in ["a", "b"] {
+        assert!(token(&env, name).starts_with("fault-token-"));
+    }
+    // The secrets it sent came back from the keyring.
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 2);
+    for name in ["a", "b"] {
+        assert!(
+            bodies
+                .iter()
+                .any(|b| b.contains(&format!("client_secret=secret-of-{name}"))),
+            "{bodies:?}"
+        );
+    }
+}
