@@ -77,6 +77,18 @@ impl Agent {
         Ok(Agent { socket, options })
     }
 
+    /// Like [`Agent::start`], with a listening socket passed by systemd
+    /// (`LISTEN_FDS`) instead of one of our own.
+    pub fn start_inherited(
+        listener: std::os::unix::net::UnixListener,
+        options: Options,
+    ) -> Result<Agent, StartError> {
+        harden::make_non_dumpable().map_err(StartError::Harden)?;
+        harden::raise_nofile_limit(options.limits.max_connections as u64 + 256);
+        let socket = ClaimedSocket::inherited(listener)?;
+        Ok(Agent { socket, options })
+    }
+
     /// The socket path.
     pub fn socket_path(&self) -> &Path {
         &self.socket.path
@@ -135,7 +147,12 @@ impl Agent {
         let store = SecretStore::open(store_kind, service);
         let profiles = Profiles::new(self.options.config_path.clone(), store);
         let state = Arc::new(AgentState::new(path.clone(), profiles));
+        // Under systemd (Type=notify): ready now, the listener is bound.
+        if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "cannot notify systemd");
+        }
         tracing::info!(socket = %path.display(), pid = state.pid, version = env!("CARGO_PKG_VERSION"), "agent listening");
+        let state_for_shutdown = state.clone();
         let serving = server::serve(
             listener,
             state,
@@ -147,9 +164,11 @@ impl Agent {
         let socket = &self.socket;
         let removed = async {
             shutdown.cancelled().await;
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
             socket.remove_socket_file();
         };
         tokio::join!(serving, removed);
+        state_for_shutdown.tokens.clear();
         drop(self.socket.listener);
         signals.abort();
         tracing::info!("agent stopped");

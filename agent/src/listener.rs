@@ -63,13 +63,49 @@ pub struct ClaimedSocket {
     pub listener: UnixListener,
     /// Device and inode of the socket file we created.
     identity: (u64, u64),
-    /// Held (flock'd) for as long as the agent runs.
-    _lock: File,
+    /// Held (flock'd) for as long as the agent runs; `None` for a socket
+    /// inherited from systemd, which owns its path.
+    _lock: Option<File>,
 }
 
 impl ClaimedSocket {
+    /// A listening socket passed by systemd (socket activation). Its file is
+    /// systemd's: the agent never removes it.
+    pub fn inherited(listener: UnixListener) -> Result<ClaimedSocket, BindError> {
+        let path = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            .ok_or_else(|| BindError::Bind {
+                path: PathBuf::from("(inherited socket)"),
+                source: io::Error::other(
+                    "the socket passed by systemd is not a Unix socket with a path",
+                ),
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| BindError::Bind {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(ClaimedSocket {
+            path,
+            listener,
+            identity: (0, 0),
+            _lock: None,
+        })
+    }
+
+    /// Whether the socket came from systemd.
+    pub fn is_inherited(&self) -> bool {
+        self._lock.is_none()
+    }
+
     /// Removes the socket file if it is still the one this agent created.
     pub fn remove_socket_file(&self) {
+        if self.is_inherited() {
+            return;
+        }
         match fs::symlink_metadata(&self.path) {
             Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
                 if let Err(e) = fs::remove_file(&self.path) {
@@ -96,7 +132,7 @@ pub fn claim(path: &Path) -> Result<ClaimedSocket, BindError> {
         path: path.to_path_buf(),
         listener,
         identity: (meta.dev(), meta.ino()),
-        _lock: lock,
+        _lock: Some(lock),
     })
 }
 

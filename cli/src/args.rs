@@ -100,11 +100,63 @@ pub enum Command {
     #[command(visible_alias = "rm")]
     Remove { name: String },
     /// Print an access token for a profile
-    Token(TokenArgs),
+    Token {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Print the token response as JSON: access_token, token_type, expires_at, scope
+        #[arg(long)]
+        json: bool,
+    },
     /// Print an `Authorization: Bearer <token>` header for a profile
     Header(TokenArgs),
+    /// Run a command with a profile's token in its environment
+    ///
+    /// The command replaces jwtagent (its exit status and signals are its own);
+    /// the token is in $JWTAGENT_TOKEN, or the variable --env names.
+    Exec {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// Environment variable for the token
+        #[arg(long = "env", value_name = "VAR", default_value = "JWTAGENT_TOKEN")]
+        var: String,
+        /// The command and its arguments
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Print a kubectl ExecCredential (client.authentication.k8s.io/v1) for a profile
+    Kubectl(TokenArgs),
+    /// Act as a git credential helper for a profile
+    ///
+    /// In git config: credential.https://git.example.com.helper = "!jwtagent git-credential NAME".
+    /// `get` answers with the token (as a Bearer credential when git supports it);
+    /// `store` and `erase` are accepted and do nothing.
+    GitCredential {
+        #[command(flatten)]
+        token: TokenArgs,
+        /// What git asks: get, store or erase
+        #[arg(value_enum)]
+        operation: GitOperation,
+        /// Username given to git when it cannot take a Bearer credential
+        #[arg(long, default_value = "x-access-token")]
+        username: String,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GitOperation {
+    Get,
+    Store,
+    Erase,
+}
+
+/// What every token-printing command takes.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
     /// Profile name
@@ -121,9 +173,6 @@ pub struct TokenArgs {
     /// Fetch a new token even if a cached one is still good
     #[arg(long)]
     pub force: bool,
-    /// Print the token response as JSON: access_token, token_type, expires_at, scope
-    #[arg(long)]
-    pub json: bool,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {

@@ -20,6 +20,9 @@ pub enum CliError {
     Agent(ErrorBody),
     #[error("{0}")]
     Usage(String),
+    /// A failure with its own exit code (e.g. 127: `exec` found no command).
+    #[error("{message}")]
+    Exit { code: u8, message: String },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -32,6 +35,7 @@ impl CliError {
         match self {
             CliError::NoAgent { .. } => ExitCode::from(3),
             CliError::Usage(_) => ExitCode::from(2),
+            CliError::Exit { code, .. } => ExitCode::from(*code),
             CliError::Agent(_) | CliError::Other(_) => ExitCode::from(1),
         }
     }

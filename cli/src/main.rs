@@ -45,7 +45,20 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::List { json } => commands::profiles::list(&socket, json),
         Command::Show { name, json } => commands::profiles::show(&socket, &name, json),
         Command::Remove { name } => commands::profiles::remove(&socket, &name),
-        Command::Token(args) => commands::token::token(&socket, &args),
+        Command::Token { token, json } => commands::token::token(&socket, &token, json),
         Command::Header(args) => commands::token::header(&socket, &args),
+        Command::Exec {
+            token,
+            var,
+            command,
+        } => commands::integrations::exec(&socket, &token, &var, &command),
+        Command::Kubectl(args) => commands::integrations::kubectl(&socket, &args),
+        Command::GitCredential {
+            token,
+            operation,
+            username,
+        } => commands::integrations::git_credential(&socket, &token, operation, &username),
+        Command::Completions { shell } => commands::integrations::completions(shell),
+        Command::Man => commands::integrations::man(),
     }
 }

@@ -4,6 +4,7 @@
 
 mod common;
 mod docs;
+mod integrations;
 mod lifecycle;
 mod oauth;
 mod profiles;

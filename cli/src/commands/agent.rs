@@ -40,7 +40,19 @@ pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Resu
         store: args.store,
         keyring_service: std::env::var(jwtagent_agent::store::SERVICE_ENV).unwrap_or_default(),
     };
-    let agent = match Agent::start(&socket.path, options) {
+    // systemd socket activation: a listening socket in LISTEN_FDS is ours to
+    // serve (and systemd's to remove).
+    let inherited = listenfd::ListenFd::from_env()
+        .take_unix_listener(0)
+        .context("cannot take the socket passed by systemd (LISTEN_FDS)")?;
+    let started = match inherited {
+        Some(listener) => {
+            tracing::info!("using the socket passed by systemd");
+            Agent::start_inherited(listener, options)
+        }
+        None => Agent::start(&socket.path, options),
+    };
+    let agent = match started {
         Ok(agent) => agent,
         Err(e) => {
             tracing::error!(error = %e, "agent cannot start");

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod env;
+pub mod integrations;
 pub mod profiles;
 pub mod status;
 pub mod stop;

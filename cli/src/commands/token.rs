@@ -21,14 +21,14 @@ pub fn fetch(socket: &SocketPath, args: &TokenArgs) -> Result<TokenAnswer, CliEr
         .map_err(|e| CliError::from_client(e, START_HINT))
 }
 
-fn text(answer: &TokenAnswer) -> Result<&str, CliError> {
+pub fn text(answer: &TokenAnswer) -> Result<&str, CliError> {
     std::str::from_utf8(answer.access_token.expose())
         .map_err(|_| CliError::Other(anyhow::anyhow!("the agent sent a token that is not text")))
 }
 
-pub fn token(socket: &SocketPath, args: &TokenArgs) -> Result<(), CliError> {
+pub fn token(socket: &SocketPath, args: &TokenArgs, json: bool) -> Result<(), CliError> {
     let answer = fetch(socket, args)?;
-    if args.json {
+    if json {
         let mut json = serde_json::to_string(&answer).map_err(anyhow::Error::from)?;
         json.push('\n');
         return output::print_secret(json);

@@ -1,0 +1,178 @@
+//! Integrations: `exec`, the kubectl and git credential helpers, completions and
+//! the man page.
+
+use crate::args::{Cli, GitOperation, TokenArgs};
+use crate::commands::token::{fetch, text};
+use crate::error::CliError;
+use crate::output;
+use anyhow::{Context, anyhow};
+use clap::CommandFactory;
+use jwtagent::paths::SocketPath;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+
+/// Runs `command` with the token in `var`, replacing this process, so the
+/// command's exit status (or its death by a signal) is what the caller sees.
+pub fn exec(
+    socket: &SocketPath,
+    args: &TokenArgs,
+    var: &str,
+    command: &[OsString],
+) -> Result<(), CliError> {
+    let valid_var = var
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_var {
+        return Err(CliError::Usage(format!(
+            "--env {var:?} is not a valid environment variable name"
+        )));
+    }
+    let Some((program, rest)) = command.split_first() else {
+        return Err(CliError::Usage("no command given after --".into()));
+    };
+    let answer = fetch(socket, args)?;
+    let token = text(&answer)?;
+    let error = std::process::Command::new(program)
+        .args(rest)
+        .env(var, token)
+        .exec();
+    // exec only returns on failure; exit like a shell would.
+    let code = if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    Err(CliError::Exit {
+        code,
+        message: format!("cannot run {}: {error}", program.to_string_lossy()),
+    })
+}
+
+/// A kubectl `ExecCredential` (client.authentication.k8s.io/v1).
+pub fn kubectl(socket: &SocketPath, args: &TokenArgs) -> Result<(), CliError> {
+    let answer = fetch(socket, args)?;
+    let mut status = serde_json::Map::new();
+    status.insert("token".into(), text(&answer)?.into());
+    if let Some(at) = answer.expires_at {
+        status.insert("expirationTimestamp".into(), rfc3339(at).into());
+    }
+    let credential = serde_json::json!({
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": status,
+    });
+    let mut out = serde_json::to_string(&credential).map_err(anyhow::Error::from)?;
+    out.push('\n');
+    output::print_secret(out)
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-11-23T23:48:39Z`).
+pub fn rfc3339(unix: u64) -> String {
+    let days = (unix / 86400) as i64;
+    let secs = unix % 86400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Longest credential description git sends that we read.
+const MAX_GIT_INPUT: u64 = 64 * 1024;
+
+/// A git credential helper: reads git's request on stdin and, for `get`,
+/// answers with the token.
+pub fn git_credential(
+    socket: &SocketPath,
+    args: &TokenArgs,
+    operation: GitOperation,
+    username: &str,
+) -> Result<(), CliError> {
+    let mut input = String::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_GIT_INPUT)
+        .read_to_string(&mut input)
+        .context("cannot read git's request")?;
+    if operation != GitOperation::Get {
+        // Tokens are the agent's to keep fresh; nothing to store or erase.
+        return Ok(());
+    }
+    let mut bearer = false;
+    for line in input.lines() {
+        if line.is_empty() {
+            break;
+        }
+        if line == "capability[]=authtype" {
+            bearer = true;
+        }
+    }
+    let answer = fetch(socket, args)?;
+    let token = text(&answer)?;
+    if token.contains('\n') || token.contains('\0') {
+        return Err(anyhow!("the token contains a newline or NUL; git cannot take it").into());
+    }
+    let mut out = String::new();
+    if bearer {
+        out.push_str("capability[]=authtype\nauthtype=Bearer\n");
+        out.push_str(&format!("credential={token}\n"));
+        // Do not let other helpers store a token that expires.
+        out.push_str("ephemeral=true\n");
+    } else {
+        out.push_str(&format!("username={username}\npassword={token}\n"));
+        if let Some(at) = answer.expires_at {
+            out.push_str(&format!("password_expiry_utc={at}\n"));
+        }
+    }
+    output::print_secret(out)
+}
+
+pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "jwtagent", &mut buf);
+    write_stdout(&buf)
+}
+
+pub fn man() -> Result<(), CliError> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut buf)
+        .context("cannot render the man page")?;
+    write_stdout(&buf)
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::from(e)
+            .context("cannot write to stdout")
+            .into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_476_337), "2026-11-23T23:25:37Z");
+    }
+}

@@ -1,0 +1,333 @@
+//! Integrations: `exec`, the kubectl and git credential helpers (driven by real
+//! git), completions, the man page, and systemd socket activation.
+
+use crate::common::*;
+use serde_json::Value;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+
+/// An environment with profile `api` served by a token endpoint on loopback.
+fn with_profile(lifetime: u64) -> (TestEnv, FaultServer) {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime });
+    let out = env.run(&[
+        "add",
+        "api",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    (env, server)
+}
+
+fn token(env: &TestEnv) -> String {
+    env.ok(&["token", "api"]).trim().to_string()
+}
+
+#[test]
+fn exec_runs_the_command_with_the_token_in_its_environment() {
+    let (env, _server) = with_profile(600);
+    let t = token(&env);
+    let out = env.ok(&[
+        "exec",
+        "api",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$JWTAGENT_TOKEN\"",
+    ]);
+    assert_eq!(out, t);
+    let out = env.ok(&[
+        "exec",
+        "api",
+        "--env",
+        "API_TOKEN",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$API_TOKEN\"",
+    ]);
+    assert_eq!(out, t);
+    // stdin is the command's own.
+    let out = env.run_with_stdin(&["exec", "api", "--", "cat"], b"piped through");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped through");
+}
+
+#[test]
+fn exec_passes_the_exit_status_and_a_signal_death_through() {
+    let (env, _server) = with_profile(600);
+    let out = env.run(&["exec", "api", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let out = env.run(&["exec", "api", "--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(
+        out.status.signal(),
+        Some(15),
+        "killed by SIGTERM, like the command"
+    );
+    // As a shell reports it: 128 + signal.
+    let script = format!("'{}' exec api -- sh -c 'kill -TERM $$'; echo $?", bin());
+    let mut sh = env.cmd(&[]);
+    let envs: Vec<_> = sh
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    sh = Command::new("sh");
+    for (k, v) in envs {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.arg("-c").arg(script).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "143");
+    let out = env.run(&["exec", "api", "--", "/nonexistent/cmd"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr_of(&out).contains("/nonexistent/cmd"));
+    let out = env.run(&["exec", "api", "--env", "1BAD", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn kubectl_prints_an_exec_credential() {
+    let (env, _server) = with_profile(600);
+    let t = token(&env);
+    let cred: Value = serde_json::from_str(&env.ok(&["kubectl", "api"])).unwrap();
+    assert_eq!(cred["apiVersion"], "client.authentication.k8s.io/v1");
+    assert_eq!(cred["kind"], "ExecCredential");
+    assert_eq!(cred["status"]["token"], t);
+    let ts = cred["status"]["expirationTimestamp"].as_str().unwrap();
+    // RFC 3339 in UTC, about 600 s from now.
+    assert_eq!(ts.len(), 20, "{ts}");
+    assert!(ts.ends_with('Z') && &ts[10..11] == "T", "{ts}");
+    let out = Command::new("date")
+        .args(["-u", "-d", ts, "+%s"])
+        .output()
+        .unwrap();
+    let at: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 590..=now + 600).contains(&at), "{ts}");
+}
+
+/// `git credential fill` with jwtagent as the configured helper.
+fn git_fill(env: &TestEnv, input: &str) -> String {
+    let git = require_tool("git", "git");
+    let mut base = env.cmd(&[]);
+    let mut cmd = Command::new(git);
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let _ = &mut base;
+    cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .arg("-c")
+        .arg(format!("credential.helper=!'{}' git-credential api", bin()))
+        .args(["credential", "fill"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "git credential fill: {}",
+        stderr_of(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn git_credential_helper_answers_real_git_with_a_password() {
+    let (env, _server) = with_profile(600);
+    let t = token(&env);
+    let out = git_fill(&env, "protocol=https\nhost=git.example.com\n\n");
+    assert!(out.contains("username=x-access-token\n"), "{out}");
+    assert!(out.contains(&format!("password={t}\n")), "{out}");
+}
+
+#[test]
+fn git_credential_helper_answers_a_bearer_credential_when_git_can_take_one() {
+    let (env, _server) = with_profile(600);
+    let t = token(&env);
+    let out = git_fill(
+        &env,
+        "capability[]=authtype\nprotocol=https\nhost=git.example.com\n\n",
+    );
+    assert!(out.contains("authtype=Bearer\n"), "{out}");
+    assert!(out.contains(&format!("credential={t}\n")), "{out}");
+    assert!(!out.contains("password="), "{out}");
+}
+
+#[test]
+fn git_credential_store_and_erase_are_accepted_and_do_nothing() {
+    let (env, server) = with_profile(600);
+    for op in ["store", "erase"] {
+        let out = env.run_with_stdin(
+            &["git-credential", "api", op],
+            b"protocol=https\nhost=x\nusername=u\npassword=p\n\n",
+        );
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(server.requests(), 0);
+}
+
+#[test]
+fn completions_are_valid_scripts_for_their_shells() {
+    let env = TestEnv::new();
+    for (shell, checker, args) in [
+        ("bash", "bash", vec!["-n"]),
+        ("fish", "fish", vec!["--no-execute"]),
+    ] {
+        let tool = require_tool(checker, checker);
+        let script = env.ok(&["completions", shell]);
+        assert!(
+            script.contains("jwtagent") && script.contains("git-credential"),
+            "{shell}"
+        );
+        let file = env.path(&format!("completions.{shell}"));
+        std::fs::write(&file, &script).unwrap();
+        let out = Command::new(tool).args(&args).arg(&file).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr_of(&out));
+    }
+    assert!(
+        env.ok(&["completions", "zsh"])
+            .starts_with("#compdef jwtagent")
+    );
+}
+
+#[test]
+fn man_page_is_generated_from_the_command_line_definition() {
+    let env = TestEnv::new();
+    let page = env.ok(&["man"]);
+    assert!(
+        page.contains(".TH jwtagent"),
+        "{}",
+        &page[..200.min(page.len())]
+    );
+    for command in [
+        "env",
+        "agent",
+        "token",
+        "exec",
+        "kubectl",
+        "git\\-credential",
+    ] {
+        assert!(page.contains(command), "{command}");
+    }
+}
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let analyze = require_tool("systemd-analyze", "systemd");
+    let env = TestEnv::new();
+    // ExecStart points at ~/.cargo/bin/jwtagent (where `cargo install` puts it).
+    let home = env.path("home");
+    std::fs::create_dir_all(home.join(".cargo/bin")).unwrap();
+    std::os::unix::fs::symlink(bin(), home.join(".cargo/bin/jwtagent")).unwrap();
+    let units = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd");
+    let out = Command::new(analyze)
+        .args(["--user", "verify"])
+        .arg(units.join("jwtagent.socket"))
+        .arg(units.join("jwtagent.service"))
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", env.path("run"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_systemd() {
+    let activate = require_tool("systemd-socket-activate", "systemd");
+    let (env, _server) = with_profile(600);
+    let socket = env.path("activated.sock");
+    // Readiness reaches systemd through NOTIFY_SOCKET: listen there ourselves.
+    let notify_path = env.path("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut cmd = env.cmd(&[]);
+    let envs: Vec<_> = cmd
+        .get_envs()
+        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+        .collect();
+    cmd = Command::new(activate);
+    for (k, v) in envs {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut activator = cmd
+        .arg("-l")
+        .arg(&socket)
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+        // systemd-socket-activate passes on only what it is told to.
+        .args(
+            [
+                "HOME",
+                "XDG_RUNTIME_DIR",
+                "XDG_CONFIG_HOME",
+                "XDG_STATE_HOME",
+                "JWTAGENT_KEYRING_SERVICE",
+                "JWTAGENT_LOG",
+            ]
+            .map(|var| format!("--setenv={var}")),
+        )
+        .args([bin(), "agent", "-D"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("systemd-socket-activate listens", || socket.exists());
+
+    // The very first connection starts the agent and is answered by it.
+    let first = hello(&socket).expect("the first connection is served");
+    let pid = first["pid"].as_u64().unwrap() as u32;
+    let mut buf = [0u8; 256];
+    let n = notify
+        .recv(&mut buf)
+        .expect("READY=1 sent to NOTIFY_SOCKET");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+
+    // The CLI works through it.
+    let sock = socket.to_str().unwrap();
+    let status: Value =
+        serde_json::from_str(&env.ok(&["--socket", sock, "status", "--json"])).unwrap();
+    assert_eq!(status["pid"], pid);
+    assert_eq!(status["socket"], sock);
+    let out = env.ok(&["--socket", sock, "token", "api"]);
+    assert!(out.starts_with("fault-token-"));
+
+    // Stopped, it says so to systemd and leaves the socket file alone.
+    env.ok(&["--socket", sock, "stop"]);
+    let n = notify.recv(&mut buf).expect("STOPPING=1 sent");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1"));
+    assert!(
+        socket.exists(),
+        "an inherited socket is systemd's to remove"
+    );
+    let _ = activator.kill();
+    let _ = activator.wait();
+}
