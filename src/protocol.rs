@@ -69,6 +69,12 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         force: bool,
     },
+    /// Lock the agent with a passphrase: until `unlock`, it serves nothing but
+    /// `hello`, `status`, `unlock` and `stop`, and drops every cached token.
+    Lock { passphrase: Secret },
+    /// Unlock with the passphrase given to `lock`. A wrong one is answered
+    /// after a delay that grows to 10 s.
+    Unlock { passphrase: Secret },
 }
 
 impl Request {
@@ -88,6 +94,8 @@ impl Request {
             Request::List => "list",
             Request::Show { .. } => "show",
             Request::Token { .. } => "token",
+            Request::Lock { .. } => "lock",
+            Request::Unlock { .. } => "unlock",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Knows nothing of sockets. Each op is answered by its own piece (profiles and
 //! the keyring now; tokens and the refresher later); this module only dispatches.
 
+use crate::lock::{Lock, LockError};
 use crate::profiles::Profiles;
 use crate::tokens::{TokenQuery, Tokens};
 use jwtagent::protocol::{
@@ -23,6 +24,7 @@ pub struct AgentState {
     pub socket: PathBuf,
     pub profiles: Arc<Profiles>,
     pub tokens: Tokens,
+    pub lock: Lock,
 }
 
 impl AgentState {
@@ -34,6 +36,7 @@ impl AgentState {
             socket,
             tokens: Tokens::new(profiles.clone()),
             profiles,
+            lock: Lock::default(),
         }
     }
 }
@@ -58,7 +61,39 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
         }
     };
     tracing::trace!(op = request.op(), "request");
+    let open_while_locked = matches!(
+        request,
+        Request::Hello | Request::Status | Request::Unlock { .. } | Request::Stop
+    );
+    if !open_while_locked && state.lock.is_locked() {
+        return (
+            encode::<Empty>(
+                parsed.id,
+                Err(ErrorBody::new(
+                    ErrorCode::Locked,
+                    "the agent is locked; unlock it with `jwtagent unlock`",
+                )),
+            ),
+            After::Continue,
+        );
+    }
     match request {
+        Request::Lock { passphrase } => {
+            let result = state.lock.lock(&passphrase).await;
+            if result.is_ok() {
+                // Nothing usable stays in memory while locked.
+                state.tokens.clear();
+                tracing::info!("agent locked");
+            }
+            (encode(parsed.id, lock_result(result)), After::Continue)
+        }
+        Request::Unlock { passphrase } => {
+            let result = state.lock.unlock(&passphrase).await;
+            if result.is_ok() {
+                tracing::info!("agent unlocked");
+            }
+            (encode(parsed.id, lock_result(result)), After::Continue)
+        }
         Request::Hello => (
             encode(
                 parsed.id,
@@ -141,6 +176,17 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
     }
 }
 
+fn lock_result(result: Result<(), LockError>) -> Result<Empty, ErrorBody> {
+    result.map(|()| Empty {}).map_err(|e| {
+        let code = match e {
+            LockError::WrongPassphrase => ErrorCode::Denied,
+            LockError::Hash(_) => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
+        };
+        ErrorBody::new(code, e.to_string())
+    })
+}
+
 fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
     let keys = state.tokens.status();
@@ -195,7 +241,7 @@ fn status(state: &AgentState) -> Status {
         store: Some(state.profiles.store().state().describe()),
         config: Some(state.profiles.path().display().to_string()),
         config_error,
-        locked: false,
+        locked: state.lock.is_locked(),
         profiles,
     }
 }
@@ -264,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn not_yet_implemented_op_is_unknown_op() {
-        let (v, after) = call(r#"{"id":2,"op":"lock"}"#).await;
+        let (v, after) = call(r#"{"id":2,"op":"teleport"}"#).await;
         assert_eq!(v["error"]["code"], json!("unknown_op"));
         assert_eq!(v["id"], json!(2));
         assert_eq!(after, After::Continue);

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod harden;
 pub mod keys;
 pub mod listener;
+pub mod lock;
 pub mod oauth;
 pub mod profiles;
 pub mod refresh;

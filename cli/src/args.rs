@@ -140,6 +140,18 @@ pub enum Command {
         #[arg(long, default_value = "x-access-token")]
         username: String,
     },
+    /// Lock the agent: it serves nothing until unlocked with the same passphrase
+    Lock {
+        /// Read the passphrase from standard input instead of prompting
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Unlock the agent
+    Unlock {
+        /// Read the passphrase from standard input instead of prompting
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

@@ -58,6 +58,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             operation,
             username,
         } => commands::integrations::git_credential(&socket, &token, operation, &username),
+        Command::Lock { passphrase_stdin } => commands::lock::lock(&socket, passphrase_stdin),
+        Command::Unlock { passphrase_stdin } => commands::lock::unlock(&socket, passphrase_stdin),
         Command::Completions { shell } => commands::integrations::completions(shell),
         Command::Man => commands::integrations::man(),
     }

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod env;
 pub mod integrations;
+pub mod lock;
 pub mod profiles;
 pub mod status;
 pub mod stop;

@@ -1,0 +1,168 @@
+//! Locking the agent: while locked it serves nothing but `hello`, `status`,
+//! `unlock` and `stop`.
+//!
+//! The passphrase is kept only as an Argon2id hash (with a random salt) in
+//! memory. Wrong passphrases are answered after a delay that doubles up to
+//! 10 s, and attempts are serialised, so guessing cannot go faster by opening
+//! more connections.
+
+use jwtagent::secret::Secret;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The longest delay before a wrong passphrase is answered.
+pub const MAX_DELAY: Duration = Duration::from_secs(10);
+/// The first delay.
+const FIRST_DELAY: Duration = Duration::from_millis(250);
+
+struct Locked {
+    salt: [u8; 16],
+    hash: Zeroizing<[u8; 32]>,
+    failures: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LockError {
+    #[error("the agent is already locked; unlock it first with `jwtagent unlock`")]
+    AlreadyLocked,
+    #[error("the agent is not locked")]
+    NotLocked,
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    #[error("an empty passphrase would protect nothing; choose one")]
+    EmptyPassphrase,
+    #[error("cannot hash the passphrase: {0}")]
+    Hash(String),
+}
+
+/// The lock; `Default` is unlocked.
+#[derive(Default)]
+pub struct Lock {
+    state: tokio::sync::Mutex<Option<Locked>>,
+    /// Mirror of "locked" readable without waiting behind an unlock attempt.
+    locked: std::sync::atomic::AtomicBool,
+}
+
+fn hash(passphrase: &Secret, salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>, LockError> {
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon2::Argon2::default()
+        .hash_password_into(passphrase.expose(), salt, &mut *out)
+        .map_err(|e| LockError::Hash(e.to_string()))?;
+    Ok(out)
+}
+
+/// The delay before answering the `failures`th wrong passphrase in a row.
+pub fn delay_after(failures: u32) -> Duration {
+    FIRST_DELAY
+        .saturating_mul(
+            1u32.checked_shl(failures.saturating_sub(1).min(16))
+                .unwrap_or(u32::MAX),
+        )
+        .min(MAX_DELAY)
+}
+
+impl Lock {
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Locks with `passphrase`.
+    pub async fn lock(&self, passphrase: &Secret) -> Result<(), LockError> {
+        if passphrase.is_empty() {
+            return Err(LockError::EmptyPassphrase);
+        }
+        let mut state = self.state.lock().await;
+        if state.is_some() {
+            return Err(LockError::AlreadyLocked);
+        }
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt).map_err(|_| LockError::Hash("no randomness".into()))?;
+        let passphrase = passphrase.clone();
+        // Argon2 takes tens of milliseconds of CPU: off the async workers.
+        let hash = tokio::task::spawn_blocking(move || hash(&passphrase, &salt))
+            .await
+            .map_err(|e| LockError::Hash(e.to_string()))??;
+        *state = Some(Locked {
+            salt,
+            hash,
+            failures: 0,
+        });
+        self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Unlocks if `passphrase` is the one the agent was locked with. A wrong
+    /// one is answered only after the delay, holding off other attempts.
+    pub async fn unlock(&self, passphrase: &Secret) -> Result<(), LockError> {
+        let mut state = self.state.lock().await;
+        let Some(locked) = state.as_mut() else {
+            return Err(LockError::NotLocked);
+        };
+        let (salt, passphrase) = (locked.salt, passphrase.clone());
+        let candidate = tokio::task::spawn_blocking(move || hash(&passphrase, &salt))
+            .await
+            .map_err(|e| LockError::Hash(e.to_string()))??;
+        if aws_lc_rs::constant_time::verify_slices_are_equal(&*candidate, &*locked.hash).is_ok() {
+            *state = None;
+            self.locked
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            return Ok(());
+        }
+        locked.failures = locked.failures.saturating_add(1);
+        let delay = delay_after(locked.failures);
+        tracing::warn!(
+            failures = locked.failures,
+            delay_ms = delay.as_millis() as u64,
+            "wrong unlock passphrase"
+        );
+        // Sleep with the state held: the next attempt waits its turn.
+        tokio::time::sleep(delay).await;
+        Err(LockError::WrongPassphrase)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(text: &str) -> Secret {
+        Secret::new(text.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn delay_doubles_up_to_ten_seconds() {
+        let ms: Vec<u128> = (1..=8).map(|n| delay_after(n).as_millis()).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 4000, 8000, 10000, 10000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lock_then_unlock_with_the_same_passphrase() {
+        let lock = Lock::default();
+        lock.lock(&s("correct horse")).await.unwrap();
+        assert!(lock.is_locked());
+        assert_eq!(lock.lock(&s("x")).await, Err(LockError::AlreadyLocked));
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            lock.unlock(&s("wrong")).await,
+            Err(LockError::WrongPassphrase)
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(250));
+        assert_eq!(
+            lock.unlock(&s("wrong")).await,
+            Err(LockError::WrongPassphrase)
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(750));
+        assert!(lock.is_locked());
+        lock.unlock(&s("correct horse")).await.unwrap();
+        assert!(!lock.is_locked());
+        assert_eq!(lock.unlock(&s("x")).await, Err(LockError::NotLocked));
+    }
+
+    #[tokio::test]
+    async fn empty_passphrase_is_refused() {
+        assert_eq!(
+            Lock::default().lock(&s("")).await,
+            Err(LockError::EmptyPassphrase)
+        );
+    }
+}
