@@ -149,6 +149,10 @@ pub struct Profile {
     /// Refresh when less than this remains (a duration or a % of the lifetime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_before: Option<RefreshBefore>,
+    /// Executables allowed to get this profile's tokens; empty: any process of
+    /// the user.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_exe: Vec<PathBuf>,
 }
 
 /// Client authentication method (RFC 6749 §2.3, RFC 7523 §2.2).
@@ -604,6 +608,14 @@ impl Profile {
                 ));
             }
         }
+        for exe in &self.allow_exe {
+            if !exe.is_absolute() {
+                return Err(field_err(
+                    "allow_exe",
+                    format!("{} must be an absolute path", exe.display()),
+                ));
+            }
+        }
         if let Some(ca) = &self.ca_file
             && !ca.is_absolute()
         {
@@ -742,6 +754,7 @@ mod tests {
             params: BTreeMap::new(),
             ca_file: None,
             refresh_before: None,
+            allow_exe: vec![],
         }
     }
 

@@ -10,6 +10,7 @@ pub mod duration;
 pub mod paths;
 pub mod protocol;
 pub mod secret;
+pub mod time;
 
 pub use client::{Client, ClientError};
 pub use protocol::PROTOCOL_VERSION;

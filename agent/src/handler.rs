@@ -3,12 +3,14 @@
 //! Knows nothing of sockets. Each op is answered by its own piece (profiles and
 //! the keyring now; tokens and the refresher later); this module only dispatches.
 
+use crate::audit::{Audit, Record};
 use crate::lock::{Lock, LockError};
+use crate::peer::Peer;
 use crate::profiles::Profiles;
 use crate::tokens::{TokenQuery, Tokens};
 use jwtagent::protocol::{
     Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ProfileList, ProfileStatus, Request,
-    Response, Shown, Status, TokenStatus, parse_request,
+    Response, Shown, Status, TokenAnswer, TokenStatus, parse_request,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -25,10 +27,11 @@ pub struct AgentState {
     pub profiles: Arc<Profiles>,
     pub tokens: Tokens,
     pub lock: Lock,
+    pub audit: Audit,
 }
 
 impl AgentState {
-    pub fn new(socket: PathBuf, profiles: Profiles) -> Self {
+    pub fn new(socket: PathBuf, profiles: Profiles, audit: Audit) -> Self {
         let profiles = Arc::new(profiles);
         AgentState {
             started: Instant::now(),
@@ -37,6 +40,7 @@ impl AgentState {
             tokens: Tokens::new(profiles.clone()),
             profiles,
             lock: Lock::default(),
+            audit,
         }
     }
 }
@@ -51,7 +55,7 @@ pub enum After {
 
 /// Handles one request line (without its newline) and returns the response line
 /// (with its newline).
-pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
+pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u8>, After) {
     let parsed = parse_request(line);
     let request = match parsed.request {
         Ok(request) => request,
@@ -66,6 +70,11 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
         Request::Hello | Request::Status | Request::Unlock { .. } | Request::Stop
     );
     if !open_while_locked && state.lock.is_locked() {
+        if let Request::Token { name, .. } = &request {
+            state
+                .audit
+                .record(&Record::new(peer, "token", Some(name), "locked"));
+        }
         return (
             encode::<Empty>(
                 parsed.id,
@@ -159,7 +168,7 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
                 resources,
                 force,
             };
-            let result = state.tokens.get(query).await;
+            let result = token(state, peer, query).await;
             (encode(parsed.id, result), After::Continue)
         }
         Request::Show { name } => {
@@ -174,6 +183,68 @@ pub async fn handle_line(state: &AgentState, line: &[u8]) -> (Vec<u8>, After) {
             )
         }
     }
+}
+
+/// The `token` op: the profile's caller policy, the token, and the audit record.
+async fn token(
+    state: &AgentState,
+    peer: &Peer,
+    query: TokenQuery,
+) -> Result<TokenAnswer, ErrorBody> {
+    let name = query.name.clone();
+    if let Err(denied) = check_policy(state, peer, &name) {
+        tracing::warn!(profile = %name, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "token request denied by the profile's policy");
+        state
+            .audit
+            .record(&Record::new(peer, "token", Some(&name), "denied"));
+        return Err(denied);
+    }
+    let result = state.tokens.get(query).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    let mut record = Record::new(peer, "token", Some(&name), outcome);
+    if let Ok(answer) = &result {
+        record.fingerprint = Some(crate::oauth::fingerprint(&answer.access_token));
+    }
+    state.audit.record(&record);
+    result
+}
+
+/// A profile with `allow_exe` serves only those executables.
+fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), ErrorBody> {
+    let Ok(config) = state.profiles.current() else {
+        return Ok(()); // the token request itself reports the config error
+    };
+    let Some(profile) = config.profiles.get(name) else {
+        return Ok(());
+    };
+    if profile.allow_exe.is_empty() {
+        return Ok(());
+    }
+    let allowed = peer.exe.as_ref().is_some_and(|exe| {
+        profile
+            .allow_exe
+            .iter()
+            .any(|a| a == exe || std::fs::canonicalize(a).is_ok_and(|c| &c == exe))
+    });
+    if allowed {
+        return Ok(());
+    }
+    Err(ErrorBody::new(
+        ErrorCode::Denied,
+        format!(
+            "profile {name:?} serves only {}; the caller is {}",
+            profile
+                .allow_exe
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            peer.exe_display()
+        ),
+    ))
 }
 
 fn lock_result(result: Result<(), LockError>) -> Result<Empty, ErrorBody> {
@@ -287,8 +358,9 @@ mod tests {
         let state = AgentState::new(
             PathBuf::from("/tmp/x.sock"),
             Profiles::new(dir.path().join("profiles.toml"), store),
+            Audit::new(None),
         );
-        let (out, after) = handle_line(&state, line.as_bytes()).await;
+        let (out, after) = handle_line(&state, &Peer::default(), line.as_bytes()).await;
         assert_eq!(out.last(), Some(&b'\n'));
         (serde_json::from_slice(&out).unwrap(), after)
     }

@@ -6,6 +6,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod config_io;
 pub mod connection;
 pub mod handler;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod listener;
 pub mod lock;
 pub mod oauth;
+pub mod peer;
 pub mod profiles;
 pub mod refresh;
 pub mod server;
@@ -59,6 +61,8 @@ pub struct Options {
     pub store: Option<StoreKind>,
     /// Keyring service name; [`store::SERVICE`] unless `JWTAGENT_KEYRING_SERVICE` says otherwise.
     pub keyring_service: String,
+    /// The audit log; `None` keeps none.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A started agent: the socket is claimed and accepts connections (the kernel
@@ -147,7 +151,8 @@ impl Agent {
         };
         let store = SecretStore::open(store_kind, service);
         let profiles = Profiles::new(self.options.config_path.clone(), store);
-        let state = Arc::new(AgentState::new(path.clone(), profiles));
+        let audit = audit::Audit::new(self.options.audit_log.clone());
+        let state = Arc::new(AgentState::new(path.clone(), profiles, audit));
         // Under systemd (Type=notify): ready now, the listener is bound.
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "cannot notify systemd");

@@ -319,6 +319,7 @@ mod tests {
             params: BTreeMap::new(),
             ca_file: None,
             refresh_before: None,
+            allow_exe: vec![],
         }
     }
 

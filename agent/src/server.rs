@@ -7,6 +7,7 @@
 
 use crate::connection::{Frame, read_frame};
 use crate::handler::{After, AgentState, error_line, handle_line};
+use crate::peer::{Peer, boot_ticks_now, resolve_exe};
 use jwtagent::protocol::{ErrorCode, MAX_LINE};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,14 +75,14 @@ pub async fn serve(
                 }
             },
         };
-        if !peer_allowed(&stream, my_uid) {
+        let Some(peer) = peer_allowed(&stream, my_uid, &state) else {
             continue;
-        }
+        };
         let state = state.clone();
         let shutdown = shutdown.clone();
         let limits = limits.clone();
         tracker.spawn(async move {
-            handle_connection(stream, &state, &limits, &shutdown).await;
+            handle_connection(stream, &state, &peer, &limits, &shutdown).await;
             drop(permit);
         });
     }
@@ -102,31 +103,38 @@ pub async fn serve(
     }
 }
 
-/// SO_PEERCRED check: only the agent's own uid may talk to it. A refused peer
-/// gets one `denied` line (best effort, never blocking) and is logged.
-fn peer_allowed(stream: &UnixStream, my_uid: u32) -> bool {
+/// SO_PEERCRED check: only the agent's own uid may talk to it. Resolves the
+/// peer's executable (for policies and the audit log). A refused peer gets one
+/// `denied` line (best effort, never blocking), is logged and audited.
+fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<Peer> {
+    let accepted_at = boot_ticks_now().unwrap_or(u64::MAX);
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(e) => {
             tracing::warn!(error = %e, "refused connection: cannot read peer credentials");
-            return false;
+            return None;
         }
     };
+    let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
+    let peer = Peer {
+        uid: cred.uid(),
+        pid,
+        exe: pid.and_then(|pid| resolve_exe(pid, accepted_at)),
+    };
     if cred.uid() == my_uid {
-        tracing::trace!(peer_pid = ?cred.pid(), "connection accepted");
-        return true;
+        tracing::trace!(peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "connection accepted");
+        return Some(peer);
     }
-    let exe = cred
-        .pid()
-        .and_then(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let exe = peer.exe_display();
     tracing::warn!(
         peer_uid = cred.uid(),
         peer_pid = ?cred.pid(),
         peer_exe = %exe,
         "refused connection from another user"
     );
+    state
+        .audit
+        .record(&crate::audit::Record::new(&peer, "connect", None, "denied"));
     let line = error_line(
         ErrorCode::Denied,
         format!(
@@ -135,12 +143,13 @@ fn peer_allowed(stream: &UnixStream, my_uid: u32) -> bool {
         ),
     );
     let _ = stream.try_write(&line);
-    false
+    None
 }
 
 async fn handle_connection(
     stream: UnixStream,
     state: &AgentState,
+    peer: &Peer,
     limits: &Limits,
     shutdown: &CancellationToken,
 ) {
@@ -173,7 +182,7 @@ async fn handle_connection(
                 return;
             }
             Ok(Ok(Frame::Line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Ok(Frame::Line)) => handle_line(state, &line).await,
+            Ok(Ok(Frame::Line)) => handle_line(state, peer, &line).await,
         };
         // Request lines may carry a secret (`add`) and responses a token:
         // neither outlives its use in our buffers.

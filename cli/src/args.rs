@@ -152,6 +152,15 @@ pub enum Command {
         #[arg(long)]
         passphrase_stdin: bool,
     },
+    /// Show the audit log: every token request and refusal, with who asked
+    Audit {
+        /// Keep printing new entries as they come
+        #[arg(short, long)]
+        follow: bool,
+        /// Print the raw JSON lines
+        #[arg(long)]
+        json: bool,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -236,6 +245,9 @@ pub struct AddArgs {
     /// Refresh when less than this remains: a duration (5m) or a share of the lifetime (20%)
     #[arg(long, value_name = "DUR|PCT", value_parser = parse_from_str::<RefreshBefore>)]
     pub refresh_before: Option<RefreshBefore>,
+    /// Only this executable may get the profile's tokens (repeatable; default: any process of yours)
+    #[arg(long = "allow-exe", value_name = "PATH")]
+    pub allow_exe: Vec<PathBuf>,
     /// Read the client secret from standard input
     #[arg(long)]
     pub secret_stdin: bool,

@@ -60,6 +60,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => commands::integrations::git_credential(&socket, &token, operation, &username),
         Command::Lock { passphrase_stdin } => commands::lock::lock(&socket, passphrase_stdin),
         Command::Unlock { passphrase_stdin } => commands::lock::unlock(&socket, passphrase_stdin),
+        Command::Audit { follow, json } => commands::audit::run(follow, json),
         Command::Completions { shell } => commands::integrations::completions(shell),
         Command::Man => commands::integrations::man(),
     }

@@ -39,6 +39,7 @@ pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Resu
         config_path,
         store: args.store,
         keyring_service: std::env::var(jwtagent_agent::store::SERVICE_ENV).unwrap_or_default(),
+        audit_log: crate::daemon::state_dir().map(|d| d.join("audit.log")),
     };
     // systemd socket activation: a listening socket in LISTEN_FDS is ours to
     // serve (and systemd's to remove).

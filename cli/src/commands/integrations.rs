@@ -57,7 +57,10 @@ pub fn kubectl(socket: &SocketPath, args: &TokenArgs) -> Result<(), CliError> {
     let mut status = serde_json::Map::new();
     status.insert("token".into(), text(&answer)?.into());
     if let Some(at) = answer.expires_at {
-        status.insert("expirationTimestamp".into(), rfc3339(at).into());
+        status.insert(
+            "expirationTimestamp".into(),
+            jwtagent::time::rfc3339(at).into(),
+        );
     }
     let credential = serde_json::json!({
         "apiVersion": "client.authentication.k8s.io/v1",
@@ -67,28 +70,6 @@ pub fn kubectl(socket: &SocketPath, args: &TokenArgs) -> Result<(), CliError> {
     let mut out = serde_json::to_string(&credential).map_err(anyhow::Error::from)?;
     out.push('\n');
     output::print_secret(out)
-}
-
-/// Unix seconds as RFC 3339 UTC (`2026-11-23T23:48:39Z`).
-pub fn rfc3339(unix: u64) -> String {
-    let days = (unix / 86400) as i64;
-    let secs = unix % 86400;
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
 }
 
 /// Longest credential description git sends that we read.
@@ -162,17 +143,5 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
             .context("cannot write to stdout")
             .into()),
         _ => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rfc3339;
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_476_337), "2026-11-23T23:25:37Z");
     }
 }

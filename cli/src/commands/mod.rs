@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod audit;
 pub mod env;
 pub mod integrations;
 pub mod lock;

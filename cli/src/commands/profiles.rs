@@ -43,6 +43,11 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
         params: args.params.iter().cloned().collect(),
         ca_file,
         refresh_before: args.refresh_before,
+        allow_exe: args
+            .allow_exe
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect(),
     };
     // Check what needs no agent first, so a typo does not cost a prompt.
     profile
@@ -269,6 +274,9 @@ fn render(view: &ProfileView) -> String {
     }
     if let Some(rb) = &p.refresh_before {
         lines.push(("refresh_before", rb.to_string()));
+    }
+    for exe in &p.allow_exe {
+        lines.push(("allow_exe", exe.display().to_string()));
     }
     lines.push((
         "secret",

@@ -1,0 +1,118 @@
+//! Who is on the other end of a connection: uid and pid from SO_PEERCRED, and
+//! the executable, resolved at accept time with a guard against pid reuse.
+//!
+//! The pid SO_PEERCRED reports may belong to another process by the time we
+//! look (the peer exited, the pid was reused). The executable is trusted only
+//! if the process now holding the pid started before the connection was
+//! accepted, and is still that same process (held by a pidfd) after we read
+//! its `/proc/PID/exe`.
+
+use std::path::PathBuf;
+
+/// The peer of one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: Option<u32>,
+    /// `None` when it could not be resolved safely.
+    pub exe: Option<PathBuf>,
+}
+
+impl Peer {
+    pub fn exe_display(&self) -> String {
+        self.exe
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+/// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).
+pub fn boot_ticks_now() -> Option<u64> {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    let hz = rustix::param::clock_ticks_per_second();
+    let secs = u64::try_from(ts.tv_sec).ok()?;
+    let nanos = u64::try_from(ts.tv_nsec).ok()?;
+    Some(secs * hz + nanos * hz / 1_000_000_000)
+}
+
+/// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past
+    // its closing parenthesis; the state is field 3.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn exited(pidfd: &rustix::fd::OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    // A pidfd becomes readable when its process exits.
+    match poll(&mut fds, Some(&rustix::time::Timespec::default())) {
+        Ok(n) => n > 0,
+        Err(_) => true,
+    }
+}
+
+/// The executable of `pid`, if that process started no later than
+/// `accepted_at` (boot ticks) and is still the same process after reading it.
+pub fn resolve_exe(pid: u32, accepted_at: u64) -> Option<PathBuf> {
+    let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
+    let started = start_ticks(pid)?;
+    if started > accepted_at {
+        // Started after the connection existed: a reused pid, not the peer.
+        return None;
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    if exited(&pidfd) || start_ticks(pid) != Some(started) {
+        return None;
+    }
+    Some(exe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_process_resolves_to_its_executable() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let now = boot_ticks_now().unwrap();
+        let exe = resolve_exe(child.id(), now).expect("resolved");
+        assert!(exe.ends_with("sleep"), "{}", exe.display());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_process_started_after_the_connection_is_not_the_peer() {
+        // The "connection" was accepted before this process existed: the pid
+        // must have been reused.
+        let accepted = boot_ticks_now().unwrap() - 1;
+        // Make sure the clock moves on by at least one tick.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(resolve_exe(child.id(), accepted), None);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn an_exited_process_is_not_resolved() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not yet reaped: the pid still names a zombie.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(resolve_exe(pid, boot_ticks_now().unwrap()), None);
+        child.wait().unwrap();
+        assert_eq!(resolve_exe(pid, boot_ticks_now().unwrap()), None);
+    }
+}

@@ -1,0 +1,89 @@
+//! `jwtagent audit`: read the audit log the agent writes.
+
+use crate::daemon::state_dir;
+use crate::error::CliError;
+use crate::output;
+use anyhow::anyhow;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+pub fn run(follow: bool, json: bool) -> Result<(), CliError> {
+    let path = state_dir()
+        .map(|d| d.join("audit.log"))
+        .ok_or_else(|| anyhow!("cannot find the state directory: set HOME or XDG_STATE_HOME"))?;
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && follow => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("jwtagent: no audit log yet at {}", path.display());
+            return Ok(());
+        }
+        Err(e) => return Err(anyhow!("cannot read {}: {e}", path.display()).into()),
+    };
+    let mut pending = String::new();
+    let mut inode = None;
+    loop {
+        if let Some(f) = file.as_mut() {
+            inode = f.metadata().ok().map(|m| m.ino());
+            let mut reader = BufReader::new(&mut *f);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).map_err(anyhow::Error::from)? == 0 {
+                    break;
+                }
+                pending.push_str(&line);
+                if pending.ends_with('\n') {
+                    output::print(&render(pending.trim_end(), json))?;
+                    pending.clear();
+                }
+            }
+            let pos = reader.stream_position().map_err(anyhow::Error::from)?;
+            f.seek(SeekFrom::Start(pos)).map_err(anyhow::Error::from)?;
+        }
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // Rotated (or created): start on the new file.
+        let now = std::fs::metadata(&path).ok().map(|m| m.ino());
+        if now.is_some() && now != inode {
+            file = std::fs::File::open(&path).ok();
+            pending.clear();
+        }
+    }
+}
+
+fn render(line: &str, json: bool) -> String {
+    if json {
+        return format!("{line}\n");
+    }
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return format!("{line}\n");
+    };
+    let s = |k: &str| {
+        v[k].as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| "-".into())
+    };
+    let n = |k: &str| {
+        v[k].as_u64()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    format!(
+        "{}  {:<9} {:<7} {:<20} pid={} uid={} exe={}{}\n",
+        s("time"),
+        s("outcome"),
+        s("op"),
+        s("profile"),
+        n("pid"),
+        n("uid"),
+        s("exe"),
+        v["fingerprint"]
+            .as_str()
+            .map(|f| format!(" token={f}"))
+            .unwrap_or_default()
+    )
+}
