@@ -154,7 +154,7 @@ mod tests {
         assert!(rotated.exists(), "rotated past 400 bytes");
         let text =
             std::fs::read_to_string(&path).unwrap() + &std::fs::read_to_string(&rotated).unwrap();
-        assert_eq!(text.lines().count() <= 5, true);
+        assert!(text.lines().count() <= 5);
         for line in text.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(v["exe"], "/usr/bin/curl");
