@@ -80,7 +80,7 @@ pub enum Request {
 impl Request {
     /// The ops this version implements, as named on the wire.
     pub const OPS: &'static [&'static str] = &[
-        "hello", "status", "stop", "add", "remove", "list", "show", "token",
+        "hello", "status", "stop", "add", "remove", "list", "show", "token", "lock", "unlock",
     ];
 
     /// The op name as it appears on the wire.

@@ -53,3 +53,255 @@ fn another_uid_is_refused_and_logged_with_its_pid_and_uid() {
     // The agent's own user is still served.
     assert_eq!(hello(&agent.socket).unwrap()["ok"], true);
 }
+
+/// Runs `args` as uid/gid 65534 with a private HOME and runtime dir of its own.
+fn as_nobody(env: &TestEnv, program: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let setpriv = require_tool("setpriv", "util-linux");
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test must run as root"
+    );
+    let home = env.path("nobody");
+    let _ = std::fs::create_dir(&home);
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(env.dir.path(), Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(
+        env.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(setpriv);
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &home)
+        .env("XDG_RUNTIME_DIR", &home)
+        .env("JWTAGENT_LOG", "info");
+    cmd
+}
+
+#[test]
+fn a_process_of_the_same_user_cannot_ptrace_the_agent() {
+    let gdb = require_tool("gdb", "gdb");
+    let env = TestEnv::new();
+    let socket = env.path("nobody/agent.sock");
+    let mut agent = as_nobody(
+        &env,
+        std::path::Path::new(bin()),
+        &["agent", "-D", "--socket", socket.to_str().unwrap()],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_until("the agent listens", || socket.exists());
+    // The control: the same user can attach to an ordinary process of its own.
+    let mut sleeper = as_nobody(&env, std::path::Path::new("/bin/sleep"), &["60"])
+        .spawn()
+        .unwrap();
+    let attach = |pid: u32| {
+        as_nobody(
+            &env,
+            &gdb,
+            &["-nx", "-batch", "-p", &pid.to_string(), "-ex", "detach"],
+        )
+        .output()
+        .unwrap()
+    };
+    let control = attach(sleeper.id());
+    let control_text = String::from_utf8_lossy(&control.stdout).to_string() + &stderr_of(&control);
+    assert!(
+        !control_text.contains("Operation not permitted"),
+        "control attach failed: {control_text}"
+    );
+    // The agent: refused, it is not dumpable.
+    // setpriv execs: the child is the agent.
+    let out = attach(agent.id());
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &stderr_of(&out);
+    assert!(
+        text.contains("Operation not permitted"),
+        "attach to the agent: {text}"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let _ = agent.kill();
+    let _ = agent.wait();
+}
+
+#[test]
+fn refused_connections_are_in_the_audit_log() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("s.sock"));
+    let out = status_as_nobody(&env, &agent.socket);
+    assert_eq!(out.status.code(), Some(1));
+    let log = env.path("state/jwtagent/audit.log");
+    wait_until("the refusal is audited", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["op"] == "connect" && v["outcome"] == "denied" && v["uid"] == 65534
+            })
+        })
+    });
+}
+
+#[test]
+fn a_profile_policy_allows_one_executable_and_denies_another() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    // Two real, distinct executables: copies of the CLI at different paths.
+    let allowed = env.path("allowed/jwtagent-a");
+    let other = env.path("other/jwtagent-b");
+    for copy in [&allowed, &other] {
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(bin(), copy).unwrap();
+    }
+    env.ok(&[
+        "add",
+        "guarded",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+        "--allow-exe",
+        allowed.to_str().unwrap(),
+    ]);
+    let run_as = |exe: &std::path::Path| {
+        let mut base = env.cmd(&[]);
+        let mut cmd = std::process::Command::new(exe);
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let _ = &mut base;
+        cmd.args(["token", "guarded"]).output().unwrap()
+    };
+    let ok = run_as(&allowed);
+    assert!(ok.status.success(), "{}", stderr_of(&ok));
+    let denied = run_as(&other);
+    assert_eq!(denied.status.code(), Some(1));
+    let err = stderr_of(&denied);
+    assert!(
+        err.contains("denied") && err.contains("guarded") && err.contains(other.to_str().unwrap()),
+        "{err}"
+    );
+    // The CLI at its usual path is another executable too.
+    assert_eq!(env.run(&["token", "guarded"]).status.code(), Some(1));
+    // Both outcomes are audited, with the executable.
+    let audit = env.ok(&["audit", "--json"]);
+    let records: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["outcome"] == "ok" && r["exe"] == allowed.to_str().unwrap())
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["outcome"] == "denied" && r["exe"] == other.to_str().unwrap())
+    );
+}
+
+#[test]
+fn lock_refuses_service_delays_wrong_passphrases_and_unlock_restores_it() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    env.ok(&[
+        "add",
+        "api",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+    ]);
+    let before = env.ok(&["token", "api"]);
+    let out = env.run_with_stdin(&["lock", "--passphrase-stdin"], b"open sesame\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+
+    let out = env.run(&["token", "api"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("locked"), "{}", stderr_of(&out));
+    assert_eq!(env.run(&["list"]).status.code(), Some(1));
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["locked"], true);
+    assert!(
+        status["profiles"][0]["tokens"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "cached tokens dropped"
+    );
+
+    let started = std::time::Instant::now();
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"guess\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("wrong passphrase"));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "answered only after a delay"
+    );
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"open sesame\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let after = env.ok(&["token", "api"]);
+    assert_ne!(before, after, "a fresh token: nothing survived the lock");
+    // The audit log saw the refusal while locked.
+    let audit = env.ok(&["audit", "--json"]);
+    assert!(
+        audit.lines().any(|l| l.contains(r#""outcome":"locked""#)),
+        "{audit}"
+    );
+}
+
+#[test]
+fn audit_follow_prints_new_entries() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    env.ok(&[
+        "add",
+        "api",
+        "--token-url",
+        &server.token_url(),
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+    ]);
+    let mut follow = env
+        .cmd(&["audit", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let token = env.ok(&["token", "api"]);
+    let line = rx.recv_timeout(DEADLINE).expect("a new audit entry");
+    assert!(
+        line.contains("ok") && line.contains("token") && line.contains("api"),
+        "{line}"
+    );
+    assert!(line.contains("token="), "fingerprint shown: {line}");
+    assert!(!line.contains(token.trim()), "never the token");
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
