@@ -5,6 +5,7 @@
 mod common;
 mod docs;
 mod integrations;
+mod leaks;
 mod lifecycle;
 mod oauth;
 mod profiles;
