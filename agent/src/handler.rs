@@ -214,7 +214,7 @@ async fn token(
 
 /// A profile with `allow_exe` serves only those executables.
 fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), ErrorBody> {
-    let Ok(config) = state.profiles.current() else {
+    let Ok(config) = state.profiles.current_fast() else {
         return Ok(()); // the token request itself reports the config error
     };
     let Some(profile) = config.profiles.get(name) else {
@@ -266,7 +266,8 @@ fn status(state: &AgentState) -> Status {
         Ok(config) => (
             config
                 .profiles
-                .into_keys()
+                .keys()
+                .cloned()
                 .map(|name| {
                     let mine: Vec<_> = keys.iter().filter(|k| k.key.profile == name).collect();
                     // The summary follows the token that lives longest.

@@ -14,7 +14,8 @@ use jwtagent::protocol::{Added, ErrorBody, ErrorCode, ProfileView, Removed};
 use jwtagent::secret::Secret;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Why a profile operation failed; each maps to a protocol error code.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +64,14 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 struct Loaded {
-    config: Result<ConfigFile, ConfigError>,
+    config: Result<Arc<ConfigFile>, ConfigError>,
     stamp: Option<Stamp>,
+    /// When the file was last checked for changes.
+    checked: Instant,
 }
+
+/// How often the hot path looks at the file for hand edits.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Writes the config file; a seam so tests can make the write fail.
 type WriteFn = fn(&Path, &[u8]) -> Result<(), crate::config_io::WriteError>;
@@ -92,8 +98,9 @@ impl Profiles {
         }
         Profiles {
             loaded: Mutex::new(Loaded {
-                config,
+                config: config.map(Arc::new),
                 stamp: stamp(&path),
+                checked: Instant::now(),
             }),
             path,
             writer: tokio::sync::Mutex::new(()),
@@ -111,17 +118,31 @@ impl Profiles {
     }
 
     /// The config as it is on disk now (re-read when the file changed).
-    pub fn current(&self) -> Result<ConfigFile, ConfigError> {
-        let now = stamp(&self.path);
+    pub fn current(&self) -> Result<Arc<ConfigFile>, ConfigError> {
+        self.load_if_changed(Duration::ZERO)
+    }
+
+    /// Like [`Profiles::current`], but looks at the file at most once a second:
+    /// for the token path, which must stay cheap. A hand edit reaches it within
+    /// a second.
+    pub fn current_fast(&self) -> Result<Arc<ConfigFile>, ConfigError> {
+        self.load_if_changed(RECHECK)
+    }
+
+    fn load_if_changed(&self, max_age: Duration) -> Result<Arc<ConfigFile>, ConfigError> {
         let mut loaded = self
             .loaded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if loaded.stamp != now {
-            loaded.config = ConfigFile::load(&self.path);
-            loaded.stamp = now;
-            if let Err(e) = &loaded.config {
-                tracing::error!(error = %e, "config not usable");
+        if loaded.checked.elapsed() >= max_age || loaded.config.is_err() {
+            let now = stamp(&self.path);
+            loaded.checked = Instant::now();
+            if loaded.stamp != now {
+                loaded.config = ConfigFile::load(&self.path).map(Arc::new);
+                loaded.stamp = now;
+                if let Err(e) = &loaded.config {
+                    tracing::error!(error = %e, "config not usable");
+                }
             }
         }
         loaded.config.clone()
@@ -132,12 +153,14 @@ impl Profiles {
             .loaded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        loaded.config = Ok(config);
+        loaded.config = Ok(Arc::new(config));
         loaded.stamp = stamp(&self.path);
+        loaded.checked = Instant::now();
     }
 
     fn config(&self) -> Result<ConfigFile, ProfileError> {
         self.current()
+            .map(|c| (*c).clone())
             .map_err(|e| ProfileError::Config(e.to_string()))
     }
 

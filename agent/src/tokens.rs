@@ -334,7 +334,7 @@ impl Tokens {
     pub async fn get(&self, query: TokenQuery) -> Result<TokenAnswer, ErrorBody> {
         let config = self
             .profiles
-            .current()
+            .current_fast()
             .map_err(|e| ProfileError::Config(e.to_string()).to_body())?;
         let profile = config
             .profiles

@@ -7,6 +7,7 @@ mod docs;
 mod integrations;
 mod leaks;
 mod lifecycle;
+mod load;
 mod oauth;
 mod profiles;
 mod refresh;
