@@ -86,9 +86,16 @@ impl TestEnv {
 
     /// `jwtagent ARGS` with this environment and no inherited JWTAGENT_* variables.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
-        cmd.args(args)
-            .env_remove("JWTAGENT_SOCK")
+        let mut cmd = self.command(bin());
+        cmd.args(args);
+        cmd
+    }
+
+    /// Any `program` with this environment (git, a shell, systemd tools, a
+    /// copy of the CLI), so that the jwtagent it runs finds this agent.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_remove("JWTAGENT_SOCK")
             .env_remove("JWTAGENT_PID")
             .env_remove("JWTAGENT_NO_AUTOSTART")
             .env_remove("JWTAGENT_CONFIG")
@@ -105,6 +112,23 @@ impl TestEnv {
             None => cmd.env_remove("DBUS_SESSION_BUS_ADDRESS"),
         };
         cmd
+    }
+
+    /// Adds profile `name` with `--auth none` for the token endpoint at `url`
+    /// (plus `extra` options), asserting that it works.
+    pub fn add_open_profile(&self, name: &str, url: &str, extra: &[&str]) {
+        let mut args = vec![
+            "add",
+            name,
+            "--token-url",
+            url,
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
     }
 
     /// The config file of this environment.

@@ -62,15 +62,7 @@ fn socat_example_in_protocol_doc_runs_against_the_agent() {
         std::env::var("PATH").unwrap_or_default()
     );
     let out = env
-        .cmd(&[])
-        .get_envs()
-        .fold(Command::new("sh"), |mut c, (k, v)| {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-            c
-        })
+        .command("sh")
         .arg("-c")
         .arg(&script)
         .env("PATH", path)

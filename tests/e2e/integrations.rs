@@ -70,19 +70,7 @@ fn exec_passes_the_exit_status_and_a_signal_death_through() {
     );
     // As a shell reports it: 128 + signal.
     let script = format!("'{}' exec api -- sh -c 'kill -TERM $$'; echo $?", bin());
-    let mut sh = env.cmd(&[]);
-    let envs: Vec<_> = sh
-        .get_envs()
-        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
-        .collect();
-    sh = Command::new("sh");
-    for (k, v) in envs {
-        match v {
-            Some(v) => sh.env(k, v),
-            None => sh.env_remove(k),
-        };
-    }
-    let out = sh.arg("-c").arg(script).output().unwrap();
+    let out = env.command("sh").arg("-c").arg(script).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "143");
     let out = env.run(&["exec", "api", "--", "/nonexistent/cmd"]);
     assert_eq!(out.status.code(), Some(127));
@@ -118,15 +106,7 @@ fn kubectl_prints_an_exec_credential() {
 /// `git credential fill` with jwtagent as the configured helper.
 fn git_fill(env: &TestEnv, input: &str) -> String {
     let git = require_tool("git", "git");
-    let mut base = env.cmd(&[]);
-    let mut cmd = Command::new(git);
-    for (k, v) in base.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let _ = &mut base;
+    let mut cmd = env.command(git);
     cmd.env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -267,19 +247,8 @@ fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_system
     let notify_path = env.path("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut cmd = env.cmd(&[]);
-    let envs: Vec<_> = cmd
-        .get_envs()
-        .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
-        .collect();
-    cmd = Command::new(activate);
-    for (k, v) in envs {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let mut activator = cmd
+    let mut activator = env
+        .command(activate)
         .arg("-l")
         .arg(&socket)
         .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))

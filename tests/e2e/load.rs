@@ -37,16 +37,7 @@ fn a_thousand_clients_are_served_while_a_hundred_misbehave() {
     let env = TestEnv::new();
     let server = FaultServer::start(Fault::Ok { lifetime: 3600 });
     let agent = env.foreground_agent(&env.default_socket());
-    env.ok(&[
-        "add",
-        "api",
-        "--token-url",
-        &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-    ]);
+    env.add_open_profile("api", &server.token_url(), &[]);
     env.ok(&["token", "api"]);
     let pid = agent.pid();
     wait_until("the agent is idle", || open_fds(pid) > 0);

@@ -90,18 +90,7 @@ fn survives_a_reset_connection() {
 fn a_stalled_refresh_does_not_hold_up_callers() {
     let env = TestEnv::new();
     let server = FaultServer::start(Fault::Ok { lifetime: 30 });
-    env.ok(&[
-        "add",
-        "f",
-        "--token-url",
-        &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-        "--refresh-before",
-        "29s",
-    ]);
+    env.add_open_profile("f", &server.token_url(), &["--refresh-before", "29s"]);
     let first = token(&env, "f");
     server.set(Fault::Stall);
     wait_until("the refresh request is stalled at the server", || {
@@ -121,16 +110,7 @@ fn unsatisfiable_request_gets_the_error_not_a_hang() {
         code: 503,
         retry_after: Some("120".into()),
     });
-    env.ok(&[
-        "add",
-        "f",
-        "--token-url",
-        &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-    ]);
+    env.add_open_profile("f", &server.token_url(), &[]);
     let out = env.run(&["token", "f"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("503"), "{}", stderr_of(&out));
@@ -276,18 +256,7 @@ fn provider_down_the_valid_token_is_still_served_and_up_again_the_agent_recovers
 fn a_refused_refresh_token_falls_back_to_client_credentials() {
     let env = TestEnv::new();
     let server = FaultServer::start(Fault::RefreshRefused { lifetime: 30 });
-    env.ok(&[
-        "add",
-        "f",
-        "--token-url",
-        &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-        "--refresh-before",
-        "29s",
-    ]);
+    env.add_open_profile("f", &server.token_url(), &["--refresh-before", "29s"]);
     let first = token(&env, "f");
     // The proactive refresh tries the refresh token, is refused, and gets a
     // new token with client_credentials in the same attempt.

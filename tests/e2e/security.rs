@@ -12,8 +12,7 @@ fn status_as_nobody(env: &TestEnv, socket: &std::path::Path) -> std::process::Ou
         rustix::process::geteuid().is_root(),
         "this test must run as root: it switches to uid 65534 with setpriv"
     );
-    let mut cmd = env.cmd(&[]);
-    let inner = std::mem::replace(&mut cmd, std::process::Command::new(setpriv));
+    let mut cmd = env.command(setpriv);
     cmd.args([
         "--reuid=65534",
         "--regid=65534",
@@ -26,12 +25,6 @@ fn status_as_nobody(env: &TestEnv, socket: &std::path::Path) -> std::process::Ou
         "--socket",
         socket.to_str().unwrap(),
     ]);
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
     cmd.output().expect("run setpriv")
 }
 
@@ -159,29 +152,16 @@ fn a_profile_policy_allows_one_executable_and_denies_another() {
         std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
         std::fs::copy(bin(), copy).unwrap();
     }
-    env.ok(&[
-        "add",
+    env.add_open_profile(
         "guarded",
-        "--token-url",
         &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-        "--allow-exe",
-        allowed.to_str().unwrap(),
-    ]);
+        &["--allow-exe", allowed.to_str().unwrap()],
+    );
     let run_as = |exe: &std::path::Path| {
-        let mut base = env.cmd(&[]);
-        let mut cmd = std::process::Command::new(exe);
-        for (k, v) in base.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        let _ = &mut base;
-        cmd.args(["token", "guarded"]).output().unwrap()
+        env.command(exe)
+            .args(["token", "guarded"])
+            .output()
+            .unwrap()
     };
     let ok = run_as(&allowed);
     assert!(ok.status.success(), "{}", stderr_of(&ok));
@@ -216,16 +196,7 @@ fn a_profile_policy_allows_one_executable_and_denies_another() {
 fn lock_refuses_service_delays_wrong_passphrases_and_unlock_restores_it() {
     let env = TestEnv::new();
     let server = FaultServer::start(Fault::Ok { lifetime: 600 });
-    env.ok(&[
-        "add",
-        "api",
-        "--token-url",
-        &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-    ]);
+    env.add_open_profile("api", &server.token_url(), &[]);
     let before = env.ok(&["token", "api"]);
     let out = env.run_with_stdin(&["lock", "--passphrase-stdin"], b"open sesame\n");
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -268,16 +239,7 @@ fn lock_refuses_service_delays_wrong_passphrases_and_unlock_restores_it() {
 fn audit_follow_prints_new_entries() {
     let env = TestEnv::new();
     let server = FaultServer::start(Fault::Ok { lifetime: 600 });
-    env.ok(&[
-        "add",
-        "api",
-        "--token-url",
-        &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-    ]);
+    env.add_open_profile("api", &server.token_url(), &[]);
     let mut follow = env
         .cmd(&["audit", "--follow"])
         .stdout(std::process::Stdio::piped())
