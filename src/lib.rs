@@ -12,5 +12,8 @@ pub mod protocol;
 pub mod secret;
 pub mod time;
 
+#[cfg(test)]
+mod proptests;
+
 pub use client::{Client, ClientError};
 pub use protocol::PROTOCOL_VERSION;

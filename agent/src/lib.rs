@@ -24,6 +24,9 @@ pub mod store;
 mod sys;
 pub mod tokens;
 
+#[cfg(test)]
+mod proptests;
+
 use handler::AgentState;
 use jwtagent::config::{ConfigFile, StoreKind};
 use listener::{BindError, ClaimedSocket};

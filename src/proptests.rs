@@ -1,0 +1,67 @@
+//! Property tests: the parsers that read what peers and files send never panic,
+//! and keep their promises on any input.
+
+use crate::config::{ConfigFile, RefreshBefore};
+use crate::duration::{format_duration, parse_duration};
+use crate::protocol::{ErrorCode, parse_request};
+use proptest::prelude::*;
+use std::path::Path;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn request_decoder_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let parsed = parse_request(&bytes);
+        if let Err(e) = parsed.request {
+            prop_assert!(matches!(e.code, ErrorCode::BadRequest | ErrorCode::UnknownOp));
+        }
+    }
+
+    #[test]
+    fn request_decoder_echoes_any_json_id(id in any::<i64>(), op in "[a-z]{0,8}") {
+        let line = format!(r#"{{"id":{id},"op":"{op}"}}"#);
+        let parsed = parse_request(line.as_bytes());
+        prop_assert_eq!(parsed.id, serde_json::json!(id));
+    }
+
+    #[test]
+    fn request_decoder_never_panics_on_json_shaped_input(
+        op in prop_oneof!["hello", "status", "token", "add", "show", "lock", "x"],
+        key in "[a-z_]{1,10}",
+        value in prop_oneof![
+            Just("null".to_string()),
+            Just("[]".to_string()),
+            Just("{}".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            "[ -~]{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        ],
+    ) {
+        let line = format!(r#"{{"id":1,"op":"{op}","{key}":{value},"name":{value}}}"#);
+        let _ = parse_request(line.as_bytes());
+    }
+
+    #[test]
+    fn config_parser_never_panics(text in "[ -~\n]{0,400}") {
+        let _ = ConfigFile::parse(&text, Path::new("/p.toml"));
+    }
+
+    #[test]
+    fn config_parser_reports_the_path_on_every_error(text in "[ -~\n]{0,200}") {
+        if let Err(e) = ConfigFile::parse(&text, Path::new("/some/dir/p.toml")) {
+            prop_assert!(e.to_string().contains("/some/dir/p.toml"));
+        }
+    }
+
+    #[test]
+    fn durations_round_trip(secs in 1u64..10_000_000) {
+        let d = std::time::Duration::from_secs(secs);
+        prop_assert_eq!(parse_duration(&format_duration(d)).unwrap(), d);
+    }
+
+    #[test]
+    fn duration_and_refresh_before_parsers_never_panic(text in "[0-9a-z% ]{0,12}") {
+        let _ = parse_duration(&text);
+        let _ = text.parse::<RefreshBefore>();
+    }
+}
