@@ -195,17 +195,26 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        // Kill every agent that holds a lock file in this environment.
-        for dir in [self.path("run/jwtagent"), self.path("")] {
+        // Kill every agent that holds a lock file anywhere in this environment
+        // (sockets may live in subdirectories, like the shell tests' awkward path).
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
             for entry in entries.flatten() {
-                let name = entry.file_name();
-                if !name.to_string_lossy().ends_with(".lock") {
+                let path = entry.path();
+                let Ok(kind) = entry.file_type() else {
+                    continue;
+                };
+                if kind.is_dir() {
+                    dirs.push(path);
                     continue;
                 }
-                if let Some(pid) = std::fs::read_to_string(entry.path())
+                if !path.to_string_lossy().ends_with(".sock.lock") {
+                    continue;
+                }
+                if let Some(pid) = std::fs::read_to_string(&path)
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())
                     .and_then(rustix::process::Pid::from_raw)
