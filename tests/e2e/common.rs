@@ -214,6 +214,13 @@ impl Drop for TestEnv {
                 if !path.to_string_lossy().ends_with(".sock.lock") {
                     continue;
                 }
+                // Only a lock still held names a live agent; the pid in a
+                // released one may belong to anyone by now.
+                let held = std::fs::File::open(&path)
+                    .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+                if !held {
+                    continue;
+                }
                 if let Some(pid) = std::fs::read_to_string(&path)
                     .ok()
                     .and_then(|s| s.trim().parse::<i32>().ok())

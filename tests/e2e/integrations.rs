@@ -274,6 +274,9 @@ fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_system
     // The very first connection starts the agent and is answered by it.
     let first = hello(&socket).expect("the first connection is served");
     let pid = first["pid"].as_u64().unwrap() as u32;
+    // An inherited socket has no lock file for TestEnv to find the agent by:
+    // make sure it does not outlive a failing assertion below.
+    let _agent = KillOnDrop::new(pid);
     let mut buf = [0u8; 256];
     let n = notify
         .recv(&mut buf)
@@ -299,4 +302,24 @@ fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_system
     );
     let _ = activator.kill();
     let _ = activator.wait();
+}
+
+/// Kills a process when dropped, through a pidfd taken while it was known to be
+/// ours, so a reused pid is never hit.
+struct KillOnDrop(Option<rustix::fd::OwnedFd>);
+
+impl KillOnDrop {
+    fn new(pid: u32) -> KillOnDrop {
+        KillOnDrop(rustix::process::Pid::from_raw(pid as i32).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        }))
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(fd) = &self.0 {
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+        }
+    }
 }
