@@ -468,6 +468,31 @@ pub fn check_endpoint(field: &'static str, text: &str) -> Result<url::Url, Field
 }
 
 impl Profile {
+    /// A profile for the token endpoint `token_url` with every option at its
+    /// default: the starting point for building one in code.
+    pub fn new(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        auth: AuthMethod,
+    ) -> Profile {
+        Profile {
+            issuer: None,
+            token_url: Some(token_url.into()),
+            client_id: client_id.into(),
+            auth,
+            alg: None,
+            kid: None,
+            assertion_aud: None,
+            scopes: vec![],
+            resources: vec![],
+            audience: None,
+            params: BTreeMap::new(),
+            ca_file: None,
+            refresh_before: None,
+            allow_exe: vec![],
+        }
+    }
+
     /// Checks everything that can be checked without I/O or the secret.
     pub fn validate(&self) -> Result<(), FieldError> {
         match (&self.issuer, &self.token_url) {
@@ -740,22 +765,11 @@ mod tests {
     use super::*;
 
     fn basic() -> Profile {
-        Profile {
-            issuer: None,
-            token_url: Some("https://idp.example/token".into()),
-            client_id: "ci".into(),
-            auth: AuthMethod::ClientSecretBasic,
-            alg: None,
-            kid: None,
-            assertion_aud: None,
-            scopes: vec![],
-            resources: vec![],
-            audience: None,
-            params: BTreeMap::new(),
-            ca_file: None,
-            refresh_before: None,
-            allow_exe: vec![],
-        }
+        Profile::new(
+            "https://idp.example/token",
+            "ci",
+            AuthMethod::ClientSecretBasic,
+        )
     }
 
     fn field_of(p: &Profile) -> &'static str {

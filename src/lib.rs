@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod duration;
 pub mod paths;
+pub mod process;
 pub mod protocol;
 pub mod secret;
 pub mod time;

@@ -11,7 +11,7 @@ use jwtagent::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use url::Url;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -306,10 +306,7 @@ pub fn client_assertion(
     let mut header = jsonwebtoken::Header::new(jwt_alg(alg));
     header.typ = Some("JWT".into());
     header.kid = kid.map(str::to_string);
-    let iat = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let iat = jwtagent::time::unix_now();
     let claims = AssertionClaims {
         iss: client_id,
         sub: client_id,
@@ -498,6 +495,7 @@ pub fn fingerprint(token: &Secret) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn url() -> Url {
         Url::parse("https://idp.example/token").unwrap()

@@ -7,6 +7,7 @@
 //! accepted, and is still that same process (held by a pidfd) after we read
 //! its `/proc/PID/exe`.
 
+use jwtagent::process::start_ticks;
 use std::path::PathBuf;
 
 /// The peer of one connection.
@@ -34,15 +35,6 @@ pub fn boot_ticks_now() -> Option<u64> {
     let secs = u64::try_from(ts.tv_sec).ok()?;
     let nanos = u64::try_from(ts.tv_nsec).ok()?;
     Some(secs * hz + nanos * hz / 1_000_000_000)
-}
-
-/// Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
-pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: skip past
-    // its closing parenthesis; the state is field 3.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn exited(pidfd: &rustix::fd::OwnedFd) -> bool {

@@ -324,26 +324,14 @@ mod tests {
     use super::*;
     use crate::store::SERVICE;
     use keyring_core::api::CredentialStoreApi;
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     fn profile(client_id: &str) -> Profile {
-        Profile {
-            issuer: None,
-            token_url: Some("https://idp.example/token".into()),
-            client_id: client_id.into(),
-            auth: AuthMethod::ClientSecretBasic,
-            alg: None,
-            kid: None,
-            assertion_aud: None,
-            scopes: vec![],
-            resources: vec![],
-            audience: None,
-            params: BTreeMap::new(),
-            ca_file: None,
-            refresh_before: None,
-            allow_exe: vec![],
-        }
+        Profile::new(
+            "https://idp.example/token",
+            client_id,
+            AuthMethod::ClientSecretBasic,
+        )
     }
 
     fn secret(s: &str) -> Option<Secret> {

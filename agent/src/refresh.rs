@@ -10,6 +10,7 @@
 use jwtagent::config::RefreshBefore;
 use jwtagent::protocol::{ErrorBody, ErrorCode};
 use jwtagent::secret::Secret;
+use jwtagent::time::unix_now;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -191,13 +192,6 @@ pub fn retry_delay(error: &FetchError, failures: u32, rand: f64) -> Duration {
         Some(after) => after.clamp(BACKOFF_MIN, RETRY_AFTER_MAX),
         None => backoff(failures, rand),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 pub struct Refresher<F: Fetcher> {

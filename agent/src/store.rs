@@ -296,7 +296,7 @@ mod backends {
 
     /// Probes a freshly opened store with a lookup of an entry that does not
     /// exist: "no entry" proves the store answers.
-    #[allow(dead_code)]
+    #[cfg(target_os = "linux")]
     fn probe(opened: Opened) -> Result<Opened, String> {
         let entry = opened
             .store

@@ -328,19 +328,9 @@ pub fn pid_from_env_script(script: &str) -> u32 {
         .unwrap()
 }
 
-/// Whether `pid` runs; an exited process not yet reaped (a zombie: the
-/// detached agent's parent is gone and init reaps when it gets to it) does not.
+/// Whether `pid` runs (a zombie does not).
 pub fn process_alive(pid: u32) -> bool {
-    let exists = rustix::process::Pid::from_raw(pid as i32)
-        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok());
-    exists
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
-            })
-            .is_none_or(|state| state != "Z")
+    jwtagent::process::is_running(pid)
 }
 
 /// Fails with install instructions when an external tool the test needs is missing.

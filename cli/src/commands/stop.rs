@@ -20,10 +20,8 @@ pub fn run(socket: &SocketPath, shell: Option<Shell>) -> Result<(), CliError> {
     drop(client);
     // Return only once the agent is gone, so a following `env` starts a new
     // agent instead of finding the old one still draining.
-    let pid = rustix::process::Pid::from_raw(hello.pid as i32)
-        .ok_or_else(|| anyhow!("the agent reported an invalid pid {}", hello.pid))?;
     let deadline = Instant::now() + EXIT_DEADLINE;
-    while running(pid) {
+    while jwtagent::process::is_running(hello.pid) {
         if Instant::now() >= deadline {
             return Err(anyhow!(
                 "the agent (pid {}) acknowledged stop but is still running after {}s",
@@ -35,21 +33,4 @@ pub fn run(socket: &SocketPath, shell: Option<Shell>) -> Result<(), CliError> {
         std::thread::sleep(Duration::from_millis(10));
     }
     output::print(&shell::unset_script(shell::detect(shell)))
-}
-
-/// Whether `pid` is still a live process. An exited one whose parent has not
-/// reaped it yet (a zombie, e.g. under a supervisor that is slow to wait) has
-/// finished all the same.
-fn running(pid: rustix::process::Pid) -> bool {
-    if rustix::process::test_kill_process(pid).is_err() {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero())) {
-        // The state follows the command name, which is in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_none_or(|state| state != "Z"),
-        Err(_) => true,
-    }
 }
