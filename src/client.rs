@@ -12,6 +12,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Longest response line the client accepts. Larger than a request line: a
 /// `status` of many profiles is allowed to be long.
@@ -96,8 +97,11 @@ impl Client {
     pub fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, ClientError> {
         let id = Value::from(self.next_id);
         self.next_id += 1;
-        let mut line = serde_json::to_vec(&Envelope { id: &id, request })
-            .map_err(|e| self.protocol(format!("cannot encode request: {e}")))?;
+        // An `add` request carries a secret: the encoded line is wiped after use.
+        let mut line = Zeroizing::new(
+            serde_json::to_vec(&Envelope { id: &id, request })
+                .map_err(|e| self.protocol(format!("cannot encode request: {e}")))?,
+        );
         line.push(b'\n');
         let written = self.writer.write_all(&line);
 
@@ -129,8 +133,10 @@ impl Client {
         if self.line.last() != Some(&b'\n') {
             return Err(self.protocol("response line is truncated or too long".into()));
         }
-        let response: Response<T> =
-            serde_json::from_slice(&self.line).map_err(|e| self.protocol(format!("{e}")))?;
+        let parsed = serde_json::from_slice::<Response<T>>(&self.line);
+        // A `token` answer carries the token: wipe the raw line once parsed.
+        self.line.zeroize();
+        let response = parsed.map_err(|e| self.protocol(format!("{e}")))?;
         // Errors the agent finds before it can read a request (a refused peer,
         // an oversized line) carry a null id.
         if response.id.is_null()
