@@ -83,11 +83,9 @@ mod tests {
 
     #[test]
     fn a_process_started_after_the_connection_is_not_the_peer() {
-        // The "connection" was accepted before this process existed: the pid
-        // must have been reused.
+        // The "connection" was accepted a tick before this process existed
+        // (a child starts no earlier than now): the pid must have been reused.
         let accepted = boot_ticks_now().unwrap() - 1;
-        // Make sure the clock moves on by at least one tick.
-        std::thread::sleep(std::time::Duration::from_millis(30));
         let mut child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
@@ -102,7 +100,11 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         // Exited but not yet reaped: the pid still names a zombie.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while jwtagent::process::is_running(pid) {
+            assert!(std::time::Instant::now() < deadline, "`true` did not exit");
+            std::thread::yield_now();
+        }
         assert_eq!(resolve_exe(pid, boot_ticks_now().unwrap()), None);
         child.wait().unwrap();
         assert_eq!(resolve_exe(pid, boot_ticks_now().unwrap()), None);

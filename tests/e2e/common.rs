@@ -660,7 +660,8 @@ pub enum Fault {
 /// for the faults a real authorization server cannot produce on demand.
 pub struct FaultServer {
     pub port: u16,
-    mode: std::sync::Arc<std::sync::Mutex<Fault>>,
+    /// The current fault, and a signal for threads waiting on it to change.
+    mode: std::sync::Arc<(std::sync::Mutex<Fault>, std::sync::Condvar)>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -671,10 +672,9 @@ impl FaultServer {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
         let server = FaultServer {
             port,
-            mode: std::sync::Arc::new(std::sync::Mutex::new(initial)),
+            mode: std::sync::Arc::new((std::sync::Mutex::new(initial), std::sync::Condvar::new())),
             requests: Default::default(),
             stop: Default::default(),
             bodies: Default::default(),
@@ -686,8 +686,10 @@ impl FaultServer {
         );
         let bodies = server.bodies.clone();
         std::thread::spawn(move || {
+            // Blocking accept: Drop wakes it with a connection of its own.
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
+                    Ok(_) if stop.load(Ordering::SeqCst) => return,
                     Ok((stream, _)) => {
                         let (mode, requests, stop) = (mode.clone(), requests.clone(), stop.clone());
                         let bodies = bodies.clone();
@@ -695,7 +697,7 @@ impl FaultServer {
                             serve_fault(stream, &mode, &requests, &stop, &bodies)
                         });
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    Err(_) => return,
                 }
             }
         });
@@ -707,7 +709,8 @@ impl FaultServer {
     }
 
     pub fn set(&self, fault: Fault) {
-        *self.mode.lock().unwrap() = fault;
+        *self.mode.0.lock().unwrap() = fault;
+        self.mode.1.notify_all();
     }
 
     /// The form bodies of the requests received so far.
@@ -724,12 +727,14 @@ impl FaultServer {
 impl Drop for FaultServer {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.mode.1.notify_all();
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
 fn serve_fault(
     mut stream: std::net::TcpStream,
-    mode: &std::sync::Mutex<Fault>,
+    mode: &(std::sync::Mutex<Fault>, std::sync::Condvar),
     requests: &std::sync::atomic::AtomicUsize,
     stop: &std::sync::atomic::AtomicBool,
     bodies: &std::sync::Mutex<Vec<String>>,
@@ -766,7 +771,7 @@ fn serve_fault(
     let is_refresh = form.contains("grant_type=refresh_token");
     bodies.lock().unwrap().push(form);
     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let fault = match mode.lock().unwrap().clone() {
+    let fault = match mode.0.lock().unwrap().clone() {
         Fault::RefreshRefused { .. } if is_refresh => Fault::Status {
             code: 400,
             retry_after: None,
@@ -815,9 +820,13 @@ fn serve_fault(
         }
         Fault::Reset => return,
         Fault::Stall => {
-            while !stop.load(Ordering::SeqCst) && matches!(*mode.lock().unwrap(), Fault::Stall) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            // Hold the request until the test changes the mode (or drops us).
+            let (lock, changed) = mode;
+            let _unstalled = changed
+                .wait_while(lock.lock().unwrap(), |f| {
+                    matches!(f, Fault::Stall) && !stop.load(Ordering::SeqCst)
+                })
+                .unwrap();
             return;
         }
     };

@@ -48,12 +48,18 @@ fn a_thousand_clients_are_served_while_a_hundred_misbehave() {
     let answered = Arc::new(AtomicUsize::new(0));
     const GOOD: usize = 1000;
     const REQUESTS: usize = 10;
-    let mut threads = Vec::new();
+    let mut misbehaving = Vec::new();
+    // The slowloris clients hold their half lines until every well-behaved
+    // client is done.
+    let released = Arc::new(std::sync::Barrier::new(25 + 1));
     // 100 misbehaving clients, 25 of each kind.
     for i in 0..100 {
-        let socket = socket.clone();
-        threads.push(std::thread::spawn(move || {
+        let (socket, released) = (socket.clone(), released.clone());
+        misbehaving.push(std::thread::spawn(move || {
             let Ok(mut s) = UnixStream::connect(&*socket) else {
+                if i % 4 == 2 {
+                    released.wait();
+                }
                 return;
             };
             match i % 4 {
@@ -67,10 +73,10 @@ fn a_thousand_clients_are_served_while_a_hundred_misbehave() {
                 1 => {
                     let _ = s.write_all(&vec![b'x'; 200 * 1024]);
                 }
-                // Slowloris: half a line, then silence for a while.
+                // Slowloris: half a line, then silence.
                 2 => {
                     let _ = s.write_all(br#"{"id":1,"op":"tok"#);
-                    std::thread::sleep(std::time::Duration::from_secs(3));
+                    released.wait();
                 }
                 // Disconnect in the middle of a request.
                 _ => {
@@ -79,9 +85,10 @@ fn a_thousand_clients_are_served_while_a_hundred_misbehave() {
             }
         }));
     }
+    let mut good = Vec::new();
     for _ in 0..GOOD {
         let (socket, answered) = (socket.clone(), answered.clone());
-        threads.push(std::thread::spawn(move || {
+        good.push(std::thread::spawn(move || {
             let mut conn = Conn::open(&socket);
             for i in 0..REQUESTS {
                 let r = conn.request(&format!(r#"{{"id":{i},"op":"token","name":"api"}}"#));
@@ -91,8 +98,12 @@ fn a_thousand_clients_are_served_while_a_hundred_misbehave() {
             }
         }));
     }
-    for t in threads {
+    for t in good {
         t.join().expect("a well-formed request failed");
+    }
+    released.wait();
+    for t in misbehaving {
+        t.join().unwrap();
     }
     assert_eq!(answered.load(Ordering::Relaxed), GOOD * REQUESTS);
     assert_eq!(server.requests(), 1, "one token request for all of them");
