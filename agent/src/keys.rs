@@ -160,14 +160,14 @@ pub fn parse_private_key(s: &Secret) -> Result<(KeyKind, EncodingKey), String> {
             label.to_lowercase()
         )),
         "RSA PRIVATE KEY" => EncodingKey::from_rsa_pem(pem)
-            .map(|k| (KeyKind::Rsa, k))
-            .map_err(|e| format!("cannot read the PKCS#1 RSA key: {e}")),
+            .map_err(|e| format!("cannot read the PKCS#1 RSA key: {e}"))
+            .and_then(|key| checked(KeyKind::Rsa, key)),
         "PRIVATE KEY" => {
             if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
-                return Ok((KeyKind::Rsa, key));
+                return checked(KeyKind::Rsa, key);
             }
             if let Ok(key) = EncodingKey::from_ed_pem(pem) {
-                return Ok((KeyKind::Ed25519, key));
+                return checked(KeyKind::Ed25519, key);
             }
             if let Ok(key) = EncodingKey::from_ec_pem(pem) {
                 // The curve decides the algorithm; a signature tells which.
@@ -188,6 +188,20 @@ pub fn parse_private_key(s: &Secret) -> Result<(KeyKind, EncodingKey), String> {
     }
 }
 
+/// Reading an RSA or Ed25519 key only decodes its PEM; the key itself is
+/// parsed when it first signs. A damaged one (found by fuzzing: one changed
+/// byte inside the DER) must be refused here, not at the first token request.
+fn checked(kind: KeyKind, key: EncodingKey) -> Result<(KeyKind, EncodingKey), String> {
+    test_sign(kind.default_alg(), &key)
+        .map(|()| (kind, key))
+        .map_err(|_| {
+            format!(
+                "the private key is damaged: it reads as {} but cannot sign; export it again",
+                kind.describe()
+            )
+        })
+}
+
 fn test_sign(alg: Alg, key: &EncodingKey) -> Result<(), String> {
     jsonwebtoken::encode(
         &Header::new(jwt_alg(alg)),
@@ -196,4 +210,22 @@ fn test_sign(alg: Alg, key: &EncodingKey) -> Result<(), String> {
     )
     .map(|_| ())
     .map_err(|e| format!("the key cannot sign with {alg}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_keys_are_refused_when_read_not_when_they_first_sign() {
+        // Found by the pem_loader fuzz target: PKCS#8 RSA and Ed25519 keys with
+        // a byte changed inside the DER decode, then fail to sign.
+        for pem in [
+            &include_bytes!("../testdata/damaged-rsa.pem")[..],
+            &include_bytes!("../testdata/damaged-ed25519.pem")[..],
+        ] {
+            let err = parse_private_key(&Secret::new(pem.to_vec())).unwrap_err();
+            assert!(err.contains("damaged"), "{err}");
+        }
+    }
 }
