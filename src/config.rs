@@ -153,7 +153,18 @@ pub struct Profile {
     /// the user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_exe: Vec<PathBuf>,
+    /// DPoP (RFC 9449): tokens are bound to a key the agent generated and
+    /// keeps in the keyring; every token request carries a proof.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop: bool,
+    /// The DPoP key's algorithm (ES256, ES384, EdDSA or RS256; the agent
+    /// fills in ES256 when `dpop` is set without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_alg: Option<Alg>,
 }
+
+/// Algorithms the agent generates keys for (`keygen`, DPoP keys).
+pub const GENERATED_ALGS: [Alg; 4] = [Alg::ES256, Alg::ES384, Alg::EdDSA, Alg::RS256];
 
 /// Client authentication method (RFC 6749 §2.3, RFC 7523 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -490,6 +501,8 @@ impl Profile {
             ca_file: None,
             refresh_before: None,
             allow_exe: vec![],
+            dpop: false,
+            dpop_alg: None,
         }
     }
 
@@ -638,6 +651,20 @@ impl Profile {
                 return Err(field_err(
                     "allow_exe",
                     format!("{} must be an absolute path", exe.display()),
+                ));
+            }
+        }
+        if let Some(alg) = self.dpop_alg {
+            if !self.dpop {
+                return Err(field_err(
+                    "dpop_alg",
+                    "is set but dpop is not; add --dpop (or drop --dpop-alg)",
+                ));
+            }
+            if !GENERATED_ALGS.contains(&alg) {
+                return Err(field_err(
+                    "dpop_alg",
+                    format!("{alg} cannot be used for DPoP keys: use ES256, ES384, EdDSA or RS256"),
                 ));
             }
         }

@@ -4,7 +4,7 @@
 //! response per line, in order. `docs/protocol.md` is the user-facing description;
 //! this module is the single place where the shapes are defined.
 
-use crate::config::Profile;
+use crate::config::{Alg, Profile};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +21,19 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// Every op name the protocol defines. Ops the agent does not implement yet are
 /// still answered `unknown_op`, like names that are not in this list.
 pub const ALL_OPS: &[&str] = &[
-    "hello", "status", "list", "show", "add", "remove", "token", "lock", "unlock", "stop",
+    "hello",
+    "status",
+    "list",
+    "show",
+    "add",
+    "remove",
+    "token",
+    "lock",
+    "unlock",
+    "stop",
+    "keygen",
+    "jwks",
+    "dpop_proof",
 ];
 
 /// A request, without its `id` (see [`Envelope`]). Tagged by `op` on the wire.
@@ -69,6 +81,43 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         force: bool,
     },
+    /// Generate a private key in the agent, keep it in the keyring, and create
+    /// (or, with `force`, replace) the private_key_jwt profile `name` with it.
+    /// Answered with [`KeyGenerated`]: the public JWKS to register. The private
+    /// key is never sent.
+    Keygen {
+        name: String,
+        /// The profile's other settings; `auth`, `alg` and `kid` are set by
+        /// the agent (`kid`: the one given, else the key's RFC 7638 thumbprint).
+        profile: Box<Profile>,
+        alg: Alg,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
+    /// The public JWKS of a private_key_jwt profile: `{"keys": [JWK]}`.
+    Jwks { name: String },
+    /// A DPoP proof (RFC 9449) for one resource request with a DPoP profile's
+    /// current token, made with the key the agent keeps. Answered with
+    /// [`DpopAnswer`].
+    DpopProof {
+        name: String,
+        /// The request's HTTP method (`htm`).
+        method: String,
+        /// The request's URL; query and fragment are dropped for `htu`.
+        url: String,
+        /// A nonce the resource server asked for (`DPoP-Nonce`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<String>,
+        /// As for `token`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_ttl: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scopes: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
     /// Lock the agent with a passphrase: until `unlock`, it serves nothing but
     /// `hello`, `status`, `unlock` and `stop`, and drops every cached token.
     Lock { passphrase: Secret },
@@ -80,7 +129,19 @@ pub enum Request {
 impl Request {
     /// The ops this version implements, as named on the wire.
     pub const OPS: &'static [&'static str] = &[
-        "hello", "status", "stop", "add", "remove", "list", "show", "token", "lock", "unlock",
+        "hello",
+        "status",
+        "stop",
+        "add",
+        "remove",
+        "list",
+        "show",
+        "token",
+        "lock",
+        "unlock",
+        "keygen",
+        "jwks",
+        "dpop_proof",
     ];
 
     /// The op name as it appears on the wire.
@@ -96,6 +157,9 @@ impl Request {
             Request::Token { .. } => "token",
             Request::Lock { .. } => "lock",
             Request::Unlock { .. } => "unlock",
+            Request::Keygen { .. } => "keygen",
+            Request::Jwks { .. } => "jwks",
+            Request::DpopProof { .. } => "dpop_proof",
         }
     }
 }
@@ -225,6 +289,27 @@ pub struct TokenAnswer {
     pub expires_at: Option<u64>,
     /// The granted scope, when the server said.
     pub scope: Option<String>,
+}
+
+/// Answer to [`Request::Keygen`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGenerated {
+    /// `true` for a new profile, `false` when one was replaced (`force`).
+    pub created: bool,
+    pub profile: ProfileView,
+    /// The public key to register with the authorization server.
+    pub jwks: Value,
+}
+
+/// Answer to [`Request::DpopProof`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DpopAnswer {
+    /// The proof, for the request's `DPoP` header.
+    pub proof: Secret,
+    /// The token the proof is for (`ath`), for `Authorization: DPoP ...`.
+    pub access_token: Secret,
+    pub token_type: String,
+    pub expires_at: Option<u64>,
 }
 
 /// An empty success body (`stop`).
@@ -480,6 +565,18 @@ mod tests {
         let p = parse_request(br#"{"id": {"x": [1]}, "op": "hello"}"#);
         assert_eq!(p.id, json!({"x": [1]}));
         assert_eq!(p.request, Ok(Request::Hello));
+    }
+
+    #[test]
+    fn a_float_id_comes_back_as_the_same_number() {
+        // Found by the request_decoder fuzz target: without serde_json's
+        // float_roundtrip, a long float id was answered with a neighbouring
+        // float, so a client could not match the answer to its request.
+        let line = br#"{"id":8777777777777777777777777777777777777777700000100003,"op":"hello"}"#;
+        let parsed = parse_request(line);
+        let echoed = serde_json::to_string(&parsed.id).unwrap();
+        let sent: Value = serde_json::from_slice(line).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&echoed).unwrap(), sent["id"]);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use crate::peer::Peer;
 use crate::profiles::Profiles;
 use crate::tokens::{TokenQuery, Tokens};
 use jwtagent::protocol::{
-    Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ProfileList, ProfileStatus, Request,
-    Response, Shown, Status, TokenAnswer, TokenStatus, parse_request,
+    DpopAnswer, Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ProfileList, ProfileStatus,
+    Request, Response, Shown, Status, TokenAnswer, TokenStatus, parse_request,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -70,10 +70,10 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
         Request::Hello | Request::Status | Request::Unlock { .. } | Request::Stop
     );
     if !open_while_locked && state.lock.is_locked() {
-        if let Request::Token { name, .. } = &request {
+        if let Request::Token { name, .. } | Request::DpopProof { name, .. } = &request {
             state
                 .audit
-                .record(&Record::new(peer, "token", Some(name), "locked"));
+                .record(&Record::new(peer, request.op(), Some(name), "locked"));
         }
         return (
             encode::<Empty>(
@@ -171,6 +171,48 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             let result = token(state, peer, query).await;
             (encode(parsed.id, result), After::Continue)
         }
+        Request::Keygen {
+            name,
+            profile,
+            alg,
+            force,
+        } => {
+            let result = state.profiles.keygen(&name, *profile, alg, force).await;
+            if result.is_ok() {
+                state.tokens.forget(&name);
+            }
+            (
+                encode(parsed.id, result.map_err(|e| e.to_body())),
+                After::Continue,
+            )
+        }
+        Request::Jwks { name } => {
+            let result = state.profiles.jwks(&name).await;
+            (
+                encode(parsed.id, result.map_err(|e| e.to_body())),
+                After::Continue,
+            )
+        }
+        Request::DpopProof {
+            name,
+            method,
+            url,
+            nonce,
+            min_ttl,
+            scopes,
+            resources,
+            force,
+        } => {
+            let query = TokenQuery {
+                name,
+                min_ttl: Duration::from_secs(min_ttl.unwrap_or(0)),
+                scopes,
+                resources,
+                force,
+            };
+            let result = dpop_proof(state, peer, query, &method, &url, nonce.as_deref()).await;
+            (encode(parsed.id, result), After::Continue)
+        }
         Request::Show { name } => {
             let result = state
                 .profiles
@@ -192,21 +234,65 @@ async fn token(
     query: TokenQuery,
 ) -> Result<TokenAnswer, ErrorBody> {
     let name = query.name.clone();
-    if let Err(denied) = check_policy(state, peer, &name) {
-        tracing::warn!(profile = %name, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "token request denied by the profile's policy");
+    audited(
+        state,
+        peer,
+        "token",
+        &name,
+        |a: &TokenAnswer| &a.access_token,
+        async { state.tokens.get(query).await },
+    )
+    .await
+}
+
+/// The `dpop_proof` op: like `token` (policy, audit), answered with a proof
+/// and the token it is bound to.
+async fn dpop_proof(
+    state: &AgentState,
+    peer: &Peer,
+    query: TokenQuery,
+    method: &str,
+    url: &str,
+    nonce: Option<&str>,
+) -> Result<DpopAnswer, ErrorBody> {
+    let name = query.name.clone();
+    audited(
+        state,
+        peer,
+        "dpop_proof",
+        &name,
+        |a: &DpopAnswer| &a.access_token,
+        async { state.tokens.dpop_proof(query, method, url, nonce).await },
+    )
+    .await
+}
+
+/// Runs `serve` for an op that hands out a token of profile `name`, if the
+/// profile's caller policy admits the peer, and records the outcome (with
+/// the token's fingerprint) in the audit log.
+async fn audited<T>(
+    state: &AgentState,
+    peer: &Peer,
+    op: &'static str,
+    name: &str,
+    token_of: impl Fn(&T) -> &jwtagent::secret::Secret,
+    serve: impl Future<Output = Result<T, ErrorBody>>,
+) -> Result<T, ErrorBody> {
+    if let Err(denied) = check_policy(state, peer, name) {
+        tracing::warn!(profile = %name, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "request denied by the profile's policy");
         state
             .audit
-            .record(&Record::new(peer, "token", Some(&name), "denied"));
+            .record(&Record::new(peer, op, Some(name), "denied"));
         return Err(denied);
     }
-    let result = state.tokens.get(query).await;
+    let result = serve.await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
     };
-    let mut record = Record::new(peer, "token", Some(&name), outcome);
+    let mut record = Record::new(peer, op, Some(name), outcome);
     if let Ok(answer) = &result {
-        record.fingerprint = Some(crate::oauth::fingerprint(&answer.access_token));
+        record.fingerprint = Some(crate::oauth::fingerprint(token_of(answer)));
     }
     state.audit.record(&record);
     result

@@ -11,6 +11,7 @@ pub mod config_io;
 pub mod connection;
 pub mod handler;
 pub mod harden;
+pub mod jwk;
 pub mod keys;
 pub mod listener;
 pub mod lock;

@@ -5,6 +5,7 @@
 //! returns a token or an error. No error it returns contains a secret, an
 //! assertion or a token.
 
+use crate::jwk::DpopKey;
 use crate::keys::{jwt_alg, parse_private_key};
 use jwtagent::config::{Alg, check_endpoint};
 use jwtagent::secret::Secret;
@@ -35,6 +36,8 @@ pub enum OAuthError {
         description: Option<String>,
         /// `Retry-After` of a 429 or 503 answer.
         retry_after: Option<Duration>,
+        /// `DPoP-Nonce` of the answer (RFC 9449 §8), for `use_dpop_nonce`.
+        dpop_nonce: Option<String>,
     },
     /// The server answered something that is not a valid token or error response.
     #[error("{what} from {host} (HTTP {status}): {excerpt}")]
@@ -79,6 +82,7 @@ pub enum ClientAuth<'a> {
 }
 
 /// The grant a token request uses.
+#[derive(Clone, Copy)]
 pub enum Grant<'a> {
     ClientCredentials,
     /// RFC 6749 §6, with a refresh token the server issued earlier.
@@ -95,6 +99,9 @@ pub struct TokenRequest<'a> {
     pub resources: &'a [String],
     pub audience: Option<&'a str>,
     pub params: &'a BTreeMap<String, String>,
+    /// DPoP (RFC 9449): the key that signs the request's proof, and the
+    /// server's nonce when it asked for one.
+    pub dpop: Option<(&'a DpopKey, Option<String>)>,
 }
 
 /// A successful token response.
@@ -106,6 +113,8 @@ pub struct TokenResponse {
     pub expires_in: Option<u64>,
     pub scope: Option<String>,
     pub refresh_token: Option<Secret>,
+    /// `DPoP-Nonce` of the answer: the nonce to use next time.
+    pub dpop_nonce: Option<String>,
 }
 
 /// An HTTP client for one trust configuration (platform roots plus an optional
@@ -386,6 +395,15 @@ pub async fn fetch_token(
         ser.finish();
     }
     let url = req.token_endpoint;
+    if let Some((key, nonce)) = &req.dpop {
+        let htu = crate::jwk::htu(url.as_str()).map_err(OAuthError::Setup)?;
+        let proof = key
+            .proof("POST", &htu, None, nonce.as_deref())
+            .map_err(OAuthError::Setup)?;
+        let value = reqwest::header::HeaderValue::from_bytes(proof.expose())
+            .map_err(|_| OAuthError::Setup("the DPoP proof is not a header value".into()))?;
+        builder = builder.header("dpop", value);
+    }
     let response = builder
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json")
@@ -401,8 +419,32 @@ pub async fn fetch_token(
             .and_then(|v| parse_retry_after(v, SystemTime::now())),
         _ => None,
     };
+    let dpop_nonce = response
+        .headers()
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (status, bytes) = read_body(url, response).await?;
-    parse_token_response(url, status, retry_after, &bytes)
+    match parse_token_response(url, status, retry_after, &bytes) {
+        Ok(mut ok) => {
+            ok.dpop_nonce = dpop_nonce;
+            Ok(ok)
+        }
+        Err(OAuthError::Idp {
+            status,
+            error,
+            description,
+            retry_after,
+            ..
+        }) => Err(OAuthError::Idp {
+            status,
+            error,
+            description,
+            retry_after,
+            dpop_nonce,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Parses a token endpoint answer: success (RFC 6749 §5.1) or error (§5.2).
@@ -449,6 +491,7 @@ pub fn parse_token_response(
             expires_in,
             scope: ok.scope,
             refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
+            dpop_nonce: None,
         });
     }
     #[derive(Deserialize)]
@@ -462,6 +505,7 @@ pub fn parse_token_response(
             error: e.error,
             description: e.error_description,
             retry_after,
+            dpop_nonce: None,
         }),
         Err(_) => Err(OAuthError::BadResponse {
             host: host_of(url),

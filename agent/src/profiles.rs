@@ -7,10 +7,11 @@
 //! failed `add` leaves the old profile whole.
 
 use crate::config_io::write_atomic;
+use crate::jwk;
 use crate::keys::check_secret;
 use crate::store::{SecretStore, StoreError};
-use jwtagent::config::{AuthMethod, ConfigError, ConfigFile, Profile, validate_name};
-use jwtagent::protocol::{Added, ErrorBody, ErrorCode, ProfileView, Removed};
+use jwtagent::config::{Alg, AuthMethod, ConfigError, ConfigFile, Profile, validate_name};
+use jwtagent::protocol::{Added, ErrorBody, ErrorCode, KeyGenerated, ProfileView, Removed};
 use jwtagent::secret::Secret;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -198,7 +199,8 @@ impl Profiles {
     }
 
     /// Creates or replaces a profile. Validates everything first; then stores
-    /// the secret, then writes the config, undoing the secret if the write fails.
+    /// the secret (and a new DPoP key), then writes the config, putting back
+    /// what was in the keyring before if anything fails.
     pub async fn add(
         &self,
         name: &str,
@@ -208,55 +210,71 @@ impl Profiles {
         let invalid =
             |msg: String| ProfileError::Invalid(format!("cannot add profile {name:?}: {msg}"));
         validate_name(name).map_err(invalid)?;
+        if profile.dpop {
+            profile.dpop_alg.get_or_insert(Alg::ES256);
+        }
         profile.validate().map_err(|e| invalid(format!("{e}")))?;
         check_secret(&mut profile, secret.as_ref()).map_err(invalid)?;
         if let Some(ca) = &profile.ca_file {
             check_ca_file(ca).await.map_err(invalid)?;
         }
+        // A DPoP key of its own for every profile that asks, never exported.
+        let dpop_key = match profile.dpop_alg {
+            Some(alg) if profile.dpop => Some(jwk::generate(alg).map_err(invalid)?),
+            _ => None,
+        };
 
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot add profile {name:?}: {e}")))?;
         let created = !config.profiles.contains_key(name);
 
-        // 1. The secret. Keep the old one to put back if step 2 fails.
-        let old_secret = if created {
-            None
+        // 1. The keyring. Keep what was there to put back if a later step fails.
+        let (old_secret, old_dpop) = if created {
+            (None, None)
         } else {
-            self.store.get(name).await?
+            (
+                self.store.get(name).await?,
+                self.store.get_dpop(name).await?,
+            )
         };
-        let wrote_secret = match &secret {
-            Some(new) => {
+        let wrote_secret = secret.is_some();
+        let result = async {
+            if let Some(new) = &secret {
                 self.store.set(name, new.clone()).await?;
-                true
             }
-            None => false,
-        };
-
-        // 2. The config.
-        config.profiles.insert(name.to_string(), profile.clone());
-        if let Err(e) = self.write(&config).await {
-            if wrote_secret {
-                let undo = match old_secret {
-                    Some(old) => self.store.set(name, old).await,
-                    None => self.store.delete(name).await.map(|_| ()),
-                };
-                if let Err(undo_err) = undo {
-                    tracing::error!(profile = %name, error = %undo_err, "could not restore the previous secret after a failed config write");
-                }
+            if let Some(key) = &dpop_key {
+                self.store.set_dpop(name, key.clone()).await?;
             }
+            // 2. The config.
+            config.profiles.insert(name.to_string(), profile.clone());
+            self.write(&config).await
+        }
+        .await;
+        if let Err(e) = result {
+            self.restore(name, Slot::Secret, wrote_secret, old_secret)
+                .await;
+            self.restore(name, Slot::Dpop, dpop_key.is_some(), old_dpop)
+                .await;
             return Err(e);
         }
 
-        // 3. A profile that no longer uses a secret should not leave one behind.
+        // 3. A profile that no longer uses a secret or DPoP should not leave
+        // one behind.
         if secret.is_none()
             && old_secret.is_some()
             && let Err(e) = self.store.delete(name).await
         {
             tracing::warn!(profile = %name, error = %e, "could not delete the secret the profile no longer uses");
         }
+        if dpop_key.is_none()
+            && old_dpop.is_some()
+            && let Err(e) = self.store.delete_dpop(name).await
+        {
+            tracing::warn!(profile = %name, error = %e, "could not delete the DPoP key the profile no longer uses");
+        }
         self.remember(config);
-        tracing::info!(profile = %name, created, auth = %profile.auth, "profile saved");
+        tracing::info!(profile = %name, created, auth = %profile.auth, dpop = profile.dpop, "profile saved");
         Ok(Added {
             created,
             profile: ProfileView {
@@ -265,6 +283,86 @@ impl Profiles {
                 secret_stored: Some(wrote_secret),
             },
         })
+    }
+
+    /// Puts back what a keyring slot held before a failed `add` (or empties
+    /// it when it held nothing); `wrote` says whether `add` touched it.
+    async fn restore(&self, name: &str, slot: Slot, wrote: bool, old: Option<Secret>) {
+        if !wrote {
+            return;
+        }
+        let undo = match (slot, old) {
+            (Slot::Secret, Some(old)) => self.store.set(name, old).await,
+            (Slot::Secret, None) => self.store.delete(name).await.map(|_| ()),
+            (Slot::Dpop, Some(old)) => self.store.set_dpop(name, old).await,
+            (Slot::Dpop, None) => self.store.delete_dpop(name).await.map(|_| ()),
+        };
+        if let Err(e) = undo {
+            tracing::error!(profile = %name, error = %e, ?slot, "could not restore the keyring after a failed add");
+        }
+    }
+
+    /// `keygen`: generates a private key in the agent, stores it, and creates
+    /// a private_key_jwt profile with it. Answers with the public JWKS to
+    /// register; the private key never leaves the agent. An existing profile is
+    /// replaced only with `force` (its registered key would stop working).
+    pub async fn keygen(
+        &self,
+        name: &str,
+        mut profile: Profile,
+        alg: Alg,
+        force: bool,
+    ) -> Result<KeyGenerated, ProfileError> {
+        let invalid = |msg: String| {
+            ProfileError::Invalid(format!("cannot generate a key for {name:?}: {msg}"))
+        };
+        if !force && self.config()?.profiles.contains_key(name) {
+            return Err(invalid(
+                "the profile exists, and replacing its key breaks the one registered with the authorization server; use --force to replace it, or choose another name".into(),
+            ));
+        }
+        let pem = jwk::generate(alg).map_err(invalid)?;
+        let kid = match profile.kid.take() {
+            Some(kid) => kid,
+            None => jwk::thumbprint(&jwk::public_jwk(&pem).map_err(invalid)?),
+        };
+        let jwks = jwk::jwks(&pem, alg, &kid).map_err(invalid)?;
+        profile.auth = AuthMethod::PrivateKeyJwt;
+        profile.alg = Some(alg);
+        profile.kid = Some(kid);
+        let added = self.add(name, profile, Some(pem)).await?;
+        Ok(KeyGenerated {
+            jwks,
+            profile: added.profile,
+            created: added.created,
+        })
+    }
+
+    /// The public JWKS of a private_key_jwt profile's key.
+    pub async fn jwks(&self, name: &str) -> Result<serde_json::Value, ProfileError> {
+        let profile = self
+            .config()?
+            .profiles
+            .remove(name)
+            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+        if profile.auth != AuthMethod::PrivateKeyJwt {
+            return Err(ProfileError::Invalid(format!(
+                "profile {name:?} uses {}, which has no key pair; `jwtagent keygen` makes a private_key_jwt profile",
+                profile.auth
+            )));
+        }
+        let pem = self.store.get(name).await?.ok_or_else(|| {
+            ProfileError::Invalid(format!(
+                "profile {name:?} has no key in the keyring (it was deleted outside jwtagent); run `jwtagent keygen {name} --force ...` again"
+            ))
+        })?;
+        let fail = |e: String| ProfileError::Invalid(format!("profile {name:?}: {e}"));
+        let public = jwk::public_jwk(&pem).map_err(fail)?;
+        let kid = profile.kid.unwrap_or_else(|| jwk::thumbprint(&public));
+        let alg = profile
+            .alg
+            .ok_or_else(|| fail("the profile has no alg; add it again".into()))?;
+        jwk::jwks(&pem, alg, &kid).map_err(fail)
     }
 
     async fn write(&self, config: &ConfigFile) -> Result<(), ProfileError> {
@@ -288,6 +386,9 @@ impl Profiles {
         self.write(&config).await?;
         self.remember(config);
         tracing::info!(profile = %name, "profile removed");
+        if let Err(e) = self.store.delete_dpop(name).await {
+            tracing::warn!(profile = %name, error = %e, "profile removed but its DPoP key was not");
+        }
         let warning = match self.store.delete(name).await {
             Ok(_) => None,
             Err(e) => {
@@ -300,6 +401,13 @@ impl Profiles {
         };
         Ok(Removed { warning })
     }
+}
+
+/// Which keyring entry of a profile.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Secret,
+    Dpop,
 }
 
 /// The CA file must be readable and hold at least one PEM certificate.

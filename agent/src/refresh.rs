@@ -41,6 +41,8 @@ pub struct Key {
     pub profile: String,
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
+    /// DPoP-bound tokens are cached apart from bearer ones.
+    pub dpop: bool,
 }
 
 /// A token as the fetcher got it.
@@ -585,6 +587,7 @@ mod tests {
             profile: "p".into(),
             scopes: vec![],
             resources: vec![],
+            dpop: false,
         }
     }
 

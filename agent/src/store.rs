@@ -28,6 +28,11 @@ pub fn account(name: &str) -> String {
     format!("profile/{name}")
 }
 
+/// The keyring account holding profile `name`'s DPoP private key.
+pub fn dpop_account(name: &str) -> String {
+    format!("dpop/{name}")
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No backend could be opened; `tried` lists each attempt and its failure.
@@ -201,7 +206,36 @@ impl SecretStore {
 
     /// The secret of profile `name`, or `None` when the keyring has none.
     pub async fn get(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        let (service, account) = (self.service.clone(), account(name));
+        self.get_at(account(name)).await
+    }
+
+    /// Stores (creates or replaces) the secret of profile `name`.
+    pub async fn set(&self, name: &str, secret: Secret) -> Result<(), StoreError> {
+        self.set_at(account(name), secret).await
+    }
+
+    /// Deletes the secret of profile `name`; `false` when there was none.
+    pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete_at(account(name)).await
+    }
+
+    /// The DPoP private key of profile `name`, or `None`.
+    pub async fn get_dpop(&self, name: &str) -> Result<Option<Secret>, StoreError> {
+        self.get_at(dpop_account(name)).await
+    }
+
+    /// Stores (creates or replaces) the DPoP private key of profile `name`.
+    pub async fn set_dpop(&self, name: &str, key: Secret) -> Result<(), StoreError> {
+        self.set_at(dpop_account(name), key).await
+    }
+
+    /// Deletes the DPoP private key of profile `name`; `false` when there was none.
+    pub async fn delete_dpop(&self, name: &str) -> Result<bool, StoreError> {
+        self.delete_at(dpop_account(name)).await
+    }
+
+    async fn get_at(&self, account: String) -> Result<Option<Secret>, StoreError> {
+        let service = self.service.clone();
         self.call(move |o| {
             let entry = o.entry(&service, &account)?;
             match entry.get_secret() {
@@ -213,9 +247,8 @@ impl SecretStore {
         .await
     }
 
-    /// Stores (creates or replaces) the secret of profile `name`.
-    pub async fn set(&self, name: &str, secret: Secret) -> Result<(), StoreError> {
-        let (service, account) = (self.service.clone(), account(name));
+    async fn set_at(&self, account: String, secret: Secret) -> Result<(), StoreError> {
+        let service = self.service.clone();
         self.call(move |o| {
             let entry = o.entry(&service, &account)?;
             entry
@@ -225,9 +258,8 @@ impl SecretStore {
         .await
     }
 
-    /// Deletes the secret of profile `name`; `false` when there was none.
-    pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        let (service, account) = (self.service.clone(), account(name));
+    async fn delete_at(&self, account: String) -> Result<bool, StoreError> {
+        let service = self.service.clone();
         self.call(move |o| {
             let entry = o.entry(&service, &account)?;
             match entry.delete_credential() {

@@ -5,12 +5,13 @@
 //! and its secret afresh each time); [`Tokens`] is what the request handler
 //! talks to: it maps a `token` op to a key and asks the refresher.
 
+use crate::jwk::{self, DpopKey};
 use crate::oauth::{self, ClientAuth, Grant, Metadata, OAuthError, TokenRequest};
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, KeyStatus, Refresher};
 use crate::store::StoreError;
-use jwtagent::config::{AssertionAud, AuthMethod};
-use jwtagent::protocol::{ErrorBody, ErrorCode, IdpDetail, TokenAnswer};
+use jwtagent::config::{Alg, AssertionAud, AuthMethod};
+use jwtagent::protocol::{DpopAnswer, ErrorBody, ErrorCode, IdpDetail, TokenAnswer};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,15 +43,23 @@ pub enum TokenError {
         "profile {0:?} has no secret in the keyring (it was deleted outside jwtagent, or the keyring was reset); add the profile again"
     )]
     SecretMissing(String),
+    #[error(
+        "profile {0:?} has no DPoP key in the keyring (it was deleted outside jwtagent, or the keyring was reset); add the profile again to make a new one"
+    )]
+    DpopKeyMissing(String),
+    /// A `dpop_proof` request that cannot be served as asked.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl TokenError {
     pub fn to_body(&self) -> ErrorBody {
         match self {
             TokenError::Profile(e) => e.to_body(),
-            TokenError::Store(_) | TokenError::SecretMissing(_) => {
+            TokenError::Store(_) | TokenError::SecretMissing(_) | TokenError::DpopKeyMissing(_) => {
                 ErrorBody::new(ErrorCode::Store, self.to_string())
             }
+            TokenError::Invalid(_) => ErrorBody::new(ErrorCode::BadRequest, self.to_string()),
             TokenError::OAuth { source, .. } => {
                 let code = match source {
                     OAuthError::Network { .. } => ErrorCode::Network,
@@ -92,7 +101,13 @@ impl TokenError {
             } => *retry_after,
             _ => None,
         };
-        let permanent = matches!(self, TokenError::Profile(_) | TokenError::SecretMissing(_));
+        let permanent = matches!(
+            self,
+            TokenError::Profile(_)
+                | TokenError::SecretMissing(_)
+                | TokenError::DpopKeyMissing(_)
+                | TokenError::Invalid(_)
+        );
         FetchError {
             body: self.to_body(),
             retry_after,
@@ -104,20 +119,135 @@ impl TokenError {
 /// Discovered metadata by (issuer, CA file), with when it was fetched.
 type MetadataCache = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
 
+/// DPoP keys read from the keyring, by profile: proofs are made per resource
+/// request, and a keyring round trip each time would be too slow. Dropped
+/// with the profile's tokens (`add`, `remove`, `lock`).
+pub struct DpopKeys {
+    profiles: Arc<Profiles>,
+    held: Mutex<HeldKeys>,
+}
+
+#[derive(Default)]
+struct HeldKeys {
+    keys: HashMap<String, (Alg, Arc<DpopKey>)>,
+    /// Bumped by every forget: a key read from the keyring before one is
+    /// used, but not kept.
+    epoch: u64,
+}
+
+impl DpopKeys {
+    fn new(profiles: Arc<Profiles>) -> DpopKeys {
+        DpopKeys {
+            profiles,
+            held: Mutex::new(HeldKeys::default()),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HeldKeys> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn get(&self, name: &str, alg: Alg) -> Result<Arc<DpopKey>, TokenError> {
+        let epoch = {
+            let held = self.held();
+            if let Some((held_alg, key)) = held.keys.get(name)
+                && *held_alg == alg
+            {
+                return Ok(key.clone());
+            }
+            held.epoch
+        };
+        let pem = self
+            .profiles
+            .store()
+            .get_dpop(name)
+            .await?
+            .ok_or_else(|| TokenError::DpopKeyMissing(name.to_string()))?;
+        let key = Arc::new(DpopKey::from_pem(&pem, alg).map_err(|e| TokenError::OAuth {
+            name: name.to_string(),
+            source: OAuthError::Setup(format!("the stored DPoP key cannot be used: {e}")),
+        })?);
+        tracing::debug!(profile = %name, jkt = %key.thumbprint(), "DPoP key loaded");
+        let mut held = self.held();
+        if held.epoch == epoch {
+            held.keys.insert(name.to_string(), (alg, key.clone()));
+        }
+        Ok(key)
+    }
+
+    fn forget(&self, name: Option<&str>) {
+        let mut held = self.held();
+        held.epoch += 1;
+        match name {
+            Some(name) => {
+                held.keys.remove(name);
+            }
+            None => held.keys.clear(),
+        }
+    }
+}
+
 /// Fetches tokens for the refresher: reads the profile and its secret, finds
 /// the token endpoint, and runs the grant.
 pub struct AgentFetcher {
     profiles: Arc<Profiles>,
     http: Mutex<HashMap<Option<PathBuf>, reqwest::Client>>,
     metadata: tokio::sync::Mutex<MetadataCache>,
+    dpop: Arc<DpopKeys>,
+    /// The last `DPoP-Nonce` of each authorization server, by origin.
+    nonces: Mutex<HashMap<String, String>>,
 }
 
 impl AgentFetcher {
-    pub fn new(profiles: Arc<Profiles>) -> AgentFetcher {
+    pub fn new(profiles: Arc<Profiles>, dpop: Arc<DpopKeys>) -> AgentFetcher {
         AgentFetcher {
             profiles,
             http: Mutex::new(HashMap::new()),
             metadata: tokio::sync::Mutex::new(HashMap::new()),
+            dpop,
+            nonces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn nonces(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.nonces.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a token request. With DPoP, the server's last nonce goes along,
+    /// and a `use_dpop_nonce` answer is retried once with the nonce it
+    /// carries (a new proof and a new client assertion: the server may have
+    /// consumed the first one's `jti`).
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        mut req: TokenRequest<'_>,
+    ) -> Result<oauth::TokenResponse, OAuthError> {
+        let origin = req.token_endpoint.origin().ascii_serialization();
+        if let Some((_, nonce)) = &mut req.dpop {
+            *nonce = self.nonces().get(&origin).cloned();
+        }
+        let mut retried = false;
+        loop {
+            let result = oauth::fetch_token(http, &req).await;
+            let (Some((_, nonce)), Some(fresh)) = (
+                &mut req.dpop,
+                match &result {
+                    Ok(ok) => ok.dpop_nonce.clone(),
+                    Err(OAuthError::Idp { dpop_nonce, .. }) => dpop_nonce.clone(),
+                    Err(_) => None,
+                },
+            ) else {
+                return result;
+            };
+            self.nonces().insert(origin.clone(), fresh.clone());
+            match &result {
+                Err(OAuthError::Idp { error, .. }) if error == "use_dpop_nonce" && !retried => {
+                    tracing::debug!(server = %origin, "authorization server asked for a DPoP nonce; retrying with it");
+                    retried = true;
+                    *nonce = Some(fresh);
+                }
+                _ => return result,
+            }
         }
     }
 
@@ -232,8 +362,17 @@ impl AgentFetcher {
                 (_, None) => return Err(TokenError::SecretMissing(name.clone())),
             })
         };
+        let dpop_key = match (profile.dpop, profile.dpop_alg) {
+            (true, alg) => Some(
+                self.dpop
+                    .get(name, alg.unwrap_or(jwtagent::config::Alg::ES256))
+                    .await?,
+            ),
+            (false, _) => None,
+        };
         let request = |grant| -> Result<TokenRequest<'_>, TokenError> {
             Ok(TokenRequest {
+                dpop: dpop_key.as_deref().map(|key| (key, None)),
                 grant,
                 token_endpoint: &token_endpoint,
                 client_id: &profile.client_id,
@@ -248,7 +387,7 @@ impl AgentFetcher {
         // the client_credentials grant (a new assertion each time).
         let mut response = None;
         if let Some(rt) = refresh_token.as_ref() {
-            match oauth::fetch_token(&http, &request(Grant::RefreshToken(rt))?).await {
+            match self.send(&http, request(Grant::RefreshToken(rt))?).await {
                 Ok(r) => response = Some((r, true)),
                 Err(e @ OAuthError::Idp { .. }) => {
                     tracing::info!(profile = %name, error = %e, "refresh token refused; using client_credentials");
@@ -259,7 +398,7 @@ impl AgentFetcher {
         let (response, refreshed) = match response {
             Some(r) => r,
             None => (
-                oauth::fetch_token(&http, &request(Grant::ClientCredentials)?)
+                self.send(&http, request(Grant::ClientCredentials)?)
                     .await
                     .map_err(oauth_err)?,
                 false,
@@ -305,24 +444,30 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 pub struct Tokens {
     profiles: Arc<Profiles>,
     refresher: Arc<Refresher<AgentFetcher>>,
+    dpop: Arc<DpopKeys>,
 }
 
 impl Tokens {
     pub fn new(profiles: Arc<Profiles>) -> Tokens {
+        let dpop = Arc::new(DpopKeys::new(profiles.clone()));
         Tokens {
-            refresher: Refresher::new(AgentFetcher::new(profiles.clone())),
+            refresher: Refresher::new(AgentFetcher::new(profiles.clone(), dpop.clone())),
             profiles,
+            dpop,
         }
     }
 
-    /// Drops every cached token of `profile` (after `remove` or a replacing `add`).
+    /// Drops every cached token of `profile`, and its DPoP key (after
+    /// `remove` or a replacing `add`).
     pub fn forget(&self, profile: &str) {
         self.refresher.forget(profile);
+        self.dpop.forget(Some(profile));
     }
 
-    /// Drops every cached token.
+    /// Drops every cached token and DPoP key.
     pub fn clear(&self) {
         self.refresher.clear();
+        self.dpop.forget(None);
     }
 
     /// Every cached key's state.
@@ -344,6 +489,7 @@ impl Tokens {
             profile: query.name.clone(),
             scopes: sorted(query.scopes.unwrap_or_else(|| profile.scopes.clone())),
             resources: sorted(query.resources.unwrap_or_else(|| profile.resources.clone())),
+            dpop: profile.dpop,
         };
         let served = self.refresher.get(&key, query.min_ttl, query.force).await?;
         Ok(TokenAnswer {
@@ -351,6 +497,49 @@ impl Tokens {
             token_type: served.token_type,
             expires_at: served.expires_at,
             scope: served.scope,
+        })
+    }
+}
+
+impl Tokens {
+    /// A DPoP proof for one resource request (`dpop_proof`), with the token
+    /// it is bound to: the profile's current token (fetched or refreshed as
+    /// for `token`) and a proof over `method`, `url` and the token's hash.
+    pub async fn dpop_proof(
+        &self,
+        query: TokenQuery,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+    ) -> Result<DpopAnswer, ErrorBody> {
+        let name = query.name.clone();
+        let invalid = |msg: String| TokenError::Invalid(msg).to_body();
+        let config = self
+            .profiles
+            .current_fast()
+            .map_err(|e| ProfileError::Config(e.to_string()).to_body())?;
+        let profile = config
+            .profiles
+            .get(&name)
+            .ok_or_else(|| ProfileError::Unknown(name.clone()).to_body())?;
+        if !profile.dpop {
+            return Err(invalid(format!(
+                "profile {name:?} does not use DPoP, so its tokens need no proof; add it again with --dpop to bind its tokens to a key"
+            )));
+        }
+        let alg = profile.dpop_alg.unwrap_or(Alg::ES256);
+        let htm = jwk::htm(method).map_err(invalid)?;
+        let htu = jwk::htu(url).map_err(invalid)?;
+        let answer = self.get(query).await?;
+        let key = self.dpop.get(&name, alg).await.map_err(|e| e.to_body())?;
+        let proof = key
+            .proof(&htm, &htu, Some(&answer.access_token), nonce)
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e))?;
+        Ok(DpopAnswer {
+            proof,
+            access_token: answer.access_token,
+            token_type: answer.token_type,
+            expires_at: answer.expires_at,
         })
     }
 }

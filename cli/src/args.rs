@@ -108,7 +108,32 @@ pub enum Command {
         json: bool,
     },
     /// Print an `Authorization: Bearer <token>` header for a profile
-    Header(TokenArgs),
+    ///
+    /// For a DPoP profile, give the request's --url (and --method): it prints
+    /// `Authorization: DPoP <token>` and a `DPoP: <proof>` header for that request.
+    Header {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[command(flatten)]
+        proof: ProofArgs,
+    },
+    /// Print a DPoP proof for one request with a DPoP profile's token
+    ///
+    /// Send it as the request's `DPoP` header, with `Authorization: DPoP <token>`
+    /// (`jwtagent header NAME --url URL` prints both). The key never leaves the agent.
+    Dpop {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[command(flatten)]
+        proof: ProofArgs,
+    },
+    /// Generate a key pair in the agent and create a private_key_jwt profile with it
+    ///
+    /// Prints the public JWKS to register with the authorization server. The
+    /// private key stays in the keyring; no command prints or exports it.
+    Keygen(Box<KeygenArgs>),
+    /// Print the public JWKS of a private_key_jwt profile's key
+    Jwks { name: String },
     /// Run a command with a profile's token in its environment
     ///
     /// The command replaces jwtagent (its exit status and signals are its own);
@@ -200,12 +225,10 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     jwtagent::duration::parse_duration(s)
 }
 
+/// The settings of a profile that `add` and `keygen` share.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("endpoint").required(true).args(["issuer", "token_url"])))]
-#[command(group(ArgGroup::new("secret_source").args(["secret_stdin", "secret_file", "key_file"])))]
-pub struct AddArgs {
-    /// Profile name (letters, digits, '.', '_', '-')
-    pub name: String,
+pub struct ProfileArgs {
     /// Issuer URL; the token endpoint is discovered from its metadata
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
@@ -215,12 +238,6 @@ pub struct AddArgs {
     /// OAuth client id
     #[arg(long)]
     pub client_id: String,
-    /// Client authentication [default: private_key_jwt with --key-file, else client_secret_basic]
-    #[arg(long, value_name = "METHOD", value_parser = parse_from_str::<AuthMethod>)]
-    pub auth: Option<AuthMethod>,
-    /// Assertion signing algorithm [default: HS256 for client_secret_jwt, from the key for private_key_jwt]
-    #[arg(long, value_parser = parse_from_str::<Alg>)]
-    pub alg: Option<Alg>,
     /// `kid` header of client assertions
     #[arg(long)]
     pub kid: Option<String>,
@@ -248,6 +265,27 @@ pub struct AddArgs {
     /// Only this executable may get the profile's tokens (repeatable; default: any process of yours)
     #[arg(long = "allow-exe", value_name = "PATH")]
     pub allow_exe: Vec<PathBuf>,
+    /// Bind tokens to a key the agent generates and keeps (DPoP, RFC 9449)
+    #[arg(long)]
+    pub dpop: bool,
+    /// The DPoP key's algorithm: ES256, ES384, EdDSA or RS256 [default: ES256]
+    #[arg(long, value_name = "ALG", requires = "dpop", value_parser = parse_generated_alg)]
+    pub dpop_alg: Option<Alg>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("secret_source").args(["secret_stdin", "secret_file", "key_file"])))]
+pub struct AddArgs {
+    /// Profile name (letters, digits, '.', '_', '-')
+    pub name: String,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Client authentication [default: private_key_jwt with --key-file, else client_secret_basic]
+    #[arg(long, value_name = "METHOD", value_parser = parse_from_str::<AuthMethod>)]
+    pub auth: Option<AuthMethod>,
+    /// Assertion signing algorithm [default: HS256 for client_secret_jwt, from the key for private_key_jwt]
+    #[arg(long, value_parser = parse_from_str::<Alg>)]
+    pub alg: Option<Alg>,
     /// Read the client secret from standard input
     #[arg(long)]
     pub secret_stdin: bool,
@@ -257,6 +295,45 @@ pub struct AddArgs {
     /// Read the private key (PEM) from a file, for private_key_jwt
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Profile name (letters, digits, '.', '_', '-')
+    pub name: String,
+    /// Key algorithm: ES256, ES384, EdDSA or RS256 (RSA 2048)
+    #[arg(long, value_name = "ALG", value_parser = parse_generated_alg)]
+    pub alg: Alg,
+    /// Replace an existing profile and its key (the old key stops working)
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+}
+
+/// For a DPoP-bound request: what the proof covers.
+#[derive(Debug, Args)]
+pub struct ProofArgs {
+    /// HTTP method of the request the proof is for
+    #[arg(long, value_name = "METHOD", default_value = "GET")]
+    pub method: String,
+    /// URL of the request the proof is for (query and fragment are not covered)
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A nonce the resource server asked for in its DPoP-Nonce header
+    #[arg(long, value_name = "NONCE")]
+    pub nonce: Option<String>,
+}
+
+fn parse_generated_alg(s: &str) -> Result<Alg, String> {
+    let alg: Alg = s.parse()?;
+    if jwtagent::config::GENERATED_ALGS.contains(&alg) {
+        Ok(alg)
+    } else {
+        Err(format!(
+            "jwtagent generates ES256, ES384, EdDSA or RS256 keys, not {alg}"
+        ))
+    }
 }
 
 fn parse_from_str<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {

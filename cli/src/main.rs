@@ -46,7 +46,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Show { name, json } => commands::profiles::show(&socket, &name, json),
         Command::Remove { name } => commands::profiles::remove(&socket, &name),
         Command::Token { token, json } => commands::token::token(&socket, &token, json),
-        Command::Header(args) => commands::token::header(&socket, &args),
+        Command::Header { token, proof } => commands::token::header(&socket, &token, &proof),
+        Command::Dpop { token, proof } => commands::token::dpop_proof(&socket, &token, &proof),
+        Command::Keygen(args) => commands::profiles::keygen(&socket, *args),
+        Command::Jwks { name } => commands::profiles::jwks(&socket, &name),
         Command::Exec {
             token,
             var,

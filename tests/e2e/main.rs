@@ -4,6 +4,7 @@
 
 mod common;
 mod docs;
+mod dpop;
 mod integrations;
 mod leaks;
 mod lifecycle;

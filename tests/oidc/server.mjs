@@ -3,13 +3,19 @@
 //
 //   node server.mjs CONFIG.json
 //
-// CONFIG.json: {"ttl": seconds, "port"?: number, "clients": [{client_id, auth, secret?, alg?, public_key_pem?}]}
+// CONFIG.json: {"ttl": seconds, "port"?: number, "dpop_require_nonce"?: bool,
+//               "clients": [{client_id, auth, secret?, alg?, public_key_pem?}]}
+// DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
+// server nonce. Open dynamic registration (RFC 7591) at /reg takes the
+// client_id the request names, so a test can register the JWKS that
+// `jwtagent keygen` printed for the client id it gave.
 // Listens on a free loopback port, prints "READY <issuer>" on stdout, then one JSON
 // line per token request: {"event":"token"|"error", client_id, auth_method,
 // assertion?, error?, description?}. The assertion is logged only so that tests
 // can verify it independently; it is single-use and this server is a test server.
 
 import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
 import { importSPKI, exportJWK } from 'jose';
@@ -56,6 +62,7 @@ const provider = new Provider(issuer, {
       'PS256', 'PS384', 'PS512',
       'ES256', 'ES384', 'Ed25519', 'EdDSA',
     ],
+    dPoPSigningAlgValues: ['ES256', 'ES384', 'RS256', 'PS256', 'Ed25519', 'EdDSA'],
   },
   scopes: ['api:read', 'api:write'],
   ttl: { ClientCredentials: config.ttl ?? 600 },
@@ -63,6 +70,15 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => Boolean(config.dpop_require_nonce),
+    },
+    registration: {
+      enabled: true,
+      idFactory: (ctx) => ctx.oidc.body.client_id,
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined,
@@ -84,6 +100,8 @@ provider.on('grant.success', (ctx) => {
     auth_method: ctx.oidc.client?.clientAuthMethod,
     assertion: ctx.oidc.body?.client_assertion,
     resource: ctx.oidc.body?.resource,
+    token_type: ctx.body?.token_type,
+    dpop: Boolean(ctx.get('DPoP')),
   });
 });
 provider.on('grant.error', (ctx, error) => {

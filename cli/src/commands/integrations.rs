@@ -34,7 +34,7 @@ pub fn exec(
         return Err(CliError::Usage("no command given after --".into()));
     };
     let answer = fetch(socket, args)?;
-    let token = text(&answer)?;
+    let token = text(&answer.access_token)?;
     let error = std::process::Command::new(program)
         .args(rest)
         .env(var, token)
@@ -55,7 +55,7 @@ pub fn exec(
 pub fn kubectl(socket: &SocketPath, args: &TokenArgs) -> Result<(), CliError> {
     let answer = fetch(socket, args)?;
     let mut status = serde_json::Map::new();
-    status.insert("token".into(), text(&answer)?.into());
+    status.insert("token".into(), text(&answer.access_token)?.into());
     if let Some(at) = answer.expires_at {
         status.insert(
             "expirationTimestamp".into(),
@@ -103,7 +103,7 @@ pub fn git_credential(
         }
     }
     let answer = fetch(socket, args)?;
-    let token = text(&answer)?;
+    let token = text(&answer.access_token)?;
     if token.contains('\n') || token.contains('\0') {
         return Err(anyhow!("the token contains a newline or NUL; git cannot take it").into());
     }

@@ -1,13 +1,13 @@
 //! `jwtagent add`, `list`, `show`, `remove`: profile management through the agent.
 
-use crate::args::AddArgs;
+use crate::args::{AddArgs, KeygenArgs, ProfileArgs};
 use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
 use anyhow::Context;
-use jwtagent::config::{AuthMethod, Profile};
+use jwtagent::config::{Alg, AuthMethod, Profile};
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::{Added, ProfileList, ProfileView, Removed, Request, Shown};
+use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Request, Shown};
 use jwtagent::secret::Secret;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Read};
@@ -16,12 +16,13 @@ use std::path::Path;
 /// Longest secret or key file read (a 16384-bit RSA PEM is ~13 KB).
 const MAX_SECRET: u64 = 1024 * 1024;
 
-pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
-    let auth = args.auth.unwrap_or(if args.key_file.is_some() {
-        AuthMethod::PrivateKeyJwt
-    } else {
-        AuthMethod::ClientSecretBasic
-    });
+/// The profile `args` describe, checked as far as can be without the agent.
+fn profile_from(
+    name: &str,
+    args: &ProfileArgs,
+    auth: AuthMethod,
+    alg: Option<Alg>,
+) -> Result<Profile, CliError> {
     let ca_file = match &args.ca_file {
         Some(path) => Some(
             std::path::absolute(path)
@@ -34,7 +35,7 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
         token_url: args.token_url.clone(),
         client_id: args.client_id.clone(),
         auth,
-        alg: args.alg,
+        alg,
         kid: args.kid.clone(),
         assertion_aud: args.assertion_aud.clone(),
         scopes: args.scopes.clone(),
@@ -48,12 +49,25 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
             .iter()
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
             .collect(),
+        dpop: args.dpop,
+        dpop_alg: args.dpop_alg,
     };
     // Check what needs no agent first, so a typo does not cost a prompt.
     profile
         .validate()
-        .map_err(|e| CliError::Usage(format!("cannot add profile {:?}: {e}", args.name)))?;
-    jwtagent::config::validate_name(&args.name).map_err(CliError::Usage)?;
+        .map_err(|e| CliError::Usage(format!("cannot add profile {name:?}: {e}")))?;
+    jwtagent::config::validate_name(name).map_err(CliError::Usage)?;
+    Ok(profile)
+}
+
+pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
+    let auth = args.auth.unwrap_or(if args.key_file.is_some() {
+        AuthMethod::PrivateKeyJwt
+    } else {
+        AuthMethod::ClientSecretBasic
+    });
+    let profile = profile_from(&args.name, &args.profile, auth, args.alg)?;
+    // Check what needs no agent first, so a typo does not cost a prompt.
     let secret = read_secret(&args, auth)?;
 
     let (mut client, _) = connect::connect_or_autostart(socket)?;
@@ -76,10 +90,57 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
         .alg
         .map(|a| format!(", {a}"))
         .unwrap_or_default();
+    let dpop = match added.profile.profile.dpop_alg {
+        Some(alg) if added.profile.profile.dpop => {
+            format!("; tokens DPoP-bound to a new {alg} key")
+        }
+        _ => String::new(),
+    };
     output::print(&format!(
-        "{verb} profile {} ({auth}{alg}; {secret_note}).\n",
+        "{verb} profile {} ({auth}{alg}; {secret_note}{dpop}).\n",
         args.name
     ))
+}
+
+/// `keygen`: the agent makes the key; this prints the public JWKS to register.
+pub fn keygen(socket: &SocketPath, args: KeygenArgs) -> Result<(), CliError> {
+    let profile = profile_from(
+        &args.name,
+        &args.profile,
+        AuthMethod::PrivateKeyJwt,
+        Some(args.alg),
+    )?;
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let generated: KeyGenerated = client
+        .call(&Request::Keygen {
+            name: args.name.clone(),
+            profile: Box::new(profile),
+            alg: args.alg,
+            force: args.force,
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    let verb = if generated.created {
+        "Added"
+    } else {
+        "Replaced"
+    };
+    let kid = generated.profile.profile.kid.as_deref().unwrap_or("-");
+    eprintln!(
+        "{verb} profile {} (private_key_jwt, {}, kid {kid}); the private key is in the keyring and never leaves the agent.\nRegister this JWKS for client {:?} with the authorization server (`jwtagent jwks {}` prints it again):",
+        args.name, args.alg, generated.profile.profile.client_id, args.name
+    );
+    print_json(&generated.jwks)
+}
+
+/// `jwks`: a private_key_jwt profile's public key, as a JWKS.
+pub fn jwks(socket: &SocketPath, name: &str) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let jwks: serde_json::Value = client
+        .call(&Request::Jwks {
+            name: name.to_string(),
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    print_json(&jwks)
 }
 
 /// Reads the secret from the one source given, or prompts for it. Never from
@@ -277,6 +338,10 @@ fn render(view: &ProfileView) -> String {
     }
     for exe in &p.allow_exe {
         lines.push(("allow_exe", exe.display().to_string()));
+    }
+    if p.dpop {
+        let alg = p.dpop_alg.map(|a| a.to_string()).unwrap_or_default();
+        lines.push(("dpop", format!("yes ({alg} key in the keyring)")));
     }
     lines.push((
         "secret",

@@ -1,11 +1,13 @@
-//! `jwtagent token` and `jwtagent header`: a token from the agent, on stdout.
+//! `jwtagent token`, `header` and `dpop`: a token (or a DPoP proof) from the
+//! agent, on stdout.
 
-use crate::args::TokenArgs;
+use crate::args::{ProofArgs, TokenArgs};
 use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::{Request, TokenAnswer};
+use jwtagent::protocol::{DpopAnswer, Request, TokenAnswer};
+use jwtagent::secret::Secret;
 
 /// Asks the agent for a token as `args` say.
 pub fn fetch(socket: &SocketPath, args: &TokenArgs) -> Result<TokenAnswer, CliError> {
@@ -21,8 +23,8 @@ pub fn fetch(socket: &SocketPath, args: &TokenArgs) -> Result<TokenAnswer, CliEr
         .map_err(|e| CliError::from_client(e, START_HINT))
 }
 
-pub fn text(answer: &TokenAnswer) -> Result<&str, CliError> {
-    std::str::from_utf8(answer.access_token.expose())
+pub fn text(secret: &Secret) -> Result<&str, CliError> {
+    std::str::from_utf8(secret.expose())
         .map_err(|_| CliError::Other(anyhow::anyhow!("the agent sent a token that is not text")))
 }
 
@@ -33,16 +35,60 @@ pub fn token(socket: &SocketPath, args: &TokenArgs, json: bool) -> Result<(), Cl
         json.push('\n');
         return output::print_secret(json);
     }
-    output::print_secret(format!("{}\n", text(&answer)?))
+    output::print_secret(format!("{}\n", text(&answer.access_token)?))
 }
 
-pub fn header(socket: &SocketPath, args: &TokenArgs) -> Result<(), CliError> {
+/// `header`: `Authorization` for the profile's token; for a DPoP profile,
+/// with a `DPoP` proof header for the request `proof` names.
+pub fn header(socket: &SocketPath, args: &TokenArgs, proof: &ProofArgs) -> Result<(), CliError> {
+    if proof.url.is_some() {
+        let answer = dpop(socket, args, proof)?;
+        return output::print_secret(format!(
+            "Authorization: DPoP {}\nDPoP: {}\n",
+            text(&answer.access_token)?,
+            text(&answer.proof)?
+        ));
+    }
     let answer = fetch(socket, args)?;
+    if answer.token_type.eq_ignore_ascii_case("dpop") {
+        return Err(CliError::Usage(format!(
+            "profile {:?} has DPoP-bound tokens, which need a proof per request: give the request's --url (and --method, default GET)",
+            args.name
+        )));
+    }
     // RFC 6750 names the scheme "Bearer" whatever case the server used.
-    let scheme = if answer.token_type.eq_ignore_ascii_case("dpop") {
-        "DPoP"
-    } else {
-        "Bearer"
-    };
-    output::print_secret(format!("Authorization: {scheme} {}\n", text(&answer)?))
+    output::print_secret(format!(
+        "Authorization: Bearer {}\n",
+        text(&answer.access_token)?
+    ))
+}
+
+/// Asks the agent for a DPoP proof for the request `proof` names.
+fn dpop(socket: &SocketPath, args: &TokenArgs, proof: &ProofArgs) -> Result<DpopAnswer, CliError> {
+    let url = proof.url.clone().ok_or_else(|| {
+        CliError::Usage("a DPoP proof is for one request: give its --url (and --method)".into())
+    })?;
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    client
+        .call(&Request::DpopProof {
+            name: args.name.clone(),
+            method: proof.method.clone(),
+            url,
+            nonce: proof.nonce.clone(),
+            min_ttl: args.min_ttl.map(|d| d.as_secs()),
+            scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
+            resources: (!args.resources.is_empty()).then(|| args.resources.clone()),
+            force: args.force,
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))
+}
+
+/// `dpop`: a proof for one request, on stdout.
+pub fn dpop_proof(
+    socket: &SocketPath,
+    args: &TokenArgs,
+    proof: &ProofArgs,
+) -> Result<(), CliError> {
+    let answer = dpop(socket, args, proof)?;
+    output::print_secret(format!("{}\n", text(&answer.proof)?))
 }
