@@ -423,6 +423,17 @@ fn dpop_tokens_are_bound_to_the_agents_key_and_proofs_verify_independently() {
         let out = env.run(&["header", name]);
         assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
         assert!(stderr_of(&out).contains("--url"), "{}", stderr_of(&out));
+        // kubectl and git would send the bound token as Bearer: refused.
+        let out = env.run(&["kubectl", name]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+        assert!(stderr_of(&out).contains("DPoP"), "{}", stderr_of(&out));
+        assert!(out.stdout.is_empty());
+        let out = env.run_with_stdin(
+            &["git-credential", name, "get"],
+            b"protocol=https\nhost=git.example\n\n",
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+        assert!(out.stdout.is_empty());
 
         let pem = keyutils_lookup(&env.keyring_service, &format!("dpop/{name}"))
             .expect("the DPoP key is in the keyring");

@@ -8,6 +8,7 @@ use crate::output;
 use anyhow::{Context, anyhow};
 use clap::CommandFactory;
 use jwtagent::paths::SocketPath;
+use jwtagent::protocol::TokenAnswer;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -51,9 +52,21 @@ pub fn exec(
     })
 }
 
+/// kubectl and git send what they get as a Bearer token and cannot add a
+/// DPoP proof to each request: a DPoP-bound token would only be refused.
+fn bearer_only(answer: TokenAnswer, args: &TokenArgs, tool: &str) -> Result<TokenAnswer, CliError> {
+    if answer.token_type.eq_ignore_ascii_case("dpop") {
+        return Err(CliError::Usage(format!(
+            "profile {:?} has DPoP-bound tokens, which {tool} cannot use (it sends no DPoP proofs); use a profile without --dpop",
+            args.name
+        )));
+    }
+    Ok(answer)
+}
+
 /// A kubectl `ExecCredential` (client.authentication.k8s.io/v1).
 pub fn kubectl(socket: &SocketPath, args: &TokenArgs) -> Result<(), CliError> {
-    let answer = fetch(socket, args)?;
+    let answer = bearer_only(fetch(socket, args)?, args, "kubectl")?;
     let mut status = serde_json::Map::new();
     status.insert("token".into(), text(&answer.access_token)?.into());
     if let Some(at) = answer.expires_at {
@@ -102,7 +115,7 @@ pub fn git_credential(
             bearer = true;
         }
     }
-    let answer = fetch(socket, args)?;
+    let answer = bearer_only(fetch(socket, args)?, args, "git")?;
     let token = text(&answer.access_token)?;
     if token.contains('\n') || token.contains('\0') {
         return Err(anyhow!("the token contains a newline or NUL; git cannot take it").into());
