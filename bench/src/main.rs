@@ -339,6 +339,28 @@ fn main() -> Result<()> {
         }
     }
     cli.sort();
+    // Where that time goes: the same harness running a process that does
+    // nothing (the machine's floor), and jwtagent doing no request.
+    let mut floor = Vec::new();
+    let mut version = Vec::new();
+    for _ in 0..300 {
+        for (program, args, into) in [
+            (Path::new("/bin/true"), &[][..], &mut floor),
+            (env.bin.as_path(), &["--version"][..], &mut version),
+        ] {
+            let t = Instant::now();
+            let out = Command::new(program)
+                .args(args)
+                .stdout(Stdio::piped())
+                .output()?;
+            into.push(t.elapsed());
+            if !out.status.success() {
+                bail!("{} failed", program.display());
+            }
+        }
+    }
+    floor.sort();
+    version.sort();
     let fetches = served.load(Ordering::SeqCst);
 
     // The same loop straight at the token endpoint (what each script would do
@@ -405,6 +427,11 @@ fn main() -> Result<()> {
         "| `jwtagent token NAME` as a process, cached, 300 runs | median {}, p95 {} | median ≤ 1 ms |",
         ms(percentile(&cli, 0.5)),
         ms(percentile(&cli, 0.95))
+    ));
+    line(format!(
+        "| for comparison: `/bin/true` / `jwtagent --version` as a process, 300 runs each | median {} / {} | |",
+        ms(percentile(&floor, 0.5)),
+        ms(percentile(&version, 0.5))
     ));
     line(format!(
         "| agent RSS: empty / 100 profiles with tokens / after the runs above and {million} more requests / after another {million} | {:.1} / {:.1} / {:.1} / {:.1} MiB | ≤ 15 MiB, flat |",
