@@ -363,11 +363,7 @@ impl AgentFetcher {
             })
         };
         let dpop_key = match (profile.dpop, profile.dpop_alg) {
-            (true, alg) => Some(
-                self.dpop
-                    .get(name, alg.unwrap_or(jwtagent::config::Alg::ES256))
-                    .await?,
-            ),
+            (true, alg) => Some(self.dpop.get(name, alg.unwrap_or(Alg::ES256)).await?),
             (false, _) => None,
         };
         let request = |grant| -> Result<TokenRequest<'_>, TokenError> {
