@@ -154,8 +154,11 @@ async fn handle_connection(
     shutdown: &CancellationToken,
 ) {
     let (read_half, mut writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(8 * 1024, read_half);
-    let mut line = Vec::with_capacity(1024);
+    // Requests are a few hundred bytes (an `add` with a PEM key a few KiB);
+    // small buffers keep 1,000 idle connections cheap, and `line` grows for
+    // the rare long one (up to MAX_LINE).
+    let mut reader = BufReader::with_capacity(2 * 1024, read_half);
+    let mut line = Vec::with_capacity(512);
     loop {
         let frame = tokio::select! {
             biased;
