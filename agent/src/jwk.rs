@@ -124,28 +124,47 @@ pub fn public_jwk(pem: &Secret) -> Result<Map<String, Value>, String> {
             if point.len() != 1 + 2 * len || point[0] != 4 {
                 return Err("the EC public key has an unexpected encoding".into());
             }
-            json!({"crv": crv, "kty": "EC", "x": b64url(&point[1..=len]), "y": b64url(&point[1 + len..])})
+            members([
+                ("crv", crv.into()),
+                ("kty", "EC".into()),
+                ("x", b64url(&point[1..=len])),
+                ("y", b64url(&point[1 + len..])),
+            ])
         }
         KeyKind::Ed25519 => {
             let key = sig::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(rejected)?;
-            json!({"crv": "Ed25519", "kty": "OKP", "x": b64url(key.public_key().as_ref())})
+            members([
+                ("crv", "Ed25519".into()),
+                ("kty", "OKP".into()),
+                ("x", b64url(key.public_key().as_ref())),
+            ])
         }
         KeyKind::Rsa => {
             let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der)
                 .or_else(|_| aws_lc_rs::rsa::KeyPair::from_der(&der))
                 .map_err(rejected)?;
             let public = key.public_key();
-            json!({
-                "e": b64url(public.exponent().big_endian_without_leading_zero()),
-                "kty": "RSA",
-                "n": b64url(public.modulus().big_endian_without_leading_zero()),
-            })
+            members([
+                (
+                    "e",
+                    b64url(public.exponent().big_endian_without_leading_zero()),
+                ),
+                ("kty", "RSA".into()),
+                (
+                    "n",
+                    b64url(public.modulus().big_endian_without_leading_zero()),
+                ),
+            ])
         }
     };
-    match jwk {
-        Value::Object(map) => Ok(map),
-        _ => unreachable!("json! of an object literal"),
-    }
+    Ok(jwk)
+}
+
+fn members<const N: usize>(pairs: [(&str, String); N]) -> Map<String, Value> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect()
 }
 
 /// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic
