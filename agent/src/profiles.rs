@@ -626,6 +626,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn failed_config_write_puts_the_old_dpop_key_back() {
+        let f = fixture();
+        let mut dpop = profile("old-id");
+        dpop.dpop = true;
+        f.profiles
+            .add("api", dpop.clone(), secret("old-secret"))
+            .await
+            .unwrap();
+        let old_key = f.profiles.store().get_dpop("api").await.unwrap().unwrap();
+        let mut profiles = Profiles::new(
+            f.profiles.path().to_path_buf(),
+            SecretStore::with_store(f.mock.clone(), "mock"),
+        );
+        profiles.write = |path, _| {
+            Err(crate::config_io::WriteError {
+                path: path.to_path_buf(),
+                source: std::io::Error::other("disk full (injected)"),
+            })
+        };
+        // Replacing it (with a new DPoP key) fails: the old key is back.
+        assert!(
+            profiles
+                .add("api", dpop.clone(), secret("new"))
+                .await
+                .is_err()
+        );
+        let key = profiles.store().get_dpop("api").await.unwrap().unwrap();
+        assert_eq!(key.expose(), old_key.expose());
+        // Turning DPoP off fails too: the key is still there.
+        assert!(
+            profiles
+                .add("api", profile("x"), secret("new"))
+                .await
+                .is_err()
+        );
+        assert!(profiles.store().get_dpop("api").await.unwrap().is_some());
+        // A new DPoP profile whose config write fails leaves no key behind.
+        assert!(profiles.add("fresh", dpop, secret("s")).await.is_err());
+        assert!(profiles.store().get_dpop("fresh").await.unwrap().is_none());
+        // And once writes work, turning DPoP off deletes the key.
+        f.profiles
+            .add("api", profile("x"), secret("new"))
+            .await
+            .unwrap();
+        assert!(f.profiles.store().get_dpop("api").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn corrupt_config_is_reported_and_never_overwritten() {
         let f = fixture();
         std::fs::write(f.profiles.path(), b"version = 1\n[profiles.x\n").unwrap();
