@@ -166,6 +166,9 @@ pub struct Profile {
 /// Algorithms the agent generates keys for (`keygen`, DPoP keys).
 pub const GENERATED_ALGS: [Alg; 4] = [Alg::ES256, Alg::ES384, Alg::EdDSA, Alg::RS256];
 
+/// The DPoP key's algorithm when a profile names none.
+pub const DEFAULT_DPOP_ALG: Alg = Alg::ES256;
+
 /// Client authentication method (RFC 6749 §2.3, RFC 7523 §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -504,6 +507,11 @@ impl Profile {
             dpop: false,
             dpop_alg: None,
         }
+    }
+
+    /// The algorithm of the profile's DPoP key; `None` when it does not use DPoP.
+    pub fn dpop_key_alg(&self) -> Option<Alg> {
+        self.dpop.then(|| self.dpop_alg.unwrap_or(DEFAULT_DPOP_ALG))
     }
 
     /// Checks everything that can be checked without I/O or the secret.

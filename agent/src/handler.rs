@@ -161,13 +161,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             resources,
             force,
         } => {
-            let query = TokenQuery {
-                name,
-                min_ttl: Duration::from_secs(min_ttl.unwrap_or(0)),
-                scopes,
-                resources,
-                force,
-            };
+            let query = TokenQuery::new(name, min_ttl, scopes, resources, force);
             let result = token(state, peer, query).await;
             (encode(parsed.id, result), After::Continue)
         }
@@ -203,13 +197,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             resources,
             force,
         } => {
-            let query = TokenQuery {
-                name,
-                min_ttl: Duration::from_secs(min_ttl.unwrap_or(0)),
-                scopes,
-                resources,
-                force,
-            };
+            let query = TokenQuery::new(name, min_ttl, scopes, resources, force);
             let result = dpop_proof(state, peer, query, &method, &url, nonce.as_deref()).await;
             (encode(parsed.id, result), After::Continue)
         }

@@ -210,18 +210,17 @@ impl Profiles {
         let invalid =
             |msg: String| ProfileError::Invalid(format!("cannot add profile {name:?}: {msg}"));
         validate_name(name).map_err(invalid)?;
-        if profile.dpop {
-            profile.dpop_alg.get_or_insert(Alg::ES256);
-        }
+        // The config says which DPoP key the profile has.
+        profile.dpop_alg = profile.dpop_key_alg();
         profile.validate().map_err(|e| invalid(format!("{e}")))?;
         check_secret(&mut profile, secret.as_ref()).map_err(invalid)?;
         if let Some(ca) = &profile.ca_file {
             check_ca_file(ca).await.map_err(invalid)?;
         }
         // A DPoP key of its own for every profile that asks, never exported.
-        let dpop_key = match profile.dpop_alg {
-            Some(alg) if profile.dpop => Some(jwk::generate(alg).map_err(invalid)?),
-            _ => None,
+        let dpop_key = match profile.dpop_key_alg() {
+            Some(alg) => Some(jwk::generate(alg).map_err(invalid)?),
+            None => None,
         };
 
         let _guard = self.writer.lock().await;

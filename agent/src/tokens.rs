@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// How long discovered metadata is reused.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 
-/// One token request, as the `token` op asks it.
+/// One token request, as the `token` and `dpop_proof` ops ask it.
 #[derive(Debug, Clone, Default)]
 pub struct TokenQuery {
     pub name: String,
@@ -29,6 +29,25 @@ pub struct TokenQuery {
     pub scopes: Option<Vec<String>>,
     pub resources: Option<Vec<String>>,
     pub force: bool,
+}
+
+impl TokenQuery {
+    /// The query from an op's fields (`min_ttl` in seconds).
+    pub fn new(
+        name: String,
+        min_ttl: Option<u64>,
+        scopes: Option<Vec<String>>,
+        resources: Option<Vec<String>>,
+        force: bool,
+    ) -> TokenQuery {
+        TokenQuery {
+            name,
+            min_ttl: Duration::from_secs(min_ttl.unwrap_or(0)),
+            scopes,
+            resources,
+            force,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -362,9 +381,9 @@ impl AgentFetcher {
                 (_, None) => return Err(TokenError::SecretMissing(name.clone())),
             })
         };
-        let dpop_key = match (profile.dpop, profile.dpop_alg) {
-            (true, alg) => Some(self.dpop.get(name, alg.unwrap_or(Alg::ES256)).await?),
-            (false, _) => None,
+        let dpop_key = match profile.dpop_key_alg() {
+            Some(alg) => Some(self.dpop.get(name, alg).await?),
+            None => None,
         };
         let request = |grant| -> Result<TokenRequest<'_>, TokenError> {
             Ok(TokenRequest {
@@ -473,21 +492,42 @@ impl Tokens {
 
     /// A token for `query`.
     pub async fn get(&self, query: TokenQuery) -> Result<TokenAnswer, ErrorBody> {
+        let (key, _) = self.key_for(&query.name, query.scopes, query.resources)?;
+        self.serve(&key, query.min_ttl, query.force).await
+    }
+
+    /// The cache key `query` asks for (the profile's scopes and resources
+    /// unless it names its own), and the profile's DPoP key algorithm.
+    fn key_for(
+        &self,
+        name: &str,
+        scopes: Option<Vec<String>>,
+        resources: Option<Vec<String>>,
+    ) -> Result<(Key, Option<Alg>), ErrorBody> {
         let config = self
             .profiles
             .current_fast()
             .map_err(|e| ProfileError::Config(e.to_string()).to_body())?;
         let profile = config
             .profiles
-            .get(&query.name)
-            .ok_or_else(|| ProfileError::Unknown(query.name.clone()).to_body())?;
+            .get(name)
+            .ok_or_else(|| ProfileError::Unknown(name.to_string()).to_body())?;
         let key = Key {
-            profile: query.name.clone(),
-            scopes: sorted(query.scopes.unwrap_or_else(|| profile.scopes.clone())),
-            resources: sorted(query.resources.unwrap_or_else(|| profile.resources.clone())),
+            profile: name.to_string(),
+            scopes: sorted(scopes.unwrap_or_else(|| profile.scopes.clone())),
+            resources: sorted(resources.unwrap_or_else(|| profile.resources.clone())),
             dpop: profile.dpop,
         };
-        let served = self.refresher.get(&key, query.min_ttl, query.force).await?;
+        Ok((key, profile.dpop_key_alg()))
+    }
+
+    async fn serve(
+        &self,
+        key: &Key,
+        min_ttl: Duration,
+        force: bool,
+    ) -> Result<TokenAnswer, ErrorBody> {
+        let served = self.refresher.get(key, min_ttl, force).await?;
         Ok(TokenAnswer {
             access_token: served.token,
             token_type: served.token_type,
@@ -508,27 +548,25 @@ impl Tokens {
         url: &str,
         nonce: Option<&str>,
     ) -> Result<DpopAnswer, ErrorBody> {
-        let name = query.name.clone();
+        let TokenQuery {
+            name,
+            min_ttl,
+            scopes,
+            resources,
+            force,
+        } = query;
         let invalid = |msg: String| TokenError::Invalid(msg).to_body();
-        let config = self
-            .profiles
-            .current_fast()
-            .map_err(|e| ProfileError::Config(e.to_string()).to_body())?;
-        let profile = config
-            .profiles
-            .get(&name)
-            .ok_or_else(|| ProfileError::Unknown(name.clone()).to_body())?;
-        if !profile.dpop {
-            return Err(invalid(format!(
+        let (key, alg) = self.key_for(&name, scopes, resources)?;
+        let alg = alg.ok_or_else(|| {
+            invalid(format!(
                 "profile {name:?} does not use DPoP, so its tokens need no proof; add it again with --dpop to bind its tokens to a key"
-            )));
-        }
-        let alg = profile.dpop_alg.unwrap_or(Alg::ES256);
+            ))
+        })?;
         let htm = jwk::htm(method).map_err(invalid)?;
         let htu = jwk::htu(url).map_err(invalid)?;
-        let answer = self.get(query).await?;
-        let key = self.dpop.get(&name, alg).await.map_err(|e| e.to_body())?;
-        let proof = key
+        let answer = self.serve(&key, min_ttl, force).await?;
+        let signer = self.dpop.get(&name, alg).await.map_err(|e| e.to_body())?;
+        let proof = signer
             .proof(&htm, &htu, Some(&answer.access_token), nonce)
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, e))?;
         Ok(DpopAnswer {
