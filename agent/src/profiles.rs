@@ -451,6 +451,23 @@ mod tests {
         profiles: Profiles,
     }
 
+    impl Fixture {
+        /// The fixture's profiles and keyring, but every config write fails.
+        fn with_failing_writes(&self) -> Profiles {
+            let mut profiles = Profiles::new(
+                self.profiles.path().to_path_buf(),
+                SecretStore::with_store(self.mock.clone(), "mock"),
+            );
+            profiles.write = |path, _| {
+                Err(crate::config_io::WriteError {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other("disk full (injected)"),
+                })
+            };
+            profiles
+        }
+    }
+
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let mock = keyring_core::mock::Store::new().unwrap();
@@ -596,16 +613,7 @@ mod tests {
             .await
             .unwrap();
         let before = std::fs::read(f.profiles.path()).unwrap();
-        let mut profiles = Profiles::new(
-            f.profiles.path().to_path_buf(),
-            SecretStore::with_store(f.mock.clone(), "mock"),
-        );
-        profiles.write = |path, _| {
-            Err(crate::config_io::WriteError {
-                path: path.to_path_buf(),
-                source: std::io::Error::other("disk full (injected)"),
-            })
-        };
+        let profiles = f.with_failing_writes();
         let err = profiles
             .add("api", profile("new-id"), secret("new-secret"))
             .await
@@ -634,16 +642,7 @@ mod tests {
             .await
             .unwrap();
         let old_key = f.profiles.store().get_dpop("api").await.unwrap().unwrap();
-        let mut profiles = Profiles::new(
-            f.profiles.path().to_path_buf(),
-            SecretStore::with_store(f.mock.clone(), "mock"),
-        );
-        profiles.write = |path, _| {
-            Err(crate::config_io::WriteError {
-                path: path.to_path_buf(),
-                source: std::io::Error::other("disk full (injected)"),
-            })
-        };
+        let profiles = f.with_failing_writes();
         // Replacing it (with a new DPoP key) fails: the old key is back.
         assert!(
             profiles

@@ -138,17 +138,7 @@ impl TestEnv {
 
     /// Runs with `input` on stdin.
     pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run jwtagent");
-        // The command may refuse before reading its input: a broken pipe here
-        // is part of what is being tested, not a harness failure.
-        let _ = child.stdin.take().unwrap().write_all(input);
-        child.wait_with_output().unwrap()
+        output_with_stdin(&mut self.cmd(args), input)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -345,6 +335,31 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
     panic!(
         "this test needs `{tool}`, which is not installed: run `apt-get install -y {package}` (or scripts/install-test-deps)"
     );
+}
+
+/// Runs `cmd` to the end with `input` on its stdin, capturing its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    // The command may refuse before reading its input: a broken pipe here
+    // is part of what is being tested, not a harness failure.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts that no needle (what, text) occurs in any haystack (where, bytes).
+pub fn assert_absent(needles: &[(String, String)], haystacks: &[(String, Vec<u8>)]) {
+    assert!(!needles.is_empty());
+    for (where_, hay) in haystacks {
+        let hay = String::from_utf8_lossy(hay);
+        for (what, needle) in needles {
+            assert!(!hay.contains(needle.as_str()), "{what} found in {where_}");
+        }
+    }
 }
 
 pub fn stderr_of(out: &Output) -> String {

@@ -6,28 +6,16 @@
 use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Runs a node script of tests/oidc with `input` on stdin.
 fn node(script: &str, args: &[&str], input: &str) -> std::process::Output {
     let node = require_tool("node", "nodejs");
-    let mut child = Command::new(node)
-        .arg(oidc_dir().join(script))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    output_with_stdin(
+        Command::new(node).arg(oidc_dir().join(script)).args(args),
+        input.as_bytes(),
+    )
 }
 
 /// Verifies a proof with jose; returns what it read (jkt, jti, header, payload).
@@ -134,16 +122,6 @@ fn files_under(dir: &Path) -> Vec<(String, Vec<u8>)> {
         }
     }
     found
-}
-
-fn assert_absent(needles: &[(String, String)], haystacks: &[(String, Vec<u8>)]) {
-    assert!(!needles.is_empty());
-    for (where_, hay) in haystacks {
-        let hay = String::from_utf8_lossy(hay);
-        for (what, needle) in needles {
-            assert!(!hay.contains(needle.as_str()), "{what} found in {where_}");
-        }
-    }
 }
 
 #[test]

@@ -112,19 +112,8 @@ fn git_fill(env: &TestEnv, input: &str) -> String {
         .env("GIT_TERMINAL_PROMPT", "0")
         .arg("-c")
         .arg(format!("credential.helper=!'{}' git-credential api", bin()))
-        .args(["credential", "fill"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .args(["credential", "fill"]);
+    let out = output_with_stdin(&mut cmd, input.as_bytes());
     assert!(
         out.status.success(),
         "git credential fill: {}",

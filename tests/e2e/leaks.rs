@@ -152,23 +152,18 @@ fn no_secret_key_assertion_or_token_appears_in_logs_audit_config_argv_or_environ
         String::from_utf8_lossy(&trace).contains("TRACE"),
         "the log really is at trace level"
     );
-    let haystacks: Vec<(&str, Vec<u8>)> = vec![
-        ("agent log at trace", trace),
+    let haystacks: Vec<(String, Vec<u8>)> = vec![
+        ("the agent log at trace".into(), trace),
         (
-            "audit log",
+            "the audit log".into(),
             std::fs::read(env.path("state/jwtagent/audit.log")).unwrap(),
         ),
-        ("config", std::fs::read(env.config_file()).unwrap()),
-        ("agent argv", cmdline),
-        ("agent environment", environ),
+        (
+            "the config".into(),
+            std::fs::read(env.config_file()).unwrap(),
+        ),
+        ("the agent argv".into(), cmdline),
+        ("the agent environment".into(), environ),
     ];
-    for (where_, hay) in &haystacks {
-        let hay = String::from_utf8_lossy(hay);
-        for (what, needle) in &needles {
-            assert!(
-                !hay.contains(needle.as_str()),
-                "{what} found in the {where_}"
-            );
-        }
-    }
+    assert_absent(&needles, &haystacks);
 }
