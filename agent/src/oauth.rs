@@ -425,26 +425,14 @@ pub async fn fetch_token(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let (status, bytes) = read_body(url, response).await?;
-    match parse_token_response(url, status, retry_after, &bytes) {
-        Ok(mut ok) => {
-            ok.dpop_nonce = dpop_nonce;
-            Ok(ok)
+    let mut result = parse_token_response(url, status, retry_after, &bytes);
+    match &mut result {
+        Ok(TokenResponse { dpop_nonce: n, .. }) | Err(OAuthError::Idp { dpop_nonce: n, .. }) => {
+            *n = dpop_nonce;
         }
-        Err(OAuthError::Idp {
-            status,
-            error,
-            description,
-            retry_after,
-            ..
-        }) => Err(OAuthError::Idp {
-            status,
-            error,
-            description,
-            retry_after,
-            dpop_nonce,
-        }),
-        Err(e) => Err(e),
+        Err(_) => {}
     }
+    result
 }
 
 /// Parses a token endpoint answer: success (RFC 6749 §5.1) or error (§5.2).
