@@ -21,7 +21,9 @@ const MAX_RESPONSE_LINE: u64 = 16 * 1024 * 1024;
 /// How long one request may take before the client gives up on the agent.
 /// Token requests may wait on the authorization server (30 s total), so this is
 /// comfortably above that.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to keep trying to connect while the agent's accept queue is full.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -34,6 +36,21 @@ pub enum ClientError {
     /// The agent answered something that is not a valid response.
     #[error("the agent on {path} sent an invalid response: {detail}")]
     Protocol { path: PathBuf, detail: String },
+    /// Something other than this user's (or root's) process listens on the
+    /// socket: nothing is sent to it.
+    #[error(
+        "refusing the agent on {path}: it runs as uid {uid}, not as you (uid {me}) or root; another user may have put it there. Nothing was sent to it. Stop using that socket (check JWTAGENT_SOCK and the socket's directory)"
+    )]
+    UntrustedPeer { path: PathBuf, uid: u32, me: u32 },
+    /// The agent did not answer (or accept the connection) in time.
+    #[error(
+        "the agent on {path} did not {what} within {}s; it may be stopped or overloaded (check `jwtagent status`, or raise --timeout)", .after.as_secs_f64()
+    )]
+    Timeout {
+        path: PathBuf,
+        what: &'static str,
+        after: Duration,
+    },
     /// The agent speaks another protocol version.
     #[error(
         "the agent on {path} speaks protocol {agent} (version {agent_version}) but this jwtagent speaks {client}; stop it with `jwtagent stop` and start this version"
@@ -47,6 +64,9 @@ pub enum ClientError {
     /// The agent answered with an error.
     #[error("{0}")]
     Agent(ErrorBody),
+    /// The default socket's directory is not safe to use: nothing is sent.
+    #[error(transparent)]
+    UnsafeDir(#[from] crate::paths::DirError),
 }
 
 /// One connection to the agent; it may carry many requests.
@@ -56,21 +76,82 @@ pub struct Client {
     writer: UnixStream,
     next_id: u64,
     line: Vec<u8>,
+    timeout: Duration,
+}
+
+/// A Unix-socket connect that gives up after `timeout`. A non-blocking connect
+/// to a Unix socket whose accept queue is full fails with EAGAIN at once (it
+/// never completes later, as TCP's does), so it is retried until the deadline.
+fn connect_bounded(path: &Path, timeout: Duration) -> Result<UnixStream, ClientError> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let not_running = |source: io::Error| ClientError::NotRunning {
+        path: path.to_path_buf(),
+        source,
+    };
+    let addr = SocketAddrUnix::new(path).map_err(|e| not_running(e.into()))?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(|e| not_running(e.into()))?;
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => {
+                let stream = UnixStream::from(fd);
+                stream.set_nonblocking(false).map_err(not_running)?;
+                return Ok(stream);
+            }
+            Err(rustix::io::Errno::AGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(ClientError::Timeout {
+                    path: path.to_path_buf(),
+                    what: "accept the connection",
+                    after: timeout,
+                });
+            }
+            Err(e) => return Err(not_running(e.into())),
+        }
+    }
 }
 
 impl Client {
-    /// Connects to the agent's socket. Does not send anything.
+    /// Connects to the agent's socket with the default timeout. Does not send
+    /// anything; see [`Client::connect_timeout`].
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::NotRunning {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        Client::connect_timeout(path, DEFAULT_TIMEOUT)
+    }
+
+    /// Connects to the agent's socket and checks who is on the other end
+    /// (SO_PEERCRED): only a process of this user or of root is trusted, before
+    /// anything is sent. `timeout` bounds the connect (an agent whose accept
+    /// queue is full makes a blocking connect wait for ever) and each read and
+    /// write of a request.
+    pub fn connect_timeout(path: &Path, timeout: Duration) -> Result<Client, ClientError> {
+        let stream = connect_bounded(path, timeout.min(CONNECT_TIMEOUT))?;
         let io_err = |source| ClientError::Io {
             path: path.to_path_buf(),
             source,
         };
-        stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
-        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
+        let peer = rustix::net::sockopt::socket_peercred(&stream)
+            .map_err(|e| io_err(e.into()))?
+            .uid;
+        let me = rustix::process::geteuid();
+        if peer != me && !peer.is_root() {
+            return Err(ClientError::UntrustedPeer {
+                path: path.to_path_buf(),
+                uid: peer.as_raw(),
+                me: me.as_raw(),
+            });
+        }
+        stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
+        stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
         let writer = stream.try_clone().map_err(io_err)?;
         Ok(Client {
             path: path.to_path_buf(),
@@ -78,12 +159,21 @@ impl Client {
             writer,
             next_id: 1,
             line: Vec::with_capacity(512),
+            timeout,
         })
     }
 
     /// Connects and checks the protocol version with `hello`.
     pub fn connect_checked(path: &Path) -> Result<(Client, Hello), ClientError> {
-        let mut client = Client::connect(path)?;
+        Client::connect_checked_timeout(path, DEFAULT_TIMEOUT)
+    }
+
+    /// [`Client::connect_checked`] with a timeout of the caller's choosing.
+    pub fn connect_checked_timeout(
+        path: &Path,
+        timeout: Duration,
+    ) -> Result<(Client, Hello), ClientError> {
+        let mut client = Client::connect_timeout(path, timeout)?;
         let hello = client.hello()?;
         Ok((client, hello))
     }
@@ -114,6 +204,7 @@ impl Client {
         let n = match (written, n) {
             (Ok(()), Ok(n)) => n,
             (Ok(()), Err(e)) => return Err(self.io(e)),
+            (Err(e), _) if is_timeout(&e) => return Err(self.io(e)),
             (Err(e), Ok(n)) if n > 0 => {
                 return match serde_json::from_slice::<Response<serde::de::IgnoredAny>>(&self.line) {
                     Ok(Response {
@@ -177,6 +268,13 @@ impl Client {
     }
 
     fn io(&self, source: io::Error) -> ClientError {
+        if is_timeout(&source) {
+            return ClientError::Timeout {
+                path: self.path.clone(),
+                what: "answer",
+                after: self.timeout,
+            };
+        }
         ClientError::Io {
             path: self.path.clone(),
             source,
@@ -189,4 +287,12 @@ impl Client {
             detail,
         }
     }
+}
+
+/// A read or write timeout surfaces as WouldBlock or TimedOut.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }

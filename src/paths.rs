@@ -112,6 +112,16 @@ pub enum DirError {
         "socket directory {path} has mode {mode:04o}, open to group or others; run `chmod 700 {path}` or choose another --socket"
     )]
     TooOpen { path: PathBuf, mode: u32 },
+    /// The directory that holds the socket directory lets another user swap
+    /// the socket directory for one of their own.
+    #[error(
+        "{path}, which holds the socket directory, can be changed by other users (owner uid {owner}, mode {mode:04o}), so another user could put their own agent there; make it private (`chmod 700 {path}`, or `chmod +t` if it is shared like /tmp), or choose another --socket"
+    )]
+    UnsafeParent {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
 }
 
 /// Makes sure the directory that will hold `socket` exists, is a real directory
@@ -167,7 +177,35 @@ pub fn check_socket_dir(dir: &Path) -> Result<(), DirError> {
             mode,
         });
     }
-    Ok(())
+    check_parent_dir(dir)
+}
+
+/// The directory above the socket directory (`$XDG_RUNTIME_DIR`, `/tmp`) must
+/// be owned by the user or root, and writable by others only with the sticky
+/// bit: otherwise another user can rename the socket directory away and put
+/// their own in its place between two checks.
+pub fn check_parent_dir(dir: &Path) -> Result<(), DirError> {
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(()),
+    };
+    let meta = fs::metadata(parent).map_err(|source| DirError::Inspect {
+        path: parent.to_path_buf(),
+        source,
+    })?;
+    let uid = rustix::process::geteuid().as_raw();
+    let mode = meta.permissions().mode() & 0o7777;
+    let owner_ok = meta.uid() == uid || meta.uid() == 0;
+    let sticky_or_private = mode & 0o022 == 0 || mode & 0o1000 != 0;
+    if owner_ok && sticky_or_private {
+        return Ok(());
+    }
+    Err(DirError::UnsafeParent {
+        path: parent.to_path_buf(),
+        owner: meta.uid(),
+        mode,
+    })
 }
 
 #[cfg(test)]
@@ -237,6 +275,24 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("chmod 700"), "{err}");
+    }
+
+    #[test]
+    fn parent_writable_by_others_without_sticky_bit_is_refused() {
+        let tmp = private_tempdir();
+        let parent = tmp.path().join("run");
+        let dir = parent.join("jwtagent");
+        fs::create_dir(&parent).unwrap();
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        fs::set_permissions(&parent, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_socket_dir(&dir).unwrap_err();
+        assert!(
+            matches!(err, DirError::UnsafeParent { mode: 0o777, .. }),
+            "{err}"
+        );
+        // Shared like /tmp (sticky): others cannot rename our directory away.
+        fs::set_permissions(&parent, fs::Permissions::from_mode(0o1777)).unwrap();
+        check_socket_dir(&dir).unwrap();
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct Global {
     /// The agent's socket [default: $JWTAGENT_SOCK, else $XDG_RUNTIME_DIR/jwtagent/agent.sock, else /tmp/jwtagent-$UID/agent.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// How long to wait for the agent to accept the connection and to answer
+    /// each request (e.g. 30s, 2m)
+    #[arg(long, global = true, value_name = "DUR", value_parser = parse_timeout, default_value = "60s")]
+    pub timeout: std::time::Duration,
     /// Log format on stderr (the filter is JWTAGENT_LOG, default `info`)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -219,6 +223,13 @@ pub struct TokenArgs {
     /// Fetch a new token even if a cached one is still good
     #[arg(long)]
     pub force: bool,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match parse_duration_arg(s)? {
+        d if d.is_zero() => Err("a timeout must be longer than 0s".into()),
+        d => Ok(d),
+    }
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {

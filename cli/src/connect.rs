@@ -5,10 +5,12 @@ use crate::args::LogFormat;
 use crate::daemon::{self, Started};
 use crate::error::{CliError, EXPLICIT_HINT, START_HINT};
 use anyhow::anyhow;
-use jwtagent::paths::{NO_AUTOSTART_ENV, SocketPath, SocketSource};
+use jwtagent::client::DEFAULT_TIMEOUT;
+use jwtagent::paths::{NO_AUTOSTART_ENV, SocketPath, SocketSource, check_socket_dir};
 use jwtagent::protocol::Hello;
 use jwtagent::{Client, ClientError};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long to wait for an agent that another process is starting right now.
@@ -26,9 +28,39 @@ pub fn socket_path(flag: Option<&Path>) -> SocketPath {
     socket
 }
 
+/// The `--timeout` of this run: how long to wait for the agent to accept and
+/// to answer each request.
+static TIMEOUT: OnceLock<Duration> = OnceLock::new();
+
+pub fn set_timeout(timeout: Duration) {
+    let _ = TIMEOUT.set(timeout);
+}
+
+/// Connects and says hello, after checking the default socket's directory the
+/// way the agent checks it (ours, private, not a symlink, in a directory no other
+/// user can change): a predictable path in /tmp must not lead to another user's
+/// listener. The peer's uid is checked by [`Client`] for every socket.
+fn connect(socket: &SocketPath) -> Result<(Client, Hello), ClientError> {
+    if socket.source == SocketSource::Default
+        && let Some(dir) = socket.path.parent()
+    {
+        match std::fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::NotRunning {
+                    path: socket.path.clone(),
+                    source: e,
+                });
+            }
+            _ => check_socket_dir(dir)?,
+        }
+    }
+    let timeout = TIMEOUT.get().copied().unwrap_or(DEFAULT_TIMEOUT);
+    Client::connect_checked_timeout(&socket.path, timeout)
+}
+
 /// Connects to a running agent; never starts one (for `status`, `stop`).
 pub fn connect_existing(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
-    Client::connect_checked(&socket.path).map_err(|e| {
+    connect(socket).map_err(|e| {
         let hint = match socket.source {
             SocketSource::Default => START_HINT,
             _ => EXPLICIT_HINT,
@@ -53,7 +85,7 @@ pub fn connect_or_autostart(socket: &SocketPath) -> Result<(Client, Hello), CliE
 /// race: of many processes doing this at once, one agent wins the socket and the
 /// others connect to it.
 pub fn connect_or_start(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
-    match Client::connect_checked(&socket.path) {
+    match connect(socket) {
         Ok(pair) => return Ok(pair),
         Err(ClientError::NotRunning { .. }) => {}
         Err(e) => return Err(CliError::from_client(e, START_HINT)),
@@ -77,7 +109,7 @@ pub fn connect_or_start(socket: &SocketPath) -> Result<(Client, Hello), CliError
             Duration::ZERO
         };
     loop {
-        match Client::connect_checked(&socket.path) {
+        match connect(socket) {
             Ok(pair) => return Ok(pair),
             Err(ClientError::NotRunning { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));

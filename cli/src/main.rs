@@ -36,6 +36,7 @@ fn render(e: &CliError) -> String {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     let socket = connect::socket_path(cli.global.socket.as_deref());
+    connect::set_timeout(cli.global.timeout);
     match cli.command {
         Command::Env { shell, no_start } => commands::env::run(&socket, shell, no_start),
         Command::Agent(args) => commands::agent::run(&socket, &args, cli.global.log_format),

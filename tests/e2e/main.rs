@@ -2,6 +2,7 @@
 //! directories, real shells and real other users. Nothing here sleeps a fixed
 //! time; waits poll for a condition with a deadline.
 
+mod attacks;
 mod common;
 mod docs;
 mod dpop;

@@ -1,0 +1,244 @@
+//! Attacks from issue 13, reproduced end to end: another user's listener on
+//! the predictable socket path, hostile token endpoints, crashes at chosen
+//! moments. Each test failed on the code before its fix.
+
+use crate::common::*;
+use std::io::BufRead;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const NOBODY: u32 = 65534;
+
+/// A Unix-socket listener run by uid 65534 that answers `hello` as an agent
+/// would and records every byte it receives (reported on its stdout).
+struct AttackerListener {
+    child: Child,
+}
+
+const LISTENER: &str = r#"
+import json, os, socket, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+os.chmod(path, 0o777)
+s.listen(16)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.settimeout(5)
+    buf = b""
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            buf += d
+            print("received", d.hex(), flush=True)
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                req = json.loads(line)
+                ans = {"id": req.get("id"), "ok": True, "protocol": 1, "version": "evil", "pid": 1,
+                       "access_token": "attacker-token", "token_type": "Bearer"}
+                c.sendall(json.dumps(ans).encode() + b"\n")
+    except Exception:
+        pass
+    c.close()
+"#;
+
+impl AttackerListener {
+    fn start(socket: &Path) -> AttackerListener {
+        let setpriv = require_tool("setpriv", "util-linux");
+        // Debian's python3: one under root's home (pyenv) is not reachable by
+        // uid 65534.
+        let python = Path::new("/usr/bin/python3");
+        assert!(
+            python.is_file(),
+            "this test needs /usr/bin/python3: run `apt-get install -y python3`"
+        );
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test must run as root: the attacker is uid 65534, started with setpriv"
+        );
+        let mut child = Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(python)
+            .args(["-c", LISTENER])
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(
+            first.trim(),
+            "listening",
+            "the attacker's listener did not start"
+        );
+        AttackerListener { child }
+    }
+
+    /// Stops the listener and returns every line it printed about data it got.
+    fn received(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let out = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("received"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for AttackerListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory like /tmp: root's, mode 1777. The test environment's own
+/// directory is opened to others (0711) so that uid 65534 can reach it.
+fn shared_tmp(env: &TestEnv) -> std::path::PathBuf {
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let shared = env.path("shared-tmp");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    shared
+}
+
+/// Makes a directory as uid 65534, with `mode`.
+fn nobody_dir(path: &Path, mode: u32) {
+    std::fs::create_dir(path).unwrap();
+    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn add_with_secret(env: &TestEnv, runtime_dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut cmd = env.cmd(&[
+        "add",
+        "victim",
+        "--token-url",
+        "https://idp.example/token",
+        "--client-id",
+        "c",
+        "--secret-stdin",
+    ]);
+    cmd.args(extra).env("XDG_RUNTIME_DIR", runtime_dir);
+    output_with_stdin(&mut cmd, b"the-victims-client-secret\n")
+}
+
+#[test]
+fn cli_refuses_a_default_socket_directory_another_user_made() {
+    let env = TestEnv::new();
+    let shared = shared_tmp(&env);
+    // The attacker got there first: /tmp/jwtagent-$UID, theirs, open to all.
+    let dir = shared.join("jwtagent");
+    nobody_dir(&dir, 0o777);
+    let listener = AttackerListener::start(&dir.join("agent.sock"));
+    let out = add_with_secret(&env, &shared, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("owned by uid 65534"), "{err}");
+    let token = env
+        .cmd(&["token", "victim"])
+        .env("XDG_RUNTIME_DIR", &shared)
+        .output()
+        .unwrap();
+    assert!(!token.status.success());
+    assert!(!String::from_utf8_lossy(&token.stdout).contains("attacker-token"));
+    assert_eq!(listener.received(), Vec::<String>::new());
+}
+
+#[test]
+fn cli_refuses_a_default_socket_directory_that_is_a_symlink_to_another_users() {
+    let env = TestEnv::new();
+    let shared = shared_tmp(&env);
+    let theirs = shared.join("attacker");
+    nobody_dir(&theirs, 0o700);
+    let listener = AttackerListener::start(&theirs.join("agent.sock"));
+    std::os::unix::fs::symlink(&theirs, shared.join("jwtagent")).unwrap();
+    let out = add_with_secret(&env, &shared, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("symbolic link"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert_eq!(listener.received(), Vec::<String>::new());
+}
+
+#[test]
+fn cli_and_agent_refuse_a_runtime_dir_others_can_write_without_the_sticky_bit() {
+    let env = TestEnv::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let runtime = env.path("open-run");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Our own, private socket directory inside it: still unsafe, since another
+    // user can rename it away and put theirs in its place.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(runtime.join("jwtagent"))
+        .unwrap();
+    let out = add_with_secret(&env, &runtime, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("can be changed by other users") && err.contains("chmod"),
+        "{err}"
+    );
+    // The agent refuses it as well.
+    let agent = env
+        .cmd(&["agent"])
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    assert!(!agent.status.success());
+    assert!(
+        stderr_of(&agent).contains("can be changed by other users"),
+        "{}",
+        stderr_of(&agent)
+    );
+}
+
+#[test]
+fn cli_refuses_an_explicit_socket_served_by_another_user_before_sending_anything() {
+    let env = TestEnv::new();
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let theirs = env.path("theirs");
+    nobody_dir(&theirs, 0o755);
+    let socket = theirs.join("agent.sock");
+    let listener = AttackerListener::start(&socket);
+    for (how, extra) in [
+        ("flag", vec!["--socket", socket.to_str().unwrap()]),
+        ("env", vec![]),
+    ] {
+        let mut cmd = env.cmd(&["token", "victim"]);
+        cmd.args(&extra);
+        if how == "env" {
+            cmd.env("JWTAGENT_SOCK", &socket);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{how}: {}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("uid 65534") && err.contains("Nothing was sent"),
+            "{how}: {err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("attacker-token"));
+    }
+    let out = add_with_secret(
+        &env,
+        &env.path("run"),
+        &["--socket", socket.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_eq!(listener.received(), Vec::<String>::new());
+}
