@@ -8,6 +8,7 @@ use crate::config::{Alg, Profile};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::fmt;
 
 /// Version of the wire protocol, independent of the crate version. Bumped on any
@@ -164,10 +165,54 @@ impl Request {
     }
 }
 
+/// A request's `id` as the agent keeps it: the exact JSON text the client sent,
+/// so that the answer echoes it byte for byte (`18446744073709551616` stays
+/// that number, not a float near it).
+#[derive(Debug, Clone)]
+pub struct Id(Box<RawValue>);
+
+impl Id {
+    /// `null`: the id of an answer to a request whose id could not be read.
+    pub fn null() -> Id {
+        Id(RawValue::NULL.to_owned())
+    }
+
+    /// The id's JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// The `id` member of a request line, unparsed; `null` when it is missing or
+/// the line is not a JSON object with one `id`.
+fn raw_id(line: &[u8]) -> Id {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<IdOnly>(line)
+        .ok()
+        .and_then(|only| only.id)
+        .map_or_else(Id::null, |raw| Id(raw.to_owned()))
+}
+
 /// A request as a client writes it: `{"id": <id>, "op": ..., ...}`.
 #[derive(Debug, Serialize)]
-pub struct Envelope<'a> {
-    pub id: &'a Value,
+pub struct Envelope<'a, I: Serialize = Value> {
+    pub id: &'a I,
     #[serde(flatten)]
     pub request: &'a Request,
 }
@@ -414,24 +459,26 @@ impl fmt::Display for ErrorBody {
 ///
 /// Success: `{"id": <id>, "ok": true, ...body fields}`.
 /// Failure: `{"id": <id>, "ok": false, "error": {"code": ..., "message": ...}}`.
+/// The agent writes the id back as the raw text it got ([`Id`]); a client reads
+/// it as a [`Value`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct Response<T> {
-    pub id: Value,
+pub struct Response<T, I = Value> {
+    pub id: I,
     pub result: Result<T, ErrorBody>,
 }
 
-impl<T: Serialize> Serialize for Response<T> {
+impl<T: Serialize, I: Serialize> Serialize for Response<T, I> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
-        struct Ok<'a, T> {
-            id: &'a Value,
+        struct Ok<'a, T, I> {
+            id: &'a I,
             ok: bool,
             #[serde(flatten)]
             body: &'a T,
         }
         #[derive(Serialize)]
-        struct Err<'a> {
-            id: &'a Value,
+        struct Err<'a, I> {
+            id: &'a I,
             ok: bool,
             error: &'a ErrorBody,
         }
@@ -477,7 +524,7 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Response<T> {
 #[derive(Debug, PartialEq)]
 pub struct Parsed {
     /// The request's `id`, or `null` when it had none or could not be read.
-    pub id: Value,
+    pub id: Id,
     pub request: Result<Request, ErrorBody>,
 }
 
@@ -488,7 +535,9 @@ pub fn parse_request(line: &[u8]) -> Parsed {
         Ok(value) => value,
         Err(e) => {
             return Parsed {
-                id: Value::Null,
+                // A number out of f64's range elsewhere in the line (or as
+                // the id) still lets the id be echoed.
+                id: raw_id(line),
                 request: Err(ErrorBody::new(
                     ErrorCode::BadRequest,
                     format!("request is not valid JSON: {e}"),
@@ -498,14 +547,15 @@ pub fn parse_request(line: &[u8]) -> Parsed {
     };
     let Value::Object(mut map) = value else {
         return Parsed {
-            id: Value::Null,
+            id: Id::null(),
             request: Err(ErrorBody::new(
                 ErrorCode::BadRequest,
                 "request must be a JSON object like {\"id\": 1, \"op\": \"hello\"}",
             )),
         };
     };
-    let id = map.remove("id").unwrap_or(Value::Null);
+    map.remove("id");
+    let id = raw_id(line);
     let op = match map.get("op") {
         Some(Value::String(op)) => op.clone(),
         Some(_) => {
@@ -563,7 +613,7 @@ mod tests {
     #[test]
     fn hello_request_parses_and_keeps_any_id() {
         let p = parse_request(br#"{"id": {"x": [1]}, "op": "hello"}"#);
-        assert_eq!(p.id, json!({"x": [1]}));
+        assert_eq!(p.id.as_str(), r#"{"x": [1]}"#);
         assert_eq!(p.request, Ok(Request::Hello));
     }
 
@@ -580,9 +630,30 @@ mod tests {
     }
 
     #[test]
+    fn an_id_is_echoed_as_the_bytes_sent() {
+        for id in [
+            "18446744073709551616",
+            "-99999999999999999999999",
+            "1.000000000000000000001",
+            "1e400",
+            r#""x\u0041""#,
+        ] {
+            let line = format!(r#"{{"id":{id},"op":"hello"}}"#);
+            let parsed = parse_request(line.as_bytes());
+            assert_eq!(parsed.id.as_str(), id);
+            let echoed = serde_json::to_string(&Response::<Empty, Id> {
+                id: parsed.id,
+                result: Ok(Empty {}),
+            })
+            .unwrap();
+            assert!(echoed.starts_with(&format!(r#"{{"id":{id},"#)), "{echoed}");
+        }
+    }
+
+    #[test]
     fn invalid_json_is_bad_request_with_null_id() {
         let p = parse_request(b"{nope");
-        assert_eq!(p.id, Value::Null);
+        assert_eq!(p.id, Id::null());
         assert_eq!(p.request.unwrap_err().code, ErrorCode::BadRequest);
     }
 
@@ -595,7 +666,7 @@ mod tests {
     #[test]
     fn op_of_wrong_type_is_bad_request_and_keeps_id() {
         let p = parse_request(br#"{"id": 7, "op": 3}"#);
-        assert_eq!(p.id, json!(7));
+        assert_eq!(p.id.as_str(), "7");
         assert_eq!(p.request.unwrap_err().code, ErrorCode::BadRequest);
     }
 

@@ -9,11 +9,10 @@ use crate::peer::Peer;
 use crate::profiles::Profiles;
 use crate::tokens::{TokenQuery, Tokens};
 use jwtagent::protocol::{
-    DpopAnswer, Empty, ErrorBody, ErrorCode, Hello, PROTOCOL_VERSION, ProfileList, ProfileStatus,
-    Request, Response, Shown, Status, TokenAnswer, TokenStatus, parse_request,
+    DpopAnswer, Empty, ErrorBody, ErrorCode, Hello, Id, PROTOCOL_VERSION, ProfileList,
+    ProfileStatus, Request, Response, Shown, Status, TokenAnswer, TokenStatus, parse_request,
 };
 use serde::Serialize;
-use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -395,17 +394,17 @@ fn status(state: &AgentState) -> Status {
 /// An error response line for cases found before a request could be parsed
 /// (an oversized line, a refused peer).
 pub fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
-    encode::<Empty>(Value::Null, Err(ErrorBody::new(code, message)))
+    encode::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
 }
 
-fn encode<T: Serialize>(id: Value, result: Result<T, ErrorBody>) -> Vec<u8> {
+fn encode<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
     let response = Response { id, result };
     let mut line = match serde_json::to_vec(&response) {
         Ok(line) => line,
         Err(e) => {
             // Only reachable through a bug in a body type; still answer in protocol.
             tracing::error!(error = %e, "cannot encode response");
-            let fallback: Response<Empty> = Response {
+            let fallback: Response<Empty, Id> = Response {
                 id: response.id,
                 result: Err(ErrorBody::new(
                     ErrorCode::Internal,
@@ -422,7 +421,7 @@ fn encode<T: Serialize>(id: Value, result: Result<T, ErrorBody>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     async fn call(line: &str) -> (Value, After) {
         let dir = tempfile::tempdir().unwrap();

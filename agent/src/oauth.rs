@@ -21,6 +21,8 @@ pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const ASSERTION_LIFETIME: u64 = 60;
 /// How much of a non-JSON error body is shown.
 const BODY_EXCERPT: usize = 300;
+/// The longest token lifetime believed; a larger `expires_in` is clamped to it.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Largest response body read from an authorization server.
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -435,6 +437,17 @@ pub async fn fetch_token(
     result
 }
 
+/// `expires_in` in seconds, as a number or (some servers) a string; `None`
+/// when it is absent or not a number.
+fn lifetime_secs(value: &serde_json::Value) -> Option<f64> {
+    let secs = match value {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    secs.is_finite().then_some(secs)
+}
+
 /// Parses a token endpoint answer: success (RFC 6749 §5.1) or error (§5.2).
 pub fn parse_token_response(
     url: &Url,
@@ -465,13 +478,21 @@ pub fn parse_token_response(
             .access_token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| bad("a token response without access_token"))?;
-        let expires_in = match ok.expires_in {
-            Some(serde_json::Value::Number(n)) => {
-                n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64))
+        let expires_in = match ok.expires_in.as_ref().and_then(lifetime_secs) {
+            Some(secs) if secs <= 0.0 => {
+                return Err(OAuthError::BadResponse {
+                    host: host_of(url),
+                    status,
+                    what: "a token that had already expired",
+                    excerpt: format!(
+                        "expires_in is {secs}; the server must give a lifetime of at least one second (check its clock and token settings)"
+                    ),
+                    retry_after: None,
+                });
             }
-            // Some servers send it as a string.
-            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
+            // Clamped: a lifetime of 1e30 s must not overflow a deadline.
+            Some(secs) => Some((secs.ceil() as u64).min(MAX_LIFETIME.as_secs())),
+            None => None,
         };
         return Ok(TokenResponse {
             access_token: Secret::new(access_token.into_bytes()),
@@ -553,6 +574,37 @@ mod tests {
         .unwrap();
         assert_eq!(r.expires_in, Some(3600));
         assert_eq!(r.token_type, "Bearer");
+    }
+
+    #[test]
+    fn huge_lifetimes_are_clamped_and_expired_ones_refused() {
+        let parse = |expires_in: &str| {
+            parse_token_response(
+                &url(),
+                200,
+                None,
+                format!(r#"{{"access_token":"abc","expires_in":{expires_in}}}"#).as_bytes(),
+            )
+        };
+        for huge in [
+            "1e30",
+            "9223372036854775808",
+            "18446744073709551616",
+            "\"1e300\"",
+        ] {
+            assert_eq!(
+                parse(huge).unwrap().expires_in,
+                Some(MAX_LIFETIME.as_secs()),
+                "{huge}"
+            );
+        }
+        assert_eq!(parse("0.2").unwrap().expires_in, Some(1));
+        for expired in ["0", "-5", "-1e30", "\"0\"", "\"-3\""] {
+            let e = parse(expired).unwrap_err().to_string();
+            assert!(e.contains("already expired"), "{expired}: {e}");
+        }
+        assert_eq!(parse("\"soon\"").unwrap().expires_in, None);
+        assert_eq!(parse("null").unwrap().expires_in, None);
     }
 
     #[test]

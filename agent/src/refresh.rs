@@ -28,8 +28,11 @@ pub const UNKNOWN_LIFETIME_SERVE: Duration = Duration::from_secs(600);
 /// Backoff bounds.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
-/// The longest Retry-After honoured as given.
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+/// The longest Retry-After honoured as given: a server cannot make a profile
+/// unusable for longer than the backoff's own maximum.
+const RETRY_AFTER_MAX: Duration = BACKOFF_MAX;
+/// The soonest a background refresh follows a fetch.
+pub const MIN_REFRESH_AFTER: Duration = Duration::from_secs(1);
 /// A key nobody asked for in this long stops being refreshed.
 pub const IDLE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How long a caller waits for a fetch in progress before getting an error.
@@ -151,8 +154,8 @@ pub fn system_rng() -> Rng {
 }
 
 /// When to refresh a token obtained at `obtained`: at 70–80 % of its lifetime,
-/// or earlier if `refresh_before` says so; never sooner than half the lifetime
-/// or a second, whichever is less, so a tiny lifetime cannot spin.
+/// or earlier if `refresh_before` says so; never sooner than a second after it
+/// was obtained, so a tiny lifetime cannot spin.
 pub fn refresh_at(
     obtained: Instant,
     lifetime: Option<Duration>,
@@ -171,8 +174,11 @@ pub fn refresh_at(
         }
         None => {}
     }
-    let floor = (lifetime / 2).min(Duration::from_secs(1));
-    obtained + after.max(floor)
+    // A floor, so that no lifetime (or refresh_before) can make it spin.
+    let after = after.max(MIN_REFRESH_AFTER);
+    obtained
+        .checked_add(after)
+        .unwrap_or(obtained + UNKNOWN_LIFETIME_REFRESH)
 }
 
 /// Exponential backoff with full jitter after `failures` consecutive failures
@@ -285,7 +291,9 @@ impl<F: Fetcher> Refresher<F> {
                 return Ok(served);
             }
             // Backing off: do not hammer a failing server; say why instead.
-            if let (Some(retry_at), Some(err)) = (st.retry_at, &st.last_error)
+            // `force` is the user saying "try now".
+            if !force
+                && let (Some(retry_at), Some(err)) = (st.retry_at, &st.last_error)
                 && retry_at > now
             {
                 let mut body = err.body.clone();
@@ -326,8 +334,11 @@ impl<F: Fetcher> Refresher<F> {
                     token: f.token,
                     token_type: f.token_type,
                     scope: f.scope,
-                    expires_at: f.lifetime.map(|l| unix_now() + l.as_secs()),
-                    valid_until: started + serve_for,
+                    expires_at: f.lifetime.map(|l| unix_now().saturating_add(l.as_secs())),
+                    // The OAuth client clamps lifetimes; saturate all the same.
+                    valid_until: started
+                        .checked_add(serve_for)
+                        .unwrap_or(started + UNKNOWN_LIFETIME_SERVE),
                 });
                 st.refresh_token = f.refresh_token;
                 st.failures = 0;
@@ -342,13 +353,26 @@ impl<F: Fetcher> Refresher<F> {
                 st.failures = st.failures.saturating_add(1);
                 let delay = retry_delay(&e, st.failures, (self.rng)());
                 st.retry_at = Some(Instant::now() + delay);
-                tracing::warn!(
-                    profile = %entry.key.profile,
-                    failures = st.failures,
-                    retry_in_ms = delay.as_millis() as u64,
-                    error = %e.body.message,
-                    "token refresh failed"
-                );
+                // Rate-limited: a server failing for hours logs at the 1st,
+                // 2nd, 4th, 8th... failure, and whenever the error changes.
+                let changed =
+                    st.last_error.as_ref().map(|l| &l.body.message) != Some(&e.body.message);
+                if changed || st.failures.is_power_of_two() {
+                    tracing::warn!(
+                        profile = %entry.key.profile,
+                        failures = st.failures,
+                        retry_in_ms = delay.as_millis() as u64,
+                        error = %e.body.message,
+                        "token refresh failed"
+                    );
+                } else {
+                    tracing::debug!(
+                        profile = %entry.key.profile,
+                        failures = st.failures,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "token refresh failed again"
+                    );
+                }
                 let body = e.body.clone();
                 if e.permanent {
                     st.retry_at = None;
@@ -663,8 +687,15 @@ mod tests {
         );
         assert_eq!(
             refresh_at(t0, Some(Duration::from_millis(600)), d(5000), 0.5) - t0,
-            Duration::from_millis(300)
+            MIN_REFRESH_AFTER
         );
+        assert_eq!(
+            refresh_at(t0, Some(Duration::ZERO), None, 0.5) - t0,
+            MIN_REFRESH_AFTER,
+            "no lifetime makes the refresher spin"
+        );
+        // A lifetime no Instant can hold does not panic.
+        let _ = refresh_at(t0, Some(Duration::MAX), None, 1.0);
     }
 
     #[test]
@@ -695,6 +726,44 @@ mod tests {
         assert_eq!(retry_delay(&e, 9, 1.0), Duration::from_secs(42));
         assert_eq!(retry_delay(&err(Some(Duration::ZERO)), 1, 1.0), BACKOFF_MIN);
         assert_eq!(retry_delay(&err(None), 3, 1.0), Duration::from_secs(4));
+        assert_eq!(
+            retry_delay(&err(Some(Duration::from_secs(999_999))), 1, 0.5),
+            BACKOFF_MAX,
+            "Retry-After is capped at the backoff maximum"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn force_tries_now_even_while_backing_off() {
+        let fake = Fake::default();
+        fake.script.lock().unwrap().extend([
+            Err(err(Some(Duration::from_secs(999_999)))),
+            Ok(Some(LIFETIME)),
+        ]);
+        let (r, fake) = refresher(fake, 1.0);
+        r.get(&key(), Duration::ZERO, false).await.unwrap_err();
+        let backing_off = r.get(&key(), Duration::ZERO, false).await.unwrap_err();
+        assert!(
+            backing_off.message.contains("next attempt in 300s"),
+            "{}",
+            backing_off.message
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        r.get(&key(), Duration::ZERO, true).await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_lifetime_is_served_without_panicking() {
+        let fake = Fake::default();
+        fake.script
+            .lock()
+            .unwrap()
+            .push_back(Ok(Some(Duration::MAX)));
+        let (r, _fake) = refresher(fake, 1.0);
+        let served = r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert!(served.expires_at.is_some());
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

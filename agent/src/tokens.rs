@@ -443,7 +443,8 @@ impl AgentFetcher {
 impl Fetcher for AgentFetcher {
     async fn fetch(&self, key: &Key, refresh_token: Option<Secret>) -> Result<Fetched, FetchError> {
         self.fetch_inner(key, refresh_token).await.map_err(|e| {
-            tracing::warn!(profile = %key.profile, error = %e, "token request failed");
+            // The refresher logs failures, rate-limited.
+            tracing::debug!(profile = %key.profile, error = %e, "token request failed");
             e.into_fetch_error()
         })
     }

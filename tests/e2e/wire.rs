@@ -179,3 +179,24 @@ fn open_idle_connections_do_not_delay_shutdown() {
         assert!(conn.recv().is_none());
     }
 }
+
+#[test]
+fn ids_come_back_as_the_exact_bytes_sent() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("s.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    for id in [
+        "18446744073709551616",
+        "-123456789012345678901234567890",
+        "0.10000000000000000000000001",
+        r#""\u00e9""#,
+    ] {
+        conn.send_raw(format!("{{\"id\":{id},\"op\":\"hello\"}}\n").as_bytes());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut conn.reader, &mut line).unwrap();
+        assert!(
+            line.starts_with(&format!("{{\"id\":{id},\"ok\":true")),
+            "sent id {id}, got {line}"
+        );
+    }
+}
