@@ -406,6 +406,46 @@ fn field_err(field: &'static str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// Checks scopes, at `add` and on every `token` request that names its own:
+/// RFC 6749 §3.3 scope-tokens, one per entry.
+pub fn check_scopes(scopes: &[String]) -> Result<(), FieldError> {
+    for scope in scopes {
+        // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        let valid = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+        if !valid {
+            return Err(field_err(
+                "scopes",
+                format!(
+                    "{scope:?} is not a valid scope (printable ASCII without spaces, quotes or backslashes; repeat --scope for several)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks RFC 8707 resource indicators: absolute URIs without a fragment.
+pub fn check_resources(resources: &[String]) -> Result<(), FieldError> {
+    for resource in resources {
+        let url = url::Url::parse(resource).map_err(|e| {
+            field_err(
+                "resources",
+                format!("{resource:?} is not an absolute URI ({e}); RFC 8707 resources are absolute URIs"),
+            )
+        })?;
+        if url.fragment().is_some() {
+            return Err(field_err(
+                "resources",
+                format!("{resource:?} has a #fragment, which RFC 8707 forbids"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a profile name: 1–64 characters of `A-Z a-z 0-9 . _ -`, starting with
 /// a letter or digit (so it is safe in a keyring account name, a file name, and
 /// never mistaken for a flag).
@@ -604,35 +644,8 @@ impl Profile {
                 "is `issuer` but the profile has no --issuer; use token-endpoint or a URL",
             ));
         }
-        for scope in &self.scopes {
-            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-            let valid = !scope.is_empty()
-                && scope
-                    .bytes()
-                    .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
-            if !valid {
-                return Err(field_err(
-                    "scopes",
-                    format!(
-                        "{scope:?} is not a valid scope (printable ASCII without spaces, quotes or backslashes; repeat --scope for several)"
-                    ),
-                ));
-            }
-        }
-        for resource in &self.resources {
-            let url = url::Url::parse(resource).map_err(|e| {
-                field_err(
-                    "resources",
-                    format!("{resource:?} is not an absolute URI ({e}); RFC 8707 resources are absolute URIs"),
-                )
-            })?;
-            if url.fragment().is_some() {
-                return Err(field_err(
-                    "resources",
-                    format!("{resource:?} has a #fragment, which RFC 8707 forbids"),
-                ));
-            }
-        }
+        check_scopes(&self.scopes)?;
+        check_resources(&self.resources)?;
         if let Some(aud) = &self.audience
             && aud.trim().is_empty()
         {

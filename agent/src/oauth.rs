@@ -195,8 +195,20 @@ async fn read_body(url: &Url, response: reqwest::Response) -> Result<(u16, Vec<u
     Ok((status, body))
 }
 
+/// Server text as it may reach a terminal: control characters (an escape
+/// sequence, a newline that fakes a second message) become U+FFFD.
+fn printable(text: String) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect()
+    } else {
+        text
+    }
+}
+
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let text = printable(String::from_utf8_lossy(body).into_owned());
     let text = text.trim();
     if text.is_empty() {
         return "(empty body)".into();
@@ -396,6 +408,15 @@ pub async fn fetch_token(
         }
         ser.finish();
     }
+    // Everything secret this request carries, in every form a server that
+    // reflects its input could echo: scrubbed from any error text below.
+    let mut needles: Vec<zeroize::Zeroizing<String>> = Vec::new();
+    for (_, v) in &secret_fields {
+        needles.extend(encodings(req.client_id, v));
+    }
+    if let ClientAuth::Basic(secret) = &req.auth {
+        needles.extend(encodings(req.client_id, secret));
+    }
     let url = req.token_endpoint;
     if let Some((key, nonce)) = &req.dpop {
         let htu = crate::jwk::htu(url.as_str()).map_err(OAuthError::Setup)?;
@@ -434,7 +455,56 @@ pub async fn fetch_token(
         }
         Err(_) => {}
     }
+    if let Err(e) = &mut result {
+        e.redact(&needles);
+    }
     result
+}
+
+/// The forms in which a secret sent as `client_id:secret` Basic credentials or
+/// as a form field can come back: as it is, form-urlencoded, percent-encoded,
+/// and the Basic credentials' base64.
+fn encodings(client_id: &str, secret: &Secret) -> Vec<zeroize::Zeroizing<String>> {
+    use base64::Engine;
+    let raw = String::from_utf8_lossy(secret.expose()).into_owned();
+    let form = form_encode(secret.expose());
+    let percent = form.replace('+', "%20");
+    let basic = format!("{}:{form}", form_encode(client_id.as_bytes()));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(basic.as_bytes());
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.expose());
+    [raw, form, percent, b64, b64url]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(zeroize::Zeroizing::new)
+        .collect()
+}
+
+impl OAuthError {
+    /// Replaces every occurrence of `needles` in the server-supplied text of
+    /// this error with `[REDACTED]`.
+    pub fn redact(&mut self, needles: &[zeroize::Zeroizing<String>]) {
+        let scrub = |text: &mut String| {
+            for needle in needles {
+                if text.contains(needle.as_str()) {
+                    *text = text.replace(needle.as_str(), "[REDACTED]");
+                }
+            }
+        };
+        match self {
+            OAuthError::Idp {
+                error, description, ..
+            } => {
+                scrub(error);
+                if let Some(d) = description {
+                    scrub(d);
+                }
+            }
+            OAuthError::BadResponse { excerpt, .. } => scrub(excerpt),
+            OAuthError::Network { cause, .. } => scrub(cause),
+            OAuthError::Discovery { message, .. } => scrub(message),
+            OAuthError::Setup(message) => scrub(message),
+        }
+    }
 }
 
 /// `expires_in` in seconds, as a number or (some servers) a string; `None`
@@ -478,6 +548,32 @@ pub fn parse_token_response(
             .access_token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| bad("a token response without access_token"))?;
+        // Served in headers (`Authorization: Bearer ...`) and env variables:
+        // a newline would inject a header. RFC 6750's b64token is narrower,
+        // but real servers issue tokens with other visible characters.
+        if !access_token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "an access_token with characters a header cannot carry (control characters, spaces or non-ASCII)",
+            ));
+        }
+        let token_type = match ok.token_type.as_deref() {
+            // RFC 6749 §7.1: case-insensitive; served in its canonical case.
+            None => "Bearer",
+            Some(t) if t.eq_ignore_ascii_case("bearer") => "Bearer",
+            Some(t) if t.eq_ignore_ascii_case("dpop") => "DPoP",
+            Some(other) => {
+                return Err(OAuthError::BadResponse {
+                    host: host_of(url),
+                    status,
+                    what: "a token_type jwtagent cannot serve (only Bearer and DPoP)",
+                    excerpt: format!(
+                        "token_type {:?}",
+                        printable(other.chars().take(40).collect())
+                    ),
+                    retry_after: None,
+                });
+            }
+        };
         let expires_in = match ok.expires_in.as_ref().and_then(lifetime_secs) {
             Some(secs) if secs <= 0.0 => {
                 return Err(OAuthError::BadResponse {
@@ -496,7 +592,7 @@ pub fn parse_token_response(
         };
         return Ok(TokenResponse {
             access_token: Secret::new(access_token.into_bytes()),
-            token_type: ok.token_type.unwrap_or_else(|| "Bearer".into()),
+            token_type: token_type.to_string(),
             expires_in,
             scope: ok.scope,
             refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
@@ -511,8 +607,8 @@ pub fn parse_token_response(
     match serde_json::from_slice::<Err>(body) {
         Ok(e) => Err(OAuthError::Idp {
             status,
-            error: e.error,
-            description: e.error_description,
+            error: printable(e.error),
+            description: e.error_description.map(printable),
             retry_after,
             dpop_nonce: None,
         }),
@@ -605,6 +701,59 @@ mod tests {
         }
         assert_eq!(parse("\"soon\"").unwrap().expires_in, None);
         assert_eq!(parse("null").unwrap().expires_in, None);
+    }
+
+    #[test]
+    fn tokens_a_header_cannot_carry_are_refused_and_token_types_canonical() {
+        let parse = |body: &str| parse_token_response(&url(), 200, None, body.as_bytes());
+        for bad in [
+            r#""abc\ndef""#,
+            r#""abc def""#,
+            r#""abc\u0000""#,
+            r#""tök""#,
+        ] {
+            let e = parse(&format!(r#"{{"access_token":{bad}}}"#)).unwrap_err();
+            assert!(e.to_string().contains("header cannot carry"), "{bad}: {e}");
+        }
+        for (sent, served) in [("bearer", "Bearer"), ("BEARER", "Bearer"), ("dpop", "DPoP")] {
+            let r = parse(&format!(
+                r#"{{"access_token":"a.b-c_d~e+f/g=","token_type":"{sent}"}}"#
+            ));
+            assert_eq!(r.unwrap().token_type, served);
+        }
+        let e = parse(r#"{"access_token":"abc","token_type":"mac\u001b[2J"}"#).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("cannot serve") && !text.contains('\u{1b}'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn error_text_loses_secrets_in_every_encoding_and_control_characters() {
+        let secret = Secret::new(b"s3cr et+/=%".to_vec());
+        let needles = encodings("client 1", &secret);
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("client+1:s3cr+et%2B%2F%3D%25");
+        let reflected = format!(
+            "got client_secret=s3cr+et%2B%2F%3D%25 raw=s3cr et+/=% pct=s3cr%20et%2B%2F%3D%25 basic={b64}\x1b[31m"
+        );
+        let mut e = parse_token_response(&url(), 500, None, reflected.as_bytes()).unwrap_err();
+        e.redact(&needles);
+        let text = e.to_string();
+        assert!(!text.contains("s3cr") && !text.contains(&b64), "{text}");
+        assert_eq!(text.matches("[REDACTED]").count(), 4, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let mut e = parse_token_response(
+            &url(),
+            400,
+            None,
+            br#"{"error":"invalid_request","error_description":"bad secret s3cr et+/=%\n[fake] ok"}"#,
+        )
+        .unwrap_err();
+        e.redact(&needles);
+        let text = e.to_string();
+        assert!(!text.contains("s3cr") && !text.contains('\n'), "{text}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::oauth::{self, ClientAuth, Grant, Metadata, OAuthError, TokenRequest};
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, KeyStatus, Refresher};
 use crate::store::StoreError;
-use jwtagent::config::{Alg, AssertionAud, AuthMethod};
+use jwtagent::config::{Alg, AssertionAud, AuthMethod, FieldError, check_resources, check_scopes};
 use jwtagent::protocol::{DpopAnswer, ErrorBody, ErrorCode, IdpDetail, TokenAnswer};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
@@ -513,6 +513,15 @@ impl Tokens {
             .profiles
             .get(name)
             .ok_or_else(|| ProfileError::Unknown(name.to_string()).to_body())?;
+        // What a request names goes to the server as it is: checked as `add`
+        // checks the profile's own.
+        let bad = |e: FieldError| ErrorBody::new(ErrorCode::BadRequest, e.to_string());
+        if let Some(scopes) = &scopes {
+            check_scopes(scopes).map_err(bad)?;
+        }
+        if let Some(resources) = &resources {
+            check_resources(resources).map_err(bad)?;
+        }
         let key = Key {
             profile: name.to_string(),
             scopes: sorted(scopes.unwrap_or_else(|| profile.scopes.clone())),

@@ -242,3 +242,214 @@ fn cli_refuses_an_explicit_socket_served_by_another_user_before_sending_anything
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     assert_eq!(listener.received(), Vec::<String>::new());
 }
+
+fn hostile(body: &str) -> Fault {
+    Fault::Raw {
+        code: 200,
+        headers: String::new(),
+        body: body.to_string(),
+    }
+}
+
+fn status_of(env: &TestEnv, name: &str) -> serde_json::Value {
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    status["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn a_huge_expires_in_is_clamped_and_the_agent_keeps_serving() {
+    let env = TestEnv::new();
+    for (i, huge) in ["1e30", "9223372036854775808", "1.7e308"]
+        .iter()
+        .enumerate()
+    {
+        let server = FaultServer::start(hostile(&format!(
+            r#"{{"access_token":"tok-{i}","token_type":"Bearer","expires_in":{huge}}}"#
+        )));
+        let name = format!("huge{i}");
+        env.add_open_profile(&name, &server.token_url(), &[]);
+        for _ in 0..2 {
+            let out = env.run(&["token", "--json", &name]);
+            assert!(out.status.success(), "{huge}: {}", stderr_of(&out));
+            let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(answer["access_token"], format!("tok-{i}"));
+            // Clamped to a year, not "never".
+            let left = answer["expires_at"].as_u64().unwrap() - jwtagent::time::unix_now();
+            assert!(left <= 366 * 24 * 3600, "{huge}: {left}");
+        }
+        assert_eq!(server.requests(), 1, "{huge}");
+    }
+}
+
+#[test]
+fn a_token_expired_on_arrival_is_an_error_not_a_request_storm() {
+    let env = TestEnv::new();
+    for (i, expired) in ["0", "-5", "\"-1\""].iter().enumerate() {
+        let server = FaultServer::start(hostile(&format!(
+            r#"{{"access_token":"tok","token_type":"Bearer","expires_in":{expired}}}"#
+        )));
+        let name = format!("expired{i}");
+        env.add_open_profile(&name, &server.token_url(), &[]);
+        let out = env.run(&["token", &name]);
+        assert_eq!(out.status.code(), Some(1), "{expired}");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("idp_error") && err.contains("already expired"),
+            "{expired}: {err}"
+        );
+        // Nothing is held, so nothing is refreshed in the background: the
+        // status says why and the server saw the one request.
+        let status = status_of(&env, &name);
+        assert!(
+            status["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already expired"),
+            "{status}"
+        );
+        assert_eq!(server.requests(), 1, "{expired}");
+    }
+}
+
+#[test]
+fn a_server_that_reflects_the_request_never_gets_the_secret_shown() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Echo { code: 500 });
+    let secret = "reflected-secret+/=%-0123456789";
+    for (name, auth) in [
+        ("post", "client_secret_post"),
+        ("basic", "client_secret_basic"),
+    ] {
+        let mut cmd = env.cmd(&[
+            "add",
+            name,
+            "--token-url",
+            &server.token_url(),
+            "--client-id",
+            "client one",
+            "--auth",
+            auth,
+            "--secret-stdin",
+        ]);
+        let out = output_with_stdin(&mut cmd, secret.as_bytes());
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let out = env.run(&["token", name]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("HTTP 500") && err.contains("[REDACTED]"),
+            "{err}"
+        );
+        let status = env.ok(&["status", "--json"]);
+        let log = std::fs::read(env.log_file()).unwrap_or_default();
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("client+one:{}", url_form(secret)));
+        let needles: Vec<(String, String)> = [secret.to_string(), url_form(secret), basic]
+            .into_iter()
+            .map(|n| (n.clone(), n))
+            .collect();
+        assert_absent(
+            &needles,
+            &[
+                ("stderr".into(), err.into_bytes()),
+                ("status".into(), status.into_bytes()),
+                ("agent log".into(), log),
+            ],
+        );
+    }
+    // The server did get it: the echo is real.
+    assert!(server.bodies()[0].contains(&url_form(secret)));
+}
+
+fn url_form(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[test]
+fn a_huge_retry_after_is_capped_and_force_tries_now() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Status {
+        code: 429,
+        retry_after: Some("999999".into()),
+    });
+    env.add_open_profile("limited", &server.token_url(), &[]);
+    assert_eq!(env.run(&["token", "limited"]).status.code(), Some(1));
+    let again = env.run(&["token", "limited"]);
+    let err = stderr_of(&again);
+    let secs: u64 = err
+        .split("next attempt in ")
+        .nth(1)
+        .and_then(|t| t.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no next attempt in: {err}"));
+    assert!(secs <= 300, "{err}");
+    assert_eq!(server.requests(), 1);
+    server.set(Fault::Ok { lifetime: 600 });
+    let forced = env.ok(&["token", "--force", "limited"]);
+    assert_eq!(forced.trim(), "fault-token-2");
+}
+
+#[test]
+fn tokens_that_would_inject_a_header_are_refused() {
+    let env = TestEnv::new();
+    for (i, body) in [
+        r#"{"access_token":"abc\ndef","token_type":"Bearer","expires_in":600}"#,
+        r#"{"access_token":"abc\r\nX-Evil: 1","token_type":"Bearer","expires_in":600}"#,
+        r#"{"access_token":"abc","token_type":"Bearer\nX-Evil: 1","expires_in":600}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let server = FaultServer::start(hostile(body));
+        let name = format!("inject{i}");
+        env.add_open_profile(&name, &server.token_url(), &[]);
+        let out = env.run(&["header", &name]);
+        assert_eq!(out.status.code(), Some(1), "{body}");
+        assert!(out.stdout.is_empty(), "{body}");
+        let err = stderr_of(&out);
+        assert!(err.contains("idp_error"), "{err}");
+        assert!(
+            !err.contains("X-Evil: 1\n") && !err.contains("def"),
+            "{err}"
+        );
+    }
+    // A lower-case token_type is served in its canonical case.
+    let server = FaultServer::start(hostile(
+        r#"{"access_token":"abc","token_type":"bearer","expires_in":600}"#,
+    ));
+    env.add_open_profile("lower", &server.token_url(), &[]);
+    let answer: serde_json::Value =
+        serde_json::from_str(&env.ok(&["token", "--json", "lower"])).unwrap();
+    assert_eq!(answer["token_type"], "Bearer");
+}
+
+#[test]
+fn per_request_scopes_and_resources_are_validated_like_add() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    env.add_open_profile("api", &server.token_url(), &[]);
+    let mut conn = Conn::open(&env.default_socket());
+    for (field, value) in [
+        ("scopes", r#"["x\u0000y"]"#),
+        ("scopes", r#"["a b"]"#),
+        ("resources", r#"["not a uri"]"#),
+        ("resources", r#"["https://api.example/#frag"]"#),
+    ] {
+        let r = conn.request(&format!(
+            r#"{{"id":1,"op":"token","name":"api","{field}":{value}}}"#
+        ));
+        assert_eq!(r["ok"], false, "{value}");
+        assert_eq!(r["error"]["code"], "bad_request", "{r}");
+    }
+    assert_eq!(server.requests(), 0);
+    let out = env.run(&["token", "api", "--scope", "a\u{7}b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_eq!(server.requests(), 0);
+}

@@ -669,6 +669,15 @@ pub enum Fault {
     /// Like `Ok`, with a refresh token; a `refresh_token` grant is refused with
     /// `invalid_grant`.
     RefreshRefused { lifetime: u64 },
+    /// A hostile answer: this status, extra header lines, and this JSON body.
+    Raw {
+        code: u16,
+        headers: String,
+        body: String,
+    },
+    /// A server that reflects what it got (form body and Authorization
+    /// header) in an error page with this status.
+    Echo { code: u16 },
 }
 
 /// A token endpoint on a real loopback socket whose behaviour the test sets:
@@ -784,7 +793,7 @@ fn serve_fault(
     }
     let form = String::from_utf8_lossy(&buf[head_end..]).into_owned();
     let is_refresh = form.contains("grant_type=refresh_token");
-    bodies.lock().unwrap().push(form);
+    bodies.lock().unwrap().push(form.clone());
     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
     let fault = match mode.0.lock().unwrap().clone() {
         Fault::RefreshRefused { .. } if is_refresh => Fault::Status {
@@ -830,6 +839,26 @@ fn serve_fault(
             let body = "{this is not json";
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        Fault::Raw {
+            code,
+            headers,
+            body,
+        } => format!(
+            "HTTP/1.1 {code} Hostile\r\ncontent-type: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        Fault::Echo { code } => {
+            let authorization = String::from_utf8_lossy(&buf[..head_end])
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                .unwrap_or_default()
+                .to_string();
+            let body = format!("<pre>you sent: {form} with {authorization}</pre>");
+            format!(
+                "HTTP/1.1 {code} Echo\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
         }
