@@ -75,13 +75,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
                 .record(&Record::new(peer, request.op(), Some(name), "locked"));
         }
         return (
-            encode::<Empty>(
-                parsed.id,
-                Err(ErrorBody::new(
-                    ErrorCode::Locked,
-                    "the agent is locked; unlock it with `jwtagent unlock`",
-                )),
-            ),
+            encode::<Empty>(parsed.id, Err(locked_error())),
             After::Continue,
         );
     }
@@ -272,7 +266,13 @@ async fn audited<T>(
             .record(&Record::new(peer, op, Some(name), "denied"));
         return Err(denied);
     }
-    let result = serve.await;
+    let epoch = state.lock.epoch();
+    let mut result = serve.await;
+    // Locked while the request was in flight: the answer is not handed out
+    // (it is dropped here, and wiped with it).
+    if result.is_ok() && (state.lock.is_locked() || state.lock.epoch() != epoch) {
+        result = Err(locked_error());
+    }
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code.as_str(),
@@ -283,6 +283,13 @@ async fn audited<T>(
     }
     state.audit.record(&record);
     result
+}
+
+fn locked_error() -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Locked,
+        "the agent is locked; unlock it with `jwtagent unlock`",
+    )
 }
 
 /// A profile with `allow_exe` serves only those executables.

@@ -41,6 +41,9 @@ pub struct Lock {
     state: tokio::sync::Mutex<Option<Locked>>,
     /// Mirror of "locked" readable without waiting behind an unlock attempt.
     locked: std::sync::atomic::AtomicBool,
+    /// Counts locks, so that a request can tell it was locked (and perhaps
+    /// unlocked again) while it was in flight.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 fn hash(passphrase: &Secret, salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>, LockError> {
@@ -66,6 +69,11 @@ impl Lock {
         self.locked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// How many times the agent has been locked.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Locks with `passphrase`.
     pub async fn lock(&self, passphrase: &Secret) -> Result<(), LockError> {
         if passphrase.is_empty() {
@@ -87,6 +95,7 @@ impl Lock {
             hash,
             failures: 0,
         });
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }

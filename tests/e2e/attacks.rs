@@ -453,3 +453,31 @@ fn per_request_scopes_and_resources_are_validated_like_add() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     assert_eq!(server.requests(), 0);
 }
+
+#[test]
+fn a_token_request_in_flight_when_the_agent_is_locked_gets_locked() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Held { lifetime: 600 });
+    env.add_open_profile("api", &server.token_url(), &[]);
+    let pending = env
+        .cmd(&["token", "api"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the token request reaches the server", || {
+        server.requests() == 1
+    });
+    let out = env.run_with_stdin(&["lock", "--passphrase-stdin"], b"open sesame\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // The server answers only now, after the lock.
+    server.set(Fault::Ok { lifetime: 600 });
+    let out = pending.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(out.stdout.is_empty(), "a token was handed out after lock");
+    assert!(stderr_of(&out).contains("locked"), "{}", stderr_of(&out));
+    // Nothing was kept either: once unlocked, the next token is a new one.
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"open sesame\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(env.ok(&["token", "api"]).trim(), "fault-token-2");
+}

@@ -675,6 +675,9 @@ pub enum Fault {
         headers: String,
         body: String,
     },
+    /// The request is held until the test changes the mode, then answered
+    /// with a good token of this lifetime.
+    Held { lifetime: u64 },
     /// A server that reflects what it got (form body and Authorization
     /// header) in an error page with this status.
     Echo { code: u16 },
@@ -859,6 +862,21 @@ fn serve_fault(
             let body = format!("<pre>you sent: {form} with {authorization}</pre>");
             format!(
                 "HTTP/1.1 {code} Echo\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        Fault::Held { lifetime } => {
+            let (lock, changed) = mode;
+            let _released = changed
+                .wait_while(lock.lock().unwrap(), |f| {
+                    matches!(f, Fault::Held { .. }) && !stop.load(Ordering::SeqCst)
+                })
+                .unwrap();
+            let body = format!(
+                r#"{{"access_token":"fault-token-{n}","token_type":"Bearer","expires_in":{lifetime}}}"#
+            );
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             )
         }
