@@ -706,6 +706,9 @@ impl Profile {
 pub enum ConfigError {
     #[error("cannot read config file {path}: {message}")]
     Read { path: PathBuf, message: String },
+    /// The file or its directory could be changed by another user.
+    #[error("refusing config {path}: {message}")]
+    Unsafe { path: PathBuf, message: String },
     #[error(
         "config file {path} is not valid: {message}\nFix or move the file; jwtagent never overwrites a config it cannot read."
     )]
@@ -722,6 +725,41 @@ pub enum ConfigError {
         profile: String,
         error: FieldError,
     },
+}
+
+/// A config file larger than this is not read (a profile is a few hundred
+/// bytes).
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The config file (or its directory) must be the user's or root's, and not
+/// writable by group or others (a shared directory with the sticky bit is
+/// fine: others cannot replace a file of ours in it).
+fn check_owner_and_mode(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    is_dir: bool,
+) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    let what = if is_dir { "directory" } else { "file" };
+    let message = if meta.uid() != uid && meta.uid() != 0 {
+        format!(
+            "the config {what} is owned by uid {}, not by you (uid {uid}); another user could send your secrets to a server of theirs. Move it away and add your profiles again",
+            meta.uid()
+        )
+    } else if mode & 0o022 != 0 && !(is_dir && mode & 0o1000 != 0) {
+        format!(
+            "the config {what} has mode {mode:04o}, writable by others, who could send your secrets to a server of theirs; check it, then run `chmod go-w {}`",
+            path.display()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Unsafe {
+        path: path.to_path_buf(),
+        message,
+    })
 }
 
 impl ConfigFile {
@@ -775,15 +813,48 @@ impl ConfigFile {
     }
 
     /// Reads `path`; a missing file is an empty config.
+    ///
+    /// Like ssh with `~/.ssh/config`, a file or directory that another user
+    /// could write (or a file that is another user's, also through a symlink)
+    /// is refused: whoever can edit the config can send the secrets anywhere.
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => ConfigFile::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
-            Err(e) => Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
+        use std::io::Read;
+        let read_err = |e: std::io::Error| ConfigError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        match std::fs::metadata(dir) {
+            Ok(meta) => check_owner_and_mode(dir, &meta, true)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ConfigFile::default());
+            }
+            Err(e) => return Err(read_err(e)),
         }
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ConfigFile::default());
+            }
+            Err(e) => return Err(read_err(e)),
+        };
+        // What was opened, after any symlink: the checks cannot be raced.
+        let meta = file.metadata().map_err(read_err)?;
+        check_owner_and_mode(path, &meta, false)?;
+        let mut text = String::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            });
+        }
+        ConfigFile::parse(&text, path)
     }
 
     /// The file's text, with a header saying what it is.

@@ -52,6 +52,9 @@ struct Stamp {
     len: u64,
     mtime: i64,
     mtime_nsec: i64,
+    /// A chmod or chown changes only the ctime: the file is checked again.
+    ctime: i64,
+    ctime_nsec: i64,
 }
 
 fn stamp(path: &Path) -> Option<Stamp> {
@@ -61,6 +64,8 @@ fn stamp(path: &Path) -> Option<Stamp> {
         len: m.len(),
         mtime: m.mtime(),
         mtime_nsec: m.mtime_nsec(),
+        ctime: m.ctime(),
+        ctime_nsec: m.ctime_nsec(),
     })
 }
 
@@ -138,10 +143,16 @@ impl Profiles {
         if loaded.checked.elapsed() >= max_age || loaded.config.is_err() {
             let now = stamp(&self.path);
             loaded.checked = Instant::now();
-            if loaded.stamp != now {
+            // A config in error is read again each time: what made it unusable
+            // (its directory's mode, say) may be fixed without touching it.
+            if loaded.stamp != now || loaded.config.is_err() {
+                let before = loaded.config.as_ref().err().map(ToString::to_string);
                 loaded.config = ConfigFile::load(&self.path).map(Arc::new);
                 loaded.stamp = now;
-                if let Err(e) = &loaded.config {
+                // Logged once per distinct error, not once per request.
+                if let Err(e) = &loaded.config
+                    && before.as_deref() != Some(e.to_string().as_str())
+                {
                     tracing::error!(error = %e, "config not usable");
                 }
             }

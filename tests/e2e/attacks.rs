@@ -481,3 +481,71 @@ fn a_token_request_in_flight_when_the_agent_is_locked_gets_locked() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(env.ok(&["token", "api"]).trim(), "fault-token-2");
 }
+
+/// Adds a client_secret_basic profile for `url` whose secret the test knows.
+fn add_basic(env: &TestEnv, name: &str, url: &str) {
+    let mut cmd = env.cmd(&[
+        "add",
+        name,
+        "--token-url",
+        url,
+        "--client-id",
+        "c",
+        "--auth",
+        "client_secret_basic",
+        "--secret-stdin",
+    ]);
+    let out = output_with_stdin(&mut cmd, b"basic-secret-0123456789");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+#[test]
+fn a_config_others_can_write_or_own_is_refused_and_no_secret_is_sent() {
+    let env = TestEnv::new();
+    let ours = FaultServer::start(Fault::Ok { lifetime: 600 });
+    let theirs = FaultServer::start(Fault::Ok { lifetime: 600 });
+    add_basic(&env, "api", &ours.token_url());
+    let config = env.config_file();
+    let redirected = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&ours.token_url(), &theirs.token_url());
+    let refused = |how: &str, expect: &str| {
+        let out = env.run(&["token", "--force", "api"]);
+        assert_eq!(out.status.code(), Some(1), "{how}: {}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("refusing config") && err.contains(expect),
+            "{how}: {err}"
+        );
+        assert_eq!(
+            theirs.requests(),
+            0,
+            "{how}: the secret went to the other server"
+        );
+    };
+    // 1. World-writable: another user rewrote token_url.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::fs::write(&config, &redirected).unwrap();
+    refused("mode 0666", "chmod go-w");
+    // 2. Private, but another user's file.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&config, Some(NOBODY), Some(NOBODY)).unwrap();
+    refused("owned by 65534", "owned by uid 65534");
+    // 3. A symlink to another user's file.
+    let elsewhere = env.path("their-profiles.toml");
+    std::fs::rename(&config, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &config).unwrap();
+    refused("symlink to 65534's file", "owned by uid 65534");
+    // 4. A directory others can write.
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(&config, &redirected).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dir = config.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("directory 0777", "directory has mode 0777");
+    // Made private again, the (now redirected) file is used: the checks are
+    // what stood in the way.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    env.ok(&["token", "--force", "api"]);
+    assert_eq!(theirs.requests(), 1);
+}
