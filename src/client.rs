@@ -30,9 +30,10 @@ pub enum ClientError {
     /// Nothing answers on the socket: not started, stale file, or wrong path.
     #[error("no agent is listening on {path}: {source}")]
     NotRunning { path: PathBuf, source: io::Error },
-    /// The connection broke or timed out mid-request.
-    #[error("lost the connection to the agent on {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// The connection broke mid-request. (`cause`, not `source`: the message
+    /// already says it, and a source would print it twice in an error chain.)
+    #[error("lost the connection to the agent on {path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     /// The agent answered something that is not a valid response.
     #[error("the agent on {path} sent an invalid response: {detail}")]
     Protocol { path: PathBuf, detail: String },
@@ -135,9 +136,9 @@ impl Client {
     /// write of a request.
     pub fn connect_timeout(path: &Path, timeout: Duration) -> Result<Client, ClientError> {
         let stream = connect_bounded(path, timeout.min(CONNECT_TIMEOUT))?;
-        let io_err = |source| ClientError::Io {
+        let io_err = |cause| ClientError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let peer = rustix::net::sockopt::socket_peercred(&stream)
             .map_err(|e| io_err(e.into()))?
@@ -277,7 +278,7 @@ impl Client {
         }
         ClientError::Io {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 

@@ -16,12 +16,32 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// stderr that never fails: a log line that cannot be written (the pipe
+/// closed: `jwtagent agent -D 2>&1 | head`, a full disk) is dropped. Logging
+/// must never stop, block or crash the agent.
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Logs to stderr.
 pub fn init_stderr(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(|| Stderr)
+        // Its own report of a failed write is an eprintln!, which panics
+        // when stderr is a closed pipe.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -549,3 +549,41 @@ fn a_config_others_can_write_or_own_is_refused_and_no_secret_is_sent() {
     env.ok(&["token", "--force", "api"]);
     assert_eq!(theirs.requests(), 1);
 }
+
+#[test]
+fn an_agent_whose_log_pipe_closed_keeps_serving_and_stops_cleanly() {
+    for how in ["stop", "SIGTERM"] {
+        let env = TestEnv::new();
+        let socket = env.path("s.sock");
+        // `jwtagent agent -D 2>&1 | head -1`: the reader goes away after a line.
+        let mut agent = env
+            .cmd(&["agent", "-D", "--socket", socket.to_str().unwrap()])
+            .env("JWTAGENT_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(agent.stderr.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        drop(agent.stderr.take());
+        wait_until("the agent listens", || hello(&socket).is_some());
+        // Every request logs: each write now fails with EPIPE.
+        for _ in 0..5 {
+            env.ok(&["status", "--socket", socket.to_str().unwrap()]);
+        }
+        if how == "stop" {
+            env.ok(&["stop", "--socket", socket.to_str().unwrap()]);
+        } else {
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(agent.id() as i32).unwrap(),
+                rustix::process::Signal::TERM,
+            )
+            .unwrap();
+        }
+        let status = agent.wait().unwrap();
+        assert!(status.success(), "{how}: the agent exited with {status}");
+        assert!(!socket.exists(), "{how}: the socket file was left behind");
+    }
+}
