@@ -51,15 +51,27 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let idle = Arc::new(Idle::default());
     let tracker = TaskTracker::new();
     let my_uid = rustix::process::geteuid().as_raw();
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Every slot is taken: the connection idle the longest makes
+                // room, so that idle clients cannot lock everyone else out.
+                // Only when all of them are busy does the next one wait.
+                if idle.evict_oldest() {
+                    tracing::debug!("all connection slots taken; closing the longest-idle one");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -81,8 +93,9 @@ pub async fn serve(
         let state = state.clone();
         let shutdown = shutdown.clone();
         let limits = limits.clone();
+        let idle = idle.clone();
         tracker.spawn(async move {
-            handle_connection(stream, &state, &peer, &limits, &shutdown).await;
+            handle_connection(stream, &state, &peer, &limits, &shutdown, &idle).await;
             drop(permit);
         });
     }
@@ -146,12 +159,54 @@ fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<
     None
 }
 
+/// The connections waiting for a request, by when they began to wait, each
+/// with the token that closes it.
+#[derive(Default)]
+struct Idle(std::sync::Mutex<IdleSet>);
+
+#[derive(Default)]
+struct IdleSet {
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, CancellationToken>,
+}
+
+impl Idle {
+    fn set(&self) -> std::sync::MutexGuard<'_, IdleSet> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection begins to wait for a request; returns its place.
+    fn enter(&self, close: &CancellationToken) -> u64 {
+        let mut set = self.set();
+        let seq = set.next;
+        set.next = set.next.wrapping_add(1);
+        set.waiting.insert(seq, close.clone());
+        seq
+    }
+
+    fn leave(&self, seq: u64) {
+        self.set().waiting.remove(&seq);
+    }
+
+    /// Closes the connection that has waited longest; false if none waits.
+    fn evict_oldest(&self) -> bool {
+        match self.set().waiting.pop_first() {
+            Some((_, close)) => {
+                close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 async fn handle_connection(
     stream: UnixStream,
     state: &AgentState,
     peer: &Peer,
     limits: &Limits,
     shutdown: &CancellationToken,
+    idle: &Idle,
 ) {
     let (read_half, mut writer) = stream.into_split();
     // Requests are a few hundred bytes (an `add` with a PEM key a few KiB);
@@ -159,11 +214,22 @@ async fn handle_connection(
     // the rare long one (up to MAX_LINE).
     let mut reader = BufReader::with_capacity(2 * 1024, read_half);
     let mut line = Vec::with_capacity(512);
+    let evicted = CancellationToken::new();
     loop {
+        let place = idle.enter(&evicted);
         let frame = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => return,
-            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, &mut line)) => frame,
+            _ = shutdown.cancelled() => None,
+            _ = evicted.cancelled() => {
+                tracing::debug!("closing an idle connection to make room for a new one");
+                None
+            }
+            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, &mut line)) => Some(frame),
+        };
+        idle.leave(place);
+        let Some(frame) = frame else {
+            line.zeroize();
+            return;
         };
         let (response, after) = match frame {
             Err(_) => {

@@ -587,3 +587,59 @@ fn an_agent_whose_log_pipe_closed_keeps_serving_and_stops_cleanly() {
         assert!(!socket.exists(), "{how}: the socket file was left behind");
     }
 }
+
+#[test]
+fn idle_connections_cannot_lock_out_new_clients() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("s.sock"));
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    assert!(
+        nofile.current.unwrap_or(u64::MAX) > 1100,
+        "this test opens 1,024 connections: raise the open-file limit (ulimit -n 2048)"
+    );
+    // Fill every slot the agent has (1,024) with connections that say nothing.
+    let idle: Vec<std::os::unix::net::UnixStream> = (0..1024)
+        .map(|_| std::os::unix::net::UnixStream::connect(&agent.socket).unwrap())
+        .collect();
+    // The first one is being served (a hello answered), so the agent saw them.
+    let mut first = Conn::open(&agent.socket);
+    assert_eq!(first.request(r#"{"id":1,"op":"hello"}"#)["ok"], true);
+    // A new client is served at once, not after the 5-minute idle timeout.
+    let out = env.run(&[
+        "status",
+        "--timeout",
+        "20s",
+        "--socket",
+        agent.socket.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // Room was made by closing the longest-idle connection: the oldest.
+    let mut oldest = idle[0].try_clone().unwrap();
+    oldest
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(std::io::Read::read(&mut oldest, &mut buf).unwrap(), 0);
+}
+
+#[test]
+fn the_cli_gives_up_on_an_agent_that_does_not_answer() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("s.sock"));
+    let pid = rustix::process::Pid::from_raw(agent.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let out = env.run(&[
+        "status",
+        "--timeout",
+        "1s",
+        "--socket",
+        agent.socket.to_str().unwrap(),
+    ]);
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("did not answer within 1s") && err.contains("--timeout"),
+        "{err}"
+    );
+}
