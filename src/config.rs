@@ -161,6 +161,17 @@ pub struct Profile {
     /// fills in ES256 when `dpop` is set without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_alg: Option<Alg>,
+    /// Which keyring entries hold the profile's secret and DPoP key: `0` is
+    /// `profile/NAME` (and `dpop/NAME`), `N` is `profile/NAME#N`. A replaced
+    /// profile's new secret goes to a new entry before the config names it,
+    /// so a crash at any point leaves the config naming a complete profile.
+    /// Set by the agent; a value in an `add` request is ignored.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Algorithms the agent generates keys for (`keygen`, DPoP keys).
@@ -546,6 +557,7 @@ impl Profile {
             allow_exe: vec![],
             dpop: false,
             dpop_alg: None,
+            generation: 0,
         }
     }
 

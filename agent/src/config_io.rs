@@ -51,6 +51,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
+        crate::crash_point("config:before-rename");
         fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         File::open(dir)?.sync_all()
@@ -59,6 +60,41 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+/// Removes the temp files [`write_atomic`] left next to `path` when its
+/// process died mid-write (`.NAME.tmp.PID.N` of a PID no longer running).
+pub fn remove_stale_temp_files(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp.", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| pid != std::process::id() && jwtagent::process::is_running(pid)) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => {
+                tracing::info!(file = %entry.path().display(), "removed a config temp file an interrupted write left behind")
+            }
+            Err(e) => {
+                tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove a stale config temp file")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -157,6 +157,10 @@ impl Agent {
         let profiles = Profiles::new(self.options.config_path.clone(), store);
         let audit = audit::Audit::new(self.options.audit_log.clone());
         let state = Arc::new(AgentState::new(path.clone(), profiles, audit));
+        // What a crash in the middle of an `add` left behind (in the
+        // background: the keyring may be slow, and adds wait for it).
+        let sweeping = state.profiles.clone();
+        tokio::spawn(async move { sweeping.sweep().await });
         // Under systemd (Type=notify): ready now, the listener is bound.
         if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "cannot notify systemd");
@@ -183,5 +187,15 @@ impl Agent {
         signals.abort();
         tracing::info!("agent stopped");
         Ok(())
+    }
+}
+
+/// Set `JWTAGENT_CRASH_AT` to a step name (`add:after-keyring`, ...) to make
+/// the agent abort there, as a `kill -9` would: how the tests check that a
+/// crash at each step of `add` loses nothing. Unset, it costs one lookup.
+pub(crate) fn crash_point(step: &str) {
+    if std::env::var_os("JWTAGENT_CRASH_AT").is_some_and(|at| at == step) {
+        tracing::warn!(step, "JWTAGENT_CRASH_AT: aborting");
+        std::process::abort();
     }
 }

@@ -200,7 +200,7 @@ impl Profiles {
             None
         } else {
             // The secret is dropped (and wiped) right away; only its presence is told.
-            Some(self.store.get(name).await?.is_some())
+            Some(self.store.get(name, profile.generation).await?.is_some())
         };
         Ok(ProfileView {
             name: name.to_string(),
@@ -237,53 +237,44 @@ impl Profiles {
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot add profile {name:?}: {e}")))?;
-        let created = !config.profiles.contains_key(name);
+        let old = config.profiles.get(name).cloned();
+        let created = old.is_none();
+        // The new secret and key go to entries of a new generation; the old
+        // ones stay until the config names the new: a crash anywhere leaves
+        // the config naming one complete profile, old or new.
+        let generation = old.as_ref().map_or(0, |o| o.generation.wrapping_add(1));
+        profile.generation = generation;
+        crate::crash_point("add:before-keyring");
 
-        // 1. The keyring. Keep what was there to put back if a later step fails.
-        let (old_secret, old_dpop) = if created {
-            (None, None)
-        } else {
-            (
-                self.store.get(name).await?,
-                self.store.get_dpop(name).await?,
-            )
-        };
-        let wrote_secret = secret.is_some();
+        // 1. The keyring.
         let result = async {
             if let Some(new) = &secret {
-                self.store.set(name, new.clone()).await?;
+                self.store.set(name, generation, new.clone()).await?;
             }
             if let Some(key) = &dpop_key {
-                self.store.set_dpop(name, key.clone()).await?;
+                self.store.set_dpop(name, generation, key.clone()).await?;
             }
-            // 2. The config.
+            crate::crash_point("add:after-keyring");
+            // 2. The config: the switch.
             config.profiles.insert(name.to_string(), profile.clone());
             self.write(&config).await
         }
         .await;
         if let Err(e) = result {
-            self.restore(name, Slot::Secret, wrote_secret, old_secret)
-                .await;
-            self.restore(name, Slot::Dpop, dpop_key.is_some(), old_dpop)
+            // Nothing names the new entries: remove them; the old profile
+            // and its entries were never touched.
+            self.delete_entries(name, generation, secret.is_some(), dpop_key.is_some())
                 .await;
             return Err(e);
         }
+        crate::crash_point("add:after-config");
 
-        // 3. A profile that no longer uses a secret or DPoP should not leave
-        // one behind.
-        if secret.is_none()
-            && old_secret.is_some()
-            && let Err(e) = self.store.delete(name).await
-        {
-            tracing::warn!(profile = %name, error = %e, "could not delete the secret the profile no longer uses");
-        }
-        if dpop_key.is_none()
-            && old_dpop.is_some()
-            && let Err(e) = self.store.delete_dpop(name).await
-        {
-            tracing::warn!(profile = %name, error = %e, "could not delete the DPoP key the profile no longer uses");
+        // 3. The old generation's entries are no longer named by anything.
+        if let Some(old) = &old {
+            self.delete_entries(name, old.generation, true, true).await;
         }
         self.remember(config);
+        let wrote_secret = secret.is_some();
         tracing::info!(profile = %name, created, auth = %profile.auth, dpop = profile.dpop, "profile saved");
         Ok(Added {
             created,
@@ -295,20 +286,38 @@ impl Profiles {
         })
     }
 
-    /// Puts back what a keyring slot held before a failed `add` (or empties
-    /// it when it held nothing); `wrote` says whether `add` touched it.
-    async fn restore(&self, name: &str, slot: Slot, wrote: bool, old: Option<Secret>) {
-        if !wrote {
-            return;
+    /// Deletes a generation's keyring entries (best effort: a failure is
+    /// logged, and the entry is swept at the next start).
+    async fn delete_entries(&self, name: &str, generation: u32, secret: bool, dpop: bool) {
+        if secret && let Err(e) = self.store.delete(name, generation).await {
+            tracing::warn!(profile = %name, generation, error = %e, "could not delete a keyring entry no profile uses");
         }
-        let undo = match (slot, old) {
-            (Slot::Secret, Some(old)) => self.store.set(name, old).await,
-            (Slot::Secret, None) => self.store.delete(name).await.map(|_| ()),
-            (Slot::Dpop, Some(old)) => self.store.set_dpop(name, old).await,
-            (Slot::Dpop, None) => self.store.delete_dpop(name).await.map(|_| ()),
-        };
-        if let Err(e) = undo {
-            tracing::error!(profile = %name, error = %e, ?slot, "could not restore the keyring after a failed add");
+        if dpop && let Err(e) = self.store.delete_dpop(name, generation).await {
+            tracing::warn!(profile = %name, generation, error = %e, "could not delete a DPoP key no profile uses");
+        }
+    }
+
+    /// After a crash: deletes the keyring entries that a replace left behind
+    /// (the generation before each profile's, and the one after it), and the
+    /// config writer's stale temp files. Run once at start.
+    pub async fn sweep(&self) {
+        // Held throughout, so that no `add` writes a generation being swept.
+        let _guard = self.writer.lock().await;
+        let path = self.path.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || crate::config_io::remove_stale_temp_files(&path))
+                .await;
+        let Ok(config) = self.current() else { return };
+        for (name, profile) in &config.profiles {
+            let current = profile.generation;
+            let before = current.checked_sub(1);
+            for generation in before.into_iter().chain([current.wrapping_add(1)]) {
+                let secret = self.store.delete(name, generation).await;
+                let dpop = self.store.delete_dpop(name, generation).await;
+                if matches!(secret, Ok(true)) || matches!(dpop, Ok(true)) {
+                    tracing::info!(profile = %name, generation, "deleted keyring entries an interrupted add left behind");
+                }
+            }
         }
     }
 
@@ -361,7 +370,7 @@ impl Profiles {
                 profile.auth
             )));
         }
-        let pem = self.store.get(name).await?.ok_or_else(|| {
+        let pem = self.store.get(name, profile.generation).await?.ok_or_else(|| {
             ProfileError::Invalid(format!(
                 "profile {name:?} has no key in the keyring (it was deleted outside jwtagent); run `jwtagent keygen {name} --force ...` again"
             ))
@@ -390,34 +399,29 @@ impl Profiles {
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot remove profile {name:?}: {e}")))?;
-        if config.profiles.remove(name).is_none() {
+        let Some(removed) = config.profiles.remove(name) else {
             return Err(ProfileError::Unknown(name.to_string()));
-        }
+        };
+        let generation = removed.generation;
         self.write(&config).await?;
         self.remember(config);
         tracing::info!(profile = %name, "profile removed");
-        if let Err(e) = self.store.delete_dpop(name).await {
+        if let Err(e) = self.store.delete_dpop(name, generation).await {
             tracing::warn!(profile = %name, error = %e, "profile removed but its DPoP key was not");
         }
-        let warning = match self.store.delete(name).await {
+        let warning = match self.store.delete(name, generation).await {
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(profile = %name, error = %e, "profile removed but its keyring entry was not");
                 Some(format!(
-                    "the profile is removed, but its keyring entry (service {}, account profile/{name}) could not be deleted: {e}",
-                    self.store.service()
+                    "the profile is removed, but its keyring entry (service {}, account {}) could not be deleted: {e}",
+                    self.store.service(),
+                    crate::store::account(name, generation)
                 ))
             }
         };
         Ok(Removed { warning })
     }
-}
-
-/// Which keyring entry of a profile.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    Secret,
-    Dpop,
 }
 
 /// The CA file must be readable and hold at least one PEM certificate.
@@ -567,6 +571,26 @@ mod tests {
     }
 
     /// Makes the next call on profile `name`'s keyring entry fail.
+    /// The profile's secret in the generation its config names (0 for a
+    /// profile the config does not have).
+    async fn stored(profiles: &Profiles, name: &str) -> Option<Secret> {
+        let g = generation(profiles, name);
+        profiles.store().get(name, g).await.unwrap()
+    }
+
+    async fn stored_dpop(profiles: &Profiles, name: &str) -> Option<Secret> {
+        let g = generation(profiles, name);
+        profiles.store().get_dpop(name, g).await.unwrap()
+    }
+
+    fn generation(profiles: &Profiles, name: &str) -> u32 {
+        profiles
+            .current()
+            .ok()
+            .and_then(|c| c.profiles.get(name).map(|p| p.generation))
+            .unwrap_or(0)
+    }
+
     fn fail_next_store_call(mock: &keyring_core::mock::Store, name: &str) {
         let entry = mock
             .build(SERVICE, &format!("profile/{name}"), None)
@@ -586,7 +610,7 @@ mod tests {
         assert!(added.created);
         let on_disk = std::fs::read_to_string(f.profiles.path()).unwrap();
         assert!(on_disk.contains("c1") && !on_disk.contains("s3cret-value"));
-        let stored = f.profiles.store().get("api").await.unwrap().unwrap();
+        let stored = stored(&f.profiles, "api").await.unwrap();
         assert_eq!(stored.expose(), b"s3cret-value");
     }
 
@@ -611,8 +635,8 @@ mod tests {
         assert!(matches!(err, ProfileError::Store(_)), "{err}");
         assert_eq!(std::fs::read(f.profiles.path()).unwrap(), before);
         failing.fail_writes(false);
-        let stored = profiles.store().get("api").await.unwrap().unwrap();
-        assert_eq!(stored.expose(), b"old-secret");
+        let kept = stored(&profiles, "api").await.unwrap();
+        assert_eq!(kept.expose(), b"old-secret");
         assert_eq!(profiles.list().unwrap()[0].profile.client_id, "old-id");
     }
 
@@ -632,15 +656,15 @@ mod tests {
         assert!(matches!(err, ProfileError::Config(_)), "{err}");
         assert!(err.to_string().contains("disk full"), "{err}");
         assert_eq!(std::fs::read(f.profiles.path()).unwrap(), before);
-        let stored = profiles.store().get("api").await.unwrap().unwrap();
-        assert_eq!(stored.expose(), b"old-secret");
+        let kept = stored(&profiles, "api").await.unwrap();
+        assert_eq!(kept.expose(), b"old-secret");
 
         // A new profile whose config write fails leaves no secret behind.
         let err = profiles
             .add("fresh", profile("x"), secret("fresh-secret"))
             .await;
         assert!(err.is_err());
-        assert!(profiles.store().get("fresh").await.unwrap().is_none());
+        assert!(stored(&profiles, "fresh").await.is_none());
     }
 
     #[tokio::test]
@@ -652,7 +676,7 @@ mod tests {
             .add("api", dpop.clone(), secret("old-secret"))
             .await
             .unwrap();
-        let old_key = f.profiles.store().get_dpop("api").await.unwrap().unwrap();
+        let old_key = stored_dpop(&f.profiles, "api").await.unwrap();
         let profiles = f.with_failing_writes();
         // Replacing it (with a new DPoP key) fails: the old key is back.
         assert!(
@@ -661,7 +685,7 @@ mod tests {
                 .await
                 .is_err()
         );
-        let key = profiles.store().get_dpop("api").await.unwrap().unwrap();
+        let key = stored_dpop(&profiles, "api").await.unwrap();
         assert_eq!(key.expose(), old_key.expose());
         // Turning DPoP off fails too: the key is still there.
         assert!(
@@ -670,16 +694,16 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert!(profiles.store().get_dpop("api").await.unwrap().is_some());
+        assert!(stored_dpop(&profiles, "api").await.is_some());
         // A new DPoP profile whose config write fails leaves no key behind.
         assert!(profiles.add("fresh", dpop, secret("s")).await.is_err());
-        assert!(profiles.store().get_dpop("fresh").await.unwrap().is_none());
+        assert!(stored_dpop(&profiles, "fresh").await.is_none());
         // And once writes work, turning DPoP off deletes the key.
         f.profiles
             .add("api", profile("x"), secret("new"))
             .await
             .unwrap();
-        assert!(f.profiles.store().get_dpop("api").await.unwrap().is_none());
+        assert!(stored_dpop(&f.profiles, "api").await.is_none());
     }
 
     #[tokio::test]
@@ -698,10 +722,7 @@ mod tests {
             b"version = 1\n[profiles.x\n"
         );
         assert!(f.profiles.list().is_err());
-        assert!(
-            f.profiles.store().get("api").await.unwrap().is_none(),
-            "nothing stored"
-        );
+        assert!(stored(&f.profiles, "api").await.is_none(), "nothing stored");
     }
 
     #[tokio::test]
@@ -714,7 +735,7 @@ mod tests {
         let removed = f.profiles.remove("api").await.unwrap();
         assert_eq!(removed.warning, None);
         assert!(f.profiles.list().unwrap().is_empty());
-        assert!(f.profiles.store().get("api").await.unwrap().is_none());
+        assert!(stored(&f.profiles, "api").await.is_none());
         assert!(matches!(
             f.profiles.remove("api").await,
             Err(ProfileError::Unknown(_))

@@ -23,14 +23,24 @@ pub const SERVICE_ENV: &str = "JWTAGENT_KEYRING_SERVICE";
 /// unlock prompt) fails instead of holding the request forever.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The keyring account holding profile `name`'s secret.
-pub fn account(name: &str) -> String {
-    format!("profile/{name}")
+/// The keyring account holding profile `name`'s secret, in generation
+/// `generation` (see [`jwtagent::config::Profile::generation`]).
+pub fn account(name: &str, generation: u32) -> String {
+    with_generation(format!("profile/{name}"), generation)
 }
 
 /// The keyring account holding profile `name`'s DPoP private key.
-pub fn dpop_account(name: &str) -> String {
-    format!("dpop/{name}")
+pub fn dpop_account(name: &str, generation: u32) -> String {
+    with_generation(format!("dpop/{name}"), generation)
+}
+
+/// `#` cannot appear in a profile name, so no generation's account is
+/// another profile's.
+fn with_generation(account: String, generation: u32) -> String {
+    match generation {
+        0 => account,
+        n => format!("{account}#{n}"),
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -204,34 +214,35 @@ impl SecretStore {
         }
     }
 
-    /// The secret of profile `name`, or `None` when the keyring has none.
-    pub async fn get(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        self.get_at(account(name)).await
+    /// The secret of profile `name` (generation `g`), or `None` when the
+    /// keyring has none.
+    pub async fn get(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
+        self.get_at(account(name, g)).await
     }
 
     /// Stores (creates or replaces) the secret of profile `name`.
-    pub async fn set(&self, name: &str, secret: Secret) -> Result<(), StoreError> {
-        self.set_at(account(name), secret).await
+    pub async fn set(&self, name: &str, g: u32, secret: Secret) -> Result<(), StoreError> {
+        self.set_at(account(name, g), secret).await
     }
 
     /// Deletes the secret of profile `name`; `false` when there was none.
-    pub async fn delete(&self, name: &str) -> Result<bool, StoreError> {
-        self.delete_at(account(name)).await
+    pub async fn delete(&self, name: &str, g: u32) -> Result<bool, StoreError> {
+        self.delete_at(account(name, g)).await
     }
 
     /// The DPoP private key of profile `name`, or `None`.
-    pub async fn get_dpop(&self, name: &str) -> Result<Option<Secret>, StoreError> {
-        self.get_at(dpop_account(name)).await
+    pub async fn get_dpop(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
+        self.get_at(dpop_account(name, g)).await
     }
 
     /// Stores (creates or replaces) the DPoP private key of profile `name`.
-    pub async fn set_dpop(&self, name: &str, key: Secret) -> Result<(), StoreError> {
-        self.set_at(dpop_account(name), key).await
+    pub async fn set_dpop(&self, name: &str, g: u32, key: Secret) -> Result<(), StoreError> {
+        self.set_at(dpop_account(name, g), key).await
     }
 
     /// Deletes the DPoP private key of profile `name`; `false` when there was none.
-    pub async fn delete_dpop(&self, name: &str) -> Result<bool, StoreError> {
-        self.delete_at(dpop_account(name)).await
+    pub async fn delete_dpop(&self, name: &str, g: u32) -> Result<bool, StoreError> {
+        self.delete_at(dpop_account(name, g)).await
     }
 
     async fn get_at(&self, account: String) -> Result<Option<Secret>, StoreError> {
@@ -461,21 +472,28 @@ mod tests {
     #[tokio::test]
     async fn set_get_delete_round_trip() {
         let store = mock();
-        assert_eq!(store.get("a").await.unwrap(), None);
+        assert_eq!(store.get("a", 0).await.unwrap(), None);
         store
-            .set("a", Secret::new(b"s3cret".to_vec()))
+            .set("a", 0, Secret::new(b"s3cret".to_vec()))
             .await
             .unwrap();
-        assert_eq!(store.get("a").await.unwrap().unwrap().expose(), b"s3cret");
-        assert!(store.delete("a").await.unwrap());
-        assert!(!store.delete("a").await.unwrap());
+        assert_eq!(
+            store.get("a", 0).await.unwrap().unwrap().expose(),
+            b"s3cret"
+        );
+        // Another generation is another entry.
+        assert_eq!(store.get("a", 1).await.unwrap(), None);
+        assert_eq!(account("a", 0), "profile/a");
+        assert_eq!(account("a", 7), "profile/a#7");
+        assert!(store.delete("a", 0).await.unwrap());
+        assert!(!store.delete("a", 0).await.unwrap());
         assert_eq!(store.state(), StoreState::Ready("mock"));
     }
 
     #[tokio::test]
     async fn a_store_that_cannot_open_reports_what_was_tried() {
         let store = SecretStore::spawn(Box::new(|| Err("secret-service: no bus".into())), SERVICE);
-        let err = store.get("a").await.unwrap_err();
+        let err = store.get("a", 0).await.unwrap_err();
         assert!(err.to_string().contains("no bus"), "{err}");
         assert!(matches!(store.state(), StoreState::Failed(_)));
     }

@@ -148,7 +148,7 @@ pub struct DpopKeys {
 
 #[derive(Default)]
 struct HeldKeys {
-    keys: HashMap<String, (Alg, Arc<DpopKey>)>,
+    keys: HashMap<String, (Alg, u32, Arc<DpopKey>)>,
     /// Bumped by every forget: a key read from the keyring before one is
     /// used, but not kept.
     epoch: u64,
@@ -166,11 +166,12 @@ impl DpopKeys {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn get(&self, name: &str, alg: Alg) -> Result<Arc<DpopKey>, TokenError> {
+    async fn get(&self, name: &str, alg: Alg, generation: u32) -> Result<Arc<DpopKey>, TokenError> {
         let epoch = {
             let held = self.held();
-            if let Some((held_alg, key)) = held.keys.get(name)
+            if let Some((held_alg, held_generation, key)) = held.keys.get(name)
                 && *held_alg == alg
+                && *held_generation == generation
             {
                 return Ok(key.clone());
             }
@@ -179,7 +180,7 @@ impl DpopKeys {
         let pem = self
             .profiles
             .store()
-            .get_dpop(name)
+            .get_dpop(name, generation)
             .await?
             .ok_or_else(|| TokenError::DpopKeyMissing(name.to_string()))?;
         let key = Arc::new(DpopKey::from_pem(&pem, alg).map_err(|e| TokenError::OAuth {
@@ -189,7 +190,8 @@ impl DpopKeys {
         tracing::debug!(profile = %name, jkt = %key.thumbprint(), "DPoP key loaded");
         let mut held = self.held();
         if held.epoch == epoch {
-            held.keys.insert(name.to_string(), (alg, key.clone()));
+            held.keys
+                .insert(name.to_string(), (alg, generation, key.clone()));
         }
         Ok(key)
     }
@@ -323,7 +325,7 @@ impl AgentFetcher {
             _ => Some(
                 self.profiles
                     .store()
-                    .get(name)
+                    .get(name, profile.generation)
                     .await?
                     .ok_or_else(|| TokenError::SecretMissing(name.clone()))?,
             ),
@@ -382,7 +384,7 @@ impl AgentFetcher {
             })
         };
         let dpop_key = match profile.dpop_key_alg() {
-            Some(alg) => Some(self.dpop.get(name, alg).await?),
+            Some(alg) => Some(self.dpop.get(name, alg, profile.generation).await?),
             None => None,
         };
         let request = |grant| -> Result<TokenRequest<'_>, TokenError> {
@@ -504,7 +506,7 @@ impl Tokens {
         name: &str,
         scopes: Option<Vec<String>>,
         resources: Option<Vec<String>>,
-    ) -> Result<(Key, Option<Alg>), ErrorBody> {
+    ) -> Result<(Key, Option<(Alg, u32)>), ErrorBody> {
         let config = self
             .profiles
             .current_fast()
@@ -528,7 +530,10 @@ impl Tokens {
             resources: sorted(resources.unwrap_or_else(|| profile.resources.clone())),
             dpop: profile.dpop,
         };
-        Ok((key, profile.dpop_key_alg()))
+        Ok((
+            key,
+            profile.dpop_key_alg().map(|alg| (alg, profile.generation)),
+        ))
     }
 
     async fn serve(
@@ -566,8 +571,8 @@ impl Tokens {
             force,
         } = query;
         let invalid = |msg: String| TokenError::Invalid(msg).to_body();
-        let (key, alg) = self.key_for(&name, scopes, resources)?;
-        let alg = alg.ok_or_else(|| {
+        let (key, dpop) = self.key_for(&name, scopes, resources)?;
+        let (alg, generation) = dpop.ok_or_else(|| {
             invalid(format!(
                 "profile {name:?} does not use DPoP, so its tokens need no proof; add it again with --dpop to bind its tokens to a key"
             ))
@@ -575,7 +580,11 @@ impl Tokens {
         let htm = jwk::htm(method).map_err(invalid)?;
         let htu = jwk::htu(url).map_err(invalid)?;
         let answer = self.serve(&key, min_ttl, force).await?;
-        let signer = self.dpop.get(&name, alg).await.map_err(|e| e.to_body())?;
+        let signer = self
+            .dpop
+            .get(&name, alg, generation)
+            .await
+            .map_err(|e| e.to_body())?;
         let proof = signer
             .proof(&htm, &htu, Some(&answer.access_token), nonce)
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, e))?;

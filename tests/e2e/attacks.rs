@@ -643,3 +643,97 @@ fn the_cli_gives_up_on_an_agent_that_does_not_answer() {
         "{err}"
     );
 }
+
+fn add_post(
+    env: &TestEnv,
+    url: &str,
+    secret: &str,
+    crash_at: Option<&str>,
+) -> std::process::Output {
+    let mut cmd = env.cmd(&[
+        "add",
+        "api",
+        "--token-url",
+        url,
+        "--client-id",
+        "c",
+        "--auth",
+        "client_secret_post",
+        "--secret-stdin",
+    ]);
+    if let Some(step) = crash_at {
+        cmd.env("JWTAGENT_CRASH_AT", step);
+    }
+    output_with_stdin(&mut cmd, secret.as_bytes())
+}
+
+/// The stale temp files the config writer may leave next to the config.
+fn temp_files(env: &TestEnv) -> Vec<String> {
+    std::fs::read_dir(env.config_file().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp."))
+        .collect()
+}
+
+#[test]
+fn a_crash_at_any_step_of_a_replace_leaves_one_complete_profile() {
+    // (step, whether the new profile is the one in force after the crash)
+    for (step, new_wins) in [
+        ("add:before-keyring", false),
+        ("add:after-keyring", false),
+        ("config:before-rename", false),
+        ("add:after-config", true),
+    ] {
+        let env = TestEnv::new();
+        let old = FaultServer::start(Fault::Ok { lifetime: 600 });
+        let new = FaultServer::start(Fault::Ok { lifetime: 600 });
+        let out = add_post(&env, &old.token_url(), "old-secret-value", None);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        env.ok(&["stop"]);
+        // The agent this add starts dies at `step`, as under kill -9.
+        let out = add_post(&env, &new.token_url(), "new-secret-value", Some(step));
+        assert!(!out.status.success(), "{step}: the add did not crash");
+        // The next command starts a new agent, which serves one complete
+        // profile: the old one with the old secret, or the new with the new.
+        let token = env.run(&["token", "--force", "api"]);
+        assert!(token.status.success(), "{step}: {}", stderr_of(&token));
+        let (used, unused, secret) = if new_wins {
+            (&new, &old, "new-secret-value")
+        } else {
+            (&old, &new, "old-secret-value")
+        };
+        assert_eq!(unused.requests(), 0, "{step}");
+        let bodies = used.bodies();
+        assert!(
+            bodies
+                .last()
+                .unwrap()
+                .contains(&format!("client_secret={secret}")),
+            "{step}: {bodies:?}"
+        );
+        // What the crash left behind is cleaned up at start: temp files, and
+        // the keyring entry of the generation not in force.
+        wait_until("stale temp files are removed", || {
+            temp_files(&env).is_empty()
+        });
+        let stray = if new_wins {
+            "profile/api"
+        } else {
+            "profile/api#1"
+        };
+        wait_until("the stray keyring entry is deleted", || {
+            keyutils_lookup(&env.keyring_service, stray).is_none()
+        });
+        // And a replace after the crash works as usual.
+        let out = add_post(&env, &new.token_url(), "third-secret-value", None);
+        assert!(out.status.success(), "{step}: {}", stderr_of(&out));
+        env.ok(&["token", "--force", "api"]);
+        assert!(
+            new.bodies()
+                .last()
+                .unwrap()
+                .contains("client_secret=third-secret-value")
+        );
+    }
+}

@@ -51,6 +51,7 @@ fn profile_from(
             .collect(),
         dpop: args.dpop,
         dpop_alg: args.dpop_alg,
+        generation: 0,
     };
     // Check what needs no agent first, so a typo does not cost a prompt.
     profile
