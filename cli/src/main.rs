@@ -16,6 +16,12 @@ use clap::Parser;
 use error::CliError;
 use std::process::ExitCode;
 
+/// Freed memory is wiped: the agent's tokens, secrets and lock passphrase
+/// do not outlive their buffers (including those of hyper, rustls and serde).
+#[global_allocator]
+static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

@@ -737,3 +737,71 @@ fn a_crash_at_any_step_of_a_replace_leaves_one_complete_profile() {
         );
     }
 }
+
+/// Which of `needles` occur anywhere in the readable memory of `pid` (read as
+/// root through /proc/PID/mem, as a core dump would see it).
+fn in_memory(pid: u32, needles: &[&str]) -> Vec<String> {
+    use std::os::unix::fs::FileExt;
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test must run as root: it reads the agent's memory through /proc/PID/mem"
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut found = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let name = line.split_whitespace().nth(5).unwrap_or("");
+        if !perms.starts_with('r')
+            || name == "[vvar]"
+            || name == "[vsyscall]"
+            || name == "[vvar_vclock]"
+        {
+            continue;
+        }
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
+        let mut region = vec![0u8; (end - start) as usize];
+        if mem.read_exact_at(&mut region, start).is_err() {
+            continue;
+        }
+        for needle in needles {
+            if region.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push(format!("{needle} in {name:?} ({perms})"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn removed_tokens_and_the_lock_passphrase_are_wiped_from_the_agents_memory() {
+    let env = TestEnv::new();
+    let unique = format!("{:x}{:x}", std::process::id(), jwtagent::time::unix_now());
+    let token = format!("memtok-{unique}-0123456789abcdef");
+    let passphrase = format!("mempass-{unique}-fedcba9876543210");
+    let server = FaultServer::start(hostile(&format!(
+        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":600}}"#
+    )));
+    let agent = env.foreground_agent(&env.default_socket());
+    env.add_open_profile("mem", &server.token_url(), &[]);
+    assert_eq!(env.ok(&["token", "mem"]).trim(), token);
+    // The scan sees a token the agent holds: it can fail.
+    assert_ne!(in_memory(agent.pid(), &[&token]), Vec::<String>::new());
+    env.ok(&["remove", "mem"]);
+    wait_until("the removed profile's token is gone from memory", || {
+        in_memory(agent.pid(), &[&token]).is_empty()
+    });
+    let out = env.run_with_stdin(
+        &["lock", "--passphrase-stdin"],
+        format!("{passphrase}\n").as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(in_memory(agent.pid(), &[&passphrase]), Vec::<String>::new());
+}

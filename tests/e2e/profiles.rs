@@ -279,11 +279,15 @@ fn add_over_an_existing_profile_replaces_it_and_its_secret() {
     let show: Value = serde_json::from_str(&env.ok(&["show", "api", "--json"])).unwrap();
     assert_eq!(show["profile"]["client_id"], "new-client");
     assert_eq!(show["profile"]["auth"], "client_secret_post");
+    // The replacement is the profile's next generation; the first one's
+    // entry is gone.
+    assert_eq!(show["profile"]["generation"], 1);
     assert_eq!(
-        keyutils_lookup(&env.keyring_service, "profile/api").unwrap(),
+        keyutils_lookup(&env.keyring_service, "profile/api#1").unwrap(),
         b"second-secret-value",
         "trailing newline from stdin trimmed"
     );
+    assert_eq!(keyutils_lookup(&env.keyring_service, "profile/api"), None);
 }
 
 #[test]
