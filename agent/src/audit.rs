@@ -142,6 +142,7 @@ mod tests {
             uid: 1000,
             pid: Some(42),
             exe: Some("/usr/bin/curl".into()),
+            ..Peer::default()
         };
         for _ in 0..5 {
             let mut r = Record::new(&peer, "token", Some("api"), "ok");

@@ -303,14 +303,34 @@ fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), Error
     if profile.allow_exe.is_empty() {
         return Ok(());
     }
-    let allowed = peer.exe.as_ref().is_some_and(|exe| {
-        profile
-            .allow_exe
-            .iter()
-            .any(|a| a == exe || std::fs::canonicalize(a).is_ok_and(|c| &c == exe))
-    });
-    if allowed {
+    let admits = |exe: Option<&PathBuf>| {
+        exe.is_some_and(|exe| {
+            profile
+                .allow_exe
+                .iter()
+                .any(|a| a == exe || std::fs::canonicalize(a).is_ok_and(|c| &c == exe))
+        })
+    };
+    // The process that connected, and every process that wrote to the
+    // connection: a socket handed on (fork then exec, fd passing) is judged
+    // by who uses it.
+    let refused_writer = peer.writers.iter().find(|(_, exe)| !admits(exe.as_ref()));
+    if admits(peer.exe.as_ref()) && refused_writer.is_none() && !peer.too_many_writers {
         return Ok(());
+    }
+    if let Some((pid, exe)) = refused_writer
+        && admits(peer.exe.as_ref())
+    {
+        let exe = exe
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), |e| e.display().to_string());
+        return Err(ErrorBody::new(
+            ErrorCode::Denied,
+            format!(
+                "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow",
+                peer.exe_display()
+            ),
+        ));
     }
     Err(ErrorBody::new(
         ErrorCode::Denied,

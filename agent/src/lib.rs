@@ -19,6 +19,7 @@ pub mod oauth;
 pub mod peer;
 pub mod profiles;
 pub mod refresh;
+pub mod senders;
 pub mod server;
 pub mod store;
 #[cfg(target_os = "linux")]

@@ -14,9 +14,16 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
+    /// The process that connected (SO_PEERCRED).
     pub pid: Option<u32>,
-    /// `None` when it could not be resolved safely.
+    /// Its executable; `None` when it could not be resolved safely.
     pub exe: Option<PathBuf>,
+    /// Every process that wrote to the connection so far (SCM_CREDENTIALS),
+    /// with its executable: the connecting process may have handed the socket
+    /// to another (fork, exec, fd passing).
+    pub writers: Vec<(u32, Option<PathBuf>)>,
+    /// More processes wrote to the connection than are tracked.
+    pub too_many_writers: bool,
 }
 
 impl Peer {

@@ -8,6 +8,7 @@
 use crate::connection::{Frame, read_frame};
 use crate::handler::{After, AgentState, error_line, handle_line};
 use crate::peer::{Peer, boot_ticks_now, resolve_exe};
+use crate::senders::{CredReader, Writer};
 use jwtagent::protocol::{ErrorCode, MAX_LINE};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,11 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
+    // Every byte a connection carries comes with its writer's credentials;
+    // accepted sockets inherit the option, so none arrives without them.
+    if let Err(e) = rustix::net::sockopt::set_socket_passcred(&listener, true) {
+        tracing::warn!(error = %e, "cannot set SO_PASSCRED: caller policies see only the connecting process");
+    }
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let idle = Arc::new(Idle::default());
     let tracker = TaskTracker::new();
@@ -133,6 +139,7 @@ fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<
         uid: cred.uid(),
         pid,
         exe: pid.and_then(|pid| resolve_exe(pid, accepted_at)),
+        ..Peer::default()
     };
     if cred.uid() == my_uid {
         tracing::trace!(peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "connection accepted");
@@ -200,6 +207,27 @@ impl Idle {
     }
 }
 
+/// Resolves the executables of writers not seen before.
+fn update_writers(peer: &mut Peer, writers: Option<&[Writer]>) {
+    let Some(writers) = writers else {
+        peer.too_many_writers = true;
+        return;
+    };
+    for writer in writers {
+        if peer.writers.iter().any(|(pid, _)| *pid == writer.pid) {
+            continue;
+        }
+        let exe = match writer.pid {
+            0 => None,
+            pid => resolve_exe(pid, writer.seen_at),
+        };
+        if writer.pid != 0 && Some(writer.pid) != peer.pid {
+            tracing::debug!(connected_pid = ?peer.pid, writer_pid = writer.pid, "another process writes to this connection");
+        }
+        peer.writers.push((writer.pid, exe));
+    }
+}
+
 async fn handle_connection(
     stream: UnixStream,
     state: &AgentState,
@@ -212,7 +240,8 @@ async fn handle_connection(
     // Requests are a few hundred bytes (an `add` with a PEM key a few KiB);
     // small buffers keep 1,000 idle connections cheap, and `line` grows for
     // the rare long one (up to MAX_LINE).
-    let mut reader = BufReader::with_capacity(2 * 1024, read_half);
+    let mut reader = BufReader::with_capacity(2 * 1024, CredReader::new(read_half));
+    let mut peer = peer.clone();
     let mut line = Vec::with_capacity(512);
     let evicted = CancellationToken::new();
     loop {
@@ -251,7 +280,12 @@ async fn handle_connection(
                 return;
             }
             Ok(Ok(Frame::Line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Ok(Frame::Line)) => handle_line(state, peer, &line).await,
+            Ok(Ok(Frame::Line)) => {
+                if reader.get_mut().take_new() {
+                    update_writers(&mut peer, reader.get_ref().writers());
+                }
+                handle_line(state, &peer, &line).await
+            }
         };
         // Request lines may carry a secret (`add`) and responses a token:
         // neither outlives its use in our buffers.

@@ -25,3 +25,75 @@ pub fn join_session_keyring() -> io::Result<i64> {
     }
     Ok(id)
 }
+
+/// Control-message space for one `struct ucred`, plus room for a few file
+/// descriptors a peer may push at us (they are closed at once).
+const CONTROL_WORDS: usize = 16;
+
+/// `recvmsg` on a connected Unix stream socket whose listener has SO_PASSCRED:
+/// reads into `buf` without blocking and returns the byte count and the pid
+/// of the process that wrote those bytes (`Some(0)` when the kernel cannot
+/// name it, `None` when no credentials came with them). File descriptors a
+/// peer sends along (SCM_RIGHTS) are closed, as a plain `read` would drop them.
+///
+/// rustix has a `recvmsg`, but it reads the credentials into a `Pid` that
+/// must not be 0, and 0 is what the kernel reports for a writer in another
+/// pid namespace.
+#[cfg(target_os = "linux")]
+pub fn recv_with_sender(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<u32>)> {
+    use std::os::fd::AsRawFd;
+    let mut control = [0u64; CONTROL_WORDS];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `iov` (which points into `buf`) and `control`,
+    // all live and exclusively ours for the call, with their true lengths.
+    let n = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &mut msg,
+            libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let ucred_len = std::mem::size_of::<libc::ucred>();
+    let mut sender = None;
+    // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled
+    // in, within msg_controllen; each header is checked for its length before
+    // its payload is read, and payloads are read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let header = std::ptr::read_unaligned(cmsg);
+            let data = libc::CMSG_DATA(cmsg);
+            let payload = (header.cmsg_len as usize).saturating_sub(libc::CMSG_LEN(0) as usize);
+            if header.cmsg_level == libc::SOL_SOCKET {
+                if header.cmsg_type == libc::SCM_CREDENTIALS && payload >= ucred_len {
+                    let cred: libc::ucred = std::ptr::read_unaligned(data.cast());
+                    sender = Some(u32::try_from(cred.pid).unwrap_or(0));
+                } else if header.cmsg_type == libc::SCM_RIGHTS {
+                    let count = payload / std::mem::size_of::<libc::c_int>();
+                    for i in 0..count {
+                        let fd: libc::c_int =
+                            std::ptr::read_unaligned(data.cast::<libc::c_int>().add(i));
+                        libc::close(fd);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok((n as usize, sender))
+}

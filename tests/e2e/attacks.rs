@@ -805,3 +805,82 @@ fn removed_tokens_and_the_lock_passphrase_are_wiped_from_the_agents_memory() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(in_memory(agent.pid(), &[&passphrase]), Vec::<String>::new());
 }
+
+/// Connects to the socket, forks; the parent execs `allowed` (so the pid
+/// that connected now runs the allowed binary) while the child, still
+/// python, writes a token request on the inherited socket.
+const HAND_OFF: &str = r#"
+import os, socket, sys, time
+sock_path, allowed, profile = sys.argv[1], sys.argv[2], sys.argv[3]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock_path)
+parent = os.getpid()
+if os.fork() != 0:
+    os.execv(allowed, [allowed, "30"])
+deadline = time.time() + 20
+while os.readlink(f"/proc/{parent}/exe") != allowed:
+    if time.time() > deadline:
+        sys.exit("the parent did not exec")
+    time.sleep(0.001)
+s.sendall(('{"id":1,"op":"token","name":"%s"}\n' % profile).encode())
+print("sent", flush=True)
+print(s.makefile().readline(), flush=True)
+"#;
+
+#[test]
+fn a_caller_policy_judges_who_writes_not_only_who_connected() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    let allowed = env.path("allowed/sleep");
+    std::fs::create_dir_all(allowed.parent().unwrap()).unwrap();
+    std::fs::copy("/bin/sleep", &allowed).unwrap();
+    let agent = env.foreground_agent(&env.path("s.sock"));
+    let socket = agent.socket.to_str().unwrap().to_string();
+    env.add_open_profile(
+        "guarded",
+        &server.token_url(),
+        &[
+            "--socket",
+            &socket,
+            "--allow-exe",
+            allowed.to_str().unwrap(),
+        ],
+    );
+    // The agent is held so that it accepts only after the exec: then the
+    // connecting pid already runs the allowed binary.
+    let pid = rustix::process::Pid::from_raw(agent.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let python = require_tool("python3", "python3");
+    let mut attacker = Command::new(python)
+        .args([
+            "-c",
+            HAND_OFF,
+            &socket,
+            allowed.to_str().unwrap(),
+            "guarded",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(attacker.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "sent");
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    // The attacker is now `sleep 30`.
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+    let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["ok"], false, "{answer}");
+    assert_eq!(answer["error"]["code"], "denied", "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("written to by pid"),
+        "{answer}"
+    );
+    assert_eq!(server.requests(), 0);
+}
