@@ -120,17 +120,28 @@ fn nobody_dir(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn add_with_secret(env: &TestEnv, runtime_dir: &Path, extra: &[&str]) -> std::process::Output {
+/// `jwtagent add NAME` with `auth` and the secret on stdin; `extra` are more
+/// arguments.
+fn add_cmd(env: &TestEnv, name: &str, url: &str, auth: &str, extra: &[&str]) -> Command {
     let mut cmd = env.cmd(&[
         "add",
-        "victim",
+        name,
         "--token-url",
-        "https://idp.example/token",
+        url,
         "--client-id",
         "c",
+        "--auth",
+        auth,
         "--secret-stdin",
     ]);
-    cmd.args(extra).env("XDG_RUNTIME_DIR", runtime_dir);
+    cmd.args(extra);
+    cmd
+}
+
+fn add_with_secret(env: &TestEnv, runtime_dir: &Path, extra: &[&str]) -> std::process::Output {
+    let url = "https://idp.example/token";
+    let mut cmd = add_cmd(env, "victim", url, "client_secret_basic", extra);
+    cmd.env("XDG_RUNTIME_DIR", runtime_dir);
     output_with_stdin(&mut cmd, b"the-victims-client-secret\n")
 }
 
@@ -326,17 +337,7 @@ fn a_server_that_reflects_the_request_never_gets_the_secret_shown() {
         ("post", "client_secret_post"),
         ("basic", "client_secret_basic"),
     ] {
-        let mut cmd = env.cmd(&[
-            "add",
-            name,
-            "--token-url",
-            &server.token_url(),
-            "--client-id",
-            "client one",
-            "--auth",
-            auth,
-            "--secret-stdin",
-        ]);
+        let mut cmd = add_cmd(&env, name, &server.token_url(), auth, &[]);
         let out = output_with_stdin(&mut cmd, secret.as_bytes());
         assert!(out.status.success(), "{}", stderr_of(&out));
         let out = env.run(&["token", name]);
@@ -349,8 +350,8 @@ fn a_server_that_reflects_the_request_never_gets_the_secret_shown() {
         let status = env.ok(&["status", "--json"]);
         let log = std::fs::read(env.log_file()).unwrap_or_default();
         use base64::Engine;
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("client+one:{}", url_form(secret)));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("c:{}", url_form(secret)));
         let needles: Vec<(String, String)> = [secret.to_string(), url_form(secret), basic]
             .into_iter()
             .map(|n| (n.clone(), n))
@@ -484,17 +485,7 @@ fn a_token_request_in_flight_when_the_agent_is_locked_gets_locked() {
 
 /// Adds a client_secret_basic profile for `url` whose secret the test knows.
 fn add_basic(env: &TestEnv, name: &str, url: &str) {
-    let mut cmd = env.cmd(&[
-        "add",
-        name,
-        "--token-url",
-        url,
-        "--client-id",
-        "c",
-        "--auth",
-        "client_secret_basic",
-        "--secret-stdin",
-    ]);
+    let mut cmd = add_cmd(env, name, url, "client_secret_basic", &[]);
     let out = output_with_stdin(&mut cmd, b"basic-secret-0123456789");
     assert!(out.status.success(), "{}", stderr_of(&out));
 }
@@ -650,17 +641,7 @@ fn add_post(
     secret: &str,
     crash_at: Option<&str>,
 ) -> std::process::Output {
-    let mut cmd = env.cmd(&[
-        "add",
-        "api",
-        "--token-url",
-        url,
-        "--client-id",
-        "c",
-        "--auth",
-        "client_secret_post",
-        "--secret-stdin",
-    ]);
+    let mut cmd = add_cmd(env, "api", url, "client_secret_post", &[]);
     if let Some(step) = crash_at {
         cmd.env("JWTAGENT_CRASH_AT", step);
     }
