@@ -6,20 +6,16 @@
 //! talks to: it maps a `token` op to a key and asks the refresher.
 
 use crate::jwk::{self, DpopKey};
-use crate::oauth::{self, ClientAuth, Grant, Metadata, OAuthError, TokenRequest};
+use crate::oauth::{self, OAuthClient, OAuthError};
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, KeyStatus, Refresher};
 use crate::store::StoreError;
-use jwtagent::config::{Alg, AssertionAud, AuthMethod, FieldError, check_resources, check_scopes};
+use jwtagent::config::{Alg, AuthMethod, FieldError, check_resources, check_scopes};
 use jwtagent::protocol::{DpopAnswer, ErrorBody, ErrorCode, IdpDetail, TokenAnswer};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// How long discovered metadata is reused.
-const METADATA_TTL: Duration = Duration::from_secs(3600);
+use std::time::Duration;
 
 /// One token request, as the `token` and `dpop_proof` ops ask it.
 #[derive(Debug, Clone, Default)]
@@ -135,9 +131,6 @@ impl TokenError {
     }
 }
 
-/// Discovered metadata by (issuer, CA file), with when it was fetched.
-type MetadataCache = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
-
 /// DPoP keys read from the keyring, by profile: proofs are made per resource
 /// request, and a keyring round trip each time would be too slow. Dropped
 /// with the profile's tokens (`add`, `remove`, `lock`).
@@ -208,97 +201,21 @@ impl DpopKeys {
     }
 }
 
-/// Fetches tokens for the refresher: reads the profile and its secret, finds
-/// the token endpoint, and runs the grant.
+/// Fetches tokens for the refresher: reads the profile, its secret and DPoP
+/// key, and asks the OAuth client.
 pub struct AgentFetcher {
     profiles: Arc<Profiles>,
-    http: Mutex<HashMap<Option<PathBuf>, reqwest::Client>>,
-    metadata: tokio::sync::Mutex<MetadataCache>,
+    oauth: OAuthClient,
     dpop: Arc<DpopKeys>,
-    /// The last `DPoP-Nonce` of each authorization server, by origin.
-    nonces: Mutex<HashMap<String, String>>,
 }
 
 impl AgentFetcher {
     pub fn new(profiles: Arc<Profiles>, dpop: Arc<DpopKeys>) -> AgentFetcher {
         AgentFetcher {
             profiles,
-            http: Mutex::new(HashMap::new()),
-            metadata: tokio::sync::Mutex::new(HashMap::new()),
+            oauth: OAuthClient::default(),
             dpop,
-            nonces: Mutex::new(HashMap::new()),
         }
-    }
-
-    fn nonces(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.nonces.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sends a token request. With DPoP, the server's last nonce goes along,
-    /// and a `use_dpop_nonce` answer is retried once with the nonce it
-    /// carries (a new proof and a new client assertion: the server may have
-    /// consumed the first one's `jti`).
-    async fn send(
-        &self,
-        http: &reqwest::Client,
-        mut req: TokenRequest<'_>,
-    ) -> Result<oauth::TokenResponse, OAuthError> {
-        let origin = req.token_endpoint.origin().ascii_serialization();
-        if let Some((_, nonce)) = &mut req.dpop {
-            *nonce = self.nonces().get(&origin).cloned();
-        }
-        let mut retried = false;
-        loop {
-            let result = oauth::fetch_token(http, &req).await;
-            let (Some((_, nonce)), Some(fresh)) = (
-                &mut req.dpop,
-                match &result {
-                    Ok(ok) => ok.dpop_nonce.clone(),
-                    Err(OAuthError::Idp { dpop_nonce, .. }) => dpop_nonce.clone(),
-                    Err(_) => None,
-                },
-            ) else {
-                return result;
-            };
-            self.nonces().insert(origin.clone(), fresh.clone());
-            match &result {
-                Err(OAuthError::Idp { error, .. }) if error == "use_dpop_nonce" && !retried => {
-                    tracing::debug!(server = %origin, "authorization server asked for a DPoP nonce; retrying with it");
-                    retried = true;
-                    *nonce = Some(fresh);
-                }
-                _ => return result,
-            }
-        }
-    }
-
-    fn http(&self, ca_file: Option<&PathBuf>) -> Result<reqwest::Client, OAuthError> {
-        let mut clients = self.http.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&ca_file.cloned()) {
-            return Ok(client.clone());
-        }
-        let client = oauth::http_client(ca_file.map(PathBuf::as_path))?;
-        clients.insert(ca_file.cloned(), client.clone());
-        Ok(client)
-    }
-
-    async fn metadata(
-        &self,
-        http: &reqwest::Client,
-        issuer: &str,
-        ca_file: Option<&PathBuf>,
-    ) -> Result<Metadata, OAuthError> {
-        let key = (issuer.to_string(), ca_file.cloned());
-        let mut cache = self.metadata.lock().await;
-        if let Some((meta, at)) = cache.get(&key)
-            && at.elapsed() < METADATA_TTL
-        {
-            return Ok(meta.clone());
-        }
-        let meta = oauth::discover(http, issuer).await?;
-        tracing::info!(issuer, token_endpoint = %meta.token_endpoint, "discovered authorization server metadata");
-        cache.insert(key, (meta.clone(), Instant::now()));
-        Ok(meta)
     }
 
     async fn fetch_inner(
@@ -314,12 +231,7 @@ impl AgentFetcher {
         let profile = config
             .profiles
             .get(name)
-            .ok_or_else(|| ProfileError::Unknown(name.clone()))?
-            .clone();
-        let oauth_err = |source| TokenError::OAuth {
-            name: name.clone(),
-            source,
-        };
+            .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
         let secret = match profile.auth {
             AuthMethod::None => None,
             _ => Some(
@@ -330,102 +242,31 @@ impl AgentFetcher {
                     .ok_or_else(|| TokenError::SecretMissing(name.clone()))?,
             ),
         };
-        let http = self.http(profile.ca_file.as_ref()).map_err(oauth_err)?;
-        let (token_endpoint, issuer) = match (&profile.token_url, &profile.issuer) {
-            (Some(url), issuer) => (
-                url::Url::parse(url)
-                    .map_err(|e| oauth_err(OAuthError::Setup(format!("token_url: {e}"))))?,
-                issuer.clone(),
-            ),
-            (None, Some(issuer)) => {
-                let meta = self
-                    .metadata(&http, issuer, profile.ca_file.as_ref())
-                    .await
-                    .map_err(oauth_err)?;
-                (meta.token_endpoint, Some(meta.issuer))
-            }
-            (None, None) => {
-                return Err(oauth_err(OAuthError::Setup(
-                    "the profile has neither issuer nor token_url".into(),
-                )));
-            }
-        };
-        let auth = || -> Result<ClientAuth<'_>, TokenError> {
-            Ok(match (profile.auth, secret.as_ref()) {
-                (AuthMethod::None, _) => ClientAuth::None,
-                (AuthMethod::ClientSecretBasic, Some(s)) => ClientAuth::Basic(s),
-                (AuthMethod::ClientSecretPost, Some(s)) => ClientAuth::Post(s),
-                (AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt, Some(s)) => {
-                    let aud = match (&profile.assertion_aud, &issuer) {
-                        (Some(AssertionAud::Url(url)), _) => url.clone(),
-                        (Some(AssertionAud::TokenEndpoint), _) | (None, None) => {
-                            token_endpoint.to_string()
-                        }
-                        (Some(AssertionAud::Issuer) | None, Some(issuer)) => issuer.clone(),
-                        (Some(AssertionAud::Issuer), None) => {
-                            return Err(oauth_err(OAuthError::Setup(
-                                "assertion_aud is `issuer` but the profile has no issuer".into(),
-                            )));
-                        }
-                    };
-                    let alg = profile.alg.ok_or_else(|| {
-                        oauth_err(OAuthError::Setup(
-                            "the profile has no alg; add it again".into(),
-                        ))
-                    })?;
-                    ClientAuth::Jwt {
-                        secret: s,
-                        alg,
-                        kid: profile.kid.as_deref(),
-                        aud,
-                    }
-                }
-                (_, None) => return Err(TokenError::SecretMissing(name.clone())),
-            })
-        };
         let dpop_key = match profile.dpop_key_alg() {
             Some(alg) => Some(self.dpop.get(name, alg, profile.generation).await?),
             None => None,
         };
-        let request = |grant| -> Result<TokenRequest<'_>, TokenError> {
-            Ok(TokenRequest {
-                dpop: dpop_key.as_deref().map(|key| (key, None)),
-                grant,
-                token_endpoint: &token_endpoint,
-                client_id: &profile.client_id,
-                auth: auth()?,
-                scopes: &key.scopes,
-                resources: &key.resources,
-                audience: profile.audience.as_deref(),
-                params: &profile.params,
-            })
-        };
-        // A refresh token first, when the server gave one; if it is refused,
-        // the client_credentials grant (a new assertion each time).
-        let mut response = None;
-        if let Some(rt) = refresh_token.as_ref() {
-            match self.send(&http, request(Grant::RefreshToken(rt))?).await {
-                Ok(r) => response = Some((r, true)),
-                Err(e @ OAuthError::Idp { .. }) => {
-                    tracing::info!(profile = %name, error = %e, "refresh token refused; using client_credentials");
-                }
-                Err(e) => return Err(oauth_err(e)),
-            }
-        }
-        let (response, refreshed) = match response {
-            Some(r) => r,
-            None => (
-                self.send(&http, request(Grant::ClientCredentials)?)
-                    .await
-                    .map_err(oauth_err)?,
-                false,
-            ),
-        };
+        let obtained = self
+            .oauth
+            .token(
+                profile,
+                secret.as_ref(),
+                dpop_key.as_deref(),
+                &key.scopes,
+                &key.resources,
+                refresh_token,
+            )
+            .await
+            .map_err(|source| TokenError::OAuth {
+                name: name.clone(),
+                source,
+            })?;
+        let response = obtained.response;
         tracing::info!(
             profile = %name,
             fingerprint = %oauth::fingerprint(&response.access_token),
             expires_in = ?response.expires_in,
-            grant = if refreshed { "refresh_token" } else { "client_credentials" },
+            grant = obtained.grant,
             "token fetched"
         );
         Ok(Fetched {
@@ -433,10 +274,7 @@ impl AgentFetcher {
             token_type: response.token_type,
             scope: response.scope,
             lifetime: response.expires_in.map(Duration::from_secs),
-            // A server may keep the refresh token it issued: then reuse it.
-            refresh_token: response
-                .refresh_token
-                .or(if refreshed { refresh_token } else { None }),
+            refresh_token: obtained.refresh_token,
             refresh_before: profile.refresh_before,
         })
     }

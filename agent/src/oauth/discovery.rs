@@ -1,0 +1,142 @@
+//! Discovery (OpenID Connect Discovery, RFC 8414): where an issuer's token
+//! endpoint is, fetched once an hour per issuer and trust configuration.
+
+use super::OAuthError;
+use super::http::{excerpt, network_error, read_body};
+use jwtagent::config::check_endpoint;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// How long discovered metadata is reused.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+
+/// Authorization server metadata (the part jwtagent uses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub issuer: String,
+    pub token_endpoint: Url,
+}
+
+type Discovered = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
+
+/// Discovered metadata by (issuer, CA file), with when it was fetched.
+#[derive(Default)]
+pub struct MetadataCache(tokio::sync::Mutex<Discovered>);
+
+impl MetadataCache {
+    /// The issuer's metadata, discovered now or within the last hour.
+    pub async fn get(
+        &self,
+        http: &reqwest::Client,
+        issuer: &str,
+        ca_file: Option<&PathBuf>,
+    ) -> Result<Metadata, OAuthError> {
+        let key = (issuer.to_string(), ca_file.cloned());
+        let mut cache = self.0.lock().await;
+        if let Some((meta, at)) = cache.get(&key)
+            && at.elapsed() < METADATA_TTL
+        {
+            return Ok(meta.clone());
+        }
+        let meta = discover(http, issuer).await?;
+        tracing::info!(issuer, token_endpoint = %meta.token_endpoint, "discovered authorization server metadata");
+        cache.insert(key, (meta.clone(), Instant::now()));
+        Ok(meta)
+    }
+}
+
+/// Fetches the issuer's metadata: OpenID configuration first, then RFC 8414
+/// (`/.well-known/oauth-authorization-server` inserted before the issuer's path).
+/// The document's `issuer` must equal `issuer` exactly.
+pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, OAuthError> {
+    let fail = |message: String| OAuthError::Discovery {
+        issuer: issuer.to_string(),
+        message,
+    };
+    let urls = metadata_urls(issuer).map_err(fail)?;
+    let mut tried = Vec::new();
+    for url in urls {
+        let response = match http.get(url.clone()).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(network_error(&url, &e)),
+        };
+        let (status, body) = read_body(&url, response).await?;
+        if status != 200 {
+            tried.push(format!("{url}: HTTP {status}"));
+            continue;
+        }
+        #[derive(Deserialize)]
+        struct Doc {
+            issuer: Option<String>,
+            token_endpoint: Option<String>,
+        }
+        let doc: Doc = serde_json::from_slice(&body).map_err(|e| {
+            fail(format!(
+                "{url} is not a JSON metadata document ({e}): {}",
+                excerpt(&body)
+            ))
+        })?;
+        let found = doc.issuer.unwrap_or_default();
+        if found != issuer {
+            return Err(fail(format!(
+                "{url} names issuer {found:?}, not {issuer:?}; the configured issuer must match the server's exactly (check the scheme, host, port and trailing slash)"
+            )));
+        }
+        let endpoint = doc
+            .token_endpoint
+            .ok_or_else(|| fail(format!("{url} has no token_endpoint")))?;
+        let token_endpoint =
+            check_endpoint("token_endpoint", &endpoint).map_err(|e| fail(e.to_string()))?;
+        return Ok(Metadata {
+            issuer: found,
+            token_endpoint,
+        });
+    }
+    Err(fail(format!("no metadata found ({})", tried.join("; "))))
+}
+
+/// Where an issuer's metadata may be: OpenID Connect Discovery appends
+/// `/.well-known/openid-configuration` to the issuer; RFC 8414 §3.1 inserts
+/// `/.well-known/oauth-authorization-server` between the host and the path.
+pub fn metadata_urls(issuer: &str) -> Result<[Url; 2], String> {
+    let base = Url::parse(issuer).map_err(|e| format!("not a URL: {e}"))?;
+    let oidc = Url::parse(&format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    ))
+    .map_err(|e| e.to_string())?;
+    let mut rfc8414 = base.clone();
+    let path = base.path().trim_end_matches('/');
+    rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    Ok([oidc, rfc8414])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_urls_follow_oidc_and_rfc8414() {
+        let [oidc, rfc] = metadata_urls("https://idp.example/tenant/a").unwrap();
+        assert_eq!(
+            oidc.as_str(),
+            "https://idp.example/tenant/a/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            rfc.as_str(),
+            "https://idp.example/.well-known/oauth-authorization-server/tenant/a"
+        );
+        let [oidc, rfc] = metadata_urls("https://idp.example").unwrap();
+        assert_eq!(
+            oidc.as_str(),
+            "https://idp.example/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            rfc.as_str(),
+            "https://idp.example/.well-known/oauth-authorization-server"
+        );
+    }
+}

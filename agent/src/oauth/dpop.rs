@@ -1,0 +1,56 @@
+//! DPoP nonces (RFC 9449 §8): the last nonce each authorization server gave
+//! goes with the next request to it, and a `use_dpop_nonce` answer is retried
+//! once with the nonce it carries.
+
+use super::OAuthError;
+use super::token::{TokenRequest, TokenResponse, fetch_token};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The last `DPoP-Nonce` of each authorization server, by origin.
+#[derive(Default)]
+pub struct Nonces(Mutex<HashMap<String, String>>);
+
+impl Nonces {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a token request. With DPoP, the server's last nonce goes along,
+    /// and a `use_dpop_nonce` answer is retried once with the nonce it
+    /// carries (a new proof and a new client assertion: the server may have
+    /// consumed the first one's `jti`).
+    pub async fn send(
+        &self,
+        http: &reqwest::Client,
+        mut req: TokenRequest<'_>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let origin = req.token_endpoint.origin().ascii_serialization();
+        if let Some((_, nonce)) = &mut req.dpop {
+            *nonce = self.map().get(&origin).cloned();
+        }
+        let mut retried = false;
+        loop {
+            let result = fetch_token(http, &req).await;
+            let (Some((_, nonce)), Some(fresh)) = (
+                &mut req.dpop,
+                match &result {
+                    Ok(ok) => ok.dpop_nonce.clone(),
+                    Err(OAuthError::Idp { dpop_nonce, .. }) => dpop_nonce.clone(),
+                    Err(_) => None,
+                },
+            ) else {
+                return result;
+            };
+            self.map().insert(origin.clone(), fresh.clone());
+            match &result {
+                Err(OAuthError::Idp { error, .. }) if error == "use_dpop_nonce" && !retried => {
+                    tracing::debug!(server = %origin, "authorization server asked for a DPoP nonce; retrying with it");
+                    retried = true;
+                    *nonce = Some(fresh);
+                }
+                _ => return result,
+            }
+        }
+    }
+}

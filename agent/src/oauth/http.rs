@@ -1,0 +1,139 @@
+//! The HTTP side of talking to an authorization server: one client per trust
+//! configuration, bounded bodies, and errors that name the host, never the URL
+//! (which may carry a secret in a query) or the body of a success.
+
+use super::OAuthError;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use url::Url;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a non-JSON error body is shown.
+const BODY_EXCERPT: usize = 300;
+/// Largest response body read from an authorization server.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// An HTTP client for one trust configuration (platform roots plus an optional
+/// per-profile CA file).
+pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, OAuthError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(TOTAL_TIMEOUT)
+        // A token endpoint that redirects is misconfigured; following it would
+        // resend credentials to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("jwtagent/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            OAuthError::Setup(format!("cannot read ca_file {}: {e}", path.display()))
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            OAuthError::Setup(format!(
+                "ca_file {} is not a PEM bundle: {e}",
+                path.display()
+            ))
+        })?;
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| OAuthError::Setup(format!("cannot set up HTTPS: {e}")))
+}
+
+/// The HTTP clients in use, one per trust configuration (platform roots, plus
+/// a profile's CA file): connections are reused across token requests.
+#[derive(Default)]
+pub struct HttpClients(Mutex<HashMap<Option<PathBuf>, reqwest::Client>>);
+
+impl HttpClients {
+    pub fn get(&self, ca_file: Option<&PathBuf>) -> Result<reqwest::Client, OAuthError> {
+        let mut clients = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(client) = clients.get(&ca_file.cloned()) {
+            return Ok(client.clone());
+        }
+        let client = http_client(ca_file.map(PathBuf::as_path))?;
+        clients.insert(ca_file.cloned(), client.clone());
+        Ok(client)
+    }
+}
+
+pub(super) fn host_of(url: &Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or("?")),
+        None => url.host_str().unwrap_or("?").to_string(),
+    }
+}
+
+/// Describes a transport error by its cause, without the URL reqwest would add.
+pub(super) fn network_error(url: &Url, e: &reqwest::Error) -> OAuthError {
+    let mut cause = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "connection failed".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
+    OAuthError::Network {
+        host: host_of(url),
+        cause,
+    }
+}
+
+pub(super) async fn read_body(
+    url: &Url,
+    response: reqwest::Response,
+) -> Result<(u16, Vec<u8>), OAuthError> {
+    let status = response.status().as_u16();
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| network_error(url, &e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(OAuthError::BadResponse {
+                host: host_of(url),
+                status,
+                what: "an oversized response",
+                excerpt: format!("more than {MAX_BODY} bytes"),
+                retry_after: None,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
+}
+
+/// Server text as it may reach a terminal: control characters (an escape
+/// sequence, a newline that fakes a second message) become U+FFFD.
+pub(super) fn printable(text: String) -> String {
+    if text.chars().any(char::is_control) {
+        text.chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect()
+    } else {
+        text
+    }
+}
+
+pub(super) fn excerpt(body: &[u8]) -> String {
+    let text = printable(String::from_utf8_lossy(body).into_owned());
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".into();
+    }
+    let cut: String = text.chars().take(BODY_EXCERPT).collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}

@@ -1,0 +1,209 @@
+//! The OAuth 2.0 client: what the agent says to authorization servers.
+//!
+//! - [`auth`]: client authentication (RFC 6749 §2.3, RFC 7523 §2.2) and the
+//!   assertion's audience;
+//! - [`grant`]: the grants and the order a profile tries them in;
+//! - [`token`]: one token request and the parsing of its answer;
+//! - [`discovery`]: finding the token endpoint (RFC 8414, OpenID Discovery);
+//! - [`dpop`]: DPoP nonces (RFC 9449 §8) and the retry they need;
+//! - [`http`]: HTTP clients, bounded bodies, transport errors.
+//!
+//! Knows nothing of sockets or the token cache: [`OAuthClient::token`] is
+//! handed a profile and its keys and returns a token or an error. No error it
+//! returns contains a secret, an assertion or a token.
+
+pub mod auth;
+pub mod discovery;
+pub mod dpop;
+pub mod grant;
+pub mod http;
+pub mod token;
+
+pub use discovery::Metadata;
+pub use token::{
+    TokenRequest, TokenResponse, fetch_token, parse_retry_after, parse_token_response,
+};
+
+use crate::jwk::DpopKey;
+use jwtagent::config::Profile;
+use jwtagent::secret::Secret;
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OAuthError {
+    /// The server answered with an RFC 6749 §5.2 error.
+    #[error("the authorization server refused the token request (HTTP {status}): {error}{}", .description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Idp {
+        status: u16,
+        error: String,
+        description: Option<String>,
+        /// `Retry-After` of a 429 or 503 answer.
+        retry_after: Option<Duration>,
+        /// `DPoP-Nonce` of the answer (RFC 9449 §8), for `use_dpop_nonce`.
+        dpop_nonce: Option<String>,
+    },
+    /// The server answered something that is not a valid token or error response.
+    #[error("{what} from {host} (HTTP {status}): {excerpt}")]
+    BadResponse {
+        host: String,
+        status: u16,
+        what: &'static str,
+        excerpt: String,
+        /// `Retry-After` of a 429 or 503 answer.
+        retry_after: Option<Duration>,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach {host}: {cause}")]
+    Network { host: String, cause: String },
+    /// Discovery failed or returned an unacceptable document.
+    #[error("discovery for issuer {issuer} failed: {message}")]
+    Discovery { issuer: String, message: String },
+    /// The profile cannot be used as configured (bad key, missing CA file, ...).
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl OAuthError {
+    /// Replaces every occurrence of `needles` in the server-supplied text of
+    /// this error with `[REDACTED]`.
+    pub fn redact(&mut self, needles: &[zeroize::Zeroizing<String>]) {
+        let scrub = |text: &mut String| {
+            for needle in needles {
+                if text.contains(needle.as_str()) {
+                    *text = text.replace(needle.as_str(), "[REDACTED]");
+                }
+            }
+        };
+        match self {
+            OAuthError::Idp {
+                error, description, ..
+            } => {
+                scrub(error);
+                if let Some(d) = description {
+                    scrub(d);
+                }
+            }
+            OAuthError::BadResponse { excerpt, .. } => scrub(excerpt),
+            OAuthError::Network { cause, .. } => scrub(cause),
+            OAuthError::Discovery { message, .. } => scrub(message),
+            OAuthError::Setup(message) => scrub(message),
+        }
+    }
+}
+
+/// What a successful request got, and with which grant.
+pub struct Obtained {
+    pub response: TokenResponse,
+    pub grant: &'static str,
+    /// The refresh token to use next time: the one issued now, or the one
+    /// sent when the server kept it.
+    pub refresh_token: Option<Secret>,
+}
+
+/// What the agent keeps between token requests: HTTP clients, discovered
+/// metadata, DPoP nonces.
+#[derive(Default)]
+pub struct OAuthClient {
+    http: http::HttpClients,
+    metadata: discovery::MetadataCache,
+    nonces: dpop::Nonces,
+}
+
+impl OAuthClient {
+    /// Gets a token for `profile` with the scopes and resources asked for:
+    /// finds the token endpoint, then follows the profile's grant plan.
+    pub async fn token(
+        &self,
+        profile: &Profile,
+        secret: Option<&Secret>,
+        dpop: Option<&DpopKey>,
+        scopes: &[String],
+        resources: &[String],
+        refresh_token: Option<Secret>,
+    ) -> Result<Obtained, OAuthError> {
+        let http = self.http.get(profile.ca_file.as_ref())?;
+        let (token_endpoint, issuer) = match (&profile.token_url, &profile.issuer) {
+            (Some(url), issuer) => (
+                Url::parse(url).map_err(|e| OAuthError::Setup(format!("token_url: {e}")))?,
+                issuer.clone(),
+            ),
+            (None, Some(issuer)) => {
+                let meta = self
+                    .metadata
+                    .get(&http, issuer, profile.ca_file.as_ref())
+                    .await?;
+                (meta.token_endpoint, Some(meta.issuer))
+            }
+            (None, None) => {
+                return Err(OAuthError::Setup(
+                    "the profile has neither issuer nor token_url".into(),
+                ));
+            }
+        };
+        let plan = grant::plan(refresh_token.as_ref());
+        let mut last = None;
+        for grant in &plan {
+            let request = TokenRequest {
+                dpop: dpop.map(|key| (key, None)),
+                grant: *grant,
+                token_endpoint: &token_endpoint,
+                client_id: &profile.client_id,
+                auth: auth::choose(profile, secret, &token_endpoint, issuer.as_deref())?,
+                scopes,
+                resources,
+                audience: profile.audience.as_deref(),
+                params: &profile.params,
+            };
+            match self.nonces.send(&http, request).await {
+                Ok(mut response) => {
+                    let refresh_token = response.refresh_token.take().or_else(|| {
+                        grant
+                            .keeps_refresh_token()
+                            .then(|| refresh_token.clone())
+                            .flatten()
+                    });
+                    return Ok(Obtained {
+                        response,
+                        grant: grant.name(),
+                        refresh_token,
+                    });
+                }
+                Err(e) if grant.falls_back_on(&e) => {
+                    tracing::info!(grant = grant.name(), error = %e, "grant refused; trying the next in the profile's plan");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| OAuthError::Setup("the profile has no grant to try".into())))
+    }
+}
+
+/// A fresh 128-bit random id, hex-encoded.
+pub fn random_id() -> Result<String, OAuthError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| OAuthError::Setup("the system random generator failed".into()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// SHA-256 fingerprint of a token for logs: the first 8 hex digits.
+pub fn fingerprint(token: &Secret) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose());
+    digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_eight_hex_digits_of_sha256() {
+        // sha256("abc") = ba7816bf...
+        assert_eq!(fingerprint(&Secret::new(b"abc".to_vec())), "ba7816bf");
+    }
+}

@@ -1,0 +1,469 @@
+//! One token request (RFC 6749 §3.2) and its answer (§5.1, §5.2): the form,
+//! the POST, and the parsing of whatever comes back, which is treated as
+//! hostile: lifetimes clamped, tokens that a header cannot carry refused, and
+//! the request's secrets scrubbed from any error text.
+
+use super::OAuthError;
+use super::auth::{self, ClientAuth};
+use super::grant::Grant;
+use super::http::{excerpt, host_of, network_error, printable, read_body};
+use crate::jwk::DpopKey;
+use jwtagent::secret::Secret;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+use url::Url;
+
+/// The longest token lifetime believed; a larger `expires_in` is clamped to it.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// One token request.
+pub struct TokenRequest<'a> {
+    pub grant: Grant<'a>,
+    pub token_endpoint: &'a Url,
+    pub client_id: &'a str,
+    pub auth: ClientAuth<'a>,
+    pub scopes: &'a [String],
+    pub resources: &'a [String],
+    pub audience: Option<&'a str>,
+    pub params: &'a BTreeMap<String, String>,
+    /// DPoP (RFC 9449): the key that signs the request's proof, and the
+    /// server's nonce when it asked for one.
+    pub dpop: Option<(&'a DpopKey, Option<String>)>,
+}
+
+/// A successful token response.
+#[derive(Debug)]
+pub struct TokenResponse {
+    pub access_token: Secret,
+    pub token_type: String,
+    /// Seconds, when the server said.
+    pub expires_in: Option<u64>,
+    pub scope: Option<String>,
+    pub refresh_token: Option<Secret>,
+    /// `DPoP-Nonce` of the answer: the nonce to use next time.
+    pub dpop_nonce: Option<String>,
+}
+
+/// A token request's form: plain fields, and the fields that carry a secret
+/// (the client secret, an assertion, a refresh token), which are encoded into
+/// a buffer that wipes itself and never logged.
+#[derive(Default)]
+pub struct Form<'a> {
+    pub fields: Vec<(&'a str, String)>,
+    pub secrets: Vec<(&'a str, Secret)>,
+}
+
+impl<'a> Form<'a> {
+    pub fn push(&mut self, key: &'a str, value: impl Into<String>) {
+        self.fields.push((key, value.into()));
+    }
+
+    pub fn push_secret(&mut self, key: &'a str, value: Secret) {
+        self.secrets.push((key, value));
+    }
+
+    fn encode(&self) -> Result<zeroize::Zeroizing<String>, OAuthError> {
+        let mut body = zeroize::Zeroizing::new(String::new());
+        let mut ser = url::form_urlencoded::Serializer::new(&mut *body);
+        for (k, v) in &self.fields {
+            ser.append_pair(k, v);
+        }
+        for (k, v) in &self.secrets {
+            let text = std::str::from_utf8(v.expose())
+                .map_err(|_| OAuthError::Setup("the stored secret is not text".into()))?;
+            ser.append_pair(k, text);
+        }
+        ser.finish();
+        Ok(body)
+    }
+}
+
+/// Performs one token request.
+pub async fn fetch_token(
+    http: &reqwest::Client,
+    req: &TokenRequest<'_>,
+) -> Result<TokenResponse, OAuthError> {
+    let mut form = Form::default();
+    req.grant.add_to(&mut form);
+    if !req.scopes.is_empty() {
+        form.push("scope", req.scopes.join(" "));
+    }
+    for resource in req.resources {
+        form.push("resource", resource.clone());
+    }
+    if let Some(audience) = req.audience {
+        form.push("audience", audience);
+    }
+    for (k, v) in req.params {
+        form.push(k.as_str(), v.clone());
+    }
+    let builder = http.post(req.token_endpoint.clone());
+    let mut builder = auth::apply(&req.auth, req.client_id, &mut form, builder)?;
+    // Everything secret this request carries, in every form a server that
+    // reflects its input could echo: scrubbed from any error text below.
+    let mut needles: Vec<zeroize::Zeroizing<String>> = Vec::new();
+    for (_, v) in &form.secrets {
+        needles.extend(encodings(req.client_id, v));
+    }
+    if let ClientAuth::Basic(secret) = &req.auth {
+        needles.extend(encodings(req.client_id, secret));
+    }
+    let body = form.encode()?;
+    let url = req.token_endpoint;
+    if let Some((key, nonce)) = &req.dpop {
+        let htu = crate::jwk::htu(url.as_str()).map_err(OAuthError::Setup)?;
+        let proof = key
+            .proof("POST", &htu, None, nonce.as_deref())
+            .map_err(OAuthError::Setup)?;
+        let value = reqwest::header::HeaderValue::from_bytes(proof.expose())
+            .map_err(|_| OAuthError::Setup("the DPoP proof is not a header value".into()))?;
+        builder = builder.header("dpop", value);
+    }
+    let response = builder
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(body.as_bytes().to_vec())
+        .send()
+        .await
+        .map_err(|e| network_error(url, &e))?;
+    let retry_after = match response.status().as_u16() {
+        429 | 503 => response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now())),
+        _ => None,
+    };
+    let dpop_nonce = response
+        .headers()
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (status, bytes) = read_body(url, response).await?;
+    let mut result = parse_token_response(url, status, retry_after, &bytes);
+    match &mut result {
+        Ok(TokenResponse { dpop_nonce: n, .. }) | Err(OAuthError::Idp { dpop_nonce: n, .. }) => {
+            *n = dpop_nonce;
+        }
+        Err(_) => {}
+    }
+    if let Err(e) = &mut result {
+        e.redact(&needles);
+    }
+    result
+}
+
+/// The forms in which a secret sent as `client_id:secret` Basic credentials or
+/// as a form field can come back: as it is, form-urlencoded, percent-encoded,
+/// and the Basic credentials' base64.
+fn encodings(client_id: &str, secret: &Secret) -> Vec<zeroize::Zeroizing<String>> {
+    use base64::Engine;
+    let raw = String::from_utf8_lossy(secret.expose()).into_owned();
+    let form = auth::form_encode(secret.expose());
+    let percent = form.replace('+', "%20");
+    let basic = format!("{}:{form}", auth::form_encode(client_id.as_bytes()));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(basic.as_bytes());
+    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.expose());
+    [raw, form, percent, b64, b64url]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .map(zeroize::Zeroizing::new)
+        .collect()
+}
+
+/// `expires_in` in seconds, as a number or (some servers) a string; `None`
+/// when it is absent or not a number.
+fn lifetime_secs(value: &serde_json::Value) -> Option<f64> {
+    let secs = match value {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    secs.is_finite().then_some(secs)
+}
+
+/// Parses a token endpoint answer: success (RFC 6749 §5.1) or error (§5.2).
+pub fn parse_token_response(
+    url: &Url,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
+    if status == 200 {
+        #[derive(Deserialize)]
+        struct Ok {
+            access_token: Option<String>,
+            token_type: Option<String>,
+            expires_in: Option<serde_json::Value>,
+            scope: Option<String>,
+            refresh_token: Option<String>,
+        }
+        let bad = |what: &'static str| OAuthError::BadResponse {
+            host: host_of(url),
+            status,
+            what,
+            // Never echo a success body: it may hold a token.
+            excerpt: "(body not shown)".into(),
+            retry_after: None,
+        };
+        let ok: Ok =
+            serde_json::from_slice(body).map_err(|_| bad("a token response that is not JSON"))?;
+        let access_token = ok
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| bad("a token response without access_token"))?;
+        // Served in headers (`Authorization: Bearer ...`) and env variables:
+        // a newline would inject a header. RFC 6750's b64token is narrower,
+        // but real servers issue tokens with other visible characters.
+        if !access_token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad(
+                "an access_token with characters a header cannot carry (control characters, spaces or non-ASCII)",
+            ));
+        }
+        let token_type = match ok.token_type.as_deref() {
+            // RFC 6749 §7.1: case-insensitive; served in its canonical case.
+            None => "Bearer",
+            Some(t) if t.eq_ignore_ascii_case("bearer") => "Bearer",
+            Some(t) if t.eq_ignore_ascii_case("dpop") => "DPoP",
+            Some(other) => {
+                return Err(OAuthError::BadResponse {
+                    host: host_of(url),
+                    status,
+                    what: "a token_type jwtagent cannot serve (only Bearer and DPoP)",
+                    excerpt: format!(
+                        "token_type {:?}",
+                        printable(other.chars().take(40).collect())
+                    ),
+                    retry_after: None,
+                });
+            }
+        };
+        let expires_in = match ok.expires_in.as_ref().and_then(lifetime_secs) {
+            Some(secs) if secs <= 0.0 => {
+                return Err(OAuthError::BadResponse {
+                    host: host_of(url),
+                    status,
+                    what: "a token that had already expired",
+                    excerpt: format!(
+                        "expires_in is {secs}; the server must give a lifetime of at least one second (check its clock and token settings)"
+                    ),
+                    retry_after: None,
+                });
+            }
+            // Clamped: a lifetime of 1e30 s must not overflow a deadline.
+            Some(secs) => Some((secs.ceil() as u64).min(MAX_LIFETIME.as_secs())),
+            None => None,
+        };
+        return Ok(TokenResponse {
+            access_token: Secret::new(access_token.into_bytes()),
+            token_type: token_type.to_string(),
+            expires_in,
+            scope: ok.scope,
+            refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
+            dpop_nonce: None,
+        });
+    }
+    #[derive(Deserialize)]
+    struct Err {
+        error: String,
+        error_description: Option<String>,
+    }
+    match serde_json::from_slice::<Err>(body) {
+        Ok(e) => Err(OAuthError::Idp {
+            status,
+            error: printable(e.error),
+            description: e.error_description.map(printable),
+            retry_after,
+            dpop_nonce: None,
+        }),
+        Err(_) => Err(OAuthError::BadResponse {
+            host: host_of(url),
+            status,
+            what: "an error response that is not RFC 6749 JSON",
+            excerpt: excerpt(body),
+            retry_after,
+        }),
+    }
+}
+
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn url() -> Url {
+        Url::parse("https://idp.example/token").unwrap()
+    }
+
+    #[test]
+    fn success_response_is_parsed_with_string_or_number_expires_in() {
+        let r = parse_token_response(
+            &url(),
+            200,
+            None,
+            br#"{"access_token":"abc","token_type":"Bearer","expires_in":"60","scope":"a b"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.access_token.expose(), b"abc");
+        assert_eq!(r.expires_in, Some(60));
+        let r = parse_token_response(
+            &url(),
+            200,
+            None,
+            br#"{"access_token":"abc","expires_in":3600}"#,
+        )
+        .unwrap();
+        assert_eq!(r.expires_in, Some(3600));
+        assert_eq!(r.token_type, "Bearer");
+    }
+
+    #[test]
+    fn huge_lifetimes_are_clamped_and_expired_ones_refused() {
+        let parse = |expires_in: &str| {
+            parse_token_response(
+                &url(),
+                200,
+                None,
+                format!(r#"{{"access_token":"abc","expires_in":{expires_in}}}"#).as_bytes(),
+            )
+        };
+        for huge in [
+            "1e30",
+            "9223372036854775808",
+            "18446744073709551616",
+            "\"1e300\"",
+        ] {
+            assert_eq!(
+                parse(huge).unwrap().expires_in,
+                Some(MAX_LIFETIME.as_secs()),
+                "{huge}"
+            );
+        }
+        assert_eq!(parse("0.2").unwrap().expires_in, Some(1));
+        for expired in ["0", "-5", "-1e30", "\"0\"", "\"-3\""] {
+            let e = parse(expired).unwrap_err().to_string();
+            assert!(e.contains("already expired"), "{expired}: {e}");
+        }
+        assert_eq!(parse("\"soon\"").unwrap().expires_in, None);
+        assert_eq!(parse("null").unwrap().expires_in, None);
+    }
+
+    #[test]
+    fn tokens_a_header_cannot_carry_are_refused_and_token_types_canonical() {
+        let parse = |body: &str| parse_token_response(&url(), 200, None, body.as_bytes());
+        for bad in [
+            r#""abc\ndef""#,
+            r#""abc def""#,
+            r#""abc\u0000""#,
+            r#""tök""#,
+        ] {
+            let e = parse(&format!(r#"{{"access_token":{bad}}}"#)).unwrap_err();
+            assert!(e.to_string().contains("header cannot carry"), "{bad}: {e}");
+        }
+        for (sent, served) in [("bearer", "Bearer"), ("BEARER", "Bearer"), ("dpop", "DPoP")] {
+            let r = parse(&format!(
+                r#"{{"access_token":"a.b-c_d~e+f/g=","token_type":"{sent}"}}"#
+            ));
+            assert_eq!(r.unwrap().token_type, served);
+        }
+        let e = parse(r#"{"access_token":"abc","token_type":"mac\u001b[2J"}"#).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("cannot serve") && !text.contains('\u{1b}'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn error_text_loses_secrets_in_every_encoding_and_control_characters() {
+        let secret = Secret::new(b"s3cr et+/=%".to_vec());
+        let needles = encodings("client 1", &secret);
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("client+1:s3cr+et%2B%2F%3D%25");
+        let reflected = format!(
+            "got client_secret=s3cr+et%2B%2F%3D%25 raw=s3cr et+/=% pct=s3cr%20et%2B%2F%3D%25 basic={b64}\x1b[31m"
+        );
+        let mut e = parse_token_response(&url(), 500, None, reflected.as_bytes()).unwrap_err();
+        e.redact(&needles);
+        let text = e.to_string();
+        assert!(!text.contains("s3cr") && !text.contains(&b64), "{text}");
+        assert_eq!(text.matches("[REDACTED]").count(), 4, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let mut e = parse_token_response(
+            &url(),
+            400,
+            None,
+            br#"{"error":"invalid_request","error_description":"bad secret s3cr et+/=%\n[fake] ok"}"#,
+        )
+        .unwrap_err();
+        e.redact(&needles);
+        let text = e.to_string();
+        assert!(!text.contains("s3cr") && !text.contains('\n'), "{text}");
+    }
+
+    #[test]
+    fn rfc6749_error_keeps_error_description_and_status() {
+        let e = parse_token_response(
+            &url(),
+            401,
+            None,
+            br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 401")
+                && text.contains("invalid_client")
+                && text.contains("client authentication failed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn non_json_error_body_is_cut_short() {
+        let body = format!("<html>{}</html>", "x".repeat(5000));
+        let e = parse_token_response(&url(), 502, None, body.as_bytes()).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 502") && text.contains("idp.example"),
+            "{text}"
+        );
+        assert!(text.len() < 600, "{}", text.len());
+    }
+
+    #[test]
+    fn success_without_token_never_echoes_the_body() {
+        let e = parse_token_response(&url(), 200, None, br#"{"refresh_token":"SECRET-RT"}"#)
+            .unwrap_err();
+        assert!(!e.to_string().contains("SECRET-RT"));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:40:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}
