@@ -675,6 +675,11 @@ fn a_crash_at_any_step_of_a_replace_leaves_one_complete_profile() {
         // The agent this add starts dies at `step`, as under kill -9.
         let out = add_post(&env, &new.token_url(), "new-secret-value", Some(step));
         assert!(!out.status.success(), "{step}: the add did not crash");
+        // The client may see the reset before the dying agent's listener is
+        // closed: wait until nothing accepts there any more.
+        wait_until("the crashed agent is gone", || {
+            std::os::unix::net::UnixStream::connect(env.default_socket()).is_err()
+        });
         // The next command starts a new agent, which serves one complete
         // profile: the old one with the old secret, or the new with the new.
         let token = env.run(&["token", "--force", "api"]);
