@@ -19,24 +19,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// answered with `too_large` and the connection is closed.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// Every op name the protocol defines. Ops the agent does not implement yet are
-/// still answered `unknown_op`, like names that are not in this list.
-pub const ALL_OPS: &[&str] = &[
-    "hello",
-    "status",
-    "list",
-    "show",
-    "add",
-    "remove",
-    "token",
-    "lock",
-    "unlock",
-    "stop",
-    "keygen",
-    "jwks",
-    "dpop_proof",
-];
-
 /// A request, without its `id` (see [`Envelope`]). Tagged by `op` on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -128,7 +110,8 @@ pub enum Request {
 }
 
 impl Request {
-    /// The ops this version implements, as named on the wire.
+    /// Every op, as named on the wire: the one list (a test checks it
+    /// against [`Request::op`]).
     pub const OPS: &'static [&'static str] = &[
         "hello",
         "status",
@@ -597,12 +580,7 @@ pub fn parse_request(line: &[u8]) -> Parsed {
 }
 
 fn unknown_op_message(op: &str) -> String {
-    if ALL_OPS.contains(&op) {
-        format!("op `{op}` is not supported by this agent version")
-    } else {
-        let known: Vec<&str> = ALL_OPS.to_vec();
-        format!("unknown op `{op}`; known ops: {}", known.join(", "))
-    }
+    format!("unknown op `{op}`; known ops: {}", Request::OPS.join(", "))
 }
 
 #[cfg(test)]
@@ -627,6 +605,73 @@ mod tests {
         let echoed = serde_json::to_string(&parsed.id).unwrap();
         let sent: Value = serde_json::from_slice(line).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&echoed).unwrap(), sent["id"]);
+    }
+
+    #[test]
+    fn the_op_list_names_every_request_and_each_parses_as_itself() {
+        let s = || Secret::new(b"x".to_vec());
+        let profile = || {
+            Box::new(crate::config::Profile::new(
+                "https://idp.example/token",
+                "c",
+                crate::config::AuthMethod::None,
+            ))
+        };
+        let n = || "api".to_string();
+        // One of each variant: the match in `Request::op` is exhaustive, so a
+        // new variant must be added here to compile... and to OPS to pass.
+        let all = [
+            Request::Hello,
+            Request::Status,
+            Request::Stop,
+            Request::List,
+            Request::Add {
+                name: n(),
+                profile: profile(),
+                secret: None,
+            },
+            Request::Remove { name: n() },
+            Request::Show { name: n() },
+            Request::Token {
+                name: n(),
+                min_ttl: None,
+                scopes: None,
+                resources: None,
+                force: false,
+            },
+            Request::Lock { passphrase: s() },
+            Request::Unlock { passphrase: s() },
+            Request::Keygen {
+                name: n(),
+                profile: profile(),
+                alg: crate::config::Alg::ES256,
+                force: false,
+            },
+            Request::Jwks { name: n() },
+            Request::DpopProof {
+                name: n(),
+                method: "GET".into(),
+                url: "https://api.example/".into(),
+                nonce: None,
+                min_ttl: None,
+                scopes: None,
+                resources: None,
+                force: false,
+            },
+        ];
+        let mut named: Vec<&str> = all.iter().map(Request::op).collect();
+        named.sort();
+        let mut listed = Request::OPS.to_vec();
+        listed.sort();
+        assert_eq!(named, listed);
+        for request in &all {
+            let line = serde_json::to_vec(&Envelope {
+                id: &Value::from(1),
+                request,
+            })
+            .unwrap();
+            assert_eq!(parse_request(&line).request.as_ref(), Ok(request));
+        }
     }
 
     #[test]

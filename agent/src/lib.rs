@@ -16,11 +16,13 @@ pub mod keys;
 pub mod listener;
 pub mod lock;
 pub mod oauth;
+pub mod ops;
 pub mod peer;
 pub mod profiles;
 pub mod refresh;
 pub mod senders;
 pub mod server;
+pub mod state;
 pub mod store;
 #[cfg(target_os = "linux")]
 mod sys;

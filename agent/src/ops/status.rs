@@ -1,0 +1,73 @@
+//! `hello` and `status`.
+
+use crate::state::AgentState;
+use jwtagent::protocol::{Hello, PROTOCOL_VERSION, ProfileStatus, Status, TokenStatus};
+use std::time::Duration;
+
+pub fn hello(state: &AgentState) -> Hello {
+    Hello {
+        protocol: PROTOCOL_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: state.pid,
+    }
+}
+
+pub fn status(state: &AgentState) -> Status {
+    let config = state.profiles.current();
+    let keys = state.tokens.status();
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs() as i64);
+    let (profiles, config_error) = match config {
+        Ok(config) => (
+            config
+                .profiles
+                .keys()
+                .cloned()
+                .map(|name| {
+                    let mine: Vec<_> = keys.iter().filter(|k| k.key.profile == name).collect();
+                    // The summary follows the token that lives longest.
+                    let best = mine.iter().max_by_key(|k| k.expires_in);
+                    let failures = mine.iter().map(|k| k.failures).max().unwrap_or(0);
+                    let token_state = match best {
+                        None => "none",
+                        Some(_) if failures > 0 => "failing",
+                        Some(k) if k.expires_in.is_none_or(|d| d.is_zero()) => "expired",
+                        Some(_) => "valid",
+                    };
+                    ProfileStatus {
+                        token_state: token_state.into(),
+                        expires_in_secs: best.and_then(|k| secs(k.expires_in)),
+                        next_refresh_in_secs: best.and_then(|k| secs(k.next_refresh_in)),
+                        last_error: mine.iter().find_map(|k| k.last_error.clone()),
+                        failures,
+                        tokens: mine
+                            .iter()
+                            .map(|k| TokenStatus {
+                                scopes: k.key.scopes.clone(),
+                                resources: k.key.resources.clone(),
+                                expires_in_secs: secs(k.expires_in),
+                                next_refresh_in_secs: secs(k.next_refresh_in),
+                                last_error: k.last_error.clone(),
+                                failures: k.failures,
+                            })
+                            .collect(),
+                        name,
+                    }
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: PROTOCOL_VERSION,
+        pid: state.pid,
+        uptime_secs: state.started.elapsed().as_secs(),
+        socket: state.socket.display().to_string(),
+        store: Some(state.profiles.store().state().describe()),
+        config: Some(state.profiles.path().display().to_string()),
+        config_error,
+        locked: state.lock.is_locked(),
+        profiles,
+    }
+}

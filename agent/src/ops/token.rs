@@ -1,0 +1,142 @@
+//! `token` and `dpop_proof`: the profile's caller policy, the token (and
+//! proof), and the audit record.
+
+use super::lock::locked_error;
+use crate::audit::Record;
+use crate::peer::Peer;
+use crate::state::AgentState;
+use crate::tokens::TokenQuery;
+use jwtagent::protocol::{DpopAnswer, ErrorBody, ErrorCode, TokenAnswer};
+use std::path::PathBuf;
+
+/// The `token` op: the profile's caller policy, the token, and the audit record.
+pub async fn token(
+    state: &AgentState,
+    peer: &Peer,
+    query: TokenQuery,
+) -> Result<TokenAnswer, ErrorBody> {
+    let name = query.name.clone();
+    audited(
+        state,
+        peer,
+        "token",
+        &name,
+        |a: &TokenAnswer| &a.access_token,
+        async { state.tokens.get(query).await },
+    )
+    .await
+}
+
+/// The `dpop_proof` op: like `token` (policy, audit), answered with a proof
+/// and the token it is bound to.
+pub async fn dpop_proof(
+    state: &AgentState,
+    peer: &Peer,
+    query: TokenQuery,
+    method: &str,
+    url: &str,
+    nonce: Option<&str>,
+) -> Result<DpopAnswer, ErrorBody> {
+    let name = query.name.clone();
+    audited(
+        state,
+        peer,
+        "dpop_proof",
+        &name,
+        |a: &DpopAnswer| &a.access_token,
+        async { state.tokens.dpop_proof(query, method, url, nonce).await },
+    )
+    .await
+}
+
+/// Runs `serve` for an op that hands out a token of profile `name`, if the
+/// profile's caller policy admits the peer, and records the outcome (with
+/// the token's fingerprint) in the audit log.
+async fn audited<T>(
+    state: &AgentState,
+    peer: &Peer,
+    op: &'static str,
+    name: &str,
+    token_of: impl Fn(&T) -> &jwtagent::secret::Secret,
+    serve: impl Future<Output = Result<T, ErrorBody>>,
+) -> Result<T, ErrorBody> {
+    if let Err(denied) = check_policy(state, peer, name) {
+        tracing::warn!(profile = %name, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "request denied by the profile's policy");
+        state
+            .audit
+            .record(&Record::new(peer, op, Some(name), "denied"));
+        return Err(denied);
+    }
+    let epoch = state.lock.epoch();
+    let mut result = serve.await;
+    // Locked while the request was in flight: the answer is not handed out
+    // (it is dropped here, and wiped with it).
+    if result.is_ok() && (state.lock.is_locked() || state.lock.epoch() != epoch) {
+        result = Err(locked_error());
+    }
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    let mut record = Record::new(peer, op, Some(name), outcome);
+    if let Ok(answer) = &result {
+        record.fingerprint = Some(crate::oauth::fingerprint(token_of(answer)));
+    }
+    state.audit.record(&record);
+    result
+}
+
+/// A profile with `allow_exe` serves only those executables.
+fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), ErrorBody> {
+    let Ok(config) = state.profiles.current_fast() else {
+        return Ok(()); // the token request itself reports the config error
+    };
+    let Some(profile) = config.profiles.get(name) else {
+        return Ok(());
+    };
+    if profile.allow_exe.is_empty() {
+        return Ok(());
+    }
+    let admits = |exe: Option<&PathBuf>| {
+        exe.is_some_and(|exe| {
+            profile
+                .allow_exe
+                .iter()
+                .any(|a| a == exe || std::fs::canonicalize(a).is_ok_and(|c| &c == exe))
+        })
+    };
+    // The process that connected, and every process that wrote to the
+    // connection: a socket handed on (fork then exec, fd passing) is judged
+    // by who uses it.
+    let refused_writer = peer.writers.iter().find(|(_, exe)| !admits(exe.as_ref()));
+    if admits(peer.exe.as_ref()) && refused_writer.is_none() && !peer.too_many_writers {
+        return Ok(());
+    }
+    if let Some((pid, exe)) = refused_writer
+        && admits(peer.exe.as_ref())
+    {
+        let exe = exe
+            .as_ref()
+            .map_or_else(|| "unknown".to_string(), |e| e.display().to_string());
+        return Err(ErrorBody::new(
+            ErrorCode::Denied,
+            format!(
+                "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow",
+                peer.exe_display()
+            ),
+        ));
+    }
+    Err(ErrorBody::new(
+        ErrorCode::Denied,
+        format!(
+            "profile {name:?} serves only {}; the caller is {}",
+            profile
+                .allow_exe
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            peer.exe_display()
+        ),
+    ))
+}
