@@ -4,7 +4,8 @@
 //! starting no async runtime is what keeps `jwtagent token` within a millisecond.
 
 use crate::protocol::{
-    Empty, Envelope, ErrorBody, Hello, PROTOCOL_VERSION, Request, Response, Status,
+    DpopAnswer, Empty, Envelope, ErrorBody, Hello, PROTOCOL_VERSION, Request, Response, Status,
+    TokenAnswer,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -68,6 +69,32 @@ pub enum ClientError {
     /// The default socket's directory is not safe to use: nothing is sent.
     #[error(transparent)]
     UnsafeDir(#[from] crate::paths::DirError),
+}
+
+/// What a token request asks beyond the profile: empty lists mean the
+/// profile's own scopes and resources.
+#[derive(Debug, Clone, Default)]
+pub struct TokenOptions {
+    /// The token must still be valid for this long.
+    pub min_ttl: Option<Duration>,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    /// Fetch a new token even if one is cached (and even while backing off).
+    pub force: bool,
+}
+
+impl TokenOptions {
+    fn min_ttl(&self) -> Option<u64> {
+        self.min_ttl.map(|d| d.as_secs())
+    }
+
+    fn scopes(&self) -> Option<Vec<String>> {
+        (!self.scopes.is_empty()).then(|| self.scopes.clone())
+    }
+
+    fn resources(&self) -> Option<Vec<String>> {
+        (!self.resources.is_empty()).then(|| self.resources.clone())
+    }
 }
 
 /// One connection to the agent; it may carry many requests.
@@ -257,6 +284,45 @@ impl Client {
             });
         }
         Ok(hello)
+    }
+
+    /// A token of profile `name`: the cached one, or a new one the agent
+    /// fetches (`options` as for the `token` op).
+    pub fn token(
+        &mut self,
+        name: &str,
+        options: &TokenOptions,
+    ) -> Result<TokenAnswer, ClientError> {
+        self.call(&Request::Token {
+            name: name.to_string(),
+            min_ttl: options.min_ttl(),
+            scopes: options.scopes(),
+            resources: options.resources(),
+            force: options.force,
+        })
+    }
+
+    /// A DPoP proof for one request (`method` on `url`), with the token of
+    /// profile `name` it is bound to. `nonce` is a resource server's
+    /// `DPoP-Nonce`.
+    pub fn dpop_proof(
+        &mut self,
+        name: &str,
+        method: &str,
+        url: &str,
+        nonce: Option<&str>,
+        options: &TokenOptions,
+    ) -> Result<DpopAnswer, ClientError> {
+        self.call(&Request::DpopProof {
+            name: name.to_string(),
+            method: method.to_string(),
+            url: url.to_string(),
+            nonce: nonce.map(str::to_string),
+            min_ttl: options.min_ttl(),
+            scopes: options.scopes(),
+            resources: options.resources(),
+            force: options.force,
+        })
     }
 
     pub fn status(&mut self) -> Result<Status, ClientError> {

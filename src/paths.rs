@@ -16,6 +16,33 @@ pub const SOCK_ENV: &str = "JWTAGENT_SOCK";
 pub const PID_ENV: &str = "JWTAGENT_PID";
 /// Set to `1` to forbid commands from starting an agent.
 pub const NO_AUTOSTART_ENV: &str = "JWTAGENT_NO_AUTOSTART";
+/// Overrides the keyring service name (`jwtagent`), so that independent agents
+/// (say, one per `JWTAGENT_CONFIG`) keep apart secrets of profiles with the
+/// same name.
+pub const KEYRING_SERVICE_ENV: &str = "JWTAGENT_KEYRING_SERVICE";
+
+/// `$XDG_STATE_HOME/jwtagent` (`~/.local/state/jwtagent`): the agent's log and
+/// the audit log.
+pub fn state_dir() -> Option<PathBuf> {
+    let base = directories::BaseDirs::new()?;
+    let state = base
+        .state_dir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| base.home_dir().join(".local/state"));
+    let dir = state.join("jwtagent");
+    Some(std::path::absolute(&dir).unwrap_or(dir))
+}
+
+/// Where a detached agent logs by default: `$XDG_STATE_HOME/jwtagent/agent.log`.
+/// Never holds a secret or a token.
+pub fn default_log_file() -> Option<PathBuf> {
+    state_dir().map(|d| d.join("agent.log"))
+}
+
+/// The audit log: `$XDG_STATE_HOME/jwtagent/audit.log`.
+pub fn audit_log() -> Option<PathBuf> {
+    state_dir().map(|d| d.join("audit.log"))
+}
 
 /// How the socket path was chosen. Only the default path may be autostarted by
 /// commands other than `env` and `agent`: an explicit path that does not answer is

@@ -15,10 +15,6 @@ use std::time::Duration;
 /// Keyring service name; the account is `profile/NAME`.
 pub const SERVICE: &str = "jwtagent";
 
-/// Overrides [`SERVICE`], so that independent agents (say, one per
-/// `JWTAGENT_CONFIG`) keep apart secrets of profiles with the same name.
-pub const SERVICE_ENV: &str = "JWTAGENT_KEYRING_SERVICE";
-
 /// A keyring call that takes longer than this (a hung D-Bus peer, an unanswered
 /// unlock prompt) fails instead of holding the request forever.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@ use crate::args::LogFormat;
 use anyhow::{Context, anyhow};
 use jwtagent::config::StoreKind;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Outcome of starting a detached agent.
@@ -105,20 +105,4 @@ pub fn report(result: Result<u32, String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where a detached agent logs by default: `$XDG_STATE_HOME/jwtagent/agent.log`
-/// (`~/.local/state/jwtagent/agent.log`). Never holds a secret or a token.
-pub fn default_log_file() -> Option<PathBuf> {
-    state_dir().map(|d| d.join("agent.log"))
-}
-
-/// `$XDG_STATE_HOME/jwtagent` (`~/.local/state/jwtagent`): the agent's log and
-/// the audit log.
-pub fn state_dir() -> Option<PathBuf> {
-    let base = directories::BaseDirs::new()?;
-    let state = base
-        .state_dir()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| base.home_dir().join(".local/state"));
-    let dir = state.join("jwtagent");
-    Some(std::path::absolute(&dir).unwrap_or(dir))
-}
+pub use jwtagent::paths::default_log_file;

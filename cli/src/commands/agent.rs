@@ -38,8 +38,8 @@ pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Resu
         limits: Limits::default(),
         config_path,
         store: args.store,
-        keyring_service: std::env::var(jwtagent_agent::store::SERVICE_ENV).unwrap_or_default(),
-        audit_log: crate::daemon::state_dir().map(|d| d.join("audit.log")),
+        keyring_service: std::env::var(jwtagent::paths::KEYRING_SERVICE_ENV).unwrap_or_default(),
+        audit_log: jwtagent::paths::audit_log(),
     };
     // systemd socket activation: a listening socket in LISTEN_FDS is ours to
     // serve (and systemd's to remove).

@@ -1,9 +1,9 @@
 //! `jwtagent audit`: read the audit log the agent writes.
 
-use crate::daemon::state_dir;
 use crate::error::CliError;
 use crate::output;
 use anyhow::anyhow;
+use jwtagent::paths::state_dir;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;

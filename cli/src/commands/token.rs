@@ -5,22 +5,26 @@ use crate::args::{ProofArgs, TokenArgs};
 use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
+use jwtagent::client::TokenOptions;
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::{DpopAnswer, Request, TokenAnswer};
+use jwtagent::protocol::{DpopAnswer, TokenAnswer};
 use jwtagent::secret::Secret;
 
 /// Asks the agent for a token as `args` say.
 pub fn fetch(socket: &SocketPath, args: &TokenArgs) -> Result<TokenAnswer, CliError> {
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     client
-        .call(&Request::Token {
-            name: args.name.clone(),
-            min_ttl: args.min_ttl.map(|d| d.as_secs()),
-            scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
-            resources: (!args.resources.is_empty()).then(|| args.resources.clone()),
-            force: args.force,
-        })
+        .token(&args.name, &options(args))
         .map_err(|e| CliError::from_client(e, START_HINT))
+}
+
+fn options(args: &TokenArgs) -> TokenOptions {
+    TokenOptions {
+        min_ttl: args.min_ttl,
+        scopes: args.scopes.clone(),
+        resources: args.resources.clone(),
+        force: args.force,
+    }
 }
 
 pub fn text(secret: &Secret) -> Result<&str, CliError> {
@@ -70,16 +74,13 @@ fn dpop(socket: &SocketPath, args: &TokenArgs, proof: &ProofArgs) -> Result<Dpop
     })?;
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     client
-        .call(&Request::DpopProof {
-            name: args.name.clone(),
-            method: proof.method.clone(),
-            url,
-            nonce: proof.nonce.clone(),
-            min_ttl: args.min_ttl.map(|d| d.as_secs()),
-            scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
-            resources: (!args.resources.is_empty()).then(|| args.resources.clone()),
-            force: args.force,
-        })
+        .dpop_proof(
+            &args.name,
+            &proof.method,
+            &url,
+            proof.nonce.as_deref(),
+            &options(args),
+        )
         .map_err(|e| CliError::from_client(e, START_HINT))
 }
 
