@@ -236,14 +236,41 @@ pub struct Status {
     pub profiles: Vec<ProfileStatus>,
 }
 
+/// A profile's token, as `status` sums it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    /// No token cached.
+    None,
+    /// A token is cached and valid.
+    Valid,
+    /// The cached token has expired.
+    Expired,
+    /// The last refresh failed; a still-valid token is served meanwhile.
+    Failing,
+    /// A state a newer agent reports that this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl fmt::Display for TokenState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenState::None => "none",
+            TokenState::Valid => "valid",
+            TokenState::Expired => "expired",
+            TokenState::Failing => "failing",
+            TokenState::Unknown => "unknown",
+        })
+    }
+}
+
 /// One profile's entry in [`Status`]: a summary over its cached tokens (one per
 /// scopes/resources combination asked for), and each of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileStatus {
     pub name: String,
-    /// `none` (no token cached), `valid`, `expired`, or `failing` (the last
-    /// refresh failed; a still-valid token is served meanwhile).
-    pub token_state: String,
+    pub token_state: TokenState,
     pub expires_in_secs: Option<i64>,
     pub next_refresh_in_secs: Option<i64>,
     pub last_error: Option<String>,
@@ -672,6 +699,18 @@ mod tests {
             .unwrap();
             assert_eq!(parse_request(&line).request.as_ref(), Ok(request));
         }
+    }
+
+    #[test]
+    fn token_states_are_snake_case_and_unknown_ones_still_parse() {
+        assert_eq!(
+            serde_json::to_string(&TokenState::Failing).unwrap(),
+            r#""failing""#
+        );
+        let valid: TokenState = serde_json::from_str(r#""valid""#).unwrap();
+        assert_eq!(valid, TokenState::Valid);
+        let newer: TokenState = serde_json::from_str(r#""paused""#).unwrap();
+        assert_eq!(newer, TokenState::Unknown);
     }
 
     #[test]

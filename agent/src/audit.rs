@@ -74,10 +74,6 @@ impl Audit {
         }
     }
 
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
     /// Appends `record`. Failures are logged, never fatal: the request itself
     /// has been answered by then.
     pub fn record(&self, record: &Record<'_>) {

@@ -6,27 +6,27 @@
 
 #![deny(unsafe_code)]
 
-pub mod audit;
-pub mod config_io;
-pub mod connection;
-pub mod handler;
-pub mod harden;
-pub mod jwk;
-pub mod keys;
-pub mod listener;
-pub mod lock;
-pub mod oauth;
-pub mod ops;
-pub mod peer;
-pub mod profiles;
-pub mod refresh;
-pub mod senders;
-pub mod server;
-pub mod state;
-pub mod store;
+pub(crate) mod audit;
+pub(crate) mod config_io;
+pub(crate) mod connection;
+pub(crate) mod handler;
+pub(crate) mod harden;
+pub(crate) mod jwk;
+pub(crate) mod keys;
+pub(crate) mod listener;
+pub(crate) mod lock;
+pub(crate) mod oauth;
+pub(crate) mod ops;
+pub(crate) mod peer;
+pub(crate) mod profiles;
+pub(crate) mod refresh;
+pub(crate) mod senders;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod store;
 #[cfg(target_os = "linux")]
 mod sys;
-pub mod tokens;
+pub(crate) mod tokens;
 
 #[cfg(test)]
 mod proptests;
@@ -42,6 +42,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 pub use server::Limits;
+
+/// What the fuzz targets (in `fuzz/`) feed: the parsers that read what a
+/// server or a file hands the agent. Nothing else of the agent is public.
+pub mod fuzzing {
+    pub use crate::keys::parse_private_key;
+    pub use crate::oauth::auth::client_assertion;
+    pub use crate::oauth::{OAuthError, parse_token_response};
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

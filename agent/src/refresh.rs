@@ -521,14 +521,16 @@ impl<F: Fetcher> Refresher<F> {
         });
         out
     }
+}
 
-    /// How many fetches are possible at once is the fetcher's business; this is
-    /// how many keys are cached.
-    pub fn len(&self) -> usize {
+#[cfg(test)]
+impl<F: Fetcher> Refresher<F> {
+    /// How many keys are cached.
+    fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

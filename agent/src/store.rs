@@ -139,6 +139,7 @@ impl SecretStore {
     }
 
     /// A store over a given keyring-core store (the mock store in tests).
+    #[cfg(test)]
     pub fn with_store(store: Arc<CredentialStore>, backend: &'static str) -> SecretStore {
         let mut store = Some(store);
         Self::spawn(

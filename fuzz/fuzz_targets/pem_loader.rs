@@ -3,14 +3,14 @@
 #![no_main]
 
 use jwtagent::secret::Secret;
-use jwtagent_agent::keys::parse_private_key;
+use jwtagent_agent::fuzzing::parse_private_key;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|pem: &[u8]| {
     let secret = Secret::new(pem.to_vec());
     if let Ok((kind, _key)) = parse_private_key(&secret) {
         let alg = kind.default_alg();
-        jwtagent_agent::oauth::client_assertion("fuzz", &secret, alg, None, "https://idp.example")
+        jwtagent_agent::fuzzing::client_assertion("fuzz", &secret, alg, None, "https://idp.example")
             .expect("an accepted key signs");
     }
 });

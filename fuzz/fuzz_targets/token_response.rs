@@ -4,7 +4,7 @@
 //! it accepts can go into a header.
 #![no_main]
 
-use jwtagent_agent::oauth::{OAuthError, parse_token_response};
+use jwtagent_agent::fuzzing::{OAuthError, parse_token_response};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (u16, &[u8])| {

@@ -19,10 +19,7 @@ pub mod grant;
 pub mod http;
 pub mod token;
 
-pub use discovery::Metadata;
-pub use token::{
-    TokenRequest, TokenResponse, fetch_token, parse_retry_after, parse_token_response,
-};
+pub use token::{TokenRequest, TokenResponse, parse_token_response};
 
 use crate::jwk::DpopKey;
 use jwtagent::config::Profile;

@@ -1,7 +1,7 @@
 //! `hello` and `status`.
 
 use crate::state::AgentState;
-use jwtagent::protocol::{Hello, PROTOCOL_VERSION, ProfileStatus, Status, TokenStatus};
+use jwtagent::protocol::{Hello, PROTOCOL_VERSION, ProfileStatus, Status, TokenState, TokenStatus};
 use std::time::Duration;
 
 pub fn hello(state: &AgentState) -> Hello {
@@ -28,13 +28,13 @@ pub fn status(state: &AgentState) -> Status {
                     let best = mine.iter().max_by_key(|k| k.expires_in);
                     let failures = mine.iter().map(|k| k.failures).max().unwrap_or(0);
                     let token_state = match best {
-                        None => "none",
-                        Some(_) if failures > 0 => "failing",
-                        Some(k) if k.expires_in.is_none_or(|d| d.is_zero()) => "expired",
-                        Some(_) => "valid",
+                        None => TokenState::None,
+                        Some(_) if failures > 0 => TokenState::Failing,
+                        Some(k) if k.expires_in.is_none_or(|d| d.is_zero()) => TokenState::Expired,
+                        Some(_) => TokenState::Valid,
                     };
                     ProfileStatus {
-                        token_state: token_state.into(),
+                        token_state,
                         expires_in_secs: best.and_then(|k| secs(k.expires_in)),
                         next_refresh_in_secs: best.and_then(|k| secs(k.next_refresh_in)),
                         last_error: mine.iter().find_map(|k| k.last_error.clone()),
