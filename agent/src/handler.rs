@@ -3,6 +3,7 @@
 //! [`crate::ops`], which answers it; nothing else. Knows nothing of sockets.
 
 use crate::audit::Record;
+use crate::error::AgentError;
 use crate::ops;
 use crate::peer::Peer;
 pub use crate::state::AgentState;
@@ -26,7 +27,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
         Ok(request) => request,
         Err(error) => {
             tracing::debug!(code = %error.code, "rejected request");
-            return (encode::<Empty>(parsed.id, Err(error)), After::Continue);
+            return (encode_body::<Empty>(parsed.id, Err(error)), After::Continue);
         }
     };
     tracing::trace!(op = request.op(), "request");
@@ -41,7 +42,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
                 .record(&Record::new(peer, request.op(), Some(name), "locked"));
         }
         return (
-            encode::<Empty>(parsed.id, Err(ops::lock::locked_error())),
+            encode::<Empty>(parsed.id, Err(AgentError::Locked)),
             After::Continue,
         );
     }
@@ -104,10 +105,21 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
 /// An error response line for cases found before a request could be parsed
 /// (an oversized line, a refused peer).
 pub fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
-    encode::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
+    encode_body::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
 }
 
-fn encode<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
+fn encode<T: Serialize>(id: Id, result: Result<T, AgentError>) -> Vec<u8> {
+    encode_body(id, result.map_err(|e| body(&e)))
+}
+
+/// The one place an agent error becomes the wire's error body.
+fn body(error: &AgentError) -> ErrorBody {
+    let mut body = ErrorBody::new(error.code(), error.to_string());
+    body.idp = error.idp();
+    body
+}
+
+fn encode_body<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
     let response = Response { id, result };
     let mut line = match serde_json::to_vec(&response) {
         Ok(line) => line,

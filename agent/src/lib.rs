@@ -9,6 +9,8 @@
 pub(crate) mod audit;
 pub(crate) mod config_io;
 pub(crate) mod connection;
+pub(crate) mod dpop_keys;
+pub(crate) mod error;
 pub(crate) mod handler;
 pub(crate) mod harden;
 pub(crate) mod jwk;

@@ -11,7 +11,7 @@ use crate::jwk;
 use crate::keys::check_secret;
 use crate::store::{SecretStore, StoreError};
 use jwtagent::config::{Alg, AuthMethod, ConfigError, ConfigFile, Profile, validate_name};
-use jwtagent::protocol::{Added, ErrorBody, ErrorCode, KeyGenerated, ProfileView, Removed};
+use jwtagent::protocol::{Added, KeyGenerated, ProfileView, Removed};
 use jwtagent::secret::Secret;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Why a profile operation failed; each maps to a protocol error code.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProfileError {
     /// The request itself is wrong (bad field, bad secret).
     #[error("{0}")]
@@ -30,18 +30,6 @@ pub enum ProfileError {
     Config(String),
     #[error("{0}")]
     Store(#[from] StoreError),
-}
-
-impl ProfileError {
-    pub fn to_body(&self) -> ErrorBody {
-        let code = match self {
-            ProfileError::Invalid(_) => ErrorCode::BadRequest,
-            ProfileError::Unknown(_) => ErrorCode::UnknownProfile,
-            ProfileError::Config(_) => ErrorCode::Config,
-            ProfileError::Store(_) => ErrorCode::Store,
-        };
-        ErrorBody::new(code, self.to_string())
-    }
 }
 
 /// Identity of the file as last read, to notice edits made behind our back.

@@ -8,10 +8,10 @@
 //! no socket or HTTP code of its own; time is tokio's, so tests pause it.
 
 use jwtagent::config::RefreshBefore;
-use jwtagent::protocol::{ErrorBody, ErrorCode};
 use jwtagent::secret::Secret;
 use jwtagent::time::unix_now;
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,10 +61,10 @@ pub struct Fetched {
     pub refresh_before: Option<RefreshBefore>,
 }
 
-/// Why a fetch failed: the error to give callers, and when to try again.
+/// Why a fetch failed: the fetcher's error, and when to try again.
 #[derive(Debug, Clone)]
-pub struct FetchError {
-    pub body: ErrorBody,
+pub struct FetchError<E> {
+    pub error: E,
     /// The server's Retry-After (429, 503).
     pub retry_after: Option<Duration>,
     /// The failure is about the profile itself (gone, misconfigured): no
@@ -74,12 +74,55 @@ pub struct FetchError {
 
 /// Gets tokens. The agent's fetcher talks to the OAuth client; tests use fakes.
 pub trait Fetcher: Send + Sync + 'static {
+    /// What a failed fetch reports; kept (for `status` and for callers while
+    /// backing off), so it is cloned.
+    type Error: Clone + fmt::Display + Send + Sync + 'static;
+
     fn fetch(
         &self,
         key: &Key,
         refresh_token: Option<Secret>,
-    ) -> impl Future<Output = Result<Fetched, FetchError>> + Send;
+    ) -> impl Future<Output = Result<Fetched, FetchError<Self::Error>>> + Send;
 }
+
+/// Why a caller got no token.
+#[derive(Debug, Clone)]
+pub enum RefreshError<E> {
+    /// The last fetch failed; while backing off, when the next attempt is.
+    Failed {
+        error: E,
+        next_attempt_in: Option<Duration>,
+    },
+    /// Another caller's fetch did not finish in time.
+    WaitTimedOut(Duration),
+    /// A fetch succeeded but left nothing to serve (a bug).
+    NotKept,
+}
+
+impl<E: fmt::Display> fmt::Display for RefreshError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RefreshError::Failed {
+                error,
+                next_attempt_in,
+            } => {
+                write!(f, "{error}")?;
+                if let Some(d) = next_attempt_in {
+                    write!(f, " (next attempt in {}s)", d.as_secs().max(1))?;
+                }
+                Ok(())
+            }
+            RefreshError::WaitTimedOut(after) => write!(
+                f,
+                "timed out after {}s waiting for the token request in progress",
+                after.as_secs()
+            ),
+            RefreshError::NotKept => f.write_str("a token was fetched but not kept"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for RefreshError<E> {}
 
 /// A token handed to a caller.
 #[derive(Debug, Clone)]
@@ -110,14 +153,13 @@ struct Held {
     valid_until: Instant,
 }
 
-#[derive(Default)]
-struct State {
+struct State<E> {
     held: Option<Held>,
     refresh_token: Option<Secret>,
     next_refresh: Option<Instant>,
     retry_at: Option<Instant>,
     failures: u32,
-    last_error: Option<FetchError>,
+    last_error: Option<FetchError<E>>,
     last_used: Option<Instant>,
     /// The background task has stopped refreshing (idle).
     idle: bool,
@@ -125,16 +167,32 @@ struct State {
     generation: u64,
 }
 
-struct Entry {
+impl<E> Default for State<E> {
+    fn default() -> Self {
+        State {
+            held: None,
+            refresh_token: None,
+            next_refresh: None,
+            retry_at: None,
+            failures: 0,
+            last_error: None,
+            last_used: None,
+            idle: false,
+            generation: 0,
+        }
+    }
+}
+
+struct Entry<E> {
     key: Key,
-    state: Mutex<State>,
+    state: Mutex<State<E>>,
     fetch: tokio::sync::Mutex<()>,
     wake: Notify,
     stop: CancellationToken,
 }
 
-impl Entry {
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+impl<E> Entry<E> {
+    fn state(&self) -> std::sync::MutexGuard<'_, State<E>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -195,7 +253,7 @@ pub fn backoff(failures: u32, rand: f64) -> Duration {
 }
 
 /// The delay before the next attempt after a failure.
-pub fn retry_delay(error: &FetchError, failures: u32, rand: f64) -> Duration {
+pub fn retry_delay<E>(error: &FetchError<E>, failures: u32, rand: f64) -> Duration {
     match error.retry_after {
         Some(after) => after.clamp(BACKOFF_MIN, RETRY_AFTER_MAX),
         None => backoff(failures, rand),
@@ -204,7 +262,7 @@ pub fn retry_delay(error: &FetchError, failures: u32, rand: f64) -> Duration {
 
 pub struct Refresher<F: Fetcher> {
     fetcher: Arc<F>,
-    entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    entries: Mutex<HashMap<Key, Arc<Entry<F::Error>>>>,
     rng: Rng,
 }
 
@@ -221,7 +279,7 @@ impl<F: Fetcher> Refresher<F> {
         })
     }
 
-    fn entry(self: &Arc<Self>, key: &Key) -> Arc<Entry> {
+    fn entry(self: &Arc<Self>, key: &Key) -> Arc<Entry<F::Error>> {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = entries.get(key) {
             return entry.clone();
@@ -248,7 +306,7 @@ impl<F: Fetcher> Refresher<F> {
         key: &Key,
         min_ttl: Duration,
         force: bool,
-    ) -> Result<Served, ErrorBody> {
+    ) -> Result<Served, RefreshError<F::Error>> {
         let entry = self.entry(key);
         let asked = Instant::now();
         let asked_generation = {
@@ -266,15 +324,7 @@ impl<F: Fetcher> Refresher<F> {
         let _guard = match tokio::time::timeout(MAX_WAIT, entry.fetch.lock()).await {
             Ok(guard) => guard,
             Err(_) => {
-                return Err(last_error_or(&entry, || {
-                    ErrorBody::new(
-                        ErrorCode::Network,
-                        format!(
-                            "timed out after {}s waiting for the token request in progress",
-                            MAX_WAIT.as_secs()
-                        ),
-                    )
-                }));
+                return Err(last_error_or(&entry, RefreshError::WaitTimedOut(MAX_WAIT)));
             }
         };
         let now = Instant::now();
@@ -296,28 +346,24 @@ impl<F: Fetcher> Refresher<F> {
                 && let (Some(retry_at), Some(err)) = (st.retry_at, &st.last_error)
                 && retry_at > now
             {
-                let mut body = err.body.clone();
-                body.message = format!(
-                    "{} (next attempt in {}s)",
-                    body.message,
-                    (retry_at - now).as_secs().max(1)
-                );
-                return Err(body);
+                return Err(RefreshError::Failed {
+                    error: err.error.clone(),
+                    next_attempt_in: Some(retry_at - now),
+                });
             }
             st.refresh_token.clone()
         };
         self.fetch_into(&entry, refresh_token).await?;
         let st = entry.state();
-        satisfying(&st, Instant::now(), Duration::ZERO)
-            .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, "a token was fetched but not kept"))
+        satisfying(&st, Instant::now(), Duration::ZERO).ok_or(RefreshError::NotKept)
     }
 
     /// Fetches and records the outcome. Call with the entry's fetch lock held.
     async fn fetch_into(
         &self,
-        entry: &Entry,
+        entry: &Entry<F::Error>,
         refresh_token: Option<Secret>,
-    ) -> Result<(), ErrorBody> {
+    ) -> Result<(), RefreshError<F::Error>> {
         let started = Instant::now();
         let result = self.fetcher.fetch(&entry.key, refresh_token).await;
         let mut st = entry.state();
@@ -355,14 +401,15 @@ impl<F: Fetcher> Refresher<F> {
                 st.retry_at = Some(Instant::now() + delay);
                 // Rate-limited: a server failing for hours logs at the 1st,
                 // 2nd, 4th, 8th... failure, and whenever the error changes.
+                let message = e.error.to_string();
                 let changed =
-                    st.last_error.as_ref().map(|l| &l.body.message) != Some(&e.body.message);
+                    st.last_error.as_ref().map(|l| l.error.to_string()) != Some(message.clone());
                 if changed || st.failures.is_power_of_two() {
                     tracing::warn!(
                         profile = %entry.key.profile,
                         failures = st.failures,
                         retry_in_ms = delay.as_millis() as u64,
-                        error = %e.body.message,
+                        error = %message,
                         "token refresh failed"
                     );
                 } else {
@@ -373,20 +420,23 @@ impl<F: Fetcher> Refresher<F> {
                         "token refresh failed again"
                     );
                 }
-                let body = e.body.clone();
+                let failed = RefreshError::Failed {
+                    error: e.error.clone(),
+                    next_attempt_in: None,
+                };
                 if e.permanent {
                     st.retry_at = None;
                 }
                 st.last_error = Some(e);
                 drop(st);
                 entry.wake.notify_one();
-                Err(body)
+                Err(failed)
             }
         }
     }
 
     /// Keeps one entry fresh until it goes idle and its token expires.
-    async fn background(self: Arc<Self>, entry: Arc<Entry>) {
+    async fn background(self: Arc<Self>, entry: Arc<Entry<F::Error>>) {
         loop {
             let now = Instant::now();
             let (wake_at, idle_since) = {
@@ -450,7 +500,7 @@ impl<F: Fetcher> Refresher<F> {
         }
     }
 
-    fn remove_if_same(&self, entry: &Arc<Entry>) {
+    fn remove_if_same(&self, entry: &Arc<Entry<F::Error>>) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries
             .get(&entry.key)
@@ -483,7 +533,7 @@ impl<F: Fetcher> Refresher<F> {
 
     /// Every key's state, for `status`.
     pub fn status(&self) -> Vec<KeyStatus> {
-        let entries: Vec<Arc<Entry>> = self
+        let entries: Vec<Arc<Entry<F::Error>>> = self
             .entries
             .lock()
             .map(|e| e.values().cloned().collect())
@@ -506,7 +556,7 @@ impl<F: Fetcher> Refresher<F> {
                             .or(st.next_refresh)
                             .map(|t| t.saturating_duration_since(now))
                     },
-                    last_error: st.last_error.as_ref().map(|e| e.body.message.clone()),
+                    last_error: st.last_error.as_ref().map(|e| e.error.to_string()),
                     failures: st.failures,
                     refreshing: !st.idle,
                 }
@@ -536,7 +586,7 @@ impl<F: Fetcher> Refresher<F> {
 }
 
 /// The held token if it has more than `min_ttl` left.
-fn satisfying(st: &State, now: Instant, min_ttl: Duration) -> Option<Served> {
+fn satisfying<E>(st: &State<E>, now: Instant, min_ttl: Duration) -> Option<Served> {
     let h = st.held.as_ref()?;
     let left = h.valid_until.checked_duration_since(now)?;
     if left.is_zero() || left <= min_ttl {
@@ -550,13 +600,16 @@ fn satisfying(st: &State, now: Instant, min_ttl: Duration) -> Option<Served> {
     })
 }
 
-fn last_error_or(entry: &Entry, default: impl FnOnce() -> ErrorBody) -> ErrorBody {
+/// The last fetch's error, if there was one, else `default`.
+fn last_error_or<E: Clone>(entry: &Entry<E>, default: RefreshError<E>) -> RefreshError<E> {
     entry
         .state()
         .last_error
         .as_ref()
-        .map(|e| e.body.clone())
-        .unwrap_or_else(default)
+        .map_or(default, |e| RefreshError::Failed {
+            error: e.error.clone(),
+            next_attempt_in: None,
+        })
 }
 
 #[cfg(test)]
@@ -573,7 +626,7 @@ mod tests {
     struct Fake {
         calls: AtomicUsize,
         delay: Duration,
-        script: Mutex<VecDeque<Result<Option<Duration>, FetchError>>>,
+        script: Mutex<VecDeque<Result<Option<Duration>, FetchError<String>>>>,
         refresh_tokens_seen: Mutex<Vec<Option<String>>>,
         issue_refresh_token: bool,
     }
@@ -581,7 +634,13 @@ mod tests {
     struct Shared(Arc<Fake>);
 
     impl Fetcher for Shared {
-        async fn fetch(&self, _key: &Key, rt: Option<Secret>) -> Result<Fetched, FetchError> {
+        type Error = String;
+
+        async fn fetch(
+            &self,
+            _key: &Key,
+            rt: Option<Secret>,
+        ) -> Result<Fetched, FetchError<String>> {
             let fake = &self.0;
             let n = fake.calls.fetch_add(1, Ordering::SeqCst) + 1;
             fake.refresh_tokens_seen
@@ -623,9 +682,9 @@ mod tests {
         (r, fake)
     }
 
-    fn err(retry_after: Option<Duration>) -> FetchError {
+    fn err(retry_after: Option<Duration>) -> FetchError<String> {
         FetchError {
-            body: ErrorBody::new(ErrorCode::IdpError, "HTTP 503: temporarily_unavailable"),
+            error: "HTTP 503: temporarily_unavailable".into(),
             retry_after,
             permanent: false,
         }
@@ -746,9 +805,8 @@ mod tests {
         r.get(&key(), Duration::ZERO, false).await.unwrap_err();
         let backing_off = r.get(&key(), Duration::ZERO, false).await.unwrap_err();
         assert!(
-            backing_off.message.contains("next attempt in 300s"),
-            "{}",
-            backing_off.message
+            backing_off.to_string().contains("next attempt in 300s"),
+            "{backing_off}"
         );
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
         r.get(&key(), Duration::ZERO, true).await.unwrap();
@@ -939,11 +997,14 @@ mod tests {
             .push_back(Err(err(Some(Duration::from_secs(60)))));
         let (r, fake) = refresher(fake, 0.5);
         let e = r.get(&key(), Duration::ZERO, false).await.unwrap_err();
-        assert_eq!(e.code, ErrorCode::IdpError);
+        assert!(
+            matches!(&e, RefreshError::Failed { error, .. } if error.contains("503")),
+            "{e}"
+        );
         let started = Instant::now();
         let e = r.get(&key(), Duration::ZERO, false).await.unwrap_err();
         assert_eq!(Instant::now(), started, "answered at once");
-        assert!(e.message.contains("next attempt in 60s"), "{}", e.message);
+        assert!(e.to_string().contains("next attempt in 60s"), "{e}");
         assert_eq!(
             fake.calls.load(Ordering::SeqCst),
             1,

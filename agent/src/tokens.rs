@@ -5,16 +5,17 @@
 //! and its secret afresh each time); [`Tokens`] is what the request handler
 //! talks to: it maps a `token` op to a key and asks the refresher.
 
-use crate::jwk::{self, DpopKey};
+use crate::dpop_keys::DpopKeys;
+use crate::error::AgentError;
+use crate::jwk;
 use crate::oauth::{self, OAuthClient, OAuthError};
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, KeyStatus, Refresher};
 use crate::store::StoreError;
 use jwtagent::config::{Alg, AuthMethod, FieldError, check_resources, check_scopes};
-use jwtagent::protocol::{DpopAnswer, ErrorBody, ErrorCode, IdpDetail, TokenAnswer};
+use jwtagent::protocol::{DpopAnswer, TokenAnswer};
 use jwtagent::secret::Secret;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One token request, as the `token` and `dpop_proof` ops ask it.
@@ -46,7 +47,7 @@ impl TokenQuery {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenError {
     #[error(transparent)]
     Profile(#[from] ProfileError),
@@ -68,46 +69,7 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    pub fn to_body(&self) -> ErrorBody {
-        match self {
-            TokenError::Profile(e) => e.to_body(),
-            TokenError::Store(_) | TokenError::SecretMissing(_) | TokenError::DpopKeyMissing(_) => {
-                ErrorBody::new(ErrorCode::Store, self.to_string())
-            }
-            TokenError::Invalid(_) => ErrorBody::new(ErrorCode::BadRequest, self.to_string()),
-            TokenError::OAuth { source, .. } => {
-                let code = match source {
-                    OAuthError::Network { .. } => ErrorCode::Network,
-                    OAuthError::Setup(_) => ErrorCode::Config,
-                    OAuthError::Idp { .. }
-                    | OAuthError::BadResponse { .. }
-                    | OAuthError::Discovery { .. } => ErrorCode::IdpError,
-                };
-                let mut body = ErrorBody::new(code, self.to_string());
-                body.idp = match source {
-                    OAuthError::Idp {
-                        status,
-                        error,
-                        description,
-                        ..
-                    } => Some(IdpDetail {
-                        status: *status,
-                        error: Some(error.clone()),
-                        error_description: description.clone(),
-                    }),
-                    OAuthError::BadResponse { status, .. } => Some(IdpDetail {
-                        status: *status,
-                        error: None,
-                        error_description: None,
-                    }),
-                    _ => None,
-                };
-                body
-            }
-        }
-    }
-
-    fn into_fetch_error(self) -> FetchError {
+    fn into_fetch_error(self) -> FetchError<TokenError> {
         let retry_after = match &self {
             TokenError::OAuth {
                 source:
@@ -124,79 +86,9 @@ impl TokenError {
                 | TokenError::Invalid(_)
         );
         FetchError {
-            body: self.to_body(),
+            error: self,
             retry_after,
             permanent,
-        }
-    }
-}
-
-/// DPoP keys read from the keyring, by profile: proofs are made per resource
-/// request, and a keyring round trip each time would be too slow. Dropped
-/// with the profile's tokens (`add`, `remove`, `lock`).
-pub struct DpopKeys {
-    profiles: Arc<Profiles>,
-    held: Mutex<HeldKeys>,
-}
-
-#[derive(Default)]
-struct HeldKeys {
-    keys: HashMap<String, (Alg, u32, Arc<DpopKey>)>,
-    /// Bumped by every forget: a key read from the keyring before one is
-    /// used, but not kept.
-    epoch: u64,
-}
-
-impl DpopKeys {
-    fn new(profiles: Arc<Profiles>) -> DpopKeys {
-        DpopKeys {
-            profiles,
-            held: Mutex::new(HeldKeys::default()),
-        }
-    }
-
-    fn held(&self) -> std::sync::MutexGuard<'_, HeldKeys> {
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn get(&self, name: &str, alg: Alg, generation: u32) -> Result<Arc<DpopKey>, TokenError> {
-        let epoch = {
-            let held = self.held();
-            if let Some((held_alg, held_generation, key)) = held.keys.get(name)
-                && *held_alg == alg
-                && *held_generation == generation
-            {
-                return Ok(key.clone());
-            }
-            held.epoch
-        };
-        let pem = self
-            .profiles
-            .store()
-            .get_dpop(name, generation)
-            .await?
-            .ok_or_else(|| TokenError::DpopKeyMissing(name.to_string()))?;
-        let key = Arc::new(DpopKey::from_pem(&pem, alg).map_err(|e| TokenError::OAuth {
-            name: name.to_string(),
-            source: OAuthError::Setup(format!("the stored DPoP key cannot be used: {e}")),
-        })?);
-        tracing::debug!(profile = %name, jkt = %key.thumbprint(), "DPoP key loaded");
-        let mut held = self.held();
-        if held.epoch == epoch {
-            held.keys
-                .insert(name.to_string(), (alg, generation, key.clone()));
-        }
-        Ok(key)
-    }
-
-    fn forget(&self, name: Option<&str>) {
-        let mut held = self.held();
-        held.epoch += 1;
-        match name {
-            Some(name) => {
-                held.keys.remove(name);
-            }
-            None => held.keys.clear(),
         }
     }
 }
@@ -281,7 +173,13 @@ impl AgentFetcher {
 }
 
 impl Fetcher for AgentFetcher {
-    async fn fetch(&self, key: &Key, refresh_token: Option<Secret>) -> Result<Fetched, FetchError> {
+    type Error = TokenError;
+
+    async fn fetch(
+        &self,
+        key: &Key,
+        refresh_token: Option<Secret>,
+    ) -> Result<Fetched, FetchError<TokenError>> {
         self.fetch_inner(key, refresh_token).await.map_err(|e| {
             // The refresher logs failures, rate-limited.
             tracing::debug!(profile = %key.profile, error = %e, "token request failed");
@@ -332,7 +230,7 @@ impl Tokens {
     }
 
     /// A token for `query`.
-    pub async fn get(&self, query: TokenQuery) -> Result<TokenAnswer, ErrorBody> {
+    pub async fn get(&self, query: TokenQuery) -> Result<TokenAnswer, AgentError> {
         let (key, _) = self.key_for(&query.name, query.scopes, query.resources)?;
         self.serve(&key, query.min_ttl, query.force).await
     }
@@ -344,18 +242,18 @@ impl Tokens {
         name: &str,
         scopes: Option<Vec<String>>,
         resources: Option<Vec<String>>,
-    ) -> Result<(Key, Option<(Alg, u32)>), ErrorBody> {
+    ) -> Result<(Key, Option<(Alg, u32)>), TokenError> {
         let config = self
             .profiles
             .current_fast()
-            .map_err(|e| ProfileError::Config(e.to_string()).to_body())?;
+            .map_err(|e| ProfileError::Config(e.to_string()))?;
         let profile = config
             .profiles
             .get(name)
-            .ok_or_else(|| ProfileError::Unknown(name.to_string()).to_body())?;
+            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
         // What a request names goes to the server as it is: checked as `add`
         // checks the profile's own.
-        let bad = |e: FieldError| ErrorBody::new(ErrorCode::BadRequest, e.to_string());
+        let bad = |e: FieldError| TokenError::Invalid(e.to_string());
         if let Some(scopes) = &scopes {
             check_scopes(scopes).map_err(bad)?;
         }
@@ -379,7 +277,7 @@ impl Tokens {
         key: &Key,
         min_ttl: Duration,
         force: bool,
-    ) -> Result<TokenAnswer, ErrorBody> {
+    ) -> Result<TokenAnswer, AgentError> {
         let served = self.refresher.get(key, min_ttl, force).await?;
         Ok(TokenAnswer {
             access_token: served.token,
@@ -400,7 +298,7 @@ impl Tokens {
         method: &str,
         url: &str,
         nonce: Option<&str>,
-    ) -> Result<DpopAnswer, ErrorBody> {
+    ) -> Result<DpopAnswer, AgentError> {
         let TokenQuery {
             name,
             min_ttl,
@@ -408,7 +306,7 @@ impl Tokens {
             resources,
             force,
         } = query;
-        let invalid = |msg: String| TokenError::Invalid(msg).to_body();
+        let invalid = |msg: String| TokenError::Invalid(msg);
         let (key, dpop) = self.key_for(&name, scopes, resources)?;
         let (alg, generation) = dpop.ok_or_else(|| {
             invalid(format!(
@@ -418,14 +316,10 @@ impl Tokens {
         let htm = jwk::htm(method).map_err(invalid)?;
         let htu = jwk::htu(url).map_err(invalid)?;
         let answer = self.serve(&key, min_ttl, force).await?;
-        let signer = self
-            .dpop
-            .get(&name, alg, generation)
-            .await
-            .map_err(|e| e.to_body())?;
+        let signer = self.dpop.get(&name, alg, generation).await?;
         let proof = signer
             .proof(&htm, &htu, Some(&answer.access_token), nonce)
-            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e))?;
+            .map_err(AgentError::Internal)?;
         Ok(DpopAnswer {
             proof,
             access_token: answer.access_token,

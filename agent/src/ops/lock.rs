@@ -1,12 +1,13 @@
 //! `lock` and `unlock`.
 
+use crate::error::AgentError;
 use crate::lock::LockError;
 use crate::state::AgentState;
-use jwtagent::protocol::{Empty, ErrorBody, ErrorCode};
+use jwtagent::protocol::Empty;
 use jwtagent::secret::Secret;
 
 /// Locks the agent and drops every token: nothing usable stays in memory.
-pub async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, ErrorBody> {
+pub async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
     let result = state.lock.lock(passphrase).await;
     if result.is_ok() {
         state.tokens.clear();
@@ -15,7 +16,7 @@ pub async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, Erro
     lock_result(result)
 }
 
-pub async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Empty, ErrorBody> {
+pub async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
     let result = state.lock.unlock(passphrase).await;
     if result.is_ok() {
         tracing::info!("agent unlocked");
@@ -23,21 +24,6 @@ pub async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Empty, Er
     lock_result(result)
 }
 
-/// The answer to any op but `hello`, `status`, `unlock` and `stop` while locked.
-pub fn locked_error() -> ErrorBody {
-    ErrorBody::new(
-        ErrorCode::Locked,
-        "the agent is locked; unlock it with `jwtagent unlock`",
-    )
-}
-
-fn lock_result(result: Result<(), LockError>) -> Result<Empty, ErrorBody> {
-    result.map(|()| Empty {}).map_err(|e| {
-        let code = match e {
-            LockError::WrongPassphrase => ErrorCode::Denied,
-            LockError::Hash(_) => ErrorCode::Internal,
-            _ => ErrorCode::BadRequest,
-        };
-        ErrorBody::new(code, e.to_string())
-    })
+fn lock_result(result: Result<(), LockError>) -> Result<Empty, AgentError> {
+    result.map(|()| Empty {}).map_err(AgentError::from)
 }

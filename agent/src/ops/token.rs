@@ -1,12 +1,12 @@
 //! `token` and `dpop_proof`: the profile's caller policy, the token (and
 //! proof), and the audit record.
 
-use super::lock::locked_error;
 use crate::audit::Record;
+use crate::error::AgentError;
 use crate::peer::Peer;
 use crate::state::AgentState;
 use crate::tokens::TokenQuery;
-use jwtagent::protocol::{DpopAnswer, ErrorBody, ErrorCode, TokenAnswer};
+use jwtagent::protocol::{DpopAnswer, TokenAnswer};
 use std::path::PathBuf;
 
 /// The `token` op: the profile's caller policy, the token, and the audit record.
@@ -14,7 +14,7 @@ pub async fn token(
     state: &AgentState,
     peer: &Peer,
     query: TokenQuery,
-) -> Result<TokenAnswer, ErrorBody> {
+) -> Result<TokenAnswer, AgentError> {
     let name = query.name.clone();
     audited(
         state,
@@ -36,7 +36,7 @@ pub async fn dpop_proof(
     method: &str,
     url: &str,
     nonce: Option<&str>,
-) -> Result<DpopAnswer, ErrorBody> {
+) -> Result<DpopAnswer, AgentError> {
     let name = query.name.clone();
     audited(
         state,
@@ -58,8 +58,8 @@ async fn audited<T>(
     op: &'static str,
     name: &str,
     token_of: impl Fn(&T) -> &jwtagent::secret::Secret,
-    serve: impl Future<Output = Result<T, ErrorBody>>,
-) -> Result<T, ErrorBody> {
+    serve: impl Future<Output = Result<T, AgentError>>,
+) -> Result<T, AgentError> {
     if let Err(denied) = check_policy(state, peer, name) {
         tracing::warn!(profile = %name, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "request denied by the profile's policy");
         state
@@ -72,11 +72,11 @@ async fn audited<T>(
     // Locked while the request was in flight: the answer is not handed out
     // (it is dropped here, and wiped with it).
     if result.is_ok() && (state.lock.is_locked() || state.lock.epoch() != epoch) {
-        result = Err(locked_error());
+        result = Err(AgentError::Locked);
     }
     let outcome = match &result {
         Ok(_) => "ok",
-        Err(e) => e.code.as_str(),
+        Err(e) => e.code().as_str(),
     };
     let mut record = Record::new(peer, op, Some(name), outcome);
     if let Ok(answer) = &result {
@@ -87,7 +87,7 @@ async fn audited<T>(
 }
 
 /// A profile with `allow_exe` serves only those executables.
-fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), ErrorBody> {
+fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), AgentError> {
     let Ok(config) = state.profiles.current_fast() else {
         return Ok(()); // the token request itself reports the config error
     };
@@ -118,25 +118,19 @@ fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), Error
         let exe = exe
             .as_ref()
             .map_or_else(|| "unknown".to_string(), |e| e.display().to_string());
-        return Err(ErrorBody::new(
-            ErrorCode::Denied,
-            format!(
-                "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow",
-                peer.exe_display()
-            ),
-        ));
-    }
-    Err(ErrorBody::new(
-        ErrorCode::Denied,
-        format!(
-            "profile {name:?} serves only {}; the caller is {}",
-            profile
-                .allow_exe
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+        return Err(AgentError::Denied(format!(
+            "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow",
             peer.exe_display()
-        ),
-    ))
+        )));
+    }
+    Err(AgentError::Denied(format!(
+        "profile {name:?} serves only {}; the caller is {}",
+        profile
+            .allow_exe
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        peer.exe_display()
+    )))
 }

@@ -1,0 +1,231 @@
+//! The agent's one error type: everything an op can fail with, and the stable
+//! wire code of each ([`AgentError::code`]). The handler turns it into the
+//! wire's `ErrorBody`; nothing else builds one.
+
+use crate::lock::LockError;
+use crate::oauth::OAuthError;
+use crate::profiles::ProfileError;
+use crate::refresh::RefreshError;
+use crate::tokens::TokenError;
+use jwtagent::protocol::{ErrorCode, IdpDetail};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    // Boxed: a token error carries the server's answer, and every op's
+    // result would otherwise be that large.
+    #[error(transparent)]
+    Token(Box<TokenError>),
+    /// No token: the refresher's last fetch failed, or waiting for one did.
+    #[error(transparent)]
+    Refresh(Box<RefreshError<TokenError>>),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("the agent is locked; unlock it with `jwtagent unlock`")]
+    Locked,
+    /// A profile's caller policy refused the caller.
+    #[error("{0}")]
+    Denied(String),
+    /// A bug: something that cannot happen did.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<TokenError> for AgentError {
+    fn from(e: TokenError) -> Self {
+        AgentError::Token(Box::new(e))
+    }
+}
+
+impl From<RefreshError<TokenError>> for AgentError {
+    fn from(e: RefreshError<TokenError>) -> Self {
+        AgentError::Refresh(Box::new(e))
+    }
+}
+
+impl AgentError {
+    /// The token error behind this one, if any.
+    fn token_error(&self) -> Option<&TokenError> {
+        match self {
+            AgentError::Token(e) => Some(e),
+            AgentError::Refresh(e) => match e.as_ref() {
+                RefreshError::Failed { error, .. } => Some(error),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The stable code clients match on.
+    pub fn code(&self) -> ErrorCode {
+        if let Some(e) = self.token_error() {
+            return token_code(e);
+        }
+        match self {
+            AgentError::Profile(e) => profile_code(e),
+            AgentError::Refresh(e) if matches!(e.as_ref(), RefreshError::WaitTimedOut(_)) => {
+                ErrorCode::Network
+            }
+            AgentError::Token(_) | AgentError::Refresh(_) | AgentError::Internal(_) => {
+                ErrorCode::Internal
+            }
+            AgentError::Lock(LockError::WrongPassphrase) => ErrorCode::Denied,
+            AgentError::Lock(LockError::Hash(_)) => ErrorCode::Internal,
+            AgentError::Lock(_) => ErrorCode::BadRequest,
+            AgentError::Locked => ErrorCode::Locked,
+            AgentError::Denied(_) => ErrorCode::Denied,
+        }
+    }
+
+    /// For `idp_error`: what the authorization server answered.
+    pub fn idp(&self) -> Option<IdpDetail> {
+        let Some(TokenError::OAuth { source, .. }) = self.token_error() else {
+            return None;
+        };
+        match source {
+            OAuthError::Idp {
+                status,
+                error,
+                description,
+                ..
+            } => Some(IdpDetail {
+                status: *status,
+                error: Some(error.clone()),
+                error_description: description.clone(),
+            }),
+            OAuthError::BadResponse { status, .. } => Some(IdpDetail {
+                status: *status,
+                error: None,
+                error_description: None,
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn profile_code(e: &ProfileError) -> ErrorCode {
+    match e {
+        ProfileError::Invalid(_) => ErrorCode::BadRequest,
+        ProfileError::Unknown(_) => ErrorCode::UnknownProfile,
+        ProfileError::Config(_) => ErrorCode::Config,
+        ProfileError::Store(_) => ErrorCode::Store,
+    }
+}
+
+fn token_code(e: &TokenError) -> ErrorCode {
+    match e {
+        TokenError::Profile(e) => profile_code(e),
+        TokenError::Store(_) | TokenError::SecretMissing(_) | TokenError::DpopKeyMissing(_) => {
+            ErrorCode::Store
+        }
+        TokenError::Invalid(_) => ErrorCode::BadRequest,
+        TokenError::OAuth { source, .. } => match source {
+            OAuthError::Network { .. } => ErrorCode::Network,
+            OAuthError::Setup(_) => ErrorCode::Config,
+            OAuthError::Idp { .. }
+            | OAuthError::BadResponse { .. }
+            | OAuthError::Discovery { .. } => ErrorCode::IdpError,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+    use std::time::Duration;
+
+    fn oauth(source: OAuthError) -> TokenError {
+        TokenError::OAuth {
+            name: "api".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn every_error_has_its_wire_code() {
+        let idp = OAuthError::Idp {
+            status: 401,
+            error: "invalid_client".into(),
+            description: None,
+            retry_after: None,
+            dpop_nonce: None,
+        };
+        let cases: Vec<(AgentError, ErrorCode)> = vec![
+            (
+                ProfileError::Unknown("x".into()).into(),
+                ErrorCode::UnknownProfile,
+            ),
+            (
+                ProfileError::Invalid("x".into()).into(),
+                ErrorCode::BadRequest,
+            ),
+            (ProfileError::Config("x".into()).into(), ErrorCode::Config),
+            (
+                ProfileError::Store(StoreError::Timeout).into(),
+                ErrorCode::Store,
+            ),
+            (
+                TokenError::SecretMissing("x".into()).into(),
+                ErrorCode::Store,
+            ),
+            (
+                TokenError::Invalid("x".into()).into(),
+                ErrorCode::BadRequest,
+            ),
+            (oauth(idp.clone()).into(), ErrorCode::IdpError),
+            (
+                oauth(OAuthError::Network {
+                    host: "h".into(),
+                    cause: "c".into(),
+                })
+                .into(),
+                ErrorCode::Network,
+            ),
+            (
+                oauth(OAuthError::Setup("x".into())).into(),
+                ErrorCode::Config,
+            ),
+            (
+                RefreshError::Failed {
+                    error: oauth(idp),
+                    next_attempt_in: Some(Duration::from_secs(3)),
+                }
+                .into(),
+                ErrorCode::IdpError,
+            ),
+            (
+                RefreshError::<TokenError>::WaitTimedOut(Duration::from_secs(75)).into(),
+                ErrorCode::Network,
+            ),
+            (LockError::WrongPassphrase.into(), ErrorCode::Denied),
+            (LockError::AlreadyLocked.into(), ErrorCode::BadRequest),
+            (AgentError::Locked, ErrorCode::Locked),
+            (AgentError::Denied("x".into()), ErrorCode::Denied),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_servers_answer_travels_with_an_idp_error_even_while_backing_off() {
+        let error = AgentError::from(RefreshError::Failed {
+            error: oauth(OAuthError::Idp {
+                status: 429,
+                error: "slow_down".into(),
+                description: Some("later".into()),
+                retry_after: None,
+                dpop_nonce: None,
+            }),
+            next_attempt_in: Some(Duration::from_secs(9)),
+        });
+        let idp = error.idp().unwrap();
+        assert_eq!((idp.status, idp.error.as_deref()), (429, Some("slow_down")));
+        assert!(
+            error.to_string().ends_with("(next attempt in 9s)"),
+            "{error}"
+        );
+    }
+}
