@@ -12,7 +12,7 @@ use crate::oauth::{self, OAuthClient, OAuthError};
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, KeyStatus, Refresher};
 use crate::store::StoreError;
-use jwtagent::config::{Alg, AuthMethod, FieldError, check_resources, check_scopes};
+use jwtagent::config::{Alg, AuthMethod, FieldError, Profile, check_resources, check_scopes};
 use jwtagent::protocol::{DpopAnswer, TokenAnswer};
 use jwtagent::secret::Secret;
 use std::sync::Arc;
@@ -196,7 +196,6 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// What the request handler asks for tokens.
 pub struct Tokens {
-    profiles: Arc<Profiles>,
     refresher: Arc<Refresher<AgentFetcher>>,
     dpop: Arc<DpopKeys>,
 }
@@ -205,8 +204,7 @@ impl Tokens {
     pub fn new(profiles: Arc<Profiles>) -> Tokens {
         let dpop = Arc::new(DpopKeys::new(profiles.clone()));
         Tokens {
-            refresher: Refresher::new(AgentFetcher::new(profiles.clone(), dpop.clone())),
-            profiles,
+            refresher: Refresher::new(AgentFetcher::new(profiles, dpop.clone())),
             dpop,
         }
     }
@@ -230,46 +228,13 @@ impl Tokens {
     }
 
     /// A token for `query`.
-    pub async fn get(&self, query: TokenQuery) -> Result<TokenAnswer, AgentError> {
-        let (key, _) = self.key_for(&query.name, query.scopes, query.resources)?;
-        self.serve(&key, query.min_ttl, query.force).await
-    }
-
-    /// The cache key `query` asks for (the profile's scopes and resources
-    /// unless it names its own), and the profile's DPoP key algorithm.
-    fn key_for(
+    pub async fn get(
         &self,
-        name: &str,
-        scopes: Option<Vec<String>>,
-        resources: Option<Vec<String>>,
-    ) -> Result<(Key, Option<(Alg, u32)>), TokenError> {
-        let config = self
-            .profiles
-            .current_fast()
-            .map_err(|e| ProfileError::Config(e.to_string()))?;
-        let profile = config
-            .profiles
-            .get(name)
-            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
-        // What a request names goes to the server as it is: checked as `add`
-        // checks the profile's own.
-        let bad = |e: FieldError| TokenError::Invalid(e.to_string());
-        if let Some(scopes) = &scopes {
-            check_scopes(scopes).map_err(bad)?;
-        }
-        if let Some(resources) = &resources {
-            check_resources(resources).map_err(bad)?;
-        }
-        let key = Key {
-            profile: name.to_string(),
-            scopes: sorted(scopes.unwrap_or_else(|| profile.scopes.clone())),
-            resources: sorted(resources.unwrap_or_else(|| profile.resources.clone())),
-            dpop: profile.dpop,
-        };
-        Ok((
-            key,
-            profile.dpop_key_alg().map(|alg| (alg, profile.generation)),
-        ))
+        profile: &Profile,
+        query: TokenQuery,
+    ) -> Result<TokenAnswer, AgentError> {
+        let (key, _) = key_for(&query.name, profile, query.scopes, query.resources)?;
+        self.serve(&key, query.min_ttl, query.force).await
     }
 
     async fn serve(
@@ -294,6 +259,7 @@ impl Tokens {
     /// for `token`) and a proof over `method`, `url` and the token's hash.
     pub async fn dpop_proof(
         &self,
+        profile: &Profile,
         query: TokenQuery,
         method: &str,
         url: &str,
@@ -307,7 +273,7 @@ impl Tokens {
             force,
         } = query;
         let invalid = |msg: String| TokenError::Invalid(msg);
-        let (key, dpop) = self.key_for(&name, scopes, resources)?;
+        let (key, dpop) = key_for(&name, profile, scopes, resources)?;
         let (alg, generation) = dpop.ok_or_else(|| {
             invalid(format!(
                 "profile {name:?} does not use DPoP, so its tokens need no proof; add it again with --dpop to bind its tokens to a key"
@@ -327,4 +293,33 @@ impl Tokens {
             expires_at: answer.expires_at,
         })
     }
+}
+
+/// The cache key `query` asks for (the profile's scopes and resources
+/// unless it names its own), and the profile's DPoP key algorithm.
+fn key_for(
+    name: &str,
+    profile: &Profile,
+    scopes: Option<Vec<String>>,
+    resources: Option<Vec<String>>,
+) -> Result<(Key, Option<(Alg, u32)>), TokenError> {
+    // What a request names goes to the server as it is: checked as `add`
+    // checks the profile's own.
+    let bad = |e: FieldError| TokenError::Invalid(e.to_string());
+    if let Some(scopes) = &scopes {
+        check_scopes(scopes).map_err(bad)?;
+    }
+    if let Some(resources) = &resources {
+        check_resources(resources).map_err(bad)?;
+    }
+    let key = Key {
+        profile: name.to_string(),
+        scopes: sorted(scopes.unwrap_or_else(|| profile.scopes.clone())),
+        resources: sorted(resources.unwrap_or_else(|| profile.resources.clone())),
+        dpop: profile.dpop,
+    };
+    Ok((
+        key,
+        profile.dpop_key_alg().map(|alg| (alg, profile.generation)),
+    ))
 }

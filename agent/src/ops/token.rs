@@ -4,8 +4,10 @@
 use crate::audit::Record;
 use crate::error::AgentError;
 use crate::peer::Peer;
+use crate::profiles::ProfileError;
 use crate::state::AgentState;
 use crate::tokens::TokenQuery;
+use jwtagent::config::Profile;
 use jwtagent::protocol::{DpopAnswer, TokenAnswer};
 use std::path::PathBuf;
 
@@ -22,7 +24,7 @@ pub async fn token(
         "token",
         &name,
         |a: &TokenAnswer| &a.access_token,
-        async { state.tokens.get(query).await },
+        async move |profile| state.tokens.get(profile, query).await,
     )
     .await
 }
@@ -44,23 +46,44 @@ pub async fn dpop_proof(
         "dpop_proof",
         &name,
         |a: &DpopAnswer| &a.access_token,
-        async { state.tokens.dpop_proof(query, method, url, nonce).await },
+        async move |profile| {
+            let proof = state.tokens.dpop_proof(profile, query, method, url, nonce);
+            proof.await
+        },
     )
     .await
 }
 
 /// Runs `serve` for an op that hands out a token of profile `name`, if the
 /// profile's caller policy admits the peer, and records the outcome (with
-/// the token's fingerprint) in the audit log.
+/// the token's fingerprint) in the audit log. The profile is read once, here,
+/// and the same one is checked and served.
 async fn audited<T>(
     state: &AgentState,
     peer: &Peer,
     op: &'static str,
     name: &str,
     token_of: impl Fn(&T) -> &jwtagent::secret::Secret,
-    serve: impl Future<Output = Result<T, AgentError>>,
+    serve: impl AsyncFnOnce(&Profile) -> Result<T, AgentError>,
 ) -> Result<T, AgentError> {
-    if let Err(denied) = check_policy(state, peer, name) {
+    let config = match state.profiles.current_fast() {
+        Ok(config) => config,
+        Err(e) => {
+            return record(
+                state,
+                peer,
+                op,
+                name,
+                Err(ProfileError::Config(e.to_string()).into()),
+                token_of,
+            );
+        }
+    };
+    let Some(profile) = config.profiles.get(name) else {
+        let unknown = ProfileError::Unknown(name.to_string());
+        return record(state, peer, op, name, Err(unknown.into()), token_of);
+    };
+    if let Err(denied) = check_policy(peer, name, profile) {
         tracing::warn!(profile = %name, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "request denied by the profile's policy");
         state
             .audit
@@ -68,12 +91,24 @@ async fn audited<T>(
         return Err(denied);
     }
     let epoch = state.lock.epoch();
-    let mut result = serve.await;
+    let mut result = serve(profile).await;
     // Locked while the request was in flight: the answer is not handed out
     // (it is dropped here, and wiped with it).
     if result.is_ok() && (state.lock.is_locked() || state.lock.epoch() != epoch) {
         result = Err(AgentError::Locked);
     }
+    record(state, peer, op, name, result, token_of)
+}
+
+/// Writes the audit record of a token op's outcome, and passes it on.
+fn record<T>(
+    state: &AgentState,
+    peer: &Peer,
+    op: &'static str,
+    name: &str,
+    result: Result<T, AgentError>,
+    token_of: impl Fn(&T) -> &jwtagent::secret::Secret,
+) -> Result<T, AgentError> {
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.code().as_str(),
@@ -87,13 +122,7 @@ async fn audited<T>(
 }
 
 /// A profile with `allow_exe` serves only those executables.
-fn check_policy(state: &AgentState, peer: &Peer, name: &str) -> Result<(), AgentError> {
-    let Ok(config) = state.profiles.current_fast() else {
-        return Ok(()); // the token request itself reports the config error
-    };
-    let Some(profile) = config.profiles.get(name) else {
-        return Ok(());
-    };
+fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result<(), AgentError> {
     if profile.allow_exe.is_empty() {
         return Ok(());
     }
