@@ -153,7 +153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::SecretStore::with_store(
             keyring_core::mock::Store::new().unwrap(),
-            "mock",
+            crate::store::Backend::Mock,
         );
         let state = AgentState::new(
             PathBuf::from("/tmp/x.sock"),

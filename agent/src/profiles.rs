@@ -459,7 +459,7 @@ mod tests {
         fn with_failing_writes(&self) -> Profiles {
             let mut profiles = Profiles::new(
                 self.profiles.path().to_path_buf(),
-                SecretStore::with_store(self.mock.clone(), "mock"),
+                SecretStore::with_store(self.mock.clone(), crate::store::Backend::Mock),
             );
             profiles.write = |path, _| {
                 Err(crate::config_io::WriteError {
@@ -474,7 +474,7 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let mock = keyring_core::mock::Store::new().unwrap();
-        let store = SecretStore::with_store(mock.clone(), "mock");
+        let store = SecretStore::with_store(mock.clone(), crate::store::Backend::Mock);
         let profiles = Profiles::new(dir.path().join("profiles.toml"), store);
         Fixture {
             _dir: dir,
@@ -613,7 +613,7 @@ mod tests {
         let failing = FailingStore::wrap(f.mock.clone());
         let profiles = Profiles::new(
             f.profiles.path().to_path_buf(),
-            SecretStore::with_store(failing.clone(), "failing"),
+            SecretStore::with_store(failing.clone(), crate::store::Backend::Mock),
         );
         failing.fail_writes(true);
         let err = profiles

@@ -47,15 +47,12 @@ pub enum StoreError {
     /// The backend refused access: typically a locked keyring.
     #[error("the {backend} keyring refused access ({detail}); {hint}")]
     NoAccess {
-        backend: &'static str,
+        backend: Backend,
         detail: String,
         hint: &'static str,
     },
     #[error("the {backend} keyring failed: {detail}")]
-    Backend {
-        backend: &'static str,
-        detail: String,
-    },
+    Backend { backend: Backend, detail: String },
     #[error("the keyring did not answer within {}s", CALL_TIMEOUT.as_secs())]
     Timeout,
     #[error("the secret store thread has stopped")]
@@ -67,7 +64,7 @@ pub enum StoreError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreState {
     Opening,
-    Ready(&'static str),
+    Ready(Backend),
     Failed(String),
 }
 
@@ -75,16 +72,72 @@ impl StoreState {
     pub fn describe(&self) -> String {
         match self {
             StoreState::Opening => "opening".into(),
-            StoreState::Ready(backend) => (*backend).into(),
+            StoreState::Ready(backend) => backend.name().into(),
             StoreState::Failed(why) => format!("unavailable: {why}"),
         }
+    }
+}
+
+/// The keyring backends jwtagent can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    SecretService,
+    Keyutils,
+    #[cfg(target_os = "macos")]
+    Keychain,
+    #[cfg(windows)]
+    CredentialManager,
+    /// An in-memory store (tests).
+    #[cfg(test)]
+    Mock,
+}
+
+impl Backend {
+    /// The name `status` and errors show.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::SecretService => "secret-service",
+            Backend::Keyutils => "keyutils",
+            #[cfg(target_os = "macos")]
+            Backend::Keychain => "keychain",
+            #[cfg(windows)]
+            Backend::CredentialManager => "windows-credential-manager",
+            #[cfg(test)]
+            Backend::Mock => "mock",
+        }
+    }
+
+    /// What to do when the backend refuses access.
+    fn unlock_hint(self) -> &'static str {
+        match self {
+            Backend::SecretService => {
+                "unlock the keyring (log in to the desktop session, or run `gnome-keyring-daemon --unlock`), or start the agent with `--store keyutils`"
+            }
+            Backend::Keyutils => {
+                "check that the agent runs with a session keyring of your user (see `keyctl show`)"
+            }
+            #[cfg(target_os = "macos")]
+            Backend::Keychain => "unlock the login keychain (Keychain Access), then try again",
+            #[cfg(windows)]
+            Backend::CredentialManager => {
+                "check that your user session can use its credential store"
+            }
+            #[cfg(test)]
+            Backend::Mock => "",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 /// An opened backend.
 pub struct Opened {
     store: Arc<CredentialStore>,
-    backend: &'static str,
+    backend: Backend,
 }
 
 type Opener = Box<dyn FnMut() -> Result<Opened, String> + Send>;
@@ -103,7 +156,7 @@ impl Worker {
         if self.opened.is_none() {
             match (self.open)() {
                 Ok(opened) => {
-                    tracing::info!(backend = opened.backend, "secret store ready");
+                    tracing::info!(backend = opened.backend.name(), "secret store ready");
                     set_state(&self.state, StoreState::Ready(opened.backend));
                     self.opened = Some(opened);
                 }
@@ -140,7 +193,7 @@ impl SecretStore {
 
     /// A store over a given keyring-core store (the mock store in tests).
     #[cfg(test)]
-    pub fn with_store(store: Arc<CredentialStore>, backend: &'static str) -> SecretStore {
+    pub fn with_store(store: Arc<CredentialStore>, backend: Backend) -> SecretStore {
         let mut store = Some(store);
         Self::spawn(
             Box::new(move || match store.take() {
@@ -290,19 +343,12 @@ impl Opened {
 
 /// Maps a keyring error to ours, never carrying secret bytes along (some
 /// variants hold the raw data).
-fn map_error(backend: &'static str, e: KeyringError) -> StoreError {
+fn map_error(backend: Backend, e: KeyringError) -> StoreError {
     match e {
         KeyringError::NoStorageAccess(detail) => StoreError::NoAccess {
             backend,
             detail: detail.to_string(),
-            hint: match backend {
-                "secret-service" => {
-                    "unlock the keyring (log in to the desktop session, or run `gnome-keyring-daemon --unlock`), or start the agent with `--store keyutils`"
-                }
-                _ => {
-                    "check that the agent runs with a session keyring of your user (see `keyctl show`)"
-                }
-            },
+            hint: backend.unlock_hint(),
         },
         KeyringError::BadEncoding(_) => StoreError::Backend {
             backend,
@@ -321,6 +367,7 @@ fn map_error(backend: &'static str, e: KeyringError) -> StoreError {
 
 /// Opening the platform backends.
 mod backends {
+    use super::Backend;
     use super::Opened;
     use jwtagent::config::StoreKind;
 
@@ -397,7 +444,7 @@ mod backends {
             .map_err(|e| format!("cannot reach a Secret Service on the session bus ({e})"))?;
         probe(Opened {
             store,
-            backend: "secret-service",
+            backend: Backend::SecretService,
         })
         .map_err(|e| format!("the Secret Service does not answer ({e})"))
     }
@@ -418,7 +465,7 @@ mod backends {
             .map_err(|e| format!("cannot open the kernel keyring ({e})"))?;
         probe(Opened {
             store,
-            backend: "keyutils",
+            backend: Backend::Keyutils,
         })
     }
 
@@ -433,7 +480,7 @@ mod backends {
             .map_err(|e| format!("cannot open the Keychain ({e})"))?;
         Ok(Opened {
             store,
-            backend: "keychain",
+            backend: Backend::Keychain,
         })
     }
 
@@ -448,7 +495,7 @@ mod backends {
             .map_err(|e| format!("cannot open the Credential Manager ({e})"))?;
         Ok(Opened {
             store,
-            backend: "windows-credential-manager",
+            backend: Backend::CredentialManager,
         })
     }
 
@@ -463,7 +510,10 @@ mod tests {
     use super::*;
 
     fn mock() -> SecretStore {
-        SecretStore::with_store(keyring_core::mock::Store::new().unwrap(), "mock")
+        SecretStore::with_store(
+            keyring_core::mock::Store::new().unwrap(),
+            crate::store::Backend::Mock,
+        )
     }
 
     #[tokio::test]
@@ -484,7 +534,7 @@ mod tests {
         assert_eq!(account("a", 7), "profile/a#7");
         assert!(store.delete("a", 0).await.unwrap());
         assert!(!store.delete("a", 0).await.unwrap());
-        assert_eq!(store.state(), StoreState::Ready("mock"));
+        assert_eq!(store.state(), StoreState::Ready(Backend::Mock));
     }
 
     #[tokio::test]
