@@ -108,7 +108,7 @@ fn b64url(bytes: &[u8]) -> String {
 /// The public JWK (RFC 7517/7518/8037) of a private key in PEM: `kty` and the
 /// public parameters only, in the order RFC 7638 hashes them.
 pub fn public_jwk(pem: &Secret) -> Result<Map<String, Value>, String> {
-    let (kind, _) = parse_private_key(pem)?;
+    let (kind, _) = parse_private_key(pem).map_err(|e| e.to_string())?;
     let der = pem_der(pem)?;
     let rejected = |e: aws_lc_rs::error::KeyRejected| format!("the private key is unusable: {e}");
     let jwk = match kind {
@@ -244,7 +244,7 @@ impl std::fmt::Debug for DpopKey {
 impl DpopKey {
     /// Reads a stored DPoP key (PKCS#8 PEM) for `alg`.
     pub fn from_pem(pem: &Secret, alg: Alg) -> Result<DpopKey, String> {
-        let (_, key) = parse_private_key(pem)?;
+        let (_, key) = parse_private_key(pem).map_err(|e| e.to_string())?;
         let jwk = public_jwk(pem)?;
         Ok(DpopKey {
             alg,

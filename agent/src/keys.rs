@@ -71,39 +71,88 @@ pub fn jwt_alg(alg: Alg) -> Algorithm {
     }
 }
 
+/// Why a secret or key cannot be used; each says what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "auth `none` sends no secret, but one was given; drop --secret-stdin/--secret-file/--key-file or choose another --auth"
+    )]
+    SecretWithoutAuth,
+    #[error("private_key_jwt needs a private key: give it with --key-file KEY.pem")]
+    KeyMissing,
+    #[error(
+        "{0} needs a client secret: give it with --secret-stdin or --secret-file FILE, or type it at the prompt"
+    )]
+    SecretMissing(AuthMethod),
+    #[error("the client secret is empty")]
+    EmptySecret,
+    #[error(
+        "the secret is a PEM private key, but auth is {0}; use --auth private_key_jwt with --key-file"
+    )]
+    PemAsSecret(AuthMethod),
+    #[error(
+        "client_secret_jwt needs a secret of at least {MIN_HMAC_SECRET} bytes to sign with HMAC, this one has {0}; ask the authorization server for a longer secret or use client_secret_basic"
+    )]
+    HmacSecretTooShort(usize),
+    #[error("--alg {alg} does not fit the key: it is {kind}")]
+    AlgDoesNotFit { alg: Alg, kind: &'static str },
+    #[error("the key file is not a PEM private key (expected a -----BEGIN PRIVATE KEY----- block)")]
+    NotPem,
+    #[error(
+        "this is a SEC1 EC key (BEGIN EC PRIVATE KEY); convert it to PKCS#8 first: openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-pkcs8.pem"
+    )]
+    Sec1,
+    #[error(
+        "the private key is encrypted; decrypt it first: openssl pkcs8 -in key.pem -out key-plain.pem (jwtagent keeps it in the keyring instead)"
+    )]
+    Encrypted,
+    #[error("this is an OpenSSH key; convert it to PKCS#8 PEM: ssh-keygen -p -m PKCS8 -f KEYFILE")]
+    OpenSsh,
+    #[error(
+        "the key file holds a {0} , not a private key; give the private key (the authorization server gets the public one)"
+    )]
+    NotPrivate(String),
+    #[error("cannot read the PKCS#1 RSA key: {0}")]
+    Pkcs1(String),
+    #[error(
+        "the EC key is on a curve jwtagent cannot sign with (only P-256/ES256 and P-384/ES384; P-521 is not supported)"
+    )]
+    UnsupportedCurve,
+    #[error(
+        "the PKCS#8 key is not an RSA, EC (P-256, P-384) or Ed25519 private key, or it is damaged"
+    )]
+    UnknownPkcs8,
+    #[error(
+        "unsupported PEM block {0:?}; give a PKCS#8 (BEGIN PRIVATE KEY) or PKCS#1 RSA (BEGIN RSA PRIVATE KEY) private key"
+    )]
+    UnsupportedBlock(String),
+    #[error("the private key is damaged: it reads as {0} but cannot sign; export it again")]
+    Damaged(&'static str),
+    #[error("the key cannot sign with {alg}: {detail}")]
+    CannotSign { alg: Alg, detail: String },
+}
+
 /// Checks `secret` against the profile's auth method and fills in `alg` when it
 /// is left to the key (private_key_jwt) or defaults (client_secret_jwt: HS256).
 /// The error says what is wrong and how to fix it.
-pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<(), String> {
+pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<(), KeyError> {
     match (profile.auth, secret) {
-        (AuthMethod::None, Some(_)) => Err(
-            "auth `none` sends no secret, but one was given; drop --secret-stdin/--secret-file/--key-file or choose another --auth".into(),
-        ),
+        (AuthMethod::None, Some(_)) => Err(KeyError::SecretWithoutAuth),
         (AuthMethod::None, None) => Ok(()),
-        (AuthMethod::PrivateKeyJwt, None) => Err(
-            "private_key_jwt needs a private key: give it with --key-file KEY.pem".into(),
-        ),
-        (auth, None) => Err(format!(
-            "{auth} needs a client secret: give it with --secret-stdin or --secret-file FILE, or type it at the prompt"
-        )),
+        (AuthMethod::PrivateKeyJwt, None) => Err(KeyError::KeyMissing),
+        (auth, None) => Err(KeyError::SecretMissing(auth)),
         (AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost, Some(s)) => {
             if s.is_empty() {
-                return Err("the client secret is empty".into());
+                return Err(KeyError::EmptySecret);
             }
             if looks_like_pem(s) {
-                return Err(format!(
-                    "the secret is a PEM private key, but auth is {}; use --auth private_key_jwt with --key-file",
-                    profile.auth
-                ));
+                return Err(KeyError::PemAsSecret(profile.auth));
             }
             Ok(())
         }
         (AuthMethod::ClientSecretJwt, Some(s)) => {
             if s.len() < MIN_HMAC_SECRET {
-                return Err(format!(
-                    "client_secret_jwt needs a secret of at least {MIN_HMAC_SECRET} bytes to sign with HMAC, this one has {}; ask the authorization server for a longer secret or use client_secret_basic",
-                    s.len()
-                ));
+                return Err(KeyError::HmacSecretTooShort(s.len()));
             }
             let alg = *profile.alg.get_or_insert(Alg::HS256);
             test_sign(alg, &EncodingKey::from_secret(s.expose()))
@@ -112,10 +161,10 @@ pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<()
             let (kind, key) = parse_private_key(s)?;
             let alg = match profile.alg {
                 Some(alg) if !kind.fits(alg) => {
-                    return Err(format!(
-                        "--alg {alg} does not fit the key: it is {}",
-                        kind.describe()
-                    ));
+                    return Err(KeyError::AlgDoesNotFit {
+                        alg,
+                        kind: kind.describe(),
+                    });
                 }
                 Some(alg) => alg,
                 None => kind.default_alg(),
@@ -140,27 +189,18 @@ fn pem_label(s: &Secret) -> Option<String> {
 }
 
 /// Parses a PEM private key: PKCS#8 (RSA, P-256, P-384, Ed25519) or PKCS#1 RSA.
-pub fn parse_private_key(s: &Secret) -> Result<(KeyKind, EncodingKey), String> {
-    let label = pem_label(s).ok_or(
-        "the key file is not a PEM private key (expected a -----BEGIN PRIVATE KEY----- block)",
-    )?;
+pub fn parse_private_key(s: &Secret) -> Result<(KeyKind, EncodingKey), KeyError> {
+    let label = pem_label(s).ok_or(KeyError::NotPem)?;
     let pem = s.expose();
     match label.as_str() {
-        "EC PRIVATE KEY" => Err(
-            "this is a SEC1 EC key (BEGIN EC PRIVATE KEY); convert it to PKCS#8 first: openssl pkcs8 -topk8 -nocrypt -in key.pem -out key-pkcs8.pem".into(),
-        ),
-        "ENCRYPTED PRIVATE KEY" => Err(
-            "the private key is encrypted; decrypt it first: openssl pkcs8 -in key.pem -out key-plain.pem (jwtagent keeps it in the keyring instead)".into(),
-        ),
-        "OPENSSH PRIVATE KEY" => Err(
-            "this is an OpenSSH key; convert it to PKCS#8 PEM: ssh-keygen -p -m PKCS8 -f KEYFILE".into(),
-        ),
-        "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => Err(format!(
-            "the key file holds a {} , not a private key; give the private key (the authorization server gets the public one)",
-            label.to_lowercase()
-        )),
+        "EC PRIVATE KEY" => Err(KeyError::Sec1),
+        "ENCRYPTED PRIVATE KEY" => Err(KeyError::Encrypted),
+        "OPENSSH PRIVATE KEY" => Err(KeyError::OpenSsh),
+        "PUBLIC KEY" | "RSA PUBLIC KEY" | "CERTIFICATE" => {
+            Err(KeyError::NotPrivate(label.to_lowercase()))
+        }
         "RSA PRIVATE KEY" => EncodingKey::from_rsa_pem(pem)
-            .map_err(|e| format!("cannot read the PKCS#1 RSA key: {e}"))
+            .map_err(|e| KeyError::Pkcs1(e.to_string()))
             .and_then(|key| checked(KeyKind::Rsa, key)),
         "PRIVATE KEY" => {
             if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
@@ -176,40 +216,34 @@ pub fn parse_private_key(s: &Secret) -> Result<(KeyKind, EncodingKey), String> {
                         return Ok((kind, key));
                     }
                 }
-                return Err(
-                    "the EC key is on a curve jwtagent cannot sign with (only P-256/ES256 and P-384/ES384; P-521 is not supported)".into(),
-                );
+                return Err(KeyError::UnsupportedCurve);
             }
-            Err("the PKCS#8 key is not an RSA, EC (P-256, P-384) or Ed25519 private key, or it is damaged".into())
+            Err(KeyError::UnknownPkcs8)
         }
-        other => Err(format!(
-            "unsupported PEM block {other:?}; give a PKCS#8 (BEGIN PRIVATE KEY) or PKCS#1 RSA (BEGIN RSA PRIVATE KEY) private key"
-        )),
+        other => Err(KeyError::UnsupportedBlock(other.to_string())),
     }
 }
 
 /// Reading an RSA or Ed25519 key only decodes its PEM; the key itself is
 /// parsed when it first signs. A damaged one (found by fuzzing: one changed
 /// byte inside the DER) must be refused here, not at the first token request.
-fn checked(kind: KeyKind, key: EncodingKey) -> Result<(KeyKind, EncodingKey), String> {
+fn checked(kind: KeyKind, key: EncodingKey) -> Result<(KeyKind, EncodingKey), KeyError> {
     test_sign(kind.default_alg(), &key)
         .map(|()| (kind, key))
-        .map_err(|_| {
-            format!(
-                "the private key is damaged: it reads as {} but cannot sign; export it again",
-                kind.describe()
-            )
-        })
+        .map_err(|_| KeyError::Damaged(kind.describe()))
 }
 
-fn test_sign(alg: Alg, key: &EncodingKey) -> Result<(), String> {
+fn test_sign(alg: Alg, key: &EncodingKey) -> Result<(), KeyError> {
     jsonwebtoken::encode(
         &Header::new(jwt_alg(alg)),
         &serde_json::json!({"probe": true}),
         key,
     )
     .map(|_| ())
-    .map_err(|e| format!("the key cannot sign with {alg}: {e}"))
+    .map_err(|e| KeyError::CannotSign {
+        alg,
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -225,7 +259,27 @@ mod tests {
             &include_bytes!("../testdata/damaged-ed25519.pem")[..],
         ] {
             let err = parse_private_key(&Secret::new(pem.to_vec())).unwrap_err();
-            assert!(err.contains("damaged"), "{err}");
+            assert!(matches!(err, KeyError::Damaged(_)), "{err}");
         }
+    }
+
+    #[test]
+    fn keys_in_formats_we_cannot_use_say_how_to_convert_them() {
+        let parse =
+            |pem: &str| parse_private_key(&Secret::new(pem.as_bytes().to_vec())).unwrap_err();
+        let block = |label: &str| format!("-----BEGIN {label}-----\nAAAA\n-----END {label}-----\n");
+        assert_eq!(parse("not a key"), KeyError::NotPem);
+        assert_eq!(parse(&block("EC PRIVATE KEY")), KeyError::Sec1);
+        assert_eq!(parse(&block("ENCRYPTED PRIVATE KEY")), KeyError::Encrypted);
+        assert_eq!(parse(&block("OPENSSH PRIVATE KEY")), KeyError::OpenSsh);
+        assert_eq!(
+            parse(&block("PUBLIC KEY")),
+            KeyError::NotPrivate("public key".into())
+        );
+        assert!(
+            parse(&block("EC PRIVATE KEY"))
+                .to_string()
+                .contains("openssl pkcs8 -topk8")
+        );
     }
 }

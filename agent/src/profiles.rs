@@ -212,7 +212,7 @@ impl Profiles {
         // The config says which DPoP key the profile has.
         profile.dpop_alg = profile.dpop_key_alg();
         profile.validate().map_err(|e| invalid(format!("{e}")))?;
-        check_secret(&mut profile, secret.as_ref()).map_err(invalid)?;
+        check_secret(&mut profile, secret.as_ref()).map_err(|e| invalid(e.to_string()))?;
         if let Some(ca) = &profile.ca_file {
             check_ca_file(ca).await.map_err(invalid)?;
         }
