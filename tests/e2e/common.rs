@@ -446,9 +446,17 @@ impl SecretService {
             .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
             .output()
             .unwrap();
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        if out.status.success() {
+            return Some(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        // Not found is a silent exit 1; anything said on stderr is a failed
+        // lookup, which must not pass for "nothing was stored".
+        assert!(
+            out.stderr.is_empty(),
+            "secret-tool lookup failed: {}",
+            stderr_of(&out)
+        );
+        None
     }
 }
 
@@ -470,10 +478,20 @@ pub fn keyutils_lookup(service: &str, account: &str) -> Option<Vec<u8>> {
     );
     let out = Command::new(keyctl)
         .args(["session", "-", "sh", "-c", &script])
-        .stderr(Stdio::null())
         .output()
         .unwrap();
-    out.status.success().then_some(out.stdout)
+    if out.status.success() {
+        return Some(out.stdout);
+    }
+    // Only ENOKEY from the search means absent; any other failure (no
+    // persistent keyring, keyctl missing a permission) must not pass for
+    // "nothing was stored".
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("keyctl_search: Required key not available"),
+        "keyctl lookup of {account} failed: {err}"
+    );
+    None
 }
 
 /// Generates a private key with openssl: `kind` is `rsa`, `rsa-pkcs1`, `p256`,
