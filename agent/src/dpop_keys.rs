@@ -3,7 +3,7 @@
 //! too slow.
 
 use crate::jwk::DpopKey;
-use crate::oauth::OAuthError;
+use crate::oauth::{OAuthError, SetupError};
 use crate::profiles::Profiles;
 use crate::tokens::TokenError;
 use jwtagent::config::Alg;
@@ -62,7 +62,10 @@ impl DpopKeys {
             .ok_or_else(|| TokenError::DpopKeyMissing(name.to_string()))?;
         let key = Arc::new(DpopKey::from_pem(&pem, alg).map_err(|e| TokenError::OAuth {
             name: name.to_string(),
-            source: OAuthError::Setup(format!("the stored DPoP key cannot be used: {e}")),
+            source: OAuthError::Setup(SetupError::Stored {
+                what: "DPoP key",
+                detail: e,
+            }),
         })?);
         tracing::debug!(profile = %name, jkt = %key.thumbprint(), "DPoP key loaded");
         let mut held = self.held();

@@ -184,7 +184,7 @@ mod tests {
                 ErrorCode::Network,
             ),
             (
-                oauth(OAuthError::Setup("x".into())).into(),
+                oauth(OAuthError::Setup(crate::oauth::SetupError::NoAlg)).into(),
                 ErrorCode::Config,
             ),
             (

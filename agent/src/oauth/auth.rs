@@ -2,8 +2,8 @@
 //! profile uses, the assertion's audience, and what each method adds to a
 //! token request.
 
-use super::OAuthError;
 use super::token::Form;
+use super::{OAuthError, SetupError};
 use crate::keys::{jwt_alg, parse_private_key};
 use jwtagent::config::{Alg, AssertionAud, AuthMethod, Profile};
 use jwtagent::secret::Secret;
@@ -41,7 +41,7 @@ pub fn choose<'a>(
     Ok(match (profile.auth, secret) {
         (AuthMethod::None, _) => ClientAuth::None,
         (_, None) => {
-            return Err(OAuthError::Setup("the profile's secret is missing".into()));
+            return Err(SetupError::SecretMissing.into());
         }
         (AuthMethod::ClientSecretBasic, Some(s)) => ClientAuth::Basic(s),
         (AuthMethod::ClientSecretPost, Some(s)) => ClientAuth::Post(s),
@@ -51,14 +51,10 @@ pub fn choose<'a>(
                 (Some(AssertionAud::TokenEndpoint), _) | (None, None) => token_endpoint.to_string(),
                 (Some(AssertionAud::Issuer) | None, Some(issuer)) => issuer.to_string(),
                 (Some(AssertionAud::Issuer), None) => {
-                    return Err(OAuthError::Setup(
-                        "assertion_aud is `issuer` but the profile has no issuer".into(),
-                    ));
+                    return Err(SetupError::AudWithoutIssuer.into());
                 }
             };
-            let alg = profile
-                .alg
-                .ok_or_else(|| OAuthError::Setup("the profile has no alg; add it again".into()))?;
+            let alg = profile.alg.ok_or(SetupError::NoAlg)?;
             ClientAuth::Jwt {
                 secret: s,
                 alg,
@@ -134,9 +130,7 @@ pub fn client_assertion(
     let key = if alg.is_hmac() {
         jsonwebtoken::EncodingKey::from_secret(secret.expose())
     } else {
-        parse_private_key(secret)
-            .map_err(|e| OAuthError::Setup(format!("the stored private key cannot be used: {e}")))?
-            .1
+        parse_private_key(secret).map_err(SetupError::Key)?.1
     };
     let mut header = jsonwebtoken::Header::new(jwt_alg(alg));
     header.typ = Some("JWT".into());
@@ -152,7 +146,13 @@ pub fn client_assertion(
     };
     jsonwebtoken::encode(&header, &claims, &key)
         .map(|jwt| Secret::new(jwt.into_bytes()))
-        .map_err(|e| OAuthError::Setup(format!("cannot sign the client assertion with {alg}: {e}")))
+        .map_err(|e| {
+            SetupError::Sign {
+                alg,
+                detail: e.to_string(),
+            }
+            .into()
+        })
 }
 
 #[cfg(test)]

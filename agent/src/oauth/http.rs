@@ -2,7 +2,7 @@
 //! configuration, bounded bodies, and errors that name the host, never the URL
 //! (which may carry a secret in a query) or the body of a success.
 
-use super::OAuthError;
+use super::{OAuthError, SetupError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,22 +27,20 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, OAuthError
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("jwtagent/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            OAuthError::Setup(format!("cannot read ca_file {}: {e}", path.display()))
-        })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            OAuthError::Setup(format!(
-                "ca_file {} is not a PEM bundle: {e}",
-                path.display()
-            ))
-        })?;
+        let ca_err = |detail: String| SetupError::CaFile {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| ca_err(format!("not a PEM bundle: {e}")))?;
         for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
     }
     builder
         .build()
-        .map_err(|e| OAuthError::Setup(format!("cannot set up HTTPS: {e}")))
+        .map_err(|e| SetupError::Tls(e.to_string()).into())
 }
 
 /// The HTTP clients in use, one per trust configuration (platform roots, plus

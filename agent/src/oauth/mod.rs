@@ -58,7 +58,7 @@ pub enum OAuthError {
     Discovery { issuer: String, message: String },
     /// The profile cannot be used as configured (bad key, missing CA file, ...).
     #[error("{0}")]
-    Setup(String),
+    Setup(#[from] SetupError),
 }
 
 impl OAuthError {
@@ -84,9 +84,47 @@ impl OAuthError {
             OAuthError::BadResponse { excerpt, .. } => scrub(excerpt),
             OAuthError::Network { cause, .. } => scrub(cause),
             OAuthError::Discovery { message, .. } => scrub(message),
-            OAuthError::Setup(message) => scrub(message),
+            // Made by us, never of the server's text.
+            OAuthError::Setup(_) => {}
         }
     }
+}
+
+/// Why a profile cannot be used as configured: found before anything is sent.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SetupError {
+    #[error("the profile's secret is missing")]
+    SecretMissing,
+    #[error("assertion_aud is `issuer` but the profile has no issuer")]
+    AudWithoutIssuer,
+    #[error("the profile has no alg; add it again")]
+    NoAlg,
+    #[error("the profile has neither issuer nor token_url")]
+    NoEndpoint,
+    #[error("the profile has no grant to try")]
+    NoGrant,
+    #[error("token_url: {0}")]
+    TokenUrl(String),
+    #[error("the stored private key cannot be used: {0}")]
+    Key(#[from] crate::keys::KeyError),
+    #[error("the stored {what} cannot be used: {detail}")]
+    Stored { what: &'static str, detail: String },
+    #[error("cannot sign the client assertion with {alg}: {detail}")]
+    Sign {
+        alg: jwtagent::config::Alg,
+        detail: String,
+    },
+    #[error("cannot read ca_file {path}: {detail}")]
+    CaFile {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("cannot set up HTTPS: {0}")]
+    Tls(String),
+    #[error("DPoP: {0}")]
+    Dpop(String),
+    #[error("the system random generator failed")]
+    Random,
 }
 
 /// What a successful request got, and with which grant.
@@ -122,7 +160,7 @@ impl OAuthClient {
         let http = self.http.get(profile.ca_file.as_ref())?;
         let (token_endpoint, issuer) = match (&profile.token_url, &profile.issuer) {
             (Some(url), issuer) => (
-                Url::parse(url).map_err(|e| OAuthError::Setup(format!("token_url: {e}")))?,
+                Url::parse(url).map_err(|e| SetupError::TokenUrl(e.to_string()))?,
                 issuer.clone(),
             ),
             (None, Some(issuer)) => {
@@ -133,9 +171,7 @@ impl OAuthClient {
                 (meta.token_endpoint, Some(meta.issuer))
             }
             (None, None) => {
-                return Err(OAuthError::Setup(
-                    "the profile has neither issuer nor token_url".into(),
-                ));
+                return Err(SetupError::NoEndpoint.into());
             }
         };
         let plan = grant::plan(refresh_token.as_ref());
@@ -173,15 +209,14 @@ impl OAuthClient {
                 Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or_else(|| OAuthError::Setup("the profile has no grant to try".into())))
+        Err(last.unwrap_or(OAuthError::Setup(SetupError::NoGrant)))
     }
 }
 
 /// A fresh 128-bit random id, hex-encoded.
 pub fn random_id() -> Result<String, OAuthError> {
     let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| OAuthError::Setup("the system random generator failed".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SetupError::Random)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

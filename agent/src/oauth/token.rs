@@ -3,10 +3,10 @@
 //! hostile: lifetimes clamped, tokens that a header cannot carry refused, and
 //! the request's secrets scrubbed from any error text.
 
-use super::OAuthError;
 use super::auth::{self, ClientAuth};
 use super::grant::Grant;
 use super::http::{excerpt, host_of, network_error, printable, read_body};
+use super::{OAuthError, SetupError};
 use crate::jwk::DpopKey;
 use jwtagent::secret::Secret;
 use serde::Deserialize;
@@ -70,8 +70,10 @@ impl<'a> Form<'a> {
             ser.append_pair(k, v);
         }
         for (k, v) in &self.secrets {
-            let text = std::str::from_utf8(v.expose())
-                .map_err(|_| OAuthError::Setup("the stored secret is not text".into()))?;
+            let text = std::str::from_utf8(v.expose()).map_err(|_| SetupError::Stored {
+                what: "secret",
+                detail: "it is not text".into(),
+            })?;
             ser.append_pair(k, text);
         }
         ser.finish();
@@ -112,12 +114,12 @@ pub async fn fetch_token(
     let body = form.encode()?;
     let url = req.token_endpoint;
     if let Some((key, nonce)) = &req.dpop {
-        let htu = crate::jwk::htu(url.as_str()).map_err(OAuthError::Setup)?;
+        let htu = crate::jwk::htu(url.as_str()).map_err(SetupError::Dpop)?;
         let proof = key
             .proof("POST", &htu, None, nonce.as_deref())
-            .map_err(OAuthError::Setup)?;
+            .map_err(SetupError::Dpop)?;
         let value = reqwest::header::HeaderValue::from_bytes(proof.expose())
-            .map_err(|_| OAuthError::Setup("the DPoP proof is not a header value".into()))?;
+            .map_err(|_| SetupError::Dpop("the proof is not a header value".into()))?;
         builder = builder.header("dpop", value);
     }
     let response = builder
