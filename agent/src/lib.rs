@@ -11,6 +11,7 @@ pub(crate) mod config_io;
 pub(crate) mod connection;
 pub(crate) mod dpop_keys;
 pub(crate) mod error;
+pub(crate) mod fetcher;
 pub(crate) mod handler;
 pub(crate) mod harden;
 pub(crate) mod jwk;

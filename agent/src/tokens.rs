@@ -1,20 +1,17 @@
-//! Serving tokens: the glue between a profile, its secret, the OAuth client and
-//! the refresher.
-//!
-//! [`AgentFetcher`] turns a cache key into a token request (reading the profile
-//! and its secret afresh each time); [`Tokens`] is what the request handler
-//! talks to: it maps a `token` op to a key and asks the refresher.
+//! Serving tokens: [`Tokens`] is what the token ops talk to. It maps a request
+//! and its profile to a cache key and asks the refresher (whose fetcher is
+//! `fetcher.rs`), and signs DPoP proofs with the profile's key.
 
 use crate::dpop_keys::DpopKeys;
 use crate::error::AgentError;
+use crate::fetcher::AgentFetcher;
 use crate::jwk;
-use crate::oauth::{self, OAuthClient, OAuthError};
+use crate::oauth::OAuthError;
 use crate::profiles::{ProfileError, Profiles};
-use crate::refresh::{FetchError, Fetched, Fetcher, Key, KeyStatus, Refresher};
+use crate::refresh::{FetchError, Key, KeyStatus, Refresher};
 use crate::store::StoreError;
-use jwtagent::config::{Alg, AuthMethod, FieldError, Profile, check_resources, check_scopes};
+use jwtagent::config::{Alg, FieldError, Profile, check_resources, check_scopes};
 use jwtagent::protocol::{DpopAnswer, TokenAnswer};
-use jwtagent::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,7 +66,7 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    fn into_fetch_error(self) -> FetchError<TokenError> {
+    pub(crate) fn into_fetch_error(self) -> FetchError<TokenError> {
         let retry_after = match &self {
             TokenError::OAuth {
                 source:
@@ -90,101 +87,6 @@ impl TokenError {
             retry_after,
             permanent,
         }
-    }
-}
-
-/// Fetches tokens for the refresher: reads the profile, its secret and DPoP
-/// key, and asks the OAuth client.
-pub struct AgentFetcher {
-    profiles: Arc<Profiles>,
-    oauth: OAuthClient,
-    dpop: Arc<DpopKeys>,
-}
-
-impl AgentFetcher {
-    pub fn new(profiles: Arc<Profiles>, dpop: Arc<DpopKeys>) -> AgentFetcher {
-        AgentFetcher {
-            profiles,
-            oauth: OAuthClient::default(),
-            dpop,
-        }
-    }
-
-    async fn fetch_inner(
-        &self,
-        key: &Key,
-        refresh_token: Option<Secret>,
-    ) -> Result<Fetched, TokenError> {
-        let name = &key.profile;
-        let config = self
-            .profiles
-            .current()
-            .map_err(|e| ProfileError::Config(e.to_string()))?;
-        let profile = config
-            .profiles
-            .get(name)
-            .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
-        let secret = match profile.auth {
-            AuthMethod::None => None,
-            _ => Some(
-                self.profiles
-                    .store()
-                    .get(name, profile.generation)
-                    .await?
-                    .ok_or_else(|| TokenError::SecretMissing(name.clone()))?,
-            ),
-        };
-        let dpop_key = match profile.dpop_key_alg() {
-            Some(alg) => Some(self.dpop.get(name, alg, profile.generation).await?),
-            None => None,
-        };
-        let obtained = self
-            .oauth
-            .token(
-                profile,
-                secret.as_ref(),
-                dpop_key.as_deref(),
-                &key.scopes,
-                &key.resources,
-                refresh_token,
-            )
-            .await
-            .map_err(|source| TokenError::OAuth {
-                name: name.clone(),
-                source,
-            })?;
-        let response = obtained.response;
-        tracing::info!(
-            profile = %name,
-            fingerprint = %oauth::fingerprint(&response.access_token),
-            expires_in = ?response.expires_in,
-            grant = obtained.grant,
-            "token fetched"
-        );
-        Ok(Fetched {
-            token: response.access_token,
-            token_type: response.token_type,
-            scope: response.scope,
-            lifetime: response.expires_in.map(Duration::from_secs),
-            refresh_token: obtained.refresh_token,
-            refresh_before: profile.refresh_before,
-        })
-    }
-}
-
-impl Fetcher for AgentFetcher {
-    type Error = TokenError;
-
-    async fn fetch(
-        &self,
-        key: &Key,
-        refresh_token: Option<Secret>,
-    ) -> Result<Fetched, FetchError<TokenError>> {
-        self.fetch_inner(key, refresh_token).await.map_err(|e| {
-            // The refresher logs failures, rate-limited.
-            tracing::debug!(profile = %key.profile, error = %e, "token request failed");
-            e.into_fetch_error()
-        })
     }
 }
 
