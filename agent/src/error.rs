@@ -106,7 +106,7 @@ impl AgentError {
 
 fn profile_code(e: &ProfileError) -> ErrorCode {
     match e {
-        ProfileError::Invalid(_) => ErrorCode::BadRequest,
+        ProfileError::Refused { .. } | ProfileError::NoKeyPair { .. } => ErrorCode::BadRequest,
         ProfileError::Unknown(_) => ErrorCode::UnknownProfile,
         ProfileError::Config(_) => ErrorCode::Config,
         ProfileError::Store(_) => ErrorCode::Store,
@@ -158,7 +158,12 @@ mod tests {
                 ErrorCode::UnknownProfile,
             ),
             (
-                ProfileError::Invalid("x".into()).into(),
+                ProfileError::Refused {
+                    name: "x".into(),
+                    keygen: false,
+                    reason: crate::profiles::Refusal::Exists,
+                }
+                .into(),
                 ErrorCode::BadRequest,
             ),
             (ProfileError::Config("x".into()).into(), ErrorCode::Config),

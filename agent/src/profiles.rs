@@ -21,15 +21,58 @@ use std::time::{Duration, Instant};
 /// Why a profile operation failed; each maps to a protocol error code.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProfileError {
-    /// The request itself is wrong (bad field, bad secret).
-    #[error("{0}")]
-    Invalid(String),
+    /// `add` (or `keygen`, which adds) refused the profile.
+    #[error("cannot {} {name:?}: {reason}", if *.keygen { "generate a key for" } else { "add profile" })]
+    Refused {
+        name: String,
+        keygen: bool,
+        reason: Refusal,
+    },
+    /// `jwks` of a profile that has no usable key pair.
+    #[error("profile {name:?} {reason}")]
+    NoKeyPair { name: String, reason: NoKeyPair },
     #[error("no profile named {0:?}; `jwtagent list` shows the profiles")]
     Unknown(String),
     #[error("{0}")]
     Config(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// Why `add` or `keygen` refused a profile.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    /// The name is not one a profile can have.
+    #[error("{0}")]
+    Name(String),
+    #[error(transparent)]
+    Field(#[from] jwtagent::config::FieldError),
+    #[error(transparent)]
+    Secret(#[from] crate::keys::KeyError),
+    #[error("{0}")]
+    CaFile(String),
+    /// Generating (or reading back) a key failed.
+    #[error("{0}")]
+    Key(String),
+    #[error(
+        "the profile exists, and replacing its key breaks the one registered with the authorization server; use --force to replace it, or choose another name"
+    )]
+    Exists,
+}
+
+/// Why `jwks` has no public key to show.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NoKeyPair {
+    #[error("uses {0}, which has no key pair; `jwtagent keygen` makes a private_key_jwt profile")]
+    NotPrivateKeyJwt(AuthMethod),
+    #[error(
+        "has no key in the keyring (it was deleted outside jwtagent); run `jwtagent keygen {0} --force ...` again"
+    )]
+    KeyMissing(String),
+    #[error("has no alg; add it again")]
+    NoAlg,
+    #[error("has a key that cannot be used: {0}")]
+    BadKey(String),
 }
 
 /// Identity of the file as last read, to notice edits made behind our back.
@@ -206,19 +249,24 @@ impl Profiles {
         mut profile: Profile,
         secret: Option<Secret>,
     ) -> Result<Added, ProfileError> {
-        let invalid =
-            |msg: String| ProfileError::Invalid(format!("cannot add profile {name:?}: {msg}"));
-        validate_name(name).map_err(invalid)?;
+        let invalid = |reason: Refusal| ProfileError::Refused {
+            name: name.to_string(),
+            keygen: false,
+            reason,
+        };
+        validate_name(name).map_err(|e| invalid(Refusal::Name(e)))?;
         // The config says which DPoP key the profile has.
         profile.dpop_alg = profile.dpop_key_alg();
-        profile.validate().map_err(|e| invalid(format!("{e}")))?;
-        check_secret(&mut profile, secret.as_ref()).map_err(|e| invalid(e.to_string()))?;
+        profile.validate().map_err(|e| invalid(e.into()))?;
+        check_secret(&mut profile, secret.as_ref()).map_err(|e| invalid(e.into()))?;
         if let Some(ca) = &profile.ca_file {
-            check_ca_file(ca).await.map_err(invalid)?;
+            check_ca_file(ca)
+                .await
+                .map_err(|e| invalid(Refusal::CaFile(e)))?;
         }
         // A DPoP key of its own for every profile that asks, never exported.
         let dpop_key = match profile.dpop_key_alg() {
-            Some(alg) => Some(jwk::generate(alg).map_err(invalid)?),
+            Some(alg) => Some(jwk::generate(alg).map_err(|e| invalid(Refusal::Key(e)))?),
             None => None,
         };
 
@@ -320,14 +368,15 @@ impl Profiles {
         alg: Alg,
         force: bool,
     ) -> Result<KeyGenerated, ProfileError> {
-        let invalid = |msg: String| {
-            ProfileError::Invalid(format!("cannot generate a key for {name:?}: {msg}"))
+        let invalid = |reason: Refusal| ProfileError::Refused {
+            name: name.to_string(),
+            keygen: true,
+            reason,
         };
         if !force && self.config()?.profiles.contains_key(name) {
-            return Err(invalid(
-                "the profile exists, and replacing its key breaks the one registered with the authorization server; use --force to replace it, or choose another name".into(),
-            ));
+            return Err(invalid(Refusal::Exists));
         }
+        let invalid = |e: String| invalid(Refusal::Key(e));
         let pem = jwk::generate(alg).map_err(invalid)?;
         let kid = match profile.kid.take() {
             Some(kid) => kid,
@@ -352,24 +401,22 @@ impl Profiles {
             .profiles
             .remove(name)
             .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+        let fail = |reason: NoKeyPair| ProfileError::NoKeyPair {
+            name: name.to_string(),
+            reason,
+        };
         if profile.auth != AuthMethod::PrivateKeyJwt {
-            return Err(ProfileError::Invalid(format!(
-                "profile {name:?} uses {}, which has no key pair; `jwtagent keygen` makes a private_key_jwt profile",
-                profile.auth
-            )));
+            return Err(fail(NoKeyPair::NotPrivateKeyJwt(profile.auth)));
         }
-        let pem = self.store.get(name, profile.generation).await?.ok_or_else(|| {
-            ProfileError::Invalid(format!(
-                "profile {name:?} has no key in the keyring (it was deleted outside jwtagent); run `jwtagent keygen {name} --force ...` again"
-            ))
-        })?;
-        let fail = |e: String| ProfileError::Invalid(format!("profile {name:?}: {e}"));
-        let public = jwk::public_jwk(&pem).map_err(fail)?;
+        let pem = self
+            .store
+            .get(name, profile.generation)
+            .await?
+            .ok_or_else(|| fail(NoKeyPair::KeyMissing(name.to_string())))?;
+        let public = jwk::public_jwk(&pem).map_err(|e| fail(NoKeyPair::BadKey(e)))?;
         let kid = profile.kid.unwrap_or_else(|| jwk::thumbprint(&public));
-        let alg = profile
-            .alg
-            .ok_or_else(|| fail("the profile has no alg; add it again".into()))?;
-        jwk::jwks(&pem, alg, &kid).map_err(fail)
+        let alg = profile.alg.ok_or_else(|| fail(NoKeyPair::NoAlg))?;
+        jwk::jwks(&pem, alg, &kid).map_err(|e| fail(NoKeyPair::BadKey(e)))
     }
 
     async fn write(&self, config: &ConfigFile) -> Result<(), ProfileError> {
@@ -772,7 +819,16 @@ mod tests {
         let mut p = profile("c");
         p.token_url = Some("http://idp.example/token".into());
         let err = f.profiles.add("api", p, secret("s")).await.unwrap_err();
-        assert!(matches!(err, ProfileError::Invalid(_)));
+        assert!(
+            matches!(
+                err,
+                ProfileError::Refused {
+                    reason: Refusal::Field(_),
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("https://"), "{err}");
         assert!(!f.profiles.path().exists());
         let err = f.profiles.add("api", profile("c"), None).await.unwrap_err();
