@@ -64,7 +64,7 @@ impl DpopKeys {
             name: name.to_string(),
             source: OAuthError::Setup(SetupError::Stored {
                 what: "DPoP key",
-                detail: e,
+                detail: e.to_string(),
             }),
         })?);
         tracing::debug!(profile = %name, jkt = %key.thumbprint(), "DPoP key loaded");

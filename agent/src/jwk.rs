@@ -5,7 +5,7 @@
 //! the keyring and as a signing key in memory; nothing here returns it except
 //! [`generate`], whose caller stores it.
 
-use crate::keys::{KeyKind, jwt_alg, parse_private_key};
+use crate::keys::{KeyError, KeyKind, jwt_alg, parse_private_key};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self as sig, KeyPair};
 use base64::Engine;
@@ -17,9 +17,40 @@ use zeroize::Zeroizing;
 
 pub use jwtagent::config::GENERATED_ALGS as GENERATED;
 
+/// Why a key could not be made, read or used, or a DPoP request is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwkError {
+    #[error("generating a {0} key failed")]
+    Generate(Alg),
+    #[error("jwtagent generates keys for {} only, not {alg}", names(&GENERATED))]
+    NotGenerated { alg: Alg },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("the key is not PEM")]
+    NotPem,
+    #[error("the key's PEM body is not base64")]
+    NotBase64,
+    #[error("the private key is unusable: {0}")]
+    Rejected(String),
+    #[error("the EC public key has an unexpected encoding")]
+    EcEncoding,
+    #[error(
+        "--url {url:?} is not an absolute URL ({detail}); give the full https://host/path of the request"
+    )]
+    BadUrl { url: String, detail: String },
+    #[error("--url {0:?} is not an http(s) URL; DPoP proofs are for HTTP requests")]
+    NotHttp(String),
+    #[error("--method {0:?} is not an HTTP method (GET, POST, ...)")]
+    BadMethod(String),
+    #[error("the system random generator failed")]
+    Random,
+    #[error("cannot sign the DPoP proof with {alg}: {detail}")]
+    Sign { alg: Alg, detail: String },
+}
+
 /// A fresh private key for `alg`, as PKCS#8 PEM.
-pub fn generate(alg: Alg) -> Result<Secret, String> {
-    let failed = |_| format!("generating a {alg} key failed");
+pub fn generate(alg: Alg) -> Result<Secret, JwkError> {
+    let failed = |_| JwkError::Generate(alg);
     let der: Zeroizing<Vec<u8>> = Zeroizing::new(match alg {
         Alg::ES256 | Alg::ES384 => {
             let curve = if alg == Alg::ES256 {
@@ -46,12 +77,7 @@ pub fn generate(alg: Alg) -> Result<Secret, String> {
                 .as_ref()
                 .to_vec()
         }
-        other => {
-            return Err(format!(
-                "jwtagent generates keys for {} only, not {other}",
-                names(&GENERATED)
-            ));
-        }
+        other => return Err(JwkError::NotGenerated { alg: other }),
     });
     Ok(pem("PRIVATE KEY", &der))
 }
@@ -81,14 +107,14 @@ fn pem(label: &str, der: &[u8]) -> Secret {
 }
 
 /// The DER inside the first PEM block of `pem`.
-fn pem_der(pem: &Secret) -> Result<Zeroizing<Vec<u8>>, String> {
-    let text = std::str::from_utf8(pem.expose()).map_err(|_| "the key is not PEM text")?;
-    let start = text.find("-----BEGIN ").ok_or("the key is not PEM")?;
-    let body_start = start + text[start..].find('\n').ok_or("the key is not PEM")? + 1;
+fn pem_der(pem: &Secret) -> Result<Zeroizing<Vec<u8>>, JwkError> {
+    let text = std::str::from_utf8(pem.expose()).map_err(|_| JwkError::NotPem)?;
+    let start = text.find("-----BEGIN ").ok_or(JwkError::NotPem)?;
+    let body_start = start + text[start..].find('\n').ok_or(JwkError::NotPem)? + 1;
     let end = body_start
         + text[body_start..]
             .find("-----END ")
-            .ok_or("the key is not PEM")?;
+            .ok_or(JwkError::NotPem)?;
     let b64: Zeroizing<String> = Zeroizing::new(
         text[body_start..end]
             .chars()
@@ -98,7 +124,7 @@ fn pem_der(pem: &Secret) -> Result<Zeroizing<Vec<u8>>, String> {
     STANDARD
         .decode(b64.as_bytes())
         .map(Zeroizing::new)
-        .map_err(|_| "the key's PEM body is not base64".to_string())
+        .map_err(|_| JwkError::NotBase64)
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -107,10 +133,10 @@ fn b64url(bytes: &[u8]) -> String {
 
 /// The public JWK (RFC 7517/7518/8037) of a private key in PEM: `kty` and the
 /// public parameters only, in the order RFC 7638 hashes them.
-pub fn public_jwk(pem: &Secret) -> Result<Map<String, Value>, String> {
-    let (kind, _) = parse_private_key(pem).map_err(|e| e.to_string())?;
+pub fn public_jwk(pem: &Secret) -> Result<Map<String, Value>, JwkError> {
+    let (kind, _) = parse_private_key(pem)?;
     let der = pem_der(pem)?;
-    let rejected = |e: aws_lc_rs::error::KeyRejected| format!("the private key is unusable: {e}");
+    let rejected = |e: aws_lc_rs::error::KeyRejected| JwkError::Rejected(e.to_string());
     let jwk = match kind {
         KeyKind::EcP256 | KeyKind::EcP384 => {
             let (alg, crv, len) = if kind == KeyKind::EcP256 {
@@ -122,7 +148,7 @@ pub fn public_jwk(pem: &Secret) -> Result<Map<String, Value>, String> {
             // Uncompressed point: 0x04 || x || y.
             let point = key.public_key().as_ref();
             if point.len() != 1 + 2 * len || point[0] != 4 {
-                return Err("the EC public key has an unexpected encoding".into());
+                return Err(JwkError::EcEncoding);
             }
             members([
                 ("crv", crv.into()),
@@ -188,7 +214,7 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> String {
 
 /// A JWKS to register with the authorization server: the public key with
 /// `kid`, `alg` and `use`.
-pub fn jwks(pem: &Secret, alg: Alg, kid: &str) -> Result<Value, String> {
+pub fn jwks(pem: &Secret, alg: Alg, kid: &str) -> Result<Value, JwkError> {
     let mut jwk = public_jwk(pem)?;
     jwk.insert("kid".into(), kid.into());
     jwk.insert("alg".into(), alg.as_str().into());
@@ -198,14 +224,13 @@ pub fn jwks(pem: &Secret, alg: Alg, kid: &str) -> Result<Value, String> {
 
 /// The `htu` of a DPoP proof (RFC 9449 §4.2): the URL without query and
 /// fragment. Only absolute http(s) URLs are accepted.
-pub fn htu(url: &str) -> Result<String, String> {
-    let mut parsed = url::Url::parse(url).map_err(|e| {
-        format!("--url {url:?} is not an absolute URL ({e}); give the full https://host/path of the request")
+pub fn htu(url: &str) -> Result<String, JwkError> {
+    let mut parsed = url::Url::parse(url).map_err(|e| JwkError::BadUrl {
+        url: url.to_string(),
+        detail: e.to_string(),
     })?;
     if !matches!(parsed.scheme(), "https" | "http") || parsed.host().is_none() {
-        return Err(format!(
-            "--url {url:?} is not an http(s) URL; DPoP proofs are for HTTP requests"
-        ));
+        return Err(JwkError::NotHttp(url.to_string()));
     }
     parsed.set_query(None);
     parsed.set_fragment(None);
@@ -214,12 +239,10 @@ pub fn htu(url: &str) -> Result<String, String> {
 
 /// The `htm` of a DPoP proof: an HTTP method token (RFC 9110 §5.6.2),
 /// upper-cased as every registered method is.
-pub fn htm(method: &str) -> Result<String, String> {
+pub fn htm(method: &str) -> Result<String, JwkError> {
     let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if method.is_empty() || !method.chars().all(tchar) {
-        return Err(format!(
-            "--method {method:?} is not an HTTP method (GET, POST, ...)"
-        ));
+        return Err(JwkError::BadMethod(method.to_string()));
     }
     Ok(method.to_ascii_uppercase())
 }
@@ -243,8 +266,8 @@ impl std::fmt::Debug for DpopKey {
 
 impl DpopKey {
     /// Reads a stored DPoP key (PKCS#8 PEM) for `alg`.
-    pub fn from_pem(pem: &Secret, alg: Alg) -> Result<DpopKey, String> {
-        let (_, key) = parse_private_key(pem).map_err(|e| e.to_string())?;
+    pub fn from_pem(pem: &Secret, alg: Alg) -> Result<DpopKey, JwkError> {
+        let (_, key) = parse_private_key(pem)?;
         let jwk = public_jwk(pem)?;
         Ok(DpopKey {
             alg,
@@ -269,10 +292,10 @@ impl DpopKey {
         htu: &str,
         access_token: Option<&Secret>,
         nonce: Option<&str>,
-    ) -> Result<Secret, String> {
+    ) -> Result<Secret, JwkError> {
         let header = json!({"typ": "dpop+jwt", "alg": self.alg.as_str(), "jwk": self.jwk});
         let mut jti = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut jti).map_err(|_| "the system random generator failed")?;
+        aws_lc_rs::rand::fill(&mut jti).map_err(|_| JwkError::Random)?;
         let mut claims = json!({
             "jti": b64url(&jti),
             "htm": htm,
@@ -293,7 +316,10 @@ impl DpopKey {
         );
         let signature =
             jsonwebtoken::crypto::sign(signing_input.as_bytes(), &self.key, jwt_alg(self.alg))
-                .map_err(|e| format!("cannot sign the DPoP proof with {}: {e}", self.alg))?;
+                .map_err(|e| JwkError::Sign {
+                    alg: self.alg,
+                    detail: e.to_string(),
+                })?;
         Ok(Secret::new(
             format!("{signing_input}.{signature}").into_bytes(),
         ))

@@ -52,8 +52,8 @@ pub enum Refusal {
     #[error("{0}")]
     CaFile(String),
     /// Generating (or reading back) a key failed.
-    #[error("{0}")]
-    Key(String),
+    #[error(transparent)]
+    Key(#[from] crate::jwk::JwkError),
     #[error(
         "the profile exists, and replacing its key breaks the one registered with the authorization server; use --force to replace it, or choose another name"
     )]
@@ -72,7 +72,7 @@ pub enum NoKeyPair {
     #[error("has no alg; add it again")]
     NoAlg,
     #[error("has a key that cannot be used: {0}")]
-    BadKey(String),
+    BadKey(crate::jwk::JwkError),
 }
 
 /// Identity of the file as last read, to notice edits made behind our back.
@@ -376,7 +376,7 @@ impl Profiles {
         if !force && self.config()?.profiles.contains_key(name) {
             return Err(invalid(Refusal::Exists));
         }
-        let invalid = |e: String| invalid(Refusal::Key(e));
+        let invalid = |e: crate::jwk::JwkError| invalid(Refusal::Key(e));
         let pem = jwk::generate(alg).map_err(invalid)?;
         let kid = match profile.kid.take() {
             Some(kid) => kid,

@@ -181,13 +181,13 @@ impl Tokens {
                 "profile {name:?} does not use DPoP, so its tokens need no proof; add it again with --dpop to bind its tokens to a key"
             ))
         })?;
-        let htm = jwk::htm(method).map_err(invalid)?;
-        let htu = jwk::htu(url).map_err(invalid)?;
+        let htm = jwk::htm(method).map_err(|e| invalid(e.to_string()))?;
+        let htu = jwk::htu(url).map_err(|e| invalid(e.to_string()))?;
         let answer = self.serve(&key, min_ttl, force).await?;
         let signer = self.dpop.get(&name, alg, generation).await?;
         let proof = signer
             .proof(&htm, &htu, Some(&answer.access_token), nonce)
-            .map_err(AgentError::Internal)?;
+            .map_err(|e| AgentError::Internal(e.to_string()))?;
         Ok(DpopAnswer {
             proof,
             access_token: answer.access_token,

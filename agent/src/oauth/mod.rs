@@ -122,7 +122,7 @@ pub enum SetupError {
     #[error("cannot set up HTTPS: {0}")]
     Tls(String),
     #[error("DPoP: {0}")]
-    Dpop(String),
+    Dpop(#[from] crate::jwk::JwkError),
     #[error("the system random generator failed")]
     Random,
 }

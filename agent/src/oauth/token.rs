@@ -118,8 +118,12 @@ pub async fn fetch_token(
         let proof = key
             .proof("POST", &htu, None, nonce.as_deref())
             .map_err(SetupError::Dpop)?;
-        let value = reqwest::header::HeaderValue::from_bytes(proof.expose())
-            .map_err(|_| SetupError::Dpop("the proof is not a header value".into()))?;
+        let value = reqwest::header::HeaderValue::from_bytes(proof.expose()).map_err(|_| {
+            SetupError::Stored {
+                what: "DPoP proof",
+                detail: "it is not a header value".into(),
+            }
+        })?;
         builder = builder.header("dpop", value);
     }
     let response = builder
