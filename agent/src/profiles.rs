@@ -11,7 +11,6 @@ use crate::jwk;
 use crate::keys::check_secret;
 use crate::store::{SecretStore, StoreError};
 use jwtagent::config::{Alg, AuthMethod, ConfigError, ConfigFile, Profile, validate_name};
-use jwtagent::protocol::{Added, KeyGenerated, ProfileView, Removed};
 use jwtagent::secret::Secret;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -37,6 +36,31 @@ pub enum ProfileError {
     Config(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// A profile as stored: its name, its settings, and (when looked up) whether
+/// the keyring holds its secret.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub profile: Profile,
+    pub secret_stored: Option<bool>,
+}
+
+/// What `add` did.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    /// A new profile, not a replaced one.
+    pub created: bool,
+    pub entry: Entry,
+}
+
+/// What `remove` left behind: the keyring entry it could not delete, with why.
+#[derive(Debug, Clone)]
+pub struct Leftover {
+    pub service: String,
+    pub account: String,
+    pub error: StoreError,
 }
 
 /// Why `add` or `keygen` refused a profile.
@@ -207,12 +231,12 @@ impl Profiles {
             .map_err(|e| ProfileError::Config(e.to_string()))
     }
 
-    pub fn list(&self) -> Result<Vec<ProfileView>, ProfileError> {
+    pub fn list(&self) -> Result<Vec<Entry>, ProfileError> {
         Ok(self
             .config()?
             .profiles
             .into_iter()
-            .map(|(name, profile)| ProfileView {
+            .map(|(name, profile)| Entry {
                 name,
                 profile,
                 secret_stored: None,
@@ -221,7 +245,7 @@ impl Profiles {
     }
 
     /// One profile, with whether its secret is in the keyring.
-    pub async fn show(&self, name: &str) -> Result<ProfileView, ProfileError> {
+    pub async fn show(&self, name: &str) -> Result<Entry, ProfileError> {
         let profile = self
             .config()?
             .profiles
@@ -233,7 +257,7 @@ impl Profiles {
             // The secret is dropped (and wiped) right away; only its presence is told.
             Some(self.store.get(name, profile.generation).await?.is_some())
         };
-        Ok(ProfileView {
+        Ok(Entry {
             name: name.to_string(),
             profile,
             secret_stored,
@@ -248,7 +272,7 @@ impl Profiles {
         name: &str,
         mut profile: Profile,
         secret: Option<Secret>,
-    ) -> Result<Added, ProfileError> {
+    ) -> Result<Saved, ProfileError> {
         let invalid = |reason: Refusal| ProfileError::Refused {
             name: name.to_string(),
             keygen: false,
@@ -312,9 +336,9 @@ impl Profiles {
         self.remember(config);
         let wrote_secret = secret.is_some();
         tracing::info!(profile = %name, created, auth = %profile.auth, dpop = profile.dpop, "profile saved");
-        Ok(Added {
+        Ok(Saved {
             created,
-            profile: ProfileView {
+            entry: Entry {
                 name: name.to_string(),
                 profile,
                 secret_stored: Some(wrote_secret),
@@ -367,7 +391,7 @@ impl Profiles {
         mut profile: Profile,
         alg: Alg,
         force: bool,
-    ) -> Result<KeyGenerated, ProfileError> {
+    ) -> Result<(Saved, serde_json::Value), ProfileError> {
         let invalid = |reason: Refusal| ProfileError::Refused {
             name: name.to_string(),
             keygen: true,
@@ -386,12 +410,8 @@ impl Profiles {
         profile.auth = AuthMethod::PrivateKeyJwt;
         profile.alg = Some(alg);
         profile.kid = Some(kid);
-        let added = self.add(name, profile, Some(pem)).await?;
-        Ok(KeyGenerated {
-            jwks,
-            profile: added.profile,
-            created: added.created,
-        })
+        let saved = self.add(name, profile, Some(pem)).await?;
+        Ok((saved, jwks))
     }
 
     /// The public JWKS of a private_key_jwt profile's key.
@@ -430,7 +450,7 @@ impl Profiles {
     }
 
     /// Deletes a profile from the config, then its keyring entry.
-    pub async fn remove(&self, name: &str) -> Result<Removed, ProfileError> {
+    pub async fn remove(&self, name: &str) -> Result<Option<Leftover>, ProfileError> {
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot remove profile {name:?}: {e}")))?;
@@ -444,18 +464,17 @@ impl Profiles {
         if let Err(e) = self.store.delete_dpop(name, generation).await {
             tracing::warn!(profile = %name, error = %e, "profile removed but its DPoP key was not");
         }
-        let warning = match self.store.delete(name, generation).await {
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(profile = %name, error = %e, "profile removed but its keyring entry was not");
-                Some(format!(
-                    "the profile is removed, but its keyring entry (service {}, account {}) could not be deleted: {e}",
-                    self.store.service(),
-                    crate::store::account(name, generation)
-                ))
+        match self.store.delete(name, generation).await {
+            Ok(_) => Ok(None),
+            Err(error) => {
+                tracing::warn!(profile = %name, %error, "profile removed but its keyring entry was not");
+                Ok(Some(Leftover {
+                    service: self.store.service().to_string(),
+                    account: crate::store::account(name, generation),
+                    error,
+                }))
             }
-        };
-        Ok(Removed { warning })
+        }
     }
 }
 
@@ -768,7 +787,7 @@ mod tests {
             .await
             .unwrap();
         let removed = f.profiles.remove("api").await.unwrap();
-        assert_eq!(removed.warning, None);
+        assert!(removed.is_none());
         assert!(f.profiles.list().unwrap().is_empty());
         assert!(stored(&f.profiles, "api").await.is_none());
         assert!(matches!(
@@ -786,7 +805,7 @@ mod tests {
             .unwrap();
         fail_next_store_call(&f.mock, "api");
         let removed = f.profiles.remove("api").await.unwrap();
-        assert!(removed.warning.unwrap().contains("profile/api"));
+        assert_eq!(removed.unwrap().account, "profile/api");
     }
 
     #[tokio::test]

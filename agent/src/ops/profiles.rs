@@ -2,10 +2,10 @@
 //! answers, with the tokens of a changed profile dropped.
 
 use crate::error::AgentError;
+use crate::profiles::{Entry, Saved};
 use crate::state::AgentState;
 use jwtagent::config::{Alg, Profile};
-use jwtagent::protocol::{Added, KeyGenerated, Removed};
-use jwtagent::protocol::{ProfileList, Shown};
+use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Shown};
 use jwtagent::secret::Secret;
 
 pub async fn add(
@@ -14,27 +14,32 @@ pub async fn add(
     profile: Profile,
     secret: Option<Secret>,
 ) -> Result<Added, AgentError> {
-    let added = state.profiles.add(name, profile, secret).await;
-    if added.is_ok() {
-        // The profile changed: tokens fetched under the old one must go.
-        state.tokens.forget(name);
-    }
-    added.map_err(AgentError::from)
+    let saved = state.profiles.add(name, profile, secret).await?;
+    // The profile changed: tokens fetched under the old one must go.
+    state.tokens.forget(name);
+    Ok(added(saved))
 }
 
 pub async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentError> {
-    let removed = state.profiles.remove(name).await;
-    if removed.is_ok() {
-        state.tokens.forget(name);
-    }
-    removed.map_err(AgentError::from)
+    let leftover = state.profiles.remove(name).await?;
+    state.tokens.forget(name);
+    Ok(Removed {
+        warning: leftover.map(|l| {
+            format!(
+                "the profile is removed, but its keyring entry (service {}, account {}) could not be deleted: {}",
+                l.service, l.account, l.error
+            )
+        }),
+    })
 }
 
 pub fn list(state: &AgentState) -> Result<ProfileList, AgentError> {
     state
         .profiles
         .list()
-        .map(|profiles| ProfileList { profiles })
+        .map(|entries| ProfileList {
+            profiles: entries.into_iter().map(view).collect(),
+        })
         .map_err(AgentError::from)
 }
 
@@ -43,7 +48,9 @@ pub async fn show(state: &AgentState, name: &str) -> Result<Shown, AgentError> {
         .profiles
         .show(name)
         .await
-        .map(|profile| Shown { profile })
+        .map(|entry| Shown {
+            profile: view(entry),
+        })
         .map_err(AgentError::from)
 }
 
@@ -54,13 +61,31 @@ pub async fn keygen(
     alg: Alg,
     force: bool,
 ) -> Result<KeyGenerated, AgentError> {
-    let generated = state.profiles.keygen(name, profile, alg, force).await;
-    if generated.is_ok() {
-        state.tokens.forget(name);
-    }
-    generated.map_err(AgentError::from)
+    let (saved, jwks) = state.profiles.keygen(name, profile, alg, force).await?;
+    state.tokens.forget(name);
+    let Added { created, profile } = added(saved);
+    Ok(KeyGenerated {
+        created,
+        profile,
+        jwks,
+    })
 }
 
 pub async fn jwks(state: &AgentState, name: &str) -> Result<serde_json::Value, AgentError> {
     state.profiles.jwks(name).await.map_err(AgentError::from)
+}
+
+fn view(entry: Entry) -> ProfileView {
+    ProfileView {
+        name: entry.name,
+        profile: entry.profile,
+        secret_stored: entry.secret_stored,
+    }
+}
+
+fn added(saved: Saved) -> Added {
+    Added {
+        created: saved.created,
+        profile: view(saved.entry),
+    }
 }
