@@ -100,8 +100,19 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let limits = limits.clone();
         let idle = idle.clone();
+        // Idle from the moment it is accepted: the longest-idle connection
+        // is the oldest one that never asked anything, in accept order.
+        let evicted = CancellationToken::new();
+        let place = idle.enter(&evicted);
         tracker.spawn(async move {
-            handle_connection(stream, &state, &peer, &limits, &shutdown, &idle).await;
+            let conn = Conn {
+                state: &state,
+                peer: &peer,
+                limits: &limits,
+                shutdown: &shutdown,
+                idle: &idle,
+            };
+            handle_connection(stream, conn, evicted, place).await;
             drop(permit);
         });
     }
@@ -228,14 +239,30 @@ fn update_writers(peer: &mut Peer, writers: Option<&[Writer]>) {
     }
 }
 
+/// What a connection's task works with.
+struct Conn<'a> {
+    state: &'a AgentState,
+    peer: &'a Peer,
+    limits: &'a Limits,
+    shutdown: &'a CancellationToken,
+    idle: &'a Idle,
+}
+
+/// Serves one connection. `evicted` closes it while it waits for a request;
+/// `place` is its place among the idle ones, taken when it was accepted.
 async fn handle_connection(
     stream: UnixStream,
-    state: &AgentState,
-    peer: &Peer,
-    limits: &Limits,
-    shutdown: &CancellationToken,
-    idle: &Idle,
+    conn: Conn<'_>,
+    evicted: CancellationToken,
+    mut place: u64,
 ) {
+    let Conn {
+        state,
+        peer,
+        limits,
+        shutdown,
+        idle,
+    } = conn;
     let (read_half, mut writer) = stream.into_split();
     // Requests are a few hundred bytes (an `add` with a PEM key a few KiB);
     // small buffers keep 1,000 idle connections cheap, and `line` grows for
@@ -243,9 +270,11 @@ async fn handle_connection(
     let mut reader = BufReader::with_capacity(2 * 1024, CredReader::new(read_half));
     let mut peer = peer.clone();
     let mut line = Vec::with_capacity(512);
-    let evicted = CancellationToken::new();
+    let mut first = true;
     loop {
-        let place = idle.enter(&evicted);
+        if !std::mem::take(&mut first) {
+            place = idle.enter(&evicted);
+        }
         let frame = tokio::select! {
             biased;
             _ = shutdown.cancelled() => None,
