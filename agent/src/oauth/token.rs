@@ -197,78 +197,7 @@ pub fn parse_token_response(
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
     if status == 200 {
-        #[derive(Deserialize)]
-        struct Ok {
-            access_token: Option<String>,
-            token_type: Option<String>,
-            expires_in: Option<serde_json::Value>,
-            scope: Option<String>,
-            refresh_token: Option<String>,
-        }
-        let bad = |what: &'static str| OAuthError::BadResponse {
-            host: host_of(url),
-            status,
-            what,
-            // Never echo a success body: it may hold a token.
-            excerpt: "(body not shown)".into(),
-            retry_after: None,
-        };
-        let ok: Ok =
-            serde_json::from_slice(body).map_err(|_| bad("a token response that is not JSON"))?;
-        let access_token = ok
-            .access_token
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| bad("a token response without access_token"))?;
-        // Served in headers (`Authorization: Bearer ...`) and env variables:
-        // a newline would inject a header. RFC 6750's b64token is narrower,
-        // but real servers issue tokens with other visible characters.
-        if !access_token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(bad(
-                "an access_token with characters a header cannot carry (control characters, spaces or non-ASCII)",
-            ));
-        }
-        let token_type = match ok.token_type.as_deref() {
-            // RFC 6749 §7.1: case-insensitive; served in its canonical case.
-            None => "Bearer",
-            Some(t) if t.eq_ignore_ascii_case("bearer") => "Bearer",
-            Some(t) if t.eq_ignore_ascii_case("dpop") => "DPoP",
-            Some(other) => {
-                return Err(OAuthError::BadResponse {
-                    host: host_of(url),
-                    status,
-                    what: "a token_type jwtagent cannot serve (only Bearer and DPoP)",
-                    excerpt: format!(
-                        "token_type {:?}",
-                        printable(other.chars().take(40).collect())
-                    ),
-                    retry_after: None,
-                });
-            }
-        };
-        let expires_in = match ok.expires_in.as_ref().and_then(lifetime_secs) {
-            Some(secs) if secs <= 0.0 => {
-                return Err(OAuthError::BadResponse {
-                    host: host_of(url),
-                    status,
-                    what: "a token that had already expired",
-                    excerpt: format!(
-                        "expires_in is {secs}; the server must give a lifetime of at least one second (check its clock and token settings)"
-                    ),
-                    retry_after: None,
-                });
-            }
-            // Clamped: a lifetime of 1e30 s must not overflow a deadline.
-            Some(secs) => Some((secs.ceil() as u64).min(MAX_LIFETIME.as_secs())),
-            None => None,
-        };
-        return Ok(TokenResponse {
-            access_token: Secret::new(access_token.into_bytes()),
-            token_type: token_type.to_string(),
-            expires_in,
-            scope: ok.scope,
-            refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
-            dpop_nonce: None,
-        });
+        return parse_success(url, body);
     }
     #[derive(Deserialize)]
     struct Err {
@@ -290,6 +219,81 @@ pub fn parse_token_response(
             excerpt: excerpt(body),
             retry_after,
         }),
+    }
+}
+
+/// A 200 answer (RFC 6749 §5.1). Its body is never echoed: it may hold a
+/// token; an error shows at most the field it refused.
+fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
+    #[derive(Deserialize)]
+    struct Ok {
+        access_token: Option<String>,
+        token_type: Option<String>,
+        expires_in: Option<serde_json::Value>,
+        scope: Option<String>,
+        refresh_token: Option<String>,
+    }
+    let bad = |what: &'static str, excerpt: String| OAuthError::BadResponse {
+        host: host_of(url),
+        status: 200,
+        what,
+        excerpt,
+        retry_after: None,
+    };
+    let hidden = || "(body not shown)".to_string();
+    let ok: Ok = serde_json::from_slice(body)
+        .map_err(|_| bad("a token response that is not JSON", hidden()))?;
+    let access_token = ok
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("a token response without access_token", hidden()))?;
+    // Served in headers (`Authorization: Bearer ...`) and env variables:
+    // a newline would inject a header. RFC 6750's b64token is narrower,
+    // but real servers issue tokens with other visible characters.
+    if !access_token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            "an access_token with characters a header cannot carry (control characters, spaces or non-ASCII)",
+            hidden(),
+        ));
+    }
+    let token_type = canonical_token_type(ok.token_type.as_deref()).ok_or_else(|| {
+        let sent: String = ok.token_type.unwrap_or_default().chars().take(40).collect();
+        bad(
+            "a token_type jwtagent cannot serve (only Bearer and DPoP)",
+            format!("token_type {:?}", printable(sent)),
+        )
+    })?;
+    let expires_in = match ok.expires_in.as_ref().and_then(lifetime_secs) {
+        Some(secs) if secs <= 0.0 => {
+            return Err(bad(
+                "a token that had already expired",
+                format!(
+                    "expires_in is {secs}; the server must give a lifetime of at least one second (check its clock and token settings)"
+                ),
+            ));
+        }
+        // Clamped: a lifetime of 1e30 s must not overflow a deadline.
+        Some(secs) => Some((secs.ceil() as u64).min(MAX_LIFETIME.as_secs())),
+        None => None,
+    };
+    Ok(TokenResponse {
+        access_token: Secret::new(access_token.into_bytes()),
+        token_type: token_type.to_string(),
+        expires_in,
+        scope: ok.scope,
+        refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
+        dpop_nonce: None,
+    })
+}
+
+/// RFC 6749 §7.1: token types are case-insensitive; served in their canonical
+/// case. Missing means Bearer; a type jwtagent cannot serve is `None`.
+fn canonical_token_type(sent: Option<&str>) -> Option<&'static str> {
+    match sent {
+        None => Some("Bearer"),
+        Some(t) if t.eq_ignore_ascii_case("bearer") => Some("Bearer"),
+        Some(t) if t.eq_ignore_ascii_case("dpop") => Some("DPoP"),
+        Some(_) => None,
     }
 }
 

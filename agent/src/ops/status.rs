@@ -1,5 +1,6 @@
 //! `hello` and `status`.
 
+use crate::refresh::KeyStatus;
 use crate::state::AgentState;
 use jwtagent::protocol::{Hello, PROTOCOL_VERSION, ProfileStatus, Status, TokenState, TokenStatus};
 use std::time::Duration;
@@ -15,44 +16,12 @@ pub fn hello(state: &AgentState) -> Hello {
 pub fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
     let keys = state.tokens.status();
-    let secs = |d: Option<Duration>| d.map(|d| d.as_secs() as i64);
     let (profiles, config_error) = match config {
         Ok(config) => (
             config
                 .profiles
                 .keys()
-                .cloned()
-                .map(|name| {
-                    let mine: Vec<_> = keys.iter().filter(|k| k.key.profile == name).collect();
-                    // The summary follows the token that lives longest.
-                    let best = mine.iter().max_by_key(|k| k.expires_in);
-                    let failures = mine.iter().map(|k| k.failures).max().unwrap_or(0);
-                    let token_state = match best {
-                        None => TokenState::None,
-                        Some(_) if failures > 0 => TokenState::Failing,
-                        Some(k) if k.expires_in.is_none_or(|d| d.is_zero()) => TokenState::Expired,
-                        Some(_) => TokenState::Valid,
-                    };
-                    ProfileStatus {
-                        token_state,
-                        expires_in_secs: best.and_then(|k| secs(k.expires_in)),
-                        next_refresh_in_secs: best.and_then(|k| secs(k.next_refresh_in)),
-                        last_error: mine.iter().find_map(|k| k.last_error.clone()),
-                        failures,
-                        tokens: mine
-                            .iter()
-                            .map(|k| TokenStatus {
-                                scopes: k.key.scopes.clone(),
-                                resources: k.key.resources.clone(),
-                                expires_in_secs: secs(k.expires_in),
-                                next_refresh_in_secs: secs(k.next_refresh_in),
-                                last_error: k.last_error.clone(),
-                                failures: k.failures,
-                            })
-                            .collect(),
-                        name,
-                    }
-                })
+                .map(|name| profile_status(name, &keys))
                 .collect(),
             None,
         ),
@@ -69,5 +38,42 @@ pub fn status(state: &AgentState) -> Status {
         config_error,
         locked: state.lock.is_locked(),
         profiles,
+    }
+}
+
+fn secs(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// One profile's summary over its cached tokens: it follows the token that
+/// lives longest.
+fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
+    let mine: Vec<_> = keys.iter().filter(|k| k.key.profile == name).collect();
+    let best = mine.iter().max_by_key(|k| k.expires_in);
+    let failures = mine.iter().map(|k| k.failures).max().unwrap_or(0);
+    let token_state = match best {
+        None => TokenState::None,
+        Some(_) if failures > 0 => TokenState::Failing,
+        Some(k) if k.expires_in.is_none_or(|d| d.is_zero()) => TokenState::Expired,
+        Some(_) => TokenState::Valid,
+    };
+    ProfileStatus {
+        name: name.to_string(),
+        token_state,
+        expires_in_secs: best.and_then(|k| secs(k.expires_in)),
+        next_refresh_in_secs: best.and_then(|k| secs(k.next_refresh_in)),
+        last_error: mine.iter().find_map(|k| k.last_error.clone()),
+        failures,
+        tokens: mine
+            .iter()
+            .map(|k| TokenStatus {
+                scopes: k.key.scopes.clone(),
+                resources: k.key.resources.clone(),
+                expires_in_secs: secs(k.expires_in),
+                next_refresh_in_secs: secs(k.next_refresh_in),
+                last_error: k.last_error.clone(),
+                failures: k.failures,
+            })
+            .collect(),
     }
 }
