@@ -273,26 +273,13 @@ impl Profiles {
         mut profile: Profile,
         secret: Option<Secret>,
     ) -> Result<Saved, ProfileError> {
-        let invalid = |reason: Refusal| ProfileError::Refused {
-            name: name.to_string(),
-            keygen: false,
-            reason,
-        };
-        validate_name(name).map_err(|e| invalid(Refusal::Name(e)))?;
-        // The config says which DPoP key the profile has.
-        profile.dpop_alg = profile.dpop_key_alg();
-        profile.validate().map_err(|e| invalid(e.into()))?;
-        check_secret(&mut profile, secret.as_ref()).map_err(|e| invalid(e.into()))?;
-        if let Some(ca) = &profile.ca_file {
-            check_ca_file(ca)
-                .await
-                .map_err(|e| invalid(Refusal::CaFile(e)))?;
-        }
-        // A DPoP key of its own for every profile that asks, never exported.
-        let dpop_key = match profile.dpop_key_alg() {
-            Some(alg) => Some(jwk::generate(alg).map_err(|e| invalid(Refusal::Key(e)))?),
-            None => None,
-        };
+        let dpop_key = prepare(name, &mut profile, secret.as_ref())
+            .await
+            .map_err(|reason| ProfileError::Refused {
+                name: name.to_string(),
+                keygen: false,
+                reason,
+            })?;
 
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
@@ -476,6 +463,29 @@ impl Profiles {
             }
         }
     }
+}
+
+/// Checks everything about a profile to add that needs no lock: its name,
+/// fields, secret and CA file; fills in what is left to the key (`alg`) or to
+/// the agent (`dpop_alg`); and generates its DPoP key, if it asks for one.
+async fn prepare(
+    name: &str,
+    profile: &mut Profile,
+    secret: Option<&Secret>,
+) -> Result<Option<Secret>, Refusal> {
+    validate_name(name).map_err(Refusal::Name)?;
+    // The config says which DPoP key the profile has.
+    profile.dpop_alg = profile.dpop_key_alg();
+    profile.validate()?;
+    check_secret(profile, secret)?;
+    if let Some(ca) = &profile.ca_file {
+        check_ca_file(ca).await.map_err(Refusal::CaFile)?;
+    }
+    // A DPoP key of its own for every profile that asks, never exported.
+    Ok(match profile.dpop_key_alg() {
+        Some(alg) => Some(jwk::generate(alg)?),
+        None => None,
+    })
 }
 
 /// The CA file must be readable and hold at least one PEM certificate.
