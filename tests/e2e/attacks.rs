@@ -123,17 +123,7 @@ fn nobody_dir(path: &Path, mode: u32) {
 /// `jwtagent add NAME` with `auth` and the secret on stdin; `extra` are more
 /// arguments.
 fn add_cmd(env: &TestEnv, name: &str, url: &str, auth: &str, extra: &[&str]) -> Command {
-    let mut cmd = env.cmd(&[
-        "add",
-        name,
-        "--token-url",
-        url,
-        "--client-id",
-        "c",
-        "--auth",
-        auth,
-        "--secret-stdin",
-    ]);
+    let mut cmd = env.add_cmd(name, url, auth, &["--secret-stdin"]);
     cmd.args(extra);
     cmd
 }
@@ -262,17 +252,6 @@ fn hostile(body: &str) -> Fault {
     }
 }
 
-fn status_of(env: &TestEnv, name: &str) -> serde_json::Value {
-    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-    status["profiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 #[test]
 fn a_huge_expires_in_is_clamped_and_the_agent_keeps_serving() {
     let env = TestEnv::new();
@@ -316,7 +295,7 @@ fn a_token_expired_on_arrival_is_an_error_not_a_request_storm() {
         );
         // Nothing is held, so nothing is refreshed in the background: the
         // status says why and the server saw the one request.
-        let status = status_of(&env, &name);
+        let status = env.profile_status(&name);
         assert!(
             status["last_error"]
                 .as_str()

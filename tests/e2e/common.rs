@@ -114,10 +114,10 @@ impl TestEnv {
         cmd
     }
 
-    /// Adds profile `name` with `--auth none` for the token endpoint at `url`
-    /// (plus `extra` options), asserting that it works.
-    pub fn add_open_profile(&self, name: &str, url: &str, extra: &[&str]) {
-        let mut args = vec![
+    /// `jwtagent add NAME` for the token endpoint at `url` with client id `c`,
+    /// `--auth auth`, and `extra` options.
+    pub fn add_cmd(&self, name: &str, url: &str, auth: &str, extra: &[&str]) -> Command {
+        let mut cmd = self.cmd(&[
             "add",
             name,
             "--token-url",
@@ -125,10 +125,34 @@ impl TestEnv {
             "--client-id",
             "c",
             "--auth",
-            "none",
-        ];
-        args.extend_from_slice(extra);
-        self.ok(&args);
+            auth,
+        ]);
+        cmd.args(extra);
+        cmd
+    }
+
+    /// Adds profile `name` with `--auth none` for the token endpoint at `url`
+    /// (plus `extra` options), asserting that it works.
+    pub fn add_open_profile(&self, name: &str, url: &str, extra: &[&str]) {
+        let out = self.add_cmd(name, url, "none", extra).output().unwrap();
+        assert!(
+            out.status.success(),
+            "jwtagent add {name} failed ({}):\n{}",
+            out.status,
+            stderr_of(&out)
+        );
+    }
+
+    /// Profile `name`'s entry in `jwtagent status --json`.
+    pub fn profile_status(&self, name: &str) -> Value {
+        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
+        status["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
     }
 
     /// The config file of this environment.

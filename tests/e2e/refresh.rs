@@ -5,17 +5,6 @@
 use crate::common::*;
 use serde_json::{Value, json};
 
-fn profile_status(env: &TestEnv, name: &str) -> Value {
-    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-    status["profiles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 fn token(env: &TestEnv, name: &str) -> String {
     env.ok(&["token", name]).trim().to_string()
 }
@@ -43,7 +32,7 @@ fn survives(fault: Fault) {
     let first = token(&env, "f");
     server.set(fault.clone());
     wait_until("a refresh attempt fails and status says so", || {
-        let p = profile_status(&env, "f");
+        let p = env.profile_status("f");
         p["failures"].as_u64().unwrap_or(0) >= 1 && p["last_error"].is_string()
     });
     assert_eq!(
@@ -51,11 +40,11 @@ fn survives(fault: Fault) {
         first,
         "{fault:?}: the valid token is still served"
     );
-    let p = profile_status(&env, "f");
+    let p = env.profile_status("f");
     assert_eq!(p["token_state"], "failing");
     server.set(Fault::Ok { lifetime: 30 });
     wait_until("the agent recovers", || {
-        profile_status(&env, "f")["failures"] == 0 && token(&env, "f") != first
+        env.profile_status("f")["failures"] == 0 && token(&env, "f") != first
     });
 }
 
@@ -236,7 +225,7 @@ fn provider_down_the_valid_token_is_still_served_and_up_again_the_agent_recovers
     let first = token(&env, "short");
     drop(oidc);
     wait_until("status shows the refresh failing", || {
-        let p = profile_status(&env, "short");
+        let p = env.profile_status("short");
         p["failures"].as_u64().unwrap_or(0) >= 1
             && p["last_error"]
                 .as_str()
@@ -246,7 +235,7 @@ fn provider_down_the_valid_token_is_still_served_and_up_again_the_agent_recovers
     assert_eq!(token(&env, "short"), first, "still valid, still served");
     let oidc = oidc_with_short_tokens(&env, 20, Some(port));
     wait_until("the agent recovers within its backoff", || {
-        profile_status(&env, "short")["failures"] == 0
+        env.profile_status("short")["failures"] == 0
     });
     assert_ne!(token(&env, "short"), first);
     assert!(!oidc.grants("short").is_empty());
@@ -273,7 +262,7 @@ fn a_refused_refresh_token_falls_back_to_client_credentials() {
         "{bodies:?}"
     );
     assert_eq!(
-        profile_status(&env, "f")["failures"],
+        env.profile_status("f")["failures"],
         0,
         "the fallback is no failure"
     );
