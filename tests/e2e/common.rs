@@ -347,6 +347,20 @@ pub fn process_alive(pid: u32) -> bool {
     jwtagent::process::is_running(pid)
 }
 
+/// Kills the agent `pid` as `kill -9` does and waits until it is gone: its
+/// main thread a zombie and nothing accepting on `socket` (the other threads
+/// may still hold the listener open for a moment after the main one died).
+pub fn kill_9(pid: u32, socket: &Path) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    wait_until("the killed agent is gone", || {
+        !process_alive(pid) && UnixStream::connect(socket).is_err()
+    });
+}
+
 /// Fails with install instructions when an external tool the test needs is missing.
 pub fn require_tool(tool: &str, package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();

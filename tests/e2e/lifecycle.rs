@@ -51,12 +51,7 @@ fn concurrent_env_commands_start_exactly_one_agent() {
 fn after_kill_9_env_starts_a_new_agent_on_the_same_path() {
     let env = TestEnv::new();
     let old = pid_from_env_script(&env.ok(&["env"]));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(old as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
-    wait_until("the killed agent is gone", || !process_alive(old));
+    kill_9(old, &env.default_socket());
     assert!(
         env.default_socket().exists(),
         "kill -9 leaves a stale socket file behind"

@@ -210,12 +210,7 @@ fn after_kill_9_and_restart_every_profile_is_back_with_its_secret() {
     for name in ["a", "b", "c"] {
         assert_ok(&add_basic(&env, name, &format!("secret-of-{name}-xyz")));
     }
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
-    wait_until("the agent is gone", || !process_alive(pid));
+    kill_9(pid, &env.default_socket());
     // The next command autostarts a new agent, which reads everything back.
     assert_eq!(list_names(&env), ["a", "b", "c"]);
     assert_ne!(pid_from_env_script(&env.ok(&["env"])), pid);

@@ -290,12 +290,7 @@ fn after_kill_9_a_restarted_agent_serves_tokens_for_every_profile() {
         assert!(out.status.success(), "{}", stderr_of(&out));
     }
     let pid = pid_from_env_script(&env.ok(&["env"]));
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
-    wait_until("the agent is gone", || !process_alive(pid));
+    kill_9(pid, &env.default_socket());
     // `token` autostarts a new agent, which reads profiles and secrets back.
     for name in ["a", "b"] {
         assert!(token(&env, name).starts_with("fault-token-"));
