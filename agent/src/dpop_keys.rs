@@ -4,7 +4,7 @@
 
 use crate::jwk::DpopKey;
 use crate::oauth::{OAuthError, SetupError};
-use crate::profiles::Profiles;
+use crate::store::SecretStore;
 use crate::tokens::TokenError;
 use jwtagent::config::Alg;
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 /// request, and a keyring round trip each time would be too slow. Dropped
 /// with the profile's tokens (`add`, `remove`, `lock`).
 pub struct DpopKeys {
-    profiles: Arc<Profiles>,
+    store: SecretStore,
     held: Mutex<HeldKeys>,
 }
 
@@ -27,9 +27,9 @@ struct HeldKeys {
 }
 
 impl DpopKeys {
-    pub fn new(profiles: Arc<Profiles>) -> DpopKeys {
+    pub fn new(store: SecretStore) -> DpopKeys {
         DpopKeys {
-            profiles,
+            store,
             held: Mutex::new(HeldKeys::default()),
         }
     }
@@ -55,8 +55,7 @@ impl DpopKeys {
             held.epoch
         };
         let pem = self
-            .profiles
-            .store()
+            .store
             .get_dpop(name, generation)
             .await?
             .ok_or_else(|| TokenError::DpopKeyMissing(name.to_string()))?;

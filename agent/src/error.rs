@@ -119,7 +119,9 @@ fn token_code(e: &TokenError) -> ErrorCode {
         TokenError::Store(_) | TokenError::SecretMissing(_) | TokenError::DpopKeyMissing(_) => {
             ErrorCode::Store
         }
-        TokenError::Invalid(_) => ErrorCode::BadRequest,
+        TokenError::Field(_) | TokenError::NotDpop(_) | TokenError::Proof(_) => {
+            ErrorCode::BadRequest
+        }
         TokenError::OAuth { source, .. } => match source {
             OAuthError::Network { .. } => ErrorCode::Network,
             OAuthError::Setup(_) => ErrorCode::Config,
@@ -176,7 +178,7 @@ mod tests {
                 ErrorCode::Store,
             ),
             (
-                TokenError::Invalid("x".into()).into(),
+                TokenError::NotDpop("x".into()).into(),
                 ErrorCode::BadRequest,
             ),
             (oauth(idp.clone()).into(), ErrorCode::IdpError),

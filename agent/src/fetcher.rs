@@ -7,6 +7,7 @@ use crate::dpop_keys::DpopKeys;
 use crate::oauth::{self, OAuthClient};
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key};
+use crate::store::SecretStore;
 use crate::tokens::TokenError;
 use jwtagent::config::AuthMethod;
 use jwtagent::secret::Secret;
@@ -17,14 +18,16 @@ use std::time::Duration;
 /// key, and asks the OAuth client.
 pub struct AgentFetcher {
     profiles: Arc<Profiles>,
+    store: SecretStore,
     oauth: OAuthClient,
     dpop: Arc<DpopKeys>,
 }
 
 impl AgentFetcher {
-    pub fn new(profiles: Arc<Profiles>, dpop: Arc<DpopKeys>) -> AgentFetcher {
+    pub fn new(profiles: Arc<Profiles>, store: SecretStore, dpop: Arc<DpopKeys>) -> AgentFetcher {
         AgentFetcher {
             profiles,
+            store,
             oauth: OAuthClient::default(),
             dpop,
         }
@@ -47,8 +50,7 @@ impl AgentFetcher {
         let secret = match profile.auth {
             AuthMethod::None => None,
             _ => Some(
-                self.profiles
-                    .store()
+                self.store
                     .get(name, profile.generation)
                     .await?
                     .ok_or_else(|| TokenError::SecretMissing(name.clone()))?,

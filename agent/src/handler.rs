@@ -144,7 +144,6 @@ fn encode_body<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::audit::Audit;
-    use crate::profiles::Profiles;
     use jwtagent::protocol::PROTOCOL_VERSION;
     use serde_json::{Value, json};
     use std::path::PathBuf;
@@ -157,7 +156,8 @@ mod tests {
         );
         let state = AgentState::new(
             PathBuf::from("/tmp/x.sock"),
-            Profiles::new(dir.path().join("profiles.toml"), store),
+            dir.path().join("profiles.toml"),
+            store,
             Audit::new(None),
         );
         let (out, after) = handle_line(&state, &Peer::default(), line.as_bytes()).await;

@@ -37,7 +37,6 @@ mod proptests;
 use handler::AgentState;
 use jwtagent::config::{ConfigFile, StoreKind};
 use listener::{BindError, ClaimedSocket};
-use profiles::Profiles;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::SecretStore;
@@ -168,9 +167,13 @@ impl Agent {
             &self.options.keyring_service
         };
         let store = SecretStore::open(store_kind, service);
-        let profiles = Profiles::new(self.options.config_path.clone(), store);
         let audit = audit::Audit::new(self.options.audit_log.clone());
-        let state = Arc::new(AgentState::new(path.clone(), profiles, audit));
+        let state = Arc::new(AgentState::new(
+            path.clone(),
+            self.options.config_path.clone(),
+            store,
+            audit,
+        ));
         // What a crash in the middle of an `add` left behind (in the
         // background: the keyring may be slow, and adds wait for it).
         let sweeping = state.profiles.clone();

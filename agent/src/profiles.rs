@@ -73,8 +73,10 @@ pub enum Refusal {
     Field(#[from] jwtagent::config::FieldError),
     #[error(transparent)]
     Secret(#[from] crate::keys::KeyError),
-    #[error("{0}")]
-    CaFile(String),
+    #[error("ca_file: cannot read {}: {cause}", path.display())]
+    CaFileUnreadable { path: PathBuf, cause: String },
+    #[error("ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .0.display())]
+    CaFileEmpty(PathBuf),
     /// Generating (or reading back) a key failed.
     #[error(transparent)]
     Key(#[from] crate::jwk::JwkError),
@@ -479,7 +481,7 @@ async fn prepare(
     profile.validate()?;
     check_secret(profile, secret)?;
     if let Some(ca) = &profile.ca_file {
-        check_ca_file(ca).await.map_err(Refusal::CaFile)?;
+        check_ca_file(ca).await?;
     }
     // A DPoP key of its own for every profile that asks, never exported.
     Ok(match profile.dpop_key_alg() {
@@ -489,18 +491,16 @@ async fn prepare(
 }
 
 /// The CA file must be readable and hold at least one PEM certificate.
-async fn check_ca_file(path: &Path) -> Result<(), String> {
+async fn check_ca_file(path: &Path) -> Result<(), Refusal> {
     let text = tokio::fs::read(path)
         .await
-        .map_err(|e| format!("ca_file: cannot read {}: {e}", path.display()))?;
-    if !text
-        .windows(b"-----BEGIN CERTIFICATE-----".len())
-        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-    {
-        return Err(format!(
-            "ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        ));
+        .map_err(|e| Refusal::CaFileUnreadable {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        })?;
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if !text.windows(BEGIN.len()).any(|w| w == BEGIN) {
+        return Err(Refusal::CaFileEmpty(path.to_path_buf()));
     }
     Ok(())
 }

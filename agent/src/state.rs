@@ -4,6 +4,7 @@
 use crate::audit::Audit;
 use crate::lock::Lock;
 use crate::profiles::Profiles;
+use crate::store::SecretStore;
 use crate::tokens::Tokens;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,13 +22,15 @@ pub struct AgentState {
 }
 
 impl AgentState {
-    pub fn new(socket: PathBuf, profiles: Profiles, audit: Audit) -> Self {
-        let profiles = Arc::new(profiles);
+    /// The state of an agent on `socket` whose profiles are in `config` and
+    /// their secrets in `store`.
+    pub fn new(socket: PathBuf, config: PathBuf, store: SecretStore, audit: Audit) -> Self {
+        let profiles = Arc::new(Profiles::new(config, store.clone()));
         AgentState {
             started: Instant::now(),
             pid: std::process::id(),
             socket,
-            tokens: Tokens::new(profiles.clone()),
+            tokens: Tokens::new(profiles.clone(), store),
             profiles,
             lock: Lock::default(),
             audit,

@@ -39,11 +39,47 @@ fn with_generation(account: String, generation: u32) -> String {
     }
 }
 
+/// Why a keyring backend could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)"
+    )]
+    NoBus,
+    #[error("cannot reach a Secret Service on the session bus ({0})")]
+    NoSecretService(String),
+    #[error("cannot join a session keyring ({0})")]
+    SessionKeyring(String),
+    #[error("cannot open the {backend} keyring ({detail})")]
+    Open { backend: Backend, detail: String },
+    /// Opened, but a lookup of an entry that does not exist failed.
+    #[error("the {backend} keyring does not answer ({detail})")]
+    NoAnswer { backend: Backend, detail: String },
+    #[error("the {store} store is available on {platform} only")]
+    OtherPlatform {
+        store: &'static str,
+        platform: &'static str,
+    },
+    /// `auto` tried both Linux backends.
+    #[error(
+        "secret-service: {secret_service}; keyutils: {keyutils}. Start a Secret Service (GNOME Keyring, KWallet, KeePassXC) in your session, or fix the kernel keyring"
+    )]
+    Neither {
+        secret_service: Box<OpenError>,
+        keyutils: Box<OpenError>,
+    },
+    #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
+    #[error("no supported keyring on this platform")]
+    Unsupported,
+    #[error("cannot start the keyring thread: {0}")]
+    Thread(String),
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// No backend could be opened; `tried` lists each attempt and its failure.
+    /// No backend could be opened; `tried` says each attempt and its failure.
     #[error("no secret store is available. Tried: {tried}")]
-    Unavailable { tried: String },
+    Unavailable { tried: OpenError },
     /// The backend refused access: typically a locked keyring.
     #[error("the {backend} keyring refused access ({detail}); {hint}")]
     NoAccess {
@@ -65,7 +101,7 @@ pub enum StoreError {
 pub enum StoreState {
     Opening,
     Ready(Backend),
-    Failed(String),
+    Failed(OpenError),
 }
 
 impl StoreState {
@@ -140,7 +176,7 @@ pub struct Opened {
     backend: Backend,
 }
 
-type Opener = Box<dyn FnMut() -> Result<Opened, String> + Send>;
+type Opener = Box<dyn FnMut() -> Result<Opened, OpenError> + Send>;
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
 struct Worker {
@@ -177,7 +213,9 @@ fn set_state(state: &Mutex<StoreState>, new: StoreState) {
     }
 }
 
-/// Handle to the store thread. Cheap to share behind an `Arc`.
+/// Handle to the store thread. Cheap to clone: every clone talks to the
+/// same thread.
+#[derive(Clone)]
 pub struct SecretStore {
     jobs: mpsc::Sender<Job>,
     state: Arc<Mutex<StoreState>>,
@@ -198,7 +236,10 @@ impl SecretStore {
         Self::spawn(
             Box::new(move || match store.take() {
                 Some(store) => Ok(Opened { store, backend }),
-                None => Err("store already opened".into()),
+                None => Err(OpenError::Open {
+                    backend,
+                    detail: "store already opened".into(),
+                }),
             }),
             SERVICE,
         )
@@ -221,10 +262,7 @@ impl SecretStore {
                 }
             });
         if let Err(e) = spawned {
-            set_state(
-                &state,
-                StoreState::Failed(format!("cannot start the keyring thread: {e}")),
-            );
+            set_state(&state, StoreState::Failed(OpenError::Thread(e.to_string())));
         }
         SecretStore {
             jobs,
@@ -367,11 +405,10 @@ fn map_error(backend: Backend, e: KeyringError) -> StoreError {
 
 /// Opening the platform backends.
 mod backends {
-    use super::Backend;
-    use super::Opened;
+    use super::{Backend, OpenError, Opened};
     use jwtagent::config::StoreKind;
 
-    pub fn open(kind: StoreKind) -> Result<Opened, String> {
+    pub fn open(kind: StoreKind) -> Result<Opened, OpenError> {
         match kind {
             StoreKind::Auto => auto(),
             StoreKind::SecretService => secret_service(),
@@ -384,19 +421,23 @@ mod backends {
     /// Probes a freshly opened store with a lookup of an entry that does not
     /// exist: "no entry" proves the store answers.
     #[cfg(target_os = "linux")]
-    fn probe(opened: Opened) -> Result<Opened, String> {
+    fn probe(opened: Opened) -> Result<Opened, OpenError> {
+        let no_answer = |e: keyring_core::Error| OpenError::NoAnswer {
+            backend: opened.backend,
+            detail: e.to_string(),
+        };
         let entry = opened
             .store
             .build(super::SERVICE, "probe/availability", None)
-            .map_err(|e| e.to_string())?;
+            .map_err(no_answer)?;
         match entry.get_secret() {
             Ok(_) | Err(keyring_core::Error::NoEntry) => Ok(opened),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(no_answer(e)),
         }
     }
 
     #[cfg(target_os = "linux")]
-    fn auto() -> Result<Opened, String> {
+    fn auto() -> Result<Opened, OpenError> {
         match secret_service() {
             Ok(opened) => Ok(opened),
             Err(ss) => match keyutils() {
@@ -407,62 +448,64 @@ mod backends {
                     );
                     Ok(opened)
                 }
-                Err(ku) => Err(format!(
-                    "secret-service: {ss}; keyutils: {ku}. Start a Secret Service (GNOME Keyring, KWallet, KeePassXC) in your session, or fix the kernel keyring"
-                )),
+                Err(ku) => Err(OpenError::Neither {
+                    secret_service: Box::new(ss),
+                    keyutils: Box::new(ku),
+                }),
             },
         }
     }
 
     #[cfg(target_os = "macos")]
-    fn auto() -> Result<Opened, String> {
+    fn auto() -> Result<Opened, OpenError> {
         keychain()
     }
 
     #[cfg(windows)]
-    fn auto() -> Result<Opened, String> {
+    fn auto() -> Result<Opened, OpenError> {
         windows()
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
-    fn auto() -> Result<Opened, String> {
-        Err("no supported keyring on this platform".into())
+    fn auto() -> Result<Opened, OpenError> {
+        Err(OpenError::Unsupported)
     }
 
     #[cfg(target_os = "linux")]
-    fn secret_service() -> Result<Opened, String> {
+    fn secret_service() -> Result<Opened, OpenError> {
         let has_bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty())
             || std::env::var_os("XDG_RUNTIME_DIR")
                 .map(|d| std::path::Path::new(&d).join("bus").exists())
                 .unwrap_or(false);
         if !has_bus {
-            return Err(
-                "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)".into(),
-            );
+            return Err(OpenError::NoBus);
         }
         let store = zbus_secret_service_keyring_store::Store::new()
-            .map_err(|e| format!("cannot reach a Secret Service on the session bus ({e})"))?;
+            .map_err(|e| OpenError::NoSecretService(e.to_string()))?;
         probe(Opened {
             store,
             backend: Backend::SecretService,
         })
-        .map_err(|e| format!("the Secret Service does not answer ({e})"))
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn secret_service() -> Result<Opened, String> {
-        Err("the Secret Service store is available on Linux only".into())
+    fn secret_service() -> Result<Opened, OpenError> {
+        Err(OpenError::OtherPlatform {
+            store: "secret-service",
+            platform: "Linux",
+        })
     }
 
     #[cfg(target_os = "linux")]
-    fn keyutils() -> Result<Opened, String> {
+    fn keyutils() -> Result<Opened, OpenError> {
         // Without a session keyring of its own, linking into the user's
         // persistent keyring fails with EACCES; join a fresh one (this thread
         // does every keyutils call).
-        crate::sys::join_session_keyring()
-            .map_err(|e| format!("cannot join a session keyring ({e})"))?;
-        let store = linux_keyutils_keyring_store::Store::new()
-            .map_err(|e| format!("cannot open the kernel keyring ({e})"))?;
+        crate::sys::join_session_keyring().map_err(|e| OpenError::SessionKeyring(e.to_string()))?;
+        let store = linux_keyutils_keyring_store::Store::new().map_err(|e| OpenError::Open {
+            backend: Backend::Keyutils,
+            detail: e.to_string(),
+        })?;
         probe(Opened {
             store,
             backend: Backend::Keyutils,
@@ -470,14 +513,20 @@ mod backends {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn keyutils() -> Result<Opened, String> {
-        Err("the keyutils store is available on Linux only".into())
+    fn keyutils() -> Result<Opened, OpenError> {
+        Err(OpenError::OtherPlatform {
+            store: "keyutils",
+            platform: "Linux",
+        })
     }
 
     #[cfg(target_os = "macos")]
-    fn keychain() -> Result<Opened, String> {
-        let store = apple_native_keyring_store::keychain::Store::new()
-            .map_err(|e| format!("cannot open the Keychain ({e})"))?;
+    fn keychain() -> Result<Opened, OpenError> {
+        let store =
+            apple_native_keyring_store::keychain::Store::new().map_err(|e| OpenError::Open {
+                backend: Backend::Keychain,
+                detail: e.to_string(),
+            })?;
         Ok(Opened {
             store,
             backend: Backend::Keychain,
@@ -485,14 +534,19 @@ mod backends {
     }
 
     #[cfg(not(target_os = "macos"))]
-    fn keychain() -> Result<Opened, String> {
-        Err("the Keychain store is available on macOS only".into())
+    fn keychain() -> Result<Opened, OpenError> {
+        Err(OpenError::OtherPlatform {
+            store: "keychain",
+            platform: "macOS",
+        })
     }
 
     #[cfg(windows)]
-    fn windows() -> Result<Opened, String> {
-        let store = windows_native_keyring_store::Store::new()
-            .map_err(|e| format!("cannot open the Credential Manager ({e})"))?;
+    fn windows() -> Result<Opened, OpenError> {
+        let store = windows_native_keyring_store::Store::new().map_err(|e| OpenError::Open {
+            backend: Backend::CredentialManager,
+            detail: e.to_string(),
+        })?;
         Ok(Opened {
             store,
             backend: Backend::CredentialManager,
@@ -500,8 +554,11 @@ mod backends {
     }
 
     #[cfg(not(windows))]
-    fn windows() -> Result<Opened, String> {
-        Err("the Credential Manager store is available on Windows only".into())
+    fn windows() -> Result<Opened, OpenError> {
+        Err(OpenError::OtherPlatform {
+            store: "windows-credential-manager",
+            platform: "Windows",
+        })
     }
 }
 
@@ -539,9 +596,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_that_cannot_open_reports_what_was_tried() {
-        let store = SecretStore::spawn(Box::new(|| Err("secret-service: no bus".into())), SERVICE);
+        let store = SecretStore::spawn(Box::new(|| Err(OpenError::NoBus)), SERVICE);
         let err = store.get("a", 0).await.unwrap_err();
-        assert!(err.to_string().contains("no bus"), "{err}");
+        assert!(err.to_string().contains("no D-Bus session bus"), "{err}");
         assert!(matches!(store.state(), StoreState::Failed(_)));
     }
 }

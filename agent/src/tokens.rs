@@ -5,11 +5,11 @@
 use crate::dpop_keys::DpopKeys;
 use crate::error::AgentError;
 use crate::fetcher::AgentFetcher;
-use crate::jwk;
+use crate::jwk::{self, JwkError};
 use crate::oauth::OAuthError;
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Key, KeyStatus, Refresher};
-use crate::store::StoreError;
+use crate::store::{SecretStore, StoreError};
 use jwtagent::config::{Alg, FieldError, Profile, check_resources, check_scopes};
 use jwtagent::protocol::{DpopAnswer, TokenAnswer};
 use std::sync::Arc;
@@ -60,9 +60,17 @@ pub enum TokenError {
         "profile {0:?} has no DPoP key in the keyring (it was deleted outside jwtagent, or the keyring was reset); add the profile again to make a new one"
     )]
     DpopKeyMissing(String),
-    /// A `dpop_proof` request that cannot be served as asked.
-    #[error("{0}")]
-    Invalid(String),
+    /// A scope or resource in the request that `add` would refuse too.
+    #[error(transparent)]
+    Field(#[from] FieldError),
+    /// A `dpop_proof` request for a profile without a DPoP key.
+    #[error(
+        "profile {0:?} does not use DPoP, so its tokens need no proof; add it again with --dpop to bind its tokens to a key"
+    )]
+    NotDpop(String),
+    /// A `dpop_proof` request whose method or URL is unusable.
+    #[error(transparent)]
+    Proof(#[from] JwkError),
 }
 
 impl TokenError {
@@ -80,7 +88,9 @@ impl TokenError {
             TokenError::Profile(_)
                 | TokenError::SecretMissing(_)
                 | TokenError::DpopKeyMissing(_)
-                | TokenError::Invalid(_)
+                | TokenError::Field(_)
+                | TokenError::NotDpop(_)
+                | TokenError::Proof(_)
         );
         FetchError {
             error: self,
@@ -103,10 +113,11 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn new(profiles: Arc<Profiles>) -> Tokens {
-        let dpop = Arc::new(DpopKeys::new(profiles.clone()));
+    /// Tokens for `profiles`, whose secrets and keys are in `store`.
+    pub fn new(profiles: Arc<Profiles>, store: SecretStore) -> Tokens {
+        let dpop = Arc::new(DpopKeys::new(store.clone()));
         Tokens {
-            refresher: Refresher::new(AgentFetcher::new(profiles, dpop.clone())),
+            refresher: Refresher::new(AgentFetcher::new(profiles, store, dpop.clone())),
             dpop,
         }
     }
@@ -174,15 +185,10 @@ impl Tokens {
             resources,
             force,
         } = query;
-        let invalid = |msg: String| TokenError::Invalid(msg);
         let (key, dpop) = key_for(&name, profile, scopes, resources)?;
-        let (alg, generation) = dpop.ok_or_else(|| {
-            invalid(format!(
-                "profile {name:?} does not use DPoP, so its tokens need no proof; add it again with --dpop to bind its tokens to a key"
-            ))
-        })?;
-        let htm = jwk::htm(method).map_err(|e| invalid(e.to_string()))?;
-        let htu = jwk::htu(url).map_err(|e| invalid(e.to_string()))?;
+        let (alg, generation) = dpop.ok_or_else(|| TokenError::NotDpop(name.clone()))?;
+        let htm = jwk::htm(method).map_err(TokenError::Proof)?;
+        let htu = jwk::htu(url).map_err(TokenError::Proof)?;
         let answer = self.serve(&key, min_ttl, force).await?;
         let signer = self.dpop.get(&name, alg, generation).await?;
         let proof = signer
@@ -207,12 +213,11 @@ fn key_for(
 ) -> Result<(Key, Option<(Alg, u32)>), TokenError> {
     // What a request names goes to the server as it is: checked as `add`
     // checks the profile's own.
-    let bad = |e: FieldError| TokenError::Invalid(e.to_string());
     if let Some(scopes) = &scopes {
-        check_scopes(scopes).map_err(bad)?;
+        check_scopes(scopes)?;
     }
     if let Some(resources) = &resources {
-        check_resources(resources).map_err(bad)?;
+        check_resources(resources)?;
     }
     let key = Key {
         profile: name.to_string(),

@@ -56,7 +56,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
         issuer: issuer.to_string(),
         message,
     };
-    let urls = metadata_urls(issuer).map_err(fail)?;
+    let urls = metadata_urls(issuer).map_err(|e| fail(format!("not a URL: {e}")))?;
     let mut tried = Vec::new();
     for url in urls {
         let response = match http.get(url.clone()).send().await {
@@ -101,13 +101,12 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
 /// Where an issuer's metadata may be: OpenID Connect Discovery appends
 /// `/.well-known/openid-configuration` to the issuer; RFC 8414 §3.1 inserts
 /// `/.well-known/oauth-authorization-server` between the host and the path.
-pub fn metadata_urls(issuer: &str) -> Result<[Url; 2], String> {
-    let base = Url::parse(issuer).map_err(|e| format!("not a URL: {e}"))?;
+pub fn metadata_urls(issuer: &str) -> Result<[Url; 2], url::ParseError> {
+    let base = Url::parse(issuer)?;
     let oidc = Url::parse(&format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
-    ))
-    .map_err(|e| e.to_string())?;
+    ))?;
     let mut rfc8414 = base.clone();
     let path = base.path().trim_end_matches('/');
     rfc8414.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
