@@ -568,6 +568,15 @@ impl Profile {
 
     /// Checks everything that can be checked without I/O or the secret.
     pub fn validate(&self) -> Result<(), FieldError> {
+        self.check_endpoints()?;
+        self.check_client()?;
+        self.check_assertion()?;
+        self.check_request()?;
+        self.check_local()
+    }
+
+    /// Where tokens come from: an issuer or a token endpoint, not both.
+    fn check_endpoints(&self) -> Result<(), FieldError> {
         match (&self.issuer, &self.token_url) {
             (None, None) => {
                 return Err(field_err(
@@ -595,6 +604,10 @@ impl Profile {
         if let Some(token_url) = &self.token_url {
             check_endpoint("token_url", token_url)?;
         }
+        Ok(())
+    }
+
+    fn check_client(&self) -> Result<(), FieldError> {
         if self.client_id.trim().is_empty() {
             return Err(field_err(
                 "client_id",
@@ -607,6 +620,11 @@ impl Profile {
                 "must not contain control characters",
             ));
         }
+        Ok(())
+    }
+
+    /// The client assertion's settings, which only the JWT methods use.
+    fn check_assertion(&self) -> Result<(), FieldError> {
         if !self.auth.uses_assertion() {
             for (field, set) in [
                 ("alg", self.alg.is_some()),
@@ -656,6 +674,11 @@ impl Profile {
                 "is `issuer` but the profile has no --issuer; use token-endpoint or a URL",
             ));
         }
+        Ok(())
+    }
+
+    /// What the token request carries besides the grant.
+    fn check_request(&self) -> Result<(), FieldError> {
         check_scopes(&self.scopes)?;
         check_resources(&self.resources)?;
         if let Some(aud) = &self.audience
@@ -679,6 +702,11 @@ impl Profile {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Local settings: the executables allowed, the DPoP key, the CA file.
+    fn check_local(&self) -> Result<(), FieldError> {
         for exe in &self.allow_exe {
             if !exe.is_absolute() {
                 return Err(field_err(

@@ -167,6 +167,63 @@ struct State<E> {
     generation: u64,
 }
 
+impl<E: Clone + fmt::Display> State<E> {
+    /// Holds a token just fetched (the fetch started at `started`).
+    fn fetched(&mut self, f: Fetched, started: Instant, jitter: f64) {
+        let serve_for = f.lifetime.unwrap_or(UNKNOWN_LIFETIME_SERVE);
+        self.next_refresh = Some(refresh_at(started, f.lifetime, f.refresh_before, jitter));
+        self.held = Some(Held {
+            token: f.token,
+            token_type: f.token_type,
+            scope: f.scope,
+            expires_at: f.lifetime.map(|l| unix_now().saturating_add(l.as_secs())),
+            // The OAuth client clamps lifetimes; saturate all the same.
+            valid_until: started
+                .checked_add(serve_for)
+                .unwrap_or(started + UNKNOWN_LIFETIME_SERVE),
+        });
+        self.refresh_token = f.refresh_token;
+        self.failures = 0;
+        self.retry_at = None;
+        self.last_error = None;
+        self.generation += 1;
+    }
+
+    /// Records a failed fetch: when to try again (never, for a permanent
+    /// failure) and a warning, rate-limited: a server failing for hours logs
+    /// at the 1st, 2nd, 4th, 8th... failure, and whenever the error changes.
+    fn failed(&mut self, key: &Key, e: FetchError<E>, jitter: f64) -> RefreshError<E> {
+        self.failures = self.failures.saturating_add(1);
+        let delay = retry_delay(&e, self.failures, jitter);
+        self.retry_at = (!e.permanent).then(|| Instant::now() + delay);
+        let message = e.error.to_string();
+        let changed =
+            self.last_error.as_ref().map(|l| l.error.to_string()) != Some(message.clone());
+        if changed || self.failures.is_power_of_two() {
+            tracing::warn!(
+                profile = %key.profile,
+                failures = self.failures,
+                retry_in_ms = delay.as_millis() as u64,
+                error = %message,
+                "token refresh failed"
+            );
+        } else {
+            tracing::debug!(
+                profile = %key.profile,
+                failures = self.failures,
+                retry_in_ms = delay.as_millis() as u64,
+                "token refresh failed again"
+            );
+        }
+        let failed = RefreshError::Failed {
+            error: e.error.clone(),
+            next_attempt_in: None,
+        };
+        self.last_error = Some(e);
+        failed
+    }
+}
+
 impl<E> Default for State<E> {
     fn default() -> Self {
         State {
@@ -366,73 +423,19 @@ impl<F: Fetcher> Refresher<F> {
     ) -> Result<(), RefreshError<F::Error>> {
         let started = Instant::now();
         let result = self.fetcher.fetch(&entry.key, refresh_token).await;
-        let mut st = entry.state();
-        match result {
-            Ok(f) => {
-                let serve_for = f.lifetime.unwrap_or(UNKNOWN_LIFETIME_SERVE);
-                st.next_refresh = Some(refresh_at(
-                    started,
-                    f.lifetime,
-                    f.refresh_before,
-                    (self.rng)(),
-                ));
-                st.held = Some(Held {
-                    token: f.token,
-                    token_type: f.token_type,
-                    scope: f.scope,
-                    expires_at: f.lifetime.map(|l| unix_now().saturating_add(l.as_secs())),
-                    // The OAuth client clamps lifetimes; saturate all the same.
-                    valid_until: started
-                        .checked_add(serve_for)
-                        .unwrap_or(started + UNKNOWN_LIFETIME_SERVE),
-                });
-                st.refresh_token = f.refresh_token;
-                st.failures = 0;
-                st.retry_at = None;
-                st.last_error = None;
-                st.generation += 1;
-                drop(st);
-                entry.wake.notify_one();
-                Ok(())
-            }
-            Err(e) => {
-                st.failures = st.failures.saturating_add(1);
-                let delay = retry_delay(&e, st.failures, (self.rng)());
-                st.retry_at = Some(Instant::now() + delay);
-                // Rate-limited: a server failing for hours logs at the 1st,
-                // 2nd, 4th, 8th... failure, and whenever the error changes.
-                let message = e.error.to_string();
-                let changed =
-                    st.last_error.as_ref().map(|l| l.error.to_string()) != Some(message.clone());
-                if changed || st.failures.is_power_of_two() {
-                    tracing::warn!(
-                        profile = %entry.key.profile,
-                        failures = st.failures,
-                        retry_in_ms = delay.as_millis() as u64,
-                        error = %message,
-                        "token refresh failed"
-                    );
-                } else {
-                    tracing::debug!(
-                        profile = %entry.key.profile,
-                        failures = st.failures,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "token refresh failed again"
-                    );
+        let jitter = (self.rng)();
+        let outcome = {
+            let mut st = entry.state();
+            match result {
+                Ok(fetched) => {
+                    st.fetched(fetched, started, jitter);
+                    Ok(())
                 }
-                let failed = RefreshError::Failed {
-                    error: e.error.clone(),
-                    next_attempt_in: None,
-                };
-                if e.permanent {
-                    st.retry_at = None;
-                }
-                st.last_error = Some(e);
-                drop(st);
-                entry.wake.notify_one();
-                Err(failed)
+                Err(e) => Err(st.failed(&entry.key, e, jitter)),
             }
-        }
+        };
+        entry.wake.notify_one();
+        outcome
     }
 
     /// Keeps one entry fresh until it goes idle and its token expires.

@@ -13,8 +13,9 @@ use jwtagent::protocol::{ErrorCode, MAX_LINE};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::Zeroize;
@@ -61,37 +62,13 @@ pub async fn serve(
     let tracker = TaskTracker::new();
     let my_uid = rustix::process::geteuid().as_raw();
     loop {
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Every slot is taken: the connection idle the longest makes
-                // room, so that idle clients cannot lock everyone else out.
-                // Only when all of them are busy does the next one wait.
-                if idle.evict_oldest() {
-                    tracing::debug!("all connection slots taken; closing the longest-idle one");
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    permit = slots.clone().acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                }
-            }
+        let Some(permit) = slot(&slots, &idle, &shutdown).await else {
+            break;
         };
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
-                    }
-                }
-            },
+        let stream = match accept(&listener, &shutdown).await {
+            Accepted::Stream(stream) => stream,
+            Accepted::Retry => continue,
+            Accepted::Stop => break,
         };
         let Some(peer) = peer_allowed(&stream, my_uid, &state) else {
             continue;
@@ -130,6 +107,51 @@ pub async fn serve(
             grace_secs = limits.shutdown_grace.as_secs(),
             "in-flight requests did not finish in time; closing them"
         );
+    }
+}
+
+/// A connection slot; None once the agent shuts down. When every slot is
+/// taken, the connection idle the longest makes room, so that idle clients
+/// cannot lock everyone else out; only when all are busy does the next one
+/// wait.
+async fn slot(
+    slots: &Arc<Semaphore>,
+    idle: &Idle,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = slots.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    if idle.evict_oldest() {
+        tracing::debug!("all connection slots taken; closing the longest-idle one");
+    }
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        permit = slots.clone().acquire_owned() => permit.ok(),
+    }
+}
+
+enum Accepted {
+    Stream(UnixStream),
+    /// Accepting failed (EMFILE and friends) and a short back-off passed.
+    Retry,
+    Stop,
+}
+
+async fn accept(listener: &UnixListener, shutdown: &CancellationToken) -> Accepted {
+    tokio::select! {
+        _ = shutdown.cancelled() => Accepted::Stop,
+        accepted = listener.accept() => match accepted {
+            Ok((stream, _)) => Accepted::Stream(stream),
+            Err(e) => {
+                // Back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => Accepted::Stop,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => Accepted::Retry,
+                }
+            }
+        },
     }
 }
 
@@ -289,7 +311,8 @@ async fn handle_connection(
             line.zeroize();
             return;
         };
-        let (response, after) = match frame {
+        let frame = match frame {
+            Ok(Ok(frame)) => frame,
             Err(_) => {
                 tracing::debug!("closing idle connection");
                 return;
@@ -298,18 +321,20 @@ async fn handle_connection(
                 tracing::debug!(error = %e, "connection read failed");
                 return;
             }
-            Ok(Ok(Frame::Eof)) => return,
-            Ok(Ok(Frame::TooLarge)) => {
+        };
+        let (response, after) = match frame {
+            Frame::Eof => return,
+            Frame::TooLarge => {
                 tracing::debug!("request line too large; closing connection");
                 let line = error_line(
                     ErrorCode::TooLarge,
                     format!("request line exceeds {MAX_LINE} bytes; connection closed"),
                 );
-                let _ = tokio::time::timeout(limits.write_timeout, writer.write_all(&line)).await;
+                send(&mut writer, line, limits.write_timeout).await;
                 return;
             }
-            Ok(Ok(Frame::Line)) if line.iter().all(u8::is_ascii_whitespace) => continue,
-            Ok(Ok(Frame::Line)) => {
+            Frame::Line if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Frame::Line => {
                 if reader.get_mut().take_new() {
                     update_writers(&mut peer, reader.get_ref().writers());
                 }
@@ -319,23 +344,30 @@ async fn handle_connection(
         // Request lines may carry a secret (`add`) and responses a token:
         // neither outlives its use in our buffers.
         line.zeroize();
-        let mut response = response;
-        let written = tokio::time::timeout(limits.write_timeout, writer.write_all(&response)).await;
-        response.zeroize();
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "connection write failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("client does not read its responses; closing connection");
-                return;
-            }
+        if !send(&mut writer, response, limits.write_timeout).await {
+            return;
         }
         if after == After::Shutdown {
             shutdown.cancel();
             return;
+        }
+    }
+}
+
+/// Writes `response` (then wipes it: it may hold a token); false when the
+/// connection is to be closed because the write failed or stalled.
+async fn send(writer: &mut OwnedWriteHalf, mut response: Vec<u8>, timeout: Duration) -> bool {
+    let written = tokio::time::timeout(timeout, writer.write_all(&response)).await;
+    response.zeroize();
+    match written {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "connection write failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("client does not read its responses; closing connection");
+            false
         }
     }
 }
