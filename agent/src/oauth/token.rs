@@ -86,20 +86,7 @@ pub async fn fetch_token(
     http: &reqwest::Client,
     req: &TokenRequest<'_>,
 ) -> Result<TokenResponse, OAuthError> {
-    let mut form = Form::default();
-    req.grant.add_to(&mut form);
-    if !req.scopes.is_empty() {
-        form.push("scope", req.scopes.join(" "));
-    }
-    for resource in req.resources {
-        form.push("resource", resource.clone());
-    }
-    if let Some(audience) = req.audience {
-        form.push("audience", audience);
-    }
-    for (k, v) in req.params {
-        form.push(k.as_str(), v.clone());
-    }
+    let mut form = req.form();
     let builder = http.post(req.token_endpoint.clone());
     let mut builder = auth::apply(&req.auth, req.client_id, &mut form, builder)?;
     // Everything secret this request carries, in every form a server that
@@ -114,17 +101,7 @@ pub async fn fetch_token(
     let body = form.encode()?;
     let url = req.token_endpoint;
     if let Some((key, nonce)) = &req.dpop {
-        let htu = crate::jwk::htu(url.as_str()).map_err(SetupError::Dpop)?;
-        let proof = key
-            .proof("POST", &htu, None, nonce.as_deref())
-            .map_err(SetupError::Dpop)?;
-        let value = reqwest::header::HeaderValue::from_bytes(proof.expose()).map_err(|_| {
-            SetupError::Stored {
-                what: "DPoP proof",
-                detail: "it is not a header value".into(),
-            }
-        })?;
-        builder = builder.header("dpop", value);
+        builder = builder.header("dpop", dpop_header(key, url, nonce.as_deref())?);
     }
     let response = builder
         .header("content-type", "application/x-www-form-urlencoded")
@@ -158,6 +135,47 @@ pub async fn fetch_token(
         e.redact(&needles);
     }
     result
+}
+
+impl TokenRequest<'_> {
+    /// The form fields: the grant's, then scope, resources, audience and the
+    /// profile's extra parameters (client authentication adds its own).
+    fn form(&self) -> Form<'_> {
+        let mut form = Form::default();
+        self.grant.add_to(&mut form);
+        if !self.scopes.is_empty() {
+            form.push("scope", self.scopes.join(" "));
+        }
+        for resource in self.resources {
+            form.push("resource", resource.clone());
+        }
+        if let Some(audience) = self.audience {
+            form.push("audience", audience);
+        }
+        for (k, v) in self.params {
+            form.push(k.as_str(), v.clone());
+        }
+        form
+    }
+}
+
+/// The `DPoP` header of a token request to `url` (RFC 9449 §5).
+fn dpop_header(
+    key: &crate::jwk::DpopKey,
+    url: &Url,
+    nonce: Option<&str>,
+) -> Result<reqwest::header::HeaderValue, OAuthError> {
+    let htu = crate::jwk::htu(url.as_str()).map_err(SetupError::Dpop)?;
+    let proof = key
+        .proof("POST", &htu, None, nonce)
+        .map_err(SetupError::Dpop)?;
+    reqwest::header::HeaderValue::from_bytes(proof.expose()).map_err(|_| {
+        SetupError::Stored {
+            what: "DPoP proof",
+            detail: "it is not a header value".into(),
+        }
+        .into()
+    })
 }
 
 /// The forms in which a secret sent as `client_id:secret` Basic credentials or
