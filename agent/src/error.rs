@@ -123,7 +123,7 @@ fn token_code(e: &TokenError) -> ErrorCode {
             ErrorCode::BadRequest
         }
         TokenError::OAuth { source, .. } => match source {
-            OAuthError::Network { .. } => ErrorCode::Network,
+            OAuthError::Network { .. } | OAuthError::Tls { .. } => ErrorCode::Network,
             OAuthError::Setup(_) => ErrorCode::Config,
             OAuthError::Idp { .. }
             | OAuthError::BadResponse { .. }
@@ -184,8 +184,18 @@ mod tests {
             (oauth(idp.clone()).into(), ErrorCode::IdpError),
             (
                 oauth(OAuthError::Network {
+                    step: crate::oauth::Step::Token,
                     host: "h".into(),
                     cause: "c".into(),
+                })
+                .into(),
+                ErrorCode::Network,
+            ),
+            (
+                oauth(OAuthError::Tls {
+                    step: crate::oauth::Step::Discovery,
+                    host: "h".into(),
+                    problem: crate::oauth::tls::TlsProblem::Expired { not_after: None },
                 })
                 .into(),
                 ErrorCode::Network,

@@ -40,6 +40,18 @@ pub fn private_dir() -> tempfile::TempDir {
 /// One isolated user environment: its own runtime dir (so its own default
 /// socket), home, config and state directories. Agents it started are killed
 /// when it is dropped.
+/// The variables a proxy is configured with, as curl reads them.
+pub const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     /// Keyring service the agent stores secrets under: unique per test, so that
@@ -101,12 +113,20 @@ impl TestEnv {
             .env_remove("JWTAGENT_CONFIG")
             .env("JWTAGENT_KEYRING_SERVICE", &self.keyring_service)
             .env("JWTAGENT_LOG", "debug")
+            // The platform trust store (rustls-native-certs reads
+            // SSL_CERT_FILE on Linux) holds the test CA only; no proxy from
+            // the machine's environment.
+            .env("SSL_CERT_FILE", &crate::pki::pki().ca)
+            .env_remove("SSL_CERT_DIR")
             .env("XDG_RUNTIME_DIR", self.path("run"))
             .env("HOME", self.path("home"))
             .env("XDG_CONFIG_HOME", self.path("config"))
             .env("XDG_STATE_HOME", self.path("state"))
             .env("SHELL", "/bin/sh")
             .stdin(Stdio::null());
+        for var in PROXY_VARS {
+            cmd.env_remove(var);
+        }
         match &self.bus {
             Some(address) => cmd.env("DBUS_SESSION_BUS_ADDRESS", address),
             None => cmd.env_remove("DBUS_SESSION_BUS_ADDRESS"),
@@ -579,7 +599,22 @@ pub struct Oidc {
 }
 
 impl Oidc {
+    /// The provider over HTTPS, with a certificate for 127.0.0.1 from the
+    /// test CA (which `TestEnv` commands trust through `SSL_CERT_FILE`).
     pub fn start(env: &TestEnv, config: &Value) -> Oidc {
+        Oidc::start_with_cert(env, config, &crate::pki::pki().server)
+    }
+
+    /// The provider over HTTPS with `cert`.
+    pub fn start_with_cert(env: &TestEnv, config: &Value, cert: &crate::pki::Leaf) -> Oidc {
+        let mut config = config.clone();
+        config["tls"] = serde_json::json!({"cert": cert.cert, "key": cert.key});
+        Oidc::start_plain(env, &config)
+    }
+
+    /// The provider as `config` says: plain HTTP unless it names a `tls`
+    /// certificate (for tests where TLS is beside the point).
+    pub fn start_plain(env: &TestEnv, config: &Value) -> Oidc {
         let node = require_tool("node", "nodejs");
         let dir = oidc_dir();
         assert!(

@@ -13,7 +13,11 @@ use std::process::{Command, Stdio};
 fn node(script: &str, args: &[&str], input: &str) -> std::process::Output {
     let node = require_tool("node", "nodejs");
     output_with_stdin(
-        Command::new(node).arg(oidc_dir().join(script)).args(args),
+        Command::new(node)
+            .arg(oidc_dir().join(script))
+            .args(args)
+            // register.mjs reaches the provider over HTTPS.
+            .env("NODE_EXTRA_CA_CERTS", &crate::pki::pki().ca),
         input.as_bytes(),
     )
 }

@@ -322,7 +322,7 @@ fn discovery_document_naming_another_issuer_is_refused() {
     let s = setup(600);
     // Same server, but configured as "localhost": its document says 127.0.0.1.
     let port = s.oidc.issuer.rsplit(':').next().unwrap();
-    let other = format!("http://localhost:{port}");
+    let other = format!("https://localhost:{port}");
     let out = s.env.run(&[
         "add",
         "lie",

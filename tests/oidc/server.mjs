@@ -4,7 +4,9 @@
 //   node server.mjs CONFIG.json
 //
 // CONFIG.json: {"ttl": seconds, "port"?: number, "dpop_require_nonce"?: bool,
+//               "tls"?: {"cert": PEM path, "key": PEM path},
 //               "clients": [{client_id, auth, secret?, alg?, public_key_pem?}]}
+// With "tls" it serves HTTPS (the issuer is https://127.0.0.1:PORT), else HTTP.
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
 // server nonce. Open dynamic registration (RFC 7591) at /reg takes the
 // client_id the request names, so a test can register the JWKS that
@@ -14,7 +16,8 @@
 // assertion?, error?, description?}. The assertion is logged only so that tests
 // can verify it independently; it is single-use and this server is a test server.
 
-import { createServer } from 'node:http';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider from 'oidc-provider';
@@ -42,9 +45,11 @@ async function clientMetadata(c) {
   return meta;
 }
 
-const server = createServer();
+const server = config.tls
+  ? createHttpsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) })
+  : createHttpServer();
 await new Promise((resolve) => server.listen(config.port ?? 0, '127.0.0.1', resolve));
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = `${config.tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
   clients: await Promise.all(config.clients.map(clientMetadata)),

@@ -2,6 +2,7 @@
 //! endpoint is, fetched once an hour per issuer and trust configuration.
 
 use super::OAuthError;
+use super::Step;
 use super::http::{excerpt, network_error, read_body};
 use jwtagent::config::check_endpoint;
 use serde::Deserialize;
@@ -61,9 +62,9 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
     for url in urls {
         let response = match http.get(url.clone()).send().await {
             Ok(r) => r,
-            Err(e) => return Err(network_error(&url, &e)),
+            Err(e) => return Err(network_error(&url, Step::Discovery, &e)),
         };
-        let (status, body) = read_body(&url, response).await?;
+        let (status, body) = read_body(&url, Step::Discovery, response).await?;
         if status != 200 {
             tried.push(format!("{url}: HTTP {status}"));
             continue;

@@ -83,6 +83,7 @@ mod tests {
             dpop_nonce: None,
         };
         let down = OAuthError::Network {
+            step: crate::oauth::Step::Token,
             host: "idp".into(),
             cause: "refused".into(),
         };

@@ -2,7 +2,8 @@
 //! configuration, bounded bodies, and errors that name the host, never the URL
 //! (which may carry a secret in a query) or the body of a success.
 
-use super::{OAuthError, SetupError};
+use super::tls::TlsProblem;
+use super::{OAuthError, SetupError, Step};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,18 +27,7 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, OAuthError
         // resend credentials to wherever it points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("jwtagent/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = ca_file {
-        let ca_err = |detail: String| SetupError::CaFile {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| ca_err(format!("not a PEM bundle: {e}")))?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
+    builder = builder.tls_backend_preconfigured(super::tls::client_config(ca_file)?);
     builder
         .build()
         .map_err(|e| SetupError::Tls(e.to_string()).into())
@@ -67,8 +57,16 @@ pub(super) fn host_of(url: &Url) -> String {
     }
 }
 
-/// Describes a transport error by its cause, without the URL reqwest would add.
-pub(super) fn network_error(url: &Url, e: &reqwest::Error) -> OAuthError {
+/// Describes a transport error by its cause, without the URL reqwest would
+/// add; a refused certificate as what to do about it.
+pub(super) fn network_error(url: &Url, step: Step, e: &reqwest::Error) -> OAuthError {
+    if let Some(problem) = TlsProblem::find(e) {
+        return OAuthError::Tls {
+            step,
+            host: host_of(url),
+            problem,
+        };
+    }
     let mut cause = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
@@ -83,6 +81,7 @@ pub(super) fn network_error(url: &Url, e: &reqwest::Error) -> OAuthError {
         source = s.source();
     }
     OAuthError::Network {
+        step,
         host: host_of(url),
         cause,
     }
@@ -90,12 +89,17 @@ pub(super) fn network_error(url: &Url, e: &reqwest::Error) -> OAuthError {
 
 pub(super) async fn read_body(
     url: &Url,
+    step: Step,
     response: reqwest::Response,
 ) -> Result<(u16, Vec<u8>), OAuthError> {
     let status = response.status().as_u16();
     let mut response = response;
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| network_error(url, &e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| network_error(url, step, &e))?
+    {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(OAuthError::BadResponse {
                 host: host_of(url),

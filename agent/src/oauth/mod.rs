@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod grant;
 pub mod http;
+pub mod tls;
 pub mod token;
 
 pub use token::{TokenRequest, TokenResponse, parse_token_response};
@@ -51,8 +52,19 @@ pub enum OAuthError {
         retry_after: Option<Duration>,
     },
     /// The server could not be reached.
-    #[error("cannot reach {host}: {cause}")]
-    Network { host: String, cause: String },
+    #[error("{step}: cannot reach {host}: {cause}")]
+    Network {
+        step: Step,
+        host: String,
+        cause: String,
+    },
+    /// The server's certificate was refused.
+    #[error("{step}: TLS with {host} failed: {problem}")]
+    Tls {
+        step: Step,
+        host: String,
+        problem: tls::TlsProblem,
+    },
     /// Discovery failed or returned an unacceptable document.
     #[error("discovery for issuer {issuer} failed: {message}")]
     Discovery { issuer: String, message: String },
@@ -83,10 +95,30 @@ impl OAuthError {
             }
             OAuthError::BadResponse { excerpt, .. } => scrub(excerpt),
             OAuthError::Network { cause, .. } => scrub(cause),
+            // Certificate names and dates, never a request's text.
+            OAuthError::Tls { .. } => {}
             OAuthError::Discovery { message, .. } => scrub(message),
             // Made by us, never of the server's text.
             OAuthError::Setup(_) => {}
         }
+    }
+}
+
+/// Which request to the authorization server failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Fetching the issuer's metadata.
+    Discovery,
+    /// The token request.
+    Token,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Discovery => "discovery",
+            Step::Token => "token request",
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //! hostile: lifetimes clamped, tokens that a header cannot carry refused, and
 //! the request's secrets scrubbed from any error text.
 
+use super::Step;
 use super::auth::{self, ClientAuth};
 use super::grant::Grant;
 use super::http::{excerpt, host_of, network_error, printable, read_body};
@@ -109,7 +110,7 @@ pub async fn fetch_token(
         .body(body.as_bytes().to_vec())
         .send()
         .await
-        .map_err(|e| network_error(url, &e))?;
+        .map_err(|e| network_error(url, Step::Token, &e))?;
     let retry_after = match response.status().as_u16() {
         429 | 503 => response
             .headers()
@@ -123,7 +124,7 @@ pub async fn fetch_token(
         .get("dpop-nonce")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let (status, bytes) = read_body(url, response).await?;
+    let (status, bytes) = read_body(url, Step::Token, response).await?;
     let mut result = parse_token_response(url, status, retry_after, &bytes);
     match &mut result {
         Ok(TokenResponse { dpop_nonce: n, .. }) | Err(OAuthError::Idp { dpop_nonce: n, .. }) => {

@@ -1,0 +1,266 @@
+//! TLS to authorization servers: rustls with the platform verifier (on Linux,
+//! the system bundle that rustls-native-certs finds, or the `SSL_CERT_FILE` /
+//! `SSL_CERT_DIR` the agent was started with) plus a profile's CA file, and
+//! refusals explained: which CA issued a certificate nobody trusts, which names
+//! a certificate is for, when it expired.
+
+use super::SetupError;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The rustls configuration of one HTTP client: the platform's roots plus the
+/// certificates of `ca_file`.
+pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, SetupError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let extra = match ca_file {
+        Some(path) => read_ca_file(path)?,
+        None => Vec::new(),
+    };
+    let platform =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| SetupError::Tls(e.to_string()))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SetupError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Explaining(Arc::new(platform))))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+    use rustls::pki_types::pem::PemObject;
+    let err = |detail: String| SetupError::CaFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("not a PEM bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(err("it holds no PEM certificate".into()));
+    }
+    Ok(certs)
+}
+
+/// Why a server's certificate was refused, as the user can act on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsProblem {
+    #[error(
+        "its certificate was issued by {}, a CA this machine does not trust. If the server uses a private CA, give that CA's certificate to the profile with --ca-file CA.pem (jwtagent add NAME ... --ca-file CA.pem), or add it to the system trust store (the agent reads SSL_CERT_FILE and SSL_CERT_DIR when it starts)",
+        .issuer.as_deref().unwrap_or("an unknown CA")
+    )]
+    UnknownIssuer { issuer: Option<String> },
+    #[error(
+        "its certificate is for {}, not {expected}: use a host name the certificate names in the profile's URL",
+        if presented.is_empty() { "other names".to_string() } else { presented.join(", ") }
+    )]
+    WrongName {
+        expected: String,
+        presented: Vec<String>,
+    },
+    #[error(
+        "its certificate expired {}: the server's certificate must be renewed (or this machine's clock is wrong)",
+        when(*not_after)
+    )]
+    Expired { not_after: Option<u64> },
+    #[error(
+        "its certificate is not valid until {}: check this machine's clock",
+        when(*not_before)
+    )]
+    NotYetValid { not_before: Option<u64> },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn when(unix: Option<u64>) -> String {
+    match unix.and_then(|s| x509_parser::time::ASN1Time::from_timestamp(s as i64).ok()) {
+        Some(t) => format!("on {t}"),
+        None => "already".into(),
+    }
+}
+
+impl TlsProblem {
+    /// The TLS refusal somewhere in `error`'s chain of causes, if that is why
+    /// it failed.
+    pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<TlsProblem> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(rustls) = e.downcast_ref::<rustls::Error>() {
+                return Some(TlsProblem::from_rustls(rustls));
+            }
+            // An io::Error's source() skips the error it wraps (hyper's
+            // connector wraps rustls's error in two of them).
+            next = match e.downcast_ref::<std::io::Error>() {
+                Some(io) => io
+                    .get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
+        }
+        None
+    }
+
+    fn from_rustls(e: &rustls::Error) -> TlsProblem {
+        let rustls::Error::InvalidCertificate(cert) = e else {
+            return TlsProblem::Other(e.to_string());
+        };
+        match cert {
+            CertificateError::UnknownIssuer => TlsProblem::UnknownIssuer { issuer: None },
+            CertificateError::Other(other) => match other.0.downcast_ref::<UnknownCa>() {
+                Some(UnknownCa(issuer)) => TlsProblem::UnknownIssuer {
+                    issuer: Some(issuer.clone()),
+                },
+                None => TlsProblem::Other(e.to_string()),
+            },
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => TlsProblem::WrongName {
+                expected: expected.to_str().into_owned(),
+                presented: presented.iter().map(|p| plain_name(p)).collect(),
+            },
+            CertificateError::NotValidForName => TlsProblem::WrongName {
+                expected: "the host name".into(),
+                presented: Vec::new(),
+            },
+            CertificateError::ExpiredContext { not_after, .. } => TlsProblem::Expired {
+                not_after: Some(not_after.as_secs()),
+            },
+            CertificateError::Expired => TlsProblem::Expired { not_after: None },
+            CertificateError::NotValidYetContext { not_before, .. } => TlsProblem::NotYetValid {
+                not_before: Some(not_before.as_secs()),
+            },
+            CertificateError::NotValidYet => TlsProblem::NotYetValid { not_before: None },
+            _ => TlsProblem::Other(e.to_string()),
+        }
+    }
+}
+
+/// A name as rustls presents it (`DnsName("idp.example")`), as a user
+/// writes it (`idp.example`).
+fn plain_name(presented: &str) -> String {
+    let inner = ["DnsName(\"", "IpAddress("]
+        .iter()
+        .find_map(|prefix| presented.strip_prefix(prefix))
+        .map(|rest| rest.trim_end_matches(')').trim_end_matches('"'));
+    inner
+        .unwrap_or(presented)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect()
+}
+
+/// An unknown issuer, by name (the refused certificate's issuer field).
+#[derive(Debug)]
+struct UnknownCa(String);
+
+impl std::fmt::Display for UnknownCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown issuer {}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownCa {}
+
+/// The issuer of a DER certificate, printable ("CN=..., O=...").
+fn issuer_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let name = cert.issuer().to_string();
+    (!name.is_empty()).then(|| name.chars().filter(|c| !c.is_control()).collect())
+}
+
+/// The platform verifier, with the issuer's name added to an unknown-issuer
+/// refusal (the verifier itself only says "UnknownIssuer").
+#[derive(Debug)]
+struct Explaining(Arc<dyn ServerCertVerifier>);
+
+impl ServerCertVerifier for Explaining {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| match e {
+                rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+                    // The CA of the last certificate the server sent.
+                    let top = intermediates.last().unwrap_or(end_entity);
+                    match issuer_of(top) {
+                        Some(issuer) => rustls::Error::InvalidCertificate(CertificateError::Other(
+                            OtherError(Arc::new(UnknownCa(issuer))),
+                        )),
+                        None => e,
+                    }
+                }
+                e => e,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.0.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.0.root_hint_subjects()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_names_read_as_written() {
+        assert_eq!(plain_name("DnsName(\"idp.example\")"), "idp.example");
+        assert_eq!(plain_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(plain_name("odd\u{1b}[2J"), "odd[2J");
+    }
+
+    #[test]
+    fn a_refusal_is_found_under_nested_io_errors() {
+        let rustls = rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(
+            Arc::new(UnknownCa("CN=Private CA".into())),
+        )));
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls);
+        let outer = std::io::Error::other(inner);
+        assert_eq!(
+            TlsProblem::find(&outer),
+            Some(TlsProblem::UnknownIssuer {
+                issuer: Some("CN=Private CA".into())
+            })
+        );
+        assert_eq!(TlsProblem::find(&std::io::Error::other("refused")), None);
+    }
+}

@@ -1,0 +1,148 @@
+//! HTTPS to authorization servers: the platform trust store (which
+//! rustls-native-certs reads from `SSL_CERT_FILE` on Linux), a profile's
+//! `--ca-file`, and the certificates that must be refused, each with an error
+//! that names the host, the reason and the fix.
+
+use crate::common::*;
+use crate::pki::{CA_NAME, Leaf, pki};
+use serde_json::json;
+
+const SECRET: &str = "tls-test-secret-0123456789";
+
+fn provider(env: &TestEnv, cert: &Leaf) -> Oidc {
+    Oidc::start_with_cert(
+        env,
+        &json!({"ttl": 600, "clients": [
+            {"client_id": "app", "auth": "client_secret_post", "secret": SECRET}
+        ]}),
+        cert,
+    )
+}
+
+/// `add NAME` for client `app` of `oidc`, with `extra` options.
+fn add(env: &TestEnv, name: &str, oidc: &Oidc, extra: &[&str]) {
+    let mut cmd = env.cmd(&[
+        "add",
+        name,
+        "--issuer",
+        &oidc.issuer,
+        "--client-id",
+        "app",
+        "--auth",
+        "client_secret_post",
+        "--secret-stdin",
+    ]);
+    cmd.args(extra);
+    let out = output_with_stdin(&mut cmd, SECRET.as_bytes());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// `token NAME` run with `SSL_CERT_FILE` as given (None: unset, so the
+/// system's own trust store applies).
+fn token(env: &TestEnv, name: &str, cert_file: Option<&std::path::Path>) -> std::process::Output {
+    // The agent reads the trust store when it starts: start a fresh one.
+    let _ = env.run(&["stop"]);
+    let mut cmd = env.cmd(&["token", name]);
+    match cert_file {
+        Some(path) => cmd.env("SSL_CERT_FILE", path),
+        None => cmd.env_remove("SSL_CERT_FILE"),
+    };
+    cmd.output().unwrap()
+}
+
+/// The refusal a `token` printed: a network error naming the step, the
+/// host, and what is wrong with its certificate.
+fn refused(out: &std::process::Output, step: &str, oidc: &Oidc) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(out));
+    let err = stderr_of(out);
+    let host = oidc.issuer.trim_start_matches("https://");
+    assert!(
+        err.contains("network: ") && err.contains(&format!("{step}: TLS with {host} failed: ")),
+        "{err}"
+    );
+    assert!(oidc.events().is_empty(), "a refused server saw a request");
+    err
+}
+
+#[test]
+fn the_platform_trust_store_is_used_and_ssl_cert_file_extends_it() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, &pki().server);
+    add(&env, "api", &oidc, &[]);
+    // Without the test CA in the trust store, the server is refused, and the
+    // error says which CA and how to trust it.
+    let err = refused(&token(&env, "api", None), "discovery", &oidc);
+    assert!(
+        err.contains(&format!(
+            "issued by CN={CA_NAME}, a CA this machine does not trust"
+        )) && err.contains("--ca-file CA.pem")
+            && err.contains("SSL_CERT_FILE"),
+        "{err}"
+    );
+    // With it in the bundle SSL_CERT_FILE names, the same server is trusted.
+    let out = token(&env, "api", Some(&pki().ca));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(oidc.grants("app").len(), 1);
+}
+
+#[test]
+fn a_ca_file_is_trusted_for_its_profile_only() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, &pki().server);
+    let ca = pki().ca.to_str().unwrap();
+    add(&env, "with-ca", &oidc, &["--ca-file", ca]);
+    // A token endpoint given directly: the token request is refused.
+    let direct = format!("{}/token", oidc.issuer);
+    let mut cmd = env.cmd(&[
+        "add",
+        "without",
+        "--token-url",
+        &direct,
+        "--client-id",
+        "app",
+        "--auth",
+        "client_secret_post",
+        "--secret-stdin",
+    ]);
+    assert!(
+        output_with_stdin(&mut cmd, SECRET.as_bytes())
+            .status
+            .success()
+    );
+    let out = token(&env, "without", None);
+    let err = refused(&out, "token request", &oidc);
+    assert!(err.contains(&format!("CN={CA_NAME}")), "{err}");
+    let out = token(&env, "with-ca", None);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+}
+
+#[test]
+fn an_unknown_ca_a_wrong_name_and_an_expired_certificate_are_refused() {
+    for (leaf, expected) in [
+        (
+            &pki().unknown_ca,
+            "its certificate was issued by CN=a CA nobody trusts, a CA this machine does not trust",
+        ),
+        (
+            &pki().wrong_name,
+            "its certificate is for idp.invalid, not 127.0.0.1",
+        ),
+        (
+            &pki().expired,
+            "its certificate expired on Jan  1 00:00:00 2021 +00:00",
+        ),
+    ] {
+        let env = TestEnv::new();
+        let oidc = provider(&env, leaf);
+        // The test CA is trusted (SSL_CERT_FILE) and named with --ca-file.
+        add(
+            &env,
+            "api",
+            &oidc,
+            &["--ca-file", pki().ca.to_str().unwrap()],
+        );
+        let err = refused(&token(&env, "api", Some(&pki().ca)), "discovery", &oidc);
+        assert!(err.contains(expected), "{err}");
+    }
+}
