@@ -186,6 +186,7 @@ mod tests {
                 oauth(OAuthError::Network {
                     step: crate::oauth::Step::Token,
                     host: "h".into(),
+                    via: None,
                     cause: "c".into(),
                 })
                 .into(),

@@ -13,6 +13,7 @@ mod load;
 mod oauth;
 mod pki;
 mod profiles;
+mod proxy;
 mod refresh;
 mod security;
 mod shells;

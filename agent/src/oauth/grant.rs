@@ -85,6 +85,7 @@ mod tests {
         let down = OAuthError::Network {
             step: crate::oauth::Step::Token,
             host: "idp".into(),
+            via: None,
             cause: "refused".into(),
         };
         assert!(Grant::RefreshToken(&rt).falls_back_on(&refused));

@@ -28,6 +28,7 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, OAuthError
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("jwtagent/", env!("CARGO_PKG_VERSION")));
     builder = builder.tls_backend_preconfigured(super::tls::client_config(ca_file)?);
+    builder = super::proxy::proxies().apply(builder);
     builder
         .build()
         .map_err(|e| SetupError::Tls(e.to_string()).into())
@@ -80,9 +81,16 @@ pub(super) fn network_error(url: &Url, step: Step, e: &reqwest::Error) -> OAuthE
         cause.push_str(&s.to_string());
         source = s.source();
     }
+    let via = super::proxy::proxies().describe(url);
+    if via.is_some() && cause.ends_with("tunnel error: unsuccessful") {
+        cause.push_str(
+            " (the proxy refused to open a tunnel: check the user and password in the proxy URL, and that the proxy allows CONNECT to this host and port)",
+        );
+    }
     OAuthError::Network {
         step,
         host: host_of(url),
+        via,
         cause,
     }
 }

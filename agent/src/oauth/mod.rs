@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod dpop;
 pub mod grant;
 pub mod http;
+pub mod proxy;
 pub mod tls;
 pub mod token;
 
@@ -52,10 +53,12 @@ pub enum OAuthError {
         retry_after: Option<Duration>,
     },
     /// The server could not be reached.
-    #[error("{step}: cannot reach {host}: {cause}")]
+    #[error("{step}: cannot reach {host}{}: {cause}", .via.as_ref().map(|p| format!(" through proxy {p}")).unwrap_or_default())]
     Network {
         step: Step,
         host: String,
+        /// The proxy the request went through, without its credentials.
+        via: Option<String>,
         cause: String,
     },
     /// The server's certificate was refused.

@@ -1,0 +1,158 @@
+//! Proxies, from the environment the agent was started with, read as curl
+//! reads it: `https_proxy`/`HTTPS_PROXY` for https URLs, `http_proxy` (lower
+//! case only, as curl: `HTTP_PROXY` can be set by a CGI request) for http
+//! URLs, `all_proxy`/`ALL_PROXY` for both when those are unset, and
+//! `no_proxy`/`NO_PROXY` for the hosts that go direct. The lower-case form
+//! wins when both are set. Credentials in a proxy URL are used, never shown.
+
+use hyper_util::client::proxy::matcher::Matcher;
+use std::sync::OnceLock;
+use url::Url;
+
+/// The proxy settings in use.
+pub struct Proxies {
+    matcher: Matcher,
+    /// The proxy URL for http and https requests, as given (with any
+    /// credentials), and the variable it came from.
+    http: Option<(String, &'static str)>,
+    https: Option<(String, &'static str)>,
+}
+
+impl Proxies {
+    /// Reads the settings with `get` (the environment, or a test's map).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Proxies {
+        let first = |names: &[&'static str]| {
+            names.iter().find_map(|&name| {
+                get(name)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| (v, name))
+            })
+        };
+        let all = first(&["all_proxy", "ALL_PROXY"]);
+        let http = first(&["http_proxy"]).or_else(|| all.clone());
+        let https = first(&["https_proxy", "HTTPS_PROXY"]).or(all);
+        let no = first(&["no_proxy", "NO_PROXY"]).map(|(v, _)| v);
+        let mut builder = Matcher::builder();
+        if let Some((url, _)) = &http {
+            builder = builder.http(url.clone());
+        }
+        if let Some((url, _)) = &https {
+            builder = builder.https(url.clone());
+        }
+        Proxies {
+            matcher: builder.no(no.unwrap_or_default()).build(),
+            http,
+            https,
+        }
+    }
+
+    /// The proxy `url` goes through, as given (credentials included: for
+    /// the HTTP client only).
+    pub fn target(&self, url: &Url) -> Option<&str> {
+        self.matched(url).map(|(given, _)| given.as_str())
+    }
+
+    /// The proxy `url` goes through as it may be shown: scheme, host and
+    /// port, and the variable that set it.
+    pub fn describe(&self, url: &Url) -> Option<String> {
+        let (_, var) = self.matched(url)?;
+        let uri = url.as_str().parse::<http::Uri>().ok()?;
+        let proxy = self.matcher.intercept(&uri)?;
+        let shown = proxy.uri().to_string();
+        Some(format!("{} (from {var})", shown.trim_end_matches('/')))
+    }
+
+    fn matched(&self, url: &Url) -> Option<&(String, &'static str)> {
+        let uri = url.as_str().parse::<http::Uri>().ok()?;
+        self.matcher.intercept(&uri)?;
+        match url.scheme() {
+            "https" => self.https.as_ref(),
+            "http" => self.http.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// `builder` with these proxies and no others.
+    pub fn apply(&'static self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        builder.no_proxy().proxy(reqwest::Proxy::custom(move |url| {
+            self.target(url).map(str::to_string)
+        }))
+    }
+}
+
+/// The agent's proxies, read from its environment once.
+pub fn proxies() -> &'static Proxies {
+    static PROXIES: OnceLock<Proxies> = OnceLock::new();
+    PROXIES.get_or_init(|| Proxies::from_vars(|name| std::env::var(name).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn proxies(vars: &[(&str, &str)]) -> Proxies {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Proxies::from_vars(|name| vars.get(name).cloned())
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn variables_are_read_as_curl_reads_them() {
+        let p = proxies(&[
+            ("HTTPS_PROXY", "http://upper:8080"),
+            ("https_proxy", "http://user:pw@lower:3128"),
+            ("HTTP_PROXY", "http://cgi-set:80"),
+        ]);
+        // The lower-case form wins; its credentials are used, not shown.
+        assert_eq!(
+            p.target(&url("https://idp.example/token")),
+            Some("http://user:pw@lower:3128")
+        );
+        assert_eq!(
+            p.describe(&url("https://idp.example/token")).unwrap(),
+            "http://lower:3128 (from https_proxy)"
+        );
+        // Upper-case HTTP_PROXY is not read (curl does not: a CGI request sets it).
+        assert_eq!(p.target(&url("http://idp.example/token")), None);
+        let p = proxies(&[("http_proxy", "http://plain:80")]);
+        assert_eq!(
+            p.target(&url("http://idp.example/")),
+            Some("http://plain:80")
+        );
+        assert_eq!(p.target(&url("https://idp.example/")), None);
+    }
+
+    #[test]
+    fn all_proxy_is_the_fallback_and_no_proxy_exempts_hosts() {
+        let p = proxies(&[
+            ("ALL_PROXY", "http://all:1080"),
+            ("no_proxy", "internal.example, 10.0.0.0/8,.corp"),
+        ]);
+        assert_eq!(
+            p.target(&url("https://idp.example/")),
+            Some("http://all:1080")
+        );
+        assert_eq!(
+            p.target(&url("http://idp.example/")),
+            Some("http://all:1080")
+        );
+        for direct in [
+            "https://internal.example/token",
+            "https://sso.internal.example/token",
+            "https://10.1.2.3/token",
+            "https://login.corp/token",
+        ] {
+            assert_eq!(p.target(&url(direct)), None, "{direct}");
+        }
+        let p = proxies(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]);
+        assert_eq!(p.target(&url("https://idp.example/")), None);
+        assert!(proxies(&[]).target(&url("https://idp.example/")).is_none());
+    }
+}
