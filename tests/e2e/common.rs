@@ -541,12 +541,14 @@ pub fn keyutils_lookup(service: &str, account: &str) -> Option<Vec<u8>> {
     if out.status.success() {
         return Some(out.stdout);
     }
-    // Only ENOKEY from the search means absent; any other failure (no
-    // persistent keyring, keyctl missing a permission) must not pass for
-    // "nothing was stored".
+    // Only ENOKEY from the search means absent, or EKEYREVOKED: a deleted
+    // key is revoked and found as such until the kernel's garbage collector
+    // unlinks it. Any other failure (no persistent keyring, keyctl missing a
+    // permission) must not pass for "nothing was stored".
     let err = stderr_of(&out);
     assert!(
-        err.contains("keyctl_search: Required key not available"),
+        err.contains("keyctl_search: Required key not available")
+            || err.contains("keyctl_search: Key has been revoked"),
         "keyctl lookup of {account} failed: {err}"
     );
     None
