@@ -339,7 +339,7 @@ impl FromStr for AssertionAud {
             _ => match url::Url::parse(s) {
                 Ok(_) => Ok(AssertionAud::Url(s.to_string())),
                 Err(e) => Err(format!(
-                    "invalid assertion audience {s:?}: use issuer, token-endpoint or an absolute URL ({e})"
+                    "invalid assertion audience {s:?}: use auto, issuer, token-endpoint or an absolute URL ({e})"
                 )),
             },
         }

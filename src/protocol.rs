@@ -280,6 +280,9 @@ pub struct ProfileStatus {
     /// Every cached token of the profile.
     #[serde(default)]
     pub tokens: Vec<TokenStatus>,
+    /// With `assertion_aud` auto: the `aud` the server last accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_aud_worked: Option<String>,
 }
 
 /// One cached token (a profile, scopes and resources).
@@ -303,6 +306,10 @@ pub struct ProfileView {
     /// not looked up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_stored: Option<bool>,
+    /// With `assertion_aud` auto: the `aud` the server last accepted
+    /// (`issuer` or `token-endpoint`), once a token was fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_aud_worked: Option<String>,
 }
 
 /// Answer to [`Request::Add`].

@@ -33,6 +33,11 @@ impl AgentFetcher {
         }
     }
 
+    /// The OAuth client, for what it learned about servers.
+    pub fn oauth(&self) -> &OAuthClient {
+        &self.oauth
+    }
+
     async fn fetch_inner(
         &self,
         key: &Key,

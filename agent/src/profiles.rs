@@ -467,6 +467,9 @@ impl Profiles {
     }
 }
 
+/// The `kid` that asks for none: `--kid none`.
+pub const NO_KID: &str = "none";
+
 /// Checks everything about a profile to add that needs no lock: its name,
 /// fields, secret and CA file; fills in what is left to the key (`alg`) or to
 /// the agent (`dpop_alg`); and generates its DPoP key, if it asks for one.
@@ -478,8 +481,21 @@ async fn prepare(
     validate_name(name).map_err(Refusal::Name)?;
     // The config says which DPoP key the profile has.
     profile.dpop_alg = profile.dpop_key_alg();
+    let no_kid = profile.kid.as_deref() == Some(NO_KID);
+    if no_kid {
+        profile.kid = None;
+    }
     profile.validate()?;
     check_secret(profile, secret)?;
+    // Servers that hold a client's JWKS find its key by `kid`: a key's
+    // RFC 7638 thumbprint (what `jwks` prints) unless the user named one.
+    if profile.auth == AuthMethod::PrivateKeyJwt
+        && profile.kid.is_none()
+        && !no_kid
+        && let Some(key) = secret
+    {
+        profile.kid = Some(jwk::thumbprint(&jwk::public_jwk(key)?));
+    }
     if let Some(ca) = &profile.ca_file {
         check_ca_file(ca).await?;
     }

@@ -514,6 +514,11 @@ impl<F: Fetcher> Refresher<F> {
     }
 
     /// Drops every entry of `profile` (removed or replaced) and stops its tasks.
+    /// The fetcher tokens come from.
+    pub fn fetcher(&self) -> &F {
+        &self.fetcher
+    }
+
     pub fn forget(&self, profile: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|key, entry| {

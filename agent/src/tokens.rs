@@ -135,6 +135,13 @@ impl Tokens {
         self.dpop.forget(None);
     }
 
+    /// With `assertion_aud` auto: the `aud` `profile`'s server last
+    /// accepted (`issuer` or `token-endpoint`).
+    pub fn aud_worked(&self, profile: &Profile) -> Option<&'static str> {
+        let oauth = self.refresher.fetcher().oauth();
+        oauth.aud_worked(profile).map(|kind| kind.name())
+    }
+
     /// Every cached key's state.
     pub fn status(&self) -> Vec<KeyStatus> {
         self.refresher.status()

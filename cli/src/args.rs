@@ -249,12 +249,14 @@ pub struct ProfileArgs {
     /// OAuth client id
     #[arg(long)]
     pub client_id: String,
-    /// `kid` header of client assertions
+    /// `kid` header of client assertions [default for a --key-file key: its
+    /// RFC 7638 thumbprint, as `jwtagent jwks` prints it; `none`: no kid]
     #[arg(long)]
     pub kid: Option<String>,
-    /// `aud` of client assertions: issuer, token-endpoint or a URL
-    #[arg(long, value_name = "AUD", value_parser = parse_from_str::<AssertionAud>)]
-    pub assertion_aud: Option<AssertionAud>,
+    /// `aud` of client assertions: auto (the issuer, or the token endpoint
+    /// when the server refuses that), issuer, token-endpoint or a URL
+    #[arg(long, value_name = "AUD", value_parser = parse_assertion_aud)]
+    pub assertion_aud: Option<AudChoice>,
     /// Scope to request (repeatable)
     #[arg(long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
@@ -349,6 +351,17 @@ fn parse_generated_alg(s: &str) -> Result<Alg, String> {
 
 fn parse_from_str<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
     s.parse()
+}
+
+/// `--assertion-aud`: `auto` (the profile names none) or a fixed value.
+#[derive(Debug, Clone)]
+pub struct AudChoice(pub Option<AssertionAud>);
+
+fn parse_assertion_aud(s: &str) -> Result<AudChoice, String> {
+    match s {
+        "auto" => Ok(AudChoice(None)),
+        _ => s.parse().map(|aud| AudChoice(Some(aud))),
+    }
 }
 
 fn parse_param(s: &str) -> Result<(String, String), String> {

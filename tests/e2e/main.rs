@@ -16,6 +16,7 @@ mod profiles;
 mod proxy;
 mod refresh;
 mod security;
+mod servers;
 mod shells;
 mod tls;
 mod wire;

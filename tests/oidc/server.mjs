@@ -5,8 +5,11 @@
 //
 // CONFIG.json: {"ttl": seconds, "port"?: number, "dpop_require_nonce"?: bool,
 //               "tls"?: {"cert": PEM path, "key": PEM path},
-//               "clients": [{client_id, auth, secret?, alg?, public_key_pem?}]}
+//               "assertion_aud"?: "issuer" | "token_endpoint",
+//               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?}]}
 // With "tls" it serves HTTPS (the issuer is https://127.0.0.1:PORT), else HTTP.
+// "assertion_aud" makes it accept only that client assertion `aud`, as some
+// servers do (oidc-provider itself accepts the issuer and the endpoints).
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
 // server nonce. Open dynamic registration (RFC 7591) at /reg takes the
 // client_id the request names, so a test can register the JWKS that
@@ -20,8 +23,8 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import Provider from 'oidc-provider';
-import { importSPKI, exportJWK } from 'jose';
+import Provider, { errors } from 'oidc-provider';
+import { importSPKI, exportJWK, calculateJwkThumbprint } from 'jose';
 
 const config = JSON.parse(readFileSync(process.argv[2] ?? '/dev/stdin', 'utf8'));
 const log = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
@@ -40,7 +43,10 @@ async function clientMetadata(c) {
   if (c.public_key_pem) {
     const key = await importSPKI(c.public_key_pem, c.alg, { extractable: true });
     const jwk = await exportJWK(key);
-    meta.jwks = { keys: [{ ...jwk, alg: c.alg, use: 'sig', ...(c.kid ? { kid: c.kid } : {}) }] };
+    // Registered as `jwtagent jwks` prints it: with its RFC 7638 thumbprint
+    // as kid, unless the client names another ("kid") or none ("kid": null).
+    const kid = c.kid === undefined ? await calculateJwkThumbprint(jwk) : c.kid;
+    meta.jwks = { keys: [{ ...jwk, alg: c.alg, use: 'sig', ...(kid ? { kid } : {}) }] };
   }
   return meta;
 }
@@ -70,6 +76,15 @@ const provider = new Provider(issuer, {
     dPoPSigningAlgValues: ['ES256', 'ES384', 'RS256', 'PS256', 'Ed25519', 'EdDSA'],
   },
   scopes: ['api:read', 'api:write'],
+  async assertJwtClientAuthClaimsAndHeader(ctx, claims) {
+    const wanted = {
+      issuer: ctx.oidc.issuer,
+      token_endpoint: ctx.oidc.urlFor('token'),
+    }[config.assertion_aud];
+    if (wanted && claims.aud !== wanted) {
+      throw new errors.InvalidClientAuth(`aud must be ${wanted}`);
+    }
+  },
   ttl: { ClientCredentials: config.ttl ?? 600 },
   features: {
     devInteractions: { enabled: false },
@@ -114,6 +129,7 @@ provider.on('grant.error', (ctx, error) => {
     event: 'error',
     client_id: ctx.oidc.client?.clientId ?? ctx.oidc.body?.client_id,
     error: error.error,
+    assertion: ctx.oidc.body?.client_assertion,
     // The real reason, which the response hides behind "client authentication failed".
     description: error.error_detail ?? error.error_description,
   });

@@ -29,14 +29,117 @@ pub enum ClientAuth<'a> {
     },
 }
 
+/// Which of the two usual values a client assertion's `aud` was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudKind {
+    Issuer,
+    TokenEndpoint,
+}
+
+impl AudKind {
+    /// As `--assertion-aud` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AudKind::Issuer => "issuer",
+            AudKind::TokenEndpoint => "token-endpoint",
+        }
+    }
+}
+
+/// One `aud` to try: its value, and which kind it is when the agent chose it
+/// (`--assertion-aud auto`), so that what worked can be remembered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aud {
+    pub value: String,
+    pub auto: Option<AudKind>,
+}
+
+/// The `aud` values to try for `profile`'s client assertions, in order.
+/// Empty when it sends no assertion. An explicit `assertion_aud` is the one
+/// value; `auto` (the default) is the issuer when known
+/// (draft-ietf-oauth-rfc7523bis), then the token endpoint for servers that
+/// want that, in the order `worked` says last succeeded.
+pub fn audiences(
+    profile: &Profile,
+    token_endpoint: &Url,
+    issuer: Option<&str>,
+    worked: Option<AudKind>,
+) -> Result<Vec<Aud>, SetupError> {
+    if !profile.auth.uses_assertion() {
+        return Ok(Vec::new());
+    }
+    let fixed = |value: &str| {
+        vec![Aud {
+            value: value.to_string(),
+            auto: None,
+        }]
+    };
+    Ok(match (&profile.assertion_aud, issuer) {
+        (Some(AssertionAud::Url(url)), _) => fixed(url),
+        (Some(AssertionAud::TokenEndpoint), _) => fixed(token_endpoint.as_str()),
+        (Some(AssertionAud::Issuer), Some(issuer)) => fixed(issuer),
+        (Some(AssertionAud::Issuer), None) => return Err(SetupError::AudWithoutIssuer),
+        (None, None) => vec![Aud {
+            value: token_endpoint.to_string(),
+            auto: Some(AudKind::TokenEndpoint),
+        }],
+        (None, Some(issuer)) => {
+            let mut both = vec![
+                Aud {
+                    value: issuer.to_string(),
+                    auto: Some(AudKind::Issuer),
+                },
+                Aud {
+                    value: token_endpoint.to_string(),
+                    auto: Some(AudKind::TokenEndpoint),
+                },
+            ];
+            if worked == Some(AudKind::TokenEndpoint) {
+                both.reverse();
+            }
+            both
+        }
+    })
+}
+
+/// Which `aud` worked last for each client of each server, with
+/// `--assertion-aud auto`.
+#[derive(Default)]
+pub struct AudMemory(std::sync::Mutex<std::collections::HashMap<(String, String), AudKind>>);
+
+impl AudMemory {
+    fn key(profile: &Profile) -> (String, String) {
+        let server = profile.token_url.as_ref().or(profile.issuer.as_ref());
+        (
+            server.cloned().unwrap_or_default(),
+            profile.client_id.clone(),
+        )
+    }
+
+    fn map(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), AudKind>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What worked last for `profile`'s client, if the agent chose it.
+    pub fn get(&self, profile: &Profile) -> Option<AudKind> {
+        self.map().get(&Self::key(profile)).copied()
+    }
+
+    pub fn worked(&self, profile: &Profile, aud: Option<&Aud>) {
+        if let Some(kind) = aud.and_then(|a| a.auto) {
+            self.map().insert(Self::key(profile), kind);
+        }
+    }
+}
+
 /// The client authentication `profile` asks for, with its `secret` (none for
-/// `auth = none`). The assertion's `aud` is the profile's `assertion_aud`, else
-/// the issuer when known (draft-ietf-oauth-rfc7523bis), else the token endpoint.
+/// `auth = none`) and, for an assertion, its `aud`.
 pub fn choose<'a>(
     profile: &'a Profile,
     secret: Option<&'a Secret>,
-    token_endpoint: &Url,
-    issuer: Option<&str>,
+    aud: Option<&Aud>,
 ) -> Result<ClientAuth<'a>, OAuthError> {
     Ok(match (profile.auth, secret) {
         (AuthMethod::None, _) => ClientAuth::None,
@@ -46,23 +149,25 @@ pub fn choose<'a>(
         (AuthMethod::ClientSecretBasic, Some(s)) => ClientAuth::Basic(s),
         (AuthMethod::ClientSecretPost, Some(s)) => ClientAuth::Post(s),
         (AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt, Some(s)) => {
-            let aud = match (&profile.assertion_aud, issuer) {
-                (Some(AssertionAud::Url(url)), _) => url.clone(),
-                (Some(AssertionAud::TokenEndpoint), _) | (None, None) => token_endpoint.to_string(),
-                (Some(AssertionAud::Issuer) | None, Some(issuer)) => issuer.to_string(),
-                (Some(AssertionAud::Issuer), None) => {
-                    return Err(SetupError::AudWithoutIssuer.into());
-                }
-            };
             let alg = profile.alg.ok_or(SetupError::NoAlg)?;
             ClientAuth::Jwt {
                 secret: s,
                 alg,
                 kid: profile.kid.as_deref(),
-                aud,
+                aud: aud.ok_or(SetupError::NoEndpoint)?.value.clone(),
             }
         }
     })
+}
+
+/// Whether `error` is a server refusing the client's authentication: an
+/// RFC 6749 `invalid_client`, or a bare 401 or 403.
+pub fn refuses_client_auth(error: &OAuthError) -> bool {
+    match error {
+        OAuthError::Idp { error, .. } => error == "invalid_client",
+        OAuthError::BadResponse { status, .. } => matches!(status, 401 | 403),
+        _ => false,
+    }
 }
 
 /// Adds `auth` to a request: a form field, an Authorization header, or a
@@ -213,46 +318,85 @@ mod tests {
         p
     }
 
-    fn aud_of(auth: ClientAuth<'_>) -> String {
-        match auth {
-            ClientAuth::Jwt { aud, .. } => aud,
-            _ => panic!("not an assertion"),
-        }
+    fn values(auds: Vec<Aud>) -> Vec<(String, Option<AudKind>)> {
+        auds.into_iter().map(|a| (a.value, a.auto)).collect()
     }
 
     #[test]
-    fn assertion_aud_is_the_issuer_when_known_else_the_token_endpoint_unless_told() {
-        let secret = Secret::new(vec![b'k'; 32]);
+    fn assertion_aud_auto_tries_the_issuer_then_the_token_endpoint_unless_told() {
         let endpoint = Url::parse("https://idp.example/oauth/token").unwrap();
         let issuer = Some("https://idp.example");
+        let te = || {
+            (
+                "https://idp.example/oauth/token".to_string(),
+                Some(AudKind::TokenEndpoint),
+            )
+        };
+        let is = || ("https://idp.example".to_string(), Some(AudKind::Issuer));
+        let auds =
+            |p: &Profile, issuer, worked| values(audiences(p, &endpoint, issuer, worked).unwrap());
         let p = profile(AuthMethod::ClientSecretJwt, None);
-        let choose_aud =
-            |p: &Profile, issuer| aud_of(choose(p, Some(&secret), &endpoint, issuer).unwrap());
-        assert_eq!(choose_aud(&p, issuer), "https://idp.example");
-        assert_eq!(choose_aud(&p, None), "https://idp.example/oauth/token");
+        assert_eq!(auds(&p, issuer, None), [is(), te()]);
+        assert_eq!(auds(&p, issuer, Some(AudKind::Issuer)), [is(), te()]);
+        // What worked last goes first.
+        assert_eq!(auds(&p, issuer, Some(AudKind::TokenEndpoint)), [te(), is()]);
+        assert_eq!(auds(&p, None, None), [te()]);
+        // An explicit value is the only one, whatever worked before.
         let p = profile(
             AuthMethod::ClientSecretJwt,
             Some(AssertionAud::TokenEndpoint),
         );
-        assert_eq!(choose_aud(&p, issuer), "https://idp.example/oauth/token");
+        assert_eq!(
+            auds(&p, issuer, Some(AudKind::Issuer)),
+            [("https://idp.example/oauth/token".to_string(), None)]
+        );
         let p = profile(
             AuthMethod::ClientSecretJwt,
             Some(AssertionAud::Url("https://aud.example".into())),
         );
-        assert_eq!(choose_aud(&p, issuer), "https://aud.example");
+        assert_eq!(
+            auds(&p, issuer, None),
+            [("https://aud.example".to_string(), None)]
+        );
         let p = profile(AuthMethod::ClientSecretJwt, Some(AssertionAud::Issuer));
-        assert!(choose(&p, Some(&secret), &endpoint, None).is_err());
+        assert_eq!(
+            auds(&p, issuer, Some(AudKind::TokenEndpoint)),
+            [("https://idp.example".to_string(), None)]
+        );
+        assert!(audiences(&p, &endpoint, None, None).is_err());
+        // No assertion, no aud.
+        let p = profile(AuthMethod::ClientSecretPost, None);
+        assert!(auds(&p, issuer, None).is_empty());
+    }
+
+    #[test]
+    fn invalid_client_and_bare_401_or_403_refuse_client_authentication() {
+        let idp = |error: &str| OAuthError::Idp {
+            status: 400,
+            error: error.into(),
+            description: None,
+            retry_after: None,
+            dpop_nonce: None,
+        };
+        let bare = |status| OAuthError::BadResponse {
+            host: "idp".into(),
+            status,
+            what: "a non-JSON error",
+            excerpt: String::new(),
+            retry_after: None,
+        };
+        assert!(refuses_client_auth(&idp("invalid_client")));
+        assert!(refuses_client_auth(&bare(401)));
+        assert!(refuses_client_auth(&bare(403)));
+        assert!(!refuses_client_auth(&idp("invalid_scope")));
+        assert!(!refuses_client_auth(&bare(500)));
     }
 
     #[test]
     fn every_method_but_none_needs_its_secret() {
-        let endpoint = Url::parse("https://idp.example/token").unwrap();
         let none = profile(AuthMethod::None, None);
-        assert!(matches!(
-            choose(&none, None, &endpoint, None),
-            Ok(ClientAuth::None)
-        ));
+        assert!(matches!(choose(&none, None, None), Ok(ClientAuth::None)));
         let basic = profile(AuthMethod::ClientSecretBasic, None);
-        assert!(choose(&basic, None, &endpoint, None).is_err());
+        assert!(choose(&basic, None, None).is_err());
     }
 }

@@ -178,6 +178,7 @@ pub struct OAuthClient {
     http: http::HttpClients,
     metadata: discovery::MetadataCache,
     nonces: dpop::Nonces,
+    auds: auth::AudMemory,
 }
 
 impl OAuthClient {
@@ -209,21 +210,32 @@ impl OAuthClient {
                 return Err(SetupError::NoEndpoint.into());
             }
         };
+        let auds = auth::audiences(
+            profile,
+            &token_endpoint,
+            issuer.as_deref(),
+            self.auds.get(profile),
+        )?;
         let plan = grant::plan(refresh_token.as_ref());
         let mut last = None;
         for grant in &plan {
-            let request = TokenRequest {
-                dpop: dpop.map(|key| (key, None)),
-                grant: *grant,
-                token_endpoint: &token_endpoint,
-                client_id: &profile.client_id,
-                auth: auth::choose(profile, secret, &token_endpoint, issuer.as_deref())?,
-                scopes,
-                resources,
-                audience: profile.audience.as_deref(),
-                params: &profile.params,
+            let request = |aud: Option<&auth::Aud>| -> Result<TokenRequest<'_>, OAuthError> {
+                Ok(TokenRequest {
+                    dpop: dpop.map(|key| (key, None)),
+                    grant: *grant,
+                    token_endpoint: &token_endpoint,
+                    client_id: &profile.client_id,
+                    auth: auth::choose(profile, secret, aud)?,
+                    scopes,
+                    resources,
+                    audience: profile.audience.as_deref(),
+                    params: &profile.params,
+                })
             };
-            match self.nonces.send(&http, request).await {
+            match self
+                .send_authenticated(&http, profile, &auds, request)
+                .await
+            {
                 Ok(mut response) => {
                     let refresh_token = response.refresh_token.take().or_else(|| {
                         grant
@@ -245,6 +257,46 @@ impl OAuthClient {
             }
         }
         Err(last.unwrap_or(OAuthError::Setup(SetupError::NoGrant)))
+    }
+
+    /// Sends the request `request` builds, with each assertion `aud` in
+    /// turn while the server refuses the client's authentication (at most
+    /// the two of `auto`), and remembers the one that worked.
+    async fn send_authenticated<'a>(
+        &self,
+        http: &reqwest::Client,
+        profile: &Profile,
+        auds: &[auth::Aud],
+        request: impl Fn(Option<&auth::Aud>) -> Result<TokenRequest<'a>, OAuthError>,
+    ) -> Result<token::TokenResponse, OAuthError> {
+        if auds.is_empty() {
+            return self.nonces.send(http, request(None)?).await;
+        }
+        let mut i = 0;
+        loop {
+            let aud = &auds[i];
+            match self.nonces.send(http, request(Some(aud))?).await {
+                Ok(response) => {
+                    self.auds.worked(profile, Some(aud));
+                    return Ok(response);
+                }
+                Err(e) if auth::refuses_client_auth(&e) && i + 1 < auds.len() => {
+                    tracing::info!(
+                        aud = %aud.value,
+                        error = %e,
+                        "client authentication refused; retrying with the other assertion aud"
+                    );
+                    i += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Which assertion `aud` worked last for `profile`, when the agent
+    /// chose it (`--assertion-aud auto`).
+    pub fn aud_worked(&self, profile: &Profile) -> Option<auth::AudKind> {
+        self.auds.get(profile)
     }
 }
 

@@ -44,14 +44,11 @@ pub fn list(state: &AgentState) -> Result<ProfileList, AgentError> {
 }
 
 pub async fn show(state: &AgentState, name: &str) -> Result<Shown, AgentError> {
-    state
-        .profiles
-        .show(name)
-        .await
-        .map(|entry| Shown {
-            profile: view(entry),
-        })
-        .map_err(AgentError::from)
+    let entry = state.profiles.show(name).await?;
+    let worked = state.tokens.aud_worked(&entry.profile);
+    let mut profile = view(entry);
+    profile.assertion_aud_worked = worked.map(str::to_string);
+    Ok(Shown { profile })
 }
 
 pub async fn keygen(
@@ -80,6 +77,7 @@ fn view(entry: Entry) -> ProfileView {
         name: entry.name,
         profile: entry.profile,
         secret_stored: entry.secret_stored,
+        assertion_aud_worked: None,
     }
 }
 

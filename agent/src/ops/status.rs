@@ -20,8 +20,13 @@ pub fn status(state: &AgentState) -> Status {
         Ok(config) => (
             config
                 .profiles
-                .keys()
-                .map(|name| profile_status(name, &keys))
+                .iter()
+                .map(|(name, profile)| {
+                    let mut status = profile_status(name, &keys);
+                    status.assertion_aud_worked =
+                        state.tokens.aud_worked(profile).map(str::to_string);
+                    status
+                })
                 .collect(),
             None,
         ),
@@ -75,5 +80,6 @@ fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
                 failures: k.failures,
             })
             .collect(),
+        assertion_aud_worked: None,
     }
 }

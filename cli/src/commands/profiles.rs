@@ -37,7 +37,7 @@ fn profile_from(
         auth,
         alg,
         kid: args.kid.clone(),
-        assertion_aud: args.assertion_aud.clone(),
+        assertion_aud: args.assertion_aud.clone().and_then(|choice| choice.0),
         scopes: args.scopes.clone(),
         resources: args.resources.clone(),
         audience: args.audience.clone(),
@@ -316,8 +316,17 @@ fn render(view: &ProfileView) -> String {
     if let Some(kid) = &p.kid {
         lines.push(("kid", kid.clone()));
     }
-    if let Some(aud) = &p.assertion_aud {
-        lines.push(("assertion_aud", aud.to_string()));
+    match (&p.assertion_aud, &view.assertion_aud_worked) {
+        (Some(aud), _) => lines.push(("assertion_aud", aud.to_string())),
+        (None, Some(worked)) => lines.push((
+            "assertion_aud",
+            format!("auto (the server accepted {worked})"),
+        )),
+        (None, None) if p.auth.uses_assertion() => lines.push((
+            "assertion_aud",
+            "auto (the issuer, else the token endpoint)".into(),
+        )),
+        (None, None) => {}
     }
     if !p.scopes.is_empty() {
         lines.push(("scopes", p.scopes.join(" ")));

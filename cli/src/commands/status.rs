@@ -61,6 +61,9 @@ fn render(s: &Status) -> String {
                     if p.failures == 1 { "" } else { "es" }
                 );
             }
+            if let Some(aud) = &p.assertion_aud_worked {
+                let _ = write!(out, ", assertion aud {aud}");
+            }
             if let Some(err) = &p.last_error {
                 let _ = write!(out, ", last error: {err}");
             }
