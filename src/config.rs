@@ -146,6 +146,12 @@ pub struct Profile {
     /// Extra trusted CA certificates (PEM), besides the platform's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The client's certificate (PEM, the chain after it if any), whose
+    /// private key is the profile's key in the keyring: presented in mutual
+    /// TLS (tls_client_auth, self_signed_tls_client_auth), and named by its
+    /// SHA-256 thumbprint (`x5t#S256`) in private_key_jwt assertions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
     /// Refresh when less than this remains (a duration or a % of the lifetime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_before: Option<RefreshBefore>,
@@ -188,6 +194,10 @@ pub enum AuthMethod {
     ClientSecretPost,
     ClientSecretJwt,
     PrivateKeyJwt,
+    /// RFC 8705 §2.1: a client certificate from a CA the server trusts.
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a self-signed client certificate the client registered.
+    SelfSignedTlsClientAuth,
     None,
 }
 
@@ -198,8 +208,23 @@ impl AuthMethod {
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::ClientSecretJwt => "client_secret_jwt",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
             AuthMethod::None => "none",
         }
+    }
+
+    /// Whether the client authenticates with a TLS client certificate.
+    pub fn uses_mtls(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
+        )
+    }
+
+    /// Whether the keyring holds a private key (not a shared secret).
+    pub fn uses_private_key(self) -> bool {
+        self == AuthMethod::PrivateKeyJwt || self.uses_mtls()
     }
 
     /// Whether the method signs a JWT assertion.
@@ -225,9 +250,11 @@ impl FromStr for AuthMethod {
             "client_secret_post" => Ok(AuthMethod::ClientSecretPost),
             "client_secret_jwt" => Ok(AuthMethod::ClientSecretJwt),
             "private_key_jwt" => Ok(AuthMethod::PrivateKeyJwt),
+            "tls_client_auth" => Ok(AuthMethod::TlsClientAuth),
+            "self_signed_tls_client_auth" => Ok(AuthMethod::SelfSignedTlsClientAuth),
             "none" => Ok(AuthMethod::None),
             _ => Err(format!(
-                "unknown auth method {s:?}: use client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt or none"
+                "unknown auth method {s:?}: use client_secret_basic, client_secret_post, client_secret_jwt, private_key_jwt, tls_client_auth, self_signed_tls_client_auth or none"
             )),
         }
     }
@@ -553,6 +580,7 @@ impl Profile {
             audience: None,
             params: BTreeMap::new(),
             ca_file: None,
+            certificate: None,
             refresh_before: None,
             allow_exe: vec![],
             dpop: false,
@@ -572,6 +600,7 @@ impl Profile {
         self.check_client()?;
         self.check_assertion()?;
         self.check_request()?;
+        self.check_certificate()?;
         self.check_local()
     }
 
@@ -703,6 +732,27 @@ impl Profile {
             }
         }
         Ok(())
+    }
+
+    /// The client certificate: what needs one has one, nothing else has.
+    fn check_certificate(&self) -> Result<(), FieldError> {
+        match (&self.certificate, self.auth) {
+            (None, auth) if auth.uses_mtls() => Err(field_err(
+                "certificate",
+                format!("auth {auth} needs the client certificate: add --cert-file CERT.pem"),
+            )),
+            (Some(_), auth) if !auth.uses_private_key() => Err(field_err(
+                "certificate",
+                format!(
+                    "a client certificate goes with tls_client_auth, self_signed_tls_client_auth or private_key_jwt (its key is the profile's key), not with auth {auth}"
+                ),
+            )),
+            (Some(pem), _) if !pem.contains("-----BEGIN CERTIFICATE-----") => Err(field_err(
+                "certificate",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Local settings: the executables allowed, the DPoP key, the CA file.

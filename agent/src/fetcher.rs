@@ -68,11 +68,14 @@ impl AgentFetcher {
         let obtained = self
             .oauth
             .token(
-                profile,
-                secret.as_ref(),
-                dpop_key.as_deref(),
-                &key.scopes,
-                &key.resources,
+                oauth::Ask {
+                    name,
+                    profile,
+                    secret: secret.as_ref(),
+                    dpop: dpop_key.as_deref(),
+                    scopes: &key.scopes,
+                    resources: &key.resources,
+                },
                 refresh_token,
             )
             .await

@@ -222,6 +222,33 @@ pub fn jwks(pem: &Secret, alg: Alg, kid: &str) -> Result<Value, JwkError> {
     Ok(json!({ "keys": [jwk] }))
 }
 
+/// The JWKS of a key with its certificate chain (RFC 7517 §4.7 `x5c`, and
+/// `x5t#S256`): what a self_signed_tls_client_auth client registers (RFC
+/// 8705 §2.2), or a private_key_jwt client with a certificate.
+pub fn jwks_with_chain(
+    pem: &Secret,
+    alg: Option<Alg>,
+    kid: Option<&str>,
+    chain: &[Vec<u8>],
+    x5t_s256: &str,
+) -> Result<Value, JwkError> {
+    let mut jwk = public_jwk(pem)?;
+    if let Some(kid) = kid {
+        jwk.insert("kid".into(), kid.into());
+    }
+    if let Some(alg) = alg {
+        jwk.insert("alg".into(), alg.as_str().into());
+    }
+    jwk.insert("use".into(), "sig".into());
+    let x5c: Vec<Value> = chain
+        .iter()
+        .map(|der| STANDARD.encode(der).into())
+        .collect();
+    jwk.insert("x5c".into(), x5c.into());
+    jwk.insert("x5t#S256".into(), x5t_s256.into());
+    Ok(json!({ "keys": [jwk] }))
+}
+
 /// The `htu` of a DPoP proof (RFC 9449 §4.2): the URL without query and
 /// fragment. Only absolute http(s) URLs are accepted.
 pub fn htu(url: &str) -> Result<String, JwkError> {

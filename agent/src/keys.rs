@@ -139,7 +139,7 @@ pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<()
     match (profile.auth, secret) {
         (AuthMethod::None, Some(_)) => Err(KeyError::SecretWithoutAuth),
         (AuthMethod::None, None) => Ok(()),
-        (AuthMethod::PrivateKeyJwt, None) => Err(KeyError::KeyMissing),
+        (auth, None) if auth.uses_private_key() => Err(KeyError::KeyMissing),
         (auth, None) => Err(KeyError::SecretMissing(auth)),
         (AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost, Some(s)) => {
             if s.is_empty() {
@@ -156,6 +156,11 @@ pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<()
             }
             let alg = *profile.alg.get_or_insert(Alg::HS256);
             test_sign(alg, &EncodingKey::from_secret(s.expose()))
+        }
+        // The key of a TLS client certificate: any key rustls can use
+        // (checked against the certificate when the profile is added).
+        (AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth, Some(s)) => {
+            parse_private_key(s).map(|_| ())
         }
         (AuthMethod::PrivateKeyJwt, Some(s)) => {
             let (kind, key) = parse_private_key(s)?;

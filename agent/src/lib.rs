@@ -49,7 +49,7 @@ pub use server::Limits;
 /// server or a file hands the agent. Nothing else of the agent is public.
 pub mod fuzzing {
     pub use crate::keys::parse_private_key;
-    pub use crate::oauth::auth::client_assertion;
+    pub use crate::oauth::auth::{AssertionHeader, client_assertion};
     pub use crate::oauth::{OAuthError, parse_token_response};
 }
 

@@ -73,6 +73,8 @@ pub enum Refusal {
     Field(#[from] jwtagent::config::FieldError),
     #[error(transparent)]
     Secret(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Certificate(#[from] crate::oauth::tls::CertError),
     #[error("ca_file: cannot read {}: {cause}", path.display())]
     CaFileUnreadable { path: PathBuf, cause: String },
     #[error("ca_file: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)", .0.display())]
@@ -89,8 +91,12 @@ pub enum Refusal {
 /// Why `jwks` has no public key to show.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NoKeyPair {
-    #[error("uses {0}, which has no key pair; `jwtagent keygen` makes a private_key_jwt profile")]
+    #[error(
+        "uses {0}, which has no key pair (private_key_jwt, tls_client_auth and self_signed_tls_client_auth have); `jwtagent keygen` makes a private_key_jwt profile"
+    )]
     NotPrivateKeyJwt(AuthMethod),
+    #[error("has a certificate that cannot be read: {0}")]
+    BadCertificate(crate::oauth::tls::CertError),
     #[error(
         "has no key in the keyring (it was deleted outside jwtagent); run `jwtagent keygen {0} --force ...` again"
     )]
@@ -403,7 +409,8 @@ impl Profiles {
         Ok((saved, jwks))
     }
 
-    /// The public JWKS of a private_key_jwt profile's key.
+    /// The public JWKS of a key-based profile's key (private_key_jwt, or a
+    /// TLS client certificate's), with its certificate chain when it has one.
     pub async fn jwks(&self, name: &str) -> Result<serde_json::Value, ProfileError> {
         let profile = self
             .config()?
@@ -414,7 +421,7 @@ impl Profiles {
             name: name.to_string(),
             reason,
         };
-        if profile.auth != AuthMethod::PrivateKeyJwt {
+        if !profile.auth.uses_private_key() {
             return Err(fail(NoKeyPair::NotPrivateKeyJwt(profile.auth)));
         }
         let pem = self
@@ -422,6 +429,17 @@ impl Profiles {
             .get(name, profile.generation)
             .await?
             .ok_or_else(|| fail(NoKeyPair::KeyMissing(name.to_string())))?;
+        if let Some(cert) = &profile.certificate {
+            let certificate = |e| fail(NoKeyPair::BadCertificate(e));
+            let chain: Vec<Vec<u8>> = crate::oauth::tls::certificates(cert)
+                .map_err(certificate)?
+                .iter()
+                .map(|der| der.to_vec())
+                .collect();
+            let x5t = crate::oauth::tls::x5t_s256(cert).map_err(certificate)?;
+            return jwk::jwks_with_chain(&pem, profile.alg, profile.kid.as_deref(), &chain, &x5t)
+                .map_err(|e| fail(NoKeyPair::BadKey(e)));
+        }
         let public = jwk::public_jwk(&pem).map_err(|e| fail(NoKeyPair::BadKey(e)))?;
         let kid = profile.kid.unwrap_or_else(|| jwk::thumbprint(&public));
         let alg = profile.alg.ok_or_else(|| fail(NoKeyPair::NoAlg))?;
@@ -487,6 +505,9 @@ async fn prepare(
     }
     profile.validate()?;
     check_secret(profile, secret)?;
+    if let (Some(cert), Some(key)) = (&profile.certificate, secret) {
+        crate::oauth::tls::check_identity(cert, key)?;
+    }
     // Servers that hold a client's JWKS find its key by `kid`: a key's
     // RFC 7638 thumbprint (what `jwks` prints) unless the user named one.
     if profile.auth == AuthMethod::PrivateKeyJwt

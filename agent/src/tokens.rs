@@ -127,12 +127,14 @@ impl Tokens {
     pub fn forget(&self, profile: &str) {
         self.refresher.forget(profile);
         self.dpop.forget(Some(profile));
+        self.refresher.fetcher().oauth().forget(profile);
     }
 
     /// Drops every cached token and DPoP key.
     pub fn clear(&self) {
         self.refresher.clear();
         self.dpop.forget(None);
+        self.refresher.fetcher().oauth().forget_all();
     }
 
     /// With `assertion_aud` auto: the `aud` `profile`'s server last

@@ -305,9 +305,16 @@ pub struct AddArgs {
     /// Read the client secret from a file
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
-    /// Read the private key (PEM) from a file, for private_key_jwt
+    /// Read the private key (PEM) from a file, for private_key_jwt,
+    /// tls_client_auth and self_signed_tls_client_auth
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// The client certificate (PEM, chain after it) whose key --key-file
+    /// gives: presented in mutual TLS (tls_client_auth,
+    /// self_signed_tls_client_auth), or named by its x5t#S256 in
+    /// private_key_jwt assertions (Entra ID certificate credentials)
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

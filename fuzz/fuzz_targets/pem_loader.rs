@@ -10,7 +10,7 @@ fuzz_target!(|pem: &[u8]| {
     let secret = Secret::new(pem.to_vec());
     if let Ok((kind, _key)) = parse_private_key(&secret) {
         let alg = kind.default_alg();
-        jwtagent_agent::fuzzing::client_assertion("fuzz", &secret, alg, None, "https://idp.example")
+        jwtagent_agent::fuzzing::client_assertion("fuzz", &secret, alg, Default::default(), "https://idp.example")
             .expect("an accepted key signs");
     }
 });

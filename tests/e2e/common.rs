@@ -151,6 +151,30 @@ impl TestEnv {
         cmd
     }
 
+    /// `jwtagent add NAME` discovering from `issuer`, for `client` with
+    /// `--auth auth`, and `extra` options.
+    pub fn add_issuer_cmd(
+        &self,
+        name: &str,
+        issuer: &str,
+        client: &str,
+        auth: &str,
+        extra: &[&str],
+    ) -> Command {
+        let mut cmd = self.cmd(&[
+            "add",
+            name,
+            "--issuer",
+            issuer,
+            "--client-id",
+            client,
+            "--auth",
+            auth,
+        ]);
+        cmd.args(extra);
+        cmd
+    }
+
     /// Adds profile `name` with `--auth none` for the token endpoint at `url`
     /// (plus `extra` options), asserting that it works.
     pub fn add_open_profile(&self, name: &str, url: &str, extra: &[&str]) {
@@ -588,6 +612,19 @@ pub fn gen_key(env: &TestEnv, kind: &str) -> PathBuf {
 }
 
 /// The directory of the test OpenID Provider (tests/oidc).
+/// Runs a node script of tests/oidc with `input` on stdin (trusting the
+/// test CA: the scripts reach the provider over HTTPS).
+pub fn node(script: &str, args: &[&str], input: &str) -> Output {
+    let node = require_tool("node", "nodejs");
+    output_with_stdin(
+        Command::new(node)
+            .arg(oidc_dir().join(script))
+            .args(args)
+            .env("NODE_EXTRA_CA_CERTS", &crate::pki::pki().ca),
+        input.as_bytes(),
+    )
+}
+
 pub fn oidc_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/oidc")
 }

@@ -7,20 +7,7 @@ use crate::common::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
-
-/// Runs a node script of tests/oidc with `input` on stdin.
-fn node(script: &str, args: &[&str], input: &str) -> std::process::Output {
-    let node = require_tool("node", "nodejs");
-    output_with_stdin(
-        Command::new(node)
-            .arg(oidc_dir().join(script))
-            .args(args)
-            // register.mjs reaches the provider over HTTPS.
-            .env("NODE_EXTRA_CA_CERTS", &crate::pki::pki().ca),
-        input.as_bytes(),
-    )
-}
+use std::process::Stdio;
 
 /// Verifies a proof with jose; returns what it read (jkt, jti, header, payload).
 fn verify_proof(

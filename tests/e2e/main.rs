@@ -10,6 +10,7 @@ mod integrations;
 mod leaks;
 mod lifecycle;
 mod load;
+mod mtls;
 mod oauth;
 mod pki;
 mod profiles;

@@ -30,6 +30,10 @@ pub struct Pki {
     pub wrong_name: Leaf,
     /// Valid for 127.0.0.1, issued by a CA nothing trusts.
     pub unknown_ca: Leaf,
+    /// A client certificate from the test CA, subject `CN=pki-client`.
+    pub client: Leaf,
+    /// A self-signed client certificate, subject `CN=self-client`.
+    pub self_signed_client: Leaf,
 }
 
 /// The test CA and its certificates, in a directory of this process's own
@@ -57,6 +61,8 @@ fn make(dir: &Path) -> Pki {
         expired: leaf(dir, "expired", &ca, &loopback, 2021),
         wrong_name: leaf(dir, "wrong-name", &ca, &["idp.invalid".to_string()], 2099),
         unknown_ca: leaf(dir, "unknown-ca", &stranger, &loopback, 2099),
+        client: leaf(dir, "client", &ca, &["pki-client".to_string()], 2099),
+        self_signed_client: self_signed(dir, "self-client"),
     }
 }
 
@@ -79,20 +85,36 @@ fn leaf(
     names: &[String],
     until: i32,
 ) -> Leaf {
-    let mut params = CertificateParams::new(names.to_vec()).unwrap();
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, &names[0]);
-    params.not_before = date_time_ymd(2020, 1, 1);
-    params.not_after = date_time_ymd(until, 1, 1);
+    let params = params(&names[0], names, until);
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, ca).unwrap();
+    write(dir, name, &cert.pem(), &key)
+}
+
+/// A self-signed certificate for subject CN=`name`.
+fn self_signed(dir: &Path, name: &str) -> Leaf {
+    let params = params(name, &[name.to_string()], 2099);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    write(dir, name, &cert.pem(), &key)
+}
+
+/// A certificate for CN=`cn` and `names`, valid from 2020 to `until`.
+fn params(cn: &str, names: &[String], until: i32) -> CertificateParams {
+    let mut params = CertificateParams::new(names.to_vec()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.not_before = date_time_ymd(2020, 1, 1);
+    params.not_after = date_time_ymd(until, 1, 1);
+    params
+}
+
+fn write(dir: &Path, name: &str, cert: &str, key: &KeyPair) -> Leaf {
     let leaf = Leaf {
         cert: dir.join(format!("{name}.pem")),
         key: dir.join(format!("{name}.key")),
     };
-    std::fs::write(&leaf.cert, cert.pem()).unwrap();
+    std::fs::write(&leaf.cert, cert).unwrap();
     std::fs::write(&leaf.key, key.serialize_pem()).unwrap();
     leaf
 }

@@ -96,18 +96,8 @@ fn provider(env: &TestEnv) -> Oidc {
 /// Adds profile `api` (discovery from `oidc.issuer`) with the agent this
 /// command starts running under `vars`.
 fn add_with_env(env: &TestEnv, oidc: &Oidc, vars: &[(&str, &str)]) {
-    let mut cmd = env.cmd(&[
-        "add",
-        "api",
-        "--issuer",
-        &oidc.issuer,
-        "--client-id",
-        "app",
-        "--auth",
-        "client_secret_post",
-        "--secret-stdin",
-    ]);
-    cmd.env("JWTAGENT_LOG", "trace");
+    let mut cmd = env.add_issuer_cmd("api", &oidc.issuer, "app", "client_secret_post", &[]);
+    cmd.arg("--secret-stdin").env("JWTAGENT_LOG", "trace");
     for (k, v) in vars {
         cmd.env(k, v);
     }

@@ -31,20 +31,9 @@ fn provider(
 }
 
 fn add(env: &TestEnv, name: &str, oidc: &Oidc, key: &std::path::Path, extra: &[&str]) {
-    let mut args = vec![
-        "add",
-        name,
-        "--issuer",
-        &oidc.issuer,
-        "--client-id",
-        "app",
-        "--auth",
-        "private_key_jwt",
-        "--key-file",
-        key.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    env.ok(&args);
+    let mut cmd = env.add_issuer_cmd(name, &oidc.issuer, "app", "private_key_jwt", extra);
+    let out = cmd.arg("--key-file").arg(key).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
 }
 
 fn show(env: &TestEnv, name: &str) -> Value {
@@ -125,11 +114,7 @@ fn assertion_aud_auto_sends_the_issuer_to_a_server_that_wants_it() {
 
 /// The RFC 7638 thumbprint of `jwk`, as jose computes it.
 fn jose_thumbprint(jwk: &Value) -> String {
-    let node = require_tool("node", "nodejs");
-    let out = output_with_stdin(
-        std::process::Command::new(node).arg(oidc_dir().join("thumbprint.mjs")),
-        jwk.to_string().as_bytes(),
-    );
+    let out = node("thumbprint.mjs", &[], &jwk.to_string());
     assert!(out.status.success(), "{}", stderr_of(&out));
     String::from_utf8(out.stdout).unwrap()
 }

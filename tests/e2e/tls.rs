@@ -21,18 +21,8 @@ fn provider(env: &TestEnv, cert: &Leaf) -> Oidc {
 
 /// `add NAME` for client `app` of `oidc`, with `extra` options.
 fn add(env: &TestEnv, name: &str, oidc: &Oidc, extra: &[&str]) {
-    let mut cmd = env.cmd(&[
-        "add",
-        name,
-        "--issuer",
-        &oidc.issuer,
-        "--client-id",
-        "app",
-        "--auth",
-        "client_secret_post",
-        "--secret-stdin",
-    ]);
-    cmd.args(extra);
+    let mut cmd = env.add_issuer_cmd(name, &oidc.issuer, "app", "client_secret_post", extra);
+    cmd.arg("--secret-stdin");
     let out = output_with_stdin(&mut cmd, SECRET.as_bytes());
     assert!(out.status.success(), "{}", stderr_of(&out));
 }

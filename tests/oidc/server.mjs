@@ -6,10 +6,17 @@
 // CONFIG.json: {"ttl": seconds, "port"?: number, "dpop_require_nonce"?: bool,
 //               "tls"?: {"cert": PEM path, "key": PEM path},
 //               "assertion_aud"?: "issuer" | "token_endpoint",
+//               "mtls"?: {"ca": PEM path, "alias"?: bool},
 //               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?}]}
 // With "tls" it serves HTTPS (the issuer is https://127.0.0.1:PORT), else HTTP.
 // "assertion_aud" makes it accept only that client assertion `aud`, as some
 // servers do (oidc-provider itself accepts the issuer and the endpoints).
+// "mtls" turns on RFC 8705: the TLS server asks for client certificates
+// (verified against "ca" for tls_client_auth, registered for
+// self_signed_tls_client_auth) and access tokens are bound to them; with
+// "alias" the metadata names /mtls/token as the mTLS token endpoint. Clients:
+// {auth: "tls_client_auth", subject_dn} or {auth:
+// "self_signed_tls_client_auth", cert_pem}.
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
 // server nonce. Open dynamic registration (RFC 7591) at /reg takes the
 // client_id the request names, so a test can register the JWKS that
@@ -21,7 +28,7 @@
 
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
 import { importSPKI, exportJWK, calculateJwkThumbprint } from 'jose';
@@ -39,6 +46,13 @@ async function clientMetadata(c) {
     scope: 'api:read api:write',
   };
   if (c.secret !== undefined) meta.client_secret = c.secret;
+  if (c.auth.endsWith('tls_client_auth')) meta.tls_client_certificate_bound_access_tokens = true;
+  if (c.subject_dn) meta.tls_client_auth_subject_dn = c.subject_dn;
+  if (c.cert_pem) {
+    const cert = new X509Certificate(c.cert_pem);
+    const jwk = cert.publicKey.export({ format: 'jwk' });
+    meta.jwks = { keys: [{ ...jwk, x5c: [cert.raw.toString('base64')] }] };
+  }
   if (c.alg) meta.token_endpoint_auth_signing_alg = c.alg;
   if (c.public_key_pem) {
     const key = await importSPKI(c.public_key_pem, c.alg, { extractable: true });
@@ -51,15 +65,24 @@ async function clientMetadata(c) {
   return meta;
 }
 
+const mtls = config.mtls
+  ? { requestCert: true, rejectUnauthorized: false, ca: readFileSync(config.mtls.ca) }
+  : {};
 const server = config.tls
-  ? createHttpsServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) })
+  ? createHttpsServer({
+    cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), ...mtls,
+  })
   : createHttpServer();
 await new Promise((resolve) => server.listen(config.port ?? 0, '127.0.0.1', resolve));
 const issuer = `${config.tls ? 'https' : 'http'}://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {
   clients: await Promise.all(config.clients.map(clientMetadata)),
+  ...(config.mtls?.alias
+    ? { discovery: { mtls_endpoint_aliases: { token_endpoint: `${issuer}/mtls/token` } } }
+    : {}),
   clientAuthMethods: [
+    ...(config.mtls ? ['tls_client_auth', 'self_signed_tls_client_auth'] : []),
     'client_secret_basic',
     'client_secret_post',
     'client_secret_jwt',
@@ -90,6 +113,16 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    mTLS: {
+      enabled: Boolean(config.mtls),
+      certificateBoundAccessTokens: true,
+      tlsClientAuth: true,
+      selfSignedTlsClientAuth: true,
+      getCertificate: (ctx) => ctx.socket.getPeerX509Certificate?.() ?? undefined,
+      certificateAuthorized: (ctx) => ctx.socket.authorized,
+      certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_subject_dn'
+        && ctx.socket.getPeerX509Certificate()?.subject === expected,
+    },
     dPoP: {
       enabled: true,
       nonceSecret: randomBytes(32),
@@ -122,6 +155,7 @@ provider.on('grant.success', (ctx) => {
     resource: ctx.oidc.body?.resource,
     token_type: ctx.body?.token_type,
     dpop: Boolean(ctx.get('DPoP')),
+    via_mtls_alias: Boolean(ctx.req.viaMtlsAlias),
   });
 });
 provider.on('grant.error', (ctx, error) => {
@@ -135,7 +169,14 @@ provider.on('grant.error', (ctx, error) => {
   });
 });
 
-server.on('request', provider.callback());
+const callback = provider.callback();
+server.on('request', (req, res) => {
+  if (req.url.startsWith('/mtls/')) {
+    req.url = req.url.slice('/mtls'.length);
+    req.viaMtlsAlias = true;
+  }
+  callback(req, res);
+});
 process.stdout.write(`READY ${issuer}\n`);
 
 for (const signal of ['SIGTERM', 'SIGINT']) {

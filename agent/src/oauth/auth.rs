@@ -18,6 +18,9 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// How the client authenticates.
 pub enum ClientAuth<'a> {
     None,
+    /// tls_client_auth, self_signed_tls_client_auth: the certificate the
+    /// connection presents; the request names the client only.
+    Tls,
     Basic(&'a Secret),
     Post(&'a Secret),
     /// client_secret_jwt (HMAC with the secret) or private_key_jwt (the PEM key).
@@ -25,6 +28,9 @@ pub enum ClientAuth<'a> {
         secret: &'a Secret,
         alg: Alg,
         kid: Option<&'a str>,
+        /// The client certificate's SHA-256 thumbprint, when the profile has
+        /// one (Entra ID finds a certificate credential by it).
+        x5t_s256: Option<String>,
         aud: String,
     },
 }
@@ -146,14 +152,22 @@ pub fn choose<'a>(
         (_, None) => {
             return Err(SetupError::SecretMissing.into());
         }
+        (AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth, Some(_)) => {
+            ClientAuth::Tls
+        }
         (AuthMethod::ClientSecretBasic, Some(s)) => ClientAuth::Basic(s),
         (AuthMethod::ClientSecretPost, Some(s)) => ClientAuth::Post(s),
         (AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt, Some(s)) => {
             let alg = profile.alg.ok_or(SetupError::NoAlg)?;
+            let x5t_s256 = match &profile.certificate {
+                Some(cert) => Some(super::tls::x5t_s256(cert).map_err(SetupError::Certificate)?),
+                None => None,
+            };
             ClientAuth::Jwt {
                 secret: s,
                 alg,
                 kid: profile.kid.as_deref(),
+                x5t_s256,
                 aud: aud.ok_or(SetupError::NoEndpoint)?.value.clone(),
             }
         }
@@ -179,7 +193,7 @@ pub fn apply<'a>(
     builder: reqwest::RequestBuilder,
 ) -> Result<reqwest::RequestBuilder, OAuthError> {
     Ok(match auth {
-        ClientAuth::None => {
+        ClientAuth::None | ClientAuth::Tls => {
             form.push("client_id", client_id);
             builder
         }
@@ -197,11 +211,16 @@ pub fn apply<'a>(
             secret,
             alg,
             kid,
+            x5t_s256,
             aud,
         } => {
             form.push("client_id", client_id);
             form.push("client_assertion_type", ASSERTION_TYPE);
-            let assertion = client_assertion(client_id, secret, *alg, *kid, aud)?;
+            let header = AssertionHeader {
+                kid: *kid,
+                x5t_s256: x5t_s256.as_deref(),
+            };
+            let assertion = client_assertion(client_id, secret, *alg, header, aud)?;
             form.push_secret("client_assertion", assertion);
             builder
         }
@@ -223,13 +242,20 @@ struct AssertionClaims<'a> {
     exp: u64,
 }
 
+/// What a client assertion's header names besides `alg` and `typ`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AssertionHeader<'a> {
+    pub kid: Option<&'a str>,
+    pub x5t_s256: Option<&'a str>,
+}
+
 /// Signs a client assertion (RFC 7523 §3): `iss` = `sub` = client id, a fresh
 /// `jti` every call, `exp` 60 s after `iat`.
 pub fn client_assertion(
     client_id: &str,
     secret: &Secret,
     alg: Alg,
-    kid: Option<&str>,
+    names: AssertionHeader<'_>,
     aud: &str,
 ) -> Result<Secret, OAuthError> {
     let key = if alg.is_hmac() {
@@ -239,7 +265,8 @@ pub fn client_assertion(
     };
     let mut header = jsonwebtoken::Header::new(jwt_alg(alg));
     header.typ = Some("JWT".into());
-    header.kid = kid.map(str::to_string);
+    header.kid = names.kid.map(str::to_string);
+    header.x5t_s256 = names.x5t_s256.map(str::to_string);
     let iat = jwtagent::time::unix_now();
     let claims = AssertionClaims {
         iss: client_id,
@@ -276,7 +303,10 @@ mod tests {
             "client-1",
             &secret,
             Alg::HS256,
-            Some("kid-1"),
+            AssertionHeader {
+                kid: Some("kid-1"),
+                x5t_s256: Some("thumb"),
+            },
             "https://idp.example",
         )
         .unwrap();
@@ -284,7 +314,10 @@ mod tests {
             "client-1",
             &secret,
             Alg::HS256,
-            Some("kid-1"),
+            AssertionHeader {
+                kid: Some("kid-1"),
+                x5t_s256: Some("thumb"),
+            },
             "https://idp.example",
         )
         .unwrap();
@@ -301,6 +334,7 @@ mod tests {
         };
         let (da, db) = (decode(&a), decode(&b));
         assert_eq!(da.header.kid.as_deref(), Some("kid-1"));
+        assert_eq!(da.header.x5t_s256.as_deref(), Some("thumb"));
         assert_eq!(da.claims["iss"], "client-1");
         assert_eq!(da.claims["sub"], "client-1");
         assert_eq!(

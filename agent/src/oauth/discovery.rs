@@ -19,6 +19,9 @@ const METADATA_TTL: Duration = Duration::from_secs(3600);
 pub struct Metadata {
     pub issuer: String,
     pub token_endpoint: Url,
+    /// RFC 8705 §5: the token endpoint for clients that use mutual TLS,
+    /// when the server has a separate one.
+    pub mtls_token_endpoint: Option<Url>,
 }
 
 type Discovered = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
@@ -70,9 +73,14 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
             continue;
         }
         #[derive(Deserialize)]
+        struct Aliases {
+            token_endpoint: Option<String>,
+        }
+        #[derive(Deserialize)]
         struct Doc {
             issuer: Option<String>,
             token_endpoint: Option<String>,
+            mtls_endpoint_aliases: Option<Aliases>,
         }
         let doc: Doc = serde_json::from_slice(&body).map_err(|e| {
             fail(format!(
@@ -91,9 +99,17 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
             .ok_or_else(|| fail(format!("{url} has no token_endpoint")))?;
         let token_endpoint =
             check_endpoint("token_endpoint", &endpoint).map_err(|e| fail(e.to_string()))?;
+        let mtls_token_endpoint = match doc.mtls_endpoint_aliases.and_then(|a| a.token_endpoint) {
+            Some(alias) => Some(
+                check_endpoint("mtls_endpoint_aliases.token_endpoint", &alias)
+                    .map_err(|e| fail(e.to_string()))?,
+            ),
+            None => None,
+        };
         return Ok(Metadata {
             issuer: found,
             token_endpoint,
+            mtls_token_endpoint,
         });
     }
     Err(fail(format!("no metadata found ({})", tried.join("; "))))

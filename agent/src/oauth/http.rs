@@ -2,7 +2,7 @@
 //! configuration, bounded bodies, and errors that name the host, never the URL
 //! (which may carry a secret in a query) or the body of a success.
 
-use super::tls::TlsProblem;
+use super::tls::{Identity, TlsProblem};
 use super::{OAuthError, SetupError, Step};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +18,12 @@ const BODY_EXCERPT: usize = 300;
 const MAX_BODY: usize = 1024 * 1024;
 
 /// An HTTP client for one trust configuration (platform roots plus an optional
-/// per-profile CA file).
-pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, OAuthError> {
+/// per-profile CA file), presenting `identity` when a server asks for a
+/// client certificate.
+pub fn http_client(
+    ca_file: Option<&Path>,
+    identity: Option<Identity>,
+) -> Result<reqwest::Client, OAuthError> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(TOTAL_TIMEOUT)
@@ -27,28 +31,70 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, OAuthError
         // resend credentials to wherever it points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("jwtagent/", env!("CARGO_PKG_VERSION")));
-    builder = builder.tls_backend_preconfigured(super::tls::client_config(ca_file)?);
+    builder = builder.tls_backend_preconfigured(super::tls::client_config(ca_file, identity)?);
     builder = super::proxy::proxies().apply(builder);
     builder
         .build()
         .map_err(|e| SetupError::Tls(e.to_string()).into())
 }
 
+/// Makes a client identity, when a client presenting it is first needed.
+pub type MakeIdentity<'a> = &'a dyn Fn() -> Result<Identity, OAuthError>;
+
+/// Which client: a trust configuration (a profile's CA file, if any), and
+/// the profile whose client certificate it presents, if any.
+type ClientKey = (Option<PathBuf>, Option<String>);
+
 /// The HTTP clients in use, one per trust configuration (platform roots, plus
-/// a profile's CA file): connections are reused across token requests.
+/// a profile's CA file) and client certificate: connections are reused across
+/// token requests.
 #[derive(Default)]
-pub struct HttpClients(Mutex<HashMap<Option<PathBuf>, reqwest::Client>>);
+pub struct HttpClients(Mutex<HashMap<ClientKey, reqwest::Client>>);
 
 impl HttpClients {
-    pub fn get(&self, ca_file: Option<&PathBuf>) -> Result<reqwest::Client, OAuthError> {
-        let mut clients = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(client) = clients.get(&ca_file.cloned()) {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, reqwest::Client>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client for `ca_file`, presenting the certificate of `identity`
+    /// (an owner's id, and a way to make the identity when the client is not
+    /// made yet).
+    pub fn get(
+        &self,
+        ca_file: Option<&PathBuf>,
+        identity: Option<(String, MakeIdentity<'_>)>,
+    ) -> Result<reqwest::Client, OAuthError> {
+        let key = (
+            ca_file.cloned(),
+            identity.as_ref().map(|(id, _)| id.clone()),
+        );
+        if let Some(client) = self.map().get(&key) {
             return Ok(client.clone());
         }
-        let client = http_client(ca_file.map(PathBuf::as_path))?;
-        clients.insert(ca_file.cloned(), client.clone());
+        let identity = match identity {
+            Some((_, make)) => Some(make()?),
+            None => None,
+        };
+        let client = http_client(ca_file.map(PathBuf::as_path), identity)?;
+        self.map().insert(key, client.clone());
         Ok(client)
     }
+
+    /// Drops the clients that present a certificate of `owner` (of any
+    /// profile: None), and with them its private key.
+    pub fn forget(&self, owner: Option<&str>) {
+        self.map().retain(|(_, id), _| match (id, owner) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(id), Some(owner)) => !owns(owner, id),
+        });
+    }
+}
+
+/// Whether client id `id` (`NAME#GENERATION`) is one of profile `owner`'s.
+fn owns(owner: &str, id: &str) -> bool {
+    id.strip_prefix(owner)
+        .is_some_and(|rest| rest.starts_with('#'))
 }
 
 pub(super) fn host_of(url: &Url) -> String {
@@ -145,5 +191,36 @@ pub(super) fn excerpt(body: &[u8]) -> String {
         format!("{cut}…")
     } else {
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_owns_the_clients_of_its_generations_only() {
+        assert!(owns("api", "api#0"));
+        assert!(owns("api", "api#12"));
+        assert!(!owns("api", "api2#0"));
+        assert!(!owns("api", "ap#0"));
+        assert!(!owns("api", "api"));
+    }
+
+    #[test]
+    fn forgetting_a_profile_drops_only_its_certificate_clients() {
+        let clients = HttpClients::default();
+        let plain = reqwest::Client::new();
+        for id in [None, Some("api#1"), Some("api2#1")] {
+            clients
+                .map()
+                .insert((None, id.map(str::to_string)), plain.clone());
+        }
+        clients.forget(Some("api"));
+        let mut left: Vec<_> = clients.map().keys().map(|(_, id)| id.clone()).collect();
+        left.sort();
+        assert_eq!(left, [None, Some("api2#1".to_string())]);
+        clients.forget(None);
+        assert_eq!(clients.map().len(), 1, "the plain client stays");
     }
 }

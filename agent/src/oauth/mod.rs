@@ -156,6 +156,8 @@ pub enum SetupError {
     },
     #[error("cannot set up HTTPS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    Certificate(#[from] tls::CertError),
     #[error("DPoP: {0}")]
     Dpop(#[from] crate::jwk::JwkError),
     #[error("the system random generator failed")]
@@ -171,6 +173,17 @@ pub struct Obtained {
     pub refresh_token: Option<Secret>,
 }
 
+/// What a token is asked for with: profile `name`, its secret and DPoP key,
+/// and the scopes and resources of the request.
+pub struct Ask<'a> {
+    pub name: &'a str,
+    pub profile: &'a Profile,
+    pub secret: Option<&'a Secret>,
+    pub dpop: Option<&'a DpopKey>,
+    pub scopes: &'a [String],
+    pub resources: &'a [String],
+}
+
 /// What the agent keeps between token requests: HTTP clients, discovered
 /// metadata, DPoP nonces.
 #[derive(Default)]
@@ -182,18 +195,22 @@ pub struct OAuthClient {
 }
 
 impl OAuthClient {
-    /// Gets a token for `profile` with the scopes and resources asked for:
-    /// finds the token endpoint, then follows the profile's grant plan.
+    /// Gets a token as `ask` says: finds the token endpoint, then follows
+    /// the profile's grant plan.
     pub async fn token(
         &self,
-        profile: &Profile,
-        secret: Option<&Secret>,
-        dpop: Option<&DpopKey>,
-        scopes: &[String],
-        resources: &[String],
+        ask: Ask<'_>,
         refresh_token: Option<Secret>,
     ) -> Result<Obtained, OAuthError> {
-        let http = self.http.get(profile.ca_file.as_ref())?;
+        let Ask {
+            name,
+            profile,
+            secret,
+            dpop,
+            scopes,
+            resources,
+        } = ask;
+        let http = self.http_client(name, profile, secret)?;
         let (token_endpoint, issuer) = match (&profile.token_url, &profile.issuer) {
             (Some(url), issuer) => (
                 Url::parse(url).map_err(|e| SetupError::TokenUrl(e.to_string()))?,
@@ -204,7 +221,12 @@ impl OAuthClient {
                     .metadata
                     .get(&http, issuer, profile.ca_file.as_ref())
                     .await?;
-                (meta.token_endpoint, Some(meta.issuer))
+                // RFC 8705 §5: mutual TLS clients use the server's alias.
+                let endpoint = match meta.mtls_token_endpoint {
+                    Some(alias) if profile.auth.uses_mtls() => alias,
+                    _ => meta.token_endpoint,
+                };
+                (endpoint, Some(meta.issuer))
             }
             (None, None) => {
                 return Err(SetupError::NoEndpoint.into());
@@ -291,6 +313,35 @@ impl OAuthClient {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The HTTP client for profile `name`: its CA file, and for mutual TLS
+    /// its certificate and key (`secret`).
+    fn http_client(
+        &self,
+        name: &str,
+        profile: &Profile,
+        secret: Option<&Secret>,
+    ) -> Result<reqwest::Client, OAuthError> {
+        let (Some(cert), true, Some(key)) =
+            (&profile.certificate, profile.auth.uses_mtls(), secret)
+        else {
+            return self.http.get(profile.ca_file.as_ref(), None);
+        };
+        let make = || tls::identity(cert, key).map_err(|e| SetupError::Certificate(e).into());
+        let id = format!("{name}#{}", profile.generation);
+        self.http.get(profile.ca_file.as_ref(), Some((id, &make)))
+    }
+
+    /// Forgets what is kept for profile `name` that holds its key (the
+    /// HTTP clients presenting its certificate).
+    pub fn forget(&self, name: &str) {
+        self.http.forget(Some(name));
+    }
+
+    /// Forgets every profile's keys it holds (`lock`).
+    pub fn forget_all(&self) {
+        self.http.forget(None);
     }
 
     /// Which assertion `aud` worked last for `profile`, when the agent

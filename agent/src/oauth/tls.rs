@@ -5,15 +5,104 @@
 //! a certificate is for, when it expired.
 
 use super::SetupError;
+use jwtagent::secret::Secret;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use std::path::Path;
 use std::sync::Arc;
 
+/// A TLS client identity: a certificate chain and the private key of its
+/// first certificate.
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+/// Why a client certificate (and its key) cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    #[error("the client certificate is not valid PEM: {0}")]
+    NotPem(String),
+    #[error("the client certificate file holds no certificate")]
+    Empty,
+    #[error("the client certificate cannot be read: {0}")]
+    Unreadable(String),
+    #[error("the private key cannot be used for TLS: {0}")]
+    Key(String),
+    #[error(
+        "the private key does not belong to the client certificate (the certificate is for another public key): give the key the certificate was issued for"
+    )]
+    Mismatch,
+    #[error("the client certificate and key cannot be used: {0}")]
+    Unusable(String),
+    #[error("the client certificate expired on {0}: renew it")]
+    Expired(String),
+    #[error("the client certificate is not valid before {0}")]
+    NotYetValid(String),
+}
+
+/// The certificates of a PEM text, in order.
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| CertError::NotPem(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(CertError::Empty);
+    }
+    Ok(chain)
+}
+
+/// The identity of a client certificate (PEM chain) and its key (PEM),
+/// checked to belong together.
+pub fn identity(cert_pem: &str, key_pem: &Secret) -> Result<Identity, CertError> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = certificates(cert_pem)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.expose())
+        .map_err(|e| CertError::Key(e.to_string()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider) {
+        Ok(_) => Ok(Identity { chain, key }),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            Err(CertError::Mismatch)
+        }
+        Err(e) => Err(CertError::Unusable(e.to_string())),
+    }
+}
+
+/// Checks, when a profile is added, that the certificate and key belong
+/// together and that the certificate is valid now.
+pub fn check_identity(cert_pem: &str, key_pem: &Secret) -> Result<(), CertError> {
+    let identity = identity(cert_pem, key_pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&identity.chain[0])
+        .map_err(|e| CertError::Unreadable(e.to_string()))?;
+    let validity = cert.validity();
+    let now = x509_parser::time::ASN1Time::now();
+    if now > validity.not_after {
+        return Err(CertError::Expired(validity.not_after.to_string()));
+    }
+    if now < validity.not_before {
+        return Err(CertError::NotYetValid(validity.not_before.to_string()));
+    }
+    Ok(())
+}
+
+/// The `x5t#S256` of a certificate (RFC 7515 §4.1.8, RFC 8705 §3.1):
+/// SHA-256 of the first certificate's DER, base64url.
+pub fn x5t_s256(cert_pem: &str) -> Result<String, CertError> {
+    use base64::Engine;
+    let chain = certificates(cert_pem)?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &chain[0]);
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()))
+}
+
 /// The rustls configuration of one HTTP client: the platform's roots plus the
-/// certificates of `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, SetupError> {
+/// certificates of `ca_file`, and the client certificate to present, if any.
+pub fn client_config(
+    ca_file: Option<&Path>,
+    identity: Option<Identity>,
+) -> Result<rustls::ClientConfig, SetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let extra = match ca_file {
         Some(path) => read_ca_file(path)?,
@@ -22,12 +111,17 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Set
     let platform =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
             .map_err(|e| SetupError::Tls(e.to_string()))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| SetupError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Explaining(Arc::new(platform))))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(Explaining(Arc::new(platform))));
+    let mut config = match identity {
+        Some(Identity { chain, key }) => config
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| SetupError::Certificate(CertError::Unusable(e.to_string())))?,
+        None => config.with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

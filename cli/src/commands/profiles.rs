@@ -22,6 +22,7 @@ fn profile_from(
     args: &ProfileArgs,
     auth: AuthMethod,
     alg: Option<Alg>,
+    certificate: Option<String>,
 ) -> Result<Profile, CliError> {
     let ca_file = match &args.ca_file {
         Some(path) => Some(
@@ -43,6 +44,7 @@ fn profile_from(
         audience: args.audience.clone(),
         params: args.params.iter().cloned().collect(),
         ca_file,
+        certificate,
         refresh_before: args.refresh_before,
         allow_exe: args
             .allow_exe
@@ -67,7 +69,11 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
     } else {
         AuthMethod::ClientSecretBasic
     });
-    let profile = profile_from(&args.name, &args.profile, auth, args.alg)?;
+    let certificate = match &args.cert_file {
+        Some(path) => Some(read_certificate(path)?),
+        None => None,
+    };
+    let profile = profile_from(&args.name, &args.profile, auth, args.alg, certificate)?;
     // Check what needs no agent first, so a typo does not cost a prompt.
     let secret = read_secret(&args, auth)?;
 
@@ -110,6 +116,7 @@ pub fn keygen(socket: &SocketPath, args: KeygenArgs) -> Result<(), CliError> {
         &args.profile,
         AuthMethod::PrivateKeyJwt,
         Some(args.alg),
+        None,
     )?;
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let generated: KeyGenerated = client
@@ -157,17 +164,17 @@ fn read_secret(args: &AddArgs, auth: AuthMethod) -> Result<Option<Secret>, CliEr
         return Ok(None);
     }
     if let Some(path) = &args.key_file {
-        if auth != AuthMethod::PrivateKeyJwt {
+        if !auth.uses_private_key() {
             return Err(CliError::Usage(format!(
-                "--key-file is for --auth private_key_jwt, not {auth}; use --secret-file for a client secret"
+                "--key-file is for --auth private_key_jwt, tls_client_auth or self_signed_tls_client_auth, not {auth}; use --secret-file for a client secret"
             )));
         }
         return read_file(path).map(Some);
     }
-    if auth == AuthMethod::PrivateKeyJwt {
-        return Err(CliError::Usage(
-            "private_key_jwt needs the private key: add --key-file KEY.pem".into(),
-        ));
+    if auth.uses_private_key() {
+        return Err(CliError::Usage(format!(
+            "{auth} needs the private key: add --key-file KEY.pem"
+        )));
     }
     let mut secret = if let Some(path) = &args.secret_file {
         read_file(path)?
@@ -204,6 +211,19 @@ fn read_secret(args: &AddArgs, auth: AuthMethod) -> Result<Option<Secret>, CliEr
         ));
     }
     Ok(Some(secret))
+}
+
+/// The client certificate of `--cert-file`, as PEM text.
+fn read_certificate(path: &Path) -> Result<String, CliError> {
+    let text = read_file(path)?;
+    let text = std::str::from_utf8(text.expose()).unwrap_or_default();
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(CliError::Usage(format!(
+            "--cert-file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(text.to_string())
 }
 
 fn read_file(path: &Path) -> Result<Secret, CliError> {
