@@ -310,6 +310,10 @@ pub struct ProfileView {
     /// (`issuer` or `token-endpoint`), once a token was fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertion_aud_worked: Option<String>,
+    /// The client certificate's subject, issuer, end of validity and
+    /// `x5t#S256`, when the profile has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_info: Option<String>,
 }
 
 /// Answer to [`Request::Add`].

@@ -395,8 +395,18 @@ impl Profiles {
         if !force && self.config()?.profiles.contains_key(name) {
             return Err(invalid(Refusal::Exists));
         }
+        let pem = jwk::generate(alg).map_err(|e| invalid(Refusal::Key(e)))?;
+        if profile.auth == AuthMethod::SelfSignedTlsClientAuth {
+            // A key and a self-signed certificate for it: the server knows
+            // the client by the certificate's thumbprint.
+            let certificate = crate::oauth::tls::self_signed(&pem, &profile.client_id)
+                .map_err(|e| invalid(Refusal::Certificate(e)))?;
+            profile.certificate = Some(certificate);
+            let saved = self.add(name, profile, Some(pem)).await?;
+            let jwks = self.jwks(name).await?;
+            return Ok((saved, jwks));
+        }
         let invalid = |e: crate::jwk::JwkError| invalid(Refusal::Key(e));
-        let pem = jwk::generate(alg).map_err(invalid)?;
         let kid = match profile.kid.take() {
             Some(kid) => kid,
             None => jwk::thumbprint(&jwk::public_jwk(&pem).map_err(invalid)?),

@@ -327,8 +327,21 @@ pub struct KeygenArgs {
     /// Replace an existing profile and its key (the old key stops working)
     #[arg(long)]
     pub force: bool,
+    /// private_key_jwt, or self_signed_tls_client_auth (the agent also makes a
+    /// self-signed certificate for the key, valid for two years)
+    #[arg(long, value_name = "METHOD", default_value = "private_key_jwt", value_parser = parse_keygen_auth)]
+    pub auth: AuthMethod,
     #[command(flatten)]
     pub profile: ProfileArgs,
+}
+
+fn parse_keygen_auth(s: &str) -> Result<AuthMethod, String> {
+    match s.parse()? {
+        auth @ (AuthMethod::PrivateKeyJwt | AuthMethod::SelfSignedTlsClientAuth) => Ok(auth),
+        other => Err(format!(
+            "keygen makes keys for private_key_jwt and self_signed_tls_client_auth, not {other}"
+        )),
+    }
 }
 
 /// For a DPoP-bound request: what the proof covers.

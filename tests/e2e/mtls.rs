@@ -97,6 +97,11 @@ fn both_mtls_methods_get_tokens_bound_to_the_client_certificate() {
             cert_thumbprint(&leaf.cert),
             "{name}: {claims}"
         );
+        let shown = env.ok(&["show", name]);
+        assert!(
+            shown.contains(&format!("x5t#S256 {}", cert_thumbprint(&leaf.cert))),
+            "{shown}"
+        );
         let grants = oidc.grants(client);
         assert_eq!(grants.len(), 1);
         assert_eq!(grants[0]["auth_method"], auth);
@@ -227,9 +232,17 @@ fn jwks_prints_what_a_self_signed_client_registers() {
     assert_eq!(key["x5t#S256"], cert_thumbprint(&leaf.cert));
     assert_eq!(key["x5c"].as_array().unwrap().len(), 1);
     assert!(key.get("d").is_none(), "a private member in {key}");
-    // Registered exactly as printed (RFC 7591), the client gets tokens.
+    register_self_signed(&oidc, "reg", &jwks);
+    let answer = token_json(&env, "reg");
+    let claims = jwt_claims(answer["access_token"].as_str().unwrap());
+    assert_eq!(claims["cnf"]["x5t#S256"], cert_thumbprint(&leaf.cert));
+}
+
+/// Registers `client` for self_signed_tls_client_auth with `jwks` exactly as
+/// `jwtagent jwks` printed it (RFC 7591).
+fn register_self_signed(oidc: &Oidc, client: &str, jwks: &Value) {
     let metadata = json!({
-        "client_id": "reg",
+        "client_id": client,
         "token_endpoint_auth_method": "self_signed_tls_client_auth",
         "tls_client_certificate_bound_access_tokens": true,
         "jwks": jwks,
@@ -244,7 +257,45 @@ fn jwks_prints_what_a_self_signed_client_registers() {
         String::from_utf8_lossy(&out.stdout),
         stderr_of(&out)
     );
-    let answer = token_json(&env, "reg");
-    let claims = jwt_claims(answer["access_token"].as_str().unwrap());
-    assert_eq!(claims["cnf"]["x5t#S256"], cert_thumbprint(&leaf.cert));
+}
+
+#[test]
+fn keygen_makes_a_self_signed_client_certificate_to_register() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, false);
+    for alg in ["ES256", "EdDSA", "RS256"] {
+        let name = format!("gen-{alg}");
+        let out = env.run(&[
+            "keygen",
+            &name,
+            "--auth",
+            "self_signed_tls_client_auth",
+            "--alg",
+            alg,
+            "--issuer",
+            &oidc.issuer,
+            "--client-id",
+            &name,
+            "--resource",
+            RESOURCE,
+        ]);
+        assert!(out.status.success(), "{alg}: {}", stderr_of(&out));
+        assert!(
+            stderr_of(&out).contains("a self-signed certificate for it"),
+            "{}",
+            stderr_of(&out)
+        );
+        let jwks: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let key = &jwks["keys"][0];
+        assert!(key.get("d").is_none(), "a private member in {key}");
+        let x5t = key["x5t#S256"].as_str().unwrap().to_string();
+        register_self_signed(&oidc, &name, &jwks);
+        let answer = token_json(&env, &name);
+        let claims = jwt_claims(answer["access_token"].as_str().unwrap());
+        assert_eq!(claims["cnf"]["x5t#S256"], x5t, "{alg}");
+        assert_eq!(
+            oidc.grants(&name)[0]["auth_method"],
+            "self_signed_tls_client_auth"
+        );
+    }
 }

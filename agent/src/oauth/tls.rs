@@ -88,6 +88,53 @@ pub fn check_identity(cert_pem: &str, key_pem: &Secret) -> Result<(), CertError>
     Ok(())
 }
 
+/// A certificate as `show` describes it: subject, issuer unless
+/// self-signed, end of validity, and `x5t#S256`.
+pub fn describe(cert_pem: &str) -> Option<String> {
+    let chain = certificates(cert_pem).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&chain[0]).ok()?;
+    let subject = cert.subject().to_string();
+    let issuer = cert.issuer().to_string();
+    let by = if issuer == subject {
+        "self-signed".to_string()
+    } else {
+        format!("issued by {issuer}")
+    };
+    let text = format!(
+        "{subject}, {by}, valid until {}, x5t#S256 {}",
+        cert.validity().not_after,
+        x5t_s256(cert_pem).ok()?
+    );
+    Some(text.chars().filter(|c| !c.is_control()).collect())
+}
+
+/// How long a certificate `keygen` makes is valid.
+const SELF_SIGNED_VALIDITY: std::time::Duration = std::time::Duration::from_secs(2 * 365 * 86400);
+
+/// A self-signed certificate (PEM) for the key `key_pem`, subject
+/// CN=`subject`, valid from now for two years: for
+/// self_signed_tls_client_auth, where the server knows the certificate by
+/// its thumbprint.
+pub fn self_signed(key_pem: &Secret, subject: &str) -> Result<String, CertError> {
+    let pem = std::str::from_utf8(key_pem.expose()).map_err(|e| CertError::Key(e.to_string()))?;
+    let key = rcgen::KeyPair::from_pem(pem).map_err(|e| CertError::Key(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let cn: String = subject.chars().filter(|c| !c.is_control()).collect();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let now = jwtagent::time::unix_now();
+    let start = time::OffsetDateTime::from_unix_timestamp(i64::try_from(now).unwrap_or(0))
+        .map_err(|e| CertError::Unusable(e.to_string()))?;
+    params.not_before = start;
+    params.not_after = start + SELF_SIGNED_VALIDITY;
+    params
+        .self_signed(&key)
+        .map(|cert| cert.pem())
+        .map_err(|e| CertError::Unusable(e.to_string()))
+}
+
 /// The `x5t#S256` of a certificate (RFC 7515 §4.1.8, RFC 8705 §3.1):
 /// SHA-256 of the first certificate's DER, base64url.
 pub fn x5t_s256(cert_pem: &str) -> Result<String, CertError> {

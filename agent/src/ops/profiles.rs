@@ -73,9 +73,15 @@ pub async fn jwks(state: &AgentState, name: &str) -> Result<serde_json::Value, A
 }
 
 fn view(entry: Entry) -> ProfileView {
+    let certificate_info = entry
+        .profile
+        .certificate
+        .as_deref()
+        .and_then(crate::oauth::tls::describe);
     ProfileView {
         name: entry.name,
         profile: entry.profile,
+        certificate_info,
         secret_stored: entry.secret_stored,
         assertion_aud_worked: None,
     }

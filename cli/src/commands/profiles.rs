@@ -111,13 +111,13 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
 
 /// `keygen`: the agent makes the key; this prints the public JWKS to register.
 pub fn keygen(socket: &SocketPath, args: KeygenArgs) -> Result<(), CliError> {
-    let profile = profile_from(
-        &args.name,
-        &args.profile,
-        AuthMethod::PrivateKeyJwt,
-        Some(args.alg),
-        None,
-    )?;
+    // The agent makes the self-signed certificate; the CLI checks the rest
+    // (with a stand-in for the certificate, which the profile needs).
+    let mtls = args.auth == AuthMethod::SelfSignedTlsClientAuth;
+    let placeholder = mtls.then(|| "-----BEGIN CERTIFICATE-----".to_string());
+    let alg = (!mtls).then_some(args.alg);
+    let mut profile = profile_from(&args.name, &args.profile, args.auth, alg, placeholder)?;
+    profile.certificate = None;
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let generated: KeyGenerated = client
         .call(&Request::Keygen {
@@ -132,10 +132,18 @@ pub fn keygen(socket: &SocketPath, args: KeygenArgs) -> Result<(), CliError> {
     } else {
         "Replaced"
     };
-    let kid = generated.profile.profile.kid.as_deref().unwrap_or("-");
+    let what = if mtls {
+        format!(
+            "self_signed_tls_client_auth, {} key and a self-signed certificate for it",
+            args.alg
+        )
+    } else {
+        let kid = generated.profile.profile.kid.as_deref().unwrap_or("-");
+        format!("private_key_jwt, {}, kid {kid}", args.alg)
+    };
     eprintln!(
-        "{verb} profile {} (private_key_jwt, {}, kid {kid}); the private key is in the keyring and never leaves the agent.\nRegister this JWKS for client {:?} with the authorization server (`jwtagent jwks {}` prints it again):",
-        args.name, args.alg, generated.profile.profile.client_id, args.name
+        "{verb} profile {} ({what}); the private key is in the keyring and never leaves the agent.\nRegister this JWKS for client {:?} with the authorization server (`jwtagent jwks {}` prints it again):",
+        args.name, generated.profile.profile.client_id, args.name
     );
     print_json(&generated.jwks)
 }
@@ -359,6 +367,14 @@ fn render(view: &ProfileView) -> String {
     }
     for (k, v) in &p.params {
         lines.push(("param", format!("{k}={v}")));
+    }
+    if p.certificate.is_some() {
+        lines.push((
+            "certificate",
+            view.certificate_info
+                .clone()
+                .unwrap_or_else(|| "present, but cannot be read".into()),
+        ));
     }
     if let Some(ca) = &p.ca_file {
         lines.push(("ca_file", ca.display().to_string()));
