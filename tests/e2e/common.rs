@@ -175,6 +175,20 @@ impl TestEnv {
         cmd
     }
 
+    /// `sh -eu -c SCRIPT` with this environment and the jwtagent under test
+    /// first in PATH, as a user's shell runs it.
+    pub fn shell(&self, script: &str) -> Command {
+        let bin_dir = Path::new(bin()).parent().unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = self.command("sh");
+        cmd.args(["-eu", "-c", script]).env("PATH", path);
+        cmd
+    }
+
     /// Adds profile `name` with `--auth none` for the token endpoint at `url`
     /// (plus `extra` options), asserting that it works.
     pub fn add_open_profile(&self, name: &str, url: &str, extra: &[&str]) {

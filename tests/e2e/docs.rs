@@ -55,19 +55,7 @@ fn socat_example_in_protocol_doc_runs_against_the_agent() {
     let env = TestEnv::new();
     // The example starts the agent itself with `jwtagent env`.
     let script = code_block(&doc(), "## Example: a shell with socat", "sh");
-    let bin_dir = std::path::Path::new(bin()).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = env
-        .command("sh")
-        .arg("-c")
-        .arg(&script)
-        .env("PATH", path)
-        .output()
-        .unwrap();
+    let out = env.shell(&script).output().unwrap();
     assert!(
         out.status.success(),
         "socat example failed: {}",

@@ -15,6 +15,7 @@ mod oauth;
 mod pki;
 mod profiles;
 mod proxy;
+mod recipes;
 mod refresh;
 mod security;
 mod servers;

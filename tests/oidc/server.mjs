@@ -7,6 +7,8 @@
 //               "tls"?: {"cert": PEM path, "key": PEM path},
 //               "assertion_aud"?: "issuer" | "token_endpoint",
 //               "mtls"?: {"ca": PEM path, "alias"?: bool},
+//               "scopes"?: [more scope values],
+//               "require_audience"?: bool, "require_x5t_s256"?: bool,
 //               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?}]}
 // With "tls" it serves HTTPS (the issuer is https://127.0.0.1:PORT), else HTTP.
 // "assertion_aud" makes it accept only that client assertion `aud`, as some
@@ -14,7 +16,11 @@
 // "mtls" turns on RFC 8705: the TLS server asks for client certificates
 // (verified against "ca" for tls_client_auth, registered for
 // self_signed_tls_client_auth) and access tokens are bound to them; with
-// "alias" the metadata names /mtls/token as the mTLS token endpoint. Clients:
+// "alias" the metadata names /mtls/token as the mTLS token endpoint.
+// Behaving as other servers do: "require_audience" refuses a token request
+// without Auth0's `audience` parameter (as Auth0 does, 403 access_denied);
+// "require_x5t_s256" refuses a client assertion whose header does not name
+// the client's certificate (as Entra ID does). Clients:
 // {auth: "tls_client_auth", subject_dn} or {auth:
 // "self_signed_tls_client_auth", cert_pem}.
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
@@ -43,7 +49,7 @@ async function clientMetadata(c) {
     grant_types: ['client_credentials'],
     response_types: [],
     redirect_uris: [],
-    scope: 'api:read api:write',
+    scope: c.scope ?? 'api:read api:write',
   };
   if (c.secret !== undefined) meta.client_secret = c.secret;
   if (c.auth.endsWith('tls_client_auth')) meta.tls_client_certificate_bound_access_tokens = true;
@@ -98,8 +104,11 @@ const provider = new Provider(issuer, {
     ],
     dPoPSigningAlgValues: ['ES256', 'ES384', 'RS256', 'PS256', 'Ed25519', 'EdDSA'],
   },
-  scopes: ['api:read', 'api:write'],
-  async assertJwtClientAuthClaimsAndHeader(ctx, claims) {
+  scopes: ['api:read', 'api:write', ...(config.scopes ?? [])],
+  async assertJwtClientAuthClaimsAndHeader(ctx, claims, header) {
+    if (config.require_x5t_s256 && !header['x5t#S256']) {
+      throw new errors.InvalidClientAuth('the assertion header names no certificate (x5t#S256)');
+    }
     const wanted = {
       issuer: ctx.oidc.issuer,
       token_endpoint: ctx.oidc.urlFor('token'),
@@ -156,6 +165,8 @@ provider.on('grant.success', (ctx) => {
     token_type: ctx.body?.token_type,
     dpop: Boolean(ctx.get('DPoP')),
     via_mtls_alias: Boolean(ctx.req.viaMtlsAlias),
+    audience: ctx.oidc.body?.audience,
+    scope: ctx.oidc.body?.scope,
   });
 });
 provider.on('grant.error', (ctx, error) => {
@@ -170,10 +181,30 @@ provider.on('grant.error', (ctx, error) => {
 });
 
 const callback = provider.callback();
-server.on('request', (req, res) => {
+
+// Auth0: a client_credentials request must name the API (`audience`).
+async function auth0Refuses(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  req.body = Buffer.concat(chunks).toString();
+  if (new URLSearchParams(req.body).get('audience')) return false;
+  log({ event: 'error', error: 'access_denied', description: 'no audience' });
+  res.writeHead(403, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({
+    error: 'access_denied',
+    error_description: 'No audience parameter was provided, and no default audience has been configured',
+  }));
+  return true;
+}
+
+server.on('request', async (req, res) => {
   if (req.url.startsWith('/mtls/')) {
     req.url = req.url.slice('/mtls'.length);
     req.viaMtlsAlias = true;
+  }
+  if (config.require_audience && req.method === 'POST' && req.url === '/token'
+    && await auth0Refuses(req, res)) {
+    return;
   }
   callback(req, res);
 });

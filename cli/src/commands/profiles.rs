@@ -88,6 +88,7 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
     let verb = if added.created { "Added" } else { "Replaced" };
     let secret_note = match (auth, added.profile.secret_stored) {
         (AuthMethod::None, _) => "no secret".to_string(),
+        (auth, Some(true)) if auth.uses_private_key() => "key stored in the keyring".to_string(),
         (_, Some(true)) => "secret stored in the keyring".to_string(),
         _ => "no secret stored".to_string(),
     };
