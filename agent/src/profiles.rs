@@ -545,11 +545,15 @@ async fn check_ca_file(path: &Path) -> Result<(), Refusal> {
             path: path.to_path_buf(),
             cause: e.to_string(),
         })?;
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    if !text.windows(BEGIN.len()).any(|w| w == BEGIN) {
-        return Err(Refusal::CaFileEmpty(path.to_path_buf()));
+    let text = String::from_utf8_lossy(&text);
+    match crate::oauth::tls::certificates(&text) {
+        Ok(_) => Ok(()),
+        Err(crate::oauth::tls::CertError::Empty) => Err(Refusal::CaFileEmpty(path.to_path_buf())),
+        Err(e) => Err(Refusal::CaFileUnreadable {
+            path: path.to_path_buf(),
+            cause: e.to_string(),
+        }),
     }
-    Ok(())
 }
 
 #[cfg(test)]
