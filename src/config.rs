@@ -167,6 +167,38 @@ pub struct Profile {
     /// fills in ES256 when `dpop` is set without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_alg: Option<Alg>,
+    /// The grant its tokens come from (absent: client_credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<GrantKind>,
+    /// jwt_bearer: the assertion's `sub` (default: the client id); for a
+    /// Google service account, the user to act as (domain-wide delegation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// jwt_bearer: the assertion is this profile's current token instead of
+    /// one the agent signs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion_profile: Option<String>,
+    /// jwt_bearer in Google's form (a service account): `iss` = the client
+    /// id (the account's email), the scopes in the assertion's `scope`
+    /// claim, no client_id in the request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub google: bool,
+    /// token_exchange: the profile whose current token is the subject_token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_profile: Option<String>,
+    /// token_exchange: the subject_token_type (default: what the subject
+    /// profile's server issued, else an access token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
+    /// token_exchange: the profile whose current token is the actor_token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_profile: Option<String>,
+    /// token_exchange: the requested_token_type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_token_type: Option<String>,
+    /// github_app: the installation and what its tokens may do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GitHubApp>,
     /// Which keyring entries hold the profile's secret and DPoP key: `0` is
     /// `profile/NAME` (and `dpop/NAME`), `N` is `profile/NAME#N`. A replaced
     /// profile's new secret goes to a new entry before the config names it,
@@ -179,6 +211,107 @@ pub struct Profile {
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
+
+/// The grant a profile's tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// RFC 6749 §4.4.
+    #[default]
+    ClientCredentials,
+    /// RFC 7523 §2.1: a JWT as the authorization grant.
+    JwtBearer,
+    /// RFC 8693.
+    TokenExchange,
+    /// A GitHub App installation access token.
+    GithubApp,
+}
+
+impl GrantKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::ClientCredentials => "client-credentials",
+            GrantKind::JwtBearer => "jwt-bearer",
+            GrantKind::TokenExchange => "token-exchange",
+            GrantKind::GithubApp => "github-app",
+        }
+    }
+}
+
+impl fmt::Display for GrantKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for GrantKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.replace('_', "-").as_str() {
+            "client-credentials" => Ok(GrantKind::ClientCredentials),
+            "jwt-bearer" => Ok(GrantKind::JwtBearer),
+            "token-exchange" => Ok(GrantKind::TokenExchange),
+            "github-app" => Ok(GrantKind::GithubApp),
+            _ => Err(format!(
+                "unknown grant {s:?}: use client-credentials, jwt-bearer or token-exchange (--github-app makes a GitHub App profile)"
+            )),
+        }
+    }
+}
+
+/// A GitHub App installation (the app id is the profile's client id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubApp {
+    pub installation_id: u64,
+    /// The REST API root: `https://api.github.com`, or a GitHub Enterprise
+    /// Server's `https://HOST/api/v3`.
+    pub api_url: String,
+    /// Repositories the tokens are limited to (names); empty: all the
+    /// installation can reach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
+    /// Permissions the tokens are limited to (`contents = "read"`); empty:
+    /// all the installation has.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub permissions: BTreeMap<String, String>,
+}
+
+/// A cycle of profiles feeding each other tokens that passes through
+/// `start` (`[start, b, ..., start]`), if there is one.
+pub fn input_cycle(profiles: &BTreeMap<String, Profile>, start: &str) -> Option<Vec<String>> {
+    fn walk(
+        profiles: &BTreeMap<String, Profile>,
+        start: &str,
+        at: &str,
+        path: &mut Vec<String>,
+    ) -> bool {
+        let Some(profile) = profiles.get(at) else {
+            return false;
+        };
+        for next in profile.inputs() {
+            if next == start {
+                path.push(next.to_string());
+                return true;
+            }
+            // A profile can feed several others; a path never revisits one.
+            if path.iter().any(|p| p == next) {
+                continue;
+            }
+            path.push(next.to_string());
+            if walk(profiles, start, next, path) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let mut path = vec![start.to_string()];
+    walk(profiles, start, start, &mut path).then_some(path)
+}
+
+/// The public GitHub API.
+pub const GITHUB_API: &str = "https://api.github.com";
 
 /// Algorithms the agent generates keys for (`keygen`, DPoP keys).
 pub const GENERATED_ALGS: [Alg; 4] = [Alg::ES256, Alg::ES384, Alg::EdDSA, Alg::RS256];
@@ -585,8 +718,56 @@ impl Profile {
             allow_exe: vec![],
             dpop: false,
             dpop_alg: None,
+            grant: None,
+            subject: None,
+            assertion_profile: None,
+            google: false,
+            subject_profile: None,
+            subject_token_type: None,
+            actor_profile: None,
+            requested_token_type: None,
+            github: None,
             generation: 0,
         }
+    }
+
+    /// The grant its tokens come from.
+    pub fn grant(&self) -> GrantKind {
+        self.grant.unwrap_or_default()
+    }
+
+    /// Whether the agent signs a JWT with the profile's key for the grant
+    /// itself: a jwt_bearer assertion of its own, or a GitHub App JWT.
+    pub fn signs_grant(&self) -> bool {
+        match self.grant() {
+            GrantKind::JwtBearer => self.assertion_profile.is_none(),
+            GrantKind::GithubApp => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the keyring holds a private key for this profile (not a
+    /// shared secret, nor nothing).
+    pub fn has_private_key(&self) -> bool {
+        self.auth.uses_private_key() || self.signs_grant()
+    }
+
+    /// Whether the profile signs JWTs (client assertions or grants): `alg`,
+    /// `kid` and `assertion_aud` apply.
+    pub fn signs_jwts(&self) -> bool {
+        self.auth.uses_assertion() || self.signs_grant()
+    }
+
+    /// The other profiles whose tokens this one's requests carry.
+    pub fn inputs(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.assertion_profile,
+            &self.subject_profile,
+            &self.actor_profile,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
     }
 
     /// The algorithm of the profile's DPoP key; `None` when it does not use DPoP.
@@ -600,12 +781,23 @@ impl Profile {
         self.check_client()?;
         self.check_assertion()?;
         self.check_request()?;
+        self.check_grant()?;
         self.check_certificate()?;
         self.check_local()
     }
 
     /// Where tokens come from: an issuer or a token endpoint, not both.
     fn check_endpoints(&self) -> Result<(), FieldError> {
+        if let Some(github) = &self.github {
+            if self.issuer.is_some() || self.token_url.is_some() {
+                return Err(field_err(
+                    "github",
+                    "a GitHub App profile talks to --api-url, not to an --issuer or --token-url",
+                ));
+            }
+            check_endpoint("github.api_url", &github.api_url)?;
+            return Ok(());
+        }
         match (&self.issuer, &self.token_url) {
             (None, None) => {
                 return Err(field_err(
@@ -654,7 +846,7 @@ impl Profile {
 
     /// The client assertion's settings, which only the JWT methods use.
     fn check_assertion(&self) -> Result<(), FieldError> {
-        if !self.auth.uses_assertion() {
+        if !self.signs_jwts() {
             for (field, set) in [
                 ("alg", self.alg.is_some()),
                 ("kid", self.kid.is_some()),
@@ -664,7 +856,7 @@ impl Profile {
                     return Err(field_err(
                         field,
                         format!(
-                            "applies only to client_secret_jwt and private_key_jwt, not to auth {}",
+                            "applies only to client_secret_jwt, private_key_jwt and the jwt-bearer grant, not to auth {}",
                             self.auth
                         ),
                     ));
@@ -686,6 +878,15 @@ impl Profile {
                         "alg",
                         format!(
                             "private_key_jwt signs with a private key: {alg} is for client_secret_jwt; use RS*, PS*, ES256/384 or EdDSA"
+                        ),
+                    ));
+                }
+                _ if self.signs_grant() && alg.is_hmac() => {
+                    return Err(field_err(
+                        "alg",
+                        format!(
+                            "the {} grant signs with the profile's private key: use RS*, PS*, ES256/384 or EdDSA, not {alg}",
+                            self.grant()
                         ),
                     ));
                 }
@@ -732,6 +933,103 @@ impl Profile {
             }
         }
         Ok(())
+    }
+
+    /// The grant's own settings go with that grant only, and what it needs
+    /// is there.
+    fn check_grant(&self) -> Result<(), FieldError> {
+        let grant = self.grant();
+        let only = |field: &'static str, set: bool, wanted: GrantKind| {
+            if set && grant != wanted {
+                Err(field_err(
+                    field,
+                    format!("applies to the {wanted} grant only, not to {grant}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        only("subject", self.subject.is_some(), GrantKind::JwtBearer)?;
+        only(
+            "assertion_profile",
+            self.assertion_profile.is_some(),
+            GrantKind::JwtBearer,
+        )?;
+        only("google", self.google, GrantKind::JwtBearer)?;
+        only(
+            "subject_profile",
+            self.subject_profile.is_some(),
+            GrantKind::TokenExchange,
+        )?;
+        only(
+            "subject_token_type",
+            self.subject_token_type.is_some(),
+            GrantKind::TokenExchange,
+        )?;
+        only(
+            "actor_profile",
+            self.actor_profile.is_some(),
+            GrantKind::TokenExchange,
+        )?;
+        only(
+            "requested_token_type",
+            self.requested_token_type.is_some(),
+            GrantKind::TokenExchange,
+        )?;
+        only("github", self.github.is_some(), GrantKind::GithubApp)?;
+        for (field, value) in [
+            ("subject", &self.subject),
+            ("subject_token_type", &self.subject_token_type),
+            ("requested_token_type", &self.requested_token_type),
+        ] {
+            if let Some(v) = value
+                && (v.trim().is_empty() || v.chars().any(char::is_control))
+            {
+                return Err(field_err(field, "must be non-empty text"));
+            }
+        }
+        match grant {
+            GrantKind::TokenExchange if self.subject_profile.is_none() => Err(field_err(
+                "subject_profile",
+                "the token-exchange grant needs --subject-profile NAME (the profile whose token is exchanged)",
+            )),
+            GrantKind::GithubApp if self.github.is_none() => Err(field_err(
+                "github",
+                "a GitHub App profile needs its installation: use --github-app APP_ID --installation ID",
+            )),
+            GrantKind::JwtBearer
+                if self.assertion_profile.is_some() && (self.google || self.subject.is_some()) =>
+            {
+                Err(field_err(
+                    "assertion_profile",
+                    "an assertion from another profile is sent as it is: --subject and --google-credentials do not apply",
+                ))
+            }
+            // The key signs the grant; the client authenticates with that
+            // key too, or not at all.
+            _ if self.signs_grant()
+                && !matches!(
+                    self.auth,
+                    AuthMethod::None
+                        | AuthMethod::PrivateKeyJwt
+                        | AuthMethod::TlsClientAuth
+                        | AuthMethod::SelfSignedTlsClientAuth
+                ) =>
+            {
+                Err(field_err(
+                    "auth",
+                    format!(
+                        "the {grant} grant signs with the profile's private key, so the client authenticates with that key (private_key_jwt, mutual TLS) or not at all (none), not with {}",
+                        self.auth
+                    ),
+                ))
+            }
+            _ if self.google && self.auth != AuthMethod::None => Err(field_err(
+                "google",
+                "Google's form has no client authentication: auth must be none",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The client certificate: what needs one has one, nothing else has.

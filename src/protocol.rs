@@ -355,6 +355,10 @@ pub struct TokenAnswer {
     pub expires_at: Option<u64>,
     /// The granted scope, when the server said.
     pub scope: Option<String>,
+    /// RFC 8693: what a token exchange issued (an access token, an ID-JAG,
+    /// ...), when the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 /// Answer to [`Request::Keygen`].

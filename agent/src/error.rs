@@ -122,6 +122,13 @@ fn token_code(e: &TokenError) -> ErrorCode {
         TokenError::Field(_) | TokenError::NotDpop(_) | TokenError::Proof(_) => {
             ErrorCode::BadRequest
         }
+        TokenError::Cycle(_) => ErrorCode::Config,
+        TokenError::Shutdown => ErrorCode::Internal,
+        // What the other profile's failure is.
+        TokenError::Input { error, .. } => match error.as_ref() {
+            RefreshError::Failed { error, .. } => token_code(error),
+            _ => ErrorCode::Network,
+        },
         TokenError::OAuth { source, .. } => match source {
             OAuthError::Network { .. } | OAuthError::Tls { .. } => ErrorCode::Network,
             OAuthError::Setup(_) => ErrorCode::Config,

@@ -4,15 +4,22 @@
 //! edit applies at the next refresh.
 
 use crate::dpop_keys::DpopKeys;
+use crate::oauth::grant::{ACCESS_TOKEN_TYPE, Input, Inputs};
 use crate::oauth::{self, OAuthClient};
 use crate::profiles::{ProfileError, Profiles};
-use crate::refresh::{FetchError, Fetched, Fetcher, Key};
+use crate::refresh::{FetchError, Fetched, Fetcher, Key, Refresher};
 use crate::store::SecretStore;
-use crate::tokens::TokenError;
-use jwtagent::config::AuthMethod;
+use crate::tokens::{TokenError, key_for};
+use jwtagent::config::{ConfigFile, Profile};
 use jwtagent::secret::Secret;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
+
+/// How long another profile's token must still be valid to be carried in a
+/// grant (as an assertion, a subject or an actor token).
+const INPUT_MIN_TTL: Duration = Duration::from_secs(30);
 
 /// Fetches tokens for the refresher: reads the profile, its secret and DPoP
 /// key, and asks the OAuth client.
@@ -21,6 +28,9 @@ pub struct AgentFetcher {
     store: SecretStore,
     oauth: OAuthClient,
     dpop: Arc<DpopKeys>,
+    /// The refresher this fetcher serves, for the tokens of the profiles a
+    /// grant takes tokens from (set once the refresher exists).
+    refresher: OnceLock<Weak<Refresher<AgentFetcher>>>,
 }
 
 impl AgentFetcher {
@@ -30,7 +40,13 @@ impl AgentFetcher {
             store,
             oauth: OAuthClient::default(),
             dpop,
+            refresher: OnceLock::new(),
         }
+    }
+
+    /// Lets the fetcher ask `refresher` for other profiles' tokens.
+    pub fn attach(&self, refresher: &Arc<Refresher<AgentFetcher>>) {
+        let _ = self.refresher.set(Arc::downgrade(refresher));
     }
 
     /// The OAuth client, for what it learned about servers.
@@ -52,8 +68,12 @@ impl AgentFetcher {
             .profiles
             .get(name)
             .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
+        if let Some(cycle) = jwtagent::config::input_cycle(&config.profiles, name) {
+            return Err(TokenError::Cycle(cycle));
+        }
+        let (inputs, inputs_expire) = self.inputs(&config, name, profile).await?;
         let secret = match profile.auth {
-            AuthMethod::None => None,
+            jwtagent::config::AuthMethod::None if !profile.signs_grant() => None,
             _ => Some(
                 self.store
                     .get(name, profile.generation)
@@ -75,6 +95,7 @@ impl AgentFetcher {
                     dpop: dpop_key.as_deref(),
                     scopes: &key.scopes,
                     resources: &key.resources,
+                    inputs: &inputs,
                 },
                 refresh_token,
             )
@@ -91,15 +112,113 @@ impl AgentFetcher {
             grant = obtained.grant,
             "token fetched"
         );
+        // No token outlives the tokens it was made from.
+        let lifetime = match (response.expires_in, inputs_expire) {
+            (own, Some(at)) => {
+                let left = at.saturating_sub(jwtagent::time::unix_now());
+                Some(own.map_or(left, |own| own.min(left)))
+            }
+            (own, None) => own,
+        };
         Ok(Fetched {
             token: response.access_token,
             token_type: response.token_type,
             scope: response.scope,
-            lifetime: response.expires_in.map(Duration::from_secs),
+            lifetime: lifetime.map(Duration::from_secs),
             refresh_token: obtained.refresh_token,
             refresh_before: profile.refresh_before,
+            issued_token_type: response.issued_token_type,
         })
     }
+
+    /// The current tokens of the profiles `profile`'s grant takes tokens
+    /// from, fetched (or refreshed) through the refresher like any other,
+    /// and when the first of them expires.
+    async fn inputs(
+        &self,
+        config: &ConfigFile,
+        name: &str,
+        profile: &Profile,
+    ) -> Result<(Inputs, Option<u64>), TokenError> {
+        let mut inputs = Inputs::default();
+        let mut expires: Option<u64> = None;
+        for (role, from, token_type, slot) in [
+            (
+                "assertion",
+                &profile.assertion_profile,
+                None,
+                &mut inputs.assertion,
+            ),
+            (
+                "subject",
+                &profile.subject_profile,
+                profile.subject_token_type.as_deref(),
+                &mut inputs.subject,
+            ),
+            ("actor", &profile.actor_profile, None, &mut inputs.actor),
+        ] {
+            let Some(from) = from else { continue };
+            let (input, expires_at) = self.input(config, name, role, from, token_type).await?;
+            expires = match (expires, expires_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            *slot = Some(input);
+        }
+        Ok((inputs, expires))
+    }
+
+    /// Profile `from`'s current token, for `of`'s grant in `role`.
+    async fn input(
+        &self,
+        config: &ConfigFile,
+        of: &str,
+        role: &'static str,
+        from: &str,
+        token_type: Option<&str>,
+    ) -> Result<(Input, Option<u64>), TokenError> {
+        let failed = |error| TokenError::Input {
+            profile: of.to_string(),
+            role,
+            input: from.to_string(),
+            error: Box::new(error),
+        };
+        let input = config.profiles.get(from).ok_or_else(|| {
+            failed(crate::refresh::RefreshError::Failed {
+                error: TokenError::Profile(ProfileError::Unknown(from.to_string())),
+                next_attempt_in: None,
+            })
+        })?;
+        let (key, _) = key_for(from, input, None, None)?;
+        let refresher = self
+            .refresher
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or(TokenError::Shutdown)?;
+        let served = input_token(refresher, key).await.map_err(failed)?;
+        let token_type = token_type
+            .map(str::to_string)
+            .or(served.issued_token_type)
+            .unwrap_or_else(|| ACCESS_TOKEN_TYPE.to_string());
+        Ok((
+            Input {
+                token: served.token,
+                token_type,
+            },
+            served.expires_at,
+        ))
+    }
+}
+
+type Served = Result<crate::refresh::Served, crate::refresh::RefreshError<TokenError>>;
+
+/// A token for `key` from `refresher`, boxed: the refresher's fetch of one
+/// profile asks it for another's, so the future's type is recursive.
+fn input_token(
+    refresher: Arc<Refresher<AgentFetcher>>,
+    key: Key,
+) -> Pin<Box<dyn Future<Output = Served> + Send>> {
+    Box::pin(async move { refresher.get(&key, INPUT_MIN_TTL, false).await })
 }
 
 impl Fetcher for AgentFetcher {

@@ -5,7 +5,7 @@
 //! `add`" means "will sign at token time".
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use jwtagent::config::{Alg, AuthMethod, Profile};
+use jwtagent::config::{Alg, AuthMethod, GrantKind, Profile};
 use jwtagent::secret::Secret;
 
 /// Shortest HMAC secret accepted for client_secret_jwt (RFC 7518 §3.2 wants a
@@ -78,8 +78,10 @@ pub enum KeyError {
         "auth `none` sends no secret, but one was given; drop --secret-stdin/--secret-file/--key-file or choose another --auth"
     )]
     SecretWithoutAuth,
-    #[error("private_key_jwt needs a private key: give it with --key-file KEY.pem")]
+    #[error("this profile signs with a private key: give it with --key-file KEY.pem")]
     KeyMissing,
+    #[error("GitHub signs app JWTs with RS256 only: give the app's RSA private key, not {0}")]
+    GitHubNeedsRsa(&'static str),
     #[error(
         "{0} needs a client secret: give it with --secret-stdin or --secret-file FILE, or type it at the prompt"
     )]
@@ -136,6 +138,15 @@ pub enum KeyError {
 /// is left to the key (private_key_jwt) or defaults (client_secret_jwt: HS256).
 /// The error says what is wrong and how to fix it.
 pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<(), KeyError> {
+    if profile.signs_grant() {
+        // The key signs the grant (and authenticates the client, if at all).
+        let key = secret.ok_or(KeyError::KeyMissing)?;
+        let kind = check_private_key(profile, key)?;
+        if profile.grant() == GrantKind::GithubApp && profile.alg != Some(Alg::RS256) {
+            return Err(KeyError::GitHubNeedsRsa(kind.describe()));
+        }
+        return Ok(());
+    }
     match (profile.auth, secret) {
         (AuthMethod::None, Some(_)) => Err(KeyError::SecretWithoutAuth),
         (AuthMethod::None, None) => Ok(()),
@@ -162,22 +173,27 @@ pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<()
         (AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth, Some(s)) => {
             parse_private_key(s).map(|_| ())
         }
-        (AuthMethod::PrivateKeyJwt, Some(s)) => {
-            let (kind, key) = parse_private_key(s)?;
-            let alg = match profile.alg {
-                Some(alg) if !kind.fits(alg) => {
-                    return Err(KeyError::AlgDoesNotFit {
-                        alg,
-                        kind: kind.describe(),
-                    });
-                }
-                Some(alg) => alg,
-                None => kind.default_alg(),
-            };
-            profile.alg = Some(alg);
-            test_sign(alg, &key)
-        }
+        (AuthMethod::PrivateKeyJwt, Some(s)) => check_private_key(profile, s).map(|_| ()),
     }
+}
+
+/// A private key that signs the profile's JWTs: `alg` fits it (or is taken
+/// from it), and it signs.
+fn check_private_key(profile: &mut Profile, secret: &Secret) -> Result<KeyKind, KeyError> {
+    let (kind, key) = parse_private_key(secret)?;
+    let alg = match profile.alg {
+        Some(alg) if !kind.fits(alg) => {
+            return Err(KeyError::AlgDoesNotFit {
+                alg,
+                kind: kind.describe(),
+            });
+        }
+        Some(alg) => alg,
+        None => kind.default_alg(),
+    };
+    profile.alg = Some(alg);
+    test_sign(alg, &key)?;
+    Ok(kind)
 }
 
 fn looks_like_pem(s: &Secret) -> bool {

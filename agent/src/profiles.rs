@@ -86,6 +86,10 @@ pub enum Refusal {
         "the profile exists, and replacing its key breaks the one registered with the authorization server; use --force to replace it, or choose another name"
     )]
     Exists,
+    #[error("it takes tokens from profile {0:?}, which does not exist; add that one first")]
+    NoInput(String),
+    #[error("profiles would feed each other tokens in a circle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
 }
 
 /// Why `jwks` has no public key to show.
@@ -292,6 +296,11 @@ impl Profiles {
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot add profile {name:?}: {e}")))?;
+        check_inputs(&config, name, &profile).map_err(|reason| ProfileError::Refused {
+            name: name.to_string(),
+            keygen: false,
+            reason,
+        })?;
         let old = config.profiles.get(name).cloned();
         let created = old.is_none();
         // The new secret and key go to entries of a new generation; the old
@@ -431,7 +440,7 @@ impl Profiles {
             name: name.to_string(),
             reason,
         };
-        if !profile.auth.uses_private_key() {
+        if !profile.has_private_key() {
             return Err(fail(NoKeyPair::NotPrivateKeyJwt(profile.auth)));
         }
         let pem = self
@@ -495,6 +504,22 @@ impl Profiles {
     }
 }
 
+/// The profiles a grant takes tokens from exist, and taking them makes no
+/// circle.
+fn check_inputs(config: &ConfigFile, name: &str, profile: &Profile) -> Result<(), Refusal> {
+    for input in profile.inputs() {
+        if !config.profiles.contains_key(input) && input != name {
+            return Err(Refusal::NoInput(input.to_string()));
+        }
+    }
+    let mut profiles = config.profiles.clone();
+    profiles.insert(name.to_string(), profile.clone());
+    match jwtagent::config::input_cycle(&profiles, name) {
+        Some(cycle) => Err(Refusal::Cycle(cycle)),
+        None => Ok(()),
+    }
+}
+
 /// The `kid` that asks for none: `--kid none`.
 pub const NO_KID: &str = "none";
 
@@ -520,7 +545,9 @@ async fn prepare(
     }
     // Servers that hold a client's JWKS find its key by `kid`: a key's
     // RFC 7638 thumbprint (what `jwks` prints) unless the user named one.
-    if profile.auth == AuthMethod::PrivateKeyJwt
+    let signs_with_key = profile.auth == AuthMethod::PrivateKeyJwt
+        || (profile.grant() == jwtagent::config::GrantKind::JwtBearer && profile.signs_grant());
+    if signs_with_key
         && profile.kid.is_none()
         && !no_kid
         && let Some(key) = secret

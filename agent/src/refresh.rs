@@ -59,6 +59,8 @@ pub struct Fetched {
     pub refresh_token: Option<Secret>,
     /// The profile's `refresh_before`.
     pub refresh_before: Option<RefreshBefore>,
+    /// RFC 8693: the type of token a token exchange issued.
+    pub issued_token_type: Option<String>,
 }
 
 /// Why a fetch failed: the fetcher's error, and when to try again.
@@ -132,6 +134,7 @@ pub struct Served {
     pub scope: Option<String>,
     /// Unix seconds, when the lifetime is known.
     pub expires_at: Option<u64>,
+    pub issued_token_type: Option<String>,
 }
 
 /// Per-key state, for `status`.
@@ -150,6 +153,7 @@ struct Held {
     token_type: String,
     scope: Option<String>,
     expires_at: Option<u64>,
+    issued_token_type: Option<String>,
     valid_until: Instant,
 }
 
@@ -176,6 +180,7 @@ impl<E: Clone + fmt::Display> State<E> {
             token: f.token,
             token_type: f.token_type,
             scope: f.scope,
+            issued_token_type: f.issued_token_type,
             expires_at: f.lifetime.map(|l| unix_now().saturating_add(l.as_secs())),
             // The OAuth client clamps lifetimes; saturate all the same.
             valid_until: started
@@ -605,6 +610,7 @@ fn satisfying<E>(st: &State<E>, now: Instant, min_ttl: Duration) -> Option<Serve
         token_type: h.token_type.clone(),
         scope: h.scope.clone(),
         expires_at: h.expires_at,
+        issued_token_type: h.issued_token_type.clone(),
     })
 }
 
@@ -671,6 +677,7 @@ mod tests {
                     .issue_refresh_token
                     .then(|| Secret::new(format!("rt-{n}").into_bytes())),
                 refresh_before: None,
+                issued_token_type: None,
             })
         }
     }

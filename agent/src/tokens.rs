@@ -8,7 +8,7 @@ use crate::fetcher::AgentFetcher;
 use crate::jwk::{self, JwkError};
 use crate::oauth::OAuthError;
 use crate::profiles::{ProfileError, Profiles};
-use crate::refresh::{FetchError, Key, KeyStatus, Refresher};
+use crate::refresh::{FetchError, Key, KeyStatus, RefreshError, Refresher};
 use crate::store::{SecretStore, StoreError};
 use jwtagent::config::{Alg, FieldError, Profile, check_resources, check_scopes};
 use jwtagent::protocol::{DpopAnswer, TokenAnswer};
@@ -71,6 +71,20 @@ pub enum TokenError {
     /// A `dpop_proof` request whose method or URL is unusable.
     #[error(transparent)]
     Proof(#[from] JwkError),
+    /// A profile whose grant takes another's token could not get it.
+    #[error("profile {profile:?} needs the token of its {role} profile {input:?}: {error}")]
+    Input {
+        profile: String,
+        role: &'static str,
+        input: String,
+        error: Box<RefreshError<TokenError>>,
+    },
+    /// Profiles that feed each other tokens in a circle (a hand edit: `add`
+    /// refuses one).
+    #[error("profiles feed each other tokens in a circle: {}; change one of them", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("the agent is shutting down")]
+    Shutdown,
 }
 
 impl TokenError {
@@ -91,6 +105,7 @@ impl TokenError {
                 | TokenError::Field(_)
                 | TokenError::NotDpop(_)
                 | TokenError::Proof(_)
+                | TokenError::Cycle(_)
         );
         FetchError {
             error: self,
@@ -116,10 +131,9 @@ impl Tokens {
     /// Tokens for `profiles`, whose secrets and keys are in `store`.
     pub fn new(profiles: Arc<Profiles>, store: SecretStore) -> Tokens {
         let dpop = Arc::new(DpopKeys::new(store.clone()));
-        Tokens {
-            refresher: Refresher::new(AgentFetcher::new(profiles, store, dpop.clone())),
-            dpop,
-        }
+        let refresher = Refresher::new(AgentFetcher::new(profiles, store, dpop.clone()));
+        refresher.fetcher().attach(&refresher);
+        Tokens { refresher, dpop }
     }
 
     /// Drops every cached token of `profile`, and its DPoP key (after
@@ -171,6 +185,7 @@ impl Tokens {
             token_type: served.token_type,
             expires_at: served.expires_at,
             scope: served.scope,
+            issued_token_type: served.issued_token_type,
         })
     }
 }
@@ -214,7 +229,7 @@ impl Tokens {
 
 /// The cache key `query` asks for (the profile's scopes and resources
 /// unless it names its own), and the profile's DPoP key algorithm.
-fn key_for(
+pub(crate) fn key_for(
     name: &str,
     profile: &Profile,
     scopes: Option<Vec<String>>,

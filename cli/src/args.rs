@@ -2,7 +2,7 @@
 //! README and the man page repeat.
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use jwtagent::config::{Alg, AssertionAud, AuthMethod, RefreshBefore, StoreKind};
+use jwtagent::config::{Alg, AssertionAud, AuthMethod, GrantKind, RefreshBefore, StoreKind};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -238,7 +238,7 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
 
 /// The settings of a profile that `add` and `keygen` share.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("endpoint").required(true).args(["issuer", "token_url"])))]
+#[command(group(ArgGroup::new("endpoint").args(["issuer", "token_url"])))]
 pub struct ProfileArgs {
     /// Issuer URL; the token endpoint is discovered from its metadata
     #[arg(long, value_name = "URL")]
@@ -246,9 +246,36 @@ pub struct ProfileArgs {
     /// Token endpoint URL (instead of --issuer)
     #[arg(long, value_name = "URL")]
     pub token_url: Option<String>,
-    /// OAuth client id
+    /// OAuth client id (from the file with --google-credentials, the app id
+    /// with --github-app)
     #[arg(long)]
-    pub client_id: String,
+    pub client_id: Option<String>,
+    /// The grant: client-credentials (default), jwt-bearer (RFC 7523: an
+    /// assertion signed with --key-file, or --assertion-profile's token) or
+    /// token-exchange (RFC 8693, with --subject-profile)
+    #[arg(long, value_name = "GRANT", value_parser = parse_from_str::<GrantKind>)]
+    pub grant: Option<GrantKind>,
+    /// jwt-bearer: the assertion's `sub` [default: the client id]; Google:
+    /// the user to act as (domain-wide delegation)
+    #[arg(long, value_name = "SUB")]
+    pub subject: Option<String>,
+    /// jwt-bearer: send this profile's current token as the assertion
+    #[arg(long, value_name = "NAME")]
+    pub assertion_profile: Option<String>,
+    /// token-exchange: exchange this profile's current token
+    #[arg(long, value_name = "NAME")]
+    pub subject_profile: Option<String>,
+    /// token-exchange: the subject_token_type [default: what the subject's
+    /// server issued, else urn:ietf:params:oauth:token-type:access_token]
+    #[arg(long, value_name = "URI")]
+    pub subject_token_type: Option<String>,
+    /// token-exchange: this profile's current token is the actor_token
+    #[arg(long, value_name = "NAME")]
+    pub actor_profile: Option<String>,
+    /// token-exchange: the requested_token_type (e.g.
+    /// urn:ietf:params:oauth:token-type:id-jag)
+    #[arg(long, value_name = "URI")]
+    pub requested_token_type: Option<String>,
     /// `kid` header of client assertions [default for a --key-file key: its
     /// RFC 7638 thumbprint, as `jwtagent jwks` prints it; `none`: no kid]
     #[arg(long)]
@@ -315,6 +342,26 @@ pub struct AddArgs {
     /// private_key_jwt assertions (Entra ID certificate credentials)
     #[arg(long, value_name = "FILE", requires = "key_file")]
     pub cert_file: Option<PathBuf>,
+    /// Import a Google service-account key file (JSON): the key goes to the
+    /// keyring, the rest to the profile; the file is not needed afterwards
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["secret_stdin", "secret_file", "key_file", "issuer", "token_url", "client_id", "auth"])]
+    pub google_credentials: Option<PathBuf>,
+    /// A GitHub App (its app id): installation tokens, with --installation
+    /// and the app's private key (--key-file)
+    #[arg(long, value_name = "APP_ID", requires_all = ["installation", "key_file"], conflicts_with_all = ["issuer", "token_url", "client_id", "auth", "grant"])]
+    pub github_app: Option<u64>,
+    /// The GitHub App installation id
+    #[arg(long, value_name = "ID", requires = "github_app")]
+    pub installation: Option<u64>,
+    /// The GitHub REST API root (GitHub Enterprise Server: https://HOST/api/v3)
+    #[arg(long, value_name = "URL", requires = "github_app")]
+    pub api_url: Option<String>,
+    /// Limit tokens to this repository (repeatable)
+    #[arg(long = "repository", value_name = "NAME", requires = "github_app")]
+    pub repositories: Vec<String>,
+    /// Limit tokens to this permission (repeatable: contents=read)
+    #[arg(long = "permission", value_name = "NAME=LEVEL", value_parser = parse_param, requires = "github_app")]
+    pub permissions: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]

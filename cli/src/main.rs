@@ -7,6 +7,7 @@ mod commands;
 mod connect;
 mod daemon;
 mod error;
+mod google;
 mod logging;
 mod output;
 mod shell;

@@ -18,6 +18,8 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// How the client authenticates.
 pub enum ClientAuth<'a> {
     None,
+    /// Not even a client_id (Google's service account form).
+    Anonymous,
     /// tls_client_auth, self_signed_tls_client_auth: the certificate the
     /// connection presents; the request names the client only.
     Tls,
@@ -71,7 +73,7 @@ pub fn audiences(
     issuer: Option<&str>,
     worked: Option<AudKind>,
 ) -> Result<Vec<Aud>, SetupError> {
-    if !profile.auth.uses_assertion() {
+    if !profile.signs_jwts() {
         return Ok(Vec::new());
     }
     let fixed = |value: &str| {
@@ -148,6 +150,7 @@ pub fn choose<'a>(
     aud: Option<&Aud>,
 ) -> Result<ClientAuth<'a>, OAuthError> {
     Ok(match (profile.auth, secret) {
+        (AuthMethod::None, _) if profile.google => ClientAuth::Anonymous,
         (AuthMethod::None, _) => ClientAuth::None,
         (_, None) => {
             return Err(SetupError::SecretMissing.into());
@@ -197,6 +200,7 @@ pub fn apply<'a>(
             form.push("client_id", client_id);
             builder
         }
+        ClientAuth::Anonymous => builder,
         ClientAuth::Basic(secret) => {
             let user = form_encode(client_id.as_bytes());
             let pass = zeroize::Zeroizing::new(form_encode(secret.expose()));
@@ -240,6 +244,9 @@ struct AssertionClaims<'a> {
     jti: String,
     iat: u64,
     exp: u64,
+    /// Google's form: the scopes asked for, in the assertion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
 }
 
 /// What a client assertion's header names besides `alg` and `typ`.
@@ -258,6 +265,55 @@ pub fn client_assertion(
     names: AssertionHeader<'_>,
     aud: &str,
 ) -> Result<Secret, OAuthError> {
+    let iat = jwtagent::time::unix_now();
+    let claims = AssertionClaims {
+        iss: client_id,
+        sub: client_id,
+        aud,
+        jti: super::random_id()?,
+        iat,
+        exp: iat + ASSERTION_LIFETIME,
+        scope: None,
+    };
+    sign(secret, alg, names, &claims)
+}
+
+/// The authorization grant assertion of a jwt-bearer profile (RFC 7523
+/// §2.1, §3), signed with its key: `iss` the client id, `sub` the profile's
+/// subject (else the client id), a fresh `jti`; in Google's form the scopes
+/// go in a `scope` claim.
+pub fn grant_assertion(
+    profile: &Profile,
+    key: &Secret,
+    aud: &str,
+    scopes: &[String],
+) -> Result<Secret, OAuthError> {
+    let alg = profile.alg.ok_or(SetupError::NoAlg)?;
+    let iat = jwtagent::time::unix_now();
+    let claims = AssertionClaims {
+        iss: &profile.client_id,
+        sub: profile.subject.as_deref().unwrap_or(&profile.client_id),
+        aud,
+        jti: super::random_id()?,
+        iat,
+        exp: iat + ASSERTION_LIFETIME,
+        scope: (profile.google && !scopes.is_empty()).then(|| scopes.join(" ")),
+    };
+    let names = AssertionHeader {
+        kid: profile.kid.as_deref(),
+        x5t_s256: None,
+    };
+    sign(key, alg, names, &claims)
+}
+
+/// A JWT over `claims`, signed with `secret` (an HMAC secret or a PEM
+/// private key) and `alg`, of type `JWT`.
+pub fn sign(
+    secret: &Secret,
+    alg: Alg,
+    names: AssertionHeader<'_>,
+    claims: &impl Serialize,
+) -> Result<Secret, OAuthError> {
     let key = if alg.is_hmac() {
         jsonwebtoken::EncodingKey::from_secret(secret.expose())
     } else {
@@ -267,16 +323,7 @@ pub fn client_assertion(
     header.typ = Some("JWT".into());
     header.kid = names.kid.map(str::to_string);
     header.x5t_s256 = names.x5t_s256.map(str::to_string);
-    let iat = jwtagent::time::unix_now();
-    let claims = AssertionClaims {
-        iss: client_id,
-        sub: client_id,
-        aud,
-        jti: super::random_id()?,
-        iat,
-        exp: iat + ASSERTION_LIFETIME,
-    };
-    jsonwebtoken::encode(&header, &claims, &key)
+    jsonwebtoken::encode(&header, claims, &key)
         .map(|jwt| Secret::new(jwt.into_bytes()))
         .map_err(|e| {
             SetupError::Sign {

@@ -1,18 +1,52 @@
-//! Grants (RFC 6749 §4): what a token request asks for, and the plan a
-//! profile follows: a refresh token first when the server issued one, then the
-//! profile's own grant. A new grant is a new variant here.
+//! Grants (RFC 6749 §4 and its extensions): what a token request asks for,
+//! and the plan a profile follows: a refresh token first when the server
+//! issued one, then the profile's own grant. A new grant is a new variant
+//! here.
 
 use super::OAuthError;
 use super::token::Form;
+use jwtagent::config::{GrantKind, Profile};
 use jwtagent::secret::Secret;
 
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 §3: the token type of an OAuth access token.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// Another profile's current token, as a grant carries it.
+#[derive(Clone)]
+pub struct Input {
+    pub token: Secret,
+    /// Its RFC 8693 token type: what its server said it issued, else an
+    /// access token.
+    pub token_type: String,
+}
+
+/// What a profile's grant takes from other profiles (`--assertion-profile`,
+/// `--subject-profile`, `--actor-profile`), fetched by the agent first.
+#[derive(Clone, Default)]
+pub struct Inputs {
+    pub assertion: Option<Input>,
+    pub subject: Option<Input>,
+    pub actor: Option<Input>,
+}
+
 /// The grant one token request uses.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Grant<'a> {
     /// RFC 6749 §4.4: the client's own credentials.
     ClientCredentials,
     /// RFC 6749 §6, with a refresh token the server issued earlier.
     RefreshToken(&'a Secret),
+    /// RFC 7523 §2.1 with this assertion (signed by the agent, or another
+    /// profile's token).
+    JwtBearer(Secret),
+    /// RFC 8693: these tokens exchanged for one of `requested` type.
+    TokenExchange {
+        subject: &'a Input,
+        actor: Option<&'a Input>,
+        requested: Option<&'a str>,
+    },
 }
 
 impl<'a> Grant<'a> {
@@ -21,6 +55,8 @@ impl<'a> Grant<'a> {
         match self {
             Grant::ClientCredentials => "client_credentials",
             Grant::RefreshToken(_) => "refresh_token",
+            Grant::JwtBearer(_) => "jwt-bearer",
+            Grant::TokenExchange { .. } => "token-exchange",
         }
     }
 
@@ -31,6 +67,26 @@ impl<'a> Grant<'a> {
             Grant::RefreshToken(token) => {
                 form.push("grant_type", "refresh_token");
                 form.push_secret("refresh_token", (*token).clone());
+            }
+            Grant::JwtBearer(assertion) => {
+                form.push("grant_type", JWT_BEARER);
+                form.push_secret("assertion", assertion.clone());
+            }
+            Grant::TokenExchange {
+                subject,
+                actor,
+                requested,
+            } => {
+                form.push("grant_type", TOKEN_EXCHANGE);
+                form.push_secret("subject_token", subject.token.clone());
+                form.push("subject_token_type", subject.token_type.clone());
+                if let Some(actor) = actor {
+                    form.push_secret("actor_token", actor.token.clone());
+                    form.push("actor_token_type", actor.token_type.clone());
+                }
+                if let Some(requested) = requested {
+                    form.push("requested_token_type", *requested);
+                }
             }
         }
     }
@@ -49,27 +105,135 @@ impl<'a> Grant<'a> {
     }
 }
 
-/// The grants to try, in order, for a profile: the refresh token the server
-/// issued, if any, then client_credentials.
-pub fn plan(refresh_token: Option<&Secret>) -> Vec<Grant<'_>> {
-    refresh_token
-        .map(Grant::RefreshToken)
+/// One step of a profile's plan: a grant, or for jwt-bearer without an
+/// assertion from another profile, one the agent signs when it sends it (a
+/// fresh `jti` and the `aud` of the attempt).
+pub enum Step<'a> {
+    Ready(Grant<'a>),
+    SignedJwtBearer,
+}
+
+/// The grants to try, in order, for `profile`: the refresh token the server
+/// issued, if any, then the profile's own grant with what it takes from
+/// other profiles. None when an input is missing (`why`).
+pub fn plan<'a>(
+    profile: &'a Profile,
+    refresh_token: Option<&'a Secret>,
+    inputs: &'a Inputs,
+) -> Result<Vec<Step<'a>>, &'static str> {
+    let own = match profile.grant() {
+        GrantKind::ClientCredentials => Step::Ready(Grant::ClientCredentials),
+        GrantKind::JwtBearer => match (&profile.assertion_profile, &inputs.assertion) {
+            (None, _) => Step::SignedJwtBearer,
+            (Some(_), Some(input)) => Step::Ready(Grant::JwtBearer(input.token.clone())),
+            (Some(_), None) => return Err("the assertion profile's token"),
+        },
+        GrantKind::TokenExchange => {
+            let subject = inputs
+                .subject
+                .as_ref()
+                .ok_or("the subject profile's token")?;
+            let actor = match (&profile.actor_profile, &inputs.actor) {
+                (Some(_), None) => return Err("the actor profile's token"),
+                (_, actor) => actor.as_ref(),
+            };
+            Step::Ready(Grant::TokenExchange {
+                subject,
+                actor,
+                requested: profile.requested_token_type.as_deref(),
+            })
+        }
+        GrantKind::GithubApp => return Err("a token endpoint (a GitHub App has none)"),
+    };
+    Ok(refresh_token
+        .map(|rt| Step::Ready(Grant::RefreshToken(rt)))
         .into_iter()
-        .chain([Grant::ClientCredentials])
-        .collect()
+        .chain([own])
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jwtagent::config::AuthMethod;
+
+    fn names(steps: &[Step<'_>]) -> Vec<&'static str> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Ready(g) => g.name(),
+                Step::SignedJwtBearer => "signed jwt-bearer",
+            })
+            .collect()
+    }
+
+    fn input(token: &str) -> Input {
+        Input {
+            token: Secret::new(token.as_bytes().to_vec()),
+            token_type: ACCESS_TOKEN_TYPE.into(),
+        }
+    }
 
     #[test]
-    fn plan_uses_a_refresh_token_first_then_client_credentials() {
+    fn plan_uses_a_refresh_token_first_then_the_profiles_grant() {
         let rt = Secret::new(b"rt".to_vec());
-        let names: Vec<_> = plan(Some(&rt)).iter().map(Grant::name).collect();
-        assert_eq!(names, ["refresh_token", "client_credentials"]);
-        let names: Vec<_> = plan(None).iter().map(Grant::name).collect();
-        assert_eq!(names, ["client_credentials"]);
+        let none = Inputs::default();
+        let mut p = Profile::new("https://idp.example/token", "c", AuthMethod::None);
+        assert_eq!(
+            names(&plan(&p, Some(&rt), &none).unwrap()),
+            ["refresh_token", "client_credentials"]
+        );
+        assert_eq!(
+            names(&plan(&p, None, &none).unwrap()),
+            ["client_credentials"]
+        );
+        p.grant = Some(GrantKind::JwtBearer);
+        assert_eq!(
+            names(&plan(&p, None, &none).unwrap()),
+            ["signed jwt-bearer"]
+        );
+        p.assertion_profile = Some("idp".into());
+        assert!(plan(&p, None, &none).is_err());
+        let given = Inputs {
+            assertion: Some(input("id-jag")),
+            ..Inputs::default()
+        };
+        assert_eq!(names(&plan(&p, None, &given).unwrap()), ["jwt-bearer"]);
+    }
+
+    #[test]
+    fn token_exchange_sends_the_subject_and_actor_with_their_types() {
+        let mut p = Profile::new("https://idp.example/token", "c", AuthMethod::None);
+        p.grant = Some(GrantKind::TokenExchange);
+        p.subject_profile = Some("user".into());
+        p.requested_token_type = Some("urn:ietf:params:oauth:token-type:id-jag".into());
+        assert!(plan(&p, None, &Inputs::default()).is_err());
+        let inputs = Inputs {
+            subject: Some(input("subject-token")),
+            actor: Some(input("actor-token")),
+            ..Inputs::default()
+        };
+        let steps = plan(&p, None, &inputs).unwrap();
+        let Step::Ready(grant) = &steps[0] else {
+            panic!("not ready")
+        };
+        let mut form = Form::default();
+        grant.add_to(&mut form);
+        let fields: Vec<_> = form.fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("grant_type", TOKEN_EXCHANGE),
+                ("subject_token_type", ACCESS_TOKEN_TYPE),
+                ("actor_token_type", ACCESS_TOKEN_TYPE),
+                (
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:id-jag"
+                ),
+            ]
+        );
+        let secrets: Vec<_> = form.secrets.iter().map(|(k, _)| *k).collect();
+        assert_eq!(secrets, ["subject_token", "actor_token"]);
     }
 
     #[test]

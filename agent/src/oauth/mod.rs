@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod dpop;
+pub mod github;
 pub mod grant;
 pub mod http;
 pub mod proxy;
@@ -24,7 +25,8 @@ pub mod token;
 pub use token::{TokenRequest, TokenResponse, parse_token_response};
 
 use crate::jwk::DpopKey;
-use jwtagent::config::Profile;
+use grant::Grant;
+use jwtagent::config::{GrantKind, Profile};
 use jwtagent::secret::Secret;
 use std::time::Duration;
 use url::Url;
@@ -138,6 +140,8 @@ pub enum SetupError {
     NoEndpoint,
     #[error("the profile has no grant to try")]
     NoGrant,
+    #[error("the grant needs {0}, which was not fetched")]
+    MissingInput(&'static str),
     #[error("token_url: {0}")]
     TokenUrl(String),
     #[error("the stored private key cannot be used: {0}")]
@@ -182,6 +186,8 @@ pub struct Ask<'a> {
     pub dpop: Option<&'a DpopKey>,
     pub scopes: &'a [String],
     pub resources: &'a [String],
+    /// What the grant takes from other profiles.
+    pub inputs: &'a grant::Inputs,
 }
 
 /// What the agent keeps between token requests: HTTP clients, discovered
@@ -209,8 +215,13 @@ impl OAuthClient {
             dpop,
             scopes,
             resources,
+            inputs,
         } = ask;
         let http = self.http_client(name, profile, secret)?;
+        if profile.grant() == GrantKind::GithubApp {
+            let key = secret.ok_or(SetupError::SecretMissing)?;
+            return github::installation_token(&http, profile, key).await;
+        }
         let (token_endpoint, issuer) = match (&profile.token_url, &profile.issuer) {
             (Some(url), issuer) => (
                 Url::parse(url).map_err(|e| SetupError::TokenUrl(e.to_string()))?,
@@ -238,41 +249,56 @@ impl OAuthClient {
             issuer.as_deref(),
             self.auds.get(profile),
         )?;
-        let plan = grant::plan(refresh_token.as_ref());
+        let plan = grant::plan(profile, refresh_token.as_ref(), inputs)
+            .map_err(SetupError::MissingInput)?;
+        // Google's form carries the scopes in the assertion only.
+        let form_scopes = if profile.google { &[][..] } else { scopes };
         let mut last = None;
-        for grant in &plan {
+        for step in &plan {
             let request = |aud: Option<&auth::Aud>| -> Result<TokenRequest<'_>, OAuthError> {
+                let grant = match step {
+                    grant::Step::Ready(grant) => grant.clone(),
+                    grant::Step::SignedJwtBearer => {
+                        let key = secret.ok_or(SetupError::SecretMissing)?;
+                        let aud = aud
+                            .map(|a| a.value.as_str())
+                            .unwrap_or(token_endpoint.as_str());
+                        Grant::JwtBearer(auth::grant_assertion(profile, key, aud, scopes)?)
+                    }
+                };
                 Ok(TokenRequest {
                     dpop: dpop.map(|key| (key, None)),
-                    grant: *grant,
+                    grant,
                     token_endpoint: &token_endpoint,
                     client_id: &profile.client_id,
                     auth: auth::choose(profile, secret, aud)?,
-                    scopes,
+                    scopes: form_scopes,
                     resources,
                     audience: profile.audience.as_deref(),
                     params: &profile.params,
                 })
+            };
+            let (name, keeps, ready) = match step {
+                grant::Step::Ready(g) => (g.name(), g.keeps_refresh_token(), Some(g)),
+                grant::Step::SignedJwtBearer => ("jwt-bearer", false, None),
             };
             match self
                 .send_authenticated(&http, profile, &auds, request)
                 .await
             {
                 Ok(mut response) => {
-                    let refresh_token = response.refresh_token.take().or_else(|| {
-                        grant
-                            .keeps_refresh_token()
-                            .then(|| refresh_token.clone())
-                            .flatten()
-                    });
+                    let refresh_token = response
+                        .refresh_token
+                        .take()
+                        .or_else(|| keeps.then(|| refresh_token.clone()).flatten());
                     return Ok(Obtained {
                         response,
-                        grant: grant.name(),
+                        grant: name,
                         refresh_token,
                     });
                 }
-                Err(e) if grant.falls_back_on(&e) => {
-                    tracing::info!(grant = grant.name(), error = %e, "grant refused; trying the next in the profile's plan");
+                Err(e) if ready.is_some_and(|g| g.falls_back_on(&e)) => {
+                    tracing::info!(grant = name, error = %e, "grant refused; trying the next in the profile's plan");
                     last = Some(e);
                 }
                 Err(e) => return Err(e),

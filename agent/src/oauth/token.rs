@@ -42,6 +42,8 @@ pub struct TokenResponse {
     pub expires_in: Option<u64>,
     pub scope: Option<String>,
     pub refresh_token: Option<Secret>,
+    /// RFC 8693 §2.2.1: what a token exchange issued.
+    pub issued_token_type: Option<String>,
     /// `DPoP-Nonce` of the answer: the nonce to use next time.
     pub dpop_nonce: Option<String>,
 }
@@ -251,6 +253,7 @@ fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
         expires_in: Option<serde_json::Value>,
         scope: Option<String>,
         refresh_token: Option<String>,
+        issued_token_type: Option<String>,
     }
     let bad = |what: &'static str, excerpt: String| OAuthError::BadResponse {
         host: host_of(url),
@@ -278,7 +281,7 @@ fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
     let token_type = canonical_token_type(ok.token_type.as_deref()).ok_or_else(|| {
         let sent: String = ok.token_type.unwrap_or_default().chars().take(40).collect();
         bad(
-            "a token_type jwtagent cannot serve (only Bearer and DPoP)",
+            "a token_type jwtagent cannot serve (only Bearer, DPoP, and N_A from a token exchange)",
             format!("token_type {:?}", printable(sent)),
         )
     })?;
@@ -301,6 +304,9 @@ fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
         expires_in,
         scope: ok.scope,
         refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
+        issued_token_type: ok
+            .issued_token_type
+            .filter(|t| !t.is_empty() && t.len() <= 200 && !t.chars().any(char::is_control)),
         dpop_nonce: None,
     })
 }
@@ -312,6 +318,9 @@ fn canonical_token_type(sent: Option<&str>) -> Option<&'static str> {
         None => Some("Bearer"),
         Some(t) if t.eq_ignore_ascii_case("bearer") => Some("Bearer"),
         Some(t) if t.eq_ignore_ascii_case("dpop") => Some("DPoP"),
+        // RFC 8693 §2.2.1: a token exchange's answer that is not an access
+        // token (an ID-JAG, say), for use as an assertion, not in a header.
+        Some(t) if t.eq_ignore_ascii_case("n_a") => Some("N_A"),
         Some(_) => None,
     }
 }

@@ -5,7 +5,7 @@ use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
 use anyhow::Context;
-use jwtagent::config::{Alg, AuthMethod, Profile};
+use jwtagent::config::{Alg, AuthMethod, GITHUB_API, GitHubApp, GrantKind, Profile};
 use jwtagent::paths::SocketPath;
 use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Request, Shown};
 use jwtagent::secret::Secret;
@@ -24,17 +24,27 @@ fn profile_from(
     alg: Option<Alg>,
     certificate: Option<String>,
 ) -> Result<Profile, CliError> {
+    checked(name, build(args, auth, alg, certificate)?)
+}
+
+/// The profile `args` describe, unchecked.
+fn build(
+    args: &ProfileArgs,
+    auth: AuthMethod,
+    alg: Option<Alg>,
+    certificate: Option<String>,
+) -> Result<Profile, CliError> {
+    let absolute = |path: &Path| {
+        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+    };
     let ca_file = match &args.ca_file {
-        Some(path) => Some(
-            std::path::absolute(path)
-                .with_context(|| format!("cannot resolve {}", path.display()))?,
-        ),
+        Some(path) => Some(absolute(path)?),
         None => None,
     };
-    let profile = Profile {
+    Ok(Profile {
         issuer: args.issuer.clone(),
         token_url: args.token_url.clone(),
-        client_id: args.client_id.clone(),
+        client_id: args.client_id.clone().unwrap_or_default(),
         auth,
         alg,
         kid: args.kid.clone(),
@@ -53,9 +63,22 @@ fn profile_from(
             .collect(),
         dpop: args.dpop,
         dpop_alg: args.dpop_alg,
+        grant: args.grant,
+        subject: args.subject.clone(),
+        assertion_profile: args.assertion_profile.clone(),
+        google: false,
+        subject_profile: args.subject_profile.clone(),
+        subject_token_type: args.subject_token_type.clone(),
+        actor_profile: args.actor_profile.clone(),
+        requested_token_type: args.requested_token_type.clone(),
+        github: None,
         generation: 0,
-    };
-    // Check what needs no agent first, so a typo does not cost a prompt.
+    })
+}
+
+/// `profile` checked as far as can be without the agent, so that a typo
+/// does not cost a prompt.
+fn checked(name: &str, profile: Profile) -> Result<Profile, CliError> {
     profile
         .validate()
         .map_err(|e| CliError::Usage(format!("cannot add profile {name:?}: {e}")))?;
@@ -64,18 +87,51 @@ fn profile_from(
 }
 
 pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
-    let auth = args.auth.unwrap_or(if args.key_file.is_some() {
-        AuthMethod::PrivateKeyJwt
+    let (profile, secret) = if let Some(path) = &args.google_credentials {
+        let mut profile = build(&args.profile, AuthMethod::None, None, None)?;
+        let secret = crate::google::import(path, &mut profile)?;
+        (checked(&args.name, profile)?, Some(secret))
     } else {
-        AuthMethod::ClientSecretBasic
-    });
-    let certificate = match &args.cert_file {
-        Some(path) => Some(read_certificate(path)?),
-        None => None,
+        let certificate = match &args.cert_file {
+            Some(path) => Some(read_certificate(path)?),
+            None => None,
+        };
+        let grant_signs = args.github_app.is_some()
+            || (args.profile.grant == Some(GrantKind::JwtBearer)
+                && args.profile.assertion_profile.is_none());
+        // A key signs the grant, or authenticates the client.
+        let auth = args
+            .auth
+            .unwrap_or(match (grant_signs, args.key_file.is_some()) {
+                (true, _) => AuthMethod::None,
+                (false, true) => AuthMethod::PrivateKeyJwt,
+                (false, false) => AuthMethod::ClientSecretBasic,
+            });
+        let mut profile = build(&args.profile, auth, args.alg, certificate)?;
+        if let Some(app) = args.github_app {
+            profile.client_id = app.to_string();
+            profile.grant = Some(GrantKind::GithubApp);
+            profile.github = Some(GitHubApp {
+                installation_id: args.installation.unwrap_or_default(),
+                api_url: args
+                    .api_url
+                    .clone()
+                    .unwrap_or_else(|| GITHUB_API.to_string()),
+                repositories: args.repositories.clone(),
+                permissions: args.permissions.iter().cloned().collect(),
+            });
+        }
+        if profile.client_id.is_empty() {
+            return Err(CliError::Usage(format!(
+                "cannot add profile {:?}: --client-id is required",
+                args.name
+            )));
+        }
+        let profile = checked(&args.name, profile)?;
+        let secret = read_secret(&args, &profile)?;
+        (profile, secret)
     };
-    let profile = profile_from(&args.name, &args.profile, auth, args.alg, certificate)?;
-    // Check what needs no agent first, so a typo does not cost a prompt.
-    let secret = read_secret(&args, auth)?;
+    let auth = profile.auth;
 
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let added: Added = client
@@ -162,8 +218,21 @@ pub fn jwks(socket: &SocketPath, name: &str) -> Result<(), CliError> {
 
 /// Reads the secret from the one source given, or prompts for it. Never from
 /// argv or the environment.
-fn read_secret(args: &AddArgs, auth: AuthMethod) -> Result<Option<Secret>, CliError> {
+fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliError> {
+    let auth = profile.auth;
     let given = args.secret_stdin || args.secret_file.is_some() || args.key_file.is_some();
+    if profile.has_private_key() {
+        return match &args.key_file {
+            Some(path) => read_file(path).map(Some),
+            None if profile.auth.uses_private_key() => Err(CliError::Usage(format!(
+                "{auth} needs the private key: add --key-file KEY.pem"
+            ))),
+            None => Err(CliError::Usage(format!(
+                "the {} grant signs with the profile's private key: add --key-file KEY.pem",
+                profile.grant()
+            ))),
+        };
+    }
     if auth == AuthMethod::None {
         if given {
             return Err(CliError::Usage(
@@ -172,17 +241,9 @@ fn read_secret(args: &AddArgs, auth: AuthMethod) -> Result<Option<Secret>, CliEr
         }
         return Ok(None);
     }
-    if let Some(path) = &args.key_file {
-        if !auth.uses_private_key() {
-            return Err(CliError::Usage(format!(
-                "--key-file is for --auth private_key_jwt, tls_client_auth or self_signed_tls_client_auth, not {auth}; use --secret-file for a client secret"
-            )));
-        }
-        return read_file(path).map(Some);
-    }
-    if auth.uses_private_key() {
+    if args.key_file.is_some() {
         return Err(CliError::Usage(format!(
-            "{auth} needs the private key: add --key-file KEY.pem"
+            "--key-file is for --auth private_key_jwt, tls_client_auth or self_signed_tls_client_auth and for grants signed with a key, not {auth}; use --secret-file for a client secret"
         )));
     }
     let mut secret = if let Some(path) = &args.secret_file {
