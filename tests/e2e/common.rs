@@ -668,16 +668,22 @@ impl Oidc {
     /// The provider as `config` says: plain HTTP unless it names a `tls`
     /// certificate (for tests where TLS is beside the point).
     pub fn start_plain(env: &TestEnv, config: &Value) -> Oidc {
+        Oidc::start_script(env, "server.mjs", config)
+    }
+
+    /// The node server `script` of tests/oidc with `config` (server.mjs, or
+    /// github-standin.mjs, the stand-in for GitHub's one endpoint).
+    pub fn start_script(env: &TestEnv, script: &str, config: &Value) -> Oidc {
         let node = require_tool("node", "nodejs");
         let dir = oidc_dir();
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
             "the test OpenID Provider is not installed: run `npm ci --prefix tests/oidc` (scripts/test does)"
         );
-        let config_path = env.path("oidc.json");
+        let config_path = env.path(&format!("{script}.json"));
         std::fs::write(&config_path, config.to_string()).unwrap();
         let mut child = Command::new(node)
-            .arg(dir.join("server.mjs"))
+            .arg(dir.join(script))
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -703,7 +709,8 @@ impl Oidc {
             Err(_) => {
                 let _ = child.kill();
                 panic!(
-                    "the OpenID Provider did not start (run `node tests/oidc/server.mjs` to see why)"
+                    "node tests/oidc/{script} did not start (run it with {} to see why)",
+                    config_path.display()
                 );
             }
         };

@@ -6,6 +6,7 @@ mod attacks;
 mod common;
 mod docs;
 mod dpop;
+mod grants;
 mod integrations;
 mod leaks;
 mod lifecycle;

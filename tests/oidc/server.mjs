@@ -9,6 +9,8 @@
 //               "mtls"?: {"ca": PEM path, "alias"?: bool},
 //               "scopes"?: [more scope values],
 //               "require_audience"?: bool, "require_x5t_s256"?: bool,
+//               "google"?: {client_email, private_key_id, public_key_pem},
+//               "ttls"?: {client_id: seconds},
 //               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?}]}
 // With "tls" it serves HTTPS (the issuer is https://127.0.0.1:PORT), else HTTP.
 // "assertion_aud" makes it accept only that client assertion `aud`, as some
@@ -20,7 +22,14 @@
 // Behaving as other servers do: "require_audience" refuses a token request
 // without Auth0's `audience` parameter (as Auth0 does, 403 access_denied);
 // "require_x5t_s256" refuses a client assertion whose header does not name
-// the client's certificate (as Entra ID does). Clients:
+// the client's certificate (as Entra ID does).
+// Grants beyond client_credentials, registered with oidc-provider's
+// registerGrantType: RFC 7523 jwt-bearer (an assertion signed by the client's
+// registered key, or an ID-JAG this server issued) and RFC 8693 token exchange
+// (of this server's access tokens, for an access token or an ID-JAG,
+// draft-ietf-oauth-identity-assertion-authz-grant). "google" adds
+// /google/token, which checks a service-account assertion exactly as Google
+// documents it. Clients:
 // {auth: "tls_client_auth", subject_dn} or {auth:
 // "self_signed_tls_client_auth", cert_pem}.
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
@@ -37,7 +46,10 @@ import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
-import { importSPKI, exportJWK, calculateJwkThumbprint } from 'jose';
+import {
+  importSPKI, exportJWK, calculateJwkThumbprint, jwtVerify, SignJWT, generateKeyPair,
+  createLocalJWKSet, decodeProtectedHeader,
+} from 'jose';
 
 const config = JSON.parse(readFileSync(process.argv[2] ?? '/dev/stdin', 'utf8'));
 const log = (event) => process.stdout.write(`${JSON.stringify(event)}\n`);
@@ -46,7 +58,7 @@ async function clientMetadata(c) {
   const meta = {
     client_id: c.client_id,
     token_endpoint_auth_method: c.auth,
-    grant_types: ['client_credentials'],
+    grant_types: c.grant_types ?? ['client_credentials'],
     response_types: [],
     redirect_uris: [],
     scope: c.scope ?? 'api:read api:write',
@@ -59,7 +71,7 @@ async function clientMetadata(c) {
     const jwk = cert.publicKey.export({ format: 'jwk' });
     meta.jwks = { keys: [{ ...jwk, x5c: [cert.raw.toString('base64')] }] };
   }
-  if (c.alg) meta.token_endpoint_auth_signing_alg = c.alg;
+  if (c.alg && c.auth.endsWith('_jwt')) meta.token_endpoint_auth_signing_alg = c.alg;
   if (c.public_key_pem) {
     const key = await importSPKI(c.public_key_pem, c.alg, { extractable: true });
     const jwk = await exportJWK(key);
@@ -117,11 +129,15 @@ const provider = new Provider(issuer, {
       throw new errors.InvalidClientAuth(`aud must be ${wanted}`);
     }
   },
-  ttl: { ClientCredentials: config.ttl ?? 600 },
+  // "ttls": {client_id: seconds} overrides "ttl" for some clients.
+  ttl: {
+    ClientCredentials: (ctx, token, client) => config.ttls?.[client.clientId] ?? config.ttl ?? 600,
+  },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    revocation: { enabled: true },
     mTLS: {
       enabled: Boolean(config.mtls),
       certificateBoundAccessTokens: true,
@@ -169,6 +185,147 @@ provider.on('grant.success', (ctx) => {
     scope: ctx.oidc.body?.scope,
   });
 });
+// Grants beyond client_credentials.
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const ID_JAG = 'urn:ietf:params:oauth:token-type:id-jag';
+const ID_JAG_TYP = 'oauth-id-jag+jwt';
+// What this server signs ID-JAGs with, in its identity provider role.
+const idJagKey = await generateKeyPair('ES256');
+
+// invalid_grant with the reason in error_description, as servers often say.
+const invalidGrant = (why) => Object.assign(new errors.InvalidGrant(why), { error_description: why });
+
+async function accessToken(ctx, scope) {
+  const token = new provider.ClientCredentials({ client: ctx.oidc.client, scope: scope || undefined });
+  const value = await token.save();
+  return {
+    access_token: value, token_type: 'Bearer', expires_in: token.expiration, scope: token.scope,
+  };
+}
+
+// "grants": false leaves them out, as a server that knows none of them.
+if (config.grants !== false) {
+provider.registerGrantType(JWT_BEARER, async (ctx) => {
+  const { assertion, scope } = ctx.oidc.params;
+  const { client } = ctx.oidc;
+  let header;
+  let payload;
+  try {
+    header = decodeProtectedHeader(assertion);
+    if (header.typ === ID_JAG_TYP) {
+      ({ payload } = await jwtVerify(assertion, idJagKey.publicKey, {
+        issuer, audience: issuer, typ: ID_JAG_TYP,
+      }));
+      if (payload.client_id !== client.clientId) throw new Error(`the ID-JAG is for client ${payload.client_id}`);
+    } else {
+      ({ payload } = await jwtVerify(assertion, createLocalJWKSet(client.jwks ?? { keys: [] }), {
+        issuer: client.clientId,
+        audience: [issuer, ctx.oidc.urlFor('token')],
+        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+      }));
+    }
+  } catch (e) {
+    throw invalidGrant(`the assertion was refused: ${e.message}`);
+  }
+  log({
+    event: 'jwt-bearer', client_id: client.clientId, typ: header.typ, kid: header.kid,
+    sub: payload.sub, aud: payload.aud, assertion,
+  });
+  ctx.body = await accessToken(ctx, scope);
+}, ['assertion', 'scope']);
+
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const p = ctx.oidc.params;
+  const { client } = ctx.oidc;
+  if (p.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest(`unsupported subject_token_type ${p.subject_token_type}`);
+  }
+  const find = async (value, what) => {
+    const token = await provider.ClientCredentials.find(value);
+    if (!token || token.isExpired) throw invalidGrant(`the ${what} is invalid or expired`);
+    return token;
+  };
+  const subject = await find(p.subject_token, 'subject_token');
+  const actor = p.actor_token ? await find(p.actor_token, 'actor_token') : undefined;
+  log({
+    event: 'token-exchange', client_id: client.clientId, subject: subject.clientId,
+    actor: actor?.clientId, actor_token_type: p.actor_token_type,
+    requested: p.requested_token_type, audience: p.audience,
+  });
+  if (p.requested_token_type === ID_JAG) {
+    const ttl = 300;
+    const jag = await new SignJWT({ client_id: client.clientId, scope: p.scope })
+      .setProtectedHeader({ alg: 'ES256', typ: ID_JAG_TYP })
+      .setIssuer(issuer).setSubject(subject.clientId).setAudience(p.audience ?? issuer)
+      .setJti(randomBytes(16).toString('hex')).setIssuedAt().setExpirationTime(`${ttl}s`)
+      .sign(idJagKey.privateKey);
+    ctx.body = {
+      access_token: jag, issued_token_type: ID_JAG, token_type: 'N_A', expires_in: ttl,
+    };
+    return;
+  }
+  ctx.body = { ...await accessToken(ctx, p.scope), issued_token_type: ACCESS_TOKEN_TYPE };
+}, [
+  'subject_token', 'subject_token_type', 'actor_token', 'actor_token_type',
+  'requested_token_type', 'audience', 'resource', 'scope',
+]);
+}
+
+// Google's token endpoint for service accounts, as Google documents it: the
+// form holds grant_type and assertion only; the assertion is RS256 with the
+// key's id as kid, iss the account's email, a scope claim, aud this
+// endpoint, and lives at most an hour.
+async function googleToken(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const form = new URLSearchParams(Buffer.concat(chunks).toString());
+  const answer = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  const fail = (error, description) => {
+    log({ event: 'error', google: true, error, description });
+    answer(400, { error, error_description: description });
+  };
+  const fields = [...form.keys()].sort().join(',');
+  if (fields !== 'assertion,grant_type') {
+    return fail('invalid_request', `the form must hold grant_type and assertion only, not ${fields}`);
+  }
+  if (form.get('grant_type') !== JWT_BEARER) {
+    return fail('unsupported_grant_type', `Invalid grant_type: ${form.get('grant_type')}`);
+  }
+  const sa = config.google;
+  const assertion = form.get('assertion');
+  let header;
+  let payload;
+  try {
+    header = decodeProtectedHeader(assertion);
+    const key = await importSPKI(sa.public_key_pem, 'RS256');
+    ({ payload } = await jwtVerify(assertion, key, {
+      algorithms: ['RS256'], issuer: sa.client_email, audience: `${issuer}/google/token`,
+    }));
+  } catch (e) {
+    return fail('invalid_grant', `Invalid JWT Signature. (${e.message})`);
+  }
+  if (header.kid !== sa.private_key_id) return fail('invalid_grant', 'Invalid JWT Signature. (kid)');
+  if (typeof payload.scope !== 'string' || !payload.scope) {
+    return fail('invalid_scope', 'Invalid OAuth scope or ID token audience provided.');
+  }
+  if (!(payload.exp > payload.iat && payload.exp - payload.iat <= 3600)) {
+    return fail('invalid_grant', 'Invalid JWT: Token must be a short-lived token (60 minutes)');
+  }
+  log({
+    event: 'google', sub: payload.sub, scope: payload.scope, kid: header.kid, alg: header.alg,
+  });
+  return answer(200, {
+    access_token: `ya29.${randomBytes(24).toString('base64url')}`,
+    expires_in: 3599,
+    token_type: 'Bearer',
+  });
+}
+
 provider.on('grant.error', (ctx, error) => {
   log({
     event: 'error',
@@ -204,6 +361,10 @@ server.on('request', async (req, res) => {
   }
   if (config.require_audience && req.method === 'POST' && req.url === '/token'
     && await auth0Refuses(req, res)) {
+    return;
+  }
+  if (config.google && req.method === 'POST' && req.url === '/google/token') {
+    await googleToken(req, res);
     return;
   }
   callback(req, res);
