@@ -71,7 +71,7 @@ impl AgentFetcher {
         if let Some(cycle) = jwtagent::config::input_cycle(&config.profiles, name) {
             return Err(TokenError::Cycle(cycle));
         }
-        let (inputs, inputs_expire) = self.inputs(&config, name, profile).await?;
+        let (inputs, made_from, inputs_expire) = self.inputs(&config, name, profile).await?;
         let secret = match profile.auth {
             jwtagent::config::AuthMethod::None if !profile.signs_grant() => None,
             _ => Some(
@@ -128,19 +128,21 @@ impl AgentFetcher {
             refresh_token: obtained.refresh_token,
             refresh_before: profile.refresh_before,
             issued_token_type: response.issued_token_type,
+            inputs: made_from,
         })
     }
 
     /// The current tokens of the profiles `profile`'s grant takes tokens
-    /// from, fetched (or refreshed) through the refresher like any other,
-    /// and when the first of them expires.
+    /// from, fetched (or refreshed) through the refresher like any other;
+    /// which they are (key and generation); and when the first expires.
     async fn inputs(
         &self,
         config: &ConfigFile,
         name: &str,
         profile: &Profile,
-    ) -> Result<(Inputs, Option<u64>), TokenError> {
+    ) -> Result<(Inputs, Vec<(Key, u64)>, Option<u64>), TokenError> {
         let mut inputs = Inputs::default();
+        let mut made_from = Vec::new();
         let mut expires: Option<u64> = None;
         for (role, from, token_type, slot) in [
             (
@@ -158,14 +160,16 @@ impl AgentFetcher {
             ("actor", &profile.actor_profile, None, &mut inputs.actor),
         ] {
             let Some(from) = from else { continue };
-            let (input, expires_at) = self.input(config, name, role, from, token_type).await?;
+            let (input, key, generation, expires_at) =
+                self.input(config, name, role, from, token_type).await?;
+            made_from.push((key, generation));
             expires = match (expires, expires_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             *slot = Some(input);
         }
-        Ok((inputs, expires))
+        Ok((inputs, made_from, expires))
     }
 
     /// Profile `from`'s current token, for `of`'s grant in `role`.
@@ -176,7 +180,7 @@ impl AgentFetcher {
         role: &'static str,
         from: &str,
         token_type: Option<&str>,
-    ) -> Result<(Input, Option<u64>), TokenError> {
+    ) -> Result<(Input, Key, u64, Option<u64>), TokenError> {
         let failed = |error| TokenError::Input {
             profile: of.to_string(),
             role,
@@ -195,7 +199,7 @@ impl AgentFetcher {
             .get()
             .and_then(Weak::upgrade)
             .ok_or(TokenError::Shutdown)?;
-        let served = input_token(refresher, key).await.map_err(failed)?;
+        let served = input_token(refresher, key.clone()).await.map_err(failed)?;
         let token_type = token_type
             .map(str::to_string)
             .or(served.issued_token_type)
@@ -205,6 +209,8 @@ impl AgentFetcher {
                 token: served.token,
                 token_type,
             },
+            key,
+            served.generation,
             served.expires_at,
         ))
     }

@@ -61,6 +61,9 @@ pub struct Fetched {
     pub refresh_before: Option<RefreshBefore>,
     /// RFC 8693: the type of token a token exchange issued.
     pub issued_token_type: Option<String>,
+    /// The tokens this one was made from (other keys, and the generation of
+    /// each that was used): when one of them is replaced, so is this one.
+    pub inputs: Vec<(Key, u64)>,
 }
 
 /// Why a fetch failed: the fetcher's error, and when to try again.
@@ -135,6 +138,8 @@ pub struct Served {
     /// Unix seconds, when the lifetime is known.
     pub expires_at: Option<u64>,
     pub issued_token_type: Option<String>,
+    /// Which fetch of its key this token came from.
+    pub generation: u64,
 }
 
 /// Per-key state, for `status`.
@@ -154,6 +159,7 @@ struct Held {
     scope: Option<String>,
     expires_at: Option<u64>,
     issued_token_type: Option<String>,
+    inputs: Vec<(Key, u64)>,
     valid_until: Instant,
 }
 
@@ -181,6 +187,7 @@ impl<E: Clone + fmt::Display> State<E> {
             token_type: f.token_type,
             scope: f.scope,
             issued_token_type: f.issued_token_type,
+            inputs: f.inputs,
             expires_at: f.lifetime.map(|l| unix_now().saturating_add(l.as_secs())),
             // The OAuth client clamps lifetimes; saturate all the same.
             valid_until: started
@@ -371,6 +378,10 @@ impl<F: Fetcher> Refresher<F> {
     ) -> Result<Served, RefreshError<F::Error>> {
         let entry = self.entry(key);
         let asked = Instant::now();
+        // A token made from another that has since been replaced is
+        // replaced too, before it is served again.
+        let stale = self.inputs_replaced(&entry);
+        let force = force || stale;
         let asked_generation = {
             let mut st = entry.state();
             st.last_used = Some(asked);
@@ -418,6 +429,21 @@ impl<F: Fetcher> Refresher<F> {
         self.fetch_into(&entry, refresh_token).await?;
         let st = entry.state();
         satisfying(&st, Instant::now(), Duration::ZERO).ok_or(RefreshError::NotKept)
+    }
+
+    /// Whether a token the entry holds was made from another key's token
+    /// that has been replaced (refreshed, or dropped) since.
+    fn inputs_replaced(&self, entry: &Entry<F::Error>) -> bool {
+        let inputs = match entry.state().held.as_ref() {
+            Some(held) if !held.inputs.is_empty() => held.inputs.clone(),
+            _ => return false,
+        };
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        inputs.iter().any(|(key, generation)| {
+            entries
+                .get(key)
+                .is_none_or(|input| input.state().generation != *generation)
+        })
     }
 
     /// Fetches and records the outcome. Call with the entry's fetch lock held.
@@ -611,6 +637,7 @@ fn satisfying<E>(st: &State<E>, now: Instant, min_ttl: Duration) -> Option<Serve
         scope: h.scope.clone(),
         expires_at: h.expires_at,
         issued_token_type: h.issued_token_type.clone(),
+        generation: st.generation,
     })
 }
 
@@ -678,6 +705,7 @@ mod tests {
                     .then(|| Secret::new(format!("rt-{n}").into_bytes())),
                 refresh_before: None,
                 issued_token_type: None,
+                inputs: Vec::new(),
             })
         }
     }

@@ -266,8 +266,20 @@ fn token_exchange_exchanges_the_subject_profiles_token_once_for_many_callers() {
     assert_eq!(exchanges[0]["actor_token_type"], ACCESS_TOKEN_TYPE);
     assert_eq!(exchanges[0]["audience"], "https://api.example");
     // A forced refresh of the exchanged profile exchanges again.
-    token_json(&env, &["--force", "ex"]);
+    let forced = token_json(&env, &["--force", "ex"]);
     assert_eq!(events(&oidc, "token-exchange").len(), 2);
+    // Its subject's token is refreshed: the exchanged one is replaced too,
+    // made from the new subject, at the next request.
+    token_json(&env, &["--force", "user"]);
+    let after = token_json(&env, &["ex"]);
+    assert_ne!(after["access_token"], forced["access_token"]);
+    assert_eq!(events(&oidc, "token-exchange").len(), 3);
+    // And served from the cache after that.
+    assert_eq!(
+        token_json(&env, &["ex"])["access_token"],
+        after["access_token"]
+    );
+    assert_eq!(events(&oidc, "token-exchange").len(), 3);
 }
 
 #[test]
