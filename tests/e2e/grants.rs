@@ -415,6 +415,14 @@ fn an_id_jag_chain_token_exchange_then_jwt_bearer() {
     let jag = token_json(&env, &["idjag"]);
     assert_eq!(jag["issued_token_type"], ID_JAG);
     assert_eq!(jag["token_type"], "N_A");
+    // Not an access token: no Authorization header is made of it.
+    let out = env.run(&["header", "idjag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("not an access token (urn:ietf:params:oauth:token-type:id-jag)"),
+        "{}",
+        stderr_of(&out)
+    );
     let bearer = events(&oidc, "jwt-bearer");
     assert_eq!(bearer.len(), 1);
     assert_eq!(bearer[0]["typ"], "oauth-id-jag+jwt");

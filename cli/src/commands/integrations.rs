@@ -52,9 +52,25 @@ pub fn exec(
     })
 }
 
+/// A token exchange's answer that is not an access token (`token_type`
+/// N_A: an ID-JAG, say) goes in no Authorization header.
+pub fn not_an_access_token(answer: &TokenAnswer, name: &str) -> Result<(), CliError> {
+    if answer.token_type == "N_A" {
+        return Err(CliError::Usage(format!(
+            "profile {name:?} gets a token that is not an access token ({}), for another profile's grant (--assertion-profile, --subject-profile), not for an Authorization header; `jwtagent token {name}` prints it",
+            answer
+                .issued_token_type
+                .as_deref()
+                .unwrap_or("token_type N_A")
+        )));
+    }
+    Ok(())
+}
+
 /// kubectl and git send what they get as a Bearer token and cannot add a
 /// DPoP proof to each request: a DPoP-bound token would only be refused.
 fn bearer_only(answer: TokenAnswer, args: &TokenArgs, tool: &str) -> Result<TokenAnswer, CliError> {
+    not_an_access_token(&answer, &args.name)?;
     if answer.token_type.eq_ignore_ascii_case("dpop") {
         return Err(CliError::Usage(format!(
             "profile {:?} has DPoP-bound tokens, which {tool} cannot use (it sends no DPoP proofs); use a profile without --dpop",

@@ -60,6 +60,7 @@ pub fn header(socket: &SocketPath, args: &TokenArgs, proof: &ProofArgs) -> Resul
             args.name
         )));
     }
+    crate::commands::integrations::not_an_access_token(&answer, &args.name)?;
     // RFC 6750 names the scheme "Bearer" whatever case the server used.
     output::print_secret(format!(
         "Authorization: Bearer {}\n",
