@@ -90,7 +90,7 @@ fn jwt_bearer_signs_an_assertion_with_the_profiles_key_and_refreshes_it() {
 
 /// A Google service-account key file for `key` (as Google's console
 /// downloads it), naming the test provider's Google endpoint.
-fn google_key_file(env: &TestEnv, oidc_issuer: &str, key: &Path) -> std::path::PathBuf {
+pub(crate) fn google_key_file(env: &TestEnv, oidc_issuer: &str, key: &Path) -> std::path::PathBuf {
     let path = env.path("sa.json");
     let file = json!({
         "type": "service_account",
@@ -110,14 +110,7 @@ fn google_key_file(env: &TestEnv, oidc_issuer: &str, key: &Path) -> std::path::P
 fn a_google_service_account_key_file_is_imported_and_used_in_googles_form() {
     let env = TestEnv::new();
     let key = gen_key(&env, "rsa");
-    let oidc = Oidc::start(
-        &env,
-        &json!({"ttl": 600, "clients": [], "google": {
-            "client_email": "ci@jwtagent-test.iam.gserviceaccount.com",
-            "private_key_id": "4f2a9c0e1b7d",
-            "public_key_pem": public_pem(&key),
-        }}),
-    );
+    let oidc = google_provider(&env, &key);
     let file = google_key_file(&env, &oidc.issuer, &key);
     let scope = "https://www.googleapis.com/auth/cloud-platform";
     add_ok(
@@ -363,20 +356,40 @@ fn a_server_without_the_grant_says_so_verbatim() {
     );
 }
 
+/// A provider for an ID-JAG chain: `user-app`, whose token is exchanged,
+/// and `agent-app`, which exchanges it and presents the ID-JAG; both with
+/// client secret `secret`.
+pub(crate) fn id_jag_provider(env: &TestEnv, secret: &str) -> Oidc {
+    Oidc::start(
+        env,
+        &json!({"ttl": 600, "clients": [
+            {"client_id": "user-app", "auth": "client_secret_post", "secret": secret},
+            {"client_id": "agent-app", "auth": "client_secret_post", "secret": secret,
+             "grant_types": ["client_credentials", TOKEN_EXCHANGE, JWT_BEARER]},
+        ]}),
+    )
+}
+
+/// A provider with Google's service-account endpoint, for the account
+/// whose key is `key`.
+pub(crate) fn google_provider(env: &TestEnv, key: &Path) -> Oidc {
+    Oidc::start(
+        env,
+        &json!({"ttl": 600, "clients": [], "google": {
+            "client_email": "ci@jwtagent-test.iam.gserviceaccount.com",
+            "private_key_id": "4f2a9c0e1b7d",
+            "public_key_pem": public_pem(key),
+        }}),
+    )
+}
+
 #[test]
 fn an_id_jag_chain_token_exchange_then_jwt_bearer() {
     // draft-ietf-oauth-identity-assertion-authz-grant: the IdP exchanges the
     // user's token for an ID-JAG; the resource's authorization server takes
     // it as a jwt-bearer assertion. One provider plays both roles here.
     let env = TestEnv::new();
-    let oidc = Oidc::start(
-        &env,
-        &json!({"ttl": 600, "clients": [
-            {"client_id": "user-app", "auth": "client_secret_post", "secret": SECRET},
-            {"client_id": "agent-app", "auth": "client_secret_post", "secret": SECRET,
-             "grant_types": ["client_credentials", TOKEN_EXCHANGE, JWT_BEARER]},
-        ]}),
-    );
+    let oidc = id_jag_provider(&env, SECRET);
     add_client(&env, "user", &oidc, "user-app", &[]);
     add_client(
         &env,
@@ -431,7 +444,7 @@ fn an_id_jag_chain_token_exchange_then_jwt_bearer() {
     assert_eq!(events(&oidc, "token-exchange")[0]["requested"], ID_JAG);
 }
 
-fn github(env: &TestEnv, key: &Path) -> Oidc {
+pub(crate) fn github(env: &TestEnv, key: &Path) -> Oidc {
     Oidc::start_script(
         env,
         "github-standin.mjs",

@@ -258,3 +258,80 @@ fn keycloak_recipe_uses_a_secret_and_a_signed_jwt_with_the_issuer_as_aud() {
     assert_eq!(jwt_claims(assertion.as_str().unwrap())["aud"], oidc.issuer);
     assert!(errors(&oidc).is_empty());
 }
+
+#[test]
+fn google_recipe_imports_the_key_file_and_needs_it_no_more() {
+    let env = TestEnv::new();
+    let key = gen_key(&env, "rsa");
+    let oidc = crate::grants::google_provider(&env, &key);
+    let file = crate::grants::google_key_file(&env, &oidc.issuer, &key);
+    let out = run(
+        &env,
+        "Google Cloud: a service account",
+        &[("KEY_FILE", file.to_str().unwrap())],
+    );
+    assert!(last_token(&out).starts_with("ya29."));
+    assert!(!file.exists(), "the recipe removes the key file");
+    let seen: Vec<_> = oidc
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "google")
+        .collect();
+    assert_eq!(
+        seen[0]["scope"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
+}
+
+#[test]
+fn github_app_recipe_gets_an_installation_token_and_sets_up_git() {
+    let env = TestEnv::new();
+    let key = gen_key(&env, "rsa");
+    let standin = crate::grants::github(&env, &key);
+    let out = run(
+        &env,
+        "GitHub App: installation tokens",
+        &[
+            ("APP_ID", "4242"),
+            ("INSTALLATION_ID", "77"),
+            ("KEY", key.to_str().unwrap()),
+            ("API_URL", &standin.issuer),
+        ],
+    );
+    assert!(last_token(&out).starts_with("ghs_"));
+    let issued = standin.wait_event("a token", |e| e["event"] == "token");
+    assert_eq!(issued["permissions"], json!({"contents": "read"}));
+    let gitconfig = std::fs::read_to_string(env.path("home/.gitconfig")).unwrap();
+    assert!(
+        gitconfig.contains("jwtagent git-credential gh"),
+        "{gitconfig}"
+    );
+}
+
+#[test]
+fn id_jag_chain_recipe_exchanges_then_presents_the_assertion() {
+    let env = TestEnv::new();
+    let oidc = crate::grants::id_jag_provider(&env, SECRET);
+    let secret_file = env.path("agent-app.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    let out = run(
+        &env,
+        "Cross-app access: an ID-JAG chain",
+        &[
+            ("IDP", &oidc.issuer),
+            ("AS", &oidc.issuer),
+            ("CLIENT_ID", "agent-app"),
+            ("USER_CLIENT_ID", "user-app"),
+            ("SECRET_FILE", secret_file.to_str().unwrap()),
+        ],
+    );
+    last_token(&out);
+    let bearer: Vec<_> = oidc
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "jwt-bearer")
+        .collect();
+    assert_eq!(bearer.len(), 1);
+    assert_eq!(bearer[0]["typ"], "oauth-id-jag+jwt");
+    assert_eq!(bearer[0]["sub"], "user-app");
+}
