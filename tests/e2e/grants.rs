@@ -126,6 +126,13 @@ fn a_google_service_account_key_file_is_imported_and_used_in_googles_form() {
         ],
         false,
     );
+    let shown = env.ok(&["show", "gcp"]);
+    assert!(
+        shown.contains("jwt-bearer (Google service account)")
+            && shown.contains("subject         admin@example.com")
+            && shown.contains("ci@jwtagent-test.iam.gserviceaccount.com"),
+        "{shown}"
+    );
     // The file is not needed afterwards; the key is in the keyring.
     std::fs::remove_file(&file).unwrap();
     let config = std::fs::read_to_string(env.path("config/jwtagent/profiles.toml")).unwrap();

@@ -400,6 +400,38 @@ fn render(view: &ProfileView) -> String {
     }
     lines.push(("client_id", p.client_id.clone()));
     lines.push(("auth", p.auth.to_string()));
+    if p.grant.is_some() {
+        let grant = if p.google {
+            "jwt-bearer (Google service account)".to_string()
+        } else {
+            p.grant().to_string()
+        };
+        lines.push(("grant", grant));
+    }
+    for (label, value) in [
+        ("subject", &p.subject),
+        ("assertion_from", &p.assertion_profile),
+        ("subject_from", &p.subject_profile),
+        ("subject_type", &p.subject_token_type),
+        ("actor_from", &p.actor_profile),
+        ("requested_type", &p.requested_token_type),
+    ] {
+        if let Some(value) = value {
+            lines.push((label, value.clone()));
+        }
+    }
+    if let Some(app) = &p.github {
+        lines.push((
+            "github",
+            format!("installation {} at {}", app.installation_id, app.api_url),
+        ));
+        if !app.repositories.is_empty() {
+            lines.push(("repositories", app.repositories.join(", ")));
+        }
+        for (k, v) in &app.permissions {
+            lines.push(("permission", format!("{k}={v}")));
+        }
+    }
     if let Some(alg) = p.alg {
         lines.push(("alg", alg.to_string()));
     }
