@@ -202,8 +202,11 @@ impl TestEnv {
     }
 
     /// Profile `name`'s entry in `jwtagent status --json`.
+    /// One profile's part of the agent's `status`, asked over the socket (a
+    /// poll that spawns no process).
     pub fn profile_status(&self, name: &str) -> Value {
-        let status: Value = serde_json::from_str(&self.ok(&["status", "--json"])).unwrap();
+        let status = agent_call(&self.default_socket(), r#"{"id":0,"op":"status"}"#)
+            .unwrap_or_else(|| panic!("no agent answers on {}", self.default_socket().display()));
         status["profiles"]
             .as_array()
             .unwrap()
@@ -378,6 +381,11 @@ impl Conn {
 
 /// `hello` over a fresh connection; `None` when nothing answers.
 pub fn hello(socket: &Path) -> Option<Value> {
+    agent_call(socket, r#"{"id":0,"op":"hello"}"#)
+}
+
+/// One request line to the agent on `socket`, and its answer.
+pub fn agent_call(socket: &Path, request: &str) -> Option<Value> {
     let stream = UnixStream::connect(socket).ok()?;
     stream.set_read_timeout(Some(DEADLINE)).ok()?;
     let mut conn = Conn {
@@ -385,7 +393,7 @@ pub fn hello(socket: &Path) -> Option<Value> {
         writer: stream,
     };
     conn.writer
-        .write_all(b"{\"id\":0,\"op\":\"hello\"}\n")
+        .write_all(format!("{request}\n").as_bytes())
         .ok()?;
     conn.recv()
 }
@@ -649,6 +657,9 @@ pub struct Oidc {
     child: Child,
     pub issuer: String,
     events: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    /// The server's stdin: `sync N` makes it log `{"event":"sync","n":N}`
+    /// after everything it logged before.
+    control: std::sync::Mutex<(std::process::ChildStdin, u64)>,
 }
 
 impl Oidc {
@@ -685,12 +696,13 @@ impl Oidc {
         let mut child = Command::new(node)
             .arg(dir.join(script))
             .arg(&config_path)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start node");
         let stdout = child.stdout.take().unwrap();
+        let control = std::sync::Mutex::new((child.stdin.take().unwrap(), 0));
         let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let sink = events.clone();
@@ -718,6 +730,7 @@ impl Oidc {
             child,
             issuer,
             events,
+            control,
         }
     }
 
@@ -725,9 +738,28 @@ impl Oidc {
         format!("{}/token", self.issuer)
     }
 
-    /// Everything the provider has logged so far.
+    /// Everything the provider has logged so far: it logs a request before
+    /// answering it, so every request answered before this call is in. (A
+    /// sync marker makes sure the reader thread has caught up.)
     pub fn events(&self) -> Vec<Value> {
-        self.events.lock().unwrap().clone()
+        let n = {
+            let mut control = self.control.lock().unwrap();
+            control.1 += 1;
+            let n = control.1;
+            writeln!(control.0, "sync {n}").expect("write to the server's stdin");
+            n
+        };
+        let synced = |e: &Value| e["event"] == "sync" && e["n"] == n;
+        wait_until("the server's log is read up to now", || {
+            self.events.lock().unwrap().iter().any(synced)
+        });
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event"] != "sync")
+            .cloned()
+            .collect()
     }
 
     /// Token events (successful grants) for `client_id`.
@@ -843,9 +875,19 @@ pub struct FaultServer {
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// What the first request gets, when it differs from the rest.
+    first: std::sync::Arc<std::sync::Mutex<Option<Fault>>>,
 }
 
 impl FaultServer {
+    /// Answers the first request with `first` and every later one with
+    /// `then`: a fault that is in place before any refresh can happen.
+    pub fn start_then(first: Fault, then: Fault) -> FaultServer {
+        let server = FaultServer::start(then);
+        *server.first.lock().unwrap() = Some(first);
+        server
+    }
+
     pub fn start(initial: Fault) -> FaultServer {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -856,6 +898,7 @@ impl FaultServer {
             requests: Default::default(),
             stop: Default::default(),
             bodies: Default::default(),
+            first: Default::default(),
         };
         let (mode, requests, stop) = (
             server.mode.clone(),
@@ -863,6 +906,7 @@ impl FaultServer {
             server.stop.clone(),
         );
         let bodies = server.bodies.clone();
+        let first = server.first.clone();
         std::thread::spawn(move || {
             // Blocking accept: Drop wakes it with a connection of its own.
             while !stop.load(Ordering::SeqCst) {
@@ -871,8 +915,9 @@ impl FaultServer {
                     Ok((stream, _)) => {
                         let (mode, requests, stop) = (mode.clone(), requests.clone(), stop.clone());
                         let bodies = bodies.clone();
+                        let first = first.clone();
                         std::thread::spawn(move || {
-                            serve_fault(stream, &mode, &requests, &stop, &bodies)
+                            serve_fault(stream, &mode, &requests, &stop, &bodies, &first)
                         });
                     }
                     Err(_) => return,
@@ -916,6 +961,7 @@ fn serve_fault(
     requests: &std::sync::atomic::AtomicUsize,
     stop: &std::sync::atomic::AtomicBool,
     bodies: &std::sync::Mutex<Vec<String>>,
+    first: &std::sync::Mutex<Option<Fault>>,
 ) {
     use std::io::Read;
     use std::sync::atomic::Ordering;
@@ -949,7 +995,8 @@ fn serve_fault(
     let is_refresh = form.contains("grant_type=refresh_token");
     bodies.lock().unwrap().push(form.clone());
     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
-    let fault = match mode.0.lock().unwrap().clone() {
+    let current = first.lock().unwrap().take();
+    let fault = match current.unwrap_or_else(|| mode.0.lock().unwrap().clone()) {
         Fault::RefreshRefused { .. } if is_refresh => Fault::Status {
             code: 400,
             retry_after: None,

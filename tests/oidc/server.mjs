@@ -371,6 +371,18 @@ server.on('request', async (req, res) => {
 });
 process.stdout.write(`READY ${issuer}\n`);
 
+// `sync N` on stdin: the test knows it has read everything logged before.
+let pending = '';
+process.stdin.on('data', (chunk) => {
+  pending += chunk;
+  const lines = pending.split('\n');
+  pending = lines.pop();
+  for (const line of lines) {
+    const n = /^sync (\d+)$/.exec(line.trim())?.[1];
+    if (n) log({ event: 'sync', n: Number(n) });
+  }
+});
+
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => server.close(() => process.exit(0)));
 }
