@@ -331,4 +331,42 @@ fn agent_is_not_dumpable_and_has_no_core_limit() {
         .unwrap();
     let fields: Vec<&str> = core.split_whitespace().collect();
     assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+    // Not dumpable: a process of the same uid and capabilities cannot read
+    // its memory or environment, while it can read those of an ordinary
+    // process (the control). All three run without capabilities: the
+    // kernel lets a process read another's only when it holds every
+    // capability the other has, unless the other is not dumpable.
+    let setpriv = require_tool("setpriv", "util-linux");
+    let capless = |program: &str| {
+        let mut cmd = env.command(&setpriv);
+        cmd.args(["--inh-caps=-all", "--bounding-set=-all", program]);
+        cmd
+    };
+    let read_environ = |pid: u32| {
+        capless("cat")
+            .arg(format!("/proc/{pid}/environ"))
+            .output()
+            .unwrap()
+    };
+    let mut control = capless("sleep").arg("30").spawn().unwrap();
+    let socket = env.path("capless.sock");
+    let mut capless_agent = capless(bin())
+        .args(["agent", "-D", "--socket", socket.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the capless agent answers", || hello(&socket).is_some());
+    let readable = read_environ(control.id());
+    let agent_environ = read_environ(capless_agent.id());
+    for child in [&mut control, &mut capless_agent] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(readable.status.success(), "control: {}", stderr_of(&readable));
+    assert!(
+        !agent_environ.status.success() && stderr_of(&agent_environ).contains("Permission denied"),
+        "the agent's environment was readable: {}",
+        stderr_of(&agent_environ)
+    );
 }
