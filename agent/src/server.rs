@@ -330,7 +330,9 @@ async fn handle_connection(
                     ErrorCode::TooLarge,
                     format!("request line exceeds {MAX_LINE} bytes; connection closed"),
                 );
-                send(&mut writer, line, limits.write_timeout).await;
+                if send(&mut writer, line, limits.write_timeout).await {
+                    linger(&mut reader, &mut writer).await;
+                }
                 return;
             }
             Frame::Line if line.iter().all(u8::is_ascii_whitespace) => continue,
@@ -352,6 +354,31 @@ async fn handle_connection(
             return;
         }
     }
+}
+
+/// How much of the rest of an oversized request is read and dropped, and
+/// for how long, before the connection is closed.
+const LINGER_BYTES: usize = 4 * MAX_LINE;
+const LINGER_TIME: Duration = Duration::from_secs(1);
+
+/// Before closing on a client still sending: says it is done writing, then
+/// reads and drops what the client sends (a bounded amount, for a bounded
+/// time). Closed with unread data, a Unix socket makes the client's read fail
+/// with ECONNRESET, and the answer it was sent could be lost with it.
+async fn linger<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, writer: &mut OwnedWriteHalf) {
+    use tokio::io::AsyncReadExt;
+    let _ = writer.shutdown().await;
+    let mut sink = [0u8; 8 * 1024];
+    let mut left = LINGER_BYTES;
+    let drain = async {
+        while left > 0 {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// Writes `response` (then wipes it: it may hold a token); false when the

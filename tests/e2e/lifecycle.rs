@@ -363,7 +363,11 @@ fn agent_is_not_dumpable_and_has_no_core_limit() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    assert!(readable.status.success(), "control: {}", stderr_of(&readable));
+    assert!(
+        readable.status.success(),
+        "control: {}",
+        stderr_of(&readable)
+    );
     assert!(
         !agent_environ.status.success() && stderr_of(&agent_environ).contains("Permission denied"),
         "the agent's environment was readable: {}",

@@ -80,19 +80,50 @@ fn oversized_line_gets_too_large_and_the_connection_is_closed() {
 fn endless_line_without_newline_is_cut_off_at_the_limit() {
     let env = TestEnv::new();
     let agent = env.foreground_agent(&env.path("w.sock"));
-    let mut conn = Conn::open(&agent.socket);
-    // Keep writing until the agent answers and hangs up; it must not buffer
-    // more than a line's worth.
+    let stream = UnixStream::connect(&agent.socket).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.set_write_timeout(Some(DEADLINE)).unwrap();
+    // The answer is read while the line is still being written, as it comes.
+    let mut reading = stream.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while reading.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            answer.push(byte[0]);
+        }
+        // Then the connection is closed: end of stream, or a reset (it
+        // closed on data it would not read).
+        let closed = match reading.read(&mut byte) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        };
+        (answer, closed)
+    });
+    // Keep writing until the agent hangs up. An agent that buffered more
+    // than a line's worth would take all 16 MiB; this one stops reading at
+    // the limit and closes, so the writes fail long before (what it had not
+    // read yet sits in the socket buffers, a few hundred KiB at most).
+    let mut writing = stream;
     let chunk = vec![b'y'; 16 * 1024];
     let mut sent = 0;
-    while sent <= MAX_LINE * 4 {
-        if conn.writer.write_all(&chunk).is_err() {
+    let mut refused = false;
+    while sent <= 16 * 1024 * 1024 {
+        if writing.write_all(&chunk).is_err() {
+            refused = true;
             break;
         }
         sent += chunk.len();
     }
-    let r = conn.recv().expect("too_large response");
+    assert!(refused, "the agent took {sent} bytes of one line");
+    assert!(
+        sent < 8 * 1024 * 1024,
+        "the agent took {sent} bytes of one line"
+    );
+    let (answer, closed) = reader.join().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&answer).expect("a JSON answer");
     assert_eq!(r["error"]["code"], "too_large");
+    assert!(closed, "connection closed after too_large");
 }
 
 #[test]
