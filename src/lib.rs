@@ -7,6 +7,8 @@
 pub mod client;
 pub mod config;
 pub mod duration;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod paths;
 pub mod process;
 pub mod protocol;

@@ -51,6 +51,83 @@ pub mod fuzzing {
     pub use crate::keys::parse_private_key;
     pub use crate::oauth::auth::{AssertionHeader, client_assertion};
     pub use crate::oauth::{OAuthError, parse_token_response};
+    use jwtagent::secret::Secret;
+
+    /// The token_response target's check, on its raw input (a big-endian
+    /// status, as libFuzzer's `(u16, &[u8])` reads it, then the body). It
+    /// must never panic, and an error made from a 200 answer must never
+    /// carry the body: it may hold a token. A token it accepts can go into
+    /// a header.
+    pub fn token_response(data: &[u8]) {
+        let status = u16::from_be_bytes([
+            data.first().copied().unwrap_or(0),
+            data.get(1).copied().unwrap_or(0),
+        ]);
+        let body = data.get(2..).unwrap_or_default();
+        let url = url::Url::parse("https://idp.example/token").expect("static URL");
+        match parse_token_response(&url, status, None, body) {
+            Ok(response) => {
+                let token = response.access_token.expose();
+                assert!(!token.is_empty() && token.iter().all(u8::is_ascii_graphic));
+                assert!(["Bearer", "DPoP", "N_A"].contains(&response.token_type.as_str()));
+            }
+            // Only what the parser chose to show, never the body itself: the
+            // lifetime it refused, or the token_type it cannot serve.
+            Err(OAuthError::BadResponse { excerpt, .. }) if status == 200 => {
+                assert!(
+                    excerpt == "(body not shown)"
+                        || excerpt.starts_with("expires_in is ")
+                        || excerpt.starts_with("token_type "),
+                    "a 200 answer's error shows {excerpt:?}"
+                );
+                assert!(!excerpt.chars().any(char::is_control), "{excerpt:?}");
+            }
+            Err(e) => assert!(status != 200, "a 200 answer gave {e:?}"),
+        }
+    }
+
+    /// The pem_loader target's check: a key the loader accepts signs.
+    pub fn pem_loader(pem: &[u8]) {
+        let secret = Secret::new(pem.to_vec());
+        if let Ok((kind, _key)) = parse_private_key(&secret) {
+            client_assertion(
+                "fuzz",
+                &secret,
+                kind.default_alg(),
+                AssertionHeader::default(),
+                "https://idp.example",
+            )
+            .expect("an accepted key signs");
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// Every committed seed of `target` (among them inputs that once
+        /// crashed it) still passes its check, in the normal test run.
+        fn replay(target: &str, check: fn(&[u8])) {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fuzz/seeds")
+                .join(target);
+            let mut seen = 0;
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                check(&std::fs::read(&path).unwrap());
+                seen += 1;
+            }
+            assert!(seen > 0, "no seeds in {}", dir.display());
+        }
+
+        #[test]
+        fn token_response_seeds_pass() {
+            replay("token_response", super::token_response);
+        }
+
+        #[test]
+        fn pem_loader_seeds_pass() {
+            replay("pem_loader", super::pem_loader);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
