@@ -16,13 +16,25 @@ proptest! {
         if let Err(e) = parsed.request {
             prop_assert!(matches!(e.code, ErrorCode::BadRequest | ErrorCode::UnknownOp));
         }
+        // What it accepts survives the client's encoding unchanged.
+        crate::fuzzing::request_decoder(&bytes);
     }
 
     #[test]
-    fn request_decoder_echoes_any_json_id(id in any::<i64>(), op in "[a-z]{0,8}") {
+    fn request_decoder_echoes_any_json_id_byte_for_byte(
+        id in prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| format!("{n}0000000000")),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
+            "[ -~]{0,20}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+            Just(r#""\u00e9\n""#.to_string()),
+            Just("null".to_string()),
+        ],
+        op in prop_oneof!["hello", "status", "[a-z]{0,8}"],
+    ) {
         let line = format!(r#"{{"id":{id},"op":"{op}"}}"#);
         let parsed = parse_request(line.as_bytes());
-        prop_assert_eq!(parsed.id.as_str(), id.to_string());
+        prop_assert_eq!(parsed.id.as_str(), id.as_str());
     }
 
     #[test]

@@ -16,8 +16,35 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn token_response_parser_never_panics(status in 100u16..600, body in proptest::collection::vec(any::<u8>(), 0..600)) {
-        let _ = parse_token_response(&url(), status, None, &body);
+    fn token_response_parser_keeps_its_promises(status in 100u16..600, body in proptest::collection::vec(any::<u8>(), 0..600)) {
+        // Never a panic; an accepted token can go in a header; an error made
+        // of a 200 answer never shows its body.
+        let mut data = status.to_be_bytes().to_vec();
+        data.extend_from_slice(&body);
+        crate::fuzzing::token_response(&data);
+    }
+
+    #[test]
+    fn token_response_fields_come_through_and_lifetimes_stay_bounded(
+        token in "[!-~]{1,80}",
+        token_type in prop_oneof!["bearer", "Bearer", "BEARER", "dpop", "DPoP", "n_a"],
+        expires_in in prop_oneof![
+            (1u64..10_000_000).prop_map(|n| n.to_string()),
+            Just("1e30".to_string()),
+            Just("\"3600\"".to_string()),
+        ],
+    ) {
+        let expires: serde_json::Value = serde_json::from_str(&expires_in).unwrap();
+        let body = serde_json::json!({
+            "access_token": token, "token_type": token_type, "expires_in": expires,
+        })
+        .to_string();
+        let r = parse_token_response(&url(), 200, None, body.as_bytes()).unwrap();
+        prop_assert_eq!(r.access_token.expose(), token.as_bytes());
+        prop_assert!(["Bearer", "DPoP", "N_A"].contains(&r.token_type.as_str()));
+        prop_assert!(r.token_type.eq_ignore_ascii_case(&token_type));
+        let secs = r.expires_in.unwrap();
+        prop_assert!((1..=crate::oauth::token::MAX_LIFETIME.as_secs()).contains(&secs));
     }
 
     #[test]
@@ -30,8 +57,8 @@ proptest! {
     }
 
     #[test]
-    fn pem_loader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
-        let _ = parse_private_key(&Secret::new(bytes));
+    fn pem_loader_never_panics_and_what_it_accepts_signs(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
+        crate::fuzzing::pem_loader(&bytes);
     }
 
     #[test]
@@ -45,9 +72,13 @@ proptest! {
 
     #[test]
     fn framing_splits_any_stream_into_bounded_lines(
-        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20)
+        chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20),
+        // Sometimes a line at, or just over, the 64 KiB limit.
+        long in prop_oneof![Just(0usize), Just(MAX_LINE), Just(MAX_LINE + 1), 0..MAX_LINE + 100],
     ) {
-        let input: Vec<u8> = chunks.concat();
+        let mut input: Vec<u8> = chunks.concat();
+        input.extend(std::iter::repeat_n(b'x', long));
+        input.push(b'\n');
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let mut reader = tokio::io::BufReader::with_capacity(64, &input[..]);
@@ -59,7 +90,13 @@ proptest! {
                         assert!(buf.len() <= MAX_LINE && !buf.contains(&b'\n'));
                         lines += 1;
                     }
-                    Frame::TooLarge | Frame::Eof => break,
+                    Frame::TooLarge => {
+                        // Only a line over the limit is too large.
+                        let longest = input.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap_or(0);
+                        assert!(longest > MAX_LINE, "too large at {longest} bytes");
+                        break;
+                    }
+                    Frame::Eof => break,
                 }
                 assert!(lines <= input.len() + 1);
             }
