@@ -434,10 +434,21 @@ fn unknown_profile_and_removed_profile_give_unknown_profile() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("unknown_profile"));
     token_json(&s.env, &["basic"]);
+    let config = std::fs::read_to_string(s.env.config_file()).unwrap();
     s.env.ok(&["remove", "basic"]);
     let out = s.env.run(&["token", "basic"]);
+    assert!(stderr_of(&out).contains("unknown_profile"));
+    // The profile written back by hand (its keyring secret is gone with the
+    // remove): a token cached under the old profile would be served as it
+    // is; none is, so the agent tries to fetch and finds no secret.
+    std::fs::write(s.env.config_file(), config).unwrap();
+    let mut err = String::new();
+    wait_until("the agent reads the restored profile", || {
+        err = stderr_of(&s.env.run(&["token", "basic"]));
+        !err.contains("unknown_profile")
+    });
     assert!(
-        stderr_of(&out).contains("unknown_profile"),
-        "cached token dropped with the profile"
+        err.contains("has no secret in the keyring"),
+        "a cached token outlived its profile: {err}"
     );
 }
