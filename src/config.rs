@@ -122,6 +122,9 @@ pub struct Profile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
     pub client_id: String,
+    /// Client authentication; `client_secret_basic` when a hand-written
+    /// profile leaves it out, as `add` does.
+    #[serde(default)]
     pub auth: AuthMethod,
     /// Assertion signing algorithm (client_secret_jwt, private_key_jwt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,6 +313,20 @@ pub fn input_cycle(profiles: &BTreeMap<String, Profile>, start: &str) -> Option<
     walk(profiles, start, start, &mut path).then_some(path)
 }
 
+/// Where profile `name`'s table starts in a config's text (its first
+/// mention, as `[profiles.NAME]` or a quoted form); the end when not found.
+fn position_of(text: &str, name: &str) -> usize {
+    [
+        format!("[profiles.{name}"),
+        format!("[profiles.\"{name}\""),
+        format!("[profiles.'{name}'"),
+    ]
+    .iter()
+    .filter_map(|header| text.find(header.as_str()))
+    .min()
+    .unwrap_or(text.len())
+}
+
 /// The public GitHub API.
 pub const GITHUB_API: &str = "https://api.github.com";
 
@@ -320,9 +337,10 @@ pub const GENERATED_ALGS: [Alg; 4] = [Alg::ES256, Alg::ES384, Alg::EdDSA, Alg::R
 pub const DEFAULT_DPOP_ALG: Alg = Alg::ES256;
 
 /// Client authentication method (RFC 6749 §2.3, RFC 7523 §2.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
+    #[default]
     ClientSecretBasic,
     ClientSecretPost,
     ClientSecretJwt,
@@ -1182,20 +1200,28 @@ impl ConfigFile {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        for (name, profile) in &config.profiles {
-            validate_name(name).map_err(|message| ConfigError::Invalid {
-                path: path.to_path_buf(),
-                profile: name.clone(),
-                error: FieldError {
-                    field: "name",
-                    message,
-                },
-            })?;
-            profile.validate().map_err(|error| ConfigError::Invalid {
+        // Every bad profile is found; the one reported is the first in the
+        // file, where the user starts reading.
+        let first_bad = config
+            .profiles
+            .iter()
+            .filter_map(|(name, profile)| {
+                let error = match validate_name(name) {
+                    Err(message) => FieldError {
+                        field: "name",
+                        message,
+                    },
+                    Ok(()) => profile.validate().err()?,
+                };
+                Some((position_of(text, name), name, error))
+            })
+            .min_by_key(|(at, _, _)| *at);
+        if let Some((_, name, error)) = first_bad {
+            return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
                 profile: name.clone(),
                 error,
-            })?;
+            });
         }
         Ok(config)
     }
@@ -1404,6 +1430,20 @@ mod tests {
             msg.contains("/c/p.toml") && msg.contains("\"api\"") && msg.contains("token_url"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn the_first_bad_profile_in_the_file_is_reported_and_auth_defaults_to_basic() {
+        // Alphabetically "alpha" comes first; in the file, "zulu" does.
+        let text = "version = 1\n[profiles.zulu]\ntoken_url = \"ftp://z\"\nclient_id = \"z\"\n\
+                    [profiles.alpha]\ntoken_url = \"ftp://a\"\nclient_id = \"a\"\n";
+        let e = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap_err();
+        assert!(e.to_string().contains("\"zulu\""), "{e}");
+        // A hand-written profile without `auth` is client_secret_basic, as
+        // `add` makes it.
+        let text = "version = 1\n[profiles.api]\ntoken_url = \"https://idp.example/t\"\nclient_id = \"c\"\n";
+        let config = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap();
+        assert_eq!(config.profiles["api"].auth, AuthMethod::ClientSecretBasic);
     }
 
     #[test]

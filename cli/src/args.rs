@@ -141,7 +141,9 @@ pub enum Command {
     /// Run a command with a profile's token in its environment
     ///
     /// The command replaces jwtagent (its exit status and signals are its own);
-    /// the token is in $JWTAGENT_TOKEN, or the variable --env names.
+    /// the token is in $JWTAGENT_TOKEN, or the variable --env names. When the
+    /// command cannot be run, jwtagent exits 127 (not found) or 126 (found but
+    /// not executable), as a shell does.
     Exec {
         #[command(flatten)]
         token: TokenArgs,
