@@ -788,6 +788,15 @@ impl Drop for Oidc {
     }
 }
 
+/// The real provider with one public client, `c` (auth none), for the tests
+/// where nothing is faulted: `add_open_profile` profiles get tokens from it.
+pub fn open_provider(env: &TestEnv, ttl: u64) -> Oidc {
+    Oidc::start(
+        env,
+        &serde_json::json!({"ttl": ttl, "clients": [{"client_id": "c", "auth": "none"}]}),
+    )
+}
+
 /// The decoded payload (claims) of a JWT, unverified.
 pub fn jwt_claims(jwt: &str) -> Value {
     jwt_part(jwt, 1)

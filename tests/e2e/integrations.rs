@@ -6,22 +6,13 @@ use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
-/// An environment with profile `api` served by a token endpoint on loopback.
-fn with_profile(lifetime: u64) -> (TestEnv, FaultServer) {
+/// An environment with profile `api`, whose tokens come from the real
+/// provider.
+fn with_profile(lifetime: u64) -> (TestEnv, Oidc) {
     let env = TestEnv::new();
-    let server = FaultServer::start(Fault::Ok { lifetime });
-    let out = env.run(&[
-        "add",
-        "api",
-        "--token-url",
-        &server.token_url(),
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-    ]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    (env, server)
+    let oidc = open_provider(&env, lifetime);
+    env.add_open_profile("api", &oidc.token_endpoint(), &[]);
+    (env, oidc)
 }
 
 fn token(env: &TestEnv) -> String {
@@ -155,7 +146,7 @@ fn git_credential_store_and_erase_are_accepted_and_do_nothing() {
         assert!(out.status.success());
         assert!(out.stdout.is_empty());
     }
-    assert_eq!(server.requests(), 0);
+    assert!(server.grants("c").is_empty());
 }
 
 #[test]
@@ -230,7 +221,7 @@ fn systemd_units_pass_systemd_analyze_verify() {
 #[test]
 fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_systemd() {
     let activate = require_tool("systemd-socket-activate", "systemd");
-    let (env, _server) = with_profile(600);
+    let (env, server) = with_profile(600);
     let socket = env.path("activated.sock");
     // Readiness reaches systemd through NOTIFY_SOCKET: listen there ourselves.
     let notify_path = env.path("notify.sock");
@@ -250,6 +241,8 @@ fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_system
                 "XDG_STATE_HOME",
                 "JWTAGENT_KEYRING_SERVICE",
                 "JWTAGENT_LOG",
+                // The provider's certificate comes from the test CA.
+                "SSL_CERT_FILE",
             ]
             .map(|var| format!("--setenv={var}")),
         )
@@ -279,7 +272,8 @@ fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_system
     assert_eq!(status["pid"], pid);
     assert_eq!(status["socket"], sock);
     let out = env.ok(&["--socket", sock, "token", "api"]);
-    assert!(out.starts_with("fault-token-"));
+    assert!(!out.trim().is_empty());
+    assert_eq!(server.grants("c").len(), 1);
 
     // Stopped, it says so to systemd and leaves the socket file alone.
     env.ok(&["--socket", sock, "stop"]);

@@ -144,7 +144,7 @@ fn refused_connections_are_in_the_audit_log() {
 #[test]
 fn a_profile_policy_allows_one_executable_and_denies_another() {
     let env = TestEnv::new();
-    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    let server = open_provider(&env, 600);
     // Two real, distinct executables: copies of the CLI at different paths.
     let allowed = env.path("allowed/jwtagent-a");
     let other = env.path("other/jwtagent-b");
@@ -154,7 +154,7 @@ fn a_profile_policy_allows_one_executable_and_denies_another() {
     }
     env.add_open_profile(
         "guarded",
-        &server.token_url(),
+        &server.token_endpoint(),
         &["--allow-exe", allowed.to_str().unwrap()],
     );
     let run_as = |exe: &std::path::Path| {
@@ -195,8 +195,8 @@ fn a_profile_policy_allows_one_executable_and_denies_another() {
 #[test]
 fn lock_refuses_service_delays_wrong_passphrases_and_unlock_restores_it() {
     let env = TestEnv::new();
-    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
-    env.add_open_profile("api", &server.token_url(), &[]);
+    let server = open_provider(&env, 600);
+    env.add_open_profile("api", &server.token_endpoint(), &[]);
     let before = env.ok(&["token", "api"]);
     let out = env.run_with_stdin(&["lock", "--passphrase-stdin"], b"open sesame\n");
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -238,8 +238,8 @@ fn lock_refuses_service_delays_wrong_passphrases_and_unlock_restores_it() {
 #[test]
 fn audit_follow_prints_new_entries() {
     let env = TestEnv::new();
-    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
-    env.add_open_profile("api", &server.token_url(), &[]);
+    let server = open_provider(&env, 600);
+    env.add_open_profile("api", &server.token_endpoint(), &[]);
     let mut follow = env
         .cmd(&["audit", "--follow"])
         .stdout(std::process::Stdio::piped())
