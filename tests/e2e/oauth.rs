@@ -19,9 +19,14 @@ const CLIENTS: &[(&str, &str, Option<&str>, &str)] = &[
     ("basic", "client_secret_basic", None, ""),
     ("post", "client_secret_post", None, ""),
     ("hs256", "client_secret_jwt", None, "HS256"),
+    ("hs384", "client_secret_jwt", None, "HS384"),
     ("hs512", "client_secret_jwt", None, "HS512"),
     ("rsa", "private_key_jwt", Some("rsa"), "RS256"),
+    ("rsa-rs384", "private_key_jwt", Some("rsa"), "RS384"),
+    ("rsa-rs512", "private_key_jwt", Some("rsa"), "RS512"),
+    ("rsa-ps256", "private_key_jwt", Some("rsa"), "PS256"),
     ("rsa-ps384", "private_key_jwt", Some("rsa"), "PS384"),
+    ("rsa-ps512", "private_key_jwt", Some("rsa"), "PS512"),
     ("p256", "private_key_jwt", Some("p256"), "ES256"),
     ("p384", "private_key_jwt", Some("p384"), "ES384"),
     ("ed25519", "private_key_jwt", Some("ed25519"), "EdDSA"),
@@ -451,4 +456,86 @@ fn unknown_profile_and_removed_profile_give_unknown_profile() {
         err.contains("has no secret in the keyring"),
         "a cached token outlived its profile: {err}"
     );
+}
+
+#[test]
+fn audience_params_kid_and_an_explicit_assertion_aud_reach_the_server_as_given() {
+    let env = TestEnv::new();
+    let key = gen_key(&env, "p256");
+    let oidc = Oidc::start(
+        &env,
+        &json!({"ttl": 600, "clients": [{
+            "client_id": "svc", "auth": "private_key_jwt", "alg": "ES256",
+            "public_key_pem": public_pem(&key), "kid": "my-key-1",
+        }]}),
+    );
+    let aud = oidc.token_endpoint();
+    env.ok(&[
+        "add",
+        "svc",
+        "--issuer",
+        &oidc.issuer,
+        "--client-id",
+        "svc",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--kid",
+        "my-key-1",
+        "--assertion-aud",
+        &aud,
+        "--audience",
+        "https://api.example",
+        "--param",
+        "tenant=blue",
+    ]);
+    env.ok(&["token", "svc"]);
+    let grant = &oidc.grants("svc")[0];
+    let assertion = grant["assertion"].as_str().unwrap();
+    assert_eq!(jwt_claims(assertion)["aud"], aud);
+    assert_eq!(jwt_header(assertion)["kid"], "my-key-1");
+    assert_eq!(grant["params"]["audience"], "https://api.example");
+    assert_eq!(grant["params"]["tenant"], "blue");
+}
+
+#[test]
+fn rfc8414_metadata_is_found_when_there_is_no_openid_configuration() {
+    let env = TestEnv::new();
+    let oidc = Oidc::start(
+        &env,
+        &json!({"ttl": 600, "rfc8414_only": true, "clients": [
+            {"client_id": "c", "auth": "none"}
+        ]}),
+    );
+    env.add_issuer_cmd("p", &oidc.issuer, "c", "none", &[])
+        .output()
+        .unwrap();
+    env.ok(&["token", "p"]);
+    assert_eq!(oidc.grants("c").len(), 1);
+    assert!(
+        oidc.events().iter().any(|e| e["event"] == "rfc8414"),
+        "the RFC 8414 document was not asked for"
+    );
+}
+
+#[test]
+fn a_token_without_expires_in_is_served_and_kept_as_of_unknown_lifetime() {
+    // A real server always says; this one (a fault) does not.
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Raw {
+        code: 200,
+        headers: String::new(),
+        body: r#"{"access_token":"no-lifetime-token","token_type":"bearer"}"#.into(),
+    });
+    env.add_open_profile("p", &server.token_url(), &[]);
+    let answer = token_json(&env, &["p"]);
+    assert_eq!(answer["access_token"], "no-lifetime-token");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert!(answer["expires_at"].is_null(), "{answer}");
+    // Kept (refreshed after five minutes, SPEC §6), not fetched per request.
+    token_json(&env, &["p"]);
+    assert_eq!(server.requests(), 1);
+    let status = env.profile_status("p");
+    assert_eq!(status["token_state"], "valid", "{status}");
+    let next = status["next_refresh_in_secs"].as_i64().unwrap();
+    assert!((200..=300).contains(&next), "next refresh in {next}s");
 }

@@ -183,6 +183,10 @@ provider.on('grant.success', (ctx) => {
     via_mtls_alias: Boolean(ctx.req.viaMtlsAlias),
     audience: ctx.oidc.body?.audience,
     scope: ctx.oidc.body?.scope,
+    // The request's other parameters, as the server saw them (no secrets).
+    params: Object.fromEntries(Object.entries(ctx.oidc.body ?? {}).filter(([k]) => ![
+      'client_assertion', 'client_secret', 'refresh_token', 'assertion', 'subject_token', 'actor_token',
+    ].includes(k))),
   });
 });
 // Grants beyond client_credentials.
@@ -355,6 +359,15 @@ async function auth0Refuses(req, res) {
 }
 
 server.on('request', async (req, res) => {
+  // "rfc8414_only": no OpenID configuration, RFC 8414 metadata only.
+  if (config.rfc8414_only && req.url === '/.well-known/openid-configuration') {
+    res.writeHead(404).end();
+    return;
+  }
+  if (config.rfc8414_only && req.url === '/.well-known/oauth-authorization-server') {
+    req.url = '/.well-known/openid-configuration';
+    log({ event: 'rfc8414' });
+  }
   if (req.url.startsWith('/mtls/')) {
     req.url = req.url.slice('/mtls'.length);
     req.viaMtlsAlias = true;
