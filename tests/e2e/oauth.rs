@@ -303,6 +303,11 @@ fn wrong_secret_or_key_is_idp_error_with_invalid_client_and_no_secret_in_it() {
         assert_eq!(r["error"]["code"], "idp_error");
         assert_eq!(r["error"]["idp"]["error"], "invalid_client");
         assert_eq!(r["error"]["idp"]["status"], 401);
+        // With the server's own description, verbatim.
+        assert_eq!(
+            r["error"]["idp"]["error_description"], "client authentication failed",
+            "{r}"
+        );
         assert!(!r.to_string().contains(wrong));
         // The provider saw the wrong credential, and said why in its own log.
         s.oidc.wait_event("the provider logs the failure", |e| {

@@ -823,3 +823,69 @@ mod secret_service {
         assert!(!env.config_file().exists());
     }
 }
+
+#[test]
+fn jwtagent_config_names_the_profiles_file() {
+    let env = TestEnv::new();
+    let elsewhere = env.path("elsewhere/my-profiles.toml");
+    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        elsewhere.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // The agent the first command starts reads it from its environment.
+    let out = env
+        .cmd(&[
+            "add",
+            "p",
+            "--token-url",
+            "https://idp.example/token",
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ])
+        .env("JWTAGENT_CONFIG", &elsewhere)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = std::fs::read_to_string(&elsewhere).unwrap();
+    assert!(text.contains("[profiles.p]"), "{text}");
+    assert!(!env.config_file().exists(), "the default file was written");
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["config"], elsewhere.to_str().unwrap());
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let env = TestEnv::new();
+    let log = env.path("agent.json.log");
+    let mut agent = env
+        .cmd(&[
+            "--log-format",
+            "json",
+            "agent",
+            "-D",
+            "--socket",
+            env.path("j.sock").to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("the agent answers", || hello(&env.path("j.sock")).is_some());
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines.is_empty(), "the agent logged nothing");
+    for line in lines {
+        let entry: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"].is_object(),
+            "{line}"
+        );
+    }
+}
