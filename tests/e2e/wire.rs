@@ -231,3 +231,39 @@ fn ids_come_back_as_the_exact_bytes_sent() {
         );
     }
 }
+
+#[test]
+fn a_request_in_flight_is_waited_for_a_bounded_time_at_shutdown() {
+    let env = TestEnv::new();
+    let mut agent = env.foreground_agent(&env.default_socket());
+    // A token endpoint that holds the request until told.
+    let server = FaultServer::start(Fault::Held { lifetime: 600 });
+    env.add_open_profile("p", &server.token_url(), &[]);
+    let mut waiting = Conn::open(&agent.socket);
+    waiting.send_raw(b"{\"id\":7,\"op\":\"token\",\"name\":\"p\"}\n");
+    wait_until("the token request is at the server", || server.requests() == 1);
+    Conn::open(&agent.socket).request(r#"{"id":"s","op":"stop"}"#);
+    // Released within the grace period, the request in flight is answered
+    // before the agent exits.
+    server.set(Fault::Ok { lifetime: 600 });
+    let r = waiting.recv().expect("an answer before the agent exits");
+    assert_eq!(r["id"], 7);
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(agent.wait_exit().success());
+}
+
+#[test]
+fn a_request_that_never_finishes_does_not_keep_the_agent_from_exiting() {
+    let env = TestEnv::new();
+    let mut agent = env.foreground_agent(&env.default_socket());
+    let server = FaultServer::start(Fault::Held { lifetime: 600 });
+    env.add_open_profile("p", &server.token_url(), &[]);
+    let mut waiting = Conn::open(&agent.socket);
+    waiting.send_raw(b"{\"id\":7,\"op\":\"token\",\"name\":\"p\"}\n");
+    wait_until("the token request is at the server", || server.requests() == 1);
+    Conn::open(&agent.socket).request(r#"{"id":"s","op":"stop"}"#);
+    // Never released: after its grace period (10 s, within the wait's
+    // deadline) the agent exits anyway, and the client sees the close.
+    assert!(agent.wait_exit().success());
+    assert!(waiting.recv().is_none());
+}
