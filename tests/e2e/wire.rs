@@ -241,7 +241,9 @@ fn a_request_in_flight_is_waited_for_a_bounded_time_at_shutdown() {
     env.add_open_profile("p", &server.token_url(), &[]);
     let mut waiting = Conn::open(&agent.socket);
     waiting.send_raw(b"{\"id\":7,\"op\":\"token\",\"name\":\"p\"}\n");
-    wait_until("the token request is at the server", || server.requests() == 1);
+    wait_until("the token request is at the server", || {
+        server.requests() == 1
+    });
     Conn::open(&agent.socket).request(r#"{"id":"s","op":"stop"}"#);
     // Released within the grace period, the request in flight is answered
     // before the agent exits.
@@ -260,10 +262,37 @@ fn a_request_that_never_finishes_does_not_keep_the_agent_from_exiting() {
     env.add_open_profile("p", &server.token_url(), &[]);
     let mut waiting = Conn::open(&agent.socket);
     waiting.send_raw(b"{\"id\":7,\"op\":\"token\",\"name\":\"p\"}\n");
-    wait_until("the token request is at the server", || server.requests() == 1);
+    wait_until("the token request is at the server", || {
+        server.requests() == 1
+    });
     Conn::open(&agent.socket).request(r#"{"id":"s","op":"stop"}"#);
     // Never released: after its grace period (10 s, within the wait's
     // deadline) the agent exits anyway, and the client sees the close.
     assert!(agent.wait_exit().success());
     assert!(waiting.recv().is_none());
+}
+
+#[test]
+fn the_cli_refuses_an_agent_that_speaks_another_protocol_version() {
+    let env = TestEnv::new();
+    // Something of ours on the socket that answers hello with protocol 99.
+    let dir = private_dir();
+    let socket = dir.path().join("future.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let answer =
+            json!({"id": request["id"], "ok": true, "protocol": 99, "version": "9.0.0", "pid": 1});
+        let mut writer = stream;
+        writer.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    });
+    let out = env.run(&["--socket", socket.to_str().unwrap(), "token", "p"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("99") && err.contains("9.0.0"), "{err}");
 }
