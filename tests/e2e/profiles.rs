@@ -805,6 +805,52 @@ mod secret_service {
     }
 
     #[test]
+    fn auto_with_a_bus_but_no_secret_service_falls_back_to_keyutils_and_says_so() {
+        let mut env = TestEnv::new();
+        // A session bus that activates nothing: no Secret Service on it.
+        let dbus_daemon = require_tool("dbus-daemon", "dbus");
+        let socket = env.path("bare-bus");
+        let config = env.path("bare-bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+                 \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>session</type><listen>unix:path={}</listen>\
+                 <auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\"/>\
+                 <allow own=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let mut bus = std::process::Command::new(dbus_daemon)
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the bare bus listens", || socket.exists());
+        env.bus = Some(format!("unix:path={}", socket.display()));
+        let out = add_basic(&env, "api", "secret-value-bare-bus");
+        let stored = out.status.success();
+        let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        let log = std::fs::read_to_string(env.log_file()).unwrap_or_default();
+        let _ = bus.kill();
+        let _ = bus.wait();
+        assert!(stored, "{}", stderr_of(&out));
+        assert_eq!(status["store"], "keyutils", "{status}");
+        assert!(
+            log.contains("no Secret Service available; using the kernel keyutils keyring"),
+            "{log}"
+        );
+        assert_eq!(
+            keyutils_lookup(&env.keyring_service, "profile/api").unwrap(),
+            b"secret-value-bare-bus"
+        );
+    }
+
+    #[test]
     fn secret_service_without_a_session_bus_names_what_was_tried() {
         let env = TestEnv::new();
         let out = env.run(&["agent", "--store", "secret-service"]);
@@ -888,4 +934,34 @@ fn log_format_json_writes_one_json_object_per_line() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn a_secret_is_never_taken_from_the_environment() {
+    let env = TestEnv::new();
+    // No terminal, no --secret-* option: a secret in any likely variable is
+    // not used; the user is told where a secret may come from.
+    let out = env
+        .cmd(&[
+            "add",
+            "api",
+            "--token-url",
+            "https://idp.example/token",
+            "--client-id",
+            "c",
+        ])
+        .env("JWTAGENT_SECRET", "from-the-environment")
+        .env("CLIENT_SECRET", "from-the-environment")
+        .env("OAUTH_CLIENT_SECRET", "from-the-environment")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(
+            "needs a client secret: pass --secret-stdin, --secret-file FILE, or run in a terminal"
+        ),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!env.config_file().exists());
 }
