@@ -344,3 +344,19 @@ fn after_kill_9_a_restarted_agent_serves_tokens_for_every_profile() {
         );
     }
 }
+
+#[test]
+fn a_server_that_never_answers_is_given_up_on_after_the_total_timeout() {
+    // SPEC §5: 30 s in all. The caller's answer says so; it does not hang.
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Stall);
+    env.add_open_profile("f", &server.token_url(), &[]);
+    let out = env.run(&["token", "f"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("network") && err.contains("timed out"),
+        "{err}"
+    );
+    server.set(Fault::Ok { lifetime: 30 });
+}
