@@ -1026,3 +1026,35 @@ sys.exit(os.waitstatus_to_exitcode(status))
         b"typed-secret-value-0123"
     );
 }
+
+#[test]
+fn without_the_test_override_secrets_live_under_the_jwtagent_service() {
+    // Every other test keeps its secrets apart with JWTAGENT_KEYRING_SERVICE;
+    // users do not set it: their entries are under service "jwtagent".
+    let env = TestEnv::new();
+    let name = format!("default-service-{}", std::process::id());
+    let account = format!("profile/{name}");
+    let secret = "secret-under-the-default-service";
+    let mut add = env.cmd(&[
+        "add",
+        &name,
+        "--token-url",
+        "https://idp.example/token",
+        "--client-id",
+        "c",
+        "--secret-stdin",
+    ]);
+    add.env_remove("JWTAGENT_KEYRING_SERVICE");
+    let out = output_with_stdin(&mut add, secret.as_bytes());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let found = keyutils_lookup("jwtagent", &account);
+    let mut remove = env.cmd(&["remove", &name]);
+    remove.env_remove("JWTAGENT_KEYRING_SERVICE");
+    assert!(remove.output().unwrap().status.success());
+    assert_eq!(found.as_deref(), Some(secret.as_bytes()));
+    assert_eq!(
+        keyutils_lookup("jwtagent", &account),
+        None,
+        "remove left the entry"
+    );
+}
