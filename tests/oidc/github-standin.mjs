@@ -85,7 +85,7 @@ await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 process.stdout.write(`READY https://127.0.0.1:${server.address().port}\n`);
 // `sync N` on stdin: the test knows it has read everything logged before.
 let pending = '';
-process.stdin.on('data', (chunk) => {
+if (!process.stdin.isTTY) process.stdin.on('data', (chunk) => {
   pending += chunk;
   const lines = pending.split('\n');
   pending = lines.pop();

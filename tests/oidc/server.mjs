@@ -386,7 +386,7 @@ process.stdout.write(`READY ${issuer}\n`);
 
 // `sync N` on stdin: the test knows it has read everything logged before.
 let pending = '';
-process.stdin.on('data', (chunk) => {
+if (!process.stdin.isTTY) process.stdin.on('data', (chunk) => {
   pending += chunk;
   const lines = pending.split('\n');
   pending = lines.pop();
