@@ -16,24 +16,27 @@ impl Nonces {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends a token request. With DPoP, the server's last nonce goes along,
-    /// and a `use_dpop_nonce` answer is retried once with the nonce it
-    /// carries (a new proof and a new client assertion: the server may have
-    /// consumed the first one's `jti`).
-    pub async fn send(
+    /// Sends the token request `build` makes. With DPoP, the server's last
+    /// nonce goes along, and a `use_dpop_nonce` answer is retried once with
+    /// the nonce it carries, in a request built anew: a new proof, and new
+    /// client and grant assertions (the server may have consumed the first
+    /// ones' `jti`).
+    pub async fn send<'a>(
         &self,
         http: &reqwest::Client,
-        mut req: TokenRequest<'_>,
+        build: impl Fn() -> Result<TokenRequest<'a>, OAuthError>,
     ) -> Result<TokenResponse, OAuthError> {
+        let mut req = build()?;
         let origin = req.token_endpoint.origin().ascii_serialization();
-        if let Some((_, nonce)) = &mut req.dpop {
-            *nonce = self.map().get(&origin).cloned();
-        }
+        let mut known = self.map().get(&origin).cloned();
         let mut retried = false;
         loop {
+            if let Some((_, nonce)) = &mut req.dpop {
+                *nonce = known.clone();
+            }
             let result = fetch_token(http, &req).await;
-            let (Some((_, nonce)), Some(fresh)) = (
-                &mut req.dpop,
+            let (Some(_), Some(fresh)) = (
+                &req.dpop,
                 match &result {
                     Ok(ok) => ok.dpop_nonce.clone(),
                     Err(OAuthError::Idp { dpop_nonce, .. }) => dpop_nonce.clone(),
@@ -47,7 +50,8 @@ impl Nonces {
                 Err(OAuthError::Idp { error, .. }) if error == "use_dpop_nonce" && !retried => {
                     tracing::debug!(server = %origin, "authorization server asked for a DPoP nonce; retrying with it");
                     retried = true;
-                    *nonce = Some(fresh);
+                    known = Some(fresh);
+                    req = build()?;
                 }
                 _ => return result,
             }

@@ -318,12 +318,12 @@ impl OAuthClient {
         request: impl Fn(Option<&auth::Aud>) -> Result<TokenRequest<'a>, OAuthError>,
     ) -> Result<token::TokenResponse, OAuthError> {
         if auds.is_empty() {
-            return self.nonces.send(http, request(None)?).await;
+            return self.nonces.send(http, || request(None)).await;
         }
         let mut i = 0;
         loop {
             let aud = &auds[i];
-            match self.nonces.send(http, request(Some(aud))?).await {
+            match self.nonces.send(http, || request(Some(aud))).await {
                 Ok(response) => {
                     self.auds.worked(profile, Some(aud));
                     return Ok(response);
