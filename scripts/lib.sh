@@ -23,5 +23,6 @@ ensure() {
     echo "installing$missing" >&2
     $sudo apt-get update -qq
     # shellcheck disable=SC2086 # the package list is split on purpose
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing
+    # Only what the tests need: no recommended packages (lynx, mailcap, ...).
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing
 }

@@ -87,14 +87,20 @@ impl SocketPath {
                 source: SocketSource::Flag,
             };
         }
+        let default = default_socket_path(runtime_dir);
         if let Some(path) = sock_env.filter(|p| !p.is_empty()) {
-            return SocketPath {
-                path: PathBuf::from(path),
-                source: SocketSource::Env,
+            // `eval "$(jwtagent env)"` sets JWTAGENT_SOCK to the default path:
+            // that is no choice of the user's, and agents start there as usual.
+            let path = PathBuf::from(path);
+            let source = if path == default {
+                SocketSource::Default
+            } else {
+                SocketSource::Env
             };
+            return SocketPath { path, source };
         }
         SocketPath {
-            path: default_socket_path(runtime_dir),
+            path: default,
             source: SocketSource::Default,
         }
     }

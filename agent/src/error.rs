@@ -45,6 +45,21 @@ impl From<RefreshError<TokenError>> for AgentError {
 }
 
 impl AgentError {
+    /// The profile name this error says does not exist, if it says that.
+    pub fn unknown_profile(&self) -> Option<&str> {
+        let profile = match self {
+            AgentError::Profile(e) => Some(e),
+            _ => match self.token_error() {
+                Some(TokenError::Profile(e)) => Some(e),
+                _ => None,
+            },
+        };
+        match profile {
+            Some(ProfileError::Unknown(name)) => Some(name),
+            _ => None,
+        }
+    }
+
     /// The token error behind this one, if any.
     fn token_error(&self) -> Option<&TokenError> {
         match self {

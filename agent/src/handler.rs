@@ -42,38 +42,47 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
                 .record(&Record::new(peer, request.op(), Some(name), "locked"));
         }
         return (
-            encode::<Empty>(parsed.id, Err(AgentError::Locked)),
+            encode::<Empty>(state, parsed.id, Err(AgentError::Locked)),
             After::Continue,
         );
     }
     let id = parsed.id;
     let line = match request {
-        Request::Hello => encode(id, Ok(ops::status::hello(state))),
-        Request::Status => encode(id, Ok(ops::status::status(state))),
+        Request::Hello => encode(state, id, Ok(ops::status::hello(state))),
+        Request::Status => encode(state, id, Ok(ops::status::status(state))),
         Request::Stop => {
             tracing::info!("stop requested by a client");
-            return (encode(id, Ok(Empty {})), After::Shutdown);
+            return (encode(state, id, Ok(Empty {})), After::Shutdown);
         }
-        Request::Lock { passphrase } => encode(id, ops::lock::lock(state, &passphrase).await),
-        Request::Unlock { passphrase } => encode(id, ops::lock::unlock(state, &passphrase).await),
+        Request::Lock { passphrase } => {
+            encode(state, id, ops::lock::lock(state, &passphrase).await)
+        }
+        Request::Unlock { passphrase } => {
+            encode(state, id, ops::lock::unlock(state, &passphrase).await)
+        }
         Request::Add {
             name,
             profile,
             secret,
-        } => encode(id, ops::profiles::add(state, &name, *profile, secret).await),
-        Request::Remove { name } => encode(id, ops::profiles::remove(state, &name).await),
-        Request::List => encode(id, ops::profiles::list(state)),
-        Request::Show { name } => encode(id, ops::profiles::show(state, &name).await),
+        } => encode(
+            state,
+            id,
+            ops::profiles::add(state, &name, *profile, secret).await,
+        ),
+        Request::Remove { name } => encode(state, id, ops::profiles::remove(state, &name).await),
+        Request::List => encode(state, id, ops::profiles::list(state)),
+        Request::Show { name } => encode(state, id, ops::profiles::show(state, &name).await),
         Request::Keygen {
             name,
             profile,
             alg,
             force,
         } => encode(
+            state,
             id,
             ops::profiles::keygen(state, &name, *profile, alg, force).await,
         ),
-        Request::Jwks { name } => encode(id, ops::profiles::jwks(state, &name).await),
+        Request::Jwks { name } => encode(state, id, ops::profiles::jwks(state, &name).await),
         Request::Token {
             name,
             min_ttl,
@@ -82,7 +91,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             force,
         } => {
             let query = TokenQuery::new(name, min_ttl, scopes, resources, force);
-            encode(id, ops::token::token(state, peer, query).await)
+            encode(state, id, ops::token::token(state, peer, query).await)
         }
         Request::DpopProof {
             name,
@@ -96,7 +105,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
         } => {
             let query = TokenQuery::new(name, min_ttl, scopes, resources, force);
             let proof = ops::token::dpop_proof(state, peer, query, &method, &url, nonce.as_deref());
-            encode(id, proof.await)
+            encode(state, id, proof.await)
         }
     };
     (line, After::Continue)
@@ -108,15 +117,36 @@ pub fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     encode_body::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
 }
 
-fn encode<T: Serialize>(id: Id, result: Result<T, AgentError>) -> Vec<u8> {
-    encode_body(id, result.map_err(|e| body(&e)))
+fn encode<T: Serialize>(state: &AgentState, id: Id, result: Result<T, AgentError>) -> Vec<u8> {
+    encode_body(id, result.map_err(|e| body(state, &e)))
 }
 
-/// The one place an agent error becomes the wire's error body.
-fn body(error: &AgentError) -> ErrorBody {
-    let mut body = ErrorBody::new(error.code(), error.to_string());
+/// The one place an agent error becomes the wire's error body. A mistyped
+/// profile name gets the nearest existing one suggested.
+fn body(state: &AgentState, error: &AgentError) -> ErrorBody {
+    let mut message = error.to_string();
+    if let Some(name) = error.unknown_profile()
+        && let Some(near) = nearest_profile(state, name)
+    {
+        message.push_str(&format!(" (did you mean {near:?}?)"));
+    }
+    let mut body = ErrorBody::new(error.code(), message);
     body.idp = error.idp();
     body
+}
+
+/// The existing profile whose name is closest to `name`, if one is close
+/// (an edit distance of at most a third of the name, and at least 1).
+fn nearest_profile(state: &AgentState, name: &str) -> Option<String> {
+    let config = state.profiles.current_fast().ok()?;
+    let limit = (name.chars().count() / 3).max(1);
+    config
+        .profiles
+        .keys()
+        .map(|candidate| (strsim::levenshtein(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= limit)
+        .min()
+        .map(|(_, candidate)| candidate.clone())
 }
 
 fn encode_body<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {

@@ -3,7 +3,7 @@
 
 use crate::args::LogFormat;
 use crate::daemon::{self, Started};
-use crate::error::{CliError, EXPLICIT_HINT, START_HINT};
+use crate::error::{CliError, NO_AUTOSTART_HINT, START_HINT, explicit_hint};
 use anyhow::anyhow;
 use jwtagent::client::DEFAULT_TIMEOUT;
 use jwtagent::paths::{NO_AUTOSTART_ENV, SocketPath, SocketSource, check_socket_dir};
@@ -62,8 +62,8 @@ fn connect(socket: &SocketPath) -> Result<(Client, Hello), ClientError> {
 pub fn connect_existing(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
     connect(socket).map_err(|e| {
         let hint = match socket.source {
-            SocketSource::Default => START_HINT,
-            _ => EXPLICIT_HINT,
+            SocketSource::Default => START_HINT.to_string(),
+            _ => explicit_hint(&socket.path),
         };
         CliError::from_client(e, hint)
     })
@@ -73,9 +73,11 @@ pub fn connect_existing(socket: &SocketPath) -> Result<(Client, Hello), CliError
 /// when none answers, unless `JWTAGENT_NO_AUTOSTART=1`. An explicit socket that
 /// does not answer is an error (exit 3).
 pub fn connect_or_autostart(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
-    let autostart = socket.source == SocketSource::Default
-        && std::env::var_os(NO_AUTOSTART_ENV).is_none_or(|v| v != "1");
-    if !autostart {
+    let no_autostart = std::env::var_os(NO_AUTOSTART_ENV).is_some_and(|v| v == "1");
+    if socket.source == SocketSource::Default && no_autostart {
+        return connect(socket).map_err(|e| CliError::from_client(e, NO_AUTOSTART_HINT));
+    }
+    if socket.source != SocketSource::Default {
         return connect_existing(socket);
     }
     connect_or_start(socket)

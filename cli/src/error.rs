@@ -13,7 +13,7 @@ pub enum CliError {
     NoAgent {
         path: PathBuf,
         reason: String,
-        hint: &'static str,
+        hint: std::borrow::Cow<'static, str>,
     },
     /// The agent answered with an error.
     #[error("{}: {}", .0.code, .0.message)]
@@ -28,7 +28,17 @@ pub enum CliError {
 }
 
 pub const START_HINT: &str = "Start one with: eval \"$(jwtagent env)\" (or `jwtagent agent`)";
-pub const EXPLICIT_HINT: &str = "The socket was chosen explicitly (--socket or JWTAGENT_SOCK), so no agent is started for you: start one with `jwtagent agent --socket PATH`, or unset JWTAGENT_SOCK to use the default agent";
+/// For a socket the user named (--socket, or a JWTAGENT_SOCK other than the
+/// default path): agents start there only when asked, with the real path.
+pub fn explicit_hint(path: &std::path::Path) -> String {
+    format!(
+        "This socket was named with --socket or JWTAGENT_SOCK; start an agent there with `jwtagent agent --socket {}`, or unset JWTAGENT_SOCK to use the default agent",
+        path.display()
+    )
+}
+
+/// When JWTAGENT_NO_AUTOSTART=1 is why no agent was started.
+pub const NO_AUTOSTART_HINT: &str = "JWTAGENT_NO_AUTOSTART=1 is set, so no agent is started for you: start one with eval \"$(jwtagent env)\" (or `jwtagent agent`), or unset JWTAGENT_NO_AUTOSTART";
 
 impl CliError {
     pub fn exit_code(&self) -> ExitCode {
@@ -41,12 +51,15 @@ impl CliError {
     }
 
     /// Maps a client error: "nothing listening" becomes exit 3 with `hint`.
-    pub fn from_client(e: ClientError, hint: &'static str) -> CliError {
+    pub fn from_client(
+        e: ClientError,
+        hint: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> CliError {
         match e {
             ClientError::NotRunning { path, source } => CliError::NoAgent {
                 path,
                 reason: describe_io(&source),
-                hint,
+                hint: hint.into(),
             },
             ClientError::Agent(body) => CliError::Agent(body),
             other => CliError::Other(other.into()),

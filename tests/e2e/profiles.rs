@@ -235,7 +235,14 @@ fn commands_autostart_an_agent_on_the_default_socket_only() {
         .env("JWTAGENT_NO_AUTOSTART", "1")
         .output()
         .unwrap();
-    assert_refused(&out, 3, &[env.default_socket().to_str().unwrap()]);
+    assert_refused(
+        &out,
+        3,
+        &[
+            env.default_socket().to_str().unwrap(),
+            "JWTAGENT_NO_AUTOSTART=1 is set, so no agent is started for you",
+        ],
+    );
     assert!(hello(&env.default_socket()).is_none());
 
     let explicit = env.path("explicit.sock");
@@ -244,12 +251,31 @@ fn commands_autostart_an_agent_on_the_default_socket_only() {
         .env("JWTAGENT_SOCK", &explicit)
         .output()
         .unwrap();
-    assert_refused(
-        &out,
-        3,
-        &[explicit.to_str().unwrap(), "jwtagent agent --socket"],
-    );
+    let command = format!("jwtagent agent --socket {}", explicit.display());
+    assert_refused(&out, 3, &[explicit.to_str().unwrap(), &command]);
     assert!(!explicit.exists());
+
+    // After `eval "$(jwtagent env)"` and `jwtagent stop`, JWTAGENT_SOCK still
+    // names the default path: that is no choice of the user's, and the next
+    // command starts an agent there as usual.
+    let out = env
+        .cmd(&["list"])
+        .env("JWTAGENT_SOCK", env.default_socket())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        hello(&env.default_socket()).is_some(),
+        "no agent was started"
+    );
+    // And `stop` says what it stopped, besides printing the unset script.
+    let out = env.run(&["stop"]);
+    assert!(out.status.success());
+    assert!(
+        stderr_of(&out).starts_with("Stopped the agent (pid "),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]
@@ -1057,4 +1083,58 @@ fn without_the_test_override_secrets_live_under_the_jwtagent_service() {
         None,
         "remove left the entry"
     );
+}
+
+#[test]
+fn a_mistyped_profile_name_gets_the_nearest_one_suggested() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "add",
+        "github-ci",
+        "--token-url",
+        "https://idp.example/token",
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+    ]);
+    let out = env.run(&["token", "github-cl"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("unknown_profile")
+            && stderr_of(&out).contains("did you mean \"github-ci\"?"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = env.run(&["show", "something-else-entirely"]);
+    assert!(
+        !stderr_of(&out).contains("did you mean"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn a_missing_file_is_named_with_the_option_that_named_it() {
+    let env = TestEnv::new();
+    for option in ["--secret-file", "--key-file"] {
+        let out = env.run(&[
+            "add",
+            "api",
+            "--token-url",
+            "https://idp.example/token",
+            "--client-id",
+            "c",
+            option,
+            "/nonexistent/file",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!(
+                "{option} /nonexistent/file: cannot open it: No such file or directory"
+            )),
+            "{err}"
+        );
+    }
 }

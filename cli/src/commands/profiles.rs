@@ -223,7 +223,7 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
     let given = args.secret_stdin || args.secret_file.is_some() || args.key_file.is_some();
     if profile.has_private_key() {
         return match &args.key_file {
-            Some(path) => read_file(path).map(Some),
+            Some(path) => read_file("--key-file", path).map(Some),
             None if profile.auth.uses_private_key() => Err(CliError::Usage(format!(
                 "{auth} needs the private key: add --key-file KEY.pem"
             ))),
@@ -247,7 +247,7 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
         )));
     }
     let mut secret = if let Some(path) = &args.secret_file {
-        read_file(path)?
+        read_file("--secret-file", path)?
     } else if args.secret_stdin {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -285,7 +285,7 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
 
 /// The client certificate of `--cert-file`, as PEM text.
 fn read_certificate(path: &Path) -> Result<String, CliError> {
-    let text = read_file(path)?;
+    let text = read_file("--cert-file", path)?;
     let text = std::str::from_utf8(text.expose()).unwrap_or_default();
     if !text.contains("-----BEGIN CERTIFICATE-----") {
         return Err(CliError::Usage(format!(
@@ -296,13 +296,19 @@ fn read_certificate(path: &Path) -> Result<String, CliError> {
     Ok(text.to_string())
 }
 
-fn read_file(path: &Path) -> Result<Secret, CliError> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+/// The file `option` names, as a secret (bounded, text).
+fn read_file(option: &str, path: &Path) -> Result<Secret, CliError> {
+    let unreadable = |what: &str, e: std::io::Error| {
+        CliError::Usage(format!(
+            "{option} {}: cannot {what} it: {e}",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(|e| unreadable("open", e))?;
     let mut bytes = Vec::new();
     file.take(MAX_SECRET + 1)
         .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .map_err(|e| unreadable("read", e))?;
     let secret = Secret::new(bytes);
     if secret.len() as u64 > MAX_SECRET {
         return Err(CliError::Usage(format!(

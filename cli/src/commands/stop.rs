@@ -32,5 +32,11 @@ pub fn run(socket: &SocketPath, shell: Option<Shell>) -> Result<(), CliError> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The script goes to stdout for `eval`; what happened, to the user.
+    eprintln!(
+        "Stopped the agent (pid {}) on {}.",
+        hello.pid,
+        socket.path.display()
+    );
     output::print(&shell::unset_script(shell::detect(shell)))
 }
