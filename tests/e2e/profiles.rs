@@ -1012,6 +1012,14 @@ def read_until(marker):
             break
         seen += chunk
 read_until(b"Client secret for api: ")
+# Typed once the terminal stops echoing, as a person would type after the
+# prompt: the prompt is printed before echo goes off.
+import termios, time
+deadline = time.time() + 20
+while termios.tcgetattr(fd)[3] & termios.ECHO:
+    if time.time() > deadline:
+        sys.exit("the terminal never stopped echoing")
+    time.sleep(0.01)
 os.write(fd, b"typed-secret-value-0123\n")
 try:
     while True:
