@@ -762,6 +762,14 @@ impl Oidc {
             .collect()
     }
 
+    /// The events of one kind (`token`, `error`, `jwt-bearer`, ...).
+    pub fn events_of(&self, kind: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind)
+            .collect()
+    }
+
     /// Token events (successful grants) for `client_id`.
     pub fn grants(&self, client_id: &str) -> Vec<Value> {
         self.events()

@@ -15,13 +15,6 @@ const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
 
-fn events(oidc: &Oidc, kind: &str) -> Vec<Value> {
-    oidc.events()
-        .into_iter()
-        .filter(|e| e["event"] == kind)
-        .collect()
-}
-
 fn token_json(env: &TestEnv, args: &[&str]) -> Value {
     let mut all = vec!["token", "--json"];
     all.extend_from_slice(args);
@@ -76,7 +69,7 @@ fn jwt_bearer_signs_an_assertion_with_the_profiles_key_and_refreshes_it() {
     let first = token_json(&env, &["jb"]);
     let second = token_json(&env, &["--force", "jb"]);
     assert_ne!(first["access_token"], second["access_token"]);
-    let seen = events(&oidc, "jwt-bearer");
+    let seen = oidc.events_of("jwt-bearer");
     assert_eq!(seen.len(), 2);
     let jwks: Value = serde_json::from_str(&env.ok(&["jwks", "jb"])).unwrap();
     for event in &seen {
@@ -143,12 +136,12 @@ fn a_google_service_account_key_file_is_imported_and_used_in_googles_form() {
         "{token}"
     );
     token_json(&env, &["--force", "gcp"]);
-    let seen = events(&oidc, "google");
+    let seen = oidc.events_of("google");
     assert_eq!(seen.len(), 2, "{:?}", oidc.events());
     assert_eq!(seen[0]["scope"], scope);
     assert_eq!(seen[0]["sub"], "admin@example.com");
     assert_eq!(seen[0]["alg"], "RS256");
-    assert!(events(&oidc, "error").is_empty());
+    assert!(oidc.events_of("error").is_empty());
 }
 
 #[test]
@@ -259,7 +252,7 @@ fn token_exchange_exchanges_the_subject_profiles_token_once_for_many_callers() {
     assert_eq!(answers[0]["token_type"], "Bearer");
     assert_eq!(oidc.grants("subject-app").len(), 1);
     assert_eq!(oidc.grants("actor-app").len(), 1);
-    let exchanges = events(&oidc, "token-exchange");
+    let exchanges = oidc.events_of("token-exchange");
     assert_eq!(exchanges.len(), 1, "{exchanges:?}");
     assert_eq!(exchanges[0]["subject"], "subject-app");
     assert_eq!(exchanges[0]["actor"], "actor-app");
@@ -267,19 +260,19 @@ fn token_exchange_exchanges_the_subject_profiles_token_once_for_many_callers() {
     assert_eq!(exchanges[0]["audience"], "https://api.example");
     // A forced refresh of the exchanged profile exchanges again.
     let forced = token_json(&env, &["--force", "ex"]);
-    assert_eq!(events(&oidc, "token-exchange").len(), 2);
+    assert_eq!(oidc.events_of("token-exchange").len(), 2);
     // Its subject's token is refreshed: the exchanged one is replaced too,
     // made from the new subject, at the next request.
     token_json(&env, &["--force", "user"]);
     let after = token_json(&env, &["ex"]);
     assert_ne!(after["access_token"], forced["access_token"]);
-    assert_eq!(events(&oidc, "token-exchange").len(), 3);
+    assert_eq!(oidc.events_of("token-exchange").len(), 3);
     // And served from the cache after that.
     assert_eq!(
         token_json(&env, &["ex"])["access_token"],
         after["access_token"]
     );
-    assert_eq!(events(&oidc, "token-exchange").len(), 3);
+    assert_eq!(oidc.events_of("token-exchange").len(), 3);
 }
 
 #[test]
@@ -443,12 +436,12 @@ fn an_id_jag_chain_token_exchange_then_jwt_bearer() {
         "{}",
         stderr_of(&out)
     );
-    let bearer = events(&oidc, "jwt-bearer");
+    let bearer = oidc.events_of("jwt-bearer");
     assert_eq!(bearer.len(), 1);
     assert_eq!(bearer[0]["typ"], "oauth-id-jag+jwt");
     assert_eq!(bearer[0]["sub"], "user-app");
     assert_eq!(bearer[0]["assertion"], jag["access_token"]);
-    assert_eq!(events(&oidc, "token-exchange")[0]["requested"], ID_JAG);
+    assert_eq!(oidc.events_of("token-exchange")[0]["requested"], ID_JAG);
 }
 
 pub(crate) fn github(env: &TestEnv, key: &Path) -> Oidc {

@@ -40,13 +40,6 @@ fn show(env: &TestEnv, name: &str) -> Value {
     serde_json::from_str(&env.ok(&["show", name, "--json"])).unwrap()
 }
 
-fn errors(oidc: &Oidc) -> Vec<Value> {
-    oidc.events()
-        .into_iter()
-        .filter(|e| e["event"] == "error")
-        .collect()
-}
-
 #[test]
 fn assertion_aud_auto_retries_with_the_token_endpoint_once_and_remembers_it() {
     let env = TestEnv::new();
@@ -56,7 +49,7 @@ fn assertion_aud_auto_retries_with_the_token_endpoint_once_and_remembers_it() {
     env.ok(&["token", "api"]);
     // The issuer first (draft-ietf-oauth-rfc7523bis), refused; then the token
     // endpoint, with a fresh assertion.
-    let refused = errors(&oidc);
+    let refused = oidc.events_of("error");
     assert_eq!(refused.len(), 1, "{refused:?}");
     let first = jwt_claims(refused[0]["assertion"].as_str().unwrap());
     assert_eq!(first["aud"], oidc.issuer);
@@ -78,7 +71,7 @@ fn assertion_aud_auto_retries_with_the_token_endpoint_once_and_remembers_it() {
     );
     // Remembered: the next request goes straight to what worked.
     env.ok(&["token", "--force", "api"]);
-    assert_eq!(errors(&oidc).len(), 1);
+    assert_eq!(oidc.events_of("error").len(), 1);
     assert_eq!(oidc.grants("app").len(), 2);
 }
 
@@ -95,7 +88,7 @@ fn an_explicit_assertion_aud_is_never_second_guessed() {
         "{}",
         stderr_of(&out)
     );
-    assert_eq!(errors(&oidc).len(), 1, "retried an explicit aud");
+    assert_eq!(oidc.events_of("error").len(), 1, "retried an explicit aud");
     assert!(show(&env, "api").get("assertion_aud_worked").is_none());
 }
 
@@ -106,7 +99,7 @@ fn assertion_aud_auto_sends_the_issuer_to_a_server_that_wants_it() {
     let oidc = provider(&env, "issuer", &key, None);
     add(&env, "api", &oidc, &key, &["--assertion-aud", "auto"]);
     env.ok(&["token", "api"]);
-    assert!(errors(&oidc).is_empty());
+    assert!(oidc.events_of("error").is_empty());
     let claims = jwt_claims(oidc.grants("app")[0]["assertion"].as_str().unwrap());
     assert_eq!(claims["aud"], oidc.issuer);
     assert_eq!(show(&env, "api")["assertion_aud_worked"], "issuer");

@@ -232,11 +232,11 @@ fn ids_come_back_as_the_exact_bytes_sent() {
     }
 }
 
-#[test]
-fn a_request_in_flight_is_waited_for_a_bounded_time_at_shutdown() {
+/// An agent asked to stop while a token request (`id` 7, on the returned
+/// connection) is held at a token endpoint until the test says.
+fn stop_with_a_request_in_flight() -> (TestEnv, Foreground, FaultServer, Conn) {
     let env = TestEnv::new();
-    let mut agent = env.foreground_agent(&env.default_socket());
-    // A token endpoint that holds the request until told.
+    let agent = env.foreground_agent(&env.default_socket());
     let server = FaultServer::start(Fault::Held { lifetime: 600 });
     env.add_open_profile("p", &server.token_url(), &[]);
     let mut waiting = Conn::open(&agent.socket);
@@ -245,6 +245,12 @@ fn a_request_in_flight_is_waited_for_a_bounded_time_at_shutdown() {
         server.requests() == 1
     });
     Conn::open(&agent.socket).request(r#"{"id":"s","op":"stop"}"#);
+    (env, agent, server, waiting)
+}
+
+#[test]
+fn a_request_in_flight_is_waited_for_a_bounded_time_at_shutdown() {
+    let (_env, mut agent, server, mut waiting) = stop_with_a_request_in_flight();
     // Released within the grace period, the request in flight is answered
     // before the agent exits.
     server.set(Fault::Ok { lifetime: 600 });
@@ -256,16 +262,7 @@ fn a_request_in_flight_is_waited_for_a_bounded_time_at_shutdown() {
 
 #[test]
 fn a_request_that_never_finishes_does_not_keep_the_agent_from_exiting() {
-    let env = TestEnv::new();
-    let mut agent = env.foreground_agent(&env.default_socket());
-    let server = FaultServer::start(Fault::Held { lifetime: 600 });
-    env.add_open_profile("p", &server.token_url(), &[]);
-    let mut waiting = Conn::open(&agent.socket);
-    waiting.send_raw(b"{\"id\":7,\"op\":\"token\",\"name\":\"p\"}\n");
-    wait_until("the token request is at the server", || {
-        server.requests() == 1
-    });
-    Conn::open(&agent.socket).request(r#"{"id":"s","op":"stop"}"#);
+    let (_env, mut agent, _server, mut waiting) = stop_with_a_request_in_flight();
     // Never released: after its grace period (10 s, within the wait's
     // deadline) the agent exits anyway, and the client sees the close.
     assert!(agent.wait_exit().success());

@@ -22,6 +22,7 @@
 import { createServer } from 'node:https';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { answerSyncs } from './sync.mjs';
 import { importSPKI, jwtVerify } from 'jose';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -83,17 +84,7 @@ const server = createServer({
 }, (req, res) => { handle(req, res).catch((e) => answer(res, 500, { message: e.message })); });
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 process.stdout.write(`READY https://127.0.0.1:${server.address().port}\n`);
-// `sync N` on stdin: the test knows it has read everything logged before.
-let pending = '';
-if (!process.stdin.isTTY) process.stdin.on('data', (chunk) => {
-  pending += chunk;
-  const lines = pending.split('\n');
-  pending = lines.pop();
-  for (const line of lines) {
-    const n = /^sync (\d+)$/.exec(line.trim())?.[1];
-    if (n) log({ event: 'sync', n: Number(n) });
-  }
-});
+answerSyncs(log);
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => server.close(() => process.exit(0)));

@@ -45,6 +45,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { answerSyncs } from './sync.mjs';
 import Provider, { errors } from 'oidc-provider';
 import {
   importSPKI, exportJWK, calculateJwkThumbprint, jwtVerify, SignJWT, generateKeyPair,
@@ -384,17 +385,7 @@ server.on('request', async (req, res) => {
 });
 process.stdout.write(`READY ${issuer}\n`);
 
-// `sync N` on stdin: the test knows it has read everything logged before.
-let pending = '';
-if (!process.stdin.isTTY) process.stdin.on('data', (chunk) => {
-  pending += chunk;
-  const lines = pending.split('\n');
-  pending = lines.pop();
-  for (const line of lines) {
-    const n = /^sync (\d+)$/.exec(line.trim())?.[1];
-    if (n) log({ event: 'sync', n: Number(n) });
-  }
-});
+answerSyncs(log);
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => server.close(() => process.exit(0)));
