@@ -95,6 +95,7 @@ pub enum Command {
     },
     /// Show one profile (never its secret)
     Show {
+        /// The profile to show
         name: String,
         /// Print JSON instead of text
         #[arg(long)]
@@ -102,7 +103,10 @@ pub enum Command {
     },
     /// Remove a profile, its keyring entry and its cached tokens
     #[command(visible_alias = "rm")]
-    Remove { name: String },
+    Remove {
+        /// The profile to remove (with its keyring entry and cached tokens)
+        name: String,
+    },
     /// Print an access token for a profile
     Token {
         #[command(flatten)]
@@ -137,7 +141,10 @@ pub enum Command {
     /// private key stays in the keyring; no command prints or exports it.
     Keygen(Box<KeygenArgs>),
     /// Print the public JWKS of a private_key_jwt profile's key
-    Jwks { name: String },
+    Jwks {
+        /// A profile with a private key
+        name: String,
+    },
     /// Run a command with a profile's token in its environment
     ///
     /// The command replaces jwtagent (its exit status and signals are its own);

@@ -306,3 +306,19 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+#[test]
+fn every_profile_name_argument_has_help_text() {
+    let env = TestEnv::new();
+    for command in ["show", "remove", "jwks"] {
+        let help = env.ok(&[command, "--help"]);
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("<NAME>"))
+            .unwrap_or_else(|| panic!("no <NAME> in {command} --help:\n{help}"));
+        assert!(
+            line.trim_start().trim_start_matches("<NAME>").trim().len() > 3,
+            "{command}: <NAME> has no help text: {line:?}"
+        );
+    }
+}
