@@ -224,6 +224,10 @@ pub struct Status {
     /// The secret store backend in use (`secret-service`, `keyutils`, ...), or
     /// why none is available.
     pub store: Option<String>,
+    /// When the store works less well than it could (the kernel keyring for
+    /// want of a Secret Service): what that means and what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_warning: Option<String>,
     /// The config file's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
@@ -322,6 +326,10 @@ pub struct Added {
     /// `true` for a new profile, `false` when one was replaced.
     pub created: bool,
     pub profile: ProfileView,
+    /// What the user should know about where the secret went (the store's
+    /// warning, as in `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Answer to [`Request::Remove`].

@@ -101,6 +101,12 @@ pub enum StoreError {
 pub enum StoreState {
     Opening,
     Ready(Backend),
+    /// `auto` found no Secret Service and uses the kernel keyring, whose
+    /// entries are gone at the next reboot.
+    FellBack {
+        backend: Backend,
+        secret_service: OpenError,
+    },
     Failed(OpenError),
 }
 
@@ -108,8 +114,21 @@ impl StoreState {
     pub fn describe(&self) -> String {
         match self {
             StoreState::Opening => "opening".into(),
-            StoreState::Ready(backend) => backend.name().into(),
+            StoreState::Ready(backend) | StoreState::FellBack { backend, .. } => {
+                backend.name().into()
+            }
             StoreState::Failed(why) => format!("unavailable: {why}"),
+        }
+    }
+
+    /// What the user should know about a store that works, but less well
+    /// than it could: said where they act (`add`, `status`).
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            StoreState::FellBack { secret_service, .. } => Some(format!(
+                "secrets are in the kernel keyring, which loses them at the next reboot (no Secret Service: {secret_service}); start GNOME Keyring, KWallet or KeePassXC in your session and add the profiles again to keep them"
+            )),
+            _ => None,
         }
     }
 }
@@ -174,6 +193,8 @@ impl std::fmt::Display for Backend {
 pub struct Opened {
     store: Arc<CredentialStore>,
     backend: Backend,
+    /// Why the better backend was not used, when `auto` fell back.
+    fell_back: Option<OpenError>,
 }
 
 type Opener = Box<dyn FnMut() -> Result<Opened, OpenError> + Send>;
@@ -193,7 +214,14 @@ impl Worker {
             match (self.open)() {
                 Ok(opened) => {
                     tracing::info!(backend = opened.backend.name(), "secret store ready");
-                    set_state(&self.state, StoreState::Ready(opened.backend));
+                    let state = match &opened.fell_back {
+                        Some(why) => StoreState::FellBack {
+                            backend: opened.backend,
+                            secret_service: why.clone(),
+                        },
+                        None => StoreState::Ready(opened.backend),
+                    };
+                    set_state(&self.state, state);
                     self.opened = Some(opened);
                 }
                 Err(tried) => {
@@ -235,7 +263,11 @@ impl SecretStore {
         let mut store = Some(store);
         Self::spawn(
             Box::new(move || match store.take() {
-                Some(store) => Ok(Opened { store, backend }),
+                Some(store) => Ok(Opened {
+                    store,
+                    backend,
+                    fell_back: None,
+                }),
                 None => Err(OpenError::Open {
                     backend,
                     detail: "store already opened".into(),
@@ -446,7 +478,10 @@ mod backends {
                         secret_service = %ss,
                         "no Secret Service available; using the kernel keyutils keyring, whose entries do not survive a reboot"
                     );
-                    Ok(opened)
+                    Ok(Opened {
+                        fell_back: Some(ss),
+                        ..opened
+                    })
                 }
                 Err(ku) => Err(OpenError::Neither {
                     secret_service: Box::new(ss),
@@ -485,6 +520,7 @@ mod backends {
         probe(Opened {
             store,
             backend: Backend::SecretService,
+            fell_back: None,
         })
     }
 
@@ -509,6 +545,7 @@ mod backends {
         probe(Opened {
             store,
             backend: Backend::Keyutils,
+            fell_back: None,
         })
     }
 
@@ -530,6 +567,7 @@ mod backends {
         Ok(Opened {
             store,
             backend: Backend::Keychain,
+            fell_back: None,
         })
     }
 
@@ -550,6 +588,7 @@ mod backends {
         Ok(Opened {
             store,
             backend: Backend::CredentialManager,
+            fell_back: None,
         })
     }
 

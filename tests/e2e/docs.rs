@@ -75,7 +75,11 @@ fn socat_example_in_protocol_doc_runs_against_the_agent() {
 
 #[test]
 fn request_response_example_in_protocol_doc_matches_the_agent() {
-    let env = TestEnv::new();
+    // The documented case: secrets in a Secret Service (with only the kernel
+    // keyring, `add` answers with a warning besides).
+    let mut env = TestEnv::new();
+    let secret_service = SecretService::start(&env, true);
+    env.bus = Some(secret_service.address.clone());
     env.ok(&["env"]);
     let block = code_block(&doc(), "### Example: a profile over the wire", "text");
     let mut conn = Conn::open(&env.default_socket());

@@ -861,11 +861,30 @@ mod secret_service {
         let out = add_basic(&env, "api", "secret-value-bare-bus");
         let stored = out.status.success();
         let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        let status_text = env.ok(&["status"]);
         let log = std::fs::read_to_string(env.log_file()).unwrap_or_default();
         let _ = bus.kill();
         let _ = bus.wait();
         assert!(stored, "{}", stderr_of(&out));
         assert_eq!(status["store"], "keyutils", "{status}");
+        // Said where the user acts, not only in the agent's log.
+        let lost = "secrets are in the kernel keyring, which loses them at the next reboot";
+        assert!(
+            stderr_of(&out).contains(&format!("warning: {lost}")),
+            "{}",
+            stderr_of(&out)
+        );
+        assert!(
+            status["store_warning"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(lost),
+            "{status}"
+        );
+        assert!(
+            status_text.contains(&format!("WARNING: {lost}")),
+            "{status_text}"
+        );
         assert!(
             log.contains("no Secret Service available; using the kernel keyutils keyring"),
             "{log}"

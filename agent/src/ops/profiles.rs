@@ -17,7 +17,9 @@ pub async fn add(
     let saved = state.profiles.add(name, profile, secret).await?;
     // The profile changed: tokens fetched under the old one must go.
     state.tokens.forget(name);
-    Ok(added(saved))
+    let mut answer = added(saved);
+    answer.warning = state.profiles.store().state().warning();
+    Ok(answer)
 }
 
 pub async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentError> {
@@ -60,7 +62,9 @@ pub async fn keygen(
 ) -> Result<KeyGenerated, AgentError> {
     let (saved, jwks) = state.profiles.keygen(name, profile, alg, force).await?;
     state.tokens.forget(name);
-    let Added { created, profile } = added(saved);
+    let Added {
+        created, profile, ..
+    } = added(saved);
     Ok(KeyGenerated {
         created,
         profile,
@@ -91,5 +95,6 @@ fn added(saved: Saved) -> Added {
     Added {
         created: saved.created,
         profile: view(saved.entry),
+        warning: None,
     }
 }

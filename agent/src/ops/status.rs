@@ -39,6 +39,7 @@ pub fn status(state: &AgentState) -> Status {
         uptime_secs: state.started.elapsed().as_secs(),
         socket: state.socket.display().to_string(),
         store: Some(state.profiles.store().state().describe()),
+        store_warning: state.profiles.store().state().warning(),
         config: Some(state.profiles.path().display().to_string()),
         config_error,
         locked: state.lock.is_locked(),

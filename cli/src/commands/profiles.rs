@@ -141,6 +141,9 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
             secret,
         })
         .map_err(|e| CliError::from_client(e, START_HINT))?;
+    if let Some(warning) = &added.warning {
+        eprintln!("warning: {warning}");
+    }
     let verb = if added.created { "Added" } else { "Replaced" };
     let secret_note = match (auth, added.profile.secret_stored) {
         (AuthMethod::None, _) => "no secret".to_string(),

@@ -34,6 +34,9 @@ fn render(s: &Status) -> String {
         "store     {}",
         s.store.as_deref().unwrap_or("none configured")
     );
+    if let Some(warning) = &s.store_warning {
+        let _ = writeln!(out, "          WARNING: {warning}");
+    }
     if let Some(config) = &s.config {
         let _ = writeln!(out, "config    {config}");
     }
