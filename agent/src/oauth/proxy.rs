@@ -5,7 +5,7 @@
 //! `no_proxy`/`NO_PROXY` for the hosts that go direct. The lower-case form
 //! wins when both are set. Credentials in a proxy URL are used, never shown.
 
-use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use std::sync::OnceLock;
 use url::Url;
 
@@ -49,27 +49,28 @@ impl Proxies {
     /// The proxy `url` goes through, as given (credentials included: for
     /// the HTTP client only).
     pub fn target(&self, url: &Url) -> Option<&str> {
-        self.matched(url).map(|(given, _)| given.as_str())
+        self.route(url).map(|((given, _), _)| given.as_str())
     }
 
     /// The proxy `url` goes through as it may be shown: scheme, host and
     /// port, and the variable that set it.
     pub fn describe(&self, url: &Url) -> Option<String> {
-        let (_, var) = self.matched(url)?;
-        let uri = url.as_str().parse::<http::Uri>().ok()?;
-        let proxy = self.matcher.intercept(&uri)?;
+        let ((_, var), proxy) = self.route(url)?;
         let shown = proxy.uri().to_string();
         Some(format!("{} (from {var})", shown.trim_end_matches('/')))
     }
 
-    fn matched(&self, url: &Url) -> Option<&(String, &'static str)> {
+    /// The proxy for `url`, if any: as given with the variable that set it,
+    /// and as the matcher parsed it (its address, credentials apart).
+    fn route(&self, url: &Url) -> Option<(&(String, &'static str), Intercept)> {
         let uri = url.as_str().parse::<http::Uri>().ok()?;
-        self.matcher.intercept(&uri)?;
-        match url.scheme() {
+        let proxy = self.matcher.intercept(&uri)?;
+        let given = match url.scheme() {
             "https" => self.https.as_ref(),
             "http" => self.http.as_ref(),
             _ => None,
-        }
+        }?;
+        Some((given, proxy))
     }
 
     /// `builder` with these proxies and no others.
