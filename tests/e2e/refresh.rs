@@ -360,3 +360,28 @@ fn a_server_that_never_answers_is_given_up_on_after_the_total_timeout() {
     );
     server.set(Fault::Ok { lifetime: 30 });
 }
+
+#[test]
+fn a_server_that_never_accepts_the_connection_is_given_up_on_after_the_connect_timeout() {
+    // SPEC §5: connect 10 s. A listener whose accept queue is full drops
+    // further SYNs, so the agent's connect hangs as it would against a
+    // firewalled host; the connect timeout ends it well before the total one.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Linux lets listen() be called again to shrink the backlog: one
+    // connection fills the queue, and it is never accepted.
+    rustix::net::listen(&listener, 0).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _filler = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let env = TestEnv::new();
+    env.add_open_profile("f", &format!("http://127.0.0.1:{port}/token"), &[]);
+    let started = std::time::Instant::now();
+    let out = env.run(&["token", "f"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("network") && err.contains("could not connect within 10s"),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(25), "took {took:?}");
+}

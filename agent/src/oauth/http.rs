@@ -114,7 +114,12 @@ pub(super) fn network_error(url: &Url, step: Step, e: &reqwest::Error) -> OAuthE
             problem,
         };
     }
-    let mut cause = if e.is_timeout() {
+    let mut cause = if e.is_connect() && e.is_timeout() {
+        format!(
+            "could not connect within {}s (timed out)",
+            CONNECT_TIMEOUT.as_secs()
+        )
+    } else if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
         "connection failed".to_string()
