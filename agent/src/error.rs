@@ -243,6 +243,8 @@ mod tests {
             (LockError::AlreadyLocked.into(), ErrorCode::BadRequest),
             (AgentError::Locked, ErrorCode::Locked),
             (AgentError::Denied("x".into()), ErrorCode::Denied),
+            (AgentError::Internal("x".into()), ErrorCode::Internal),
+            (TokenError::Shutdown.into(), ErrorCode::Internal),
         ];
         for (error, code) in cases {
             assert_eq!(error.code(), code, "{error}");

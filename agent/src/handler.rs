@@ -218,6 +218,34 @@ mod tests {
         assert_eq!(after, After::Continue);
     }
 
+    fn id_of(json: &str) -> Id {
+        jwtagent::protocol::parse_request(format!(r#"{{"id":{json},"op":"hello"}}"#).as_bytes()).id
+    }
+
+    #[test]
+    fn an_internal_error_reaches_the_wire_as_internal_with_its_message() {
+        let line = encode_body::<Empty>(
+            id_of(r#""i""#),
+            Err(ErrorBody::new(ErrorCode::Internal, "signing failed")),
+        );
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "i", "ok": false, "error": {"code": "internal", "message": "signing failed"}})
+        );
+    }
+
+    #[test]
+    fn a_body_that_cannot_be_encoded_is_answered_as_internal_keeping_the_id() {
+        // JSON object keys must be strings: a bug in a body type of this kind.
+        let bad: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        let line = encode_body(id_of("42"), Ok(bad));
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["id"], json!(42));
+        assert_eq!(v["ok"], json!(false));
+        assert_eq!(v["error"]["code"], json!("internal"));
+    }
+
     #[tokio::test]
     async fn garbage_is_bad_request() {
         let (v, _) = call("\u{1}\u{2}garbage").await;
