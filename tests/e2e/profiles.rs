@@ -1165,3 +1165,42 @@ fn a_missing_file_is_named_with_the_option_that_named_it() {
         );
     }
 }
+
+/// The agent's log, as text, after it served one token and stopped, with
+/// `JWTAGENT_LOG` as given (None: unset).
+fn agent_log_after_one_token(level: Option<&str>) -> String {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    env.add_open_profile("p", &server.token_url(), &[]);
+    let socket = env.path("l.sock");
+    let log = env.path("agent.log");
+    let mut cmd = env.cmd(&["agent", "-D", "--socket", socket.to_str().unwrap()]);
+    match level {
+        Some(level) => cmd.env("JWTAGENT_LOG", level),
+        None => cmd.env_remove("JWTAGENT_LOG"),
+    };
+    let mut agent = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until("the agent answers", || hello(&socket).is_some());
+    env.ok(&["--socket", socket.to_str().unwrap(), "token", "p"]);
+    env.ok(&["--socket", socket.to_str().unwrap(), "stop"]);
+    assert!(agent.wait().unwrap().success());
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[test]
+fn the_default_log_level_is_info() {
+    // SPEC §2: JWTAGENT_LOG defaults to `info`. The same run at `debug` shows
+    // what the default leaves out, so this cannot pass on an empty log.
+    let default = agent_log_after_one_token(None);
+    assert!(default.contains(" INFO "), "{default}");
+    assert!(
+        !default.contains(" DEBUG ") && !default.contains(" TRACE "),
+        "{default}"
+    );
+    let debug = agent_log_after_one_token(Some("debug"));
+    assert!(debug.contains(" DEBUG "), "{debug}");
+}
