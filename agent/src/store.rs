@@ -62,7 +62,7 @@ pub enum OpenError {
     },
     /// `auto` tried both Linux backends.
     #[error(
-        "secret-service: {secret_service}; keyutils: {keyutils}. Start a Secret Service (GNOME Keyring, KWallet, KeePassXC) in your session, or fix the kernel keyring"
+        "secret-service: {secret_service}; keyutils: {keyutils}. Start a Secret Service (GNOME Keyring, KWallet, KeePassXC) in your session, or make the kernel keyring usable (a kernel built with CONFIG_KEYS; in a container, keyctl allowed by its seccomp profile)"
     )]
     Neither {
         secret_service: Box<OpenError>,

@@ -913,6 +913,93 @@ mod secret_service {
         );
         assert!(!env.config_file().exists());
     }
+
+    /// Makes the command's process (and what it starts) see a kernel built
+    /// without keyutils: keyctl, add_key and request_key fail with ENOSYS.
+    fn without_keyutils(cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        fn jeq(nr: libc::c_long, to_deny: u8) -> libc::sock_filter {
+            libc::sock_filter {
+                code: 0x15,
+                jt: to_deny,
+                jf: 0,
+                k: nr as u32,
+            }
+        }
+        let filter = [
+            // The syscall number (seccomp_data.nr).
+            libc::sock_filter {
+                code: 0x20,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            jeq(libc::SYS_keyctl, 3),
+            jeq(libc::SYS_add_key, 2),
+            jeq(libc::SYS_request_key, 1),
+            libc::sock_filter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ALLOW,
+            },
+            libc::sock_filter {
+                code: 0x06,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+            },
+        ];
+        // SAFETY: between fork and exec the closure makes two prctl calls
+        // (async-signal-safe) on a filter that outlives them.
+        unsafe {
+            cmd.pre_exec(move || {
+                let program = libc::sock_fprog {
+                    len: filter.len() as u16,
+                    filter: filter.as_ptr() as *mut libc::sock_filter,
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &program as *const libc::sock_fprog,
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
+    fn no_backend_at_all_is_a_clear_error_naming_what_was_tried_and_what_to_do() {
+        // No session bus and a kernel without keyutils: `auto` has nowhere
+        // to keep a secret. Nothing is written, and the user learns why.
+        let env = TestEnv::new();
+        let mut agent = env.cmd(&["agent"]);
+        without_keyutils(&mut agent);
+        assert_ok(&agent.output().unwrap());
+        let out = add_basic(&env, "api", "secret-value-nowhere");
+        assert_refused(
+            &out,
+            1,
+            &[
+                "store",
+                "secret-service:",
+                "no D-Bus session bus",
+                "keyutils:",
+                "Start a Secret Service",
+                "keyctl allowed",
+            ],
+        );
+        let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        assert!(
+            status["store"].as_str().unwrap().starts_with("unavailable"),
+            "{status}"
+        );
+        assert!(!env.config_file().exists());
+    }
 }
 
 #[test]
