@@ -854,3 +854,32 @@ fn a_caller_policy_judges_who_writes_not_only_who_connected() {
     );
     assert_eq!(server.requests(), 0);
 }
+
+#[test]
+fn a_client_secret_is_wiped_from_the_agents_memory_once_the_token_request_is_done() {
+    let env = TestEnv::new();
+    let unique = format!("{:x}{:x}", std::process::id(), jwtagent::time::unix_now());
+    let secret = format!("memsecret-{unique}-0123456789abcdef");
+    // Held at the server: the agent has read the secret and sent the form.
+    let server = FaultServer::start(Fault::Held { lifetime: 600 });
+    let agent = env.foreground_agent(&env.default_socket());
+    let out = add_post(&env, &server.token_url(), &secret, None);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut token = env
+        .cmd(&["token", "api"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the token request is at the server", || {
+        server.requests() == 1
+    });
+    assert!(server.bodies()[0].contains(&secret));
+    // The scan sees the secret while the request is in flight: it can fail.
+    assert_ne!(in_memory(agent.pid(), &[&secret]), Vec::<String>::new());
+    server.set(Fault::Ok { lifetime: 600 });
+    assert!(token.wait().unwrap().success());
+    // The keyring read, the form and the request body are all wiped.
+    wait_until("the secret is gone from memory", || {
+        in_memory(agent.pid(), &[&secret]).is_empty()
+    });
+}

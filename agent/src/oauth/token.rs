@@ -84,6 +84,17 @@ impl<'a> Form<'a> {
     }
 }
 
+/// A request body that wipes itself when the HTTP stack is done with it.
+pub(super) fn secret_body(text: zeroize::Zeroizing<String>) -> bytes::Bytes {
+    struct Wiped(zeroize::Zeroizing<String>);
+    impl AsRef<[u8]> for Wiped {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    bytes::Bytes::from_owner(Wiped(text))
+}
+
 /// Performs one token request.
 pub async fn fetch_token(
     http: &reqwest::Client,
@@ -109,7 +120,7 @@ pub async fn fetch_token(
     let response = builder
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json")
-        .body(body.as_bytes().to_vec())
+        .body(secret_body(body))
         .send()
         .await
         .map_err(|e| network_error(url, Step::Token, &e))?;
