@@ -4,8 +4,8 @@
 //! starting no async runtime is what keeps `jwtagent token` within a millisecond.
 
 use crate::protocol::{
-    DpopAnswer, Empty, Envelope, ErrorBody, Hello, PROTOCOL_VERSION, Request, Response, Status,
-    TokenAnswer,
+    DpopAnswer, Empty, Envelope, ErrorBody, Hello, LoggedOut, LoginProgress, LoginStarted,
+    PROTOCOL_VERSION, Request, Response, Status, TokenAnswer,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -81,6 +81,8 @@ pub struct TokenOptions {
     pub resources: Vec<String>,
     /// Fetch a new token even if one is cached (and even while backing off).
     pub force: bool,
+    /// Also get the ID token the server issued with it.
+    pub id_token: bool,
 }
 
 impl TokenOptions {
@@ -299,6 +301,29 @@ impl Client {
             scopes: options.scopes(),
             resources: options.resources(),
             force: options.force,
+            id_token: options.id_token,
+        })
+    }
+
+    /// Starts (or joins) signing in as a user for profile `name`.
+    pub fn login(&mut self, name: &str) -> Result<LoginStarted, ClientError> {
+        self.call(&Request::Login {
+            name: name.to_string(),
+        })
+    }
+
+    /// Waits up to `wait` for the sign-in under way for `name`.
+    pub fn login_wait(&mut self, name: &str, wait: Duration) -> Result<LoginProgress, ClientError> {
+        self.call(&Request::LoginWait {
+            name: name.to_string(),
+            wait_secs: Some(wait.as_secs()),
+        })
+    }
+
+    /// Revokes and deletes the refresh token of user profile `name`.
+    pub fn logout(&mut self, name: &str) -> Result<LoggedOut, ClientError> {
+        self.call(&Request::Logout {
+            name: name.to_string(),
         })
     }
 

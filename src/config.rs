@@ -202,6 +202,21 @@ pub struct Profile {
     /// github_app: the installation and what its tokens may do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub github: Option<GitHubApp>,
+    /// device-code without an issuer: the device authorization endpoint
+    /// (RFC 8628 §3.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_url: Option<String>,
+    /// authorization-code without an issuer: the authorization endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
+    /// Where `logout` revokes the refresh token (RFC 7009), when the issuer's
+    /// metadata does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_url: Option<String>,
+    /// authorization-code: the loopback redirect's port, for servers that
+    /// need a fixed one (default: any free port, RFC 8252 §7.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_port: Option<u16>,
     /// Which keyring entries hold the profile's secret and DPoP key: `0` is
     /// `profile/NAME` (and `dpop/NAME`), `N` is `profile/NAME#N`. A replaced
     /// profile's new secret goes to a new entry before the config names it,
@@ -228,6 +243,12 @@ pub enum GrantKind {
     TokenExchange,
     /// A GitHub App installation access token.
     GithubApp,
+    /// RFC 8628: the user signs in on another device (`jwtagent login`);
+    /// the refresh token it yields keeps the tokens coming.
+    DeviceCode,
+    /// RFC 6749 §4.1 with PKCE (RFC 7636) on a loopback redirect (RFC 8252
+    /// §7.3): the user signs in in a browser (`jwtagent login`).
+    AuthorizationCode,
 }
 
 impl GrantKind {
@@ -237,7 +258,15 @@ impl GrantKind {
             GrantKind::JwtBearer => "jwt-bearer",
             GrantKind::TokenExchange => "token-exchange",
             GrantKind::GithubApp => "github-app",
+            GrantKind::DeviceCode => "device-code",
+            GrantKind::AuthorizationCode => "authorization-code",
         }
+    }
+
+    /// Whether the tokens are a user's, obtained by `jwtagent login` and
+    /// kept coming with the refresh token it yielded.
+    pub fn is_user(self) -> bool {
+        matches!(self, GrantKind::DeviceCode | GrantKind::AuthorizationCode)
     }
 }
 
@@ -255,8 +284,10 @@ impl FromStr for GrantKind {
             "jwt-bearer" => Ok(GrantKind::JwtBearer),
             "token-exchange" => Ok(GrantKind::TokenExchange),
             "github-app" => Ok(GrantKind::GithubApp),
+            "device-code" => Ok(GrantKind::DeviceCode),
+            "authorization-code" => Ok(GrantKind::AuthorizationCode),
             _ => Err(format!(
-                "unknown grant {s:?}: use client-credentials, jwt-bearer or token-exchange (--github-app makes a GitHub App profile)"
+                "unknown grant {s:?}: use client-credentials, jwt-bearer, token-exchange, device-code or authorization-code (--github-app makes a GitHub App profile)"
             )),
         }
     }
@@ -745,6 +776,10 @@ impl Profile {
             actor_profile: None,
             requested_token_type: None,
             github: None,
+            device_authorization_url: None,
+            authorization_url: None,
+            revocation_url: None,
+            redirect_port: None,
             generation: 0,
         }
     }
@@ -842,6 +877,15 @@ impl Profile {
         }
         if let Some(token_url) = &self.token_url {
             check_endpoint("token_url", token_url)?;
+        }
+        for (field, url) in [
+            ("device_authorization_url", &self.device_authorization_url),
+            ("authorization_url", &self.authorization_url),
+            ("revocation_url", &self.revocation_url),
+        ] {
+            if let Some(url) = url {
+                check_endpoint(field, url)?;
+            }
         }
         Ok(())
     }
@@ -995,6 +1039,27 @@ impl Profile {
             GrantKind::TokenExchange,
         )?;
         only("github", self.github.is_some(), GrantKind::GithubApp)?;
+        only(
+            "device_authorization_url",
+            self.device_authorization_url.is_some(),
+            GrantKind::DeviceCode,
+        )?;
+        only(
+            "authorization_url",
+            self.authorization_url.is_some(),
+            GrantKind::AuthorizationCode,
+        )?;
+        only(
+            "redirect_port",
+            self.redirect_port.is_some(),
+            GrantKind::AuthorizationCode,
+        )?;
+        if self.redirect_port == Some(0) {
+            return Err(field_err(
+                "redirect_port",
+                "must be a port number from 1 to 65535 (leave it out for any free port)",
+            ));
+        }
         for (field, value) in [
             ("subject", &self.subject),
             ("subject_token_type", &self.subject_token_type),
@@ -1010,6 +1075,26 @@ impl Profile {
             GrantKind::TokenExchange if self.subject_profile.is_none() => Err(field_err(
                 "subject_profile",
                 "the token-exchange grant needs --subject-profile NAME (the profile whose token is exchanged)",
+            )),
+            GrantKind::DeviceCode
+                if self.issuer.is_none() && self.device_authorization_url.is_none() =>
+            {
+                Err(field_err(
+                    "device_authorization_url",
+                    "the device-code grant needs --issuer (discovery) or --device-authorization-url URL beside --token-url",
+                ))
+            }
+            GrantKind::AuthorizationCode
+                if self.issuer.is_none() && self.authorization_url.is_none() =>
+            {
+                Err(field_err(
+                    "authorization_url",
+                    "the authorization-code grant needs --issuer (discovery) or --authorization-url URL beside --token-url",
+                ))
+            }
+            GrantKind::DeviceCode | GrantKind::AuthorizationCode if self.dpop => Err(field_err(
+                "dpop",
+                "DPoP is not supported for user tokens yet: leave out --dpop",
             )),
             GrantKind::GithubApp if self.github.is_none() => Err(field_err(
                 "github",

@@ -63,7 +63,28 @@ pub enum Request {
         /// Fetch a new token even if a cached one would do.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         force: bool,
+        /// Also answer with the ID token the server last issued with it
+        /// (profiles with the `openid` scope).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        id_token: bool,
     },
+    /// Start signing in as a user for a device-code or authorization-code
+    /// profile, or join the sign-in already under way. Answered with
+    /// [`LoginStarted`]: what to show the user. The agent then polls the
+    /// server (device code) or waits for the browser on its loopback
+    /// redirect (authorization code); `login_wait` follows it.
+    Login { name: String },
+    /// Waits up to `wait_secs` (at most 30) for the sign-in under way for
+    /// `name`. Answered with [`LoginProgress`], or the error that ended the
+    /// sign-in. A sign-in nobody waits on for 15 s is abandoned.
+    LoginWait {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wait_secs: Option<u64>,
+    },
+    /// Revoke (RFC 7009) and delete the refresh token of a user profile, and
+    /// drop its cached tokens. Answered with [`LoggedOut`].
+    Logout { name: String },
     /// Generate a private key in the agent, keep it in the keyring, and create
     /// (or, with `force`, replace) the private_key_jwt profile `name` with it.
     /// Answered with [`KeyGenerated`]: the public JWKS to register. The private
@@ -126,6 +147,9 @@ impl Request {
         "keygen",
         "jwks",
         "dpop_proof",
+        "login",
+        "login_wait",
+        "logout",
     ];
 
     /// The op name as it appears on the wire.
@@ -144,6 +168,9 @@ impl Request {
             Request::Keygen { .. } => "keygen",
             Request::Jwks { .. } => "jwks",
             Request::DpopProof { .. } => "dpop_proof",
+            Request::Login { .. } => "login",
+            Request::LoginWait { .. } => "login_wait",
+            Request::Logout { .. } => "logout",
         }
     }
 }
@@ -287,6 +314,12 @@ pub struct ProfileStatus {
     /// With `assertion_aud` auto: the `aud` the server last accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assertion_aud_worked: Option<String>,
+    /// A user profile that has no valid sign-in: `jwtagent login NAME`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub login_required: bool,
+    /// A sign-in is under way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub logging_in: bool,
 }
 
 /// One cached token (a profile, scopes and resources).
@@ -367,6 +400,68 @@ pub struct TokenAnswer {
     /// ...), when the server said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_token_type: Option<String>,
+    /// The ID token, when asked for (`id_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Secret>,
+}
+
+/// Answer to [`Request::Login`]: what the user is to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "flow", rename_all = "snake_case")]
+pub enum LoginStarted {
+    /// RFC 8628: enter `user_code` at `verification_uri` on any device.
+    Device {
+        verification_uri: String,
+        user_code: String,
+        /// The URI with the code in it, when the server gives one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verification_uri_complete: Option<String>,
+        /// Seconds until the code expires.
+        expires_in: u64,
+        /// `true` when this joined a sign-in already under way.
+        #[serde(default)]
+        joined: bool,
+    },
+    /// Open `url` in a browser on this machine; the server sends it back to
+    /// the agent's loopback `redirect_uri`.
+    Browser {
+        url: String,
+        redirect_uri: String,
+        /// Seconds until the agent stops waiting.
+        expires_in: u64,
+        #[serde(default)]
+        joined: bool,
+    },
+}
+
+/// Answer to [`Request::LoginWait`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginProgress {
+    /// `true` once signed in; `false` while still waiting for the user.
+    pub done: bool,
+    /// Signed in: the granted scope, when the server said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Signed in: whether the server issued a refresh token (without one,
+    /// the login lasts as long as the access token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_token: bool,
+    /// Still waiting: seconds until the sign-in expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+}
+
+/// Answer to [`Request::Logout`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedOut {
+    /// Whether there was a refresh token to forget.
+    pub was_logged_in: bool,
+    /// Whether the server confirmed the revocation (RFC 7009).
+    pub revoked: bool,
+    /// Something the user should know (no revocation endpoint, the server
+    /// refused): the refresh token is deleted all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Answer to [`Request::Keygen`].
@@ -412,6 +507,9 @@ pub enum ErrorCode {
     Denied,
     /// The authorization server refused the request.
     IdpError,
+    /// A user profile needs `jwtagent login NAME` (never signed in, or the
+    /// server rejected its refresh token).
+    LoginRequired,
     /// The authorization server could not be reached.
     Network,
     /// The secret store failed.
@@ -435,6 +533,7 @@ impl ErrorCode {
             ErrorCode::Locked => "locked",
             ErrorCode::Denied => "denied",
             ErrorCode::IdpError => "idp_error",
+            ErrorCode::LoginRequired => "login_required",
             ErrorCode::Network => "network",
             ErrorCode::Store => "store",
             ErrorCode::Config => "config",
@@ -688,7 +787,14 @@ mod tests {
                 scopes: None,
                 resources: None,
                 force: false,
+                id_token: false,
             },
+            Request::Login { name: n() },
+            Request::LoginWait {
+                name: n(),
+                wait_secs: Some(5),
+            },
+            Request::Logout { name: n() },
             Request::Lock { passphrase: s() },
             Request::Unlock { passphrase: s() },
             Request::Keygen {

@@ -30,6 +30,14 @@ pub enum AgentError {
     /// A bug: something that cannot happen did.
     #[error("{0}")]
     Internal(String),
+    /// `token --id-token` for a profile whose server issued none.
+    #[error(
+        "profile {0:?} has no ID token: the server issues one to user profiles with the `openid` scope (add it with --scope openid, then `jwtagent login {0}`)"
+    )]
+    NoIdToken(String),
+    /// `login_wait` or a sign-in's end: what went wrong.
+    #[error("{0}")]
+    Login(#[from] crate::login::LoginError),
 }
 
 impl From<TokenError> for AgentError {
@@ -64,6 +72,7 @@ impl AgentError {
     fn token_error(&self) -> Option<&TokenError> {
         match self {
             AgentError::Token(e) => Some(e),
+            AgentError::Login(crate::login::LoginError::Token(e)) => Some(e),
             AgentError::Refresh(e) => match e.as_ref() {
                 RefreshError::Failed { error, .. } => Some(error),
                 _ => None,
@@ -90,6 +99,8 @@ impl AgentError {
             AgentError::Lock(_) => ErrorCode::BadRequest,
             AgentError::Locked => ErrorCode::Locked,
             AgentError::Denied(_) => ErrorCode::Denied,
+            AgentError::NoIdToken(_) => ErrorCode::BadRequest,
+            AgentError::Login(e) => e.code(),
         }
     }
 
@@ -128,7 +139,7 @@ fn profile_code(e: &ProfileError) -> ErrorCode {
     }
 }
 
-fn token_code(e: &TokenError) -> ErrorCode {
+pub(crate) fn token_code(e: &TokenError) -> ErrorCode {
     match e {
         TokenError::Profile(e) => profile_code(e),
         TokenError::Store(_) | TokenError::SecretMissing(_) | TokenError::DpopKeyMissing(_) => {
@@ -139,6 +150,7 @@ fn token_code(e: &TokenError) -> ErrorCode {
         }
         TokenError::Cycle(_) => ErrorCode::Config,
         TokenError::Shutdown => ErrorCode::Internal,
+        TokenError::LoginRequired { .. } => ErrorCode::LoginRequired,
         // What the other profile's failure is.
         TokenError::Input { error, .. } => match error.as_ref() {
             RefreshError::Failed { error, .. } => token_code(error),
@@ -245,6 +257,14 @@ mod tests {
             (AgentError::Denied("x".into()), ErrorCode::Denied),
             (AgentError::Internal("x".into()), ErrorCode::Internal),
             (TokenError::Shutdown.into(), ErrorCode::Internal),
+            (
+                TokenError::LoginRequired {
+                    name: "me".into(),
+                    why: "it has not signed in".into(),
+                }
+                .into(),
+                ErrorCode::LoginRequired,
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.code(), code, "{error}");

@@ -12,9 +12,10 @@ use crate::store::SecretStore;
 use crate::tokens::{TokenError, key_for};
 use jwtagent::config::{ConfigFile, Profile};
 use jwtagent::secret::Secret;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 /// How long another profile's token must still be valid to be carried in a
@@ -31,6 +32,48 @@ pub struct AgentFetcher {
     /// The refresher this fetcher serves, for the tokens of the profiles a
     /// grant takes tokens from (set once the refresher exists).
     refresher: OnceLock<Weak<Refresher<AgentFetcher>>>,
+    /// User profiles: what concerns their sign-in.
+    users: Users,
+}
+
+/// What the fetcher keeps about user profiles (device-code and
+/// authorization-code). Their refresh token lives in the keyring only.
+#[derive(Default)]
+struct Users {
+    /// One refresh-token use at a time per profile: with rotation, two
+    /// requests with the same refresh token would be taken for a replay
+    /// (and the server would revoke the whole grant).
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The ID token last issued to each.
+    id_tokens: Mutex<HashMap<String, Secret>>,
+    /// Why a profile needs `jwtagent login`, when it is known to.
+    login_required: Mutex<HashMap<String, String>>,
+}
+
+impl Users {
+    fn lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
+    }
+
+    fn set_login_required(&self, name: &str, why: Option<String>) {
+        let mut map = self
+            .login_required
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match why {
+            Some(why) => map.insert(name.to_string(), why),
+            None => map.remove(name),
+        };
+    }
+
+    fn set_id_token(&self, name: &str, token: Option<Secret>) {
+        let mut map = self.id_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match token {
+            Some(t) => map.insert(name.to_string(), t),
+            None => map.remove(name),
+        };
+    }
 }
 
 impl AgentFetcher {
@@ -41,6 +84,158 @@ impl AgentFetcher {
             oauth: OAuthClient::default(),
             dpop,
             refresher: OnceLock::new(),
+            users: Users::default(),
+        }
+    }
+
+    /// Why user profile `name` needs `jwtagent login`, when it is known to.
+    pub fn login_required(&self, name: &str) -> Option<String> {
+        let map = self
+            .users
+            .login_required
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(name).cloned()
+    }
+
+    /// The ID token last issued to profile `name`.
+    pub fn id_token(&self, name: &str) -> Option<Secret> {
+        let map = self
+            .users
+            .id_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(name).cloned()
+    }
+
+    /// Whether user profile `name` has a refresh token in the keyring.
+    pub async fn signed_in(&self, name: &str, generation: u32) -> Result<bool, TokenError> {
+        Ok(self.store.get_refresh(name, generation).await?.is_some())
+    }
+
+    /// Keeps what a sign-in of user profile `name` obtained: the refresh
+    /// token goes to the keyring first (the server may already have
+    /// forgotten any earlier one), then its tokens replace any cached ones.
+    pub async fn keep_sign_in(
+        &self,
+        name: &str,
+        profile: &Profile,
+        obtained: oauth::Obtained,
+    ) -> Result<(), TokenError> {
+        let lock = self.users.lock(name);
+        let _held = lock.lock().await;
+        match obtained.refresh_token {
+            Some(rt) => self.store.set_refresh(name, profile.generation, rt).await?,
+            // No refresh token: the sign-in lasts as long as this access
+            // token. An earlier refresh token belongs to an earlier sign-in.
+            None => {
+                self.store.delete_refresh(name, profile.generation).await?;
+            }
+        }
+        self.users.set_login_required(name, None);
+        let response = obtained.response;
+        self.users.set_id_token(name, response.id_token);
+        tracing::info!(
+            profile = %name,
+            fingerprint = %oauth::fingerprint(&response.access_token),
+            expires_in = ?response.expires_in,
+            grant = obtained.grant,
+            "signed in"
+        );
+        if let Some(refresher) = self.refresher.get().and_then(Weak::upgrade) {
+            refresher.forget(name);
+            let (key, _) = key_for(name, profile, None, None)?;
+            refresher.seed(
+                &key,
+                Fetched {
+                    token: response.access_token,
+                    token_type: response.token_type,
+                    scope: response.scope,
+                    lifetime: response.expires_in.map(Duration::from_secs),
+                    refresh_token: None,
+                    refresh_before: profile.refresh_before,
+                    issued_token_type: None,
+                    inputs: Vec::new(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Forgets user profile `name`'s sign-in: its refresh token leaves the
+    /// keyring (returned, for revocation), its tokens the cache.
+    pub async fn sign_out(
+        &self,
+        name: &str,
+        generation: u32,
+        why: &str,
+    ) -> Result<Option<Secret>, TokenError> {
+        let lock = self.users.lock(name);
+        let _held = lock.lock().await;
+        let rt = self.store.get_refresh(name, generation).await?;
+        self.store.delete_refresh(name, generation).await?;
+        self.users.set_id_token(name, None);
+        self.users.set_login_required(name, Some(why.to_string()));
+        if let Some(refresher) = self.refresher.get().and_then(Weak::upgrade) {
+            refresher.forget(name);
+        }
+        Ok(rt)
+    }
+
+    /// A token for user profile `name` from the refresh token in the
+    /// keyring, which is replaced there when the server rotates it.
+    async fn fetch_user(&self, ask: oauth::Ask<'_>) -> Result<oauth::Obtained, TokenError> {
+        let name = ask.name;
+        let generation = ask.profile.generation;
+        let lock = self.users.lock(name);
+        let _held = lock.lock().await;
+        let Some(rt) = self.store.get_refresh(name, generation).await? else {
+            let why = self
+                .login_required(name)
+                .unwrap_or_else(|| "it has not signed in".to_string());
+            self.users.set_login_required(name, Some(why.clone()));
+            return Err(TokenError::LoginRequired {
+                name: name.to_string(),
+                why,
+            });
+        };
+        match self.oauth.token(ask, Some(rt.clone())).await {
+            Ok(mut obtained) => {
+                if let Some(new) = obtained.refresh_token.take()
+                    && new != rt
+                {
+                    // Stored before anything else is done with the answer:
+                    // the server has retired the old one.
+                    if let Err(e) = self.store.set_refresh(name, generation, new).await {
+                        tracing::error!(profile = %name, error = %e, "cannot store the rotated refresh token; the next refresh will need a new login");
+                    }
+                }
+                if obtained.response.id_token.is_some() {
+                    self.users
+                        .set_id_token(name, obtained.response.id_token.take());
+                }
+                Ok(obtained)
+            }
+            Err(oauth::OAuthError::Idp {
+                error, description, ..
+            }) if error == "invalid_grant" => {
+                // Dead for good: dropped, so that later requests fail here
+                // and not at the server.
+                let _ = self.store.delete_refresh(name, generation).await;
+                let why = format!(
+                    "the server rejected its refresh token (invalid_grant{})",
+                    description.map(|d| format!(": {d}")).unwrap_or_default()
+                );
+                self.users.set_login_required(name, Some(why.clone()));
+                Err(TokenError::LoginRequired {
+                    name: name.to_string(),
+                    why,
+                })
+            }
+            Err(source) => Err(TokenError::OAuth {
+                name: name.to_string(),
+                source,
+            }),
         }
     }
 
@@ -85,25 +280,28 @@ impl AgentFetcher {
             Some(alg) => Some(self.dpop.get(name, alg, profile.generation).await?),
             None => None,
         };
-        let obtained = self
-            .oauth
-            .token(
-                oauth::Ask {
-                    name,
-                    profile,
-                    secret: secret.as_ref(),
-                    dpop: dpop_key.as_deref(),
-                    scopes: &key.scopes,
-                    resources: &key.resources,
-                    inputs: &inputs,
-                },
-                refresh_token,
-            )
-            .await
-            .map_err(|source| TokenError::OAuth {
-                name: name.clone(),
-                source,
-            })?;
+        let ask = oauth::Ask {
+            name,
+            profile,
+            secret: secret.as_ref(),
+            dpop: dpop_key.as_deref(),
+            scopes: &key.scopes,
+            resources: &key.resources,
+            inputs: &inputs,
+            sign_in: None,
+        };
+        let user = profile.grant().is_user();
+        let obtained = if user {
+            self.fetch_user(ask).await?
+        } else {
+            self.oauth
+                .token(ask, refresh_token)
+                .await
+                .map_err(|source| TokenError::OAuth {
+                    name: name.clone(),
+                    source,
+                })?
+        };
         let response = obtained.response;
         tracing::info!(
             profile = %name,
@@ -125,7 +323,8 @@ impl AgentFetcher {
             token_type: response.token_type,
             scope: response.scope,
             lifetime: lifetime.map(Duration::from_secs),
-            refresh_token: obtained.refresh_token,
+            // A user's refresh token is in the keyring, not the cache.
+            refresh_token: if user { None } else { obtained.refresh_token },
             refresh_before: profile.refresh_before,
             issued_token_type: response.issued_token_type,
             inputs: made_from,

@@ -49,7 +49,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
     let id = parsed.id;
     let line = match request {
         Request::Hello => encode(state, id, Ok(ops::status::hello(state))),
-        Request::Status => encode(state, id, Ok(ops::status::status(state))),
+        Request::Status => encode(state, id, Ok(ops::status::status(state).await)),
         Request::Stop => {
             tracing::info!("stop requested by a client");
             return (encode(state, id, Ok(Empty {})), After::Shutdown);
@@ -89,10 +89,18 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             scopes,
             resources,
             force,
+            id_token,
         } => {
-            let query = TokenQuery::new(name, min_ttl, scopes, resources, force);
+            let mut query = TokenQuery::new(name, min_ttl, scopes, resources, force);
+            query.id_token = id_token;
             encode(state, id, ops::token::token(state, peer, query).await)
         }
+        Request::Login { name } => encode(state, id, state.logins.start(state, &name).await),
+        Request::LoginWait { name, wait_secs } => {
+            let wait = std::time::Duration::from_secs(wait_secs.unwrap_or(10));
+            encode(state, id, state.logins.wait(&name, wait).await)
+        }
+        Request::Logout { name } => encode(state, id, crate::login::logout(state, &name).await),
         Request::DpopProof {
             name,
             method,

@@ -18,6 +18,7 @@ pub(crate) mod jwk;
 pub(crate) mod keys;
 pub(crate) mod listener;
 pub(crate) mod lock;
+pub(crate) mod login;
 pub(crate) mod oauth;
 pub(crate) mod ops;
 pub(crate) mod peer;

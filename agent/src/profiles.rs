@@ -333,9 +333,13 @@ impl Profiles {
         }
         crate::crash_point("add:after-config");
 
-        // 3. The old generation's entries are no longer named by anything.
+        // 3. The old generation's entries are no longer named by anything;
+        // a sign-in belongs to the settings it was made with.
         if let Some(old) = &old {
             self.delete_entries(name, old.generation, true, true).await;
+            if let Err(e) = self.store.delete_refresh(name, old.generation).await {
+                tracing::warn!(profile = %name, error = %e, "could not delete the replaced profile's refresh token");
+            }
         }
         self.remember(config);
         let wrote_secret = secret.is_some();
@@ -378,7 +382,11 @@ impl Profiles {
             for generation in before.into_iter().chain([current.wrapping_add(1)]) {
                 let secret = self.store.delete(name, generation).await;
                 let dpop = self.store.delete_dpop(name, generation).await;
-                if matches!(secret, Ok(true)) || matches!(dpop, Ok(true)) {
+                let refresh = self.store.delete_refresh(name, generation).await;
+                if [secret, dpop, refresh]
+                    .iter()
+                    .any(|r| matches!(r, Ok(true)))
+                {
                     tracing::info!(profile = %name, generation, "deleted keyring entries an interrupted add left behind");
                 }
             }
@@ -489,6 +497,9 @@ impl Profiles {
         tracing::info!(profile = %name, "profile removed");
         if let Err(e) = self.store.delete_dpop(name, generation).await {
             tracing::warn!(profile = %name, error = %e, "profile removed but its DPoP key was not");
+        }
+        if let Err(e) = self.store.delete_refresh(name, generation).await {
+            tracing::warn!(profile = %name, error = %e, "profile removed but its refresh token was not");
         }
         match self.store.delete(name, generation).await {
             Ok(_) => Ok(None),

@@ -561,6 +561,21 @@ impl<F: Fetcher> Refresher<F> {
         });
     }
 
+    /// Holds `fetched` for `key` as if the refresher had fetched it now (a
+    /// sign-in's token: the agent asked for it, the refresher did not).
+    pub fn seed(self: &Arc<Self>, key: &Key, fetched: Fetched) {
+        let entry = self.entry(key);
+        let jitter = (self.rng)();
+        {
+            let mut st = entry.state();
+            let now = Instant::now();
+            st.fetched(fetched, now, jitter);
+            st.last_used = Some(now);
+            st.idle = false;
+        }
+        entry.wake.notify_one();
+    }
+
     /// Drops everything (shutdown, lock).
     pub fn clear(&self) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -1111,6 +1126,31 @@ mod tests {
         r.get(&key(), Duration::ZERO, true).await.unwrap();
         let seen = fake.refresh_tokens_seen.lock().unwrap().clone();
         assert_eq!(seen, [None, Some("rt-1".into()), Some("rt-2".into())]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_seeded_token_is_served_without_a_fetch_and_refreshed_in_time() {
+        let (r, fake) = refresher(Fake::default(), 0.5);
+        r.seed(
+            &key(),
+            Fetched {
+                token: Secret::new(b"seeded".to_vec()),
+                token_type: "Bearer".into(),
+                scope: None,
+                lifetime: Some(Duration::from_secs(100)),
+                refresh_token: None,
+                refresh_before: None,
+                issued_token_type: None,
+                inputs: Vec::new(),
+            },
+        );
+        let served = r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(token_text(&served), "seeded");
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+        // At about 75 % of its lifetime the background refresh replaces it.
+        tokio::time::sleep(Duration::from_secs(80)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -19,6 +19,8 @@ pub struct AgentState {
     pub tokens: Tokens,
     pub lock: Lock,
     pub audit: Audit,
+    /// Users' sign-ins under way.
+    pub logins: crate::login::Logins,
 }
 
 impl AgentState {
@@ -34,6 +36,7 @@ impl AgentState {
             profiles,
             lock: Lock::default(),
             audit,
+            logins: crate::login::Logins::default(),
         }
     }
 }

@@ -30,6 +30,12 @@ pub fn dpop_account(name: &str, generation: u32) -> String {
     with_generation(format!("dpop/{name}"), generation)
 }
 
+/// The keyring account holding user profile `name`'s refresh token (from
+/// `jwtagent login`).
+pub fn refresh_account(name: &str, generation: u32) -> String {
+    with_generation(format!("refresh/{name}"), generation)
+}
+
 /// `#` cannot appear in a profile name, so no generation's account is
 /// another profile's.
 fn with_generation(account: String, generation: u32) -> String {
@@ -363,6 +369,24 @@ impl SecretStore {
     /// Deletes the DPoP private key of profile `name`; `false` when there was none.
     pub async fn delete_dpop(&self, name: &str, g: u32) -> Result<bool, StoreError> {
         self.delete_at(dpop_account(name, g)).await
+    }
+
+    /// The refresh token of user profile `name`, or `None` (never signed in,
+    /// or signed out).
+    pub async fn get_refresh(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
+        self.get_at(refresh_account(name, g)).await
+    }
+
+    /// Stores the refresh token of user profile `name`, replacing the one
+    /// there in one keyring call (never a delete then a write: a crash
+    /// between the two would lose the only valid one).
+    pub async fn set_refresh(&self, name: &str, g: u32, token: Secret) -> Result<(), StoreError> {
+        self.set_at(refresh_account(name, g), token).await
+    }
+
+    /// Deletes the refresh token of user profile `name`; `false` when there was none.
+    pub async fn delete_refresh(&self, name: &str, g: u32) -> Result<bool, StoreError> {
+        self.delete_at(refresh_account(name, g)).await
     }
 
     async fn get_at(&self, account: String) -> Result<Option<Secret>, StoreError> {

@@ -23,6 +23,8 @@ pub struct TokenQuery {
     pub scopes: Option<Vec<String>>,
     pub resources: Option<Vec<String>>,
     pub force: bool,
+    /// Answer with the profile's ID token too.
+    pub id_token: bool,
 }
 
 impl TokenQuery {
@@ -40,6 +42,7 @@ impl TokenQuery {
             scopes,
             resources,
             force,
+            id_token: false,
         }
     }
 }
@@ -85,6 +88,9 @@ pub enum TokenError {
     Cycle(Vec<String>),
     #[error("the agent is shutting down")]
     Shutdown,
+    /// A user profile without a usable sign-in.
+    #[error("profile {name:?} needs you to sign in: {why}. Run `jwtagent login {name}`")]
+    LoginRequired { name: String, why: String },
 }
 
 impl TokenError {
@@ -106,6 +112,7 @@ impl TokenError {
                 | TokenError::NotDpop(_)
                 | TokenError::Proof(_)
                 | TokenError::Cycle(_)
+                | TokenError::LoginRequired { .. }
         );
         FetchError {
             error: self,
@@ -170,7 +177,25 @@ impl Tokens {
         query: TokenQuery,
     ) -> Result<TokenAnswer, AgentError> {
         let (key, _) = key_for(&query.name, profile, query.scopes, query.resources)?;
-        self.serve(&key, query.min_ttl, query.force).await
+        let mut answer = self.serve(&key, query.min_ttl, query.force).await?;
+        if query.id_token {
+            answer.id_token = Some(
+                self.fetcher()
+                    .id_token(&query.name)
+                    .ok_or_else(|| AgentError::NoIdToken(query.name.clone()))?,
+            );
+        }
+        Ok(answer)
+    }
+
+    /// The refresher, for a sign-in that runs on after its request.
+    pub fn refresher(&self) -> Arc<Refresher<AgentFetcher>> {
+        self.refresher.clone()
+    }
+
+    /// The fetcher, for what it knows about sign-ins.
+    pub fn fetcher(&self) -> &AgentFetcher {
+        self.refresher.fetcher()
     }
 
     async fn serve(
@@ -186,6 +211,7 @@ impl Tokens {
             expires_at: served.expires_at,
             scope: served.scope,
             issued_token_type: served.issued_token_type,
+            id_token: None,
         })
     }
 }
@@ -208,6 +234,7 @@ impl Tokens {
             scopes,
             resources,
             force,
+            ..
         } = query;
         let (key, dpop) = key_for(&name, profile, scopes, resources)?;
         let (alg, generation) = dpop.ok_or_else(|| TokenError::NotDpop(name.clone()))?;

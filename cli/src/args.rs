@@ -111,9 +111,32 @@ pub enum Command {
     Token {
         #[command(flatten)]
         token: TokenArgs,
+        /// Print the ID token the server issued with it instead (user profiles
+        /// with the `openid` scope)
+        #[arg(long)]
+        id_token: bool,
         /// Print the token response as JSON: access_token, token_type, expires_at, scope
         #[arg(long)]
         json: bool,
+    },
+    /// Sign in as yourself for a user profile (device-code or authorization-code)
+    ///
+    /// Device code: shows a code to enter at the server's address, on any
+    /// device. Authorization code: opens the server's sign-in page in a
+    /// browser on this machine (and prints its address). The agent does the
+    /// rest and keeps the refresh token in the keyring; `jwtagent token NAME`
+    /// then serves your tokens. Ctrl-C abandons the sign-in.
+    Login {
+        /// The user profile to sign in for
+        name: String,
+        /// Print the address to open instead of opening a browser
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Sign out of a user profile: revoke its refresh token and delete it
+    Logout {
+        /// The user profile to sign out of
+        name: String,
     },
     /// Print an `Authorization: Bearer <token>` header for a profile
     ///
@@ -260,8 +283,10 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub client_id: Option<String>,
     /// The grant: client-credentials (default), jwt-bearer (RFC 7523: an
-    /// assertion signed with --key-file, or --assertion-profile's token) or
-    /// token-exchange (RFC 8693, with --subject-profile)
+    /// assertion signed with --key-file, or --assertion-profile's token),
+    /// token-exchange (RFC 8693, with --subject-profile), or a user's tokens
+    /// after `jwtagent login`: device-code (RFC 8628) or authorization-code
+    /// (a browser, with PKCE)
     #[arg(long, value_name = "GRANT", value_parser = parse_from_str::<GrantKind>)]
     pub grant: Option<GrantKind>,
     /// jwt-bearer: the assertion's `sub` [default: the client id]; Google:
@@ -285,6 +310,20 @@ pub struct ProfileArgs {
     /// urn:ietf:params:oauth:token-type:id-jag)
     #[arg(long, value_name = "URI")]
     pub requested_token_type: Option<String>,
+    /// device-code with --token-url: the device authorization endpoint
+    #[arg(long, value_name = "URL")]
+    pub device_authorization_url: Option<String>,
+    /// authorization-code with --token-url: the authorization endpoint
+    #[arg(long, value_name = "URL")]
+    pub authorization_url: Option<String>,
+    /// Where `logout` revokes the refresh token (RFC 7009) [default: the
+    /// issuer's revocation_endpoint]
+    #[arg(long, value_name = "URL")]
+    pub revocation_url: Option<String>,
+    /// authorization-code: a fixed port for the loopback redirect
+    /// http://127.0.0.1:PORT/callback [default: any free port]
+    #[arg(long, value_name = "PORT")]
+    pub redirect_port: Option<u16>,
     /// `kid` header of client assertions [default for a --key-file key: its
     /// RFC 7638 thumbprint, as `jwtagent jwks` prints it; `none`: no kid]
     #[arg(long)]

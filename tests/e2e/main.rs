@@ -11,6 +11,7 @@ mod integrations;
 mod leaks;
 mod lifecycle;
 mod load;
+mod login;
 mod mtls;
 mod oauth;
 mod pki;

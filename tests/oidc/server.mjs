@@ -11,7 +11,10 @@
 //               "require_audience"?: bool, "require_x5t_s256"?: bool,
 //               "google"?: {client_email, private_key_id, public_key_pem},
 //               "ttls"?: {client_id: seconds},
-//               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?}]}
+//               "device_interval"?: seconds, "device_ttl"?: seconds,
+//               "slow_down_once"?: bool,
+//               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?,
+//                            grant_types?, redirect_uris?, application_type?, scope?}]}
 // With "tls" it serves HTTPS (the issuer is https://127.0.0.1:PORT), else HTTP.
 // "assertion_aud" makes it accept only that client assertion `aud`, as some
 // servers do (oidc-provider itself accepts the issuer and the endpoints).
@@ -32,6 +35,13 @@
 // documents it. Clients:
 // {auth: "tls_client_auth", subject_dn} or {auth:
 // "self_signed_tls_client_auth", cert_pem}.
+// Users sign in (device flow, RFC 8628; authorization code with PKCE) through
+// oidc-provider's development interactions: a login form that takes any
+// name, and a consent form. "device_interval" adds an `interval` to device
+// authorization answers (oidc-provider sends none), "device_ttl" sets how
+// long a device code lives, and "slow_down_once" answers the first device
+// poll with slow_down. A native client's loopback redirect URI matches on
+// any port (RFC 8252 §7.3).
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
 // server nonce. Open dynamic registration (RFC 7591) at /reg takes the
 // client_id the request names, so a test can register the JWKS that
@@ -60,8 +70,9 @@ async function clientMetadata(c) {
     client_id: c.client_id,
     token_endpoint_auth_method: c.auth,
     grant_types: c.grant_types ?? ['client_credentials'],
-    response_types: [],
-    redirect_uris: [],
+    response_types: (c.grant_types ?? []).includes('authorization_code') ? ['code'] : [],
+    redirect_uris: c.redirect_uris ?? [],
+    ...(c.application_type ? { application_type: c.application_type } : {}),
     scope: c.scope ?? 'api:read api:write',
   };
   if (c.secret !== undefined) meta.client_secret = c.secret;
@@ -133,9 +144,12 @@ const provider = new Provider(issuer, {
   // "ttls": {client_id: seconds} overrides "ttl" for some clients.
   ttl: {
     ClientCredentials: (ctx, token, client) => config.ttls?.[client.clientId] ?? config.ttl ?? 600,
+    AccessToken: () => config.ttl ?? 600,
+    DeviceCode: () => config.device_ttl ?? 600,
   },
   features: {
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
@@ -187,7 +201,10 @@ provider.on('grant.success', (ctx) => {
     // The request's other parameters, as the server saw them (no secrets).
     params: Object.fromEntries(Object.entries(ctx.oidc.body ?? {}).filter(([k]) => ![
       'client_assertion', 'client_secret', 'refresh_token', 'assertion', 'subject_token', 'actor_token',
+      'code', 'code_verifier', 'device_code',
     ].includes(k))),
+    grant_type: ctx.oidc.body?.grant_type,
+    at: Date.now(),
   });
 });
 // Grants beyond client_credentials.
@@ -331,9 +348,34 @@ async function googleToken(req, res) {
   });
 }
 
+// Device flow quirk: oidc-provider sends no `interval`; "device_interval" adds one.
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && config.device_interval) {
+    ctx.body = { ...ctx.body, interval: config.device_interval };
+  }
+});
+
+// "slow_down_once": the first device poll is told to slow down (RFC 8628 §3.5).
+let slowedDown = false;
+async function slowDown(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  req.body = Buffer.concat(chunks).toString();
+  const grant = new URLSearchParams(req.body).get('grant_type');
+  if (slowedDown || grant !== 'urn:ietf:params:oauth:grant-type:device_code') return false;
+  slowedDown = true;
+  log({ event: 'error', error: 'slow_down', grant_type: grant, at: Date.now() });
+  res.writeHead(400, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ error: 'slow_down', error_description: 'polling too fast' }));
+  return true;
+}
+
 provider.on('grant.error', (ctx, error) => {
   log({
     event: 'error',
+    grant_type: ctx.oidc.body?.grant_type,
+    at: Date.now(),
     client_id: ctx.oidc.client?.clientId ?? ctx.oidc.body?.client_id,
     error: error.error,
     assertion: ctx.oidc.body?.client_assertion,
@@ -375,6 +417,10 @@ server.on('request', async (req, res) => {
   }
   if (config.require_audience && req.method === 'POST' && req.url === '/token'
     && await auth0Refuses(req, res)) {
+    return;
+  }
+  if (config.slow_down_once && req.method === 'POST' && req.url === '/token'
+    && await slowDown(req, res)) {
     return;
   }
   if (config.google && req.method === 'POST' && req.url === '/google/token') {

@@ -22,6 +22,12 @@ pub struct Metadata {
     /// RFC 8705 §5: the token endpoint for clients that use mutual TLS,
     /// when the server has a separate one.
     pub mtls_token_endpoint: Option<Url>,
+    /// Where users sign in: the authorization endpoint (RFC 6749 §3.1) and
+    /// the device authorization endpoint (RFC 8628 §4), when the server has
+    /// them; and where tokens are revoked (RFC 7009).
+    pub authorization_endpoint: Option<Url>,
+    pub device_authorization_endpoint: Option<Url>,
+    pub revocation_endpoint: Option<Url>,
 }
 
 type Discovered = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
@@ -81,6 +87,9 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
             issuer: Option<String>,
             token_endpoint: Option<String>,
             mtls_endpoint_aliases: Option<Aliases>,
+            authorization_endpoint: Option<String>,
+            device_authorization_endpoint: Option<String>,
+            revocation_endpoint: Option<String>,
         }
         let doc: Doc = serde_json::from_slice(&body).map_err(|e| {
             fail(format!(
@@ -106,10 +115,22 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
             ),
             None => None,
         };
+        let optional = |field: &'static str, value: Option<String>| match value {
+            Some(v) => check_endpoint(field, &v)
+                .map(Some)
+                .map_err(|e| fail(e.to_string())),
+            None => Ok(None),
+        };
         return Ok(Metadata {
             issuer: found,
             token_endpoint,
             mtls_token_endpoint,
+            authorization_endpoint: optional("authorization_endpoint", doc.authorization_endpoint)?,
+            device_authorization_endpoint: optional(
+                "device_authorization_endpoint",
+                doc.device_authorization_endpoint,
+            )?,
+            revocation_endpoint: optional("revocation_endpoint", doc.revocation_endpoint)?,
         });
     }
     Err(fail(format!("no metadata found ({})", tried.join("; "))))

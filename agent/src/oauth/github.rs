@@ -153,6 +153,7 @@ fn parse(url: &Url, status: u16, body: &[u8]) -> Result<TokenResponse, OAuthErro
         ));
     }
     Ok(TokenResponse {
+        id_token: None,
         access_token: Secret::new(token.into_bytes()),
         token_type: "Bearer".into(),
         expires_in: Some((left as u64).min(MAX_LIFETIME.as_secs())),

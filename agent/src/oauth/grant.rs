@@ -9,6 +9,7 @@ use jwtagent::config::{GrantKind, Profile};
 use jwtagent::secret::Secret;
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// RFC 8693 §3: the token type of an OAuth access token.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
@@ -41,6 +42,15 @@ pub enum Grant<'a> {
     /// RFC 7523 §2.1 with this assertion (signed by the agent, or another
     /// profile's token).
     JwtBearer(Secret),
+    /// RFC 8628 §3.4: the device code of a sign-in under way.
+    DeviceCode(&'a Secret),
+    /// RFC 6749 §4.1.3 with RFC 7636's verifier: the code the browser brought
+    /// back to the loopback redirect.
+    AuthorizationCode {
+        code: &'a Secret,
+        verifier: &'a Secret,
+        redirect_uri: &'a str,
+    },
     /// RFC 8693: these tokens exchanged for one of `requested` type.
     TokenExchange {
         subject: &'a Input,
@@ -57,6 +67,8 @@ impl<'a> Grant<'a> {
             Grant::RefreshToken(_) => "refresh_token",
             Grant::JwtBearer(_) => "jwt-bearer",
             Grant::TokenExchange { .. } => "token-exchange",
+            Grant::DeviceCode(_) => "device_code",
+            Grant::AuthorizationCode { .. } => "authorization_code",
         }
     }
 
@@ -67,6 +79,20 @@ impl<'a> Grant<'a> {
             Grant::RefreshToken(token) => {
                 form.push("grant_type", "refresh_token");
                 form.push_secret("refresh_token", (*token).clone());
+            }
+            Grant::DeviceCode(code) => {
+                form.push("grant_type", DEVICE_CODE);
+                form.push_secret("device_code", (*code).clone());
+            }
+            Grant::AuthorizationCode {
+                code,
+                verifier,
+                redirect_uri,
+            } => {
+                form.push("grant_type", "authorization_code");
+                form.push_secret("code", (*code).clone());
+                form.push_secret("code_verifier", (*verifier).clone());
+                form.push("redirect_uri", *redirect_uri);
             }
             Grant::JwtBearer(assertion) => {
                 form.push("grant_type", JWT_BEARER);
@@ -144,6 +170,12 @@ pub fn plan<'a>(
             })
         }
         GrantKind::GithubApp => return Err("a token endpoint (a GitHub App has none)"),
+        // A user's tokens come from the refresh token `jwtagent login` got;
+        // without one there is nothing to try.
+        GrantKind::DeviceCode | GrantKind::AuthorizationCode => {
+            let rt = refresh_token.ok_or("a refresh token (sign in with `jwtagent login`)")?;
+            return Ok(vec![Step::Ready(Grant::RefreshToken(rt))]);
+        }
     };
     Ok(refresh_token
         .map(|rt| Step::Ready(Grant::RefreshToken(rt)))

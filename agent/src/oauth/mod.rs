@@ -21,6 +21,7 @@ pub mod http;
 pub mod proxy;
 pub mod tls;
 pub mod token;
+pub mod user;
 
 pub use token::{TokenRequest, TokenResponse, parse_token_response};
 
@@ -116,6 +117,10 @@ pub enum Step {
     Discovery,
     /// The token request.
     Token,
+    /// Starting a user's sign-in (the device authorization request).
+    SignIn,
+    /// Revoking a refresh token.
+    Revocation,
 }
 
 impl std::fmt::Display for Step {
@@ -123,6 +128,8 @@ impl std::fmt::Display for Step {
         f.write_str(match self {
             Step::Discovery => "discovery",
             Step::Token => "token request",
+            Step::SignIn => "device authorization request",
+            Step::Revocation => "revocation request",
         })
     }
 }
@@ -188,6 +195,9 @@ pub struct Ask<'a> {
     pub resources: &'a [String],
     /// What the grant takes from other profiles.
     pub inputs: &'a grant::Inputs,
+    /// A sign-in's grant (a device code, an authorization code) to send
+    /// instead of the profile's plan.
+    pub sign_in: Option<Grant<'a>>,
 }
 
 /// What the agent keeps between token requests: HTTP clients, discovered
@@ -216,43 +226,30 @@ impl OAuthClient {
             scopes,
             resources,
             inputs,
+            sign_in,
         } = ask;
         let http = self.http_client(name, profile, secret)?;
         if profile.grant() == GrantKind::GithubApp {
             let key = secret.ok_or(SetupError::SecretMissing)?;
             return github::installation_token(&http, profile, key).await;
         }
-        let (token_endpoint, issuer) = match (&profile.token_url, &profile.issuer) {
-            (Some(url), issuer) => (
-                Url::parse(url).map_err(|e| SetupError::TokenUrl(e.to_string()))?,
-                issuer.clone(),
-            ),
-            (None, Some(issuer)) => {
-                let meta = self
-                    .metadata
-                    .get(&http, issuer, profile.ca_file.as_ref())
-                    .await?;
-                // RFC 8705 §5: mutual TLS clients use the server's alias.
-                let endpoint = match meta.mtls_token_endpoint {
-                    Some(alias) if profile.auth.uses_mtls() => alias,
-                    _ => meta.token_endpoint,
-                };
-                (endpoint, Some(meta.issuer))
-            }
-            (None, None) => {
-                return Err(SetupError::NoEndpoint.into());
-            }
-        };
+        let (token_endpoint, issuer, _) = self.token_endpoint(&http, profile).await?;
         let auds = auth::audiences(
             profile,
             &token_endpoint,
             issuer.as_deref(),
             self.auds.get(profile),
         )?;
-        let plan = grant::plan(profile, refresh_token.as_ref(), inputs)
-            .map_err(SetupError::MissingInput)?;
-        // Google's form carries the scopes in the assertion only.
-        let form_scopes = if profile.google { &[][..] } else { scopes };
+        // A code is exchanged as it is: what it grants was settled at sign-in.
+        let (plan, form_scopes) = match sign_in {
+            Some(grant) => (vec![grant::Step::Ready(grant)], &[][..]),
+            None => (
+                grant::plan(profile, refresh_token.as_ref(), inputs)
+                    .map_err(SetupError::MissingInput)?,
+                // Google's form carries the scopes in the assertion only.
+                if profile.google { &[][..] } else { scopes },
+            ),
+        };
         let mut last = None;
         for step in &plan {
             let request = |aud: Option<&auth::Aud>| -> Result<TokenRequest<'_>, OAuthError> {
@@ -305,6 +302,35 @@ impl OAuthClient {
             }
         }
         Err(last.unwrap_or(OAuthError::Setup(SetupError::NoGrant)))
+    }
+
+    /// The profile's token endpoint, its issuer when known, and the issuer's
+    /// metadata when it was discovered.
+    async fn token_endpoint(
+        &self,
+        http: &reqwest::Client,
+        profile: &Profile,
+    ) -> Result<(Url, Option<String>, Option<discovery::Metadata>), OAuthError> {
+        match (&profile.token_url, &profile.issuer) {
+            (Some(url), issuer) => Ok((
+                Url::parse(url).map_err(|e| SetupError::TokenUrl(e.to_string()))?,
+                issuer.clone(),
+                None,
+            )),
+            (None, Some(issuer)) => {
+                let meta = self
+                    .metadata
+                    .get(http, issuer, profile.ca_file.as_ref())
+                    .await?;
+                // RFC 8705 §5: mutual TLS clients use the server's alias.
+                let endpoint = match &meta.mtls_token_endpoint {
+                    Some(alias) if profile.auth.uses_mtls() => alias.clone(),
+                    _ => meta.token_endpoint.clone(),
+                };
+                Ok((endpoint, Some(meta.issuer.clone()), Some(meta)))
+            }
+            (None, None) => Err(SetupError::NoEndpoint.into()),
+        }
     }
 
     /// Sends the request `request` builds, with each assertion `aud` in

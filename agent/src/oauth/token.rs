@@ -44,6 +44,8 @@ pub struct TokenResponse {
     pub refresh_token: Option<Secret>,
     /// RFC 8693 §2.2.1: what a token exchange issued.
     pub issued_token_type: Option<String>,
+    /// OpenID Connect: the ID token issued with it (`openid` scope).
+    pub id_token: Option<Secret>,
     /// `DPoP-Nonce` of the answer: the nonce to use next time.
     pub dpop_nonce: Option<String>,
 }
@@ -66,7 +68,7 @@ impl<'a> Form<'a> {
         self.secrets.push((key, value));
     }
 
-    fn encode(&self) -> Result<zeroize::Zeroizing<String>, OAuthError> {
+    pub(super) fn encode(&self) -> Result<zeroize::Zeroizing<String>, OAuthError> {
         let mut body = zeroize::Zeroizing::new(String::new());
         let mut ser = url::form_urlencoded::Serializer::new(&mut *body);
         for (k, v) in &self.fields {
@@ -231,26 +233,38 @@ pub fn parse_token_response(
     if status == 200 {
         return parse_success(url, body);
     }
+    Err(parse_error(url, status, retry_after, body))
+}
+
+/// An error answer of the token endpoint, or of another endpoint that
+/// answers as it does (device authorization, revocation): RFC 6749 §5.2
+/// JSON, or something else shown cut short.
+pub(super) fn parse_error(
+    url: &Url,
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> OAuthError {
     #[derive(Deserialize)]
     struct Err {
         error: String,
         error_description: Option<String>,
     }
     match serde_json::from_slice::<Err>(body) {
-        Ok(e) => Err(OAuthError::Idp {
+        Ok(e) => OAuthError::Idp {
             status,
             error: printable(e.error),
             description: e.error_description.map(printable),
             retry_after,
             dpop_nonce: None,
-        }),
-        Err(_) => Err(OAuthError::BadResponse {
+        },
+        Err(_) => OAuthError::BadResponse {
             host: host_of(url),
             status,
             what: "an error response that is not RFC 6749 JSON",
             excerpt: excerpt(body),
             retry_after,
-        }),
+        },
     }
 }
 
@@ -265,6 +279,7 @@ fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
         scope: Option<String>,
         refresh_token: Option<String>,
         issued_token_type: Option<String>,
+        id_token: Option<String>,
     }
     let bad = |what: &'static str, excerpt: String| OAuthError::BadResponse {
         host: host_of(url),
@@ -314,7 +329,16 @@ fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
         token_type: token_type.to_string(),
         expires_in,
         scope: ok.scope,
-        refresh_token: ok.refresh_token.map(|t| Secret::new(t.into_bytes())),
+        // Sent back to the server and printed: a token with characters a
+        // form or a terminal would misread is dropped, not passed on.
+        refresh_token: ok
+            .refresh_token
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+            .map(|t| Secret::new(t.into_bytes())),
+        id_token: ok
+            .id_token
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+            .map(|t| Secret::new(t.into_bytes())),
         issued_token_type: ok
             .issued_token_type
             .filter(|t| !t.is_empty() && t.len() <= 200 && !t.chars().any(char::is_control)),

@@ -23,6 +23,19 @@ pub async fn add(
 }
 
 pub async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentError> {
+    // A user profile's sign-in is revoked at the server first (best effort:
+    // the refresh token leaves the keyring with the profile in any case).
+    let config = state.profiles.current().ok();
+    if let Some(profile) = config.as_ref().and_then(|c| c.profiles.get(name))
+        && profile.grant().is_user()
+    {
+        state.logins.cancel(name, "the profile was removed");
+        if let Err(e) =
+            crate::login::sign_out(state, name, profile, "the profile was removed").await
+        {
+            tracing::warn!(profile = %name, error = %e, "could not sign out before removing");
+        }
+    }
     let leftover = state.profiles.remove(name).await?;
     state.tokens.forget(name);
     Ok(Removed {

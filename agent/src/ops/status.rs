@@ -13,23 +13,28 @@ pub fn hello(state: &AgentState) -> Hello {
     }
 }
 
-pub fn status(state: &AgentState) -> Status {
+pub async fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
     let keys = state.tokens.status();
     let (profiles, config_error) = match config {
-        Ok(config) => (
-            config
-                .profiles
-                .iter()
-                .map(|(name, profile)| {
-                    let mut status = profile_status(name, &keys);
-                    status.assertion_aud_worked =
-                        state.tokens.aud_worked(profile).map(str::to_string);
-                    status
-                })
-                .collect(),
-            None,
-        ),
+        Ok(config) => {
+            let mut profiles = Vec::with_capacity(config.profiles.len());
+            for (name, profile) in &config.profiles {
+                let mut status = profile_status(name, &keys);
+                status.assertion_aud_worked = state.tokens.aud_worked(profile).map(str::to_string);
+                if profile.grant().is_user() {
+                    status.logging_in = state.logins.under_way(name);
+                    let fetcher = state.tokens.fetcher();
+                    status.login_required = fetcher.login_required(name).is_some()
+                        || !fetcher
+                            .signed_in(name, profile.generation)
+                            .await
+                            .unwrap_or(true);
+                }
+                profiles.push(status);
+            }
+            (profiles, None)
+        }
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     Status {
@@ -82,5 +87,7 @@ fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
             })
             .collect(),
         assertion_aud_worked: None,
+        login_required: false,
+        logging_in: false,
     }
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod env;
 pub mod integrations;
 pub mod lock;
+pub mod login;
 pub mod profiles;
 pub mod status;
 pub mod stop;

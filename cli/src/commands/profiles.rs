@@ -72,6 +72,10 @@ fn build(
         actor_profile: args.actor_profile.clone(),
         requested_token_type: args.requested_token_type.clone(),
         github: None,
+        device_authorization_url: args.device_authorization_url.clone(),
+        authorization_url: args.authorization_url.clone(),
+        revocation_url: args.revocation_url.clone(),
+        redirect_port: args.redirect_port,
         generation: 0,
     })
 }

@@ -50,6 +50,11 @@ fn render(s: &Status) -> String {
         let _ = writeln!(out, "profiles");
         for p in &s.profiles {
             let _ = write!(out, "  {:<20} {}", p.name, p.token_state);
+            if p.logging_in {
+                let _ = write!(out, ", signing in");
+            } else if p.login_required {
+                let _ = write!(out, ", LOGIN REQUIRED (jwtagent login {})", p.name);
+            }
             if let Some(secs) = p.expires_in_secs {
                 let _ = write!(out, ", expires in {}", output::duration(secs.max(0) as u64));
             }

@@ -12,9 +12,19 @@ use jwtagent::secret::Secret;
 
 /// Asks the agent for a token as `args` say.
 pub fn fetch(socket: &SocketPath, args: &TokenArgs) -> Result<TokenAnswer, CliError> {
+    fetch_with(socket, args, false)
+}
+
+fn fetch_with(
+    socket: &SocketPath,
+    args: &TokenArgs,
+    id_token: bool,
+) -> Result<TokenAnswer, CliError> {
     let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let mut options = options(args);
+    options.id_token = id_token;
     client
-        .token(&args.name, &options(args))
+        .token(&args.name, &options)
         .map_err(|e| CliError::from_client(e, START_HINT))
 }
 
@@ -24,6 +34,7 @@ fn options(args: &TokenArgs) -> TokenOptions {
         scopes: args.scopes.clone(),
         resources: args.resources.clone(),
         force: args.force,
+        id_token: false,
     }
 }
 
@@ -32,8 +43,20 @@ pub fn text(secret: &Secret) -> Result<&str, CliError> {
         .map_err(|_| CliError::Other(anyhow::anyhow!("the agent sent a token that is not text")))
 }
 
-pub fn token(socket: &SocketPath, args: &TokenArgs, json: bool) -> Result<(), CliError> {
-    let answer = fetch(socket, args)?;
+pub fn token(
+    socket: &SocketPath,
+    args: &TokenArgs,
+    json: bool,
+    id_token: bool,
+) -> Result<(), CliError> {
+    let answer = fetch_with(socket, args, id_token)?;
+    if id_token && !json {
+        let id = answer
+            .id_token
+            .as_ref()
+            .ok_or_else(|| CliError::Other(anyhow::anyhow!("the agent sent no ID token")))?;
+        return output::print_secret(format!("{}\n", text(id)?));
+    }
     if json {
         let mut json = serde_json::to_string(&answer).map_err(anyhow::Error::from)?;
         json.push('\n');

@@ -1,0 +1,718 @@
+//! Signing in as a user (`jwtagent login`): the agent runs the sign-in and
+//! keeps what it yields; the CLI only shows the prompts.
+//!
+//! - Device code (RFC 8628): the agent asks for a code, the CLI shows it, the
+//!   agent polls the token endpoint at the server's interval.
+//! - Authorization code with PKCE (RFC 6749 §4.1, RFC 7636) on a loopback
+//!   redirect (RFC 8252 §7.3): the agent listens on 127.0.0.1, the CLI opens
+//!   the browser, the browser brings the code back to the agent.
+//!
+//! One sign-in per profile at a time: a second `login` joins the one under
+//! way. A sign-in is followed by `login_wait` calls; one nobody waits on for
+//! [`LEASE`] (the CLI was interrupted) is abandoned.
+
+use crate::error::AgentError;
+use crate::fetcher::AgentFetcher;
+use crate::oauth::grant::{Grant, Inputs};
+use crate::oauth::user::{self, DeviceAuthorization, Pkce};
+use crate::oauth::{self, OAuthError};
+use crate::refresh::Refresher;
+use crate::state::AgentState;
+use crate::tokens::TokenError;
+use jwtagent::config::{GrantKind, Profile};
+use jwtagent::protocol::{ErrorCode, LoggedOut, LoginProgress, LoginStarted};
+use jwtagent::secret::Secret;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// A sign-in nobody has waited on for this long is abandoned.
+pub const LEASE: Duration = Duration::from_secs(15);
+/// The longest one `login_wait` waits.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long the browser flow waits for the browser.
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The longest request head the redirect listener reads.
+const MAX_HEAD: usize = 8 * 1024;
+/// How long one browser connection may take to send its request.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoginError {
+    #[error(
+        "profile {0:?} uses the {1} grant; `jwtagent login` is for user profiles (--grant device-code or authorization-code)"
+    )]
+    NotUser(String, GrantKind),
+    #[error("no sign-in is under way for profile {0:?}: start one with `jwtagent login {0}`")]
+    NoneUnderWay(String),
+    #[error("the sign-in for profile {name:?} was denied at the server{}; run `jwtagent login {name}` to try again", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Denied {
+        name: String,
+        detail: Option<String>,
+    },
+    #[error(
+        "the sign-in for profile {0:?} expired before it was completed; run `jwtagent login {0}` again"
+    )]
+    Expired(String),
+    #[error(
+        "the sign-in for profile {0:?} was abandoned (nobody waited for it for {secs}s); run `jwtagent login {0}` again", secs = LEASE.as_secs()
+    )]
+    Abandoned(String),
+    #[error("the sign-in for profile {0:?} was cancelled: {1}")]
+    Cancelled(String, &'static str),
+    #[error(
+        "cannot listen for the browser on 127.0.0.1:{port}: {cause} (another program may hold the port: choose another with --redirect-port, or leave it out for any free port)"
+    )]
+    Listen { port: u16, cause: String },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl LoginError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LoginError::NotUser(..) | LoginError::NoneUnderWay(_) => ErrorCode::BadRequest,
+            LoginError::Denied { .. } | LoginError::Expired(_) => ErrorCode::IdpError,
+            LoginError::Abandoned(_) | LoginError::Cancelled(..) => ErrorCode::LoginRequired,
+            LoginError::Listen { .. } => ErrorCode::Network,
+            LoginError::Token(e) => crate::error::token_code(e),
+        }
+    }
+
+    fn oauth(name: &str, source: OAuthError) -> LoginError {
+        LoginError::Token(TokenError::OAuth {
+            name: name.to_string(),
+            source,
+        })
+    }
+}
+
+type Outcome = Option<Result<LoginProgress, LoginError>>;
+
+/// One sign-in under way (or just ended, until the next one).
+struct Flow {
+    prompt: LoginStarted,
+    expires: Instant,
+    outcome: tokio::sync::watch::Sender<Outcome>,
+    /// When someone last waited on it, and how many wait now.
+    waited: Mutex<Instant>,
+    waiting: AtomicUsize,
+    cancel: CancellationToken,
+}
+
+impl Flow {
+    fn finish(&self, result: Result<LoginProgress, LoginError>) {
+        self.outcome.send_if_modified(|o| {
+            if o.is_some() {
+                return false;
+            }
+            *o = Some(result);
+            true
+        });
+        self.cancel.cancel();
+    }
+
+    fn ended(&self) -> bool {
+        self.outcome.borrow().is_some()
+    }
+
+    fn abandoned(&self) -> bool {
+        let waited = *self.waited.lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.load(Ordering::SeqCst) == 0 && waited.elapsed() > LEASE
+    }
+
+    fn left(&self) -> u64 {
+        self.expires
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+    }
+
+    /// Ends the flow if it is abandoned or expired: whether it did.
+    fn lapsed(&self, name: &str) -> bool {
+        if self.abandoned() {
+            tracing::info!(profile = %name, "sign-in abandoned");
+            self.finish(Err(LoginError::Abandoned(name.to_string())));
+            true
+        } else if Instant::now() >= self.expires {
+            self.finish(Err(LoginError::Expired(name.to_string())));
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What a sign-in task needs: the profile as it was when the sign-in began,
+/// its secret, and the refresher (whose fetcher keeps the result).
+struct Job {
+    name: String,
+    profile: Profile,
+    secret: Option<Secret>,
+    refresher: Arc<Refresher<AgentFetcher>>,
+    flow: Arc<Flow>,
+}
+
+impl Job {
+    fn fetcher(&self) -> &AgentFetcher {
+        self.refresher.fetcher()
+    }
+
+    /// A token request with the sign-in's grant.
+    async fn exchange(&self, grant: Grant<'_>) -> Result<oauth::Obtained, OAuthError> {
+        let inputs = Inputs::default();
+        let ask = oauth::Ask {
+            name: &self.name,
+            profile: &self.profile,
+            secret: self.secret.as_ref(),
+            dpop: None,
+            scopes: &[],
+            resources: &[],
+            inputs: &inputs,
+            sign_in: Some(grant),
+        };
+        self.fetcher().oauth().token(ask, None).await
+    }
+
+    /// Keeps what the sign-in obtained and ends the flow.
+    async fn signed_in(&self, obtained: oauth::Obtained) {
+        let progress = LoginProgress {
+            done: true,
+            scope: obtained.response.scope.clone(),
+            refresh_token: obtained.refresh_token.is_some(),
+            expires_in: None,
+        };
+        let kept = self
+            .fetcher()
+            .keep_sign_in(&self.name, &self.profile, obtained)
+            .await;
+        self.flow
+            .finish(kept.map(|()| progress).map_err(LoginError::Token));
+    }
+
+    /// RFC 8628 §3.4, §3.5: polls until the user acts or the code expires.
+    async fn poll(self, device: DeviceAuthorization) {
+        let mut interval = Duration::from_secs(device.interval);
+        loop {
+            tokio::select! {
+                _ = self.flow.cancel.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if self.flow.lapsed(&self.name) {
+                return;
+            }
+            let result = tokio::select! {
+                _ = self.flow.cancel.cancelled() => return,
+                r = self.exchange(Grant::DeviceCode(&device.device_code)) => r,
+            };
+            match result {
+                Ok(obtained) => return self.signed_in(obtained).await,
+                Err(OAuthError::Idp { error, .. }) if error == "authorization_pending" => {}
+                Err(OAuthError::Idp { error, .. }) if error == "slow_down" => {
+                    interval = user::slowed(interval);
+                    tracing::debug!(profile = %self.name, interval_secs = interval.as_secs(), "the server asked to poll more slowly");
+                }
+                Err(OAuthError::Idp {
+                    error, description, ..
+                }) if error == "access_denied" => {
+                    return self.flow.finish(Err(LoginError::Denied {
+                        name: self.name.clone(),
+                        detail: Some(description.unwrap_or(error)),
+                    }));
+                }
+                Err(OAuthError::Idp { error, .. }) if error == "expired_token" => {
+                    return self
+                        .flow
+                        .finish(Err(LoginError::Expired(self.name.clone())));
+                }
+                // The network comes and goes while the user is away.
+                Err(e @ (OAuthError::Network { .. } | OAuthError::BadResponse { .. })) => {
+                    tracing::warn!(profile = %self.name, error = %e, "polling for the sign-in failed; trying again");
+                }
+                Err(e) => return self.flow.finish(Err(LoginError::oauth(&self.name, e))),
+            }
+        }
+    }
+
+    /// Waits for the browser on the loopback redirect; answers every
+    /// request to it, and ends with the first that carries this sign-in's
+    /// `state`.
+    async fn listen(self, listener: TcpListener, redirect_uri: String, state: String, pkce: Pkce) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.flow.cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if self.flow.lapsed(&self.name) {
+                        return;
+                    }
+                    continue;
+                }
+                a = listener.accept() => a,
+            };
+            let Ok((mut stream, _)) = accepted else {
+                continue;
+            };
+            let query = match tokio::time::timeout(HEAD_TIMEOUT, read_target(&mut stream)).await {
+                Ok(Some(Target::Callback(query))) => query,
+                Ok(Some(Target::Other)) => {
+                    respond(
+                        &mut stream,
+                        404,
+                        "Not found",
+                        "This address only takes the sign-in's redirect.",
+                    )
+                    .await;
+                    continue;
+                }
+                _ => {
+                    respond(
+                        &mut stream,
+                        400,
+                        "Bad request",
+                        "The request could not be read.",
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            let get = |k: &str| {
+                query
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            };
+            if get("state").as_deref() != Some(state.as_str()) {
+                tracing::warn!(profile = %self.name, "a redirect with another state was refused");
+                respond(
+                    &mut stream,
+                    400,
+                    "Not this sign-in",
+                    "This response does not belong to the sign-in jwtagent started (its state does not match), so it was ignored.",
+                )
+                .await;
+                continue;
+            }
+            if let Some(error) = get("error") {
+                let detail =
+                    get("error_description").map_or(error.clone(), |d| format!("{error}: {d}"));
+                respond(&mut stream, 200, "Sign-in failed", &format!("The server said: {detail}. Back in the terminal, run jwtagent login {} to try again.", self.name)).await;
+                let err = if error == "access_denied" {
+                    LoginError::Denied {
+                        name: self.name.clone(),
+                        detail: Some(detail),
+                    }
+                } else {
+                    LoginError::oauth(
+                        &self.name,
+                        OAuthError::Idp {
+                            status: 302,
+                            error,
+                            description: get("error_description"),
+                            retry_after: None,
+                            dpop_nonce: None,
+                        },
+                    )
+                };
+                return self.flow.finish(Err(err));
+            }
+            let Some(code) = get("code") else {
+                respond(
+                    &mut stream,
+                    400,
+                    "No code",
+                    "The redirect carries no authorization code.",
+                )
+                .await;
+                continue;
+            };
+            let code = Secret::new(code.into_bytes());
+            let grant = Grant::AuthorizationCode {
+                code: &code,
+                verifier: &pkce.verifier,
+                redirect_uri: &redirect_uri,
+            };
+            match self.exchange(grant).await {
+                Ok(obtained) => {
+                    self.signed_in(obtained).await;
+                    let (title, text) = match self.flow.outcome.borrow().as_ref() {
+                        Some(Ok(_)) => (
+                            "Signed in",
+                            format!(
+                                "jwtagent has the tokens of profile {}. You can close this tab.",
+                                self.name
+                            ),
+                        ),
+                        _ => (
+                            "Sign-in failed",
+                            "jwtagent could not keep the sign-in; the terminal says why."
+                                .to_string(),
+                        ),
+                    };
+                    respond(&mut stream, 200, title, &text).await;
+                }
+                Err(e) => {
+                    respond(
+                        &mut stream,
+                        200,
+                        "Sign-in failed",
+                        "The server refused the code; the terminal says why.",
+                    )
+                    .await;
+                    self.flow.finish(Err(LoginError::oauth(&self.name, e)));
+                }
+            }
+            return;
+        }
+    }
+}
+
+enum Target {
+    Callback(Vec<(String, String)>),
+    Other,
+}
+
+/// Reads an HTTP request head and returns what its target asks for.
+async fn read_target(stream: &mut TcpStream) -> Option<Target> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() >= MAX_HEAD {
+            return None;
+        }
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|&b| b == b'\r').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.split(' ');
+    let (Some("GET"), Some(target)) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    let url = url::Url::parse(&format!("http://127.0.0.1{target}")).ok()?;
+    if url.path() != "/callback" {
+        return Some(Target::Other);
+    }
+    Some(Target::Callback(url.query_pairs().into_owned().collect()))
+}
+
+/// Answers the browser with a short page and closes.
+async fn respond(stream: &mut TcpStream, status: u16, title: &str, text: &str) {
+    let body = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>jwtagent: {t}</title></head><body><h1>{t}</h1><p>{x}</p></body></html>",
+        t = html_escape(title),
+        x = html_escape(text)
+    );
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Bad Request",
+    };
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The sign-ins under way, by profile.
+#[derive(Default)]
+pub struct Logins {
+    flows: Mutex<HashMap<String, Arc<Flow>>>,
+}
+
+impl Logins {
+    fn flow(&self, name: &str) -> Option<Arc<Flow>> {
+        let flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+        flows.get(name).cloned()
+    }
+
+    /// Whether a sign-in is under way for `name`.
+    pub fn under_way(&self, name: &str) -> bool {
+        self.flow(name).is_some_and(|f| !f.ended())
+    }
+
+    /// Ends the sign-in under way for `name`, if any.
+    pub fn cancel(&self, name: &str, why: &'static str) {
+        if let Some(flow) = self.flow(name) {
+            flow.finish(Err(LoginError::Cancelled(name.to_string(), why)));
+        }
+    }
+
+    /// `login`: starts a sign-in for `name`, or joins the one under way.
+    pub async fn start(&self, state: &AgentState, name: &str) -> Result<LoginStarted, AgentError> {
+        if let Some(flow) = self.flow(name).filter(|f| !f.ended()) {
+            *flow.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+            return Ok(joined(&flow));
+        }
+        let config = state
+            .profiles
+            .current()
+            .map_err(|e| crate::profiles::ProfileError::Config(e.to_string()))?;
+        let profile = config
+            .profiles
+            .get(name)
+            .ok_or_else(|| crate::profiles::ProfileError::Unknown(name.to_string()))?
+            .clone();
+        let grant = profile.grant();
+        if !grant.is_user() {
+            return Err(LoginError::NotUser(name.to_string(), grant).into());
+        }
+        let secret = match profile.auth {
+            jwtagent::config::AuthMethod::None => None,
+            _ => Some(
+                state
+                    .profiles
+                    .store()
+                    .get(name, profile.generation)
+                    .await
+                    .map_err(TokenError::from)?
+                    .ok_or_else(|| TokenError::SecretMissing(name.to_string()))?,
+            ),
+        };
+        let refresher = state.tokens.refresher();
+        let oauth = refresher.fetcher().oauth();
+        let failed = |e: OAuthError| AgentError::from(LoginError::oauth(name, e));
+        let sign_in = oauth
+            .sign_in(name, &profile, secret.as_ref())
+            .await
+            .map_err(failed)?;
+        let (outcome, _) = tokio::sync::watch::channel(None);
+        let flow_with = |prompt: LoginStarted, lifetime: Duration| {
+            Arc::new(Flow {
+                prompt,
+                expires: Instant::now() + lifetime,
+                outcome,
+                waited: Mutex::new(Instant::now()),
+                waiting: AtomicUsize::new(0),
+                cancel: CancellationToken::new(),
+            })
+        };
+        let job = |flow: &Arc<Flow>| Job {
+            name: name.to_string(),
+            profile: profile.clone(),
+            secret: secret.clone(),
+            refresher: refresher.clone(),
+            flow: flow.clone(),
+        };
+        let flow = if grant == GrantKind::DeviceCode {
+            let device = oauth
+                .device_authorization(name, &profile, secret.as_ref(), &sign_in)
+                .await
+                .map_err(failed)?;
+            let flow = flow_with(
+                LoginStarted::Device {
+                    verification_uri: device.verification_uri.clone(),
+                    user_code: device.user_code.clone(),
+                    verification_uri_complete: device.verification_uri_complete.clone(),
+                    expires_in: device.expires_in,
+                    joined: false,
+                },
+                Duration::from_secs(device.expires_in),
+            );
+            tracing::info!(profile = %name, "device sign-in started");
+            tokio::spawn(job(&flow).poll(device));
+            flow
+        } else {
+            let endpoint = sign_in.authorization.clone().ok_or_else(|| {
+                failed(OAuthError::Setup(oauth::SetupError::TokenUrl(
+                    "the server's metadata names no authorization_endpoint: give --authorization-url".into(),
+                )))
+            })?;
+            let port = profile.redirect_port.unwrap_or(0);
+            let listener =
+                TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .map_err(|e| LoginError::Listen {
+                        port,
+                        cause: e.to_string(),
+                    })?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| LoginError::Listen {
+                    port,
+                    cause: e.to_string(),
+                })?
+                .port();
+            let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+            let state_param = oauth::random_id().map_err(failed)?;
+            let pkce = Pkce::new().map_err(failed)?;
+            let url = user::authorization_url(
+                &endpoint,
+                &profile,
+                &redirect_uri,
+                &state_param,
+                &pkce.challenge,
+            );
+            let flow = flow_with(
+                LoginStarted::Browser {
+                    url: url.to_string(),
+                    redirect_uri: redirect_uri.clone(),
+                    expires_in: BROWSER_TIMEOUT.as_secs(),
+                    joined: false,
+                },
+                BROWSER_TIMEOUT,
+            );
+            tracing::info!(profile = %name, %redirect_uri, "browser sign-in started");
+            tokio::spawn(job(&flow).listen(listener, redirect_uri, state_param, pkce));
+            flow
+        };
+        let prompt = flow.prompt.clone();
+        let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+        // Two `login`s that raced past the check above: the first one in
+        // wins, the other's flow is dropped and it joins.
+        if let Some(other) = flows.get(name).filter(|f| !f.ended()) {
+            flow.cancel.cancel();
+            return Ok(joined(other));
+        }
+        flows.insert(name.to_string(), flow);
+        Ok(prompt)
+    }
+
+    /// `login_wait`: waits up to `wait` for the sign-in under way.
+    pub async fn wait(&self, name: &str, wait: Duration) -> Result<LoginProgress, AgentError> {
+        let flow = self
+            .flow(name)
+            .ok_or_else(|| LoginError::NoneUnderWay(name.to_string()))?;
+        let mut rx = flow.outcome.subscribe();
+        flow.waiting.fetch_add(1, Ordering::SeqCst);
+        let deadline = tokio::time::sleep(wait.min(MAX_WAIT));
+        tokio::pin!(deadline);
+        let result = loop {
+            if let Some(outcome) = rx.borrow_and_update().clone() {
+                break outcome.map_err(AgentError::from);
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() {
+                    break Err(LoginError::Cancelled(name.to_string(), "the agent is stopping").into());
+                },
+                _ = &mut deadline => break Ok(LoginProgress {
+                    done: false,
+                    scope: None,
+                    refresh_token: false,
+                    expires_in: Some(flow.left()),
+                }),
+            }
+        };
+        *flow.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        flow.waiting.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+}
+
+fn joined(flow: &Flow) -> LoginStarted {
+    let mut prompt = flow.prompt.clone();
+    match &mut prompt {
+        LoginStarted::Device {
+            joined, expires_in, ..
+        }
+        | LoginStarted::Browser {
+            joined, expires_in, ..
+        } => {
+            *joined = true;
+            *expires_in = flow.left();
+        }
+    }
+    prompt
+}
+
+/// `logout`: cancels a sign-in under way, deletes the refresh token and
+/// revokes it at the server (RFC 7009) when it has a revocation endpoint.
+pub async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, AgentError> {
+    let config = state
+        .profiles
+        .current()
+        .map_err(|e| crate::profiles::ProfileError::Config(e.to_string()))?;
+    let profile = config
+        .profiles
+        .get(name)
+        .ok_or_else(|| crate::profiles::ProfileError::Unknown(name.to_string()))?;
+    if !profile.grant().is_user() {
+        return Err(LoginError::NotUser(name.to_string(), profile.grant()).into());
+    }
+    state.logins.cancel(name, "you signed out");
+    sign_out(state, name, profile, "you signed out").await
+}
+
+/// Forgets user profile `name`'s sign-in and revokes its refresh token
+/// (`logout`, and `remove` of a user profile).
+pub async fn sign_out(
+    state: &AgentState,
+    name: &str,
+    profile: &Profile,
+    why: &str,
+) -> Result<LoggedOut, AgentError> {
+    let refresher = state.tokens.refresher();
+    let fetcher = refresher.fetcher();
+    let Some(rt) = fetcher.sign_out(name, profile.generation, why).await? else {
+        return Ok(LoggedOut::default());
+    };
+    let secret = match profile.auth {
+        jwtagent::config::AuthMethod::None => None,
+        _ => state
+            .profiles
+            .store()
+            .get(name, profile.generation)
+            .await
+            .ok()
+            .flatten(),
+    };
+    let (revoked, warning) = match fetcher
+        .oauth()
+        .revoke(name, profile, secret.as_ref(), &rt)
+        .await
+    {
+        Ok(true) => (true, None),
+        Ok(false) => (
+            false,
+            Some("the server has no revocation endpoint (RFC 7009): the refresh token is deleted here, but stays valid at the server until it expires (give --revocation-url if the server has one)".to_string()),
+        ),
+        Err(e) => (
+            false,
+            Some(format!(
+                "the server did not revoke the refresh token ({e}); it is deleted here all the same"
+            )),
+        ),
+    };
+    tracing::info!(profile = %name, revoked, "signed out");
+    Ok(LoggedOut {
+        was_logged_in: true,
+        revoked,
+        warning,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_what_the_server_said() {
+        assert_eq!(
+            html_escape("<script>\"x\" & 'y'\u{7}</script>"),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+}

@@ -1,0 +1,521 @@
+//! Users' tokens: `jwtagent login` with the device flow and the browser flow
+//! against the real test OpenID Provider, whose login and consent forms a
+//! scripted browser (tests/oidc/browser.mjs) fills in; refresh tokens in the
+//! keyring, rotation, restarts, `logout`.
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+const DEVICE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// The provider with a public native client `cli` and a confidential one
+/// `conf` that may sign users in, and `extra` settings.
+fn provider(env: &TestEnv, extra: Value) -> Oidc {
+    let user_client = |id: &str, auth: &str| {
+        let mut c = json!({
+            "client_id": id, "auth": auth,
+            "grant_types": [DEVICE, "authorization_code", "refresh_token"],
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "application_type": "native",
+            "scope": "openid offline_access api:read",
+        });
+        if auth != "none" {
+            c["secret"] = json!("conf-secret-0123456789");
+        }
+        c
+    };
+    let mut config = json!({
+        "ttl": 600,
+        "device_interval": 1,
+        "scopes": ["openid", "offline_access"],
+        "clients": [user_client("cli", "none"), user_client("conf", "client_secret_basic")],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    Oidc::start(env, &config)
+}
+
+/// Adds user profile `name` for client `cli` with `grant`.
+fn add_user(env: &TestEnv, oidc: &Oidc, name: &str, grant: &str) {
+    let out = env
+        .add_issuer_cmd(
+            name,
+            &oidc.issuer,
+            "cli",
+            "none",
+            &[
+                "--grant",
+                grant,
+                "--scope",
+                "openid",
+                "--scope",
+                "offline_access",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// A `jwtagent login` running, its stderr read line by line.
+struct Login {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Login {
+    fn start(env: &TestEnv, name: &str) -> Login {
+        let mut child = env
+            .cmd(&["login", name, "--no-browser"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Login {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (seen or to come) that `pred` picks something out of.
+    fn find<T>(&mut self, what: &str, pred: impl Fn(&str) -> Option<T>) -> T {
+        if let Some(found) = self.seen.iter().find_map(|l| pred(l)) {
+            return found;
+        }
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = pred(&line);
+                    self.seen.push(line);
+                    if let Some(found) = found {
+                        return found;
+                    }
+                }
+                Err(_) => panic!("login printed no {what}: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The device flow's verification URI and user code.
+    fn device_prompt(&mut self) -> (String, String) {
+        let uri = self.find("verification URI", |l| {
+            l.strip_prefix("To sign in, open ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string)
+        });
+        let code = self.find("user code", |l| {
+            let t = l.trim();
+            (l.starts_with("    ") && !t.is_empty() && !t.contains(' ')).then(|| t.to_string())
+        });
+        (uri, code)
+    }
+
+    /// The browser flow's authorization URL.
+    fn browser_url(&mut self) -> String {
+        self.find("authorization URL", |l| {
+            l.trim()
+                .starts_with("https://")
+                .then(|| l.trim().to_string())
+        })
+    }
+
+    /// Waits for the command to end; its exit code and all it printed.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let mut status = None;
+        wait_until("login exits", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (status.unwrap().code(), self.seen.join("\n"))
+    }
+}
+
+/// The scripted browser: opens `url` and does what a user would.
+fn browse(url: &str, extra: &[&str]) -> Value {
+    let mut args = vec![url];
+    args.extend_from_slice(extra);
+    let out = node("browser.mjs", &args, "");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// What the provider says to a refresh request with `rt` from client `cli`.
+fn refresh_at_server(oidc: &Oidc, rt: &[u8]) -> Value {
+    let rt = std::str::from_utf8(rt).unwrap();
+    let out = node(
+        "post-form.mjs",
+        &[
+            &oidc.token_endpoint(),
+            "grant_type=refresh_token",
+            &format!("refresh_token={rt}"),
+            "client_id=cli",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stored_refresh_token(env: &TestEnv, name: &str) -> Option<Vec<u8>> {
+    keyutils_lookup(&env.keyring_service, &format!("refresh/{name}"))
+}
+
+fn grants_of(oidc: &Oidc, grant_type: &str) -> usize {
+    oidc.events_of("token")
+        .iter()
+        .filter(|e| e["grant_type"] == grant_type)
+        .count()
+}
+
+/// Signs profile `name` in with the device flow, as user `alice`.
+fn device_login(env: &TestEnv, name: &str) {
+    let mut login = Login::start(env, name);
+    let (uri, code) = login.device_prompt();
+    let page = browse(&uri, &["--user-code", &code]);
+    assert_eq!(page["status"], 200, "{page}");
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(0), "{said}");
+    assert!(said.contains("Signed in"), "{said}");
+}
+
+#[test]
+fn device_flow_signs_in_and_the_agent_serves_the_users_tokens() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    // Before signing in: login_required, with the command to run.
+    let out = env.run(&["token", "me"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("login_required") && err.contains("jwtagent login me"),
+        "{err}"
+    );
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["profiles"][0]["login_required"], true, "{status}");
+
+    device_login(&env, "me");
+    assert_eq!(grants_of(&oidc, DEVICE), 1);
+    // The refresh token is in the keyring, nowhere on disk.
+    let rt = stored_refresh_token(&env, "me").expect("a refresh token in the keyring");
+    assert!(!rt.is_empty());
+    // The sign-in's own access token is served: no further request.
+    env.ok(&["token", "me"]);
+    assert_eq!(grants_of(&oidc, "refresh_token"), 0);
+    let id_token = env.ok(&["token", "me", "--id-token"]);
+    let claims = jwt_claims(id_token.trim());
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["aud"], "cli");
+    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert!(
+        status["profiles"][0].get("login_required").is_none(),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_confidential_client_signs_in_with_its_secret() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let out = env.run_with_stdin(
+        &[
+            "add",
+            "work",
+            "--issuer",
+            &oidc.issuer,
+            "--client-id",
+            "conf",
+            "--auth",
+            "client_secret_basic",
+            "--grant",
+            "device-code",
+            "--scope",
+            "openid",
+            "--scope",
+            "offline_access",
+            "--secret-stdin",
+        ],
+        b"conf-secret-0123456789",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    device_login(&env, "work");
+    let grants = oidc.events_of("token");
+    assert!(
+        grants
+            .iter()
+            .any(|e| e["grant_type"] == DEVICE && e["auth_method"] == "client_secret_basic"),
+        "{grants:?}"
+    );
+    env.ok(&["token", "work", "--force"]);
+    assert_eq!(grants_of(&oidc, "refresh_token"), 1);
+}
+
+#[test]
+fn browser_flow_with_pkce_refuses_a_forged_state_and_signs_in() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "web", "authorization-code");
+    let mut login = Login::start(&env, "web");
+    let url = login.browser_url();
+    let query: Vec<(String, String)> = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("code_challenge_method").as_deref(), Some("S256"));
+    assert!(
+        get("redirect_uri")
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    let page = browse(&url, &["--forge-state"]);
+    // The forged redirect is answered and ignored; the real one signs in.
+    assert_eq!(page["forged"]["status"], 400, "{page}");
+    assert!(
+        page["forged"]["body"]
+            .as_str()
+            .unwrap()
+            .contains("does not belong"),
+        "{page}"
+    );
+    assert_eq!(page["status"], 200, "{page}");
+    assert!(
+        page["body"].as_str().unwrap().contains("Signed in"),
+        "{page}"
+    );
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(0), "{said}");
+    assert_eq!(grants_of(&oidc, "authorization_code"), 1);
+    assert!(stored_refresh_token(&env, "web").is_some());
+    env.ok(&["token", "web"]);
+}
+
+#[test]
+fn refresh_tokens_rotate_survive_a_restart_and_a_rejected_one_means_login_required() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    device_login(&env, "me");
+    // Every refresh rotates the refresh token (a public client), and the
+    // keyring follows.
+    let mut seen = vec![stored_refresh_token(&env, "me").unwrap()];
+    for _ in 0..3 {
+        env.ok(&["token", "me", "--force"]);
+        let rt = stored_refresh_token(&env, "me").unwrap();
+        assert!(!seen.contains(&rt), "the refresh token was not replaced");
+        seen.push(rt);
+    }
+    assert_eq!(grants_of(&oidc, "refresh_token"), 3);
+    // A new agent signs in with what the keyring holds.
+    env.ok(&["stop"]);
+    env.ok(&["token", "me"]);
+    assert_eq!(grants_of(&oidc, "refresh_token"), 4);
+    let current = stored_refresh_token(&env, "me").unwrap();
+    // The first refresh token is refused by the server now; replaying it
+    // makes the server revoke the whole grant (reuse detection).
+    let replay = refresh_at_server(&oidc, &seen[0]);
+    assert_eq!(replay["body"]["error"], "invalid_grant", "{replay}");
+    let out = env.run(&["token", "me", "--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("login_required")
+            && err.contains("rejected its refresh token")
+            && err.contains("jwtagent login me"),
+        "{err}"
+    );
+    assert_eq!(
+        refresh_at_server(&oidc, &current)["body"]["error"],
+        "invalid_grant"
+    );
+    let status = env.ok(&["status"]);
+    assert!(
+        status.contains("LOGIN REQUIRED (jwtagent login me)"),
+        "{status}"
+    );
+}
+
+#[test]
+fn logout_revokes_the_refresh_token_at_the_server_and_deletes_it() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    device_login(&env, "me");
+    let rt = stored_refresh_token(&env, "me").unwrap();
+    let out = env.run(&["logout", "me"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("revoked"), "{}", stderr_of(&out));
+    assert_eq!(stored_refresh_token(&env, "me"), None);
+    assert_eq!(
+        refresh_at_server(&oidc, &rt)["body"]["error"],
+        "invalid_grant"
+    );
+    let out = env.run(&["token", "me"]);
+    assert!(
+        stderr_of(&out).contains("login_required"),
+        "{}",
+        stderr_of(&out)
+    );
+    // `remove` signs out too.
+    device_login(&env, "me");
+    let rt = stored_refresh_token(&env, "me").unwrap();
+    env.ok(&["remove", "me"]);
+    assert_eq!(stored_refresh_token(&env, "me"), None);
+    assert_eq!(
+        refresh_at_server(&oidc, &rt)["body"]["error"],
+        "invalid_grant"
+    );
+}
+
+#[test]
+fn a_denied_device_sign_in_ends_with_a_clear_message() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    let mut login = Login::start(&env, "me");
+    let (uri, code) = login.device_prompt();
+    browse(&uri, &["--user-code", &code, "--deny"]);
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(1), "{said}");
+    assert!(
+        said.contains("denied") && said.contains("jwtagent login me"),
+        "{said}"
+    );
+    assert_eq!(stored_refresh_token(&env, "me"), None);
+}
+
+#[test]
+fn an_expired_device_code_ends_the_sign_in_with_a_clear_message() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({"device_ttl": 2}));
+    add_user(&env, &oidc, "me", "device-code");
+    let login = Login::start(&env, "me");
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(1), "{said}");
+    assert!(said.contains("expired"), "{said}");
+}
+
+#[test]
+fn slow_down_makes_the_agent_poll_five_seconds_slower() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({"slow_down_once": true}));
+    add_user(&env, &oidc, "me", "device-code");
+    let mut login = Login::start(&env, "me");
+    let (uri, code) = login.device_prompt();
+    let slowed = oidc.wait_event("the server says slow_down", |e| e["error"] == "slow_down");
+    let next = oidc.wait_event("the next poll", |e| {
+        e["grant_type"] == DEVICE && e["at"].as_u64() > slowed["at"].as_u64()
+    });
+    // interval 1 s + 5 s (RFC 8628 §3.5); a loaded machine only adds.
+    let gap = next["at"].as_u64().unwrap() - slowed["at"].as_u64().unwrap();
+    assert!(gap >= 5_500, "polled again after {gap} ms");
+    browse(&uri, &["--user-code", &code]);
+    assert_eq!(login.finish().0, Some(0));
+}
+
+#[test]
+fn a_second_login_joins_the_first_and_token_does_not_start_one() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    let mut first = Login::start(&env, "me");
+    let (uri, code) = first.device_prompt();
+    // Another terminal: `token` fails at once, `login` follows the same one.
+    let out = env.run(&["token", "me"]);
+    assert!(
+        stderr_of(&out).contains("login_required"),
+        "{}",
+        stderr_of(&out)
+    );
+    let mut second = Login::start(&env, "me");
+    let (_, same) = second.device_prompt();
+    assert_eq!(same, code);
+    assert!(
+        second.seen.iter().any(|l| l.contains("already under way")),
+        "{:?}",
+        second.seen
+    );
+    browse(&uri, &["--user-code", &code]);
+    assert_eq!(first.finish().0, Some(0));
+    assert_eq!(second.finish().0, Some(0));
+    assert_eq!(grants_of(&oidc, DEVICE), 1);
+}
+
+#[test]
+fn an_interrupted_login_is_abandoned_by_the_agent() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "authorization-code");
+    let mut login = Login::start(&env, "me");
+    let url = login.browser_url();
+    let redirect = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    let logging_in = || {
+        let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        status["profiles"][0]["logging_in"] == true
+    };
+    assert!(logging_in());
+    // Ctrl-C.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(login.child.id() as i32).unwrap(),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let _ = login.child.wait();
+    // The CLI's last wait may run on for its 5 s, then the lease's 15 s.
+    let deadline = Instant::now() + std::time::Duration::from_secs(45);
+    while logging_in() {
+        assert!(Instant::now() < deadline, "the sign-in was not abandoned");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Its loopback listener is closed.
+    let port = url::Url::parse(&redirect).unwrap().port().unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn login_refuses_a_profile_that_is_not_a_users() {
+    let env = TestEnv::new();
+    let oidc = open_provider(&env, 600);
+    env.add_open_profile("svc", &oidc.token_endpoint(), &[]);
+    let out = env.run(&["login", "svc"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("client-credentials") && err.contains("--grant device-code"),
+        "{err}"
+    );
+}
