@@ -231,6 +231,20 @@ pub fn parse_token_response(
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
     if status == 200 {
+        // GitHub answers its errors (authorization_pending, slow_down, ...)
+        // with 200 and an RFC 6749 error body.
+        #[derive(Deserialize)]
+        struct Probe {
+            error: Option<String>,
+            access_token: Option<serde::de::IgnoredAny>,
+        }
+        if let Ok(Probe {
+            error: Some(_),
+            access_token: None,
+        }) = serde_json::from_slice::<Probe>(body)
+        {
+            return Err(parse_error(url, status, retry_after, body));
+        }
         return parse_success(url, body);
     }
     Err(parse_error(url, status, retry_after, body))
@@ -377,6 +391,22 @@ mod tests {
 
     fn url() -> Url {
         Url::parse("https://idp.example/token").unwrap()
+    }
+
+    #[test]
+    fn an_error_body_with_status_200_is_an_error_as_github_sends_it() {
+        let url = Url::parse("https://github.com/login/oauth/access_token").unwrap();
+        let e = parse_token_response(
+            &url,
+            200,
+            None,
+            br#"{"error":"authorization_pending","error_description":"The authorization request is still pending."}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, OAuthError::Idp { status: 200, error, .. } if error == "authorization_pending"),
+            "{e:?}"
+        );
     }
 
     #[test]
