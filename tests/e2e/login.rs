@@ -62,8 +62,9 @@ fn add_user(env: &TestEnv, oidc: &Oidc, name: &str, grant: &str) {
     assert!(out.status.success(), "{}", stderr_of(&out));
 }
 
-/// A `jwtagent login` running, its stderr read line by line.
-struct Login {
+/// A `jwtagent login` running (or a script that runs one), its stderr read
+/// line by line.
+pub struct Login {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -71,8 +72,13 @@ struct Login {
 
 impl Login {
     fn start(env: &TestEnv, name: &str) -> Login {
-        let mut child = env
-            .cmd(&["login", name, "--no-browser"])
+        Login::spawn(env.cmd(&["login", name, "--no-browser"]))
+    }
+
+    /// Runs `cmd` (its stdout discarded).
+    pub fn spawn(mut cmd: std::process::Command) -> Login {
+        let mut child = cmd
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -116,7 +122,7 @@ impl Login {
     }
 
     /// The device flow's verification URI and user code.
-    fn device_prompt(&mut self) -> (String, String) {
+    pub fn device_prompt(&mut self) -> (String, String) {
         let uri = self.find("verification URI", |l| {
             l.strip_prefix("To sign in, open ")
                 .and_then(|r| r.split_whitespace().next())
@@ -139,7 +145,7 @@ impl Login {
     }
 
     /// Waits for the command to end; its exit code and all it printed.
-    fn finish(mut self) -> (Option<i32>, String) {
+    pub fn finish(mut self) -> (Option<i32>, String) {
         let mut status = None;
         wait_until("login exits", || {
             status = self.child.try_wait().unwrap();
@@ -153,7 +159,7 @@ impl Login {
 }
 
 /// The scripted browser: opens `url` and does what a user would.
-fn browse(url: &str, extra: &[&str]) -> Value {
+pub fn browse(url: &str, extra: &[&str]) -> Value {
     let mut args = vec![url];
     args.extend_from_slice(extra);
     let out = node("browser.mjs", &args, "");
@@ -178,7 +184,7 @@ fn refresh_at_server(oidc: &Oidc, rt: &[u8]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn stored_refresh_token(env: &TestEnv, name: &str) -> Option<Vec<u8>> {
+pub fn stored_refresh_token(env: &TestEnv, name: &str) -> Option<Vec<u8>> {
     keyutils_lookup(&env.keyring_service, &format!("refresh/{name}"))
 }
 

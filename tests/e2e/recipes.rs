@@ -331,3 +331,34 @@ fn id_jag_chain_recipe_exchanges_then_presents_the_assertion() {
     assert_eq!(bearer[0]["typ"], "oauth-id-jag+jwt");
     assert_eq!(bearer[0]["sub"], "user-app");
 }
+
+#[test]
+fn entra_device_code_recipe_signs_in_and_serves_the_users_token() {
+    use crate::login::{Login, browse};
+    let env = TestEnv::new();
+    let oidc = Oidc::start(
+        &env,
+        &json!({"ttl": 600, "device_interval": 1,
+        "scopes": ["openid", "offline_access", "User.Read"],
+        "clients": [{
+            "client_id": "entra-cli", "auth": "none",
+            "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+            "scope": "openid offline_access User.Read",
+        }]}),
+    );
+    let mut cmd = env.shell(&recipe("Entra ID: sign in as yourself (device code)"));
+    cmd.env("ISSUER", &oidc.issuer)
+        .env("CLIENT_ID", "entra-cli");
+    let mut session = Login::spawn(cmd);
+    let (uri, code) = session.device_prompt();
+    assert_eq!(browse(&uri, &["--user-code", &code])["status"], 200);
+    let (status, said) = session.finish();
+    assert_eq!(status, Some(0), "{said}");
+    let grants = oidc.events_of("token");
+    let device = grants
+        .iter()
+        .find(|e| e["grant_type"] == "urn:ietf:params:oauth:grant-type:device_code")
+        .expect("a device-code grant");
+    assert_eq!(device["client_id"], "entra-cli");
+    assert!(crate::login::stored_refresh_token(&env, "me").is_some());
+}
