@@ -209,6 +209,7 @@ impl AgentFetcher {
                     if let Err(e) = self.store.set_refresh(name, generation, new).await {
                         tracing::error!(profile = %name, error = %e, "cannot store the rotated refresh token; the next refresh will need a new login");
                     }
+                    crate::crash_point("refresh:after-store");
                 }
                 if obtained.response.id_token.is_some() {
                     self.users

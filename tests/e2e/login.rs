@@ -370,6 +370,30 @@ fn refresh_tokens_rotate_survive_a_restart_and_a_rejected_one_means_login_requir
 }
 
 #[test]
+fn an_agent_that_dies_right_after_a_rotation_has_already_kept_the_new_refresh_token() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    device_login(&env, "me");
+    let before = stored_refresh_token(&env, "me").unwrap();
+    env.ok(&["stop"]);
+    // The agent this starts aborts once the rotated refresh token is
+    // stored, before the access token is served or anything else is done.
+    let out = env
+        .cmd(&["token", "me"])
+        .env("JWTAGENT_CRASH_AT", "refresh:after-store")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let after = stored_refresh_token(&env, "me").unwrap();
+    assert!(after != before, "the rotated refresh token was not stored");
+    assert_eq!(grants_of(&oidc, "refresh_token"), 1);
+    // The server has retired `before`; the next agent signs in with `after`.
+    env.ok(&["token", "me"]);
+    assert_eq!(grants_of(&oidc, "refresh_token"), 2);
+}
+
+#[test]
 fn logout_revokes_the_refresh_token_at_the_server_and_deletes_it() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
@@ -524,4 +548,33 @@ fn login_refuses_a_profile_that_is_not_a_users() {
         err.contains("client-credentials") && err.contains("--grant device-code"),
         "{err}"
     );
+}
+
+#[test]
+fn no_refresh_access_or_id_token_reaches_the_agents_log_at_trace_level() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let out = env
+        .cmd(&["agent"])
+        .env("JWTAGENT_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    add_user(&env, &oidc, "me", "device-code");
+    device_login(&env, "me");
+    let mut secrets = vec![String::from_utf8(stored_refresh_token(&env, "me").unwrap()).unwrap()];
+    for _ in 0..2 {
+        secrets.push(env.ok(&["token", "me", "--force"]).trim().to_string());
+        secrets.push(String::from_utf8(stored_refresh_token(&env, "me").unwrap()).unwrap());
+    }
+    secrets.push(env.ok(&["token", "me", "--id-token"]).trim().to_string());
+    env.ok(&["logout", "me"]);
+    env.ok(&["stop"]);
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(log.contains("TRACE"), "the log is not at trace level");
+    assert!(log.contains("signed in"), "{log}");
+    for secret in &secrets {
+        assert!(secret.len() > 20);
+        assert!(!log.contains(secret.as_str()), "a token is in the log");
+    }
 }
