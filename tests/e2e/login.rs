@@ -184,6 +184,23 @@ fn refresh_at_server(oidc: &Oidc, rt: &[u8]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// What the provider's introspection (RFC 7662) says of `token`, asked by
+/// client `cli`.
+fn introspect(oidc: &Oidc, token: &[u8]) -> Value {
+    let token = std::str::from_utf8(token).unwrap();
+    let out = node(
+        "post-form.mjs",
+        &[
+            &format!("{}/token/introspection", oidc.issuer),
+            &format!("token={token}"),
+            "client_id=cli",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub fn stored_refresh_token(env: &TestEnv, name: &str) -> Option<Vec<u8>> {
     keyutils_lookup(&env.keyring_service, &format!("refresh/{name}"))
 }
@@ -400,6 +417,8 @@ fn logout_revokes_the_refresh_token_at_the_server_and_deletes_it() {
     add_user(&env, &oidc, "me", "device-code");
     device_login(&env, "me");
     let rt = stored_refresh_token(&env, "me").unwrap();
+    let seen = introspect(&oidc, &rt);
+    assert_eq!(seen["body"]["active"], true, "{seen}");
     let out = env.run(&["logout", "me"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(stderr_of(&out).contains("revoked"), "{}", stderr_of(&out));
@@ -551,7 +570,7 @@ fn login_refuses_a_profile_that_is_not_a_users() {
 }
 
 #[test]
-fn no_refresh_access_or_id_token_reaches_the_agents_log_at_trace_level() {
+fn no_refresh_access_or_id_token_reaches_a_log_at_trace_level_or_any_file() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
     let out = env
@@ -573,8 +592,70 @@ fn no_refresh_access_or_id_token_reaches_the_agents_log_at_trace_level() {
     let log = std::fs::read_to_string(env.log_file()).unwrap();
     assert!(log.contains("TRACE"), "the log is not at trace level");
     assert!(log.contains("signed in"), "{log}");
-    for secret in &secrets {
-        assert!(secret.len() > 20);
-        assert!(!log.contains(secret.as_str()), "a token is in the log");
+    // Nor any file of the user's: logs, audit log, config, runtime dir.
+    let mut files = vec![env.path("")];
+    let mut read = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        read += 1;
+        for secret in &secrets {
+            assert!(secret.len() > 20);
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a token is in {}",
+                path.display()
+            );
+        }
     }
+    assert!(read >= 3, "only {read} files were searched");
+}
+
+#[test]
+fn redirect_port_fixes_the_loopback_port_and_a_busy_one_is_a_clear_error() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let out = env
+        .add_issuer_cmd(
+            "web",
+            &oidc.issuer,
+            "cli",
+            "none",
+            &[
+                "--grant",
+                "authorization-code",
+                "--redirect-port",
+                &port,
+                "--scope",
+                "openid",
+                "--scope",
+                "offline_access",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = env.run(&["login", "web", "--no-browser"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("--redirect-port"),
+        "{err}"
+    );
+    drop(busy);
+    let mut login = Login::start(&env, "web");
+    let url = login.browser_url();
+    assert!(
+        url.contains(&format!("127.0.0.1%3A{port}%2Fcallback")),
+        "{url}"
+    );
+    assert_eq!(browse(&url, &[])["status"], 200);
+    assert_eq!(login.finish().0, Some(0));
 }
