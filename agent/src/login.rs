@@ -467,19 +467,8 @@ impl Logins {
             *flow.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
             return Ok(joined(&flow));
         }
-        let config = state
-            .profiles
-            .current()
-            .map_err(|e| crate::profiles::ProfileError::Config(e.to_string()))?;
-        let profile = config
-            .profiles
-            .get(name)
-            .ok_or_else(|| crate::profiles::ProfileError::Unknown(name.to_string()))?
-            .clone();
+        let profile = user_profile(state, name)?;
         let grant = profile.grant();
-        if !grant.is_user() {
-            return Err(LoginError::NotUser(name.to_string(), grant).into());
-        }
         let secret = match profile.auth {
             jwtagent::config::AuthMethod::None => None,
             _ => Some(
@@ -641,6 +630,13 @@ fn joined(flow: &Flow) -> LoginStarted {
 /// `logout`: cancels a sign-in under way, deletes the refresh token and
 /// revokes it at the server (RFC 7009) when it has a revocation endpoint.
 pub async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, AgentError> {
+    let profile = user_profile(state, name)?;
+    state.logins.cancel(name, "you signed out");
+    sign_out(state, name, &profile, "you signed out").await
+}
+
+/// User profile `name` as the config has it now.
+fn user_profile(state: &AgentState, name: &str) -> Result<Profile, AgentError> {
     let config = state
         .profiles
         .current()
@@ -652,8 +648,7 @@ pub async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, AgentEr
     if !profile.grant().is_user() {
         return Err(LoginError::NotUser(name.to_string(), profile.grant()).into());
     }
-    state.logins.cancel(name, "you signed out");
-    sign_out(state, name, profile, "you signed out").await
+    Ok(profile.clone())
 }
 
 /// Forgets user profile `name`'s sign-in and revokes its refresh token

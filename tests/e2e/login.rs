@@ -42,24 +42,30 @@ fn provider(env: &TestEnv, extra: Value) -> Oidc {
 
 /// Adds user profile `name` for client `cli` with `grant`.
 fn add_user(env: &TestEnv, oidc: &Oidc, name: &str, grant: &str) {
-    let out = env
-        .add_issuer_cmd(
-            name,
-            &oidc.issuer,
-            "cli",
-            "none",
-            &[
-                "--grant",
-                grant,
-                "--scope",
-                "openid",
-                "--scope",
-                "offline_access",
-            ],
-        )
-        .output()
-        .unwrap();
+    let out = add_user_with(env, oidc, name, grant, &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// `add` of user profile `name` for client `cli` with `grant` and `extra`.
+fn add_user_with(
+    env: &TestEnv,
+    oidc: &Oidc,
+    name: &str,
+    grant: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "--grant",
+        grant,
+        "--scope",
+        "openid",
+        "--scope",
+        "offline_access",
+    ];
+    args.extend_from_slice(extra);
+    env.add_issuer_cmd(name, &oidc.issuer, "cli", "none", &args)
+        .output()
+        .unwrap()
 }
 
 /// A `jwtagent login` running (or a script that runs one), its stderr read
@@ -158,47 +164,36 @@ impl Login {
     }
 }
 
-/// The scripted browser: opens `url` and does what a user would.
-pub fn browse(url: &str, extra: &[&str]) -> Value {
-    let mut args = vec![url];
-    args.extend_from_slice(extra);
-    let out = node("browser.mjs", &args, "");
+/// Runs node script `script` of tests/oidc with `args`; its one JSON line.
+fn node_json(script: &str, args: &[&str]) -> Value {
+    let out = node(script, args, "");
     assert!(out.status.success(), "{}", stderr_of(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The scripted browser: opens `url` and does what a user would.
+pub fn browse(url: &str, extra: &[&str]) -> Value {
+    let mut args = vec![url];
+    args.extend_from_slice(extra);
+    node_json("browser.mjs", &args)
+}
+
 /// What the provider says to a refresh request with `rt` from client `cli`.
 fn refresh_at_server(oidc: &Oidc, rt: &[u8]) -> Value {
-    let rt = std::str::from_utf8(rt).unwrap();
-    let out = node(
+    let rt = format!("refresh_token={}", std::str::from_utf8(rt).unwrap());
+    let url = oidc.token_endpoint();
+    node_json(
         "post-form.mjs",
-        &[
-            &oidc.token_endpoint(),
-            "grant_type=refresh_token",
-            &format!("refresh_token={rt}"),
-            "client_id=cli",
-        ],
-        "",
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+        &[&url, "grant_type=refresh_token", &rt, "client_id=cli"],
+    )
 }
 
 /// What the provider's introspection (RFC 7662) says of `token`, asked by
 /// client `cli`.
 fn introspect(oidc: &Oidc, token: &[u8]) -> Value {
-    let token = std::str::from_utf8(token).unwrap();
-    let out = node(
-        "post-form.mjs",
-        &[
-            &format!("{}/token/introspection", oidc.issuer),
-            &format!("token={token}"),
-            "client_id=cli",
-        ],
-        "",
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let token = format!("token={}", std::str::from_utf8(token).unwrap());
+    let url = format!("{}/token/introspection", oidc.issuer);
+    node_json("post-form.mjs", &[&url, &token, "client_id=cli"])
 }
 
 pub fn stored_refresh_token(env: &TestEnv, name: &str) -> Option<Vec<u8>> {
@@ -622,25 +617,8 @@ fn redirect_port_fixes_the_loopback_port_and_a_busy_one_is_a_clear_error() {
     let oidc = provider(&env, json!({}));
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
-    let out = env
-        .add_issuer_cmd(
-            "web",
-            &oidc.issuer,
-            "cli",
-            "none",
-            &[
-                "--grant",
-                "authorization-code",
-                "--redirect-port",
-                &port,
-                "--scope",
-                "openid",
-                "--scope",
-                "offline_access",
-            ],
-        )
-        .output()
-        .unwrap();
+    let extra = ["--redirect-port", port.as_str()];
+    let out = add_user_with(&env, &oidc, "web", "authorization-code", &extra);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let out = env.run(&["login", "web", "--no-browser"]);
     assert_eq!(out.status.code(), Some(1));

@@ -86,8 +86,25 @@ impl<'a> Form<'a> {
     }
 }
 
+/// Sends `builder`'s POST to `url` with the form-encoded `body`, asking for
+/// JSON back.
+pub(super) async fn post_form(
+    builder: reqwest::RequestBuilder,
+    body: zeroize::Zeroizing<String>,
+    url: &Url,
+    step: Step,
+) -> Result<reqwest::Response, OAuthError> {
+    builder
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "application/json")
+        .body(secret_body(body))
+        .send()
+        .await
+        .map_err(|e| network_error(url, step, &e))
+}
+
 /// A request body that wipes itself when the HTTP stack is done with it.
-pub(super) fn secret_body(text: zeroize::Zeroizing<String>) -> bytes::Bytes {
+fn secret_body(text: zeroize::Zeroizing<String>) -> bytes::Bytes {
     struct Wiped(zeroize::Zeroizing<String>);
     impl AsRef<[u8]> for Wiped {
         fn as_ref(&self) -> &[u8] {
@@ -119,13 +136,7 @@ pub async fn fetch_token(
     if let Some((key, nonce)) = &req.dpop {
         builder = builder.header("dpop", dpop_header(key, url, nonce.as_deref())?);
     }
-    let response = builder
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(secret_body(body))
-        .send()
-        .await
-        .map_err(|e| network_error(url, Step::Token, &e))?;
+    let response = post_form(builder, body, url, Step::Token).await?;
     let retry_after = match response.status().as_u16() {
         429 | 503 => response
             .headers()

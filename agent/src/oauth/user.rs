@@ -7,8 +7,8 @@
 //! shown to the user must be printable and short, lifetimes are clamped.
 
 use super::auth::{self, Aud};
-use super::http::{network_error, read_body};
-use super::token::{Form, parse_error, secret_body};
+use super::http::read_body;
+use super::token::{Form, parse_error, post_form};
 use super::{OAuthClient, OAuthError, SetupError, Step};
 use jwtagent::config::{Profile, check_endpoint};
 use jwtagent::secret::Secret;
@@ -172,14 +172,7 @@ impl OAuthClient {
             &mut form,
             http.post(url.clone()),
         )?;
-        let body = form.encode()?;
-        let response = builder
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(secret_body(body))
-            .send()
-            .await
-            .map_err(|e| network_error(url, step, &e))?;
+        let response = post_form(builder, form.encode()?, url, step).await?;
         read_body(url, step, response).await
     }
 
