@@ -88,6 +88,23 @@ impl AgentFetcher {
         }
     }
 
+    /// Forgets what is kept in memory of user profile `name`'s sign-in (its
+    /// ID token; whether it needs one is found out again).
+    pub fn forget_user(&self, name: &str) {
+        self.users.set_id_token(name, None);
+        self.users.set_login_required(name, None);
+    }
+
+    /// Forgets every user profile's ID token (`lock`).
+    pub fn forget_users(&self) {
+        let mut map = self
+            .users
+            .id_tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.clear();
+    }
+
     /// Why user profile `name` needs `jwtagent login`, when it is known to.
     pub fn login_required(&self, name: &str) -> Option<String> {
         let map = self

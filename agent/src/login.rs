@@ -461,6 +461,17 @@ impl Logins {
         }
     }
 
+    /// Ends every sign-in under way (`lock`).
+    pub fn cancel_all(&self, why: &'static str) {
+        let flows: Vec<(String, Arc<Flow>)> = {
+            let flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
+            flows.iter().map(|(n, f)| (n.clone(), f.clone())).collect()
+        };
+        for (name, flow) in flows {
+            flow.finish(Err(LoginError::Cancelled(name, why)));
+        }
+    }
+
     /// `login`: starts a sign-in for `name`, or joins the one under way.
     pub async fn start(&self, state: &AgentState, name: &str) -> Result<LoginStarted, AgentError> {
         if let Some(flow) = self.flow(name).filter(|f| !f.ended()) {

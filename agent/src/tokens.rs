@@ -146,6 +146,7 @@ impl Tokens {
     /// Drops every cached token of `profile`, and its DPoP key (after
     /// `remove` or a replacing `add`).
     pub fn forget(&self, profile: &str) {
+        self.refresher.fetcher().forget_user(profile);
         self.refresher.forget(profile);
         self.dpop.forget(Some(profile));
         self.refresher.fetcher().oauth().forget(profile);
@@ -153,6 +154,7 @@ impl Tokens {
 
     /// Drops every cached token and DPoP key.
     pub fn clear(&self) {
+        self.refresher.fetcher().forget_users();
         self.refresher.clear();
         self.dpop.forget(None);
         self.refresher.fetcher().oauth().forget_all();

@@ -250,7 +250,14 @@ fn device_flow_signs_in_and_the_agent_serves_the_users_tokens() {
     assert!(
         status["profiles"][0].get("login_required").is_none(),
         "{status}"
-    );
+    ); // Replaced, the profile is signed out: the sign-in belonged to the old
+    // settings, and so did its tokens and ID token.
+    add_user(&env, &oidc, "me", "device-code");
+    assert_eq!(stored_refresh_token(&env, "me"), None);
+    for args in [&["token", "me"][..], &["token", "me", "--id-token"]] {
+        let err = stderr_of(&env.run(args));
+        assert!(err.contains("login_required"), "{err}");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@ use jwtagent::secret::Secret;
 pub async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
     let result = state.lock.lock(passphrase).await;
     if result.is_ok() {
+        state.logins.cancel_all("the agent was locked");
         state.tokens.clear();
         tracing::info!("agent locked");
     }

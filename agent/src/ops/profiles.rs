@@ -15,7 +15,9 @@ pub async fn add(
     secret: Option<Secret>,
 ) -> Result<Added, AgentError> {
     let saved = state.profiles.add(name, profile, secret).await?;
-    // The profile changed: tokens fetched under the old one must go.
+    // The profile changed: tokens fetched under the old one must go, and a
+    // sign-in under way for it is for settings that are gone.
+    state.logins.cancel(name, "the profile was replaced");
     state.tokens.forget(name);
     let mut answer = added(saved);
     answer.warning = state.profiles.store().state().warning();
