@@ -696,7 +696,17 @@ mod refusals {
             "--key-file",
             key.to_str().unwrap(),
         ]);
-        refused_and_nothing_written(&env, &out, 1, &["SEC1", "openssl pkcs8 -topk8 -nocrypt"]);
+        // The command converts the user's own file.
+        let k = key.to_str().unwrap();
+        let converted = key.with_file_name(format!(
+            "{}-pkcs8.pem",
+            key.file_stem().unwrap().to_string_lossy()
+        ));
+        let command = format!(
+            "openssl pkcs8 -topk8 -nocrypt -in {k} -out {}",
+            converted.display()
+        );
+        refused_and_nothing_written(&env, &out, 1, &["SEC1", &command]);
     }
 
     #[test]
@@ -713,7 +723,8 @@ mod refusals {
             "--key-file",
             key.to_str().unwrap(),
         ]);
-        refused_and_nothing_written(&env, &out, 1, &["encrypted", "openssl pkcs8"]);
+        let command = format!("openssl pkcs8 -in {}", key.display());
+        refused_and_nothing_written(&env, &out, 1, &["encrypted", &command]);
         let key = gen_key(&env, "p521");
         let out = env.run(&[
             "add",

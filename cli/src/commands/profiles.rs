@@ -230,7 +230,11 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
     let given = args.secret_stdin || args.secret_file.is_some() || args.key_file.is_some();
     if profile.has_private_key() {
         return match &args.key_file {
-            Some(path) => read_file("--key-file", path).map(Some),
+            Some(path) => {
+                let key = read_file("--key-file", path)?;
+                convertible_key(path, &key)?;
+                Ok(Some(key))
+            }
             None if profile.auth.uses_private_key() => Err(CliError::Usage(format!(
                 "{auth} needs the private key: add --key-file KEY.pem"
             ))),
@@ -288,6 +292,54 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
         ));
     }
     Ok(Some(secret))
+}
+
+/// A key file in a format the agent does not take but that converts to one:
+/// refused here, with the command that converts this very file. (The agent
+/// refuses it too, but does not know the file's name.)
+fn convertible_key(path: &Path, key: &Secret) -> Result<(), CliError> {
+    let text = std::str::from_utf8(key.expose()).unwrap_or_default();
+    let file = shell_word(&path.display().to_string());
+    let beside = |suffix: &str| {
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        shell_word(
+            &path
+                .with_file_name(format!("{stem}-{suffix}.pem"))
+                .display()
+                .to_string(),
+        )
+    };
+    let why = if text.contains("-----BEGIN EC PRIVATE KEY-----") {
+        format!(
+            "--key-file {file} is a SEC1 EC key (BEGIN EC PRIVATE KEY); convert it to PKCS#8 first: openssl pkcs8 -topk8 -nocrypt -in {file} -out {}",
+            beside("pkcs8")
+        )
+    } else if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        format!(
+            "--key-file {file} is encrypted; decrypt it first (jwtagent keeps it in the keyring instead): openssl pkcs8 -in {file} -out {}",
+            beside("plain")
+        )
+    } else if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        format!(
+            "--key-file {file} is an OpenSSH key; convert it to PKCS#8 PEM (in place): ssh-keygen -p -m PKCS8 -f {file}"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(CliError::Other(anyhow::anyhow!(why)))
+}
+
+/// `word` as one shell word: as it is when that is safe, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// The client certificate of `--cert-file`, as PEM text.
@@ -528,4 +580,17 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let mut text = serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?;
     text.push('\n');
     output::print(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_they_need_it() {
+        assert_eq!(shell_word("/home/me/keys/app.pem"), "/home/me/keys/app.pem");
+        assert_eq!(shell_word("my key.pem"), "'my key.pem'");
+        assert_eq!(shell_word("it's.pem"), "'it'\\''s.pem'");
+        assert_eq!(shell_word("$(rm -rf ~).pem"), "'$(rm -rf ~).pem'");
+    }
 }
