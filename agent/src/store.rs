@@ -81,10 +81,29 @@ pub enum OpenError {
     Thread(String),
 }
 
+impl OpenError {
+    /// What to do about one backend that failed (`auto`'s [`OpenError::Neither`]
+    /// says it for both).
+    fn what_to_do(&self) -> &'static str {
+        match self {
+            OpenError::NoBus => {
+                ". Run the agent inside your desktop session (or under `dbus-run-session`), or use the kernel keyring: `jwtagent agent --store keyutils`"
+            }
+            OpenError::NoSecretService(_) => {
+                ". Start a Secret Service (GNOME Keyring, KWallet, or KeePassXC with its Secret Service integration) in your session, or use the kernel keyring: `jwtagent agent --store keyutils`"
+            }
+            OpenError::SessionKeyring(_) => {
+                ". The kernel keyring needs a kernel built with CONFIG_KEYS and, in a container, keyctl allowed by its seccomp profile; or use a Secret Service: `jwtagent agent --store secret-service`"
+            }
+            _ => "",
+        }
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No backend could be opened; `tried` says each attempt and its failure.
-    #[error("no secret store is available. Tried: {tried}")]
+    #[error("no secret store is available. Tried: {tried}{}", tried.what_to_do())]
     Unavailable { tried: OpenError },
     /// The backend refused access: typically a locked keyring.
     #[error("the {backend} keyring refused access ({detail}); {hint}")]

@@ -915,7 +915,12 @@ mod secret_service {
         assert_refused(
             &out,
             1,
-            &["store", "no D-Bus session bus", "DBUS_SESSION_BUS_ADDRESS"],
+            &[
+                "store",
+                "no D-Bus session bus",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "jwtagent agent --store keyutils",
+            ],
         );
         let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
         assert!(
