@@ -255,6 +255,10 @@ pub struct TokenArgs {
     /// Fetch a new token even if a cached one is still good
     #[arg(long)]
     pub force: bool,
+    /// Fail (exit 1) instead of warning when the server's token lives less
+    /// than --min-ttl
+    #[arg(long, requires = "min_ttl")]
+    pub strict: bool,
 }
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {

@@ -544,3 +544,26 @@ fn a_token_without_expires_in_is_served_and_kept_as_of_unknown_lifetime() {
     let next = status["next_refresh_in_secs"].as_i64().unwrap();
     assert!((200..=300).contains(&next), "next refresh in {next}s");
 }
+
+#[test]
+fn a_min_ttl_the_servers_tokens_cannot_meet_is_a_warning_or_with_strict_a_failure() {
+    let env = TestEnv::new();
+    let oidc = open_provider(&env, 120);
+    env.add_open_profile("short", &oidc.token_endpoint(), &[]);
+    let out = env.run(&["token", "short", "--min-ttl", "10m"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!out.stdout.is_empty());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("warning") && err.contains("less than --min-ttl 10m"),
+        "{err}"
+    );
+    let out = env.run(&["token", "short", "--min-ttl", "10m", "--strict"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "a token was printed");
+    assert!(stderr_of(&out).contains("--strict"), "{}", stderr_of(&out));
+    // A min_ttl the token meets: no word of it.
+    let out = env.run(&["token", "short", "--min-ttl", "30s", "--strict"]);
+    assert!(out.status.success());
+    assert!(!stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+}

@@ -23,9 +23,36 @@ fn fetch_with(
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let mut options = options(args);
     options.id_token = id_token;
-    client
+    let answer = client
         .token(&args.name, &options)
-        .map_err(|e| CliError::from_client(e, START_HINT))
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    short_of_min_ttl(args, answer.expires_at)?;
+    Ok(answer)
+}
+
+/// A token that lives less than `--min-ttl` (the server issues shorter
+/// ones than asked): a warning, or with `--strict` a failure.
+fn short_of_min_ttl(args: &TokenArgs, expires_at: Option<u64>) -> Result<(), CliError> {
+    let (Some(min_ttl), Some(at)) = (args.min_ttl, expires_at) else {
+        return Ok(());
+    };
+    let left = at.saturating_sub(jwtagent::time::unix_now());
+    if left >= min_ttl.as_secs() {
+        return Ok(());
+    }
+    let what = format!(
+        "profile {:?}: the token has {} left, less than --min-ttl {}: the server issues tokens that live no longer",
+        args.name,
+        output::duration(left),
+        output::duration(min_ttl.as_secs())
+    );
+    if args.strict {
+        return Err(CliError::Other(anyhow::anyhow!(
+            "{what} (--strict); lower --min-ttl, or ask the server for longer-lived tokens"
+        )));
+    }
+    eprintln!("jwtagent: warning: {what}");
+    Ok(())
 }
 
 fn options(args: &TokenArgs) -> TokenOptions {
