@@ -87,8 +87,13 @@ pub fn connect_or_autostart(socket: &SocketPath) -> Result<(Client, Hello), CliE
 /// race: of many processes doing this at once, one agent wins the socket and the
 /// others connect to it.
 pub fn connect_or_start(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
+    start_if_needed(socket).map(|(client, hello, _)| (client, hello))
+}
+
+/// As [`connect_or_start`], and whether this call started the agent.
+pub fn start_if_needed(socket: &SocketPath) -> Result<(Client, Hello, bool), CliError> {
     match connect(socket) {
-        Ok(pair) => return Ok(pair),
+        Ok((client, hello)) => return Ok((client, hello, false)),
         Err(ClientError::NotRunning { .. }) => {}
         Err(e) => return Err(CliError::from_client(e, START_HINT)),
     }
@@ -112,7 +117,7 @@ pub fn connect_or_start(socket: &SocketPath) -> Result<(Client, Hello), CliError
         };
     loop {
         match connect(socket) {
-            Ok(pair) => return Ok(pair),
+            Ok((client, hello)) => return Ok((client, hello, failure.is_none())),
             Err(ClientError::NotRunning { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }

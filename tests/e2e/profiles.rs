@@ -869,6 +869,10 @@ mod secret_service {
             .unwrap();
         wait_until("the bare bus listens", || socket.exists());
         env.bus = Some(format!("unix:path={}", socket.display()));
+        // `env` starts the agent: the warning goes to stderr, the script to
+        // stdout as ever; an `env` that reuses the agent says nothing more.
+        let started = env.run(&["env"]);
+        let again = env.run(&["env"]);
         let out = add_basic(&env, "api", "secret-value-bare-bus");
         let stored = out.status.success();
         let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
@@ -878,6 +882,21 @@ mod secret_service {
         let _ = bus.wait();
         assert!(stored, "{}", stderr_of(&out));
         assert_eq!(status["store"], "keyutils", "{status}");
+        assert!(started.status.success() && again.status.success());
+        assert!(
+            String::from_utf8_lossy(&started.stdout).contains("JWTAGENT_SOCK="),
+            "{started:?}"
+        );
+        assert!(
+            stderr_of(&started).contains("warning: secrets are in the kernel keyring"),
+            "{}",
+            stderr_of(&started)
+        );
+        assert!(
+            !stderr_of(&again).contains("warning"),
+            "{}",
+            stderr_of(&again)
+        );
         // Said where the user acts, not only in the agent's log.
         let lost = "secrets are in the kernel keyring, which loses them at the next reboot";
         assert!(

@@ -8,12 +8,43 @@ use crate::shell;
 use jwtagent::paths::SocketPath;
 
 pub fn run(socket: &SocketPath, shell: Option<Shell>, no_start: bool) -> Result<(), CliError> {
-    let (_, hello) = if no_start {
-        connect::connect_existing(socket)?
+    let (client, hello, started) = if no_start {
+        let (client, hello) = connect::connect_existing(socket)?;
+        (client, hello, false)
     } else {
-        connect::connect_or_start(socket)?
+        connect::start_if_needed(socket)?
     };
+    if started {
+        warn_about_store(client);
+    }
     let script = shell::env_script(shell::detect(shell), &socket.path, hello.pid)
         .map_err(CliError::Usage)?;
     output::print(&script)
+}
+
+/// After starting an agent: what the user should know about where it keeps
+/// secrets (the kernel keyring for want of a Secret Service, or nothing at
+/// all), on stderr, so that it reaches the user and not the shell's eval.
+fn warn_about_store(mut client: jwtagent::client::Client) {
+    // The agent opens the keyring while it starts serving; give it a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let Ok(status) = client.status() else { return };
+        match status.store.as_deref() {
+            Some("opening") if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Some(store) => {
+                if let Some(warning) = status.store_warning {
+                    eprintln!("jwtagent: warning: {warning}");
+                } else if let Some(why) = store.strip_prefix("unavailable: ") {
+                    eprintln!(
+                        "jwtagent: warning: the agent has no secret store, so no profile with a secret can be added: {why}"
+                    );
+                }
+                return;
+            }
+            None => return,
+        }
+    }
 }
