@@ -38,6 +38,11 @@ pub enum Request {
         profile: Box<Profile>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<Secret>,
+        /// Check the profile with a token request first: one the server
+        /// refuses is not saved (one it cannot be reached for is, with a
+        /// warning). The token is cached.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verify: bool,
     },
     /// Delete a profile, its keyring entry and its cached tokens. Answered with
     /// [`Removed`].
@@ -359,10 +364,13 @@ pub struct Added {
     /// `true` for a new profile, `false` when one was replaced.
     pub created: bool,
     pub profile: ProfileView,
-    /// What the user should know about where the secret went (the store's
-    /// warning, as in `status`).
+    /// What the user should know: where the secret went (the store's
+    /// warning, as in `status`), a verification that could not be made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// With `verify`: whether a token was obtained with the profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 /// Answer to [`Request::Remove`].
@@ -778,6 +786,7 @@ mod tests {
                 name: n(),
                 profile: profile(),
                 secret: None,
+                verify: true,
             },
             Request::Remove { name: n() },
             Request::Show { name: n() },

@@ -105,6 +105,39 @@ impl AgentFetcher {
         map.clear();
     }
 
+    /// A token for `profile` (not saved yet) with `secret`: the check `add`
+    /// makes that the server takes the profile as it is.
+    pub async fn verify(
+        &self,
+        name: &str,
+        profile: &Profile,
+        secret: Option<&Secret>,
+    ) -> Result<oauth::Obtained, oauth::OAuthError> {
+        let (key, _) = key_for(name, profile, None, None)
+            .map_err(|e| oauth::OAuthError::Setup(oauth::SetupError::TokenUrl(e.to_string())))?;
+        let inputs = Inputs::default();
+        // Clients cached for the profile's old certificate must not be used.
+        self.oauth.forget(name);
+        let result = self
+            .oauth
+            .token(
+                oauth::Ask {
+                    name,
+                    profile,
+                    secret,
+                    dpop: None,
+                    scopes: &key.scopes,
+                    resources: &key.resources,
+                    inputs: &inputs,
+                    sign_in: None,
+                },
+                None,
+            )
+            .await;
+        self.oauth.forget(name);
+        result
+    }
+
     /// Why user profile `name` needs `jwtagent login`, when it is known to.
     pub fn login_required(&self, name: &str) -> Option<String> {
         let map = self
@@ -150,8 +183,8 @@ impl AgentFetcher {
             }
         }
         self.users.set_login_required(name, None);
-        let response = obtained.response;
-        self.users.set_id_token(name, response.id_token);
+        let mut response = obtained.response;
+        self.users.set_id_token(name, response.id_token.take());
         tracing::info!(
             profile = %name,
             fingerprint = %oauth::fingerprint(&response.access_token),
@@ -161,21 +194,36 @@ impl AgentFetcher {
         );
         if let Some(refresher) = self.refresher.get().and_then(Weak::upgrade) {
             refresher.forget(name);
-            let (key, _) = key_for(name, profile, None, None)?;
-            refresher.seed(
-                &key,
-                Fetched {
-                    token: response.access_token,
-                    token_type: response.token_type,
-                    scope: response.scope,
-                    lifetime: response.expires_in.map(Duration::from_secs),
-                    refresh_token: None,
-                    refresh_before: profile.refresh_before,
-                    issued_token_type: None,
-                    inputs: Vec::new(),
-                },
-            );
         }
+        self.seed(name, profile, response)
+    }
+
+    /// Caches `response`, a token the agent got for profile `name` outside
+    /// the refresher (at sign-in, or when `add` verified the profile), as
+    /// the token of the profile's own scopes and resources.
+    pub fn seed(
+        &self,
+        name: &str,
+        profile: &Profile,
+        response: oauth::TokenResponse,
+    ) -> Result<(), TokenError> {
+        let Some(refresher) = self.refresher.get().and_then(Weak::upgrade) else {
+            return Ok(());
+        };
+        let (key, _) = key_for(name, profile, None, None)?;
+        refresher.seed(
+            &key,
+            Fetched {
+                token: response.access_token,
+                token_type: response.token_type,
+                scope: response.scope,
+                lifetime: response.expires_in.map(Duration::from_secs),
+                refresh_token: response.refresh_token,
+                refresh_before: profile.refresh_before,
+                issued_token_type: response.issued_token_type,
+                inputs: Vec::new(),
+            },
+        );
         Ok(())
     }
 

@@ -64,10 +64,11 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             name,
             profile,
             secret,
+            verify,
         } => encode(
             state,
             id,
-            ops::profiles::add(state, &name, *profile, secret).await,
+            ops::profiles::add(state, &name, *profile, secret, verify).await,
         ),
         Request::Remove { name } => encode(state, id, ops::profiles::remove(state, &name).await),
         Request::List => encode(state, id, ops::profiles::list(state)),

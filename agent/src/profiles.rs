@@ -354,6 +354,26 @@ impl Profiles {
         })
     }
 
+    /// `profile` as `add` would save it (its `kid` and the rest filled in),
+    /// checked as `add` checks it, without saving anything.
+    pub async fn prepared(
+        &self,
+        name: &str,
+        mut profile: Profile,
+        secret: Option<&Secret>,
+    ) -> Result<Profile, ProfileError> {
+        profile.dpop = false;
+        profile.dpop_alg = None;
+        prepare(name, &mut profile, secret)
+            .await
+            .map_err(|reason| ProfileError::Refused {
+                name: name.to_string(),
+                keygen: false,
+                reason,
+            })?;
+        Ok(profile)
+    }
+
     /// Deletes a generation's keyring entries (best effort: a failure is
     /// logged, and the entry is swept at the next start).
     async fn delete_entries(&self, name: &str, generation: u32, secret: bool, dpop: bool) {

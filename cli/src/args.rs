@@ -381,6 +381,10 @@ pub struct AddArgs {
     /// Read the client secret from standard input
     #[arg(long)]
     pub secret_stdin: bool,
+    /// Save the profile without first getting a token with it (by default a
+    /// profile the server refuses is not saved)
+    #[arg(long)]
+    pub no_verify: bool,
     /// Read the client secret from a file
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,

@@ -134,12 +134,14 @@ impl TestEnv {
         cmd
     }
 
-    /// `jwtagent add NAME` for the token endpoint at `url` with client id `c`,
-    /// `--auth auth`, and `extra` options.
+    /// `jwtagent add NAME --token-url URL` for client `c` with `--auth auth`
+    /// and `extra` options, unverified (`--no-verify`): the tests that use
+    /// it are about what happens at token time.
     pub fn add_cmd(&self, name: &str, url: &str, auth: &str, extra: &[&str]) -> Command {
         let mut cmd = self.cmd(&[
             "add",
             name,
+            "--no-verify",
             "--token-url",
             url,
             "--client-id",
@@ -152,7 +154,7 @@ impl TestEnv {
     }
 
     /// `jwtagent add NAME` discovering from `issuer`, for `client` with
-    /// `--auth auth`, and `extra` options.
+    /// `--auth auth`, and `extra` options, unverified (as `add_cmd`).
     pub fn add_issuer_cmd(
         &self,
         name: &str,
@@ -164,6 +166,7 @@ impl TestEnv {
         let mut cmd = self.cmd(&[
             "add",
             name,
+            "--no-verify",
             "--issuer",
             issuer,
             "--client-id",

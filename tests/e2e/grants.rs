@@ -519,14 +519,19 @@ fn a_wrong_app_id_or_a_key_that_is_not_rsa_gets_a_clear_error() {
     let env = TestEnv::new();
     let key = gen_key(&env, "rsa");
     let standin = github(&env, &key);
+    // Found at `add`, which gets a token first: nothing is saved.
     let out = add_github(&env, &standin, "999", &key);
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let out = env.run(&["token", "gh"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr_of(&out).contains("(HTTP 401): 'Issuer' claim ('iss') must be the app's id"),
         "{}",
         stderr_of(&out)
+    );
+    assert!(
+        !env.config_file().exists()
+            || !std::fs::read_to_string(env.config_file())
+                .unwrap()
+                .contains("[profiles.gh]")
     );
     let ec = gen_key(&env, "p256");
     let out = add_github(&env, &standin, "4242", &ec);

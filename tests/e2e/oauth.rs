@@ -70,6 +70,7 @@ fn setup(ttl: u64) -> Setup {
     for (id, auth, key, alg) in CLIENTS {
         let mut args = vec![
             "add".to_string(),
+            "--no-verify".to_string(),
             id.to_string(),
             "--issuer".into(),
             oidc.issuer.clone(),
@@ -211,6 +212,7 @@ fn assertion_audience_can_be_the_token_endpoint() {
     let key = s.env.path("p256.pem");
     let out = s.env.run(&[
         "add",
+        "--no-verify",
         "p256",
         "--issuer",
         &s.oidc.issuer,
@@ -230,6 +232,7 @@ fn assertion_audience_can_be_the_token_endpoint() {
     // And with a token_url instead of discovery, the default aud is the endpoint.
     let out = s.env.run(&[
         "add",
+        "--no-verify",
         "p256",
         "--token-url",
         &s.oidc.token_endpoint(),
@@ -264,6 +267,7 @@ fn wrong_secret_or_key_is_idp_error_with_invalid_client_and_no_secret_in_it() {
         let out = if auth == "private_key_jwt" {
             s.env.run(&[
                 "add",
+                "--no-verify",
                 name,
                 "--issuer",
                 &s.oidc.issuer,
@@ -276,6 +280,7 @@ fn wrong_secret_or_key_is_idp_error_with_invalid_client_and_no_secret_in_it() {
             s.env.run_with_stdin(
                 &[
                     "add",
+                    "--no-verify",
                     name,
                     "--issuer",
                     &s.oidc.issuer,
@@ -335,6 +340,7 @@ fn discovery_document_naming_another_issuer_is_refused() {
     let other = format!("https://localhost:{port}");
     let out = s.env.run(&[
         "add",
+        "--no-verify",
         "lie",
         "--issuer",
         &other,
@@ -419,6 +425,7 @@ fn unreachable_token_endpoint_is_a_network_error_naming_the_host() {
         .port();
     let out = env.run(&[
         "add",
+        "--no-verify",
         "down",
         "--token-url",
         &format!("http://127.0.0.1:{port}/token"),
@@ -477,6 +484,7 @@ fn audience_params_kid_and_an_explicit_assertion_aud_reach_the_server_as_given()
     let aud = oidc.token_endpoint();
     env.ok(&[
         "add",
+        "--no-verify",
         "svc",
         "--issuer",
         &oidc.issuer,
@@ -566,4 +574,83 @@ fn a_min_ttl_the_servers_tokens_cannot_meet_is_a_warning_or_with_strict_a_failur
     let out = env.run(&["token", "short", "--min-ttl", "30s", "--strict"]);
     assert!(out.status.success());
     assert!(!stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn add_verifies_a_profile_with_a_token_and_a_refused_one_leaves_the_old_profile() {
+    let env = TestEnv::new();
+    let good = "the-right-secret-0123456789";
+    let wrong = "the-wrong-secret-0123456789";
+    let oidc = Oidc::start(
+        &env,
+        &json!({"ttl": 600, "clients": [
+            {"client_id": "app", "auth": "client_secret_post", "secret": good}
+        ]}),
+    );
+    let add = |secret: &str, extra: &[&str]| {
+        let mut args = vec![
+            "add",
+            "app",
+            "--issuer",
+            &oidc.issuer,
+            "--client-id",
+            "app",
+            "--auth",
+            "client_secret_post",
+            "--secret-stdin",
+        ];
+        args.extend_from_slice(extra);
+        env.run_with_stdin(&args, secret.as_bytes())
+    };
+    // Verified; the token that proved it is the first one served.
+    let out = add(good, &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("verified"),
+        "{out:?}"
+    );
+    assert_eq!(oidc.grants("app").len(), 1);
+    env.ok(&["token", "app"]);
+    assert_eq!(oidc.grants("app").len(), 1);
+    // Refused by the server: not saved, and the profile it would have
+    // replaced still works with its own secret.
+    let out = add(wrong, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("idp_error") && err.contains("invalid_client"),
+        "{err}"
+    );
+    assert!(!err.contains(wrong));
+    env.ok(&["token", "app", "--force"]);
+    assert_eq!(oidc.grants("app").len(), 2);
+    // --no-verify saves it as it is; the server refuses it at token time.
+    let out = add(wrong, &["--no-verify"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("verified"));
+    assert!(stderr_of(&env.run(&["token", "app", "--force"])).contains("invalid_client"));
+    // A server that cannot be reached: saved, with a warning that says so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/token",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let out = env.run(&[
+        "add",
+        "away",
+        "--token-url",
+        &url,
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("saved, but not verified: the server could not be reached"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(env.ok(&["list"]).contains("away"));
 }

@@ -18,6 +18,7 @@ fn survives(fault: Fault) {
     let server = FaultServer::start_then(Fault::Ok { lifetime: 30 }, fault.clone());
     let out = env.run(&[
         "add",
+        "--no-verify",
         "f",
         "--token-url",
         &server.token_url(),
@@ -160,6 +161,7 @@ fn add_short(env: &TestEnv, oidc: &Oidc) {
     let out = env.run_with_stdin(
         &[
             "add",
+            "--no-verify",
             "short",
             "--token-url",
             &oidc.token_endpoint(),
@@ -242,6 +244,7 @@ fn provider_down_the_valid_token_is_still_served_and_up_again_the_agent_recovers
     let out = env.run_with_stdin(
         &[
             "add",
+            "--no-verify",
             "short",
             "--token-url",
             &oidc.token_endpoint(),
@@ -313,6 +316,7 @@ fn after_kill_9_a_restarted_agent_serves_tokens_for_every_profile() {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 name,
                 "--token-url",
                 &server.token_url(),

@@ -85,6 +85,7 @@ fn a_ca_file_is_trusted_for_its_profile_only() {
     let direct = format!("{}/token", oidc.issuer);
     let mut cmd = env.cmd(&[
         "add",
+        "--no-verify",
         "without",
         "--token-url",
         &direct,

@@ -2,8 +2,10 @@
 //! answers, with the tokens of a changed profile dropped.
 
 use crate::error::AgentError;
+use crate::oauth::OAuthError;
 use crate::profiles::{Entry, Saved};
 use crate::state::AgentState;
+use crate::tokens::TokenError;
 use jwtagent::config::{Alg, Profile};
 use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Shown};
 use jwtagent::secret::Secret;
@@ -13,15 +15,70 @@ pub async fn add(
     name: &str,
     profile: Profile,
     secret: Option<Secret>,
+    verify: bool,
 ) -> Result<Added, AgentError> {
+    // Verified first: a profile the server refuses is not saved, and the
+    // profile it would replace stays as it was.
+    let checked = match verify && verifiable(&profile) {
+        true => {
+            let prepared = state
+                .profiles
+                .prepared(name, profile.clone(), secret.as_ref())
+                .await?;
+            Some(
+                state
+                    .tokens
+                    .fetcher()
+                    .verify(name, &prepared, secret.as_ref())
+                    .await,
+            )
+        }
+        false => None,
+    };
+    let (unreachable, obtained) = match checked {
+        Some(Err(e @ OAuthError::Network { .. })) => (Some(e), None),
+        Some(Err(source)) => {
+            return Err(TokenError::OAuth {
+                name: name.to_string(),
+                source,
+            }
+            .into());
+        }
+        Some(Ok(obtained)) => (None, Some(obtained)),
+        None => (None, None),
+    };
+    let verified = obtained.is_some();
     let saved = state.profiles.add(name, profile, secret).await?;
     // The profile changed: tokens fetched under the old one must go, and a
     // sign-in under way for it is for settings that are gone.
     state.logins.cancel(name, "the profile was replaced");
     state.tokens.forget(name);
+    // The token that proved the profile is served first.
+    if let Some(mut obtained) = obtained {
+        obtained.response.refresh_token = obtained.refresh_token.take();
+        let _ = state
+            .tokens
+            .fetcher()
+            .seed(name, &saved.entry.profile, obtained.response);
+    }
     let mut answer = added(saved);
-    answer.warning = state.profiles.store().state().warning();
+    answer.verified = verify.then_some(verified);
+    let warnings = [
+        state.profiles.store().state().warning(),
+        unreachable.map(|e| {
+            format!("the profile is saved, but not verified: the server could not be reached ({e}); `jwtagent token {name}` will tell whether it works")
+        }),
+    ];
+    let warnings: Vec<String> = warnings.into_iter().flatten().collect();
+    answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(answer)
+}
+
+/// Whether `add` can check the profile with a token request of its own: not
+/// a user's (that takes a login), nor one made from other profiles' tokens,
+/// nor a DPoP-bound one (its key is made when it is saved).
+fn verifiable(profile: &Profile) -> bool {
+    !profile.grant().is_user() && profile.inputs().next().is_none() && !profile.dpop
 }
 
 pub async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentError> {
@@ -111,5 +168,6 @@ fn added(saved: Saved) -> Added {
         created: saved.created,
         profile: view(saved.entry),
         warning: None,
+        verified: None,
     }
 }

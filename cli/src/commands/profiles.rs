@@ -143,11 +143,16 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
             name: args.name.clone(),
             profile: Box::new(profile),
             secret,
+            verify: !args.no_verify,
         })
         .map_err(|e| CliError::from_client(e, START_HINT))?;
     if let Some(warning) = &added.warning {
         eprintln!("warning: {warning}");
     }
+    let verified = match added.verified {
+        Some(true) => "; verified: the server issued a token",
+        _ => "",
+    };
     let verb = if added.created { "Added" } else { "Replaced" };
     let secret_note = match (auth, added.profile.secret_stored) {
         (AuthMethod::None, _) => "no secret".to_string(),
@@ -168,7 +173,7 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
         _ => String::new(),
     };
     output::print(&format!(
-        "{verb} profile {} ({auth}{alg}; {secret_note}{dpop}).\n",
+        "{verb} profile {} ({auth}{alg}; {secret_note}{dpop}{verified}).\n",
         args.name
     ))
 }
