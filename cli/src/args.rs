@@ -227,8 +227,17 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff)
-    Man,
+    /// Print the man page jwtagent(1), or a command's (roff), or write them all
+    ///
+    /// `jwtagent man --dir ~/.local/share/man/man1` installs every page:
+    /// jwtagent(1) and jwtagent-COMMAND(1) for each command.
+    Man {
+        /// The command whose page to print (e.g. add) [default: jwtagent(1)]
+        command: Option<String>,
+        /// Write every page into this directory instead of printing one
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

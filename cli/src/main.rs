@@ -9,6 +9,7 @@ mod daemon;
 mod error;
 mod google;
 mod logging;
+mod man;
 mod output;
 mod shell;
 
@@ -79,6 +80,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unlock { passphrase_stdin } => commands::lock::unlock(&socket, passphrase_stdin),
         Command::Audit { follow, json } => commands::audit::run(follow, json),
         Command::Completions { shell } => commands::integrations::completions(shell),
-        Command::Man => commands::integrations::man(),
+        Command::Man { command, dir } => {
+            commands::integrations::man(command.as_deref(), dir.as_deref())
+        }
     }
 }

@@ -174,24 +174,108 @@ fn completions_are_valid_scripts_for_their_shells() {
 }
 
 #[test]
-fn man_page_is_generated_from_the_command_line_definition() {
+fn man_pages_cover_every_command_with_the_sections_a_reader_looks_for() {
+    let man = require_tool("man", "man-db");
+    require_tool("groff", "groff-base");
     let env = TestEnv::new();
-    let page = env.ok(&["man"]);
-    assert!(
-        page.contains(".TH jwtagent"),
-        "{}",
-        &page[..200.min(page.len())]
-    );
-    for command in [
-        "env",
-        "agent",
-        "token",
-        "exec",
-        "kubectl",
-        "git\\-credential",
+    let dir = env.path("man1");
+    std::fs::create_dir(&dir).unwrap();
+    env.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    // One page per command `--help` lists, and jwtagent(1).
+    let help = env.ok(&["--help"]);
+    let listed: Vec<String> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        // A command's line; wrapped descriptions are indented further.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(|c| c.trim_end_matches(',').to_string())
+        .collect();
+    assert!(listed.len() > 20, "{help}");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = listed.iter().map(|c| format!("jwtagent-{c}.1")).collect();
+    expected.push("jwtagent.1".into());
+    expected.sort();
+    assert_eq!(files, expected);
+    let render = |file: &str| {
+        let out = std::process::Command::new(&man)
+            .args(["--warnings", "-l"])
+            .arg(dir.join(file))
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", stderr_of(&out));
+        assert_eq!(stderr_of(&out), "", "{file} renders with warnings");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let main = render("jwtagent.1");
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "COMMANDS",
+        "ENVIRONMENT",
+        "FILES",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "SEE ALSO",
     ] {
-        assert!(page.contains(command), "{command}");
+        assert!(
+            main.lines().any(|l| l.trim_end() == section),
+            "jwtagent(1) has no {section} section"
+        );
     }
+    assert!(!main.contains("EXTRA"));
+    for var in [
+        "JWTAGENT_SOCK",
+        "JWTAGENT_PID",
+        "JWTAGENT_CONFIG",
+        "JWTAGENT_LOG",
+        "JWTAGENT_NO_AUTOSTART",
+        "HTTPS_PROXY",
+    ] {
+        assert!(main.contains(var), "ENVIRONMENT lacks {var}");
+    }
+    // Every page jwtagent(1) refers to exists.
+    for c in &listed {
+        assert!(
+            main.contains(&format!("jwtagent-{c}(1)")),
+            "no reference to {c}"
+        );
+    }
+    // A command's page: its options, exit status and a way back.
+    let token = render("jwtagent-token.1");
+    for needle in [
+        "--min-ttl",
+        "--id-token",
+        "EXIT STATUS",
+        "EXAMPLES",
+        "jwtagent(1)",
+    ] {
+        assert!(token.contains(needle), "jwtagent-token(1) lacks {needle}");
+    }
+    // `jwtagent man add` prints the page `--dir` wrote.
+    assert_eq!(
+        env.ok(&["man", "add"]),
+        std::fs::read_to_string(dir.join("jwtagent-add.1")).unwrap()
+    );
+    let out = env.run(&["man", "teleport"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("no command \"teleport\""),
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]

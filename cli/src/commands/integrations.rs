@@ -157,12 +157,18 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
     write_stdout(&buf)
 }
 
-pub fn man() -> Result<(), CliError> {
-    let mut buf = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut buf)
-        .context("cannot render the man page")?;
-    write_stdout(&buf)
+pub fn man(command: Option<&str>, dir: Option<&std::path::Path>) -> Result<(), CliError> {
+    if let Some(dir) = dir {
+        let written = crate::man::write_all(dir).map_err(CliError::Usage)?;
+        eprintln!(
+            "Wrote {} pages to {} (jwtagent.1 and jwtagent-COMMAND.1).",
+            written.len(),
+            dir.display()
+        );
+        return Ok(());
+    }
+    let page = crate::man::render(command).map_err(CliError::Usage)?;
+    write_stdout(&page)
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
