@@ -222,7 +222,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print shell completions
+    /// Print the profile names, one a line, for shell completion (from the
+    /// profiles file; no agent needed)
+    #[command(hide = true)]
+    CompleteProfiles,
+    /// Print shell completions (commands, options and profile names)
+    ///
+    /// bash: `source <(jwtagent completions bash)`; zsh: write it as
+    /// `_jwtagent` in a directory of your $fpath; fish: `jwtagent completions
+    /// fish > ~/.config/fish/completions/jwtagent.fish`.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,

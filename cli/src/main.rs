@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod complete;
 mod connect;
 mod daemon;
 mod error;
@@ -80,6 +81,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unlock { passphrase_stdin } => commands::lock::unlock(&socket, passphrase_stdin),
         Command::Audit { follow, json } => commands::audit::run(follow, json),
         Command::Completions { shell } => commands::integrations::completions(shell),
+        Command::CompleteProfiles => output::print(&complete::profiles()),
         Command::Man { command, dir } => {
             commands::integrations::man(command.as_deref(), dir.as_deref())
         }

@@ -406,3 +406,61 @@ fn every_profile_name_argument_has_help_text() {
         );
     }
 }
+
+#[test]
+fn completions_offer_profile_names_in_bash_zsh_and_fish_on_a_terminal() {
+    let python = require_tool("python3", "python3");
+    let env = TestEnv::new();
+    for name in ["alpha", "beta"] {
+        env.add_open_profile(name, "https://idp.example/token", &[]);
+    }
+    let bin_dir = std::path::Path::new(bin()).parent().unwrap().to_owned();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    for (shell, args, setup) in [
+        (
+            "bash",
+            vec!["--norc", "--noprofile", "-i"],
+            "source <(jwtagent completions bash); echo RE''ADY",
+        ),
+        (
+            "zsh",
+            vec!["-f", "-i"],
+            "autoload -U compinit && compinit -u && source <(jwtagent completions zsh); echo RE''ADY",
+        ),
+        (
+            "fish",
+            vec!["--no-config", "-i"],
+            "jwtagent completions fish | source; echo RE''ADY",
+        ),
+    ] {
+        let tool = require_tool(shell, shell);
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.insert(0, tool.to_string_lossy().into_owned());
+        let typed = |keys: &str, expect: &str| {
+            env.command(&python)
+                .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pty/type.py"))
+                .args(&args)
+                .env("PATH", &path)
+                .env("TERM", "xterm")
+                .env("SETUP", setup)
+                .env("KEYS", keys)
+                .env("EXPECT", expect)
+                .output()
+                .unwrap()
+        };
+        // The profile name is completed from what was typed of it.
+        let out = typed("jwtagent token al\t", "jwtagent token alpha");
+        assert!(
+            out.status.success(),
+            "{shell} did not complete the profile name:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // After options with a value too.
+        let out = typed("jwtagent show --socket /x be\t", "--socket /x beta");
+        assert!(
+            out.status.success(),
+            "{shell} did not complete after an option:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

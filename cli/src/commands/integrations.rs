@@ -1,12 +1,11 @@
 //! Integrations: `exec`, the kubectl and git credential helpers, completions and
 //! the man page.
 
-use crate::args::{Cli, GitOperation, TokenArgs};
+use crate::args::{GitOperation, TokenArgs};
 use crate::commands::token::{fetch, text};
 use crate::error::CliError;
 use crate::output;
 use anyhow::{Context, anyhow};
-use clap::CommandFactory;
 use jwtagent::paths::SocketPath;
 use jwtagent::protocol::TokenAnswer;
 use std::ffi::OsString;
@@ -152,9 +151,7 @@ pub fn git_credential(
 }
 
 pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
-    let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "jwtagent", &mut buf);
-    write_stdout(&buf)
+    write_stdout(&crate::complete::script(shell))
 }
 
 pub fn man(command: Option<&str>, dir: Option<&std::path::Path>) -> Result<(), CliError> {
