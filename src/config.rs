@@ -166,6 +166,12 @@ pub struct Profile {
     /// keeps in the keyring; every token request carries a proof.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop: bool,
+    /// Never serve this profile's tokens over a connection forwarded by
+    /// OpenSSH (`ssh -R`/`-L` stream-local forwarding: the process on the
+    /// agent's end is `ssh` or `sshd`), as ssh-agent's destination
+    /// constraints keep a key on the machine it is on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_forward: bool,
     /// The DPoP key's algorithm (ES256, ES384, EdDSA or RS256; the agent
     /// fills in ES256 when `dpop` is set without it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -766,6 +772,7 @@ impl Profile {
             refresh_before: None,
             allow_exe: vec![],
             dpop: false,
+            no_forward: false,
             dpop_alg: None,
             grant: None,
             subject: None,

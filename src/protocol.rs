@@ -241,6 +241,10 @@ pub struct Hello {
     pub version: String,
     /// The agent's process id (what `jwtagent env` prints as `JWTAGENT_PID`).
     pub pid: u32,
+    /// The connection comes through SSH forwarding: the agent runs on
+    /// another machine (so `env` prints no `JWTAGENT_PID`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
 }
 
 /// Answer to [`Request::Status`].
@@ -908,6 +912,7 @@ mod tests {
                 protocol: 1,
                 version: "0.1.0".into(),
                 pid: 42,
+                forwarded: false,
             }),
         };
         let v = serde_json::to_value(&r).unwrap();

@@ -48,8 +48,16 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
     }
     let id = parsed.id;
     let line = match request {
-        Request::Hello => encode(state, id, Ok(ops::status::hello(state))),
+        Request::Hello => encode(state, id, Ok(ops::status::hello(state, peer))),
         Request::Status => encode(state, id, Ok(ops::status::status(state).await)),
+        Request::Stop if peer.forwarded() => encode::<Empty>(
+            state,
+            id,
+            Err(AgentError::Denied(
+                "the agent is not stopped over SSH forwarding: stop it on the machine it runs on"
+                    .into(),
+            )),
+        ),
         Request::Stop => {
             tracing::info!("stop requested by a client");
             return (encode(state, id, Ok(Empty {})), After::Shutdown);

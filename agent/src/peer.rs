@@ -26,7 +26,24 @@ pub struct Peer {
     pub too_many_writers: bool,
 }
 
+/// The executables of OpenSSH that connect to a forwarded Unix socket: the
+/// client for `ssh -R REMOTE:LOCAL`, the server (or, since OpenSSH 9.8, its
+/// per-session process) for `ssh -L LOCAL:REMOTE`.
+const OPENSSH: &[&str] = &["ssh", "sshd", "sshd-session"];
+
 impl Peer {
+    /// Whether the connection comes through OpenSSH forwarding: the process
+    /// that connected, or one that wrote to it, is `ssh` or `sshd`.
+    pub fn forwarded(&self) -> bool {
+        let openssh = |exe: &Option<PathBuf>| {
+            exe.as_ref()
+                .and_then(|e| e.file_name())
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| OPENSSH.contains(&n))
+        };
+        openssh(&self.exe) || self.writers.iter().any(|(_, exe)| openssh(exe))
+    }
+
     pub fn exe_display(&self) -> String {
         self.exe
             .as_ref()

@@ -374,6 +374,10 @@ pub struct ProfileArgs {
     /// Only this executable may get the profile's tokens (repeatable; default: any process of yours)
     #[arg(long = "allow-exe", value_name = "PATH")]
     pub allow_exe: Vec<PathBuf>,
+    /// Never serve the profile's tokens over SSH forwarding (a socket
+    /// forwarded with ssh -R or -L); by default a forwarded agent serves them
+    #[arg(long)]
+    pub no_forward: bool,
     /// Bind tokens to a key the agent generates and keeps (DPoP, RFC 9449)
     #[arg(long)]
     pub dpop: bool,

@@ -21,7 +21,7 @@ pub fn detect(explicit: Option<Shell>) -> Shell {
 
 /// The script that sets `JWTAGENT_SOCK` and `JWTAGENT_PID`. Fails only for a
 /// socket path no shell can be given safely (not UTF-8, or with a newline).
-pub fn env_script(shell: Shell, socket: &Path, pid: u32) -> Result<String, String> {
+pub fn env_script(shell: Shell, socket: &Path, pid: Option<u32>) -> Result<String, String> {
     let sock = socket.to_str().ok_or_else(|| {
         format!(
             "socket path {} is not valid UTF-8; choose another with --socket",
@@ -33,19 +33,30 @@ pub fn env_script(shell: Shell, socket: &Path, pid: u32) -> Result<String, Strin
             "socket path {sock:?} contains a newline; choose another with --socket"
         ));
     }
+    // Without a pid (an agent on another machine, reached through SSH
+    // forwarding), JWTAGENT_PID is left as it is.
     Ok(match shell {
-        Shell::Sh => format!(
-            "{SOCK_ENV}={}; export {SOCK_ENV};\n{PID_ENV}={pid}; export {PID_ENV};\n",
-            quote_sh(sock)
-        ),
-        Shell::Csh => format!(
-            "setenv {SOCK_ENV} {};\nsetenv {PID_ENV} {pid};\n",
-            quote_csh(sock)
-        ),
-        Shell::Fish => format!(
-            "set -gx {SOCK_ENV} {};\nset -gx {PID_ENV} {pid};\n",
-            quote_fish(sock)
-        ),
+        Shell::Sh => {
+            let mut out = format!("{SOCK_ENV}={}; export {SOCK_ENV};\n", quote_sh(sock));
+            if let Some(pid) = pid {
+                out.push_str(&format!("{PID_ENV}={pid}; export {PID_ENV};\n"));
+            }
+            out
+        }
+        Shell::Csh => {
+            let mut out = format!("setenv {SOCK_ENV} {};\n", quote_csh(sock));
+            if let Some(pid) = pid {
+                out.push_str(&format!("setenv {PID_ENV} {pid};\n"));
+            }
+            out
+        }
+        Shell::Fish => {
+            let mut out = format!("set -gx {SOCK_ENV} {};\n", quote_fish(sock));
+            if let Some(pid) = pid {
+                out.push_str(&format!("set -gx {PID_ENV} {pid};\n"));
+            }
+            out
+        }
     })
 }
 
@@ -79,7 +90,7 @@ mod tests {
 
     #[test]
     fn sh_script_quotes_the_path_and_exports_both() {
-        let s = env_script(Shell::Sh, Path::new("/tmp/it's here/a.sock"), 42).unwrap();
+        let s = env_script(Shell::Sh, Path::new("/tmp/it's here/a.sock"), Some(42)).unwrap();
         assert_eq!(
             s,
             "JWTAGENT_SOCK='/tmp/it'\\''s here/a.sock'; export JWTAGENT_SOCK;\nJWTAGENT_PID=42; export JWTAGENT_PID;\n"
@@ -98,6 +109,9 @@ mod tests {
 
     #[test]
     fn newline_in_path_is_refused() {
-        assert!(env_script(Shell::Sh, Path::new("/tmp/a\nb"), 1).is_err());
+        assert!(env_script(Shell::Sh, Path::new("/tmp/a\nb"), Some(1)).is_err());
+        // An agent on another machine (SSH forwarding): no pid.
+        let s = env_script(Shell::Fish, Path::new("/r/a.sock"), None).unwrap();
+        assert_eq!(s, "set -gx JWTAGENT_SOCK /r/a.sock;\n");
     }
 }

@@ -22,5 +22,6 @@ mod refresh;
 mod security;
 mod servers;
 mod shells;
+mod ssh;
 mod tls;
 mod wire;

@@ -5,11 +5,12 @@ use crate::state::AgentState;
 use jwtagent::protocol::{Hello, PROTOCOL_VERSION, ProfileStatus, Status, TokenState, TokenStatus};
 use std::time::Duration;
 
-pub fn hello(state: &AgentState) -> Hello {
+pub fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
     Hello {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: state.pid,
+        forwarded: peer.forwarded(),
     }
 }
 

@@ -121,8 +121,15 @@ fn record<T>(
     result
 }
 
-/// A profile with `allow_exe` serves only those executables.
+/// A profile with `no_forward` serves no connection forwarded by OpenSSH; one
+/// with `allow_exe` serves only those executables.
 fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result<(), AgentError> {
+    if profile.no_forward && peer.forwarded() {
+        return Err(AgentError::Denied(format!(
+            "profile {name:?} is not served over SSH forwarding (--no-forward); this connection came through {}",
+            peer.exe_display()
+        )));
+    }
     if profile.allow_exe.is_empty() {
         return Ok(());
     }

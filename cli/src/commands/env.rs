@@ -17,8 +17,11 @@ pub fn run(socket: &SocketPath, shell: Option<Shell>, no_start: bool) -> Result<
     if started {
         warn_about_store(client);
     }
-    let script = shell::env_script(shell::detect(shell), &socket.path, hello.pid)
-        .map_err(CliError::Usage)?;
+    // An agent reached through SSH forwarding runs on another machine: its
+    // pid means nothing here.
+    let pid = (!hello.forwarded).then_some(hello.pid);
+    let script =
+        shell::env_script(shell::detect(shell), &socket.path, pid).map_err(CliError::Usage)?;
     output::print(&script)
 }
 

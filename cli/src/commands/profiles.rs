@@ -62,6 +62,7 @@ fn build(
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
             .collect(),
         dpop: args.dpop,
+        no_forward: args.no_forward,
         dpop_alg: args.dpop_alg,
         grant: args.grant,
         subject: args.subject.clone(),
@@ -548,6 +549,9 @@ fn render(view: &ProfileView) -> String {
     }
     for exe in &p.allow_exe {
         lines.push(("allow_exe", exe.display().to_string()));
+    }
+    if p.no_forward {
+        lines.push(("no_forward", "yes (not served over SSH forwarding)".into()));
     }
     if p.dpop {
         let alg = p.dpop_alg.map(|a| a.to_string()).unwrap_or_default();
