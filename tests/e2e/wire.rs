@@ -293,3 +293,23 @@ fn the_cli_refuses_an_agent_that_speaks_another_protocol_version() {
     let err = stderr_of(&out);
     assert!(err.contains("99") && err.contains("9.0.0"), "{err}");
 }
+
+#[test]
+fn an_agent_that_closes_the_connection_is_reported_once_and_plainly() {
+    let env = TestEnv::new();
+    // Something of ours on the socket that reads the request and hangs up.
+    let dir = private_dir();
+    let socket = dir.path().join("closing.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line);
+    });
+    let out = env.run(&["--socket", socket.to_str().unwrap(), "token", "p"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert_eq!(err.matches("closed the connection").count(), 1, "{err}");
+    assert!(err.contains(socket.to_str().unwrap()), "{err}");
+}
