@@ -335,10 +335,15 @@ fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_system
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("systemd-socket-activate listens", || socket.exists());
-
     // The very first connection starts the agent and is answered by it.
-    let first = hello(&socket).expect("the first connection is served");
+    // (The socket file exists a moment before systemd-socket-activate
+    // listens on it: a connect in between is refused, and is no connection.)
+    let mut first = None;
+    wait_until("the first connection is served", || {
+        first = hello(&socket);
+        first.is_some()
+    });
+    let first = first.unwrap();
     let pid = first["pid"].as_u64().unwrap() as u32;
     // An inherited socket has no lock file for TestEnv to find the agent by:
     // make sure it does not outlive a failing assertion below.
