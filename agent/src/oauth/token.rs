@@ -97,21 +97,12 @@ pub(super) async fn post_form(
     builder
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept", "application/json")
-        .body(secret_body(body))
+        // A copy for hyper: freed memory is wiped by the binary's allocator
+        // (zeroizing_alloc in cli/src/main.rs), `body` by Zeroizing.
+        .body(body.as_bytes().to_vec())
         .send()
         .await
         .map_err(|e| network_error(url, step, &e))
-}
-
-/// A request body that wipes itself when the HTTP stack is done with it.
-fn secret_body(text: zeroize::Zeroizing<String>) -> bytes::Bytes {
-    struct Wiped(zeroize::Zeroizing<String>);
-    impl AsRef<[u8]> for Wiped {
-        fn as_ref(&self) -> &[u8] {
-            self.0.as_bytes()
-        }
-    }
-    bytes::Bytes::from_owner(Wiped(text))
 }
 
 /// Performs one token request.
