@@ -215,16 +215,52 @@ impl Client {
 
     /// Sends one request and reads its response.
     pub fn call<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, ClientError> {
-        let id = Value::from(self.next_id);
-        self.next_id += 1;
-        // An `add` request carries a secret: the encoded line is wiped after use.
-        let mut line = Zeroizing::new(
-            serde_json::to_vec(&Envelope { id: &id, request })
-                .map_err(|e| self.protocol(format!("cannot encode request: {e}")))?,
-        );
-        line.push(b'\n');
+        let (ids, line) = self.encode(&[request])?;
         let written = self.writer.write_all(&line);
+        self.receive(&ids[0], written)
+    }
 
+    /// `hello` and `request` in one write, then both answers: one round trip
+    /// where [`Client::hello`] then [`Client::call`] take two. An agent of
+    /// another protocol fails with [`ClientError::VersionMismatch`], and its
+    /// answer to `request` is not read.
+    pub fn call_after_hello<T: DeserializeOwned>(
+        &mut self,
+        request: &Request,
+    ) -> Result<(Hello, T), ClientError> {
+        let (ids, lines) = self.encode(&[&Request::Hello, request])?;
+        let written = self.writer.write_all(&lines);
+        let hello = self.receive(&ids[0], written)?;
+        let hello = self.checked(hello)?;
+        let answer = self.receive(&ids[1], Ok(()))?;
+        Ok((hello, answer))
+    }
+
+    /// The lines of `requests`, with fresh ids. A request may carry a secret
+    /// (`add`): the encoded lines are wiped after use.
+    fn encode(
+        &mut self,
+        requests: &[&Request],
+    ) -> Result<(Vec<Value>, Zeroizing<Vec<u8>>), ClientError> {
+        let mut ids = Vec::with_capacity(requests.len());
+        let mut lines = Zeroizing::new(Vec::new());
+        for request in requests {
+            let id = Value::from(self.next_id);
+            self.next_id += 1;
+            serde_json::to_writer(&mut *lines, &Envelope { id: &id, request })
+                .map_err(|e| self.protocol(format!("cannot encode request: {e}")))?;
+            lines.push(b'\n');
+            ids.push(id);
+        }
+        Ok((ids, lines))
+    }
+
+    /// Reads the answer to the request `id` (whose write ended as `written`).
+    fn receive<T: DeserializeOwned>(
+        &mut self,
+        id: &Value,
+        written: io::Result<()>,
+    ) -> Result<T, ClientError> {
         // Even when the write failed, the agent may have answered first: a
         // refused peer gets its `denied` line and is disconnected at once.
         self.line.clear();
@@ -265,7 +301,7 @@ impl Client {
         {
             return Err(ClientError::Agent(error));
         }
-        if response.id != id {
+        if response.id != *id {
             return Err(self.protocol(format!(
                 "response id {} does not match request id {id}",
                 response.id
@@ -276,7 +312,12 @@ impl Client {
 
     /// `hello`, failing with [`ClientError::VersionMismatch`] on another protocol.
     pub fn hello(&mut self) -> Result<Hello, ClientError> {
-        let hello: Hello = self.call(&Request::Hello)?;
+        let hello = self.call(&Request::Hello)?;
+        self.checked(hello)
+    }
+
+    /// `hello` if it names this client's protocol, else the mismatch.
+    fn checked(&self, hello: Hello) -> Result<Hello, ClientError> {
         if hello.protocol != PROTOCOL_VERSION {
             return Err(ClientError::VersionMismatch {
                 path: self.path.clone(),
@@ -295,14 +336,18 @@ impl Client {
         name: &str,
         options: &TokenOptions,
     ) -> Result<TokenAnswer, ClientError> {
-        self.call(&Request::Token {
-            name: name.to_string(),
-            min_ttl: options.min_ttl(),
-            scopes: options.scopes(),
-            resources: options.resources(),
-            force: options.force,
-            id_token: options.id_token,
-        })
+        self.call(&token_request(name, options))
+    }
+
+    /// [`Client::token`] on a connection that has not said `hello` yet:
+    /// both in one round trip.
+    pub fn token_after_hello(
+        &mut self,
+        name: &str,
+        options: &TokenOptions,
+    ) -> Result<TokenAnswer, ClientError> {
+        self.call_after_hello(&token_request(name, options))
+            .map(|(_, answer)| answer)
     }
 
     /// Starts (or joins) signing in as a user for profile `name`.
@@ -378,6 +423,17 @@ impl Client {
             path: self.path.clone(),
             detail,
         }
+    }
+}
+
+fn token_request(name: &str, options: &TokenOptions) -> Request {
+    Request::Token {
+        name: name.to_string(),
+        min_ttl: options.min_ttl(),
+        scopes: options.scopes(),
+        resources: options.resources(),
+        force: options.force,
+        id_token: options.id_token,
     }
 }
 

@@ -58,6 +58,24 @@ fn connect(socket: &SocketPath) -> Result<(Client, Hello), ClientError> {
     Client::connect_checked_timeout(&socket.path, timeout)
 }
 
+/// For the hot path (`token` and what is built on it): a connection that
+/// has not said `hello` yet, for a request that carries it along
+/// ([`Client::token_after_hello`]). When nothing answers, it is
+/// [`connect_or_autostart`] with its errors and hints.
+pub fn autostart_unchecked(socket: &SocketPath) -> Result<Client, CliError> {
+    let timeout = TIMEOUT.get().copied().unwrap_or(DEFAULT_TIMEOUT);
+    let default_dir_ok = || match (socket.source, socket.path.parent()) {
+        (SocketSource::Default, Some(dir)) => check_socket_dir(dir).is_ok(),
+        _ => true,
+    };
+    if default_dir_ok()
+        && let Ok(client) = Client::connect_timeout(&socket.path, timeout)
+    {
+        return Ok(client);
+    }
+    connect_or_autostart(socket).map(|(client, _)| client)
+}
+
 /// Connects to a running agent; never starts one (for `status`, `stop`).
 pub fn connect_existing(socket: &SocketPath) -> Result<(Client, Hello), CliError> {
     connect(socket).map_err(|e| {

@@ -110,8 +110,19 @@ mod tests {
     #[test]
     fn newline_in_path_is_refused() {
         assert!(env_script(Shell::Sh, Path::new("/tmp/a\nb"), Some(1)).is_err());
-        // An agent on another machine (SSH forwarding): no pid.
+    }
+
+    #[test]
+    fn an_agent_on_another_machine_gets_no_pid() {
+        // Reached through SSH forwarding: its pid means nothing here.
+        for shell in [Shell::Sh, Shell::Csh, Shell::Fish] {
+            let s = env_script(shell, Path::new("/r/a.sock"), None).unwrap();
+            assert!(
+                s.contains("JWTAGENT_SOCK") && !s.contains("JWTAGENT_PID"),
+                "{s}"
+            );
+        }
         let s = env_script(Shell::Fish, Path::new("/r/a.sock"), None).unwrap();
-        assert_eq!(s, "set -gx JWTAGENT_SOCK /r/a.sock;\n");
+        assert_eq!(s, "set -gx JWTAGENT_SOCK '/r/a.sock';\n");
     }
 }

@@ -313,3 +313,45 @@ fn an_agent_that_closes_the_connection_is_reported_once_and_plainly() {
     assert_eq!(err.matches("closed the connection").count(), 1, "{err}");
     assert!(err.contains(socket.to_str().unwrap()), "{err}");
 }
+
+#[test]
+fn token_sends_hello_and_its_request_in_one_round_trip() {
+    let env = TestEnv::new();
+    // Something of ours on the socket that answers only once it has both
+    // lines: a client that waits for hello's answer before sending its
+    // request would wait for ever (here: --timeout 5s).
+    let dir = private_dir();
+    let socket = dir.path().join("pipelined.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            lines.push(serde_json::from_str::<serde_json::Value>(&line).unwrap());
+        }
+        let hello =
+            json!({"id": lines[0]["id"], "ok": true, "protocol": 1, "version": "x", "pid": 1});
+        let token = json!({"id": lines[1]["id"], "ok": true, "access_token": "pipelined-token",
+            "token_type": "Bearer", "expires_at": null, "scope": null});
+        let mut writer = stream;
+        writer
+            .write_all(format!("{hello}\n{token}\n").as_bytes())
+            .unwrap();
+        (lines[0]["op"].clone(), lines[1]["op"].clone())
+    });
+    let out = env.run(&[
+        "--socket",
+        socket.to_str().unwrap(),
+        "--timeout",
+        "5s",
+        "token",
+        "p",
+    ]);
+    let ops = server.join().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pipelined-token\n");
+    assert_eq!(ops, (json!("hello"), json!("token")));
+}

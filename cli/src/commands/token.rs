@@ -20,11 +20,11 @@ fn fetch_with(
     args: &TokenArgs,
     id_token: bool,
 ) -> Result<TokenAnswer, CliError> {
-    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let mut client = connect::autostart_unchecked(socket)?;
     let mut options = options(args);
     options.id_token = id_token;
     let answer = client
-        .token(&args.name, &options)
+        .token_after_hello(&args.name, &options)
         .map_err(|e| CliError::from_client(e, START_HINT))?;
     short_of_min_ttl(args, answer.expires_at)?;
     Ok(answer)
