@@ -278,11 +278,12 @@ impl Job {
                     continue;
                 }
             };
+            // What the redirect says reaches the terminal: no control characters.
             let get = |k: &str| {
                 query
                     .iter()
                     .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
+                    .map(|(_, v)| crate::oauth::http::printable(v.chars().take(500).collect()))
             };
             if get("state").as_deref() != Some(state.as_str()) {
                 tracing::warn!(profile = %self.name, "a redirect with another state was refused");
@@ -597,28 +598,34 @@ impl Logins {
             .flow(name)
             .ok_or_else(|| LoginError::NoneUnderWay(name.to_string()))?;
         let mut rx = flow.outcome.subscribe();
+        // Counted while waiting, also if this wait is dropped half-way.
+        struct Waiting<'a>(&'a Flow);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                *self.0.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         flow.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&flow);
         let deadline = tokio::time::sleep(wait.min(MAX_WAIT));
         tokio::pin!(deadline);
-        let result = loop {
+        loop {
             if let Some(outcome) = rx.borrow_and_update().clone() {
-                break outcome.map_err(AgentError::from);
+                return outcome.map_err(AgentError::from);
             }
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() {
-                    break Err(LoginError::Cancelled(name.to_string(), "the agent is stopping").into());
+                    return Err(LoginError::Cancelled(name.to_string(), "the agent is stopping").into());
                 },
-                _ = &mut deadline => break Ok(LoginProgress {
+                _ = &mut deadline => return Ok(LoginProgress {
                     done: false,
                     scope: None,
                     refresh_token: false,
                     expires_in: Some(flow.left()),
                 }),
             }
-        };
-        *flow.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        flow.waiting.fetch_sub(1, Ordering::SeqCst);
-        result
+        }
     }
 }
 

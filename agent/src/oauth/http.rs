@@ -175,7 +175,7 @@ pub(super) async fn read_body(
 
 /// Server text as it may reach a terminal: control characters (an escape
 /// sequence, a newline that fakes a second message) become U+FFFD.
-pub(super) fn printable(text: String) -> String {
+pub(crate) fn printable(text: String) -> String {
     if text.chars().any(char::is_control) {
         text.chars()
             .map(|c| if c.is_control() { '\u{fffd}' } else { c })

@@ -36,7 +36,8 @@ pub async fn add(
         false => None,
     };
     let (unreachable, obtained) = match checked {
-        Some(Err(e @ OAuthError::Network { .. })) => (Some(e), None),
+        // Down or overloaded for now: nothing says the profile is wrong.
+        Some(Err(e)) if transient(&e) => (Some(e), None),
         Some(Err(source)) => {
             return Err(TokenError::OAuth {
                 name: name.to_string(),
@@ -66,12 +67,24 @@ pub async fn add(
     let warnings = [
         state.profiles.store().state().warning(),
         unreachable.map(|e| {
-            format!("the profile is saved, but not verified: the server could not be reached ({e}); `jwtagent token {name}` will tell whether it works")
+            format!("the profile is saved, but not verified: the server could not be reached or could not answer ({e}); `jwtagent token {name}` will tell whether it works")
         }),
     ];
     let warnings: Vec<String> = warnings.into_iter().flatten().collect();
     answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(answer)
+}
+
+/// A failure that says the server cannot answer now, not that the profile
+/// is wrong: unreachable, or a 429 or 5xx answer.
+fn transient(e: &OAuthError) -> bool {
+    match e {
+        OAuthError::Network { .. } => true,
+        OAuthError::Idp { status, .. } | OAuthError::BadResponse { status, .. } => {
+            *status == 429 || *status >= 500
+        }
+        _ => false,
+    }
 }
 
 /// Whether `add` can check the profile with a token request of its own: not

@@ -124,7 +124,9 @@ fn record<T>(
 /// A profile with `no_forward` serves no connection forwarded by OpenSSH; one
 /// with `allow_exe` serves only those executables.
 fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result<(), AgentError> {
-    if profile.no_forward && peer.forwarded() {
+    // Closed when in doubt: a caller whose executable could not be told is
+    // not known not to be ssh.
+    if profile.no_forward && (peer.forwarded() || peer.exe.is_none()) {
         return Err(AgentError::Denied(format!(
             "profile {name:?} is not served over SSH forwarding (--no-forward); this connection came through {}",
             peer.exe_display()
