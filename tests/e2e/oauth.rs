@@ -654,3 +654,41 @@ fn add_verifies_a_profile_with_a_token_and_a_refused_one_leaves_the_old_profile(
     );
     assert!(env.ok(&["list"]).contains("away"));
 }
+
+#[test]
+fn add_saves_with_a_warning_when_the_server_is_overloaded_and_refuses_on_a_client_error() {
+    let env = TestEnv::new();
+    let add = |name: &str, url: &str| {
+        env.run(&[
+            "add",
+            name,
+            "--token-url",
+            url,
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ])
+    };
+    // 503: the server cannot answer now; nothing says the profile is wrong.
+    let busy = FaultServer::start(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
+    let out = add("busy", &busy.token_url());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("saved, but not verified") && stderr_of(&out).contains("503"),
+        "{}",
+        stderr_of(&out)
+    );
+    // 400: the server says no to this profile: it is not saved.
+    let no = FaultServer::start(Fault::Status {
+        code: 400,
+        retry_after: None,
+    });
+    let out = add("refused", &no.token_url());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(!env.ok(&["list"]).contains("refused"));
+    assert!(env.ok(&["list"]).contains("busy"));
+}
