@@ -26,11 +26,15 @@ pub async fn status(state: &AgentState) -> Status {
                 if profile.grant().is_user() {
                     status.logging_in = state.logins.under_way(name);
                     let fetcher = state.tokens.fetcher();
+                    // The keyring is asked briefly: a hung one must not
+                    // hold `status` up (unknown counts as signed in).
+                    let stored = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        fetcher.signed_in(name, profile.generation),
+                    )
+                    .await;
                     status.login_required = fetcher.login_required(name).is_some()
-                        || !fetcher
-                            .signed_in(name, profile.generation)
-                            .await
-                            .unwrap_or(true);
+                        || matches!(stored, Ok(Ok(false)));
                 }
                 profiles.push(status);
             }
