@@ -36,6 +36,11 @@ pub fn set_timeout(timeout: Duration) {
     let _ = TIMEOUT.set(timeout);
 }
 
+/// How long the agent may take to answer one request (`--timeout`).
+pub fn timeout() -> Duration {
+    TIMEOUT.get().copied().unwrap_or(DEFAULT_TIMEOUT)
+}
+
 /// Connects and says hello, after checking the default socket's directory the
 /// way the agent checks it (ours, private, not a symlink, in a directory no other
 /// user can change): a predictable path in /tmp must not lead to another user's

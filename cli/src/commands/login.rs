@@ -58,7 +58,9 @@ pub fn login(socket: &SocketPath, name: &str, no_browser: bool) -> Result<(), Cl
     let _ = err.flush();
     let tty = std::io::stderr().is_terminal();
     loop {
-        let progress = client.login_wait(name, POLL).map_err(fail)?;
+        // Each wait ends well within --timeout, which bounds every answer.
+        let poll = POLL.min(connect::timeout() / 2).max(Duration::from_secs(1));
+        let progress = client.login_wait(name, poll).map_err(fail)?;
         if progress.done {
             if tty {
                 let _ = write!(err, "\r\x1b[K");
