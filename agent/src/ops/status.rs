@@ -33,8 +33,8 @@ pub async fn status(state: &AgentState) -> Status {
                         fetcher.signed_in(name, profile.generation),
                     )
                     .await;
-                    status.login_required = fetcher.login_required(name).is_some()
-                        || matches!(stored, Ok(Ok(false)));
+                    status.login_required =
+                        fetcher.login_required(name).is_some() || matches!(stored, Ok(Ok(false)));
                 }
                 profiles.push(status);
             }
