@@ -253,6 +253,8 @@ impl Job {
                 a = listener.accept() => a,
             };
             let Ok((mut stream, _)) = accepted else {
+                // Out of descriptors, say: not a spin while it lasts.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let query = match tokio::time::timeout(HEAD_TIMEOUT, read_target(&mut stream)).await {
