@@ -287,20 +287,12 @@ impl Profiles {
     ) -> Result<Saved, ProfileError> {
         let dpop_key = prepare(name, &mut profile, secret.as_ref())
             .await
-            .map_err(|reason| ProfileError::Refused {
-                name: name.to_string(),
-                keygen: false,
-                reason,
-            })?;
+            .map_err(refused(name))?;
 
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot add profile {name:?}: {e}")))?;
-        check_inputs(&config, name, &profile).map_err(|reason| ProfileError::Refused {
-            name: name.to_string(),
-            keygen: false,
-            reason,
-        })?;
+        check_inputs(&config, name, &profile).map_err(refused(name))?;
         let old = config.profiles.get(name).cloned();
         let created = old.is_none();
         // The new secret and key go to entries of a new generation; the old
@@ -366,11 +358,7 @@ impl Profiles {
         profile.dpop_alg = None;
         prepare(name, &mut profile, secret)
             .await
-            .map_err(|reason| ProfileError::Refused {
-                name: name.to_string(),
-                keygen: false,
-                reason,
-            })?;
+            .map_err(refused(name))?;
         Ok(profile)
     }
 
@@ -532,6 +520,15 @@ impl Profiles {
                 }))
             }
         }
+    }
+}
+
+/// `add`'s refusal of profile `name` for `reason`.
+fn refused(name: &str) -> impl Fn(Refusal) -> ProfileError + '_ {
+    move |reason| ProfileError::Refused {
+        name: name.to_string(),
+        keygen: false,
+        reason,
     }
 }
 
