@@ -20,8 +20,14 @@ pub fn bin() -> &'static str {
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `cond` until it holds, panicking with `what` at the deadline.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(DEADLINE, what, cond);
+}
+
+/// [`wait_until`] with a deadline of the caller's choosing, for conditions
+/// the code under test takes longer than [`DEADLINE`] to reach.
+pub fn wait_until_within(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(10));

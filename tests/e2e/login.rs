@@ -547,11 +547,11 @@ fn an_interrupted_login_is_abandoned_by_the_agent() {
     .unwrap();
     let _ = login.child.wait();
     // The CLI's last wait may run on for its 5 s, then the lease's 15 s.
-    let deadline = Instant::now() + std::time::Duration::from_secs(45);
-    while logging_in() {
-        assert!(Instant::now() < deadline, "the sign-in was not abandoned");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_until_within(
+        std::time::Duration::from_secs(45),
+        "the agent abandons the sign-in",
+        || !logging_in(),
+    );
     // Its loopback listener is closed.
     let port = url::Url::parse(&redirect).unwrap().port().unwrap();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
