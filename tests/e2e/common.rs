@@ -17,6 +17,28 @@ pub fn bin() -> &'static str {
 }
 
 /// Generous: CI machines are slow, and a passing test never waits this long.
+/// Raises this test process's descriptor limit to the hard limit (at most
+/// 65,536), once: the tests run side by side in one process, and some hold a
+/// thousand connections or two hundred children's pipes while another's
+/// server must still accept.
+pub fn raise_fd_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let limit = getrlimit(Resource::Nofile);
+        let want = limit.maximum.map_or(65_536, |m| m.min(65_536));
+        if limit.current.is_some_and(|c| c < want) {
+            let raised = Rlimit {
+                current: Some(want),
+                maximum: limit.maximum,
+            };
+            if let Err(e) = setrlimit(Resource::Nofile, raised) {
+                eprintln!("could not raise the descriptor limit to {want}: {e}");
+            }
+        }
+    });
+}
+
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `cond` until it holds, panicking with `what` at the deadline.
@@ -71,6 +93,7 @@ static ENV_COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32:
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        raise_fd_limit();
         let n = ENV_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let env = TestEnv {
             dir: private_dir(),
@@ -946,7 +969,14 @@ impl FaultServer {
                             serve_fault(stream, &mode, &requests, &stop, &bodies, &first)
                         });
                     }
-                    Err(_) => return,
+                    // A failed accept (out of descriptors while another
+                    // test holds hundreds) leaves the connection queued: say
+                    // so, and take it once the descriptors are back, rather
+                    // than drop the listener and reset what is queued.
+                    Err(e) => {
+                        eprintln!("fault server on port {port}: accept failed: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
                 }
             }
         });
@@ -996,9 +1026,17 @@ fn serve_fault(
     // Read the request head and its body.
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
+    // A request cut short is reported: an early return closes the connection
+    // without an answer, which the agent sees as a server fault.
+    let cut_short = |read: std::io::Result<usize>| {
+        if !stop.load(Ordering::SeqCst) {
+            eprintln!("fault server: request cut short: {read:?}");
+        }
+    };
     let head_end = loop {
         match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read @ (Ok(0) | Err(_)) => return cut_short(read),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -1013,7 +1051,8 @@ fn serve_fault(
         .unwrap_or(0);
     while buf.len() < head_end + length {
         match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            read @ (Ok(0) | Err(_)) => return cut_short(read),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
