@@ -3,7 +3,9 @@
 //! only its fingerprint.
 //!
 //! `$XDG_STATE_HOME/jwtagent/audit.log`, mode 0600; past its size cap it is
-//! rotated to `audit.log.1` (one old file kept).
+//! rotated to `audit.log.1` (one old file kept). Written off the request path,
+//! by a thread of its own; a record is in the file microseconds after its
+//! answer is sent, and everything queued is written before the agent exits.
 
 use crate::peer::Peer;
 use serde::Serialize;
@@ -12,6 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Size at which the log is rotated.
 pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -49,45 +52,182 @@ impl<'a> Record<'a> {
     }
 }
 
+/// Records queued for the writer at most; a request that finds the queue full
+/// waits for room (the log stays complete, memory stays bounded).
+const QUEUE: usize = 4096;
+/// Bytes gathered into one write at most.
+const BATCH: usize = 64 * 1024;
+
+enum Message {
+    Line(Vec<u8>),
+    /// Answered once every line queued before it is written.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// The audit log, written by a thread of its own: a request queues its record
+/// (serialized) and goes on; the writer appends what has queued up in one
+/// write, keeps the file's size in memory and rotates at the cap.
 pub struct Audit {
-    path: Option<PathBuf>,
-    file: Mutex<Option<File>>,
-    max_bytes: u64,
+    queue: Option<SyncSender<Message>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Audit {
     /// An audit log at `path`; `None` disables it.
     pub fn new(path: Option<PathBuf>) -> Audit {
-        Audit {
-            path,
-            file: Mutex::new(None),
-            max_bytes: MAX_BYTES,
+        Self::with_cap(path, MAX_BYTES)
+    }
+
+    fn with_cap(path: Option<PathBuf>, max_bytes: u64) -> Audit {
+        let Some(path) = path else {
+            return Audit {
+                queue: None,
+                writer: Mutex::new(None),
+            };
+        };
+        let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || Writer::new(path, max_bytes).run(lines));
+        match writer {
+            Ok(writer) => Audit {
+                queue: Some(queue),
+                writer: Mutex::new(Some(writer)),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the audit log's writer: no audit log");
+                Audit {
+                    queue: None,
+                    writer: Mutex::new(None),
+                }
+            }
         }
     }
 
-    #[cfg(test)]
-    fn with_cap(path: PathBuf, max_bytes: u64) -> Audit {
-        Audit {
-            path: Some(path),
-            file: Mutex::new(None),
-            max_bytes,
-        }
-    }
-
-    /// Appends `record`. Failures are logged, never fatal: the request itself
-    /// has been answered by then.
+    /// Queues `record`. Failures to write are logged, never fatal: the request
+    /// itself is answered either way.
     pub fn record(&self, record: &Record<'_>) {
-        let Some(path) = &self.path else { return };
-        let mut line = match serde_json::to_vec(record) {
-            Ok(line) => line,
-            Err(_) => return,
+        let Some(queue) = &self.queue else { return };
+        let Ok(mut line) = serde_json::to_vec(record) else {
+            return;
         };
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = append(path, &mut file, &line, self.max_bytes) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the audit log");
-            *file = None;
+        let _ = queue.send(Message::Line(line));
+    }
+
+    /// Returns once every record queued so far is written (or failed to be).
+    pub fn flush(&self) {
+        let Some(queue) = &self.queue else { return };
+        let (done, written) = std::sync::mpsc::sync_channel(1);
+        if queue.send(Message::Flush(done)).is_ok() {
+            let _ = written.recv();
         }
+    }
+}
+
+impl Drop for Audit {
+    /// Whatever is queued is written before the agent goes.
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(writer) = writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// The writer thread's side: the open file and its size.
+struct Writer {
+    path: PathBuf,
+    max_bytes: u64,
+    file: Option<(File, u64)>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    fn new(path: PathBuf, max_bytes: u64) -> Writer {
+        Writer {
+            path,
+            max_bytes,
+            file: None,
+            buf: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Takes what has queued up, writes it, answers the flushes among it;
+    /// ends when the queue's sender is gone and the queue is empty.
+    fn run(mut self, lines: Receiver<Message>) {
+        let mut flushed = Vec::new();
+        while let Ok(first) = lines.recv() {
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Line(line) => self.add(&line),
+                    Message::Flush(done) => flushed.push(done),
+                }
+                if self.buf.len() < BATCH {
+                    next = lines.try_recv().ok();
+                }
+            }
+            self.write_out();
+            for done in flushed.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Adds one line to the batch, writing the batch out and rotating first
+    /// when the line would take the file past its cap.
+    fn add(&mut self, line: &[u8]) {
+        if let Err(e) = self.open() {
+            self.failed(&e);
+        }
+        let size = self.file.as_ref().map_or(0, |(_, size)| *size);
+        if size + (self.buf.len() + line.len()) as u64 > self.max_bytes {
+            self.write_out();
+            let mut rotated = self.path.as_os_str().to_owned();
+            rotated.push(".1");
+            match std::fs::rename(&self.path, rotated) {
+                Ok(()) => self.file = None,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.file = None,
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.buf.extend_from_slice(line);
+    }
+
+    /// Opens the file, if it is not open, and learns its size.
+    fn open(&mut self) -> std::io::Result<()> {
+        if self.file.is_none() {
+            let file = open(&self.path)?;
+            let size = file.metadata()?.len();
+            self.file = Some((file, size));
+        }
+        Ok(())
+    }
+
+    fn write_out(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if let Err(e) = self.append() {
+            self.failed(&e);
+        }
+        self.buf.clear();
+    }
+
+    fn append(&mut self) -> std::io::Result<()> {
+        self.open()?;
+        if let Some((file, size)) = self.file.as_mut() {
+            file.write_all(&self.buf)?;
+            *size += self.buf.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        tracing::warn!(path = %self.path.display(), error = %e, "cannot write the audit log");
+        self.file = None;
     }
 }
 
@@ -106,24 +246,6 @@ fn open(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-fn append(path: &Path, file: &mut Option<File>, line: &[u8], max: u64) -> std::io::Result<()> {
-    if file.is_none() {
-        *file = Some(open(path)?);
-    }
-    if let Some(f) = file.as_ref()
-        && f.metadata()?.len() + line.len() as u64 > max
-    {
-        let mut rotated = path.as_os_str().to_owned();
-        rotated.push(".1");
-        std::fs::rename(path, rotated)?;
-        *file = Some(open(path)?);
-    }
-    match file.as_mut() {
-        Some(f) => f.write_all(line),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,7 +255,7 @@ mod tests {
     fn records_are_json_lines_in_a_0600_file_and_rotate_at_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/audit.log");
-        let audit = Audit::with_cap(path.clone(), 400);
+        let audit = Audit::with_cap(Some(path.clone()), 400);
         let peer = Peer {
             uid: 1000,
             pid: Some(42),
@@ -145,6 +267,7 @@ mod tests {
             r.fingerprint = Some("ba7816bf".into());
             audit.record(&r);
         }
+        audit.flush();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let rotated = dir.path().join("state/audit.log.1");
@@ -158,5 +281,37 @@ mod tests {
             assert_eq!(v["fingerprint"], "ba7816bf");
             assert_eq!(v["outcome"], "ok");
         }
+    }
+
+    fn record_of(peer: &Peer) -> Record<'_> {
+        Record::new(peer, "token", Some("api"), "ok")
+    }
+
+    #[test]
+    fn everything_queued_is_written_before_the_log_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let audit = Audit::new(Some(path.clone()));
+        let peer = Peer::default();
+        for _ in 0..10_000 {
+            audit.record(&record_of(&peer));
+        }
+        drop(audit);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 10_000);
+    }
+
+    #[test]
+    fn the_size_of_a_log_left_by_an_earlier_agent_counts_toward_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, vec![b'x'; 390]).unwrap();
+        let audit = Audit::with_cap(Some(path.clone()), 400);
+        let peer = Peer::default();
+        audit.record(&record_of(&peer));
+        audit.flush();
+        let rotated = std::fs::read(dir.path().join("audit.log.1")).expect("rotated");
+        assert_eq!(rotated, vec![b'x'; 390]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
     }
 }

@@ -278,6 +278,7 @@ impl Agent {
         };
         tokio::join!(serving, removed);
         state_for_shutdown.tokens.clear();
+        state_for_shutdown.audit.flush();
         drop(self.socket.listener);
         signals.abort();
         tracing::info!("agent stopped");

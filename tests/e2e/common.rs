@@ -263,6 +263,21 @@ impl TestEnv {
     }
 
     /// Runs and asserts success, returning stdout.
+    /// The records of `jwtagent audit --json`, once `cond` holds of them: the
+    /// agent writes its audit log off the request path, just after it answers.
+    pub fn audit_until(&self, what: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut records = Vec::new();
+        wait_until(what, || {
+            records = self
+                .ok(&["audit", "--json"])
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            cond(&records)
+        });
+        records
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(

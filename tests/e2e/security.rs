@@ -175,21 +175,14 @@ fn a_profile_policy_allows_one_executable_and_denies_another() {
     // The CLI at its usual path is another executable too.
     assert_eq!(env.run(&["token", "guarded"]).status.code(), Some(1));
     // Both outcomes are audited, with the executable.
-    let audit = env.ok(&["audit", "--json"]);
-    let records: Vec<serde_json::Value> = audit
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert!(
+    env.audit_until("both outcomes audited with the executable", |records| {
         records
             .iter()
             .any(|r| r["outcome"] == "ok" && r["exe"] == allowed.to_str().unwrap())
-    );
-    assert!(
-        records
-            .iter()
-            .any(|r| r["outcome"] == "denied" && r["exe"] == other.to_str().unwrap())
-    );
+            && records
+                .iter()
+                .any(|r| r["outcome"] == "denied" && r["exe"] == other.to_str().unwrap())
+    });
 }
 
 #[test]
@@ -228,11 +221,9 @@ fn lock_refuses_service_delays_wrong_passphrases_and_unlock_restores_it() {
     let after = env.ok(&["token", "api"]);
     assert_ne!(before, after, "a fresh token: nothing survived the lock");
     // The audit log saw the refusal while locked.
-    let audit = env.ok(&["audit", "--json"]);
-    assert!(
-        audit.lines().any(|l| l.contains(r#""outcome":"locked""#)),
-        "{audit}"
-    );
+    env.audit_until("the refusal while locked audited", |records| {
+        records.iter().any(|r| r["outcome"] == "locked")
+    });
 }
 
 #[test]

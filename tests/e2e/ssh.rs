@@ -171,22 +171,14 @@ fn a_forwarded_agent_serves_remote_commands_but_not_no_forward_profiles() {
     );
     env.ok(&["token", "laptop-only"]);
     // The audit log says who asked: ssh, for the forwarded requests.
-    let audit = env.ok(&["audit", "--json"]);
-    let forwarded: Vec<serde_json::Value> = audit
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|r: &serde_json::Value| r["exe"].as_str().is_some_and(|e| e.ends_with("/ssh")))
-        .collect();
-    assert!(
-        forwarded
-            .iter()
-            .any(|r| r["profile"] == "shared" && r["outcome"] == "ok"),
-        "{audit}"
-    );
-    assert!(
-        forwarded
-            .iter()
-            .any(|r| r["profile"] == "laptop-only" && r["outcome"] == "denied"),
-        "{audit}"
-    );
+    env.audit_until("the forwarded requests audited as ssh's", |records| {
+        let forwarded = |profile: &str, outcome: &str| {
+            records.iter().any(|r| {
+                r["exe"].as_str().is_some_and(|e| e.ends_with("/ssh"))
+                    && r["profile"] == profile
+                    && r["outcome"] == outcome
+            })
+        };
+        forwarded("shared", "ok") && forwarded("laptop-only", "denied")
+    });
 }
