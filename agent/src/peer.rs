@@ -1,11 +1,12 @@
 //! Who is on the other end of a connection: uid and pid from SO_PEERCRED, and
-//! the executable, resolved at accept time with a guard against pid reuse.
+//! the executable, resolved with a guard against pid reuse.
 //!
 //! The pid SO_PEERCRED reports may belong to another process by the time we
 //! look (the peer exited, the pid was reused). The executable is trusted only
-//! if the process now holding the pid started before the connection was
-//! accepted, and is still that same process (held by a pidfd) after we read
-//! its `/proc/PID/exe`.
+//! if the process holding the pid (held by a pidfd opened before the reads)
+//! started before the connection was accepted and has not exited once its
+//! `/proc/PID/exe` is read: a pid cannot pass to another process while the
+//! one holding it lives.
 
 use jwtagent::process::start_ticks;
 use std::path::PathBuf;
@@ -82,7 +83,9 @@ pub fn resolve_exe(pid: u32, accepted_at: u64) -> Option<PathBuf> {
         return None;
     }
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
-    if exited(&pidfd) || start_ticks(pid) != Some(started) {
+    // Alive now, the process the pidfd holds has held the pid since it was
+    // opened: both reads above were of it.
+    if exited(&pidfd) {
         return None;
     }
     Some(exe)

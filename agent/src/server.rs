@@ -70,7 +70,7 @@ pub async fn serve(
             Accepted::Retry => continue,
             Accepted::Stop => break,
         };
-        let Some(peer) = peer_allowed(&stream, my_uid, &state) else {
+        let Some((mut peer, accepted_at)) = peer_allowed(&stream, my_uid, &state) else {
             continue;
         };
         let state = state.clone();
@@ -82,6 +82,11 @@ pub async fn serve(
         let evicted = CancellationToken::new();
         let place = idle.enter(&evicted);
         tracker.spawn(async move {
+            // The executable (for policies and the audit log) is read here,
+            // off the accept loop: a process that started after the accept
+            // is never taken for the peer.
+            peer.exe = peer.pid.and_then(|pid| resolve_exe(pid, accepted_at));
+            tracing::trace!(peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "connection accepted");
             let conn = Conn {
                 state: &state,
                 peer: &peer,
@@ -155,10 +160,12 @@ async fn accept(listener: &UnixListener, shutdown: &CancellationToken) -> Accept
     }
 }
 
-/// SO_PEERCRED check: only the agent's own uid may talk to it. Resolves the
-/// peer's executable (for policies and the audit log). A refused peer gets one
-/// `denied` line (best effort, never blocking), is logged and audited.
-fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<Peer> {
+/// SO_PEERCRED check: only the agent's own uid may talk to it. An allowed
+/// peer's executable is left for its connection's task to resolve (with the
+/// time of the accept returned beside it). A refused
+/// peer gets one `denied` line (best effort, never blocking), is logged and
+/// audited with its executable.
+fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<(Peer, u64)> {
     let accepted_at = boot_ticks_now().unwrap_or(u64::MAX);
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
@@ -168,16 +175,15 @@ fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<
         }
     };
     let pid = cred.pid().and_then(|p| u32::try_from(p).ok());
-    let peer = Peer {
+    let mut peer = Peer {
         uid: cred.uid(),
         pid,
-        exe: pid.and_then(|pid| resolve_exe(pid, accepted_at)),
         ..Peer::default()
     };
     if cred.uid() == my_uid {
-        tracing::trace!(peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "connection accepted");
-        return Some(peer);
+        return Some((peer, accepted_at));
     }
+    peer.exe = pid.and_then(|pid| resolve_exe(pid, accepted_at));
     let exe = peer.exe_display();
     tracing::warn!(
         peer_uid = cred.uid(),
