@@ -76,6 +76,14 @@ pub struct Login {
     seen: Vec<String>,
 }
 
+impl Drop for Login {
+    /// A test that fails leaves no sign-in process behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Login {
     fn start(env: &TestEnv, name: &str) -> Login {
         Login::spawn(env.cmd(&["login", name, "--no-browser"]))
@@ -525,7 +533,17 @@ fn an_interrupted_login_is_abandoned_by_the_agent() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
     add_user(&env, &oidc, "me", "authorization-code");
-    let mut login = Login::start(&env, "me");
+    let mut cmd = env.cmd(&["login", "me", "--no-browser"]);
+    // Ctrl-C at a terminal: SIGINT at its default action, even when the suite
+    // runs where it is ignored (a background job of a script inherits that).
+    // SAFETY: between fork and exec, one async-signal-safe call.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut login = Login::spawn(cmd);
     let url = login.browser_url();
     let redirect = url::Url::parse(&url)
         .unwrap()
@@ -545,7 +563,9 @@ fn an_interrupted_login_is_abandoned_by_the_agent() {
         rustix::process::Signal::INT,
     )
     .unwrap();
-    let _ = login.child.wait();
+    wait_until("the login ends on Ctrl-C", || {
+        login.child.try_wait().unwrap().is_some()
+    });
     // The CLI's last wait may run on for its 5 s, then the lease's 15 s.
     wait_until_within(
         std::time::Duration::from_secs(45),
