@@ -449,8 +449,9 @@ fn main() -> Result<()> {
     let mut lat_agent = Vec::new();
     let mut lat_ratio = Vec::new();
     let mut p999_agent = Vec::new();
-    let mut tput: Vec<(usize, Vec<f64>, Vec<f64>, Vec<f64>)> =
-        [1, 8, 64, 256].map(|c| (c, vec![], vec![], vec![])).into();
+    // Per concurrency: the echo server's rates, the agent's, their ratios.
+    type Rates = (usize, Vec<f64>, Vec<f64>, Vec<f64>);
+    let mut tput: Vec<Rates> = [1, 8, 64, 256].map(|c| (c, vec![], vec![], vec![])).into();
     for _ in 0..20 {
         env.ok(&["token", "p000"])?;
     }
