@@ -374,3 +374,41 @@ fn agent_is_not_dumpable_and_has_no_core_limit() {
         stderr_of(&agent_environ)
     );
 }
+
+/// The ELF type of `path`: 2 for a fixed-address executable, 3 for a
+/// position-independent one.
+fn elf_type(path: &std::path::Path) -> u16 {
+    let head = std::fs::read(path).unwrap();
+    assert_eq!(&head[..4], b"\x7fELF", "{} is not ELF", path.display());
+    u16::from_le_bytes([head[16], head[17]])
+}
+
+#[test]
+fn the_agent_runs_from_its_position_independent_binary_and_the_cli_starts_from_a_fixed_one() {
+    let env = TestEnv::new();
+    // Started by `env` (detached) and in the foreground: both hand over to
+    // jwtagent-agent, keeping the pid the caller was told.
+    let detached = pid_from_env_script(&env.ok(&["env"]));
+    let foreground = env.foreground_agent(&env.path("fg.sock"));
+    for pid in [detached, foreground.pid()] {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(exe.ends_with("jwtagent-agent"), "{}", exe.display());
+        assert_eq!(elf_type(&exe), 3, "the agent is position-independent");
+    }
+    assert_eq!(hello(&env.path("fg.sock")).unwrap()["ok"], true);
+    assert_eq!(elf_type(std::path::Path::new(bin())), 2, "the CLI is not");
+}
+
+#[test]
+fn without_jwtagent_agent_beside_it_jwtagent_runs_the_agent_itself() {
+    let env = TestEnv::new();
+    let alone = env.path("alone/jwtagent");
+    std::fs::create_dir(alone.parent().unwrap()).unwrap();
+    std::fs::copy(bin(), &alone).unwrap();
+    let out = env.command(&alone).arg("env").output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let pid = pid_from_env_script(&String::from_utf8(out.stdout).unwrap());
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe, alone);
+    assert_eq!(hello(&env.default_socket()).unwrap()["ok"], true);
+}

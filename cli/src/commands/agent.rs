@@ -8,10 +8,42 @@ use anyhow::{Context, anyhow};
 use jwtagent::paths::SocketPath;
 use jwtagent_agent::{Agent, Limits, Options};
 
+/// The daemon's own binary, installed beside `jwtagent`.
+pub const DAEMON_BINARY: &str = "jwtagent-agent";
+
+/// Replaces this process with `jwtagent-agent` and the same arguments when
+/// this is `jwtagent` and the daemon's binary is beside it: the same pid,
+/// descriptors (a socket-activated listener, the readiness pipe) and
+/// environment, a position-independent image. Returns only when there is
+/// nothing to hand over to (then this binary runs the agent itself), or the
+/// exec failed.
+fn hand_over_to_daemon_binary() {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    if exe.file_name().is_some_and(|n| n == DAEMON_BINARY) {
+        return;
+    }
+    let daemon = exe.with_file_name(DAEMON_BINARY);
+    if !daemon.is_file() {
+        return;
+    }
+    let error = std::process::Command::new(&daemon)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!(
+        "jwtagent: cannot run {} ({error}); running the agent from {} instead",
+        daemon.display(),
+        exe.display()
+    );
+}
+
 pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Result<(), CliError> {
     if !args.foreground {
         return start_detached(socket, args, log_format);
     }
+    hand_over_to_daemon_binary();
     if args.detached_child {
         // Our own session: no controlling terminal, no signals from the shell's
         // job control. We are not a process-group leader, so this cannot fail
