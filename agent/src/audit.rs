@@ -57,6 +57,11 @@ impl<'a> Record<'a> {
 const QUEUE: usize = 4096;
 /// Bytes gathered into one write at most.
 const BATCH: usize = 64 * 1024;
+/// After a write, the writer rests this long before it looks again, so that
+/// under load the records of many requests make one write, and a request
+/// queues its record without waking anyone (a wake-up per request cost more
+/// than the rest of a cached token's request path).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 
 enum Message {
     Line(Vec<u8>),
@@ -173,6 +178,7 @@ impl Writer {
             for done in flushed.drain(..) {
                 let _ = done.send(());
             }
+            std::thread::sleep(GATHER);
         }
     }
 
