@@ -4,8 +4,8 @@
 //!
 //! `$XDG_STATE_HOME/jwtagent/audit.log`, mode 0600; past its size cap it is
 //! rotated to `audit.log.1` (one old file kept). Written off the request path,
-//! by a thread of its own; a record is in the file microseconds after its
-//! answer is sent, and everything queued is written before the agent exits.
+//! by a thread of its own: a record is in the file within a few milliseconds
+//! of its answer, and everything queued is written before the agent exits.
 
 use crate::peer::Peer;
 use serde::Serialize;
@@ -13,7 +13,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Size at which the log is rotated.
@@ -66,7 +65,7 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 enum Message {
     Line(Vec<u8>),
     /// Answered once every line queued before it is written.
-    Flush(std::sync::mpsc::SyncSender<()>),
+    Flush(SyncSender<()>),
 }
 
 /// The audit log, written by a thread of its own: a request queues its record
@@ -74,7 +73,7 @@ enum Message {
 /// write, keeps the file's size in memory and rotates at the cap.
 pub struct Audit {
     queue: Option<SyncSender<Message>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Audit {
@@ -87,7 +86,7 @@ impl Audit {
         let Some(path) = path else {
             return Audit {
                 queue: None,
-                writer: Mutex::new(None),
+                writer: None,
             };
         };
         let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
@@ -97,13 +96,13 @@ impl Audit {
         match writer {
             Ok(writer) => Audit {
                 queue: Some(queue),
-                writer: Mutex::new(Some(writer)),
+                writer: Some(writer),
             },
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the audit log's writer: no audit log");
                 Audit {
                     queue: None,
-                    writer: Mutex::new(None),
+                    writer: None,
                 }
             }
         }
@@ -134,8 +133,7 @@ impl Drop for Audit {
     /// Whatever is queued is written before the agent goes.
     fn drop(&mut self) {
         drop(self.queue.take());
-        let writer = self.writer.get_mut().unwrap_or_else(|p| p.into_inner());
-        if let Some(writer) = writer.take() {
+        if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
     }
@@ -165,12 +163,14 @@ impl Writer {
         let mut flushed = Vec::new();
         while let Ok(first) = lines.recv() {
             let mut next = Some(first);
+            let mut full = false;
             while let Some(message) = next.take() {
                 match message {
                     Message::Line(line) => self.add(&line),
                     Message::Flush(done) => flushed.push(done),
                 }
-                if self.buf.len() < BATCH {
+                full = self.buf.len() >= BATCH;
+                if !full {
                     next = lines.try_recv().ok();
                 }
             }
@@ -178,7 +178,10 @@ impl Writer {
             for done in flushed.drain(..) {
                 let _ = done.send(());
             }
-            std::thread::sleep(GATHER);
+            // A full batch means more may be waiting: no rest then.
+            if !full {
+                std::thread::sleep(GATHER);
+            }
         }
     }
 
