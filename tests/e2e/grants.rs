@@ -552,15 +552,17 @@ fn a_wrong_app_id_or_a_key_that_is_not_rsa_gets_a_clear_error() {
 }
 
 /// Revokes `token` of `client` at the provider (RFC 7009), as its owner
-/// could at any time.
+/// could at any time. The token goes in the environment: after `-e`, node
+/// would take one that starts with `-` for an option of its own.
 fn revoke(oidc: &Oidc, client: &str, token: &str) {
     let script = format!(
-        "const r = await fetch('{}/token/revocation', {{method: 'POST', headers: {{'content-type': 'application/x-www-form-urlencoded'}}, body: new URLSearchParams({{token: process.argv[1], client_id: '{client}', client_secret: '{SECRET}'}})}}); process.exit(r.ok ? 0 : 1);",
+        "const r = await fetch('{}/token/revocation', {{method: 'POST', headers: {{'content-type': 'application/x-www-form-urlencoded'}}, body: new URLSearchParams({{token: process.env.TOKEN, client_id: '{client}', client_secret: '{SECRET}'}})}}); process.exit(r.ok ? 0 : 1);",
         oidc.issuer
     );
     let node = require_tool("node", "nodejs");
     let out = std::process::Command::new(node)
-        .args(["--input-type=module", "-e", &script, token])
+        .args(["--input-type=module", "-e", &script])
+        .env("TOKEN", token)
         .env("NODE_EXTRA_CA_CERTS", &pki().ca)
         .output()
         .unwrap();
