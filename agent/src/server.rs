@@ -161,10 +161,10 @@ async fn accept(listener: &UnixListener, shutdown: &CancellationToken) -> Accept
 }
 
 /// SO_PEERCRED check: only the agent's own uid may talk to it. An allowed
-/// peer's executable is left for its connection's task to resolve (with the
-/// time of the accept returned beside it). A refused
-/// peer gets one `denied` line (best effort, never blocking), is logged and
-/// audited with its executable.
+/// peer's executable is left for its connection's task to resolve, with the
+/// time of the accept returned beside it. A refused peer gets one `denied`
+/// line (best effort, never blocking), is logged and audited with its
+/// executable.
 fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<(Peer, u64)> {
     let accepted_at = boot_ticks_now().unwrap_or(u64::MAX);
     let cred = match stream.peer_cred() {

@@ -9,7 +9,7 @@ use jwtagent::paths::SocketPath;
 use jwtagent_agent::{Agent, Limits, Options};
 
 /// The daemon's own binary, installed beside `jwtagent`.
-pub const DAEMON_BINARY: &str = "jwtagent-agent";
+const DAEMON_BINARY: &str = "jwtagent-agent";
 
 /// Replaces this process with `jwtagent-agent` and the same arguments when
 /// this is `jwtagent` and the daemon's binary is beside it: the same pid,
