@@ -83,6 +83,20 @@ pub mod fuzzing {
                 );
                 assert!(!excerpt.chars().any(char::is_control), "{excerpt:?}");
             }
+            // A 200 answer with an RFC 6749 error body is an error (GitHub
+            // answers so): it shows the server's `error` and description,
+            // made printable, and nothing else of the body.
+            Err(OAuthError::Idp {
+                error, description, ..
+            }) if status == 200 => {
+                let has_error = serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .is_some_and(|v| v.get("error").is_some());
+                assert!(has_error, "a 200 answer without `error` gave {error:?}");
+                for text in std::iter::once(&error).chain(description.as_ref()) {
+                    assert!(!text.chars().any(char::is_control), "{text:?}");
+                }
+            }
             Err(e) => assert!(status != 200, "a 200 answer gave {e:?}"),
         }
     }
