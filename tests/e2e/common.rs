@@ -16,7 +16,6 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_jwtagent")
 }
 
-/// Generous: CI machines are slow, and a passing test never waits this long.
 /// Raises this test process's descriptor limit to the hard limit (at most
 /// 65,536), once: the tests run side by side in one process, and some hold a
 /// thousand connections or two hundred children's pipes while another's
@@ -39,6 +38,7 @@ pub fn raise_fd_limit() {
     });
 }
 
+/// Generous: CI machines are slow, and a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `cond` until it holds, panicking with `what` at the deadline.
@@ -262,7 +262,6 @@ impl TestEnv {
         self.cmd(args).output().expect("run jwtagent")
     }
 
-    /// Runs and asserts success, returning stdout.
     /// The records of `jwtagent audit --json`, once `cond` holds of them: the
     /// agent writes its audit log off the request path, just after it answers.
     pub fn audit_until(&self, what: &str, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
@@ -278,6 +277,7 @@ impl TestEnv {
         records
     }
 
+    /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(

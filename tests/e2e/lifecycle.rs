@@ -378,7 +378,11 @@ fn agent_is_not_dumpable_and_has_no_core_limit() {
 /// The ELF type of `path`: 2 for a fixed-address executable, 3 for a
 /// position-independent one.
 fn elf_type(path: &std::path::Path) -> u16 {
-    let head = std::fs::read(path).unwrap();
+    use std::io::Read;
+    let mut head = [0u8; 18];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .unwrap();
     assert_eq!(&head[..4], b"\x7fELF", "{} is not ELF", path.display());
     u16::from_le_bytes([head[16], head[17]])
 }
