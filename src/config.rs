@@ -1381,8 +1381,7 @@ pub fn config_path() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
     }
-    directories::ProjectDirs::from("", "", "jwtagent")
-        .map(|dirs| dirs.config_dir().join("profiles.toml"))
+    Some(crate::paths::xdg_dir("XDG_CONFIG_HOME", ".config")?.join("jwtagent/profiles.toml"))
 }
 
 #[cfg(test)]

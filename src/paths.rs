@@ -21,16 +21,24 @@ pub const NO_AUTOSTART_ENV: &str = "JWTAGENT_NO_AUTOSTART";
 /// same name.
 pub const KEYRING_SERVICE_ENV: &str = "JWTAGENT_KEYRING_SERVICE";
 
+/// An XDG base directory (the XDG Base Directory Specification): `var`
+/// when it holds an absolute path (a relative one is ignored), else
+/// `$HOME/fallback`. `None` without an absolute `HOME`: the home directory
+/// is never looked up in the user database, which would load the name
+/// service's modules into the statically linked CLI.
+pub fn xdg_dir(var: &str, fallback: &str) -> Option<PathBuf> {
+    let absolute = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute(var).or_else(|| Some(absolute("HOME")?.join(fallback)))
+}
+
 /// `$XDG_STATE_HOME/jwtagent` (`~/.local/state/jwtagent`): the agent's log and
 /// the audit log.
 pub fn state_dir() -> Option<PathBuf> {
-    let base = directories::BaseDirs::new()?;
-    let state = base
-        .state_dir()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| base.home_dir().join(".local/state"));
-    let dir = state.join("jwtagent");
-    Some(std::path::absolute(&dir).unwrap_or(dir))
+    Some(xdg_dir("XDG_STATE_HOME", ".local/state")?.join("jwtagent"))
 }
 
 /// Where a detached agent logs by default: `$XDG_STATE_HOME/jwtagent/agent.log`.
