@@ -1,6 +1,6 @@
 //! Starting a detached agent and waiting for it to be ready.
 //!
-//! The parent re-executes this binary as `jwtagent agent -D --detached-child` with
+//! The parent runs the daemon's binary as `jwtagent-agent agent -D --detached-child` with
 //! its stdout on a pipe. The child claims the socket and then writes exactly one
 //! line — `READY <pid>` or `ERROR <message>` — and closes the pipe. The parent
 //! waits for that line instead of polling or sleeping (the sccache pattern), so it
@@ -30,7 +30,7 @@ pub fn spawn_detached(
     log_format: LogFormat,
     store: Option<StoreKind>,
 ) -> anyhow::Result<Started> {
-    let exe = std::env::current_exe().context("cannot find the jwtagent executable")?;
+    let exe = crate::commands::agent::daemon_binary()?;
     let mut cmd = Command::new(&exe);
     cmd.arg("agent")
         .arg("-D")

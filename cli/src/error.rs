@@ -4,7 +4,6 @@
 use jwtagent::ClientError;
 use jwtagent::protocol::ErrorBody;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -41,12 +40,12 @@ pub fn explicit_hint(path: &std::path::Path) -> String {
 pub const NO_AUTOSTART_HINT: &str = "JWTAGENT_NO_AUTOSTART=1 is set, so no agent is started for you: start one with eval \"$(jwtagent env)\" (or `jwtagent agent`), or unset JWTAGENT_NO_AUTOSTART";
 
 impl CliError {
-    pub fn exit_code(&self) -> ExitCode {
+    pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoAgent { .. } => ExitCode::from(3),
-            CliError::Usage(_) => ExitCode::from(2),
-            CliError::Exit { code, .. } => ExitCode::from(*code),
-            CliError::Agent(_) | CliError::Other(_) => ExitCode::from(1),
+            CliError::NoAgent { .. } => 3,
+            CliError::Usage(_) => 2,
+            CliError::Exit { code, .. } => *code,
+            CliError::Agent(_) | CliError::Other(_) => 1,
         }
     }
 

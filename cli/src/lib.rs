@@ -1,10 +1,10 @@
 //! jwtagent's command line: everything the two binaries run. `jwtagent` is
 //! the CLI; `jwtagent-agent` is the daemon that `jwtagent agent` hands over
-//! to. They are the same program, built twice: `jwtagent` is linked for a
-//! fast start (no position-independent image to relocate, about half the
-//! start-up instructions), the daemon, which holds the secrets, keeps a
-//! position-independent image and with it the full address-space
-//! randomization.
+//! to. They share this code, but only the daemon's binary links the agent
+//! (see [`daemon_main`]): `jwtagent` is a small client, statically linked at
+//! a fixed address for a fast start (cli/build.rs), while the daemon, which
+//! holds the secrets and talks to servers, keeps a position-independent
+//! image and with it the full address-space randomization.
 
 #![forbid(unsafe_code)]
 
@@ -31,11 +31,22 @@ use std::process::ExitCode;
 static ALLOC: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
     zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
-/// Runs the command line in `std::env::args_os()`.
-pub fn main() -> ExitCode {
+/// The daemon's binary, `jwtagent-agent`: the command line in
+/// `std::env::args_os()`, able to run the agent itself.
+pub fn daemon_main() -> ExitCode {
+    ExitCode::from(exit_status(Some(commands::agent::serve)))
+}
+
+/// The CLI, `jwtagent`: the command line in `std::env::args_os()`; returns
+/// the exit status. `jwtagent agent` hands over to `jwtagent-agent`.
+pub fn client_exit_status() -> u8 {
+    exit_status(None)
+}
+
+fn exit_status(serve: Option<commands::agent::Serve>) -> u8 {
     let cli = fast_path(std::env::args_os()).unwrap_or_else(Cli::parse);
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli, serve) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("jwtagent: {}", render(&e));
             e.exit_code()
@@ -85,12 +96,12 @@ fn render(e: &CliError) -> String {
     }
 }
 
-fn run(cli: Cli) -> Result<(), CliError> {
+fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> {
     let socket = connect::socket_path(cli.global.socket.as_deref());
     connect::set_timeout(cli.global.timeout);
     match cli.command {
         Command::Env { shell, no_start } => commands::env::run(&socket, shell, no_start),
-        Command::Agent(args) => commands::agent::run(&socket, &args, cli.global.log_format),
+        Command::Agent(args) => commands::agent::run(&socket, &args, cli.global.log_format, serve),
         Command::Stop { shell } => commands::stop::run(&socket, shell),
         Command::Status { json } => commands::status::run(&socket, json),
         Command::Add(args) => commands::profiles::add(&socket, *args),

@@ -375,44 +375,150 @@ fn agent_is_not_dumpable_and_has_no_core_limit() {
     );
 }
 
-/// The ELF type of `path`: 2 for a fixed-address executable, 3 for a
-/// position-independent one.
-fn elf_type(path: &std::path::Path) -> u16 {
-    use std::io::Read;
-    let mut head = [0u8; 18];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .unwrap();
-    assert_eq!(&head[..4], b"\x7fELF", "{} is not ELF", path.display());
-    u16::from_le_bytes([head[16], head[17]])
+/// An ELF file's type (2: fixed-position executable, 3: position-independent)
+/// and whether it names a program interpreter (the dynamic loader).
+fn elf_kind(path: &std::path::Path) -> (u16, bool) {
+    let elf = std::fs::read(path).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF", "{} is not ELF", path.display());
+    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]);
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    let (offset, size, count) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    let interpreter = (0..usize::from(count)).any(|i| {
+        let at = offset + i * usize::from(size);
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
+    });
+    (u16_at(16), interpreter)
 }
 
 #[test]
-fn the_agent_runs_from_its_position_independent_binary_and_the_cli_starts_from_a_fixed_one() {
+fn the_agent_runs_from_its_position_independent_binary_and_the_cli_is_static() {
     let env = TestEnv::new();
-    // Started by `env` (detached) and in the foreground: both hand over to
-    // jwtagent-agent, keeping the pid the caller was told.
+    // Started by `env` (detached) and in the foreground: both run
+    // jwtagent-agent, with the pid the caller was told.
     let detached = pid_from_env_script(&env.ok(&["env"]));
     let foreground = env.foreground_agent(&env.path("fg.sock"));
     for pid in [detached, foreground.pid()] {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
         assert!(exe.ends_with("jwtagent-agent"), "{}", exe.display());
-        assert_eq!(elf_type(&exe), 3, "the agent is position-independent");
+        assert_eq!(
+            elf_kind(&exe),
+            (3, true),
+            "the agent is position-independent"
+        );
     }
     assert_eq!(hello(&env.path("fg.sock")).unwrap()["ok"], true);
-    assert_eq!(elf_type(std::path::Path::new(bin())), 2, "the CLI is not");
+    assert_eq!(
+        elf_kind(std::path::Path::new(bin())),
+        (2, false),
+        "the CLI is a static, fixed-position executable (cli/build.rs; needs libc6-dev's libc.a)"
+    );
 }
 
 #[test]
-fn without_jwtagent_agent_beside_it_jwtagent_runs_the_agent_itself() {
+fn without_jwtagent_agent_beside_it_jwtagent_says_what_to_install() {
     let env = TestEnv::new();
     let alone = env.path("alone/jwtagent");
     std::fs::create_dir(alone.parent().unwrap()).unwrap();
     std::fs::copy(bin(), &alone).unwrap();
-    let out = env.command(&alone).arg("env").output().unwrap();
+    let missing = env.path("alone/jwtagent-agent");
+    for args in [&["env"][..], &["agent"], &["agent", "-D"], &["token", "p"]] {
+        let out = env.command(&alone).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("{} is missing", missing.display()))
+                && err.contains("cargo install --locked --path cli"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!env.default_socket().exists());
+}
+
+#[test]
+fn the_cli_opens_dev_null_on_closed_standard_descriptors() {
+    // Else the first descriptor it opens (the agent's socket) would become
+    // its stdout. `exec` shows what the CLI's stdout is: its command
+    // inherits it.
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    env.add_open_profile("p", &server.token_endpoint(), &[]);
+    let out = env
+        .command("sh")
+        .args([
+            "-c",
+            r#""$0" exec p -- sh -c 'fd=$(readlink /proc/$$/fd/1); echo "$fd" >&2' >&-"#,
+            bin(),
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let pid = pid_from_env_script(&String::from_utf8(out.stdout).unwrap());
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-    assert_eq!(exe, alone);
-    assert_eq!(hello(&env.default_socket()).unwrap()["ok"], true);
+    assert_eq!(stderr_of(&out).trim(), "/dev/null");
+}
+
+#[test]
+fn a_closed_pipe_on_stdout_is_not_the_cli_s_death() {
+    // Shells start commands with SIGPIPE at its default (death), as the
+    // test's own process does not have it.
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    env.add_open_profile("p", &server.token_endpoint(), &[]);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = env.cmd(&["token", "p"]);
+    cmd.stdout(writer);
+    // SAFETY: between fork and exec, one async-signal-safe call.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    // A broken pipe counts as success (output.rs), like `jwtagent status | head -1`.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{:?} {}",
+        out.status,
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn without_home_the_config_is_found_through_xdg_or_named_by_the_error() {
+    let env = TestEnv::new();
+    // XDG_CONFIG_HOME alone is enough: an agent started without HOME keeps
+    // its profiles there.
+    pid_from_env_script(&{
+        let out = env.cmd(&["env"]).env_remove("HOME").output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        String::from_utf8(out.stdout).unwrap()
+    });
+    env.ok(&[
+        "add",
+        "p",
+        "--no-verify",
+        "--token-url",
+        "https://idp.example/t",
+        "--client-id",
+        "c",
+        "--auth",
+        "none",
+    ]);
+    assert!(env.path("config/jwtagent/profiles.toml").is_file());
+    // Neither: the error says what to set (the user database is not asked).
+    let out = env
+        .cmd(&["agent", "-D", "--socket"])
+        .arg(env.path("none.sock"))
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("set HOME or JWTAGENT_CONFIG"),
+        "{}",
+        stderr_of(&out)
+    );
 }

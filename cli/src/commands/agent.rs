@@ -11,39 +11,65 @@ use jwtagent_agent::{Agent, Limits, Options};
 /// The daemon's own binary, installed beside `jwtagent`.
 const DAEMON_BINARY: &str = "jwtagent-agent";
 
-/// Replaces this process with `jwtagent-agent` and the same arguments when
-/// this is `jwtagent` and the daemon's binary is beside it: the same pid,
-/// descriptors (a socket-activated listener, the readiness pipe) and
-/// environment, a position-independent image. Returns only when there is
-/// nothing to hand over to (then this binary runs the agent itself), or the
-/// exec failed.
-fn hand_over_to_daemon_binary() {
-    use std::os::unix::process::CommandExt;
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
+/// The agent itself: what `jwtagent-agent` runs. Only that binary links it
+/// (with the HTTP client, TLS and the keyring), so `jwtagent` stays a small
+/// client that asks nothing of the name service.
+pub type Serve = fn(&SocketPath, &AgentArgs, LogFormat) -> Result<(), CliError>;
+
+/// The daemon's binary: this one when it is `jwtagent-agent`, else the one
+/// installed beside this `jwtagent`.
+pub fn daemon_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the jwtagent executable")?;
     if exe.file_name().is_some_and(|n| n == DAEMON_BINARY) {
-        return;
+        return Ok(exe);
     }
     let daemon = exe.with_file_name(DAEMON_BINARY);
     if !daemon.is_file() {
-        return;
+        return Err(anyhow!(
+            "{} is missing: the agent is a second binary, {DAEMON_BINARY}, installed beside {} \
+             (`cargo install --locked --path cli` installs both); install it there",
+            daemon.display(),
+            exe.display()
+        ));
     }
-    let error = std::process::Command::new(&daemon)
-        .args(std::env::args_os().skip(1))
-        .exec();
-    eprintln!(
-        "jwtagent: cannot run {} ({error}); running the agent from {} instead",
-        daemon.display(),
-        exe.display()
-    );
+    Ok(daemon)
 }
 
-pub fn run(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Result<(), CliError> {
+pub fn run(
+    socket: &SocketPath,
+    args: &AgentArgs,
+    log_format: LogFormat,
+    serve: Option<Serve>,
+) -> Result<(), CliError> {
     if !args.foreground {
         return start_detached(socket, args, log_format);
     }
-    hand_over_to_daemon_binary();
+    match serve {
+        Some(serve) => serve(socket, args, log_format),
+        None => Err(hand_over_to_daemon_binary().into()),
+    }
+}
+
+/// Replaces this process with `jwtagent-agent` and the same arguments: the
+/// same pid, descriptors (a socket-activated listener) and environment.
+/// Returns only the reason it could not.
+fn hand_over_to_daemon_binary() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let daemon = match daemon_binary() {
+        Ok(daemon) => daemon,
+        Err(e) => return e.context("cannot start the agent"),
+    };
+    let error = std::process::Command::new(&daemon)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow!(
+        "cannot start the agent: cannot run {}: {error}",
+        daemon.display()
+    )
+}
+
+/// Runs the agent in this process, in the foreground: `jwtagent-agent agent -D`.
+pub fn serve(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Result<(), CliError> {
     if args.detached_child {
         // Our own session: no controlling terminal, no signals from the shell's
         // job control. We are not a process-group leader, so this cannot fail
