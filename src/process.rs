@@ -2,13 +2,20 @@
 //! and when it started. Shared by the agent (peer checks), the CLI (`stop`) and
 //! the tests.
 
-/// The fields of /proc/PID/stat from the third (the state) on. The command
-/// name before them may hold spaces and parentheses: they start after its
-/// closing parenthesis.
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// Field `index` of /proc/PID/stat, counted from the third (the state) on.
+/// The command name before them may hold spaces and parentheses: they start
+/// after its closing parenthesis.
+fn stat_field(pid: u32, index: usize) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    // One read: procfs hands over the whole line (a few hundred bytes) to a
+    // buffer that can hold it, so neither a size query first nor a read to
+    // find the end, as read_to_string makes (this runs per connection).
+    let mut buf = [0u8; 4096];
+    let n = file.read(&mut buf).ok()?;
+    let stat = std::str::from_utf8(buf.get(..n).filter(|_| n < buf.len())?).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
-    Some(rest.split_whitespace().map(str::to_string).collect())
+    rest.split_whitespace().nth(index).map(str::to_string)
 }
 
 /// Whether `pid` names a live process. One that has exited but is not reaped
@@ -16,12 +23,12 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 pub fn is_running(pid: u32) -> bool {
     let exists = rustix::process::Pid::from_raw(pid as i32)
         .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok());
-    exists && stat_fields(pid).is_none_or(|fields| fields.first().is_none_or(|s| s != "Z"))
+    exists && stat_field(pid, 0).is_none_or(|state| state != "Z")
 }
 
 /// When `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
+    stat_field(pid, 19)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -72,9 +72,27 @@ fn exited(pidfd: &rustix::fd::OwnedFd) -> bool {
     }
 }
 
+/// The process behind a resolved executable, held (by a pidfd) for as long
+/// as its connection lives.
+#[derive(Debug)]
+pub struct Holder(rustix::fd::OwnedFd);
+
+impl Holder {
+    /// Whether the process still runs: then its pid has not passed to
+    /// another, and whatever that pid did since it was resolved, it did.
+    pub fn alive(&self) -> bool {
+        !exited(&self.0)
+    }
+}
+
 /// The executable of `pid`, if that process started no later than
 /// `accepted_at` (boot ticks) and is still the same process after reading it.
 pub fn resolve_exe(pid: u32, accepted_at: u64) -> Option<PathBuf> {
+    resolve(pid, accepted_at).map(|(exe, _)| exe)
+}
+
+/// [`resolve_exe`], with a hold on the process whose executable it is.
+pub fn resolve(pid: u32, accepted_at: u64) -> Option<(PathBuf, Holder)> {
     let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
     let started = start_ticks(pid)?;
@@ -88,7 +106,7 @@ pub fn resolve_exe(pid: u32, accepted_at: u64) -> Option<PathBuf> {
     if exited(&pidfd) {
         return None;
     }
-    Some(exe)
+    Some((exe, Holder(pidfd)))
 }
 
 #[cfg(test)]
@@ -106,6 +124,21 @@ mod tests {
         assert!(exe.ends_with("sleep"), "{}", exe.display());
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_holder_knows_whether_its_process_still_runs() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let (exe, holder) = resolve(child.id(), boot_ticks_now().unwrap()).expect("resolved");
+        assert!(exe.ends_with("sleep"), "{}", exe.display());
+        assert!(holder.alive());
+        child.kill().unwrap();
+        // Reaped, so its pid is free for another process: the holder says so.
+        child.wait().unwrap();
+        assert!(!holder.alive());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use crate::connection::{Frame, read_frame};
 use crate::handler::{After, AgentState, error_line, handle_line};
-use crate::peer::{Peer, boot_ticks_now, resolve_exe};
+use crate::peer::{Holder, Peer, boot_ticks_now, resolve, resolve_exe};
 use crate::senders::{CredReader, Writer};
 use jwtagent::protocol::{ErrorCode, MAX_LINE};
 use std::sync::Arc;
@@ -85,11 +85,18 @@ pub async fn serve(
             // The executable (for policies and the audit log) is read here,
             // off the accept loop: a process that started after the accept
             // is never taken for the peer.
-            peer.exe = peer.pid.and_then(|pid| resolve_exe(pid, accepted_at));
+            let holder = match peer.pid.and_then(|pid| resolve(pid, accepted_at)) {
+                Some((exe, holder)) => {
+                    peer.exe = Some(exe);
+                    Some(holder)
+                }
+                None => None,
+            };
             tracing::trace!(peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "connection accepted");
             let conn = Conn {
                 state: &state,
                 peer: &peer,
+                holder: holder.as_ref(),
                 limits: &limits,
                 shutdown: &shutdown,
                 idle: &idle,
@@ -246,8 +253,10 @@ impl Idle {
     }
 }
 
-/// Resolves the executables of writers not seen before.
-fn update_writers(peer: &mut Peer, writers: Option<&[Writer]>) {
+/// Resolves the executables of writers not seen before. The connecting
+/// process, writing itself, is known already while `holder` (its hold) says
+/// it still runs.
+fn update_writers(peer: &mut Peer, holder: Option<&Holder>, writers: Option<&[Writer]>) {
     let Some(writers) = writers else {
         peer.too_many_writers = true;
         return;
@@ -258,6 +267,7 @@ fn update_writers(peer: &mut Peer, writers: Option<&[Writer]>) {
         }
         let exe = match writer.pid {
             0 => None,
+            pid if Some(pid) == peer.pid && holder.is_some_and(Holder::alive) => peer.exe.clone(),
             pid => resolve_exe(pid, writer.seen_at),
         };
         if writer.pid != 0 && Some(writer.pid) != peer.pid {
@@ -271,6 +281,8 @@ fn update_writers(peer: &mut Peer, writers: Option<&[Writer]>) {
 struct Conn<'a> {
     state: &'a AgentState,
     peer: &'a Peer,
+    /// A hold on the connecting process, when its executable is known.
+    holder: Option<&'a Holder>,
     limits: &'a Limits,
     shutdown: &'a CancellationToken,
     idle: &'a Idle,
@@ -287,6 +299,7 @@ async fn handle_connection(
     let Conn {
         state,
         peer,
+        holder,
         limits,
         shutdown,
         idle,
@@ -344,7 +357,7 @@ async fn handle_connection(
             Frame::Line if line.iter().all(u8::is_ascii_whitespace) => continue,
             Frame::Line => {
                 if reader.get_mut().take_new() {
-                    update_writers(&mut peer, reader.get_ref().writers());
+                    update_writers(&mut peer, holder, reader.get_ref().writers());
                 }
                 handle_line(state, &peer, &line).await
             }
