@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
 /// Size at which the log is rotated.
 pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -61,6 +61,8 @@ const BATCH: usize = 64 * 1024;
 /// queues its record without waking anyone (a wake-up per request cost more
 /// than the rest of a cached token's request path).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long after the last record the writer keeps waking on its own.
+const AWAKE: std::time::Duration = std::time::Duration::from_secs(1);
 
 enum Message {
     Line(Vec<u8>),
@@ -159,9 +161,31 @@ impl Writer {
 
     /// Takes what has queued up, writes it, answers the flushes among it;
     /// ends when the queue's sender is gone and the queue is empty.
+    ///
+    /// While records keep coming it wakes on its own, every [`GATHER`], and
+    /// looks: a request that queues a record then wakes no one (a wake-up
+    /// is a system call on the request's path, and a thread that takes the
+    /// CPU from the client waiting for its answer). Only after [`AWAKE`]
+    /// without a record does it wait for the next one, so that an idle
+    /// agent does not wake at all.
     fn run(mut self, lines: Receiver<Message>) {
         let mut flushed = Vec::new();
-        while let Ok(first) = lines.recv() {
+        let mut quiet = std::time::Duration::ZERO;
+        loop {
+            let first = match lines.try_recv() {
+                Ok(message) => message,
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) if quiet < AWAKE => {
+                    std::thread::sleep(GATHER);
+                    quiet += GATHER;
+                    continue;
+                }
+                Err(TryRecvError::Empty) => match lines.recv() {
+                    Ok(message) => message,
+                    Err(_) => return,
+                },
+            };
+            quiet = std::time::Duration::ZERO;
             let mut next = Some(first);
             let mut full = false;
             while let Some(message) = next.take() {
