@@ -132,7 +132,15 @@ pub fn serve(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Re
         .thread_name("jwtagent-worker")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(agent.run()).map_err(anyhow::Error::from)?;
+    // On a worker thread, not on this one: the tasks the accept loop spawns
+    // for connections then start on the worker that accepted them, where
+    // spawning from outside the runtime's workers hands every connection to
+    // another thread (a wake-up per connection).
+    let serving = runtime.spawn(agent.run());
+    runtime
+        .block_on(serving)
+        .context("the agent's main task failed")?
+        .map_err(anyhow::Error::from)?;
     Ok(())
 }
 
