@@ -311,8 +311,19 @@ async fn handle_connection(
     let mut reader = BufReader::with_capacity(2 * 1024, CredReader::new(read_half));
     let mut peer = peer.clone();
     let mut line = Vec::with_capacity(512);
+    // Answers held back while the client's next request is already read
+    // (the CLI writes `hello` and `token` together): they go out together,
+    // one write and one wake-up of the client, once no whole request is left
+    // to read. Never while the client waits for them.
+    let mut held = Vec::new();
     let mut first = true;
     loop {
+        if !held.is_empty()
+            && !reader.buffer().contains(&b'\n')
+            && !send(&mut writer, std::mem::take(&mut held), limits.write_timeout).await
+        {
+            return;
+        }
         if !std::mem::take(&mut first) {
             place = idle.enter(&evicted);
         }
@@ -328,6 +339,11 @@ async fn handle_connection(
         idle.leave(place);
         let Some(frame) = frame else {
             line.zeroize();
+            // Shutting down with the next request unread: what it had
+            // answered still goes out.
+            if !held.is_empty() {
+                send(&mut writer, held, limits.write_timeout).await;
+            }
             return;
         };
         let frame = match frame {
@@ -365,6 +381,20 @@ async fn handle_connection(
         // Request lines may carry a secret (`add`) and responses a token:
         // neither outlives its use in our buffers.
         line.zeroize();
+        let mut response = response;
+        if after == After::Continue
+            && held.len() + response.len() <= HOLD
+            && reader.buffer().contains(&b'\n')
+        {
+            held.extend_from_slice(&response);
+            response.zeroize();
+            continue;
+        }
+        if !held.is_empty() {
+            held.extend_from_slice(&response);
+            response.zeroize();
+            response = std::mem::take(&mut held);
+        }
         if !send(&mut writer, response, limits.write_timeout).await {
             return;
         }
@@ -374,6 +404,9 @@ async fn handle_connection(
         }
     }
 }
+
+/// Bytes of answers held back for one write at most.
+const HOLD: usize = 64 * 1024;
 
 /// How much of the rest of an oversized request is read and dropped, and
 /// for how long, before the connection is closed.

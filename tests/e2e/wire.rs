@@ -355,3 +355,29 @@ fn token_sends_hello_and_its_request_in_one_round_trip() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "pipelined-token\n");
     assert_eq!(ops, (json!("hello"), json!("token")));
 }
+
+#[test]
+fn an_answer_is_not_held_back_while_the_next_request_is_still_coming() {
+    // Answers to requests that came together go out together; one whose
+    // successor is only partly here must not wait for the rest of it.
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    conn.send_raw(b"{\"id\":1,\"op\":\"hello\"}\n{\"id\":2,\"op\":\"hello\"}\n{\"id\":3,");
+    assert_eq!(conn.recv().unwrap()["id"], 1);
+    assert_eq!(conn.recv().unwrap()["id"], 2);
+    conn.send_raw(b"\"op\":\"hello\"}\n");
+    assert_eq!(conn.recv().unwrap()["id"], 3);
+}
+
+#[test]
+fn answers_held_for_a_following_blank_line_are_sent() {
+    // The last line of the batch is blank: it gets no answer, and the
+    // answers before it must not wait for a request after it.
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    conn.send_raw(b"{\"id\":1,\"op\":\"hello\"}\n{\"id\":2,\"op\":\"hello\"}\n \n");
+    assert_eq!(conn.recv().unwrap()["id"], 1);
+    assert_eq!(conn.recv().unwrap()["id"], 2);
+}
