@@ -304,6 +304,10 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
+/// The heading of docs/performance.md's hand-written part, which a run
+/// keeps as it is.
+const NOTES: &str = "## Notes";
+
 fn rss_kib(pid: u32) -> Result<u64> {
     status_kib(pid, "VmRSS")
 }
@@ -708,8 +712,14 @@ fn main() -> Result<()> {
     line("\"Flat\" is within 256 KiB between the first and the second million. The echo server is `jwtagent-bench --echo`: a multi-threaded tokio runtime answering each line with itself, in a process of its own, as the agent is.".into());
 
     if let Some(path) = write {
+        // The hand-written part of the file (what was done about each
+        // target, and why one is missed) outlives the figures.
+        let notes = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| Some(format!("\n{}", &old[old.find(NOTES)?..])))
+            .unwrap_or_default();
         let doc = format!(
-            "# Performance\n\nMeasured with `scripts/bench` (the `jwtagent-bench` tool in `bench/`) against the release binary, all on loopback. Targets are SPEC §9: each a ratio to a floor measured in the same run.\n\n{report}"
+            "# Performance\n\nMeasured with `scripts/bench` (the `jwtagent-bench` tool in `bench/`) against the release binary, all on loopback. Targets are SPEC §9: each a ratio to a floor measured in the same run.\n\n{report}{notes}"
         );
         std::fs::write(&path, doc)?;
         println!("\nwritten to {}", path.display());
