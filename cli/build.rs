@@ -30,7 +30,9 @@ fn main() {
         return;
     }
     println!("cargo:rustc-link-arg-bin=jwtagent=-no-pie");
-    if var("CARGO_CFG_TARGET_ENV") != "gnu" {
+    // Cross builds keep the dynamic link: the C compiler asked below is the
+    // host's, whose libc.a is not the target's.
+    if var("CARGO_CFG_TARGET_ENV") != "gnu" || var("TARGET") != var("HOST") {
         return;
     }
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
@@ -43,7 +45,7 @@ fn main() {
         .filter(|path| path.is_absolute() && path.is_file())
     else {
         println!(
-            "cargo:warning=the static C library (libc.a) is not installed: jwtagent is linked dynamically and starts slower (Debian: libc6-dev; Fedora: glibc-static)"
+            "cargo:warning=`{cc} -print-file-name=libc.a` found no static C library: jwtagent is linked dynamically and starts slower (Debian: libc6-dev; Fedora: glibc-static)"
         );
         return;
     };
