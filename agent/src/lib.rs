@@ -196,12 +196,18 @@ pub struct Agent {
     options: Options,
 }
 
+/// Descriptors the agent may hold at once: two per connection (its socket
+/// and the pidfd on its process) and some to spare.
+fn descriptors_wanted(limits: &Limits) -> u64 {
+    (limits.max_connections as u64).saturating_mul(2) + 256
+}
+
 impl Agent {
     /// Hardens the process and claims the socket at `path`. Call before starting
     /// the async runtime's work; it does no async I/O.
     pub fn start(path: &Path, options: Options) -> Result<Agent, StartError> {
         harden::make_non_dumpable().map_err(StartError::Harden)?;
-        harden::raise_nofile_limit(options.limits.max_connections as u64 + 256);
+        harden::raise_nofile_limit(descriptors_wanted(&options.limits));
         let socket = listener::claim(path)?;
         Ok(Agent { socket, options })
     }
@@ -213,7 +219,7 @@ impl Agent {
         options: Options,
     ) -> Result<Agent, StartError> {
         harden::make_non_dumpable().map_err(StartError::Harden)?;
-        harden::raise_nofile_limit(options.limits.max_connections as u64 + 256);
+        harden::raise_nofile_limit(descriptors_wanted(&options.limits));
         let socket = ClaimedSocket::inherited(listener)?;
         Ok(Agent { socket, options })
     }
