@@ -19,8 +19,9 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     // can be using the descriptors or the signal disposition yet.
     unsafe {
         open_standard_descriptors();
-        // A write to a closed pipe or to a socket the agent closed is an
-        // error the CLI reports (EPIPE), not a silent death.
+        // A write to a closed pipe or socket fails with EPIPE, which the CLI
+        // handles (a closed stdout counts as success, an agent that hung up
+        // is reported), instead of killing it.
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     // Arguments need nothing from us: on glibc, std reads them in an
