@@ -376,19 +376,28 @@ fn agent_is_not_dumpable_and_has_no_core_limit() {
 }
 
 /// An ELF file's type (2: fixed-position executable, 3: position-independent)
-/// and whether it names a program interpreter (the dynamic loader).
+/// and whether it names a program interpreter (the dynamic loader). Reads
+/// the header and the program headers only (the debug binaries are 200 MB).
 fn elf_kind(path: &std::path::Path) -> (u16, bool) {
-    let elf = std::fs::read(path).unwrap();
-    assert_eq!(&elf[..4], b"\x7fELF", "{} is not ELF", path.display());
-    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]);
-    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
-    let (offset, size, count) = (u64_at(0x20) as usize, u16_at(0x36), u16_at(0x38));
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut head = [0u8; 64];
+    file.read_exact(&mut head).unwrap();
+    assert_eq!(&head[..4], b"\x7fELF", "{} is not ELF", path.display());
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+    let offset = u64::from_le_bytes(head[0x20..0x28].try_into().unwrap());
+    let (size, count) = (
+        usize::from(u16_at(&head, 0x36)),
+        usize::from(u16_at(&head, 0x38)),
+    );
+    let mut table = vec![0u8; size * count];
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    file.read_exact(&mut table).unwrap();
     const PT_INTERP: u32 = 3;
-    let interpreter = (0..usize::from(count)).any(|i| {
-        let at = offset + i * usize::from(size);
-        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
-    });
-    (u16_at(16), interpreter)
+    let interpreter = table
+        .chunks_exact(size)
+        .any(|entry| u32::from_le_bytes(entry[..4].try_into().unwrap()) == PT_INTERP);
+    (u16_at(&head, 16), interpreter)
 }
 
 #[test]
