@@ -517,8 +517,10 @@ fn without_home_the_config_is_found_through_xdg_or_named_by_the_error() {
     ]);
     assert!(env.path("config/jwtagent/profiles.toml").is_file());
     // Neither: the error says what to set (the user database is not asked).
+    // Detached, so that an agent that does start is reported at once, not
+    // waited for.
     let out = env
-        .cmd(&["agent", "-D", "--socket"])
+        .cmd(&["agent", "--socket"])
         .arg(env.path("none.sock"))
         .env_remove("HOME")
         .env_remove("XDG_CONFIG_HOME")
