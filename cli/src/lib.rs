@@ -54,26 +54,44 @@ fn exit_status(serve: Option<commands::agent::Serve>) -> u8 {
     }
 }
 
-/// `jwtagent token NAME`, the command scripts run most, parsed without
-/// building clap's whole command tree (a third of the process's CPU time);
-/// anything else, or anything unusual (an option, a name that is not
-/// UTF-8 or looks like one), goes through clap. The result is what clap
-/// makes of the same arguments.
+/// The two command lines run most, parsed without building clap's whole
+/// command tree: `jwtagent token NAME`, which scripts run (clap was a third
+/// of the process's CPU time), and the daemon's own `agent -D ...`, whose
+/// process stays resident (clap's code, touched once at start-up, stayed in
+/// its memory: about 1 MiB). Anything else, or anything unusual (an option
+/// not listed here, one given twice or as `--opt=value`, a value that looks
+/// like an option, a name that is not UTF-8), goes through clap. The result
+/// is what clap makes of the same arguments.
 fn fast_path(args: impl Iterator<Item = std::ffi::OsString>) -> Option<Cli> {
-    let args: Vec<std::ffi::OsString> = args.take(4).collect();
-    let [_, command, name] = args.as_slice() else {
+    const MOST: usize = 16;
+    let args: Vec<std::ffi::OsString> = args.skip(1).take(MOST + 1).collect();
+    if args.len() > MOST {
+        return None;
+    }
+    match args.first()?.to_str()? {
+        "token" => fast_token(&args[1..]),
+        _ => fast_agent(&args),
+    }
+}
+
+fn fast_global() -> args::Global {
+    args::Global {
+        socket: None,
+        timeout: std::time::Duration::from_secs(60),
+        log_format: args::LogFormat::Text,
+    }
+}
+
+fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
+    let [name] = args else {
         return None;
     };
     let name = name.to_str()?;
-    if command != "token" || name.is_empty() || name.starts_with('-') {
+    if name.is_empty() || name.starts_with('-') {
         return None;
     }
     Some(Cli {
-        global: args::Global {
-            socket: None,
-            timeout: std::time::Duration::from_secs(60),
-            log_format: args::LogFormat::Text,
-        },
+        global: fast_global(),
         command: Command::Token {
             token: args::TokenArgs {
                 name: name.to_string(),
@@ -86,6 +104,61 @@ fn fast_path(args: impl Iterator<Item = std::ffi::OsString>) -> Option<Cli> {
             json: false,
             id_token: false,
         },
+    })
+}
+
+/// `agent` with `-D`, `--detached-child`, `--socket`, `--log-format`,
+/// `--log-file` and `--store` (the global options also before `agent`), as
+/// `jwtagent agent`, the detached start and the systemd unit give them.
+fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
+    let mut global = fast_global();
+    let mut agent = args::AgentArgs {
+        foreground: false,
+        log_file: None,
+        store: None,
+        detached_child: false,
+    };
+    let mut seen_agent = false;
+    let mut seen: Vec<&str> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let arg = arg.to_str()?;
+        if arg == "agent" && !seen_agent {
+            seen_agent = true;
+            continue;
+        }
+        let key = if arg == "-D" { "--foreground" } else { arg };
+        // The agent's own options come after `agent`; an option given twice
+        // is refused by clap: both are left to it.
+        let global_option = matches!(key, "--socket" | "--log-format");
+        if !(global_option || seen_agent) || seen.contains(&key) {
+            return None;
+        }
+        seen.push(key);
+        // An option's value: present, not empty, not like an option.
+        let mut value = || {
+            args.next()
+                .filter(|v| !v.is_empty() && !v.as_encoded_bytes().starts_with(b"-"))
+        };
+        match key {
+            "--socket" => global.socket = Some(value()?.into()),
+            "--log-format" => {
+                global.log_format = match value()?.to_str()? {
+                    "text" => args::LogFormat::Text,
+                    "json" => args::LogFormat::Json,
+                    _ => return None,
+                }
+            }
+            "--foreground" => agent.foreground = true,
+            "--detached-child" => agent.detached_child = true,
+            "--log-file" => agent.log_file = Some(value()?.into()),
+            "--store" => agent.store = Some(value()?.to_str()?.parse().ok()?),
+            _ => return None,
+        }
+    }
+    seen_agent.then_some(Cli {
+        global,
+        command: Command::Agent(agent),
     })
 }
 
@@ -152,10 +225,49 @@ mod tests {
     #[test]
     fn the_fast_path_parses_token_name_exactly_as_clap_does() {
         for name in ["p", "ci.prod", "a_b-c", "ü"] {
-            let args = os(&["jwtagent", "token", name]);
-            let fast = fast_path(args.clone().into_iter()).expect("the fast path");
-            let clap = Cli::try_parse_from(args).unwrap();
-            assert_eq!(format!("{fast:?}"), format!("{clap:?}"));
+            assert_same_as_clap(&["jwtagent", "token", name]);
+        }
+    }
+
+    fn assert_same_as_clap(args: &[&str]) {
+        let args = os(args);
+        let fast = fast_path(args.clone().into_iter()).expect("the fast path");
+        let clap = Cli::try_parse_from(args).unwrap();
+        assert_eq!(format!("{fast:?}"), format!("{clap:?}"));
+    }
+
+    #[test]
+    fn the_fast_path_parses_the_agent_s_command_lines_exactly_as_clap_does() {
+        for args in [
+            &["jwtagent-agent", "agent"][..],
+            &["jwtagent-agent", "agent", "-D"],
+            &["jwtagent", "agent", "--foreground", "--store", "keyutils"],
+            // What the detached start gives the daemon (cli/src/daemon.rs).
+            &[
+                "jwtagent-agent",
+                "agent",
+                "-D",
+                "--detached-child",
+                "--socket",
+                "/run/user/1000/jwtagent/agent.sock",
+                "--log-format",
+                "json",
+                "--log-file",
+                "/tmp/agent log",
+                "--store",
+                "secret-service",
+            ],
+            &["jwtagent-agent", "--socket", "/s", "agent", "-D"],
+            &[
+                "jwtagent-agent",
+                "--log-format",
+                "text",
+                "agent",
+                "--socket",
+                "s.sock",
+            ],
+        ] {
+            assert_same_as_clap(args);
         }
     }
 
@@ -169,6 +281,30 @@ mod tests {
             &["jwtagent", "token", "p", "--json"],
             &["jwtagent", "header", "p"],
             &["jwtagent", "--socket", "/s", "token"],
+            &["jwtagent-agent", "agent", "--help"],
+            &["jwtagent-agent", "agent", "-D", "-D"],
+            &["jwtagent-agent", "agent", "-D", "--foreground"],
+            &["jwtagent-agent", "agent", "-Dx"],
+            &["jwtagent-agent", "agent", "--socket"],
+            &["jwtagent-agent", "agent", "--socket", ""],
+            &["jwtagent-agent", "agent", "--socket", "-D"],
+            &["jwtagent-agent", "agent", "--socket=/s"],
+            &[
+                "jwtagent-agent",
+                "agent",
+                "--socket",
+                "/a",
+                "--socket",
+                "/b",
+            ],
+            &["jwtagent-agent", "agent", "--store", "vault"],
+            &["jwtagent-agent", "agent", "--log-format", "xml"],
+            &["jwtagent-agent", "agent", "--timeout", "5s"],
+            &["jwtagent-agent", "agent", "agent"],
+            &["jwtagent-agent", "-D", "agent"],
+            &["jwtagent-agent", "--socket", "/s"],
+            &["jwtagent-agent", "status"],
+            &["jwtagent-agent"],
         ] {
             assert!(fast_path(os(args).into_iter()).is_none(), "{args:?}");
         }
