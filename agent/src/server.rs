@@ -59,6 +59,7 @@ pub async fn serve(
     }
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let idle = Arc::new(Idle::default());
+    let bursts = Arc::new(Bursts::default());
     let tracker = TaskTracker::new();
     let my_uid = rustix::process::geteuid().as_raw();
     loop {
@@ -77,6 +78,8 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let limits = limits.clone();
         let idle = idle.clone();
+        bursts.opened(open_connections(&slots, &limits));
+        let (slots, bursts) = (slots.clone(), bursts.clone());
         // Idle from the moment it is accepted: the longest-idle connection
         // is the oldest one that never asked anything, in accept order.
         let evicted = CancellationToken::new();
@@ -103,6 +106,9 @@ pub async fn serve(
             };
             handle_connection(stream, conn, evicted, place).await;
             drop(permit);
+            if bursts.closed(open_connections(&slots, &limits)) {
+                release_free_memory();
+            }
         });
     }
     drop(listener);
@@ -211,6 +217,58 @@ fn peer_allowed(stream: &UnixStream, my_uid: u32, state: &AgentState) -> Option<
     let _ = stream.try_write(&line);
     None
 }
+
+/// Connections open at once, watched for the end of a burst: when many were
+/// open and nearly all have closed, what they used goes back to the system
+/// (the allocator keeps it otherwise, and the agent's resident memory stays
+/// at the burst's peak).
+#[derive(Default)]
+struct Bursts {
+    /// The most connections open at once since memory was last released.
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// Open connections that make a burst, and the most that may still be open
+/// when it is over.
+const BURST: usize = 64;
+const BURST_OVER: usize = 4;
+
+impl Bursts {
+    /// A connection opened; `open` are open now, with it.
+    fn opened(&self, open: usize) {
+        self.peak
+            .fetch_max(open, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A connection closed; `open` are still open. True once per burst, as
+    /// it ends.
+    fn closed(&self, open: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        open <= BURST_OVER
+            && self.peak.load(Relaxed) >= BURST
+            && self.peak.swap(open, Relaxed) >= BURST
+    }
+}
+
+fn open_connections(slots: &Semaphore, limits: &Limits) -> usize {
+    limits
+        .max_connections
+        .saturating_sub(slots.available_permits())
+}
+
+#[cfg(target_os = "linux")]
+fn release_free_memory() {
+    let started = std::time::Instant::now();
+    let released = crate::sys::release_free_memory();
+    tracing::debug!(
+        released,
+        took_us = started.elapsed().as_micros() as u64,
+        "burst of connections over: free memory returned"
+    );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn release_free_memory() {}
 
 /// The connections waiting for a request, by when they began to wait, each
 /// with the token that closes it.
@@ -448,5 +506,32 @@ async fn send(writer: &mut OwnedWriteHalf, mut response: Vec<u8>, timeout: Durat
             tracing::debug!("client does not read its responses; closing connection");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_ends_once_when_nearly_all_of_its_connections_have_closed() {
+        let bursts = Bursts::default();
+        // One at a time, as the CLI connects: never a burst.
+        for _ in 0..1000 {
+            bursts.opened(1);
+            assert!(!bursts.closed(0));
+        }
+        for open in 1..=BURST {
+            bursts.opened(open);
+        }
+        // Still busy: not over.
+        assert!(!bursts.closed(BURST_OVER + 1));
+        assert!(bursts.closed(BURST_OVER));
+        // Over once, not again for the connections that close after it.
+        assert!(!bursts.closed(BURST_OVER - 1));
+        assert!(!bursts.closed(0));
+        // The next burst is seen again.
+        bursts.opened(BURST);
+        assert!(bursts.closed(0));
     }
 }

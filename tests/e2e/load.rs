@@ -67,11 +67,12 @@ fn wave(
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// `VmRSS`, `RssAnon`, ... from /proc/PID/status, in KiB.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap()
 }
@@ -109,7 +110,7 @@ fn a_thousand_clients_are_served_while_a_hundred_misbehave() {
     // The baseline: no client connected (the CLI's connection is closed once
     // the count holds still), no token fetched yet.
     let fds_before = settled_fds(pid);
-    let rss_before = rss_kib(pid);
+    let anon_before = status_kib(pid, "RssAnon");
 
     let socket = Arc::new(env.default_socket());
     let answered = Arc::new(AtomicUsize::new(0));
@@ -184,12 +185,15 @@ fn a_thousand_clients_are_served_while_a_hundred_misbehave() {
     wait_until("descriptors return to their baseline", || {
         open_fds(pid) <= fds_before + 1
     });
-    // Seen: 22 MiB before, 35 MiB after (a debug build; the allocator keeps
-    // what 1,100 connections' buffers used). It must not grow with use.
-    let rss_after = rss_kib(pid);
-    assert!(
-        rss_after < rss_before + 24 * 1024,
-        "memory grew from {rss_before} KiB to {rss_after} KiB"
+    // The heap and stacks return to near where they were: the allocator
+    // keeps what 1,100 connections' buffers used (seen: 2.6 MiB before,
+    // 20.5 MiB after) until the agent hands it back at the end of the burst
+    // (seen: 4.0 MiB after). Mapped code pages are left out: the waves ran
+    // code that had not run before.
+    let anon_limit = anon_before + 4 * 1024;
+    wait_until(
+        &format!("the agent's heap and stacks back under {anon_limit} KiB"),
+        || status_kib(pid, "RssAnon") < anon_limit,
     );
     assert_eq!(hello(&env.default_socket()).unwrap()["ok"], true);
 }
