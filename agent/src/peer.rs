@@ -54,12 +54,17 @@ impl Peer {
 }
 
 /// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).
+#[cfg(target_os = "linux")]
 pub fn boot_ticks_now() -> Option<u64> {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    let hz = rustix::param::clock_ticks_per_second();
-    let secs = u64::try_from(ts.tv_sec).ok()?;
-    let nanos = u64::try_from(ts.tv_nsec).ok()?;
-    Some(secs * hz + nanos * hz / 1_000_000_000)
+    let (secs, nanos) = crate::sys::boot_time()?;
+    let hz = crate::sys::clock_ticks_per_second()?;
+    secs.checked_mul(hz)?
+        .checked_add(nanos * hz / 1_000_000_000)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn boot_ticks_now() -> Option<u64> {
+    None
 }
 
 fn exited(pidfd: &rustix::fd::OwnedFd) -> bool {

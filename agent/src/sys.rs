@@ -99,6 +99,36 @@ pub fn recv_with_sender(
     Ok((n as usize, sender))
 }
 
+/// CLOCK_BOOTTIME as seconds and nanoseconds, from the C library.
+///
+/// rustix has the call, but answers it from the vDSO it finds through the
+/// auxiliary vector, which it checks as an ELF image; under valgrind (used
+/// to lay out the agent's code, scripts/layout) that image is not mapped
+/// and the check crashes. The C library's call has no such trouble.
+pub fn boot_time() -> Option<(u64, u64)> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    Some((
+        u64::try_from(ts.tv_sec).ok()?,
+        u64::try_from(ts.tv_nsec).ok()?,
+    ))
+}
+
+/// The kernel's clock tick rate (`getconf CLK_TCK`), for the same reason
+/// from the C library.
+pub fn clock_ticks_per_second() -> Option<u64> {
+    // SAFETY: sysconf reads a constant.
+    u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|&hz| hz > 0 && hz <= 1_000_000)
+}
+
 /// Hands the C allocator's free pages back to the system (`malloc_trim`):
 /// glibc keeps what a burst of connections freed in its arenas, split by
 /// what stays allocated, where it counts in the agent's resident memory
