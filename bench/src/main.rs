@@ -1,10 +1,13 @@
 //! jwtagent benchmarks (SPEC §9), against the real release binary:
 //!
 //!   scripts/bench            # builds with --release, runs, writes docs/performance.md
+//!   scripts/layout           # the code layout the release build links with (layout.rs)
 //!
 //! Everything runs on loopback: a minimal token endpoint of our own (so the
 //! numbers are the agent's, not a server's), an agent on a socket in a temp
 //! directory, and clients on plain blocking sockets.
+
+mod layout;
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,16 +27,21 @@ struct Env {
 impl Env {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.args(args)
-            .env_clear()
+        self.apply(&mut c).args(args);
+        c
+    }
+
+    /// The benchmark's environment: its own home, runtime, config and state
+    /// directories and keyring service.
+    fn apply<'c>(&self, c: &'c mut Command) -> &'c mut Command {
+        c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
             .env("XDG_CONFIG_HOME", self.dir.path().join("config"))
             .env("XDG_STATE_HOME", self.dir.path().join("state"))
             .env("JWTAGENT_KEYRING_SERVICE", "jwtagent-bench")
-            .env("JWTAGENT_LOG", "warn");
-        c
+            .env("JWTAGENT_LOG", "warn")
     }
 
     fn socket(&self) -> PathBuf {
@@ -368,6 +376,9 @@ fn main() -> Result<()> {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )?;
     let env = Env { dir, bin };
+    if let Some(out) = arg_value(&args, "--layout") {
+        return layout::run(&env, Path::new(&out));
+    }
     let mut report = String::new();
     let mut line = |s: String| {
         println!("{s}");
@@ -710,6 +721,8 @@ fn main() -> Result<()> {
     ));
     line(String::new());
     line("\"Flat\" is within 256 KiB between the first and the second million. The echo server is `jwtagent-bench --echo`: a multi-threaded tokio runtime answering each line with itself, in a process of its own, as the agent is.".into());
+    line(String::new());
+    line(layout::coverage(&env.bin));
 
     if let Some(path) = write {
         // The hand-written part of the file (what was done about each
