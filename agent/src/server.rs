@@ -77,13 +77,14 @@ pub async fn serve(
         let state = state.clone();
         let shutdown = shutdown.clone();
         let limits = limits.clone();
-        let idle = idle.clone();
         bursts.opened(open_connections(&slots, &limits));
         let (slots, bursts) = (slots.clone(), bursts.clone());
         // Idle from the moment it is accepted: the longest-idle connection
-        // is the oldest one that never asked anything, in accept order.
-        let evicted = CancellationToken::new();
-        let place = idle.enter(&evicted);
+        // is the oldest one that never asked anything, in accept order. Its
+        // token closes it, for an eviction or (as a child of `shutdown`) at
+        // shutdown.
+        let closing = shutdown.child_token();
+        let place = idle.enter(&closing);
         tracker.spawn(async move {
             // The executable (for policies and the audit log) is read here,
             // off the accept loop: a process that started after the accept
@@ -102,9 +103,8 @@ pub async fn serve(
                 holder: holder.as_ref(),
                 limits: &limits,
                 shutdown: &shutdown,
-                idle: &idle,
             };
-            handle_connection(stream, conn, evicted, place).await;
+            handle_connection(stream, conn, closing, place).await;
             drop(permit);
             if bursts.closed(open_connections(&slots, &limits)) {
                 release_free_memory();
@@ -270,44 +270,117 @@ fn release_free_memory() {
 #[cfg(not(target_os = "linux"))]
 fn release_free_memory() {}
 
-/// The connections waiting for a request, by when they began to wait, each
-/// with the token that closes it.
-#[derive(Default)]
-struct Idle(std::sync::Mutex<IdleSet>);
+/// The open connections, each with when it began to wait for a request (0
+/// while it works on one) and the token that closes it. A connection marks
+/// its own entry as it starts and stops waiting, without a lock: only
+/// opening, closing and eviction (when every slot is taken) take the lock.
+struct Idle {
+    started: std::time::Instant,
+    next: std::sync::atomic::AtomicU64,
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<IdleEntry>>>,
+}
 
-#[derive(Default)]
-struct IdleSet {
-    next: u64,
-    waiting: std::collections::BTreeMap<u64, CancellationToken>,
+struct IdleEntry {
+    /// The agent's clock, in nanoseconds plus one, when the connection began
+    /// to wait; 0 while it works on a request.
+    since: std::sync::atomic::AtomicU64,
+    close: CancellationToken,
+}
+
+/// A connection's entry among the open ones; dropping it removes it.
+struct Place {
+    idle: Arc<Idle>,
+    id: u64,
+    entry: Arc<IdleEntry>,
+}
+
+impl Default for Idle {
+    fn default() -> Self {
+        Idle {
+            started: std::time::Instant::now(),
+            next: std::sync::atomic::AtomicU64::new(0),
+            open: std::sync::Mutex::default(),
+        }
+    }
 }
 
 impl Idle {
-    fn set(&self) -> std::sync::MutexGuard<'_, IdleSet> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn open(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<IdleEntry>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A connection begins to wait for a request; returns its place.
-    fn enter(&self, close: &CancellationToken) -> u64 {
-        let mut set = self.set();
-        let seq = set.next;
-        set.next = set.next.wrapping_add(1);
-        set.waiting.insert(seq, close.clone());
-        seq
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1)
     }
 
-    fn leave(&self, seq: u64) {
-        self.set().waiting.remove(&seq);
-    }
-
-    /// Closes the connection that has waited longest; false if none waits.
-    fn evict_oldest(&self) -> bool {
-        match self.set().waiting.pop_first() {
-            Some((_, close)) => {
-                close.cancel();
-                true
-            }
-            None => false,
+    /// A connection opens, waiting for its first request.
+    fn enter(self: &Arc<Self>, close: &CancellationToken) -> Place {
+        use std::sync::atomic::Ordering::Relaxed;
+        let id = self.next.fetch_add(1, Relaxed);
+        let entry = Arc::new(IdleEntry {
+            since: std::sync::atomic::AtomicU64::new(self.now()),
+            close: close.clone(),
+        });
+        self.open().insert(id, entry.clone());
+        Place {
+            idle: self.clone(),
+            id,
+            entry,
         }
+    }
+
+    /// Closes the connection that has waited longest (the first accepted
+    /// among equals); false if none waits.
+    fn evict_oldest(&self) -> bool {
+        use std::sync::atomic::Ordering::AcqRel;
+        use std::sync::atomic::Ordering::Acquire;
+        let open = self.open();
+        // A connection that stops waiting while it is chosen is not closed:
+        // the next oldest is.
+        for _ in 0..open.len() {
+            let oldest = open
+                .iter()
+                .map(|(id, e)| (e.since.load(Acquire), *id, e))
+                .filter(|(since, _, _)| *since != 0)
+                .min_by_key(|(since, id, _)| (*since, *id));
+            let Some((since, _, entry)) = oldest else {
+                return false;
+            };
+            if entry
+                .since
+                .compare_exchange(since, 0, AcqRel, Acquire)
+                .is_ok()
+            {
+                entry.close.cancel();
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Place {
+    /// The connection begins to wait for a request.
+    fn wait(&self) {
+        let now = self.idle.now();
+        self.entry
+            .since
+            .store(now, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The connection has a request to work on.
+    fn work(&self) {
+        self.entry
+            .since
+            .store(0, std::sync::atomic::Ordering::Release);
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.idle.open().remove(&self.id);
     }
 }
 
@@ -343,16 +416,16 @@ struct Conn<'a> {
     holder: Option<&'a Holder>,
     limits: &'a Limits,
     shutdown: &'a CancellationToken,
-    idle: &'a Idle,
 }
 
-/// Serves one connection. `evicted` closes it while it waits for a request;
-/// `place` is its place among the idle ones, taken when it was accepted.
+/// Serves one connection. `closing` closes it while it waits for a request
+/// (an eviction, or the agent's shutdown); `place` is its entry among the
+/// open ones, waiting since it was accepted.
 async fn handle_connection(
     stream: UnixStream,
     conn: Conn<'_>,
-    evicted: CancellationToken,
-    mut place: u64,
+    closing: CancellationToken,
+    place: Place,
 ) {
     let Conn {
         state,
@@ -360,7 +433,6 @@ async fn handle_connection(
         holder,
         limits,
         shutdown,
-        idle,
     } = conn;
     let (read_half, mut writer) = stream.into_split();
     // Requests are a few hundred bytes (an `add` with a PEM key a few KiB);
@@ -375,6 +447,10 @@ async fn handle_connection(
     // to read. Never while the client waits for them.
     let mut held = Vec::new();
     let mut first = true;
+    let idle_timer = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle_timer);
+    let closed = closing.cancelled();
+    tokio::pin!(closed);
     loop {
         if !held.is_empty()
             && !reader.buffer().contains(&b'\n')
@@ -383,18 +459,27 @@ async fn handle_connection(
             return;
         }
         if !std::mem::take(&mut first) {
-            place = idle.enter(&evicted);
+            place.wait();
         }
+        // One timer and one wait on the token for the connection's life,
+        // moved on for each request (a later deadline is an atomic store):
+        // a timer or a waiter per request would take a lock shared by every
+        // connection, twice.
+        idle_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + limits.idle_timeout);
         let frame = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => None,
-            _ = evicted.cancelled() => {
-                tracing::debug!("closing an idle connection to make room for a new one");
+            _ = &mut closed => {
+                if !shutdown.is_cancelled() {
+                    tracing::debug!("closing an idle connection to make room for a new one");
+                }
                 None
             }
-            frame = tokio::time::timeout(limits.idle_timeout, read_frame(&mut reader, &mut line)) => Some(frame),
+            frame = read_frame(&mut reader, &mut line) => Some(Ok(frame)),
+            _ = &mut idle_timer => Some(Err(())),
         };
-        idle.leave(place);
+        place.work();
         let Some(frame) = frame else {
             line.zeroize();
             // Shutting down with the next request unread: what it had
@@ -406,7 +491,7 @@ async fn handle_connection(
         };
         let frame = match frame {
             Ok(Ok(frame)) => frame,
-            Err(_) => {
+            Err(()) => {
                 tracing::debug!("closing idle connection");
                 return;
             }
@@ -512,6 +597,88 @@ async fn send(writer: &mut OwnedWriteHalf, mut response: Vec<u8>, timeout: Durat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncBufReadExt;
+
+    #[test]
+    fn the_connection_waiting_longest_is_evicted_and_one_at_work_is_not() {
+        let idle = Arc::new(Idle::default());
+        let tokens: Vec<CancellationToken> = (0..3).map(|_| CancellationToken::new()).collect();
+        let places: Vec<Place> = tokens.iter().map(|t| idle.enter(t)).collect();
+        // The first accepted is at work; the other two wait, the third
+        // since before the second.
+        places[0].work();
+        places[1].work();
+        places[2].work();
+        places[2].wait();
+        places[1].wait();
+        assert!(idle.evict_oldest());
+        assert!(tokens[2].is_cancelled());
+        assert!(!tokens[0].is_cancelled() && !tokens[1].is_cancelled());
+        assert!(idle.evict_oldest());
+        assert!(tokens[1].is_cancelled());
+        // Only the one at work is left: nothing to evict.
+        assert!(!idle.evict_oldest());
+        assert!(!tokens[0].is_cancelled());
+        // A closed connection leaves the set.
+        drop(places);
+        assert!(idle.open().is_empty());
+    }
+
+    fn test_state(dir: &std::path::Path) -> AgentState {
+        let store = crate::store::SecretStore::with_store(
+            keyring_core::mock::Store::new().unwrap(),
+            crate::store::Backend::Mock,
+        );
+        AgentState::new(
+            dir.join("s.sock"),
+            dir.join("profiles.toml"),
+            store,
+            crate::audit::Audit::new(None),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_closes_when_idle_for_the_timeout_since_its_last_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        };
+        let shutdown = CancellationToken::new();
+        let serving = tokio::spawn(serve(
+            listener,
+            Arc::new(test_state(dir.path())),
+            limits,
+            shutdown.clone(),
+        ));
+        let (read, mut write) = UnixStream::connect(&path).await.unwrap().into_split();
+        let mut read = tokio::io::BufReader::new(read);
+        let started = tokio::time::Instant::now();
+        let mut line = String::new();
+        // Four requests 6 s apart: 24 s in all, never 10 s without one.
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(6)).await;
+            write
+                .write_all(b"{\"id\":1,\"op\":\"hello\"}\n")
+                .await
+                .unwrap();
+            line.clear();
+            read.read_line(&mut line).await.unwrap();
+            assert!(line.contains(r#""ok":true"#), "{line}");
+        }
+        // Then silence: closed 10 s after the last request, not before.
+        line.clear();
+        assert_eq!(read.read_line(&mut line).await.unwrap(), 0, "{line}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(34),
+            "{:?}",
+            started.elapsed()
+        );
+        shutdown.cancel();
+        serving.await.unwrap();
+    }
 
     #[test]
     fn a_burst_ends_once_when_nearly_all_of_its_connections_have_closed() {
