@@ -353,6 +353,24 @@ fn main() -> Result<()> {
     if let Some(path) = arg_value(&args, "--echo") {
         return echo_server(Path::new(&path));
     }
+    // `--load SOCKET CLIENTS SECONDS`: one throughput run against a running
+    // agent (profiles p000 to p099) or echo server, for profiling one side
+    // of it.
+    if let Some(i) = args.iter().position(|a| a == "--load") {
+        let [socket, clients, secs] = args
+            .get(i + 1..i + 4)
+            .context("--load SOCKET CLIENTS SECONDS")?
+        else {
+            unreachable!()
+        };
+        let target = Target {
+            socket: socket.into(),
+            expect: r#""id":1"#,
+        };
+        let rps = throughput(&target, clients.parse()?, secs.parse()?)?;
+        println!("{rps:.0} requests/s");
+        return Ok(());
+    }
     let bin = arg_value(&args, "--bin")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/release/jwtagent"));
