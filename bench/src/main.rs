@@ -456,7 +456,10 @@ fn main() -> Result<()> {
     let rss_100 = rss_kib(pid)?;
     // What it is made of: mapped pages of the binary and its libraries
     // (code touched, with the kernel's fault-around) and the heap and stacks.
-    let (file_100, anon_100) = (status_kib(pid, "RssFile")?, status_kib(pid, "RssAnon")?);
+    let split = || -> Result<(u64, u64)> {
+        Ok((status_kib(pid, "RssFile")?, status_kib(pid, "RssAnon")?))
+    };
+    let split_100 = split()?;
     let request = b"{\"id\":1,\"op\":\"token\",\"name\":\"p000\"}\n".to_vec();
     let agent_target = Target {
         socket: env.socket(),
@@ -611,8 +614,10 @@ fn main() -> Result<()> {
     };
     hammer()?;
     let rss_million = rss_kib(pid)?;
+    let split_million = split()?;
     hammer()?;
     let rss_two_million = rss_kib(pid)?;
+    let split_two_million = split()?;
 
     // The same request straight at the token endpoint (what each script
     // would do without the agent), over a fresh HTTP connection each time
@@ -725,10 +730,12 @@ fn main() -> Result<()> {
         mib(rss_two_million),
         met(mib(rss_100) <= 10.0 && rss_two_million <= rss_million + 256)
     ));
+    let show_split = |(file, anon): (u64, u64)| format!("{:.1} / {:.1}", mib(file), mib(anon));
     line(format!(
-        "| the same with 100 profiles: mapped files (the binary's code and data, libc) / heap and stacks | | {:.1} / {:.1} MiB | | | |",
-        mib(file_100),
-        mib(anon_100)
+        "| the same split into mapped files (the binary's code and data, libc) / heap and stacks: 100 profiles; after {million}; after another {million} | | {}; {}; {} MiB | | | |",
+        show_split(split_100),
+        show_split(split_million),
+        show_split(split_two_million)
     ));
     line(format!(
         "| `jwtagent agent` until the socket accepts, 20 starts | | median {}, max {} | | | |",
