@@ -456,9 +456,8 @@ fn main() -> Result<()> {
     let rss_100 = rss_kib(pid)?;
     // What it is made of: mapped pages of the binary and its libraries
     // (code touched, with the kernel's fault-around) and the heap and stacks.
-    let split = || -> Result<(u64, u64)> {
-        Ok((status_kib(pid, "RssFile")?, status_kib(pid, "RssAnon")?))
-    };
+    let split =
+        || -> Result<(u64, u64)> { Ok((status_kib(pid, "RssFile")?, status_kib(pid, "RssAnon")?)) };
     let split_100 = split()?;
     let request = b"{\"id\":1,\"op\":\"token\",\"name\":\"p000\"}\n".to_vec();
     let agent_target = Target {
