@@ -70,17 +70,7 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
     wait_for_within(&env.socket(), Duration::from_secs(120))?;
     eprintln!("layout: the agent runs under callgrind");
     for i in 0..100 {
-        env.ok(&[
-            "add",
-            &format!("p{i:03}"),
-            "--no-verify",
-            "--token-url",
-            &url,
-            "--client-id",
-            "bench",
-            "--auth",
-            "none",
-        ])?;
+        env.add_profile(&format!("p{i:03}"), &url)?;
         env.ok(&["token", &format!("p{i:03}")])?;
     }
     let target = Target {
@@ -92,17 +82,7 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
     for clients in [1, 8, 64, 256] {
         throughput(&target, clients, 2.0)?;
     }
-    env.ok(&[
-        "add",
-        "herd",
-        "--no-verify",
-        "--token-url",
-        &url,
-        "--client-id",
-        "bench",
-        "--auth",
-        "none",
-    ])?;
+    env.add_profile("herd", &url)?;
     thundering_herd(&env.socket(), "herd", 200, None)?;
     thundering_herd(&env.socket(), "herd", 200, Some(86_400))?;
 

@@ -44,6 +44,21 @@ impl Env {
             .env("JWTAGENT_LOG", "warn")
     }
 
+    /// A profile with no secret against the benchmark's token endpoint.
+    fn add_profile(&self, name: &str, url: &str) -> Result<String> {
+        self.ok(&[
+            "add",
+            name,
+            "--no-verify",
+            "--token-url",
+            url,
+            "--client-id",
+            "bench",
+            "--auth",
+            "none",
+        ])
+    }
+
     fn socket(&self) -> PathBuf {
         self.dir.path().join("run/jwtagent/agent.sock")
     }
@@ -433,19 +448,7 @@ fn main() -> Result<()> {
     wait_for(&echo_socket)?;
     let pid = agent.id();
     let rss_empty = rss_kib(pid)?;
-    let add = |name: &str| {
-        env.ok(&[
-            "add",
-            name,
-            "--no-verify",
-            "--token-url",
-            &url,
-            "--client-id",
-            "bench",
-            "--auth",
-            "none",
-        ])
-    };
+    let add = |name: &str| env.add_profile(name, &url);
     for i in 0..100 {
         add(&format!("p{i:03}"))?;
     }
