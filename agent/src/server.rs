@@ -338,12 +338,13 @@ impl Idle {
         use std::sync::atomic::Ordering::Acquire;
         let open = self.open();
         // A connection that stops waiting while it is chosen is not closed:
-        // the next oldest is.
+        // the next oldest is. One already closing (evicted before, or the
+        // agent is stopping) makes no room by being chosen again.
         for _ in 0..open.len() {
             let oldest = open
                 .iter()
                 .map(|(id, e)| (e.since.load(Acquire), *id, e))
-                .filter(|(since, _, _)| *since != 0)
+                .filter(|(since, _, e)| *since != 0 && !e.close.is_cancelled())
                 .min_by_key(|(since, id, _)| (*since, *id));
             let Some((since, _, entry)) = oldest else {
                 return false;
@@ -619,6 +620,10 @@ mod tests {
         // Only the one at work is left: nothing to evict.
         assert!(!idle.evict_oldest());
         assert!(!tokens[0].is_cancelled());
+        // An evicted connection that waits again before it sees its token
+        // is not chosen again: it makes no more room.
+        places[2].wait();
+        assert!(!idle.evict_oldest());
         // A closed connection leaves the set.
         drop(places);
         assert!(idle.open().is_empty());
