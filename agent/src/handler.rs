@@ -190,23 +190,12 @@ fn encode_body<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Audit;
     use jwtagent::protocol::PROTOCOL_VERSION;
     use serde_json::{Value, json};
-    use std::path::PathBuf;
 
     async fn call(line: &str) -> (Value, After) {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::SecretStore::with_store(
-            keyring_core::mock::Store::new().unwrap(),
-            crate::store::Backend::Mock,
-        );
-        let state = AgentState::new(
-            PathBuf::from("/tmp/x.sock"),
-            dir.path().join("profiles.toml"),
-            store,
-            Audit::new(None),
-        );
+        let state = AgentState::for_tests(dir.path());
         let (out, after) = handle_line(&state, &Peer::default(), line.as_bytes()).await;
         assert_eq!(out.last(), Some(&b'\n'));
         (serde_json::from_slice(&out).unwrap(), after)

@@ -629,19 +629,6 @@ mod tests {
         assert!(idle.open().is_empty());
     }
 
-    fn test_state(dir: &std::path::Path) -> AgentState {
-        let store = crate::store::SecretStore::with_store(
-            keyring_core::mock::Store::new().unwrap(),
-            crate::store::Backend::Mock,
-        );
-        AgentState::new(
-            dir.join("s.sock"),
-            dir.join("profiles.toml"),
-            store,
-            crate::audit::Audit::new(None),
-        )
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_connection_closes_when_idle_for_the_timeout_since_its_last_request() {
         let dir = tempfile::tempdir().unwrap();
@@ -654,7 +641,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let serving = tokio::spawn(serve(
             listener,
-            Arc::new(test_state(dir.path())),
+            Arc::new(AgentState::for_tests(dir.path())),
             limits,
             shutdown.clone(),
         ));

@@ -39,4 +39,20 @@ impl AgentState {
             logins: crate::login::Logins::default(),
         }
     }
+
+    /// For tests: an agent on `dir/s.sock` with its config in `dir`, an
+    /// in-memory secret store and no audit log.
+    #[cfg(test)]
+    pub fn for_tests(dir: &std::path::Path) -> Self {
+        let store = crate::store::SecretStore::with_store(
+            keyring_core::mock::Store::new().unwrap(),
+            crate::store::Backend::Mock,
+        );
+        AgentState::new(
+            dir.join("s.sock"),
+            dir.join("profiles.toml"),
+            store,
+            Audit::new(None),
+        )
+    }
 }
