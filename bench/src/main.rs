@@ -372,11 +372,8 @@ fn main() -> Result<()> {
     // agent (profiles p000 to p099) or echo server, for profiling one side
     // of it.
     if let Some(i) = args.iter().position(|a| a == "--load") {
-        let [socket, clients, secs] = args
-            .get(i + 1..i + 4)
-            .context("--load SOCKET CLIENTS SECONDS")?
-        else {
-            unreachable!()
+        let Some([socket, clients, secs]) = args.get(i + 1..i + 4) else {
+            bail!("--load SOCKET CLIENTS SECONDS");
         };
         let target = Target {
             socket: socket.into(),
