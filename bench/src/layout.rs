@@ -25,14 +25,14 @@
 //! path it takes on kernels without pidfds, and the few functions that use
 //! a pidfd are left where the linker puts them.
 
-use crate::{Env, Target, latency, throughput, thundering_herd, token_endpoint, wait_for};
+use crate::{Env, Target, latency, throughput, thundering_herd, token_endpoint, wait_for_within};
 use anyhow::{Context, Result, bail};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CALLGRIND: [&str; 6] = [
     "--tool=callgrind",
@@ -150,17 +150,6 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
         eprintln!("layout: {} functions in {}", names.len(), path.display());
     }
     Ok(())
-}
-
-fn wait_for_within(path: &Path, limit: Duration) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match wait_for(path) {
-            Ok(()) => return Ok(()),
-            Err(_) if Instant::now() < deadline => {}
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Every function of `bin` that ran in the callgrind profiles `files`, in

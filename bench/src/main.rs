@@ -346,7 +346,12 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
 }
 
 fn wait_for(path: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for_within(path, Duration::from_secs(20))
+}
+
+/// Waits until `path` accepts a connection, for at most `limit`.
+fn wait_for_within(path: &Path, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
     while UnixStream::connect(path).is_err() {
         if Instant::now() > deadline {
             bail!("the agent did not start");
