@@ -317,39 +317,6 @@ pub struct GitHubApp {
     pub permissions: BTreeMap<String, String>,
 }
 
-/// A cycle of profiles feeding each other tokens that passes through
-/// `start` (`[start, b, ..., start]`), if there is one.
-pub fn input_cycle(profiles: &BTreeMap<String, Profile>, start: &str) -> Option<Vec<String>> {
-    fn walk(
-        profiles: &BTreeMap<String, Profile>,
-        start: &str,
-        at: &str,
-        path: &mut Vec<String>,
-    ) -> bool {
-        let Some(profile) = profiles.get(at) else {
-            return false;
-        };
-        for next in profile.inputs() {
-            if next == start {
-                path.push(next.to_string());
-                return true;
-            }
-            // A profile can feed several others; a path never revisits one.
-            if path.iter().any(|p| p == next) {
-                continue;
-            }
-            path.push(next.to_string());
-            if walk(profiles, start, next, path) {
-                return true;
-            }
-            path.pop();
-        }
-        false
-    }
-    let mut path = vec![start.to_string()];
-    walk(profiles, start, start, &mut path).then_some(path)
-}
-
 /// Where profile `name`'s table starts in a config's text (its first
 /// mention, as `[profiles.NAME]` or a quoted form); the end when not found.
 fn position_of(text: &str, name: &str) -> usize {
@@ -820,14 +787,19 @@ impl Profile {
 
     /// The other profiles whose tokens this one's requests carry.
     pub fn inputs(&self) -> impl Iterator<Item = &str> {
+        self.input_roles().map(|(_, name)| name)
+    }
+
+    /// [`Profile::inputs`] with the role each plays: `assertion`,
+    /// `subject` or `actor`.
+    pub fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            &self.assertion_profile,
-            &self.subject_profile,
-            &self.actor_profile,
+            ("assertion", &self.assertion_profile),
+            ("subject", &self.subject_profile),
+            ("actor", &self.actor_profile),
         ]
         .into_iter()
-        .flatten()
-        .map(String::as_str)
+        .filter_map(|(role, name)| Some((role, name.as_deref()?)))
     }
 
     /// The algorithm of the profile's DPoP key; `None` when it does not use DPoP.
@@ -1313,6 +1285,14 @@ impl ConfigFile {
                 path: path.to_path_buf(),
                 profile: name.clone(),
                 error,
+            });
+        }
+        // A circle or an over-deep chain (a hand edit: `add` refuses both).
+        if let Err((name, chain)) = crate::chain::check_all(&config.profiles) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                profile: name,
+                error: field_err(chain.field(), chain.to_string()),
             });
         }
         Ok(config)

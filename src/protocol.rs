@@ -675,8 +675,8 @@ pub struct Parsed {
 /// Parses one request line (without its newline). Never panics: anything that is
 /// not a well-formed request becomes an error body to send back.
 pub fn parse_request(line: &[u8]) -> Parsed {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(value) => value,
+    let value: Value = match serde_json::from_slice::<Unique>(line) {
+        Ok(Unique(value)) => value,
         Err(e) => {
             return Parsed {
                 // A number out of f64's range elsewhere in the line (or as
@@ -740,6 +740,86 @@ pub fn parse_request(line: &[u8]) -> Parsed {
     Parsed { id, request }
 }
 
+/// A JSON value in which no object names a member twice, at any depth.
+/// serde_json keeps the last of two `op`s: `{"op":"hello","op":"stop"}`
+/// would pass a check of the first and run the second, so such a request is
+/// refused outright.
+struct Unique(Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Unique::deserialize(d).map(|u| u.0)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Unique(value) = map.next_value()?;
+            if members.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "member {key:?} appears twice in one object"
+                )));
+            }
+            members.insert(key, value);
+        }
+        Ok(Value::Object(members))
+    }
+}
+
 fn unknown_op_message(op: &str) -> String {
     format!("unknown op `{op}`; known ops: {}", Request::OPS.join(", "))
 }
@@ -748,6 +828,24 @@ fn unknown_op_message(op: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_member_named_twice_is_refused_at_any_depth() {
+        for line in [
+            r#"{"id":1,"op":"hello","op":"stop"}"#,
+            r#"{"id":1,"id":2,"op":"hello"}"#,
+            r#"{"id":1,"op":"token","name":"a","name":"b"}"#,
+            r#"{"id":1,"op":"add","name":"a","profile":{"client_id":"x","client_id":"y"}}"#,
+        ] {
+            let p = parse_request(line.as_bytes());
+            let e = p.request.unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadRequest, "{line}");
+            assert!(e.message.contains("appears twice"), "{line}: {}", e.message);
+        }
+        // The same name in two objects is fine.
+        let p = parse_request(br#"{"id":{"op":1},"op":"hello"}"#);
+        assert_eq!(p.request, Ok(Request::Hello));
+    }
 
     #[test]
     fn hello_request_parses_and_keeps_any_id() {

@@ -34,6 +34,9 @@ pub struct Record<'a> {
     /// First 8 hex digits of the SHA-256 of the token served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// The input profile (of a derived profile) whose policy refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<&'a str>,
 }
 
 impl<'a> Record<'a> {
@@ -47,6 +50,7 @@ impl<'a> Record<'a> {
             profile,
             outcome,
             fingerprint: None,
+            input: None,
         }
     }
 }

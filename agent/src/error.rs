@@ -148,7 +148,7 @@ pub(crate) fn token_code(e: &TokenError) -> ErrorCode {
         TokenError::Field(_) | TokenError::NotDpop(_) | TokenError::Proof(_) => {
             ErrorCode::BadRequest
         }
-        TokenError::Cycle(_) => ErrorCode::Config,
+        TokenError::Chain(_) => ErrorCode::Config,
         TokenError::Shutdown => ErrorCode::Internal,
         TokenError::LoginRequired { .. } => ErrorCode::LoginRequired,
         // What the other profile's failure is.

@@ -329,9 +329,7 @@ impl AgentFetcher {
             .profiles
             .get(name)
             .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
-        if let Some(cycle) = jwtagent::config::input_cycle(&config.profiles, name) {
-            return Err(TokenError::Cycle(cycle));
-        }
+        jwtagent::chain::inputs(&config.profiles, name).map_err(TokenError::Chain)?;
         let (inputs, made_from, inputs_expire) = self.inputs(&config, name, profile).await?;
         let secret = match profile.auth {
             jwtagent::config::AuthMethod::None if !profile.signs_grant() => None,

@@ -31,6 +31,12 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
         }
     };
     tracing::trace!(op = request.op(), "request");
+    if let Err(refused) = check_forwarded(state, peer, &request) {
+        return (
+            encode::<Empty>(state, parsed.id, Err(refused)),
+            After::Continue,
+        );
+    }
     let open_while_locked = matches!(
         request,
         Request::Hello | Request::Status | Request::Unlock { .. } | Request::Stop
@@ -50,14 +56,6 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
     let line = match request {
         Request::Hello => encode(state, id, Ok(ops::status::hello(state, peer))),
         Request::Status => encode(state, id, Ok(ops::status::status(state).await)),
-        Request::Stop if peer.forwarded() => encode::<Empty>(
-            state,
-            id,
-            Err(AgentError::Denied(
-                "the agent is not stopped over SSH forwarding: stop it on the machine it runs on"
-                    .into(),
-            )),
-        ),
         Request::Stop => {
             tracing::info!("stop requested by a client");
             return (encode(state, id, Ok(Empty {})), After::Shutdown);
@@ -76,7 +74,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
         } => encode(
             state,
             id,
-            ops::profiles::add(state, &name, *profile, secret, verify).await,
+            ops::profiles::add(state, peer, &name, *profile, secret, verify).await,
         ),
         Request::Remove { name } => encode(state, id, ops::profiles::remove(state, &name).await),
         Request::List => encode(state, id, ops::profiles::list(state)),
@@ -89,7 +87,7 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
         } => encode(
             state,
             id,
-            ops::profiles::keygen(state, &name, *profile, alg, force).await,
+            ops::profiles::keygen(state, peer, &name, *profile, alg, force).await,
         ),
         Request::Jwks { name } => encode(state, id, ops::profiles::jwks(state, &name).await),
         Request::Token {
@@ -126,6 +124,40 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
         }
     };
     (line, After::Continue)
+}
+
+/// What a connection forwarded over SSH may do unless the agent was started
+/// with `--allow-forwarded-admin`: the remote side reads tokens, it does not
+/// change what this machine holds or trusts (profiles, secrets, the lock,
+/// sign-ins) nor stop the agent. A caller whose executable could not be told
+/// is not known not to be ssh: closed when in doubt, as `--no-forward` is.
+fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentError> {
+    let read_only = matches!(
+        request,
+        Request::Hello
+            | Request::Status
+            | Request::List
+            | Request::Token { .. }
+            | Request::DpopProof { .. }
+    );
+    if read_only || state.forwarded_admin || !(peer.forwarded() || peer.exe.is_none()) {
+        return Ok(());
+    }
+    tracing::warn!(op = request.op(), peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "refused: connections forwarded over SSH are read-only");
+    let name = match request {
+        Request::Add { name, .. } | Request::Remove { name } | Request::Keygen { name, .. } => {
+            Some(name.as_str())
+        }
+        _ => None,
+    };
+    state
+        .audit
+        .record(&Record::new(peer, request.op(), name, "denied"));
+    Err(AgentError::Denied(format!(
+        "`{}` is refused over SSH forwarding (this connection came through {}): forwarded connections are read-only (hello, token, header, list, status); run it on the machine the agent runs on, or start that agent with --allow-forwarded-admin",
+        request.op(),
+        peer.exe_display()
+    )))
 }
 
 /// An error response line for cases found before a request could be parsed
@@ -196,7 +228,7 @@ mod tests {
     async fn call(line: &str) -> (Value, After) {
         let dir = tempfile::tempdir().unwrap();
         let state = AgentState::for_tests(dir.path());
-        let (out, after) = handle_line(&state, &Peer::default(), line.as_bytes()).await;
+        let (out, after) = handle_line(&state, &local_peer(), line.as_bytes()).await;
         assert_eq!(out.last(), Some(&b'\n'));
         (serde_json::from_slice(&out).unwrap(), after)
     }
@@ -257,5 +289,89 @@ mod tests {
         let (v, _) = call("\u{1}\u{2}garbage").await;
         assert_eq!(v["error"]["code"], json!("bad_request"));
         assert_eq!(v["id"], Value::Null);
+    }
+
+    /// A caller on this machine, whose executable is known.
+    fn local_peer() -> Peer {
+        Peer {
+            exe: Some("/usr/bin/python3".into()),
+            ..Peer::default()
+        }
+    }
+
+    /// `line` from a connection forwarded by sshd, to an agent that allows
+    /// forwarded connections more than reading when `admin`.
+    async fn forwarded(line: &str, admin: bool, exe: Option<&str>) -> Value {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = AgentState::for_tests(dir.path());
+        state.forwarded_admin = admin;
+        let peer = Peer {
+            exe: exe.map(Into::into),
+            ..Peer::default()
+        };
+        let (out, _) = handle_line(&state, &peer, line.as_bytes()).await;
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_connection_is_read_only() {
+        for line in [
+            r#"{"id":1,"op":"stop"}"#,
+            r#"{"id":1,"op":"remove","name":"a"}"#,
+            r#"{"id":1,"op":"lock","passphrase":"p"}"#,
+            r#"{"id":1,"op":"unlock","passphrase":"p"}"#,
+            r#"{"id":1,"op":"login","name":"a"}"#,
+            r#"{"id":1,"op":"logout","name":"a"}"#,
+        ] {
+            for exe in [Some("/usr/sbin/sshd"), Some("/usr/bin/ssh"), None] {
+                let v = forwarded(line, false, exe).await;
+                assert_eq!(
+                    v["error"]["code"],
+                    json!("denied"),
+                    "{line} from {exe:?}: {v}"
+                );
+                assert!(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("--allow-forwarded-admin"),
+                    "{v}"
+                );
+            }
+        }
+        for line in [
+            r#"{"id":1,"op":"hello"}"#,
+            r#"{"id":1,"op":"status"}"#,
+            r#"{"id":1,"op":"list"}"#,
+        ] {
+            let v = forwarded(line, false, Some("/usr/sbin/sshd")).await;
+            assert_eq!(v["ok"], json!(true), "{line}: {v}");
+        }
+        // A token op is not refused by this rule (the profile's own rules apply).
+        let v = forwarded(
+            r#"{"id":1,"op":"token","name":"a"}"#,
+            false,
+            Some("/usr/sbin/sshd"),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], json!("unknown_profile"), "{v}");
+    }
+
+    #[tokio::test]
+    async fn an_agent_started_to_allow_it_lets_forwarded_connections_administer() {
+        let v = forwarded(
+            r#"{"id":1,"op":"remove","name":"a"}"#,
+            true,
+            Some("/usr/sbin/sshd"),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], json!("unknown_profile"), "{v}");
+        let v = forwarded(
+            r#"{"id":1,"op":"remove","name":"a"}"#,
+            false,
+            Some("/usr/bin/jwtagent"),
+        )
+        .await;
+        assert_eq!(v["error"]["code"], json!("unknown_profile"), "{v}");
     }
 }

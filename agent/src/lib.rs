@@ -22,6 +22,7 @@ pub(crate) mod login;
 pub(crate) mod oauth;
 pub(crate) mod ops;
 pub(crate) mod peer;
+pub(crate) mod policy;
 pub(crate) mod profiles;
 pub(crate) mod refresh;
 pub(crate) mod senders;
@@ -183,6 +184,9 @@ pub struct Options {
     pub config_path: PathBuf,
     /// `--store`; overrides the config's `store`.
     pub store: Option<StoreKind>,
+    /// Connections forwarded over SSH may do more than read
+    /// (`--allow-forwarded-admin`).
+    pub forwarded_admin: bool,
     /// Keyring service name; [`store::SERVICE`] unless `JWTAGENT_KEYRING_SERVICE` says otherwise.
     pub keyring_service: String,
     /// The audit log; `None` keeps none.
@@ -281,12 +285,10 @@ impl Agent {
         };
         let store = SecretStore::open(store_kind, service);
         let audit = audit::Audit::new(self.options.audit_log.clone());
-        let state = Arc::new(AgentState::new(
-            path.clone(),
-            self.options.config_path.clone(),
-            store,
-            audit,
-        ));
+        let mut state =
+            AgentState::new(path.clone(), self.options.config_path.clone(), store, audit);
+        state.forwarded_admin = self.options.forwarded_admin;
+        let state = Arc::new(state);
         // What a crash in the middle of an `add` left behind (in the
         // background: the keyring may be slow, and adds wait for it).
         let sweeping = state.profiles.clone();

@@ -10,6 +10,7 @@ use crate::config_io::write_atomic;
 use crate::jwk;
 use crate::keys::check_secret;
 use crate::store::{SecretStore, StoreError};
+use jwtagent::chain::ChainError;
 use jwtagent::config::{Alg, AuthMethod, ConfigError, ConfigFile, Profile, validate_name};
 use jwtagent::secret::Secret;
 use std::os::unix::fs::MetadataExt;
@@ -90,6 +91,12 @@ pub enum Refusal {
     NoInput(String),
     #[error("profiles would feed each other tokens in a circle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
+    #[error(
+        "its chain of profiles feeding each other tokens would be longer than {} links: {}",
+        jwtagent::chain::MAX_DEPTH,
+        .0.join(" -> ")
+    )]
+    TooDeep(Vec<String>),
 }
 
 /// Why `jwks` has no public key to show.
@@ -533,7 +540,7 @@ fn refused(name: &str) -> impl Fn(Refusal) -> ProfileError + '_ {
 }
 
 /// The profiles a grant takes tokens from exist, and taking them makes no
-/// circle.
+/// circle and no chain deeper than the limit.
 fn check_inputs(config: &ConfigFile, name: &str, profile: &Profile) -> Result<(), Refusal> {
     for input in profile.inputs() {
         if !config.profiles.contains_key(input) && input != name {
@@ -542,9 +549,12 @@ fn check_inputs(config: &ConfigFile, name: &str, profile: &Profile) -> Result<()
     }
     let mut profiles = config.profiles.clone();
     profiles.insert(name.to_string(), profile.clone());
-    match jwtagent::config::input_cycle(&profiles, name) {
-        Some(cycle) => Err(Refusal::Cycle(cycle)),
-        None => Ok(()),
+    // The new profile may close a circle or lengthen the chains of the
+    // profiles it feeds: every chain is checked again.
+    match jwtagent::chain::check_all(&profiles) {
+        Err((_, ChainError::Cycle { path, .. })) => Err(Refusal::Cycle(path)),
+        Err((_, ChainError::TooDeep { path, .. })) => Err(Refusal::TooDeep(path)),
+        Ok(()) => Ok(()),
     }
 }
 

@@ -21,6 +21,9 @@ pub struct AgentState {
     pub audit: Audit,
     /// Users' sign-ins under way.
     pub logins: crate::login::Logins,
+    /// Connections forwarded over SSH may do more than read
+    /// (`--allow-forwarded-admin`).
+    pub forwarded_admin: bool,
 }
 
 impl AgentState {
@@ -37,6 +40,7 @@ impl AgentState {
             lock: Lock::default(),
             audit,
             logins: crate::login::Logins::default(),
+            forwarded_admin: false,
         }
     }
 

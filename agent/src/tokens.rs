@@ -82,10 +82,10 @@ pub enum TokenError {
         input: String,
         error: Box<RefreshError<TokenError>>,
     },
-    /// Profiles that feed each other tokens in a circle (a hand edit: `add`
-    /// refuses one).
-    #[error("profiles feed each other tokens in a circle: {}; change one of them", .0.join(" -> "))]
-    Cycle(Vec<String>),
+    /// Profiles that feed each other tokens in a circle, or a chain too deep
+    /// (`add` and the config loader refuse both).
+    #[error("{0}; change one of them")]
+    Chain(jwtagent::chain::ChainError),
     #[error("the agent is shutting down")]
     Shutdown,
     /// A user profile without a usable sign-in.
@@ -111,7 +111,7 @@ impl TokenError {
                 | TokenError::Field(_)
                 | TokenError::NotDpop(_)
                 | TokenError::Proof(_)
-                | TokenError::Cycle(_)
+                | TokenError::Chain(_)
                 | TokenError::LoginRequired { .. }
         );
         FetchError {

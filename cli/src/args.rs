@@ -526,6 +526,11 @@ pub struct AgentArgs {
     /// Secret store: auto, secret-service or keyutils [default: the config's `store`, else auto]
     #[arg(long, value_name = "STORE", value_parser = parse_from_str::<StoreKind>)]
     pub store: Option<StoreKind>,
+    /// Let connections forwarded over SSH do more than read (hello, token,
+    /// header, list, status): add, remove, lock, sign in. Off by default, as
+    /// the remote side could otherwise change what this machine trusts
+    #[arg(long)]
+    pub allow_forwarded_admin: bool,
     /// Internal: set by the parent of a detached agent; readiness is reported on stdout.
     #[arg(long, hide = true)]
     pub detached_child: bool,

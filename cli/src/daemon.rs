@@ -29,6 +29,7 @@ pub fn spawn_detached(
     log_file: Option<&Path>,
     log_format: LogFormat,
     store: Option<StoreKind>,
+    forwarded_admin: bool,
 ) -> anyhow::Result<Started> {
     let exe = crate::commands::agent::daemon_binary()?;
     let mut cmd = Command::new(&exe);
@@ -47,6 +48,9 @@ pub fn spawn_detached(
     }
     if let Some(store) = store {
         cmd.arg("--store").arg(store.as_str());
+    }
+    if forwarded_admin {
+        cmd.arg("--allow-forwarded-admin");
     }
     let mut child = cmd
         .stdin(Stdio::null())

@@ -108,7 +108,8 @@ fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
 }
 
 /// `agent` with `-D`, `--detached-child`, `--socket`, `--log-format`,
-/// `--log-file` and `--store` (the global options also before `agent`), as
+/// `--log-file`, `--store` and `--allow-forwarded-admin` (the global options
+/// also before `agent`), as
 /// `jwtagent agent`, the detached start and the systemd unit give them.
 fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
     let mut global = fast_global();
@@ -116,6 +117,7 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
         foreground: false,
         log_file: None,
         store: None,
+        allow_forwarded_admin: false,
         detached_child: false,
     };
     let mut seen_agent = false;
@@ -151,6 +153,7 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
             }
             "--foreground" => agent.foreground = true,
             "--detached-child" => agent.detached_child = true,
+            "--allow-forwarded-admin" => agent.allow_forwarded_admin = true,
             "--log-file" => agent.log_file = Some(value()?.into()),
             "--store" => agent.store = Some(value()?.to_str()?.parse().ok()?),
             _ => return None,

@@ -3,6 +3,7 @@
 //! time; waits poll for a condition with a deadline.
 
 mod attacks;
+mod chains;
 mod common;
 mod docs;
 mod dpop;

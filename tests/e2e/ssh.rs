@@ -158,7 +158,10 @@ fn a_forwarded_agent_serves_remote_commands_but_not_no_forward_profiles() {
     let out = env.run(&["--socket", remote_arg, "stop"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
-    assert!(err.contains("not stopped over SSH forwarding"), "{err}");
+    assert!(
+        err.contains("`stop` is refused over SSH forwarding"),
+        "{err}"
+    );
     assert!(hello(&env.default_socket()).is_some(), "the agent stopped");
     assert_eq!(env.ok(&["--socket", remote_arg, "token", "shared"]), local);
     // A --no-forward profile stays on the laptop.
@@ -180,5 +183,124 @@ fn a_forwarded_agent_serves_remote_commands_but_not_no_forward_profiles() {
             })
         };
         forwarded("shared", "ok") && forwarded("laptop-only", "denied")
+    });
+}
+
+#[test]
+fn a_forwarded_connection_reads_and_cannot_launder_or_administer() {
+    let env = TestEnv::new();
+    let oidc = open_provider(&env, 600);
+    env.add_open_profile("laptop-only", &oidc.token_endpoint(), &["--no-forward"]);
+    // Made from it on the laptop: served there, and never over forwarding.
+    let evil = FaultServer::start(Fault::Ok { lifetime: 600 });
+    env.add_open_profile(
+        "derived",
+        &evil.token_url(),
+        &[
+            "--grant",
+            "token-exchange",
+            "--subject-profile",
+            "laptop-only",
+        ],
+    );
+    let sshd = start_sshd(&env);
+    let remote_dir = private_dir();
+    let remote = remote_dir.path().join("jwtagent.sock");
+    let _forward = forward(&env, &sshd, &remote);
+    let remote_arg = remote.to_str().unwrap();
+    let remote_run = |args: &[&str]| {
+        let mut all = vec!["--socket", remote_arg];
+        all.extend_from_slice(args);
+        env.run(&all)
+    };
+
+    // Reading works.
+    assert!(remote_run(&["list"]).status.success());
+    assert!(remote_run(&["status"]).status.success());
+    // A derived profile does not carry the --no-forward token over.
+    let out = remote_run(&["token", "derived"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("profile \"laptop-only\"") && err.contains("--no-forward"),
+        "{err}"
+    );
+    assert_eq!(evil.requests(), 0);
+
+    // Nothing that changes the agent: not a profile fed by the protected
+    // one, not a removal, not the lock.
+    let launder = env
+        .cmd(&["--socket", remote_arg])
+        .args([
+            "add",
+            "launder",
+            "--no-verify",
+            "--token-url",
+            &evil.token_url(),
+        ])
+        .args(["--client-id", "c", "--auth", "none"])
+        .args([
+            "--grant",
+            "token-exchange",
+            "--subject-profile",
+            "laptop-only",
+        ])
+        .output()
+        .unwrap();
+    let remove = remote_run(&["remove", "laptop-only"]);
+    let lock = env.run_with_stdin(
+        &["--socket", remote_arg, "lock", "--passphrase-stdin"],
+        b"remote-pass\n",
+    );
+    for (what, out) in [("add", &launder), ("remove", &remove), ("lock", &lock)] {
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr_of(out));
+        let err = stderr_of(out);
+        assert!(
+            err.contains("refused over SSH forwarding") && err.contains("read-only"),
+            "{what}: {err}"
+        );
+    }
+    let list = env.ok(&["list"]);
+    assert!(
+        list.contains("laptop-only") && !list.contains("launder"),
+        "{list}"
+    );
+    env.ok(&["token", "laptop-only"]);
+    assert_eq!(evil.requests(), 0);
+
+    // An agent started to allow more over forwarding still refuses the
+    // laundering profile: its input does not serve forwarded callers.
+    env.ok(&["stop"]);
+    let mut admin = env.cmd(&["agent", "--allow-forwarded-admin"]);
+    let out = admin.output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let launder = env
+        .cmd(&["--socket", remote_arg])
+        .args([
+            "add",
+            "launder",
+            "--no-verify",
+            "--token-url",
+            &evil.token_url(),
+        ])
+        .args(["--client-id", "c", "--auth", "none"])
+        .args([
+            "--grant",
+            "token-exchange",
+            "--subject-profile",
+            "laptop-only",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(launder.status.code(), Some(1));
+    let err = stderr_of(&launder);
+    assert!(
+        err.contains("profile \"laptop-only\"") && err.contains("--no-forward"),
+        "{err}"
+    );
+    env.audit_until("the refused add audited naming its input", |records| {
+        records
+            .iter()
+            .any(|r| r["op"] == "add" && r["profile"] == "launder" && r["input"] == "laptop-only")
     });
 }

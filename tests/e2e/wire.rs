@@ -20,6 +20,25 @@ fn hello_echoes_the_id_and_reports_the_protocol_version() {
 }
 
 #[test]
+fn a_request_naming_a_member_twice_is_refused_and_does_nothing() {
+    let env = TestEnv::new();
+    let agent = env.foreground_agent(&env.path("w.sock"));
+    let mut conn = Conn::open(&agent.socket);
+    // serde_json alone keeps the last `op`: this stopped the agent.
+    let r = conn.request(r#"{"id":1,"op":"hello","op":"stop"}"#);
+    assert_eq!(r["error"]["code"], "bad_request", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"op\" appears twice"),
+        "{r}"
+    );
+    assert_eq!(conn.request(r#"{"id":2,"op":"hello"}"#)["ok"], true);
+    assert!(hello(&agent.socket).is_some(), "the agent stopped");
+}
+
+#[test]
 fn one_connection_carries_many_requests_answered_in_order() {
     let env = TestEnv::new();
     let agent = env.foreground_agent(&env.path("w.sock"));

@@ -1,8 +1,11 @@
 //! `add`, `remove`, `list`, `show`, `keygen` and `jwks`: the profile store's
 //! answers, with the tokens of a changed profile dropped.
 
+use crate::audit::Record;
 use crate::error::AgentError;
 use crate::oauth::OAuthError;
+use crate::peer::Peer;
+use crate::policy::check_inputs;
 use crate::profiles::{Entry, Saved};
 use crate::state::AgentState;
 use crate::tokens::TokenError;
@@ -12,11 +15,13 @@ use jwtagent::secret::Secret;
 
 pub async fn add(
     state: &AgentState,
+    peer: &Peer,
     name: &str,
     profile: Profile,
     secret: Option<Secret>,
     verify: bool,
 ) -> Result<Added, AgentError> {
+    inputs_serve(state, peer, "add", name, &profile)?;
     // Verified first: a profile the server refuses is not saved, and the
     // profile it would replace stays as it was.
     let checked = match verify && verifiable(&profile) {
@@ -73,6 +78,36 @@ pub async fn add(
     let warnings: Vec<String> = warnings.into_iter().flatten().collect();
     answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(answer)
+}
+
+/// A caller may add (or replace) a profile made from other profiles' tokens
+/// only if every one of those would serve it: otherwise the new profile
+/// would carry a token the caller may not have to a server of its choice.
+/// A refusal is audited, naming the input.
+fn inputs_serve(
+    state: &AgentState,
+    peer: &Peer,
+    op: &'static str,
+    name: &str,
+    profile: &Profile,
+) -> Result<(), AgentError> {
+    if profile.inputs().next().is_none() {
+        return Ok(());
+    }
+    let mut profiles = match state.profiles.current_fast() {
+        Ok(config) => config.profiles.clone(),
+        // `add` reports the config itself.
+        Err(_) => return Ok(()),
+    };
+    profiles.insert(name.to_string(), profile.clone());
+    let Err(refused) = check_inputs(peer, &profiles, name) else {
+        return Ok(());
+    };
+    tracing::warn!(profile = %name, input = %refused.input, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "profile refused: an input profile does not serve the caller");
+    let mut record = Record::new(peer, op, Some(name), "denied");
+    record.input = Some(&refused.input);
+    state.audit.record(&record);
+    Err(refused.error())
 }
 
 /// A failure that says the server cannot answer now, not that the profile
@@ -140,11 +175,13 @@ pub async fn show(state: &AgentState, name: &str) -> Result<Shown, AgentError> {
 
 pub async fn keygen(
     state: &AgentState,
+    peer: &Peer,
     name: &str,
     profile: Profile,
     alg: Alg,
     force: bool,
 ) -> Result<KeyGenerated, AgentError> {
+    inputs_serve(state, peer, "keygen", name, &profile)?;
     let (saved, jwks) = state.profiles.keygen(name, profile, alg, force).await?;
     state.tokens.forget(name);
     let Added {

@@ -1,15 +1,16 @@
-//! `token` and `dpop_proof`: the profile's caller policy, the token (and
-//! proof), and the audit record.
+//! `token` and `dpop_proof`: the caller policy of the profile and of every
+//! profile its token is made from, the token (and proof), and the audit
+//! record.
 
 use crate::audit::Record;
 use crate::error::AgentError;
 use crate::peer::Peer;
+use crate::policy::{check_inputs, check_policy};
 use crate::profiles::ProfileError;
 use crate::state::AgentState;
 use crate::tokens::TokenQuery;
 use jwtagent::config::Profile;
 use jwtagent::protocol::{DpopAnswer, TokenAnswer};
-use std::path::PathBuf;
 
 /// The `token` op: the profile's caller policy, the token, and the audit record.
 pub async fn token(
@@ -90,6 +91,13 @@ async fn audited<T>(
             .record(&Record::new(peer, op, Some(name), "denied"));
         return Err(denied);
     }
+    if let Err(refused) = check_inputs(peer, &config.profiles, name) {
+        tracing::warn!(profile = %name, input = %refused.input, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "request denied by an input profile's policy");
+        let mut record = Record::new(peer, op, Some(name), "denied");
+        record.input = Some(&refused.input);
+        state.audit.record(&record);
+        return Err(refused.error());
+    }
     let epoch = state.lock.epoch();
     let mut result = serve(profile).await;
     // Locked while the request was in flight: the answer is not handed out
@@ -119,56 +127,4 @@ fn record<T>(
     }
     state.audit.record(&record);
     result
-}
-
-/// A profile with `no_forward` serves no connection forwarded by OpenSSH; one
-/// with `allow_exe` serves only those executables.
-fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result<(), AgentError> {
-    // Closed when in doubt: a caller whose executable could not be told is
-    // not known not to be ssh.
-    if profile.no_forward && (peer.forwarded() || peer.exe.is_none()) {
-        return Err(AgentError::Denied(format!(
-            "profile {name:?} is not served over SSH forwarding (--no-forward); this connection came through {}",
-            peer.exe_display()
-        )));
-    }
-    if profile.allow_exe.is_empty() {
-        return Ok(());
-    }
-    let admits = |exe: Option<&PathBuf>| {
-        exe.is_some_and(|exe| {
-            profile
-                .allow_exe
-                .iter()
-                .any(|a| a == exe || std::fs::canonicalize(a).is_ok_and(|c| &c == exe))
-        })
-    };
-    // The process that connected, and every process that wrote to the
-    // connection: a socket handed on (fork then exec, fd passing) is judged
-    // by who uses it.
-    let refused_writer = peer.writers.iter().find(|(_, exe)| !admits(exe.as_ref()));
-    if admits(peer.exe.as_ref()) && refused_writer.is_none() && !peer.too_many_writers {
-        return Ok(());
-    }
-    if let Some((pid, exe)) = refused_writer
-        && admits(peer.exe.as_ref())
-    {
-        let exe = exe
-            .as_ref()
-            .map_or_else(|| "unknown".to_string(), |e| e.display().to_string());
-        return Err(AgentError::Denied(format!(
-            "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow",
-            peer.exe_display()
-        )));
-    }
-    Err(AgentError::Denied(format!(
-        "profile {name:?} serves only {}; the caller is {}",
-        profile
-            .allow_exe
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        peer.exe_display()
-    )))
 }

@@ -96,6 +96,7 @@ pub fn serve(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Re
         limits: Limits::default(),
         config_path,
         store: args.store,
+        forwarded_admin: args.allow_forwarded_admin,
         keyring_service: std::env::var(jwtagent::paths::KEYRING_SERVICE_ENV).unwrap_or_default(),
         audit_log: jwtagent::paths::audit_log(),
     };
@@ -150,7 +151,13 @@ fn start_detached(
     log_format: LogFormat,
 ) -> Result<(), CliError> {
     let log_file = args.log_file.clone().or_else(daemon::default_log_file);
-    match daemon::spawn_detached(&socket.path, log_file.as_deref(), log_format, args.store)? {
+    match daemon::spawn_detached(
+        &socket.path,
+        log_file.as_deref(),
+        log_format,
+        args.store,
+        args.allow_forwarded_admin,
+    )? {
         Started::Ready { pid } => {
             eprintln!(
                 "jwtagent: agent started (pid {pid}) on {}",
