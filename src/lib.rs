@@ -14,6 +14,7 @@ pub mod paths;
 pub mod process;
 pub mod protocol;
 pub mod secret;
+pub mod text;
 pub mod time;
 
 #[cfg(test)]

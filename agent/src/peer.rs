@@ -45,12 +45,20 @@ impl Peer {
         openssh(&self.exe) || self.writers.iter().any(|(_, exe)| openssh(exe))
     }
 
+    /// The executable for a message: control characters in its path
+    /// escaped, so that a path cannot forge a line.
     pub fn exe_display(&self) -> String {
-        self.exe
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "unknown".into())
+        exe_display(self.exe.as_ref())
     }
+}
+
+/// An executable's path (or `unknown`) for a message, control characters
+/// escaped.
+pub fn exe_display(exe: Option<&PathBuf>) -> String {
+    exe.map_or_else(
+        || "unknown".into(),
+        |p| jwtagent::text::escaped(&p.to_string_lossy()).into_owned(),
+    )
 }
 
 /// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).

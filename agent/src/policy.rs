@@ -41,9 +41,7 @@ pub(crate) fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result
     if let Some((pid, exe)) = refused_writer
         && admits(peer.exe.as_ref())
     {
-        let exe = exe
-            .as_ref()
-            .map_or_else(|| "unknown".to_string(), |e| e.display().to_string());
+        let exe = crate::peer::exe_display(exe.as_ref());
         return Err(AgentError::Denied(format!(
             "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow",
             peer.exe_display()
@@ -54,7 +52,7 @@ pub(crate) fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result
         profile
             .allow_exe
             .iter()
-            .map(|p| p.display().to_string())
+            .map(|p| jwtagent::text::escaped(&p.to_string_lossy()).into_owned())
             .collect::<Vec<_>>()
             .join(", "),
         peer.exe_display()

@@ -3,6 +3,7 @@
 //! time; waits poll for a condition with a deadline.
 
 mod attacks;
+mod attacks2;
 mod chains;
 mod common;
 mod docs;

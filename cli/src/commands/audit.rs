@@ -4,6 +4,7 @@ use crate::error::CliError;
 use crate::output;
 use anyhow::anyhow;
 use jwtagent::paths::state_dir;
+use jwtagent::text::escaped;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -59,12 +60,14 @@ fn render(line: &str, json: bool) -> String {
     if json {
         return format!("{line}\n");
     }
+    // Every field (a caller's path can hold a newline or an escape
+    // sequence) is printed with its control characters escaped.
     let Ok(v) = serde_json::from_str::<Value>(line) else {
-        return format!("{line}\n");
+        return format!("{}\n", escaped(line));
     };
     let s = |k: &str| {
         v[k].as_str()
-            .map(str::to_string)
+            .map(|s| escaped(s).into_owned())
             .unwrap_or_else(|| "-".into())
     };
     let n = |k: &str| {
@@ -73,7 +76,7 @@ fn render(line: &str, json: bool) -> String {
             .unwrap_or_else(|| "-".into())
     };
     format!(
-        "{}  {:<9} {:<7} {:<20} pid={} uid={} exe={}{}\n",
+        "{}  {:<9} {:<7} {:<20} pid={} uid={} exe={}{}{}\n",
         s("time"),
         s("outcome"),
         s("op"),
@@ -83,7 +86,11 @@ fn render(line: &str, json: bool) -> String {
         s("exe"),
         v["fingerprint"]
             .as_str()
-            .map(|f| format!(" token={f}"))
+            .map(|f| format!(" token={}", escaped(f)))
+            .unwrap_or_default(),
+        v["input"]
+            .as_str()
+            .map(|i| format!(" input={}", escaped(i)))
             .unwrap_or_default()
     )
 }
