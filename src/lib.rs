@@ -8,6 +8,7 @@ pub mod chain;
 pub mod client;
 pub mod config;
 pub mod duration;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod paths;

@@ -29,7 +29,10 @@ mod tests {
     fn control_characters_are_written_as_escapes_and_the_rest_kept() {
         assert_eq!(escaped("/usr/bin/jq"), "/usr/bin/jq");
         assert_eq!(escaped("/tmp/a\nb"), "/tmp/a\\nb");
-        assert_eq!(escaped("x\u{1b}[2Jy\r\t\u{7f}"), "x\\u{1b}[2Jy\\r\\t\\u{7f}");
+        assert_eq!(
+            escaped("x\u{1b}[2Jy\r\t\u{7f}"),
+            "x\\u{1b}[2Jy\\r\\t\\u{7f}"
+        );
         assert_eq!(escaped("/home/zoë/bin"), "/home/zoë/bin");
     }
 }

@@ -604,11 +604,17 @@ async fn prepare(
 
 /// The CA file must be readable and hold at least one PEM certificate.
 async fn check_ca_file(path: &Path) -> Result<(), Refusal> {
-    let text = tokio::fs::read(path)
-        .await
-        .map_err(|e| Refusal::CaFileUnreadable {
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        jwtagent::files::read_regular(&owned, crate::oauth::tls::MAX_CA_FILE)
+    })
+    .await;
+    let text = read
+        .map_err(|e| e.to_string())
+        .and_then(|read| read.map_err(|e| e.to_string()))
+        .map_err(|cause| Refusal::CaFileUnreadable {
             path: path.to_path_buf(),
-            cause: e.to_string(),
+            cause,
         })?;
     let text = String::from_utf8_lossy(&text);
     match crate::oauth::tls::certificates(&text) {

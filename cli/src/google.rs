@@ -7,7 +7,6 @@ use crate::error::CliError;
 use jwtagent::config::{Alg, GrantKind, Profile};
 use jwtagent::secret::Secret;
 use serde::Deserialize;
-use std::io::Read;
 use std::path::Path;
 use zeroize::Zeroizing;
 
@@ -28,15 +27,19 @@ struct KeyFile {
 /// kid, grant); returns the private key for the keyring.
 pub fn import(path: &Path, profile: &mut Profile) -> Result<Secret, CliError> {
     let shown = path.display();
-    let mut text = Zeroizing::new(Vec::new());
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut text))
-        .map_err(|e| CliError::Usage(format!("--google-credentials: cannot read {shown}: {e}")))?;
-    if text.len() as u64 > MAX_FILE {
-        return Err(CliError::Usage(format!(
-            "--google-credentials: {shown} is over 64 KiB; is it a service-account key file?"
-        )));
-    }
+    let text = match jwtagent::files::read_regular(path, MAX_FILE) {
+        Ok(text) => Zeroizing::new(text),
+        Err(jwtagent::files::FileError::TooLarge(_)) => {
+            return Err(CliError::Usage(format!(
+                "--google-credentials: {shown} is over 64 KiB; is it a service-account key file?"
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::Usage(format!(
+                "--google-credentials {shown}: {e}"
+            )));
+        }
+    };
     let file: KeyFile = serde_json::from_slice(&text).map_err(|e| {
         CliError::Usage(format!(
             "--google-credentials: {shown} is not a Google credentials JSON file ({e})"

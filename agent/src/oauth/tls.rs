@@ -173,13 +173,17 @@ pub fn client_config(
     Ok(config)
 }
 
+/// A CA bundle larger than this is not read (the system's whole bundle is
+/// about 200 KiB).
+pub(crate) const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
 fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
     use rustls::pki_types::pem::PemObject;
     let err = |detail: String| SetupError::CaFile {
         path: path.to_path_buf(),
         detail,
     };
-    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let pem = jwtagent::files::read_regular(path, MAX_CA_FILE).map_err(|e| err(e.to_string()))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(format!("not a PEM bundle: {e}")))?;

@@ -361,19 +361,23 @@ fn read_certificate(path: &Path) -> Result<String, CliError> {
     Ok(text.to_string())
 }
 
-/// The file `option` names, as a secret (bounded, text).
+/// The file `option` names, as a secret (bounded, text). A key or a
+/// certificate must be a regular file; a secret may come through a pipe
+/// (`--secret-file <(pass show api)`), read up to the cap.
 fn read_file(option: &str, path: &Path) -> Result<Secret, CliError> {
-    let unreadable = |what: &str, e: std::io::Error| {
-        CliError::Usage(format!(
-            "{option} {}: cannot {what} it: {e}",
-            path.display()
-        ))
+    let unreadable =
+        |e: &dyn std::fmt::Display| CliError::Usage(format!("{option} {}: {e}", path.display()));
+    let bytes = if option == "--secret-file" {
+        let file = std::fs::File::open(path)
+            .map_err(|e| unreadable(&format_args!("cannot open it: {e}")))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SECRET + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| unreadable(&format_args!("cannot read it: {e}")))?;
+        bytes
+    } else {
+        jwtagent::files::read_regular(path, MAX_SECRET).map_err(|e| unreadable(&e))?
     };
-    let file = std::fs::File::open(path).map_err(|e| unreadable("open", e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unreadable("read", e))?;
     let secret = Secret::new(bytes);
     if secret.len() as u64 > MAX_SECRET {
         return Err(CliError::Usage(format!(
