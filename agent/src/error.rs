@@ -24,6 +24,11 @@ pub enum AgentError {
     Lock(#[from] LockError),
     #[error("the agent is locked; unlock it with `jwtagent unlock`")]
     Locked,
+    /// `stop` while locked: the agent would come back unlocked.
+    #[error(
+        "the agent is locked, and a locked agent is not stopped through its socket (started again, it would come back unlocked): unlock it first with `jwtagent unlock`, or stop it from its service manager (SIGTERM: `systemctl --user stop jwtagent`, or `kill PID`)"
+    )]
+    StopLocked,
     /// A profile's caller policy refused the caller.
     #[error("{0}")]
     Denied(String),
@@ -97,7 +102,7 @@ impl AgentError {
             AgentError::Lock(LockError::WrongPassphrase) => ErrorCode::Denied,
             AgentError::Lock(LockError::Hash(_)) => ErrorCode::Internal,
             AgentError::Lock(_) => ErrorCode::BadRequest,
-            AgentError::Locked => ErrorCode::Locked,
+            AgentError::Locked | AgentError::StopLocked => ErrorCode::Locked,
             AgentError::Denied(_) => ErrorCode::Denied,
             AgentError::NoIdToken(_) => ErrorCode::BadRequest,
             AgentError::Login(e) => e.code(),
@@ -254,6 +259,7 @@ mod tests {
             (LockError::WrongPassphrase.into(), ErrorCode::Denied),
             (LockError::AlreadyLocked.into(), ErrorCode::BadRequest),
             (AgentError::Locked, ErrorCode::Locked),
+            (AgentError::StopLocked, ErrorCode::Locked),
             (AgentError::Denied("x".into()), ErrorCode::Denied),
             (AgentError::Internal("x".into()), ErrorCode::Internal),
             (TokenError::Shutdown.into(), ErrorCode::Internal),

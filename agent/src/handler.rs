@@ -39,8 +39,16 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
     }
     let open_while_locked = matches!(
         request,
-        Request::Hello | Request::Status | Request::Unlock { .. } | Request::Stop
+        Request::Hello | Request::Status | Request::Unlock { .. }
     );
+    // A locked agent stopped and started again would come back unlocked:
+    // only its service manager (SIGTERM) stops it.
+    if matches!(request, Request::Stop) && state.lock.is_locked() {
+        return (
+            encode::<Empty>(state, parsed.id, Err(AgentError::StopLocked)),
+            After::Continue,
+        );
+    }
     if !open_while_locked && state.lock.is_locked() {
         if let Request::Token { name, .. } | Request::DpopProof { name, .. } = &request {
             state

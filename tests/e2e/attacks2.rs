@@ -134,3 +134,28 @@ fn a_file_a_profile_names_must_be_a_regular_file_of_bounded_size() {
         );
     }
 }
+
+#[test]
+fn a_locked_agent_is_not_stopped_through_its_socket() {
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    env.add_open_profile("api", &server.token_endpoint(), &[]);
+    let out = env.run_with_stdin(&["lock", "--passphrase-stdin"], b"open sesame\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // `stop` then autostart brought the agent back unlocked, serving tokens.
+    let out = env.run(&["stop"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("locked") && err.contains("jwtagent unlock") && err.contains("SIGTERM"),
+        "{err}"
+    );
+    let out = env.run(&["token", "api"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("locked"), "{}", stderr_of(&out));
+    // Unlocked, it stops as before.
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"open sesame\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    env.ok(&["stop"]);
+    assert!(hello(&env.default_socket()).is_none());
+}
