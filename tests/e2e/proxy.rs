@@ -221,3 +221,31 @@ fn a_proxy_that_is_down_is_named() {
     );
     assert_password_nowhere(&env, &[&out]);
 }
+
+#[test]
+fn a_plain_http_loopback_endpoint_is_never_reached_through_a_proxy() {
+    let env = TestEnv::new();
+    let proxy = Tinyproxy::start(&env);
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    // With http_proxy (and all_proxy) set, the secret went to the proxy in
+    // clear text, and the proxy could answer with a token of its own.
+    let mut cmd = env.add_cmd(
+        "plain",
+        &server.token_url(),
+        "client_secret_post",
+        &["--secret-stdin"],
+    );
+    cmd.env("http_proxy", proxy.url(PROXY_PASSWORD))
+        .env("all_proxy", proxy.url(PROXY_PASSWORD));
+    let out = output_with_stdin(&mut cmd, SECRET.as_bytes());
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    env.ok(&["token", "plain"]);
+    assert_eq!(server.requests(), 1);
+    assert!(server.bodies()[0].contains(SECRET));
+    let log = std::fs::read_to_string(&proxy.log).unwrap_or_default();
+    let target = format!("127.0.0.1:{}", server.port);
+    assert!(
+        !log.contains(&target),
+        "the request went through the proxy:\n{log}"
+    );
+}

@@ -1,9 +1,13 @@
 //! Proxies, from the environment the agent was started with, read as curl
-//! reads it: `https_proxy`/`HTTPS_PROXY` for https URLs, `http_proxy` (lower
-//! case only, as curl: `HTTP_PROXY` can be set by a CGI request) for http
-//! URLs, `all_proxy`/`ALL_PROXY` for both when those are unset, and
-//! `no_proxy`/`NO_PROXY` for the hosts that go direct. The lower-case form
-//! wins when both are set. Credentials in a proxy URL are used, never shown.
+//! reads it: `https_proxy`/`HTTPS_PROXY` for https URLs, `all_proxy`/
+//! `ALL_PROXY` when those are unset, and `no_proxy`/`NO_PROXY` for the hosts
+//! that go direct. The lower-case form wins when both are set. Credentials
+//! in a proxy URL are used, never shown.
+//!
+//! Unlike curl, a plain-http request never goes through a proxy, whatever
+//! `http_proxy` says: the agent sends plain http only to loopback, and a
+//! proxy would see the client secret or assertion in clear text and could
+//! answer with a token of its own.
 
 use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use std::sync::OnceLock;
@@ -12,9 +16,8 @@ use url::Url;
 /// The proxy settings in use.
 pub struct Proxies {
     matcher: Matcher,
-    /// The proxy URL for http and https requests, as given (with any
-    /// credentials), and the variable it came from.
-    http: Option<(String, &'static str)>,
+    /// The proxy URL for https requests, as given (with any credentials),
+    /// and the variable it came from.
     https: Option<(String, &'static str)>,
 }
 
@@ -29,19 +32,14 @@ impl Proxies {
             })
         };
         let all = first(&["all_proxy", "ALL_PROXY"]);
-        let http = first(&["http_proxy"]).or_else(|| all.clone());
         let https = first(&["https_proxy", "HTTPS_PROXY"]).or(all);
         let no = first(&["no_proxy", "NO_PROXY"]).map(|(v, _)| v);
         let mut builder = Matcher::builder();
-        if let Some((url, _)) = &http {
-            builder = builder.http(url.clone());
-        }
         if let Some((url, _)) = &https {
             builder = builder.https(url.clone());
         }
         Proxies {
             matcher: builder.no(no.unwrap_or_default()).build(),
-            http,
             https,
         }
     }
@@ -65,11 +63,11 @@ impl Proxies {
     fn route(&self, url: &Url) -> Option<(&(String, &'static str), Intercept)> {
         let uri = url.as_str().parse::<http::Uri>().ok()?;
         let proxy = self.matcher.intercept(&uri)?;
-        let given = match url.scheme() {
-            "https" => self.https.as_ref(),
-            "http" => self.http.as_ref(),
-            _ => None,
-        }?;
+        // Plain http goes direct (see the module's comment).
+        if url.scheme() != "https" {
+            return None;
+        }
+        let given = self.https.as_ref()?;
         Some((given, proxy))
     }
 
@@ -120,14 +118,18 @@ mod tests {
             p.describe(&url("https://idp.example/token")).unwrap(),
             "http://lower:3128 (from https_proxy)"
         );
-        // Upper-case HTTP_PROXY is not read (curl does not: a CGI request sets it).
+        // Plain http goes direct, whatever the variables say.
         assert_eq!(p.target(&url("http://idp.example/token")), None);
-        let p = proxies(&[("http_proxy", "http://plain:80")]);
+        let p = proxies(&[
+            ("http_proxy", "http://plain:80"),
+            ("all_proxy", "http://all:80"),
+        ]);
+        assert_eq!(p.target(&url("http://127.0.0.1:8080/token")), None);
+        assert_eq!(p.target(&url("http://idp.example/")), None);
         assert_eq!(
-            p.target(&url("http://idp.example/")),
-            Some("http://plain:80")
+            p.target(&url("https://idp.example/")),
+            Some("http://all:80")
         );
-        assert_eq!(p.target(&url("https://idp.example/")), None);
     }
 
     #[test]
@@ -138,10 +140,6 @@ mod tests {
         ]);
         assert_eq!(
             p.target(&url("https://idp.example/")),
-            Some("http://all:1080")
-        );
-        assert_eq!(
-            p.target(&url("http://idp.example/")),
             Some("http://all:1080")
         );
         for direct in [
