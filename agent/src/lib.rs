@@ -19,6 +19,7 @@ pub(crate) mod keys;
 pub(crate) mod listener;
 pub(crate) mod lock;
 pub(crate) mod login;
+pub(crate) mod loopback;
 pub(crate) mod oauth;
 pub(crate) mod ops;
 pub(crate) mod peer;

@@ -39,7 +39,9 @@ const BROWSER_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The longest request head the redirect listener reads.
 const MAX_HEAD: usize = 8 * 1024;
 /// How long one browser connection may take to send its request.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections the redirect listener screens at once; more are closed unread.
+const MAX_REDIRECT_CONNECTIONS: usize = 16;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoginError {
@@ -239,44 +241,43 @@ impl Job {
 
     /// Waits for the browser on the loopback redirect; answers every
     /// request to it, and ends with the first that carries this sign-in's
-    /// `state`.
+    /// `state`. Connections are screened concurrently (at most
+    /// [`MAX_REDIRECT_CONNECTIONS`] at once, each with a short timeout), and
+    /// only those of this user's processes are read: another local user can
+    /// see `state` in the browser's command line, so it is no secret here.
     async fn listen(self, listener: TcpListener, redirect_uri: String, state: String, pkce: Pkce) {
+        let Ok(ours) = listener.local_addr() else {
+            return;
+        };
+        let (callbacks, mut received) = tokio::sync::mpsc::channel(1);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_REDIRECT_CONNECTIONS));
+        // Dropped with this function: no screening outlives the sign-in.
+        let mut screening = tokio::task::JoinSet::new();
         loop {
-            let accepted = tokio::select! {
+            let (mut stream, query) = tokio::select! {
                 _ = self.flow.cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
                     if self.flow.lapsed(&self.name) {
                         return;
                     }
+                    while screening.try_join_next().is_some() {}
                     continue;
                 }
-                a = listener.accept() => a,
-            };
-            let Ok((mut stream, _)) = accepted else {
-                // Out of descriptors, say: not a spin while it lasts.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let query = match tokio::time::timeout(HEAD_TIMEOUT, read_target(&mut stream)).await {
-                Ok(Some(Target::Callback(query))) => query,
-                Ok(Some(Target::Other)) => {
-                    respond(
-                        &mut stream,
-                        404,
-                        "Not found",
-                        "This address only takes the sign-in's redirect.",
-                    )
-                    .await;
-                    continue;
-                }
-                _ => {
-                    respond(
-                        &mut stream,
-                        400,
-                        "Bad request",
-                        "The request could not be read.",
-                    )
-                    .await;
+                Some(callback) = received.recv() => callback,
+                accepted = listener.accept() => {
+                    let Ok((stream, peer)) = accepted else {
+                        // Out of descriptors, say: not a spin while it lasts.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    match slots.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            let name = self.name.clone();
+                            let to = callbacks.clone();
+                            screening.spawn(screen(stream, ours, peer, name, to, slot));
+                        }
+                        Err(_) => tracing::warn!(profile = %self.name, %peer, "sign-in redirect: too many connections at once; one closed unread"),
+                    }
                     continue;
                 }
             };
@@ -377,6 +378,55 @@ enum Target {
     Other,
 }
 
+/// A redirect's query, and the connection to answer it on.
+type Callback = (TcpStream, Vec<(String, String)>);
+
+/// One connection to the redirect listener: closed unread unless the
+/// kernel says it is this user's; otherwise its request head is read (within
+/// [`HEAD_TIMEOUT`]), a callback handed to the sign-in, anything else
+/// answered here.
+async fn screen(
+    mut stream: TcpStream,
+    ours: std::net::SocketAddr,
+    peer: std::net::SocketAddr,
+    name: String,
+    callbacks: tokio::sync::mpsc::Sender<Callback>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let me = rustix::process::geteuid().as_raw();
+    let owner = tokio::task::spawn_blocking(move || crate::loopback::peer_uid(ours, peer))
+        .await
+        .ok()
+        .flatten();
+    if owner != Some(me) {
+        tracing::warn!(profile = %name, %peer, owner = ?owner, "sign-in redirect: refused a connection that is not this user's");
+        return;
+    }
+    match tokio::time::timeout(HEAD_TIMEOUT, read_target(&mut stream)).await {
+        Ok(Some(Target::Callback(query))) => {
+            let _ = callbacks.send((stream, query)).await;
+        }
+        Ok(Some(Target::Other)) => {
+            respond(
+                &mut stream,
+                404,
+                "Not found",
+                "This address only takes the sign-in's redirect.",
+            )
+            .await;
+        }
+        _ => {
+            respond(
+                &mut stream,
+                400,
+                "Bad request",
+                "The request could not be read.",
+            )
+            .await;
+        }
+    }
+}
+
 /// Reads an HTTP request head and returns what its target asks for.
 async fn read_target(stream: &mut TcpStream) -> Option<Target> {
     let mut head = Vec::with_capacity(1024);
@@ -420,8 +470,12 @@ async fn respond(stream: &mut TcpStream, status: u16, title: &str, text: &str) {
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    // A peer that does not read holds nothing up for long.
+    let _ = tokio::time::timeout(HEAD_TIMEOUT, async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 fn html_escape(text: &str) -> String {

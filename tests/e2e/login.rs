@@ -664,3 +664,122 @@ fn redirect_port_fixes_the_loopback_port_and_a_busy_one_is_a_clear_error() {
     assert_eq!(browse(&url, &[])["status"], 200);
     assert_eq!(login.finish().0, Some(0));
 }
+
+/// Connects `count` times to `addr` as uid 65534 and, when `request` is
+/// given, sends it on each; prints one line per connection: `closed` when
+/// the agent closed it unanswered, else the status line it got. Stays until
+/// its stdin closes, holding the connections that are still open.
+const NOBODY_CLIENT: &str = r#"
+import socket, sys
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+request = sys.argv[4].encode() if len(sys.argv) > 4 else b""
+held = []
+for _ in range(count):
+    s = socket.create_connection((host, port))
+    held.append(s)
+    if request:
+        s.sendall(request)
+        s.settimeout(10)
+        try:
+            answer = s.recv(4096)
+        except OSError:
+            answer = b""
+        print(answer.split(b"\r\n")[0].decode() or "closed", flush=True)
+print("holding", flush=True)
+sys.stdin.read()
+"#;
+
+fn nobody_client(addr: &str, count: usize, request: Option<&str>) -> std::process::Child {
+    let setpriv = require_tool("setpriv", "util-linux");
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test must run as root (it acts as uid 65534 too)"
+    );
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let count = count.to_string();
+    let mut args = vec![
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        NOBODY_CLIENT,
+        host,
+        port,
+        &count,
+    ];
+    args.extend(request);
+    std::process::Command::new(setpriv)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn another_user_can_neither_complete_nor_hold_up_a_browser_sign_in() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "web", "authorization-code");
+    let mut login = Login::start(&env, "web");
+    let url = login.browser_url();
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let redirect = url::Url::parse(&query["redirect_uri"]).unwrap();
+    let addr = format!("127.0.0.1:{}", redirect.port().unwrap());
+    // Another user knows `state` (it is in the browser's command line):
+    // their redirect, with a code of theirs, was taken for the user's.
+    let forged = format!(
+        "GET /callback?state={}&code=the-attackers-code HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+        query["state"]
+    );
+    let mut attacker = nobody_client(&addr, 1, Some(&forged));
+    let mut said = String::new();
+    BufReader::new(attacker.stdout.as_mut().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(
+        said.trim(),
+        "closed",
+        "the attacker's redirect was answered"
+    );
+    drop(attacker.stdin.take());
+    attacker.wait().unwrap();
+    // Idle connections, theirs and this user's, hold nothing up.
+    let mut holder = nobody_client(&addr, 10, None);
+    let mut line = String::new();
+    BufReader::new(holder.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "holding");
+    let idle: Vec<_> = (0..10)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    let browsing = url.clone();
+    std::thread::spawn(move || tx.send(browse(&browsing, &[])));
+    let page = rx.recv_timeout(DEADLINE).expect("the browser was held up");
+    assert_eq!(page["status"], 200, "{page}");
+    assert!(
+        page["body"].as_str().unwrap().contains("Signed in"),
+        "{page}"
+    );
+    drop(idle);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(0), "{said}");
+    assert_eq!(grants_of(&oidc, "authorization_code"), 1);
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(
+        log.contains("refused a connection that is not this user's"),
+        "{log}"
+    );
+    assert!(!log.contains(&query["state"]), "the state was logged");
+}
