@@ -162,6 +162,14 @@ pub struct Profile {
     /// the user.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_exe: Vec<PathBuf>,
+    /// With `allow_exe`: the allowed executable's content must have one of
+    /// these SHA-256 digests (hex), besides being the file at the path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_exe_sha256: Vec<String>,
+    /// With `allow_exe`: callers in other mount or user namespaces (a
+    /// container, `unshare`) are served too, if they run the allowed file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_exe_any_namespace: bool,
     /// DPoP (RFC 9449): tokens are bound to a key the agent generated and
     /// keeps in the keyring; every token request carries a proof.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -738,6 +746,8 @@ impl Profile {
             certificate: None,
             refresh_before: None,
             allow_exe: vec![],
+            allow_exe_sha256: vec![],
+            allow_exe_any_namespace: false,
             dpop: false,
             no_forward: false,
             dpop_alg: None,
@@ -1144,6 +1154,28 @@ impl Profile {
                     format!("{} must be an absolute path", exe.display()),
                 ));
             }
+        }
+        for pin in &self.allow_exe_sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(field_err(
+                    "allow_exe_sha256",
+                    format!(
+                        "{pin:?} is not a SHA-256 digest (64 hex digits, as `sha256sum` prints)"
+                    ),
+                ));
+            }
+        }
+        if self.allow_exe.is_empty()
+            && (!self.allow_exe_sha256.is_empty() || self.allow_exe_any_namespace)
+        {
+            return Err(field_err(
+                if self.allow_exe_any_namespace {
+                    "allow_exe_any_namespace"
+                } else {
+                    "allow_exe_sha256"
+                },
+                "applies to the executables --allow-exe names; add --allow-exe PATH",
+            ));
         }
         if let Some(alg) = self.dpop_alg {
             if !self.dpop {

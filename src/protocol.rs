@@ -192,6 +192,11 @@ impl Id {
         Id(RawValue::NULL.to_owned())
     }
 
+    /// The id of a request or answer line (`null` when it has none).
+    pub fn of_line(line: &[u8]) -> Id {
+        raw_id(line)
+    }
+
     /// The id's JSON text.
     pub fn as_str(&self) -> &str {
         self.0.get()

@@ -45,7 +45,7 @@ impl<'a> Record<'a> {
             time: jwtagent::time::rfc3339(jwtagent::time::unix_now()),
             pid: peer.pid,
             uid: peer.uid,
-            exe: peer.exe.as_ref().map(|p| p.display().to_string()),
+            exe: peer.exe.as_ref().map(|e| e.path.display().to_string()),
             op,
             profile,
             outcome,

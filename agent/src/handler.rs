@@ -12,11 +12,15 @@ use jwtagent::protocol::{Empty, ErrorBody, ErrorCode, Id, Request, Response, par
 use serde::Serialize;
 
 /// What the connection should do after sending the response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum After {
     Continue,
     /// The request was `stop`: shut the agent down once the answer is sent.
     Shutdown,
+    /// The answer holds a token of this profile, served because of who the
+    /// caller is (`--allow-exe`, its own or an input's): it goes out only if
+    /// the processes that wrote the request still run what they ran then.
+    Recheck(String),
 }
 
 /// Handles one request line (without its newline) and returns the response line
@@ -106,9 +110,11 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             force,
             id_token,
         } => {
+            let recheck = crate::policy::exe_bound(state, &name).then(|| name.clone());
             let mut query = TokenQuery::new(name, min_ttl, scopes, resources, force);
             query.id_token = id_token;
-            encode(state, id, ops::token::token(state, peer, query).await)
+            let line = encode(state, id, ops::token::token(state, peer, query).await);
+            return (line, recheck.map_or(After::Continue, After::Recheck));
         }
         Request::Login { name } => encode(state, id, state.logins.start(state, &name).await),
         Request::LoginWait { name, wait_secs } => {
@@ -126,9 +132,11 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             resources,
             force,
         } => {
+            let recheck = crate::policy::exe_bound(state, &name).then(|| name.clone());
             let query = TokenQuery::new(name, min_ttl, scopes, resources, force);
             let proof = ops::token::dpop_proof(state, peer, query, &method, &url, nonce.as_deref());
-            encode(state, id, proof.await)
+            let line = encode(state, id, proof.await);
+            return (line, recheck.map_or(After::Continue, After::Recheck));
         }
     };
     (line, After::Continue)
@@ -172,6 +180,12 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
 /// (an oversized line, a refused peer).
 pub fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     encode_body::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
+}
+
+/// An error line in place of the answer `answer` (same id): an answer
+/// withheld as it was about to be written.
+pub fn instead_of(answer: &[u8], code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
+    encode_body::<Empty>(Id::of_line(answer), Err(ErrorBody::new(code, message)))
 }
 
 fn encode<T: Serialize>(state: &AgentState, id: Id, result: Result<T, AgentError>) -> Vec<u8> {

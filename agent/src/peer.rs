@@ -9,7 +9,43 @@
 //! one holding it lives.
 
 use jwtagent::process::start_ticks;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The executable a process runs, as the agent can tell it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exe {
+    /// Its path, as the process's own mount namespace names it.
+    pub path: PathBuf,
+    /// Device and inode of the file itself (`/proc/PID/exe` opens the file
+    /// the process runs, whatever a mount over its path shows).
+    pub file: (u64, u64),
+    /// Whether the process is in the agent's own mount and user namespaces
+    /// (where a path means what it means to the agent).
+    pub own_namespaces: bool,
+    /// When the process running it started (boot ticks): with `file`, the
+    /// process image the answer is for.
+    pub started: u64,
+}
+
+impl From<PathBuf> for Exe {
+    /// For tests: an executable known by its path only.
+    fn from(path: PathBuf) -> Exe {
+        let file = std::fs::metadata(&path).map_or((0, 0), |m| (m.dev(), m.ino()));
+        Exe {
+            path,
+            file,
+            own_namespaces: true,
+            started: 0,
+        }
+    }
+}
+
+impl From<&str> for Exe {
+    fn from(path: &str) -> Exe {
+        PathBuf::from(path).into()
+    }
+}
 
 /// The peer of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,11 +54,11 @@ pub struct Peer {
     /// The process that connected (SO_PEERCRED).
     pub pid: Option<u32>,
     /// Its executable; `None` when it could not be resolved safely.
-    pub exe: Option<PathBuf>,
+    pub exe: Option<Exe>,
     /// Every process that wrote to the connection so far (SCM_CREDENTIALS),
     /// with its executable: the connecting process may have handed the socket
     /// to another (fork, exec, fd passing).
-    pub writers: Vec<(u32, Option<PathBuf>)>,
+    pub writers: Vec<(u32, Option<Exe>)>,
     /// More processes wrote to the connection than are tracked.
     pub too_many_writers: bool,
 }
@@ -36,9 +72,9 @@ impl Peer {
     /// Whether the connection comes through OpenSSH forwarding: the process
     /// that connected, or one that wrote to it, is `ssh` or `sshd`.
     pub fn forwarded(&self) -> bool {
-        let openssh = |exe: &Option<PathBuf>| {
+        let openssh = |exe: &Option<Exe>| {
             exe.as_ref()
-                .and_then(|e| e.file_name())
+                .and_then(|e| e.path.file_name())
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| OPENSSH.contains(&n))
         };
@@ -54,10 +90,10 @@ impl Peer {
 
 /// An executable's path (or `unknown`) for a message, control characters
 /// escaped.
-pub fn exe_display(exe: Option<&PathBuf>) -> String {
+pub fn exe_display(exe: Option<&Exe>) -> String {
     exe.map_or_else(
         || "unknown".into(),
-        |p| jwtagent::text::escaped(&p.to_string_lossy()).into_owned(),
+        |e| jwtagent::text::escaped(&e.path.to_string_lossy()).into_owned(),
     )
 }
 
@@ -100,12 +136,51 @@ impl Holder {
 
 /// The executable of `pid`, if that process started no later than
 /// `accepted_at` (boot ticks) and is still the same process after reading it.
-pub fn resolve_exe(pid: u32, accepted_at: u64) -> Option<PathBuf> {
+pub fn resolve_exe(pid: u32, accepted_at: u64) -> Option<Exe> {
     resolve(pid, accepted_at).map(|(exe, _)| exe)
 }
 
+/// The agent's own mount and user namespaces (their inodes).
+fn own_namespaces() -> Option<(u64, u64)> {
+    static OWN: std::sync::OnceLock<Option<(u64, u64)>> = std::sync::OnceLock::new();
+    *OWN.get_or_init(|| namespaces(Path::new("/proc/self")))
+}
+
+/// The mount and user namespaces of the process at `proc` (`/proc/PID`).
+fn namespaces(proc: &Path) -> Option<(u64, u64)> {
+    let ino = |ns: &str| {
+        std::fs::metadata(proc.join("ns").join(ns))
+            .ok()
+            .map(|m| m.ino())
+    };
+    Some((ino("mnt")?, ino("user")?))
+}
+
+/// What `/proc/PID` says of the executable `pid` runs now: its path, its
+/// file, and whether it runs in the agent's namespaces.
+fn image(pid: u32) -> Option<Exe> {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let path = std::fs::read_link(proc.join("exe")).ok()?;
+    let file = std::fs::metadata(proc.join("exe")).ok()?;
+    let own_namespaces = own_namespaces().is_some() && namespaces(&proc) == own_namespaces();
+    Some(Exe {
+        path,
+        file: (file.dev(), file.ino()),
+        own_namespaces,
+        started: 0,
+    })
+}
+
+/// Whether process `pid` still runs `exe`'s file and is still the process
+/// that started when `exe` says: no exec of another file since `exe` was
+/// read, no other process on the pid.
+pub fn still_runs(pid: u32, exe: &Exe) -> bool {
+    image(pid).is_some_and(|now| now.file == exe.file && now.own_namespaces == exe.own_namespaces)
+        && start_ticks(pid) == Some(exe.started)
+}
+
 /// [`resolve_exe`], with a hold on the process whose executable it is.
-pub fn resolve(pid: u32, accepted_at: u64) -> Option<(PathBuf, Holder)> {
+pub fn resolve(pid: u32, accepted_at: u64) -> Option<(Exe, Holder)> {
     let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
     let started = start_ticks(pid)?;
@@ -113,7 +188,8 @@ pub fn resolve(pid: u32, accepted_at: u64) -> Option<(PathBuf, Holder)> {
         // Started after the connection existed: a reused pid, not the peer.
         return None;
     }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let mut exe = image(pid)?;
+    exe.started = started;
     // Alive now, the process the pidfd holds has held the pid since it was
     // opened: both reads above were of it.
     if exited(&pidfd) {
@@ -134,7 +210,7 @@ mod tests {
             .unwrap();
         let now = boot_ticks_now().unwrap();
         let exe = resolve_exe(child.id(), now).expect("resolved");
-        assert!(exe.ends_with("sleep"), "{}", exe.display());
+        assert!(exe.path.ends_with("sleep"), "{}", exe.path.display());
         child.kill().unwrap();
         child.wait().unwrap();
     }
@@ -146,7 +222,7 @@ mod tests {
             .spawn()
             .unwrap();
         let (exe, holder) = resolve(child.id(), boot_ticks_now().unwrap()).expect("resolved");
-        assert!(exe.ends_with("sleep"), "{}", exe.display());
+        assert!(exe.path.ends_with("sleep"), "{}", exe.path.display());
         assert!(holder.alive());
         child.kill().unwrap();
         // Reaped, so its pid is free for another process: the holder says so.

@@ -4,10 +4,11 @@
 //! way to a token asks here.
 
 use crate::error::AgentError;
-use crate::peer::Peer;
+use crate::peer::{Exe, Peer};
 use jwtagent::config::Profile;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// A profile with `no_forward` serves no connection forwarded by OpenSSH; one
 /// with `allow_exe` serves only those executables.
@@ -23,32 +24,30 @@ pub(crate) fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result
     if profile.allow_exe.is_empty() {
         return Ok(());
     }
-    let admits = |exe: Option<&PathBuf>| {
-        exe.is_some_and(|exe| {
-            profile
-                .allow_exe
-                .iter()
-                .any(|a| a == exe || std::fs::canonicalize(a).is_ok_and(|c| &c == exe))
-        })
-    };
+    let admits = |exe: Option<&Exe>| exe.map_or(Err(Refused::Unknown), |e| admitted(profile, e));
     // The process that connected, and every process that wrote to the
     // connection: a socket handed on (fork then exec, fd passing) is judged
     // by who uses it.
-    let refused_writer = peer.writers.iter().find(|(_, exe)| !admits(exe.as_ref()));
-    if admits(peer.exe.as_ref()) && refused_writer.is_none() && !peer.too_many_writers {
+    let refused_writer = peer
+        .writers
+        .iter()
+        .find_map(|(pid, exe)| admits(exe.as_ref()).err().map(|why| (pid, exe, why)));
+    let connected = admits(peer.exe.as_ref());
+    if connected.is_ok() && refused_writer.is_none() && !peer.too_many_writers {
         return Ok(());
     }
-    if let Some((pid, exe)) = refused_writer
-        && admits(peer.exe.as_ref())
+    if let Some((pid, exe, why)) = refused_writer
+        && connected.is_ok()
     {
         let exe = crate::peer::exe_display(exe.as_ref());
         return Err(AgentError::Denied(format!(
-            "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow",
+            "profile {name:?}: this connection was opened by {} but written to by pid {pid} ({exe}), which the profile does not allow: {why}",
             peer.exe_display()
         )));
     }
+    let why = connected.err().unwrap_or(Refused::TooManyWriters);
     Err(AgentError::Denied(format!(
-        "profile {name:?} serves only {}; the caller is {}",
+        "profile {name:?} serves only {}; the caller is {}: {why}",
         profile
             .allow_exe
             .iter()
@@ -57,6 +56,149 @@ pub(crate) fn check_policy(peer: &Peer, name: &str, profile: &Profile) -> Result
             .join(", "),
         peer.exe_display()
     )))
+}
+
+/// Why an executable is not one a profile allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Refused {
+    #[error("its executable could not be told")]
+    Unknown,
+    #[error("more processes wrote to the connection than the agent tracks")]
+    TooManyWriters,
+    #[error(
+        "it runs in another mount or user namespace, where a path need not be the file it names here (--allow-exe-any-namespace allows that)"
+    )]
+    Namespace,
+    #[error("it runs none of the files at those paths (compared by device and inode)")]
+    OtherFile,
+    #[error("its file's SHA-256 is none of those --allow-exe-sha256 names")]
+    Digest,
+}
+
+/// Whether `exe` is one of `profile`'s allowed executables: the very file at
+/// an allowed path (device and inode, as the agent's mount namespace sees
+/// it, not a name: a bind mount over the path shows another file), run in
+/// the agent's namespaces unless the profile allows others, and, with a
+/// pin, with that content.
+fn admitted(profile: &Profile, exe: &Exe) -> Result<(), Refused> {
+    if !exe.own_namespaces && !profile.allow_exe_any_namespace {
+        return Err(Refused::Namespace);
+    }
+    let file_of = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let Some(allowed) = profile
+        .allow_exe
+        .iter()
+        .find(|path| file_of(path) == Some(exe.file))
+    else {
+        return Err(Refused::OtherFile);
+    };
+    if profile.allow_exe_sha256.is_empty() {
+        return Ok(());
+    }
+    match digest(allowed, exe.file) {
+        Some(digest)
+            if profile
+                .allow_exe_sha256
+                .iter()
+                .any(|pin| pin.eq_ignore_ascii_case(&digest)) =>
+        {
+            Ok(())
+        }
+        _ => Err(Refused::Digest),
+    }
+}
+
+/// The SHA-256 (hex) of the file at `path`, if it is still the file `file`
+/// (device and inode). Kept per file and version (size, modification and
+/// change times): an executable is hashed once, not at every request.
+fn digest(path: &Path, file: (u64, u64)) -> Option<String> {
+    use std::io::Read;
+    type Version = (u64, u64, u64, i64, i64, i64, i64);
+    static DIGESTS: std::sync::Mutex<BTreeMap<Version, String>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let mut opened = std::fs::File::open(path).ok()?;
+    let meta = opened.metadata().ok()?;
+    if (meta.dev(), meta.ino()) != file || !meta.is_file() {
+        return None;
+    }
+    let version = (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    );
+    let mut digests = DIGESTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = digests.get(&version) {
+        return Some(known.clone());
+    }
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match opened.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => context.update(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+    let hex: String = context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // A handful of pinned executables; a bound all the same.
+    if digests.len() >= 64 {
+        digests.clear();
+    }
+    digests.insert(version, hex.clone());
+    Some(hex)
+}
+
+/// Whether a token of profile `name` is served according to who the caller
+/// is (`--allow-exe` on it or on a profile it is made from): then the
+/// answer is checked again as it is written.
+pub(crate) fn exe_bound(state: &crate::state::AgentState, name: &str) -> bool {
+    let Ok(config) = state.profiles.current_fast() else {
+        return false;
+    };
+    let Some(profile) = config.profiles.get(name) else {
+        return false;
+    };
+    if !profile.allow_exe.is_empty() {
+        return true;
+    }
+    if profile.inputs().next().is_none() {
+        return false;
+    }
+    jwtagent::chain::inputs(&config.profiles, name).is_ok_and(|links| {
+        links.iter().any(|link| {
+            config
+                .profiles
+                .get(&link.name)
+                .is_some_and(|p| !p.allow_exe.is_empty())
+        })
+    })
+}
+
+/// Whether every process that wrote to the connection (the one that
+/// connected among them) still runs the file it ran when it was resolved:
+/// a process that wrote its request and then exec'd an allowed executable,
+/// or handed the answer to a child, gets nothing.
+pub(crate) fn caller_unchanged(peer: &Peer, holder_alive: bool) -> bool {
+    let connected = match (peer.pid, &peer.exe) {
+        (Some(pid), Some(exe)) => holder_alive && crate::peer::still_runs(pid, exe),
+        _ => false,
+    };
+    connected
+        && peer.writers.iter().all(|(pid, exe)| {
+            Some(*pid) == peer.pid
+                || exe
+                    .as_ref()
+                    .is_some_and(|e| crate::peer::still_runs(*pid, e))
+        })
 }
 
 /// An input profile that refuses the caller: which one, and why.

@@ -528,6 +528,27 @@ async fn handle_connection(
         // neither outlives its use in our buffers.
         line.zeroize();
         let mut response = response;
+        if let After::Recheck(profile) = &after
+            && !crate::policy::caller_unchanged(&peer, holder.is_some_and(Holder::alive))
+        {
+            tracing::warn!(profile = %profile, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "answer withheld: the caller ran another executable by the time it was written");
+            state.audit.record(&crate::audit::Record::new(
+                &peer,
+                "answer",
+                Some(profile),
+                "denied",
+            ));
+            let withheld = std::mem::take(&mut response);
+            response = crate::handler::instead_of(
+                &withheld,
+                ErrorCode::Denied,
+                format!(
+                    "profile {profile:?}: the process that asked ran another executable (an exec) before the answer was written; nothing was sent"
+                ),
+            );
+            let mut withheld = withheld;
+            withheld.zeroize();
+        }
         if after == After::Continue
             && held.len() + response.len() <= HOLD
             && reader.buffer().contains(&b'\n')

@@ -374,6 +374,12 @@ pub struct ProfileArgs {
     /// Only this executable may get the profile's tokens (repeatable; default: any process of yours)
     #[arg(long = "allow-exe", value_name = "PATH")]
     pub allow_exe: Vec<PathBuf>,
+    /// With --allow-exe: the executable's SHA-256 (as sha256sum prints it) must also be this (repeatable)
+    #[arg(long = "allow-exe-sha256", value_name = "HEX")]
+    pub allow_exe_sha256: Vec<String>,
+    /// With --allow-exe: serve callers in other mount or user namespaces too (containers, unshare), if they run the allowed file
+    #[arg(long)]
+    pub allow_exe_any_namespace: bool,
     /// Never serve the profile's tokens over SSH forwarding (a socket
     /// forwarded with ssh -R or -L); by default a forwarded agent serves them
     #[arg(long)]

@@ -3,6 +3,7 @@
 //! their own files (chains.rs, ssh.rs).
 
 use crate::common::*;
+use std::io::Write;
 
 #[test]
 fn a_callers_path_cannot_forge_an_audit_line() {
@@ -158,4 +159,180 @@ fn a_locked_agent_is_not_stopped_through_its_socket() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     env.ok(&["stop"]);
     assert!(hello(&env.default_socket()).is_none());
+}
+
+/// Connects to the agent, asks for profile `argv[2]`'s token, then (before
+/// the answer) execs `/bin/sh`, which hands the connection to `head`: the
+/// answer goes to a program the profile does not allow.
+const EXEC_AFTER_WRITE: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+# Once hello is answered, the agent has looked at who connected: python.
+s.sendall(b'{"id":6,"op":"hello"}\n')
+answer = b""
+while not answer.endswith(b"\n"):
+    answer += s.recv(1)
+s.sendall(b'{"id":7,"op":"token","name":"%s"}\n' % sys.argv[2].encode())
+os.dup2(s.fileno(), 9)
+os.set_inheritable(9, True)
+os.execv("/bin/sh", ["sh", "-c", "exec head -n 1 <&9"])
+"#;
+
+#[test]
+fn an_exec_between_request_and_answer_gets_nothing() {
+    let env = TestEnv::new();
+    let python = std::path::Path::new("/usr/bin/python3");
+    assert!(
+        python.exists(),
+        "this test needs /usr/bin/python3: apt-get install -y python3"
+    );
+    let server = FaultServer::start(Fault::Held { lifetime: 600 });
+    env.add_open_profile(
+        "guarded",
+        &server.token_url(),
+        &["--allow-exe", "/usr/bin/python3"],
+    );
+    let child = env
+        .command(python)
+        .args(["-c", EXEC_AFTER_WRITE])
+        .arg(env.default_socket())
+        .arg("guarded")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The agent admitted python and asks the server; python has exec'd.
+    wait_until(
+        "the token request reached the server and python exec'd",
+        || {
+            server.requests() == 1
+                && std::fs::read_link(format!("/proc/{pid}/exe"))
+                    .is_ok_and(|exe| !exe.to_string_lossy().contains("python"))
+        },
+    );
+    server.set(Fault::Ok { lifetime: 600 });
+    let out = child.wait_with_output().unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !answer.contains("fault-token"),
+        "the token reached the exec'd program: {answer}"
+    );
+    assert!(
+        answer.contains(r#""id":7"#) && answer.contains("denied") && answer.contains("exec"),
+        "{answer}"
+    );
+    env.audit_until("the withheld answer audited", |records| {
+        records
+            .iter()
+            .any(|r| r["op"] == "answer" && r["profile"] == "guarded" && r["outcome"] == "denied")
+    });
+    // python itself, which stays python, is served.
+    let asked = env
+        .command(python)
+        .args(["-c", "import json,socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'{\"id\":1,\"op\":\"token\",\"name\":\"guarded\"}\\n'); print(s.makefile().readline())"])
+        .arg(env.default_socket())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&asked.stdout).contains("fault-token"),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn the_allowed_executable_is_a_file_not_a_path_and_not_a_name() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    let unshare = require_tool("unshare", "util-linux");
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test must run as root (it bind-mounts)"
+    );
+    // Two copies of the CLI with the same name; one of them allowed.
+    let allowed = env.path("allowed/jwtagent");
+    let other = env.path("other/jwtagent");
+    for copy in [&allowed, &other] {
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(bin(), copy).unwrap();
+    }
+    let allowed_arg = allowed.to_str().unwrap();
+    env.add_open_profile(
+        "guarded",
+        &server.token_url(),
+        &["--allow-exe", allowed_arg],
+    );
+    env.add_open_profile(
+        "contained",
+        &server.token_url(),
+        &["--allow-exe", allowed_arg, "--allow-exe-any-namespace"],
+    );
+    let run = |exe: &std::path::Path, profile: &str| {
+        env.command(exe).args(["token", profile]).output().unwrap()
+    };
+    assert!(run(&allowed, "guarded").status.success());
+    let out = run(&other, "guarded");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("runs none of the files"),
+        "{}",
+        stderr_of(&out)
+    );
+    // In a mount namespace of its own, the other copy bind-mounted over the
+    // allowed path: /proc/PID/exe names the allowed path.
+    let in_namespace = |profile: &str, bind: bool| {
+        let script = format!(
+            "{}exec {allowed_arg} token {profile}",
+            if bind {
+                format!("mount --bind {} {allowed_arg} && ", other.display())
+            } else {
+                String::new()
+            }
+        );
+        env.command(&unshare)
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap()
+    };
+    let out = in_namespace("guarded", true);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("another mount or user namespace"),
+        "{}",
+        stderr_of(&out)
+    );
+    let out = in_namespace("contained", true);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("runs none of the files"),
+        "{}",
+        stderr_of(&out)
+    );
+    // The real file, from another namespace, where the profile allows that.
+    let out = in_namespace("contained", false);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+
+    // A content pin: the file as it is passes; changed in place (same
+    // inode), it no longer does.
+    let digest = std::process::Command::new("sha256sum")
+        .arg(&allowed)
+        .output()
+        .unwrap();
+    let digest = String::from_utf8(digest.stdout).unwrap();
+    let digest = digest.split_whitespace().next().unwrap().to_string();
+    env.add_open_profile(
+        "pinned",
+        &server.token_url(),
+        &["--allow-exe", allowed_arg, "--allow-exe-sha256", &digest],
+    );
+    assert!(run(&allowed, "pinned").status.success());
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&allowed)
+        .unwrap()
+        .write_all(b"\0")
+        .unwrap();
+    let out = run(&allowed, "pinned");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("SHA-256"), "{}", stderr_of(&out));
 }

@@ -61,6 +61,8 @@ fn build(
             .iter()
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
             .collect(),
+        allow_exe_sha256: args.allow_exe_sha256.clone(),
+        allow_exe_any_namespace: args.allow_exe_any_namespace,
         dpop: args.dpop,
         no_forward: args.no_forward,
         dpop_alg: args.dpop_alg,
@@ -550,6 +552,12 @@ fn render(view: &ProfileView) -> String {
     }
     if let Some(rb) = &p.refresh_before {
         lines.push(("refresh_before", rb.to_string()));
+    }
+    for pin in &p.allow_exe_sha256 {
+        lines.push(("allow_exe_sha256", pin.clone()));
+    }
+    if p.allow_exe_any_namespace {
+        lines.push(("allow_exe_any_namespace", "yes".into()));
     }
     for exe in &p.allow_exe {
         lines.push(("allow_exe", exe.display().to_string()));
