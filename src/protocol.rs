@@ -380,6 +380,10 @@ pub struct Added {
     /// With `verify`: whether a token was obtained with the profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<bool>,
+    /// The profile replaced was a signed-in user profile: whether its
+    /// refresh token was revoked at the server (when not, `warning` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<bool>,
 }
 
 /// Answer to [`Request::Remove`].

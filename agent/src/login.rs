@@ -738,7 +738,19 @@ pub async fn sign_out(
     let Some(rt) = fetcher.sign_out(name, profile.generation, why).await? else {
         return Ok(LoggedOut::default());
     };
-    let secret = match profile.auth {
+    let secret = client_secret(state, name, profile).await;
+    let (revoked, warning) = revoke(state, name, profile, secret.as_ref(), &rt).await;
+    tracing::info!(profile = %name, revoked, "signed out");
+    Ok(LoggedOut {
+        was_logged_in: true,
+        revoked,
+        warning,
+    })
+}
+
+/// The secret user profile `name`'s client authenticates with, if it has one.
+pub async fn client_secret(state: &AgentState, name: &str, profile: &Profile) -> Option<Secret> {
+    match profile.auth {
         jwtagent::config::AuthMethod::None => None,
         _ => state
             .profiles
@@ -747,12 +759,21 @@ pub async fn sign_out(
             .await
             .ok()
             .flatten(),
-    };
-    let (revoked, warning) = match fetcher
-        .oauth()
-        .revoke(name, profile, secret.as_ref(), &rt)
-        .await
-    {
+    }
+}
+
+/// Revokes refresh token `rt` of user profile `name` (as `profile` and
+/// `secret` were when it was issued) where the server offers revocation
+/// (RFC 7009): whether it did, and what to tell the user when not.
+pub async fn revoke(
+    state: &AgentState,
+    name: &str,
+    profile: &Profile,
+    secret: Option<&Secret>,
+    rt: &Secret,
+) -> (bool, Option<String>) {
+    let refresher = state.tokens.refresher();
+    match refresher.fetcher().oauth().revoke(name, profile, secret, rt).await {
         Ok(true) => (true, None),
         Ok(false) => (
             false,
@@ -764,13 +785,7 @@ pub async fn sign_out(
                 "the server did not revoke the refresh token ({e}); it is deleted here all the same"
             )),
         ),
-    };
-    tracing::info!(profile = %name, revoked, "signed out");
-    Ok(LoggedOut {
-        was_logged_in: true,
-        revoked,
-        warning,
-    })
+    }
 }
 
 #[cfg(test)]

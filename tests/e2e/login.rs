@@ -783,3 +783,39 @@ fn another_user_can_neither_complete_nor_hold_up_a_browser_sign_in() {
     );
     assert!(!log.contains(&query["state"]), "the state was logged");
 }
+
+#[test]
+fn replacing_a_signed_in_profile_revokes_its_refresh_token_and_says_so() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    device_login(&env, "me");
+    let rt = stored_refresh_token(&env, "me").unwrap();
+    assert_eq!(introspect(&oidc, &rt)["body"]["active"], true);
+    // The same profile added again (say, with another scope): the old
+    // sign-in was deleted here and stayed valid at the server.
+    let out = add_user_with(&env, &oidc, "me", "device-code", &["--scope", "api:read"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("sign-in was revoked at the server"), "{said}");
+    assert_eq!(stored_refresh_token(&env, "me"), None);
+    assert_eq!(
+        refresh_at_server(&oidc, &rt)["body"]["error"],
+        "invalid_grant"
+    );
+    // A failed replacement leaves the sign-in as it was (the profile is in
+    // its second generation now: its keyring entries say so).
+    device_login(&env, "me");
+    let second = || keyutils_lookup(&env.keyring_service, "refresh/me#1");
+    let rt = second().unwrap();
+    let out = add_user_with(
+        &env,
+        &oidc,
+        "me",
+        "device-code",
+        &["--ca-file", "/dev/null"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert_eq!(second().as_deref(), Some(&rt[..]));
+    assert_eq!(introspect(&oidc, &rt)["body"]["active"], true);
+}

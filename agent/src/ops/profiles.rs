@@ -54,7 +54,20 @@ pub async fn add(
         None => (None, None),
     };
     let verified = obtained.is_some();
+    // A signed-in user profile that is replaced: its sign-in is read now
+    // (the save deletes it) and revoked at the server once the new profile
+    // is saved, as `logout` would; a failed save leaves it as it was.
+    let replaced_sign_in = sign_in_of(state, name).await;
     let saved = state.profiles.add(name, profile, secret).await?;
+    let revoked = match replaced_sign_in {
+        Some((old, secret, rt)) => {
+            let (revoked, warning) =
+                crate::login::revoke(state, name, &old, secret.as_ref(), &rt).await;
+            tracing::info!(profile = %name, revoked, "the replaced profile's sign-in was revoked");
+            Some((revoked, warning))
+        }
+        None => None,
+    };
     // The profile changed: tokens fetched under the old one must go, and a
     // sign-in under way for it is for settings that are gone.
     state.logins.cancel(name, "the profile was replaced");
@@ -69,8 +82,10 @@ pub async fn add(
     }
     let mut answer = added(saved);
     answer.verified = verify.then_some(verified);
+    answer.revoked = revoked.as_ref().map(|(r, _)| *r);
     let warnings = [
         state.profiles.store().state().warning(),
+        revoked.and_then(|(_, w)| w).map(|w| format!("the replaced profile's sign-in: {w}")),
         unreachable.map(|e| {
             format!("the profile is saved, but not verified: the server could not be reached or could not answer ({e}); `jwtagent token {name}` will tell whether it works")
         }),
@@ -78,6 +93,24 @@ pub async fn add(
     let warnings: Vec<String> = warnings.into_iter().flatten().collect();
     answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(answer)
+}
+
+/// User profile `name` as it is now, with its client secret and refresh
+/// token, if it is signed in.
+async fn sign_in_of(state: &AgentState, name: &str) -> Option<(Profile, Option<Secret>, Secret)> {
+    let config = state.profiles.current().ok()?;
+    let old = config.profiles.get(name)?;
+    if !old.grant().is_user() {
+        return None;
+    }
+    let store = state.profiles.store();
+    let rt = store
+        .get_refresh(name, old.generation)
+        .await
+        .ok()
+        .flatten()?;
+    let secret = crate::login::client_secret(state, name, old).await;
+    Some((old.clone(), secret, rt))
 }
 
 /// A caller may add (or replace) a profile made from other profiles' tokens
@@ -219,5 +252,6 @@ fn added(saved: Saved) -> Added {
         profile: view(saved.entry),
         warning: None,
         verified: None,
+        revoked: None,
     }
 }

@@ -175,8 +175,13 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
         }
         _ => String::new(),
     };
+    let revoked = match added.revoked {
+        Some(true) => " The replaced profile's sign-in was revoked at the server.",
+        Some(false) => " The replaced profile's sign-in was deleted here (see the warning).",
+        None => "",
+    };
     output::print(&format!(
-        "{verb} profile {} ({auth}{alg}; {secret_note}{dpop}{verified}).\n",
+        "{verb} profile {} ({auth}{alg}; {secret_note}{dpop}{verified}).{revoked}\n",
         args.name
     ))
 }
