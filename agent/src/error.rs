@@ -227,6 +227,7 @@ mod tests {
                     host: "h".into(),
                     via: None,
                     cause: "c".into(),
+                    unanswered: false,
                 })
                 .into(),
                 ErrorCode::Network,

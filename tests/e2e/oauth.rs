@@ -692,3 +692,47 @@ fn add_saves_with_a_warning_when_the_server_is_overloaded_and_refuses_on_a_clien
     assert!(!env.ok(&["list"]).contains("refused"));
     assert!(env.ok(&["list"]).contains("busy"));
 }
+
+#[test]
+fn a_connection_closed_before_any_answer_is_tried_once_more_with_a_new_assertion() {
+    let env = TestEnv::new();
+    // The first request's connection closes unanswered (as a pooled one
+    // a proxy had closed does), the next is answered.
+    let server = FaultServer::start_then(Fault::Reset, Fault::Ok { lifetime: 600 });
+    let out = env
+        .add_cmd(
+            "hs",
+            &server.token_url(),
+            "client_secret_jwt",
+            &["--secret-stdin"],
+        )
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"a-client-secret-of-at-least-32-bytes!!")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let token = env.run(&["token", "hs"]);
+    assert!(token.status.success(), "{}", stderr_of(&token));
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let assertion = |body: &str| {
+        url::form_urlencoded::parse(body.as_bytes())
+            .find(|(k, _)| k == "client_assertion")
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let jti = |body: &str| jwt_claims(&assertion(body))["jti"].clone();
+    assert_ne!(
+        jti(&bodies[0]),
+        jti(&bodies[1]),
+        "an assertion was sent twice"
+    );
+}

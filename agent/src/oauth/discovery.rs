@@ -69,8 +69,16 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
     let urls = metadata_urls(issuer).map_err(|e| fail(format!("not a URL: {e}")))?;
     let mut tried = Vec::new();
     for url in urls {
+        // A GET: sent once more when the connection closed unanswered.
         let response = match http.get(url.clone()).send().await {
             Ok(r) => r,
+            Err(e) if network_error(&url, Step::Discovery, &e).unanswered() => {
+                tracing::debug!(%url, "the connection closed before any answer; asking again");
+                http.get(url.clone())
+                    .send()
+                    .await
+                    .map_err(|e| network_error(&url, Step::Discovery, &e))?
+            }
             Err(e) => return Err(network_error(&url, Step::Discovery, &e)),
         };
         let (status, body) = read_body(&url, Step::Discovery, response).await?;

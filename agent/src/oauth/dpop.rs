@@ -34,7 +34,19 @@ impl Nonces {
             if let Some((_, nonce)) = &mut req.dpop {
                 *nonce = known.clone();
             }
-            let result = fetch_token(http, &req).await;
+            let mut result = fetch_token(http, &req).await;
+            if let Err(e) = &result
+                && super::http::may_send_again(e, &req.grant)
+            {
+                // Built again: a new assertion, never the same one twice.
+                tracing::debug!(server = %origin, "the connection closed before any answer; sending the request again");
+                let nonce = req.dpop.as_ref().and_then(|(_, n)| n.clone());
+                req = build()?;
+                if let Some((_, n)) = &mut req.dpop {
+                    *n = nonce;
+                }
+                result = fetch_token(http, &req).await;
+            }
             let (Some(_), Some(fresh)) = (
                 &req.dpop,
                 match &result {

@@ -283,6 +283,7 @@ mod tests {
             host: "idp".into(),
             via: None,
             cause: "refused".into(),
+            unanswered: false,
         };
         assert!(Grant::RefreshToken(&rt).falls_back_on(&refused));
         assert!(!Grant::RefreshToken(&rt).falls_back_on(&down));

@@ -143,7 +143,35 @@ pub(super) fn network_error(url: &Url, step: Step, e: &reqwest::Error) -> OAuthE
         host: host_of(url),
         via,
         cause,
+        unanswered: unanswered(e),
     }
+}
+
+/// Whether `e` says the connection closed before the answer began: hyper's
+/// "connection closed before message completed" on sending the request.
+fn unanswered(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(hyper) = s.downcast_ref::<hyper::Error>() {
+            return hyper.is_incomplete_message();
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Whether a request of `grant` that failed with `e` may be sent once more,
+/// as curl does on a fresh connection: the connection closed before any
+/// answer came. Never a refresh token, which a server that did take the
+/// first request (and rotates them) would see reused.
+pub(super) fn may_send_again(e: &OAuthError, grant: &super::grant::Grant<'_>) -> bool {
+    matches!(
+        e,
+        OAuthError::Network {
+            unanswered: true,
+            ..
+        }
+    ) && !matches!(grant, super::grant::Grant::RefreshToken(_))
 }
 
 pub(super) async fn read_body(

@@ -63,6 +63,9 @@ pub enum OAuthError {
         /// The proxy the request went through, without its credentials.
         via: Option<String>,
         cause: String,
+        /// The connection closed before any answer came (a pooled one the
+        /// server or a proxy had closed): the request may be sent again.
+        unanswered: bool,
     },
     /// The server's certificate was refused.
     #[error("{step}: TLS with {host} failed: {problem}")]
@@ -400,6 +403,19 @@ impl OAuthClient {
     /// chose it (`--assertion-aud auto`).
     pub fn aud_worked(&self, profile: &Profile) -> Option<auth::AudKind> {
         self.auds.get(profile)
+    }
+}
+
+impl OAuthError {
+    /// The connection closed before any answer came.
+    pub fn unanswered(&self) -> bool {
+        matches!(
+            self,
+            OAuthError::Network {
+                unanswered: true,
+                ..
+            }
+        )
     }
 }
 
