@@ -249,3 +249,57 @@ pub(crate) fn check_inputs(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwtagent::config::AuthMethod;
+
+    fn profile() -> Profile {
+        Profile::new("https://idp.example/token", "c", AuthMethod::None)
+    }
+
+    fn peer(exe: Option<&str>) -> Peer {
+        Peer {
+            exe: exe.map(Exe::from),
+            pid: Some(1),
+            ..Peer::default()
+        }
+    }
+
+    #[test]
+    fn no_forward_refuses_ssh_and_an_unknown_executable() {
+        let mut p = profile();
+        p.no_forward = true;
+        for exe in [Some("/usr/sbin/sshd"), Some("/usr/bin/ssh"), None] {
+            let e = check_policy(&peer(exe), "p", &p).unwrap_err();
+            assert!(e.to_string().contains("--no-forward"), "{exe:?}: {e}");
+        }
+        check_policy(&peer(Some("/bin/sh")), "p", &p).unwrap();
+        p.no_forward = false;
+        check_policy(&peer(None), "p", &p).unwrap();
+    }
+
+    #[test]
+    fn an_input_that_refuses_the_caller_refuses_the_derived_profile() {
+        let mut guarded = profile();
+        guarded.allow_exe = vec!["/bin/sh".into()];
+        let mut derived = profile();
+        derived.subject_profile = Some("guarded".into());
+        let mut top = profile();
+        top.actor_profile = Some("derived".into());
+        let profiles = BTreeMap::from([
+            ("guarded".to_string(), guarded),
+            ("derived".to_string(), derived),
+            ("top".to_string(), top),
+        ]);
+        let refused = check_inputs(&peer(Some("/usr/bin/env")), &profiles, "top").unwrap_err();
+        assert_eq!(refused.input, "guarded");
+        assert!(
+            refused.why.contains("top -> derived -> guarded"),
+            "{}",
+            refused.why
+        );
+        check_inputs(&peer(Some("/bin/sh")), &profiles, "top").unwrap();
+    }
+}

@@ -283,3 +283,26 @@ pub(crate) fn key_for(
         profile.dpop_key_alg().map(|alg| (alg, profile.generation)),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwtagent::config::AuthMethod;
+
+    #[test]
+    fn the_cache_key_holds_scopes_and_resources_sorted() {
+        let profile = Profile::new("https://idp.example/token", "c", AuthMethod::None);
+        let key = |scopes: &[&str], resources: &[&str]| {
+            let owned = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect());
+            key_for("p", &profile, owned(scopes), owned(resources))
+                .unwrap()
+                .0
+        };
+        assert_eq!(
+            key(&["write", "read"], &["https://b/", "https://a/"]),
+            key(&["read", "write"], &["https://a/", "https://b/"])
+        );
+        assert_eq!(key(&["write", "read"], &[]).scopes, ["read", "write"]);
+        assert_ne!(key(&["read"], &[]), key(&["write"], &[]));
+    }
+}

@@ -603,6 +603,11 @@ fn the_cli_gives_up_on_an_agent_that_does_not_answer() {
     let agent = env.foreground_agent(&env.path("s.sock"));
     let pid = rustix::process::Pid::from_raw(agent.pid() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // SIGSTOP takes effect on each thread in turn: a worker still running
+    // could answer (this test failed about once in 60 runs under load).
+    wait_until("every thread of the agent is stopped", || {
+        all_threads_stopped(agent.pid())
+    });
     let out = env.run(&[
         "status",
         "--timeout",
@@ -617,6 +622,22 @@ fn the_cli_gives_up_on_an_agent_that_does_not_answer() {
         err.contains("did not answer within 1s") && err.contains("--timeout"),
         "{err}"
     );
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in
+/// `/proc/PID/task/TID/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name's closing parenthesis.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                == Some("T")
+        })
+    })
 }
 
 fn add_post(

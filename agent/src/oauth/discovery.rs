@@ -184,4 +184,58 @@ mod tests {
             "https://idp.example/.well-known/oauth-authorization-server"
         );
     }
+
+    /// Serves `doc` (with `{issuer}` replaced by the server's own URL) to
+    /// every request on a loopback port; the issuer's URL.
+    async fn serve_metadata(doc: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let body = doc.replace("{issuer}", &issuer);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        issuer
+    }
+
+    #[tokio::test]
+    async fn a_discovered_endpoint_off_loopback_must_be_https() {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        for field in [
+            "token_endpoint",
+            "authorization_endpoint",
+            "revocation_endpoint",
+        ] {
+            let doc: &'static str = match field {
+                "token_endpoint" => {
+                    r#"{"issuer":"{issuer}","token_endpoint":"http://idp.example/token"}"#
+                }
+                "authorization_endpoint" => {
+                    r#"{"issuer":"{issuer}","token_endpoint":"{issuer}/token","authorization_endpoint":"http://idp.example/authorize"}"#
+                }
+                _ => {
+                    r#"{"issuer":"{issuer}","token_endpoint":"{issuer}/token","revocation_endpoint":"http://idp.example/revoke"}"#
+                }
+            };
+            let issuer = serve_metadata(doc).await;
+            let e = discover(&http, &issuer).await.unwrap_err().to_string();
+            assert!(
+                e.contains("uses http://") && e.contains(field),
+                "{field}: {e}"
+            );
+        }
+        // Loopback over plain http is fine (the test servers are).
+        let issuer =
+            serve_metadata(r#"{"issuer":"{issuer}","token_endpoint":"{issuer}/token"}"#).await;
+        let meta = discover(&http, &issuer).await.unwrap();
+        assert_eq!(meta.token_endpoint.as_str(), format!("{issuer}/token"));
+    }
 }

@@ -25,6 +25,16 @@ struct AppClaims<'a> {
     exp: u64,
 }
 
+/// The app JWT's claims at `now`: `iat` a minute in the past, as GitHub
+/// asks, and a lifetime within its ten minutes.
+fn app_claims(iss: &str, now: u64) -> AppClaims<'_> {
+    AppClaims {
+        iss,
+        iat: now.saturating_sub(CLOCK_DRIFT),
+        exp: now + APP_JWT_LIFETIME,
+    }
+}
+
 /// An installation token for `profile` (a GitHub App), signed for with its
 /// app key.
 pub async fn installation_token(
@@ -34,12 +44,7 @@ pub async fn installation_token(
 ) -> Result<super::Obtained, OAuthError> {
     let app = profile.github.as_ref().ok_or(SetupError::NoEndpoint)?;
     let url = endpoint(app)?;
-    let now = jwtagent::time::unix_now();
-    let claims = AppClaims {
-        iss: &profile.client_id,
-        iat: now.saturating_sub(CLOCK_DRIFT),
-        exp: now + APP_JWT_LIFETIME,
-    };
+    let claims = app_claims(&profile.client_id, jwtagent::time::unix_now());
     let alg = profile.alg.ok_or(SetupError::NoAlg)?;
     let jwt = sign(key, alg, AssertionHeader::default(), &claims)?;
     let mut bearer = zeroize::Zeroizing::new(b"Bearer ".to_vec());
@@ -167,6 +172,14 @@ fn parse(url: &Url, status: u16, body: &[u8]) -> Result<TokenResponse, OAuthErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_app_jwt_is_backdated_a_minute_and_lives_under_ten() {
+        let claims = app_claims("12345", 1_800_000_000);
+        assert_eq!(claims.iss, "12345");
+        assert_eq!(claims.iat, 1_800_000_000 - 60);
+        assert!(claims.exp > 1_800_000_000 && claims.exp - claims.iat <= 600);
+    }
 
     fn url() -> Url {
         Url::parse("https://api.github.com/app/installations/1/access_tokens").unwrap()

@@ -150,6 +150,17 @@ mod tests {
         ] {
             assert_eq!(p.target(&url(direct)), None, "{direct}");
         }
+        // The lower-case no_proxy wins over NO_PROXY, as curl reads them.
+        let p = proxies(&[
+            ("https_proxy", "http://p:1"),
+            ("no_proxy", "lower.example"),
+            ("NO_PROXY", "upper.example"),
+        ]);
+        assert_eq!(p.target(&url("https://lower.example/token")), None);
+        assert_eq!(
+            p.target(&url("https://upper.example/token")),
+            Some("http://p:1")
+        );
         let p = proxies(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]);
         assert_eq!(p.target(&url("https://idp.example/")), None);
         assert!(proxies(&[]).target(&url("https://idp.example/")).is_none());
