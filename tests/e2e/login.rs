@@ -751,6 +751,19 @@ fn another_user_can_neither_complete_nor_hold_up_a_browser_sign_in() {
     );
     drop(attacker.stdin.take());
     attacker.wait().unwrap();
+    // This user's redirect without a state, or with a code and an empty
+    // one, is not this sign-in's either.
+    for target in ["/callback?code=c", "/callback?state=&code=c"] {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        use std::io::{Read, Write};
+        write!(stream, "GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).unwrap();
+        assert!(
+            page.starts_with("HTTP/1.1 400") && page.contains("does not belong"),
+            "{target}: {page}"
+        );
+    }
     // Idle connections, theirs and this user's, hold nothing up.
     let mut holder = nobody_client(&addr, 10, None);
     let mut line = String::new();

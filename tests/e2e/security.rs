@@ -258,3 +258,26 @@ fn audit_follow_prints_new_entries() {
     let _ = follow.kill();
     let _ = follow.wait();
 }
+
+#[test]
+fn a_lock_and_unlock_during_a_token_request_still_withholds_its_answer() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Held { lifetime: 600 });
+    env.add_open_profile("api", &server.token_url(), &[]);
+    let mut conn = Conn::open(&env.default_socket());
+    conn.send_raw(b"{\"id\":1,\"op\":\"token\",\"name\":\"api\"}\n");
+    wait_until("the token request reached the server", || {
+        server.requests() == 1
+    });
+    // Locked and unlocked while the request was in flight: what it fetched
+    // belongs to before the lock, and is not handed out.
+    let out = env.run_with_stdin(&["lock", "--passphrase-stdin"], b"pw\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"pw\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    server.set(Fault::Ok { lifetime: 600 });
+    let answer = conn.recv().unwrap();
+    assert_eq!(answer["error"]["code"], "locked", "{answer}");
+    // Asked again now, it is served.
+    env.ok(&["token", "api"]);
+}

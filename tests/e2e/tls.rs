@@ -137,3 +137,52 @@ fn an_unknown_ca_a_wrong_name_and_an_expired_certificate_are_refused() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn one_agent_keeps_each_profiles_ca_file_to_that_profile() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, &pki().server);
+    let ca = pki().ca.to_str().unwrap();
+    add(&env, "with-ca", &oidc, &["--ca-file", ca]);
+    let direct = format!("{}/token", oidc.issuer);
+    let mut cmd = env.cmd(&["add", "--no-verify", "without", "--token-url", &direct]);
+    cmd.args([
+        "--client-id",
+        "app",
+        "--auth",
+        "client_secret_post",
+        "--secret-stdin",
+    ]);
+    assert!(
+        output_with_stdin(&mut cmd, SECRET.as_bytes())
+            .status
+            .success()
+    );
+    // One agent, started without the test CA in its trust store, serves
+    // both in turn: the client made for with-ca's CA file is not the one
+    // used for `without` (the TLS test above restarts the agent each time,
+    // and could not see that).
+    let _ = env.run(&["stop"]);
+    let run = |name: &str| {
+        env.cmd(&["token", name])
+            .env_remove("SSL_CERT_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = run("with-ca");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let pid = hello(&env.default_socket()).unwrap()["pid"].clone();
+    let out = run("without");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("a CA this machine does not trust"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(run("with-ca").status.success());
+    assert_eq!(
+        hello(&env.default_socket()).unwrap()["pid"],
+        pid,
+        "the agent was restarted"
+    );
+}
