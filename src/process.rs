@@ -36,9 +36,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_runs_and_has_a_start_time() {
-        assert!(is_running(std::process::id()));
-        assert!(start_ticks(std::process::id()).is_some());
+    fn a_child_runs_until_it_exits_and_started_after_its_parent() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(is_running(pid));
+        let parent = start_ticks(std::process::id()).unwrap();
+        let started = start_ticks(pid).unwrap();
+        assert!(started >= parent, "{started} < {parent}");
+        child.kill().unwrap();
+        // Killed but not reaped: a zombie, which no longer runs.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while is_running(pid) {
+            assert!(std::time::Instant::now() < deadline, "the child still runs");
+            std::thread::yield_now();
+        }
+        assert_eq!(stat_field(pid, 0).as_deref(), Some("Z"));
+        child.wait().unwrap();
+        assert_eq!(start_ticks(pid), None);
     }
 
     #[test]

@@ -167,10 +167,20 @@ fn completions_are_valid_scripts_for_their_shells() {
         let out = Command::new(tool).args(&args).arg(&file).output().unwrap();
         assert!(out.status.success(), "{shell}: {}", stderr_of(&out));
     }
-    assert!(
-        env.ok(&["completions", "zsh"])
-            .starts_with("#compdef jwtagent")
-    );
+    // zsh's script: a completion function zsh loads by its tag, naming
+    // every command and the options of one, with profile names from the agent.
+    let zsh = env.ok(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef jwtagent"), "{zsh}");
+    for word in [
+        "token",
+        "header",
+        "git-credential",
+        "--min-ttl",
+        "--allow-exe",
+        "list",
+    ] {
+        assert!(zsh.contains(word), "zsh completion lacks {word}");
+    }
 }
 
 #[test]

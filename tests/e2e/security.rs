@@ -231,12 +231,21 @@ fn audit_follow_prints_new_entries() {
     let env = TestEnv::new();
     let server = open_provider(&env, 600);
     env.add_open_profile("api", &server.token_endpoint(), &[]);
-    let mut follow = env
-        .cmd(&["audit", "--follow"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = follow.stdout.take().unwrap();
+    /// `audit --follow`, killed however the test ends.
+    struct Follow(std::process::Child);
+    impl Drop for Follow {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut follow = Follow(
+        env.cmd(&["audit", "--follow"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = follow.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -255,8 +264,6 @@ fn audit_follow_prints_new_entries() {
     );
     assert!(line.contains("token="), "fingerprint shown: {line}");
     assert!(!line.contains(token.trim()), "never the token");
-    let _ = follow.kill();
-    let _ = follow.wait();
 }
 
 #[test]
