@@ -315,6 +315,36 @@ impl TestEnv {
     }
 }
 
+/// The ids (hex, as `/proc/keys` lists them) of the kernel keys of keyring
+/// service `service` that this user can see: what a test's agent stored.
+pub fn kernel_keys_of(service: &str) -> Vec<String> {
+    let suffix = format!("@{service}:");
+    std::fs::read_to_string("/proc/keys")
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains(&suffix))
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// Unlinks the kernel keys of `service` from the persistent keyring, where
+/// the agent put them (they would outlive the test by days otherwise).
+fn remove_kernel_keys(service: &str) {
+    let ids = kernel_keys_of(service);
+    if ids.is_empty() {
+        return;
+    }
+    let mut script = String::from("p=$(keyctl get_persistent @s) || exit 1\n");
+    for id in &ids {
+        script.push_str(&format!("keyctl unlink 0x{id} \"$p\" >/dev/null 2>&1\n"));
+    }
+    let _ = Command::new("keyctl")
+        .args(["session", "-", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         // Kill every agent that holds a lock file anywhere in this environment
@@ -352,6 +382,7 @@ impl Drop for TestEnv {
                 }
             }
         }
+        remove_kernel_keys(&self.keyring_service);
     }
 }
 
