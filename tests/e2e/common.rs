@@ -1203,3 +1203,18 @@ fn serve_fault(
     };
     let _ = stream.write_all(response.as_bytes());
 }
+
+/// Runs `jwtagent ARGS` on a pseudo-terminal (tests/pty/answer.py) and
+/// types each answer once its prompt has appeared and echo is off, as a
+/// person would. Its output is what the terminal showed.
+pub fn on_a_terminal(env: &TestEnv, answers: &[(&str, &str)], args: &[&str]) -> Output {
+    let python = require_tool("python3", "python3");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/pty/answer.py");
+    let mut cmd = env.command(python);
+    cmd.arg(script);
+    for (prompt, answer) in answers {
+        cmd.args([prompt, answer]);
+    }
+    cmd.arg("--").arg(bin()).args(args);
+    cmd.output().unwrap()
+}

@@ -1137,58 +1137,19 @@ fn a_secret_is_never_taken_from_the_environment() {
 fn the_secret_prompt_does_not_echo() {
     // A real terminal (a pty, through python3's pty module): the prompt is
     // shown, the typed secret is not, and it reaches the keyring.
-    let python = require_tool("python3", "python3");
     let env = TestEnv::new();
-    let script = r#"
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-seen = b""
-def read_until(marker):
-    global seen
-    while marker not in seen:
-        chunk = os.read(fd, 1024)
-        if not chunk:
-            break
-        seen += chunk
-read_until(b"Client secret for api: ")
-# Typed once the terminal stops echoing, as a person would type after the
-# prompt: the prompt is printed before echo goes off.
-import termios, time
-deadline = time.time() + 20
-while termios.tcgetattr(fd)[3] & termios.ECHO:
-    if time.time() > deadline:
-        sys.exit("the terminal never stopped echoing")
-    time.sleep(0.01)
-os.write(fd, b"typed-secret-value-0123\n")
-try:
-    while True:
-        chunk = os.read(fd, 1024)
-        if not chunk:
-            break
-        seen += chunk
-except OSError:
-    pass
-_, status = os.waitpid(pid, 0)
-sys.stdout.write(seen.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-    let out = env
-        .command(python)
-        .args([
-            "-c",
-            script,
-            bin(),
+    let out = on_a_terminal(
+        &env,
+        &[("Client secret for api: ", "typed-secret-value-0123")],
+        &[
             "add",
             "api",
             "--token-url",
             "https://idp.example/token",
             "--client-id",
             "c",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{shown}{}", stderr_of(&out));
     assert!(shown.contains("Client secret for api: "), "{shown}");

@@ -288,3 +288,31 @@ fn a_lock_and_unlock_during_a_token_request_still_withholds_its_answer() {
     // Asked again now, it is served.
     env.ok(&["token", "api"]);
 }
+
+#[test]
+fn the_lock_passphrase_prompts_do_not_echo() {
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    env.add_open_profile("api", &server.token_endpoint(), &[]);
+    let out = on_a_terminal(
+        &env,
+        &[
+            ("Passphrase to lock the agent: ", "typed-lock-passphrase"),
+            ("Again: ", "typed-lock-passphrase"),
+        ],
+        &["lock"],
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}{}", stderr_of(&out));
+    assert!(!shown.contains("typed-lock-passphrase"), "echoed: {shown}");
+    assert_eq!(env.run(&["token", "api"]).status.code(), Some(1));
+    let out = on_a_terminal(
+        &env,
+        &[("Passphrase to unlock the agent: ", "typed-lock-passphrase")],
+        &["unlock"],
+    );
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}{}", stderr_of(&out));
+    assert!(!shown.contains("typed-lock-passphrase"), "echoed: {shown}");
+    env.ok(&["token", "api"]);
+}
