@@ -221,6 +221,44 @@ fn after_kill_9_and_restart_every_profile_is_back_with_its_secret() {
 }
 
 #[test]
+fn token_and_header_autostart_like_the_others_and_exit_3_when_they_may_not() {
+    // `token` has a fast path of its own (no clap): it must keep the rules.
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    env.add_open_profile("api", &server.token_endpoint(), &[]);
+    for command in ["token", "header"] {
+        env.ok(&["stop"]);
+        let out = env
+            .cmd(&[command, "api"])
+            .env("JWTAGENT_NO_AUTOSTART", "1")
+            .output()
+            .unwrap();
+        assert_refused(
+            &out,
+            3,
+            &[
+                env.default_socket().to_str().unwrap(),
+                "JWTAGENT_NO_AUTOSTART=1 is set, so no agent is started for you",
+            ],
+        );
+        assert!(out.stdout.is_empty());
+        assert!(hello(&env.default_socket()).is_none(), "{command} started an agent");
+        let explicit = env.path("explicit.sock");
+        let out = env
+            .cmd(&[command, "api"])
+            .env("JWTAGENT_SOCK", &explicit)
+            .output()
+            .unwrap();
+        assert_refused(&out, 3, &[explicit.to_str().unwrap()]);
+        assert!(!explicit.exists());
+        // Neither set: the agent starts on the default socket and serves.
+        let served = env.ok(&[command, "api"]);
+        assert!(!served.trim().is_empty());
+        assert!(hello(&env.default_socket()).is_some(), "{command} started no agent");
+    }
+}
+
+#[test]
 fn commands_autostart_an_agent_on_the_default_socket_only() {
     let env = TestEnv::new();
     assert!(list_names(&env).is_empty());
