@@ -603,6 +603,18 @@ impl SecretService {
         service
     }
 
+    /// Stops (`SIGSTOP`) or continues the keyring daemon: a Secret Service
+    /// that does not answer, as a busy or hung one would not.
+    pub fn pause(&self, paused: bool) {
+        let pid = rustix::process::Pid::from_raw(self.keyring.id() as i32).unwrap();
+        let signal = if paused {
+            rustix::process::Signal::STOP
+        } else {
+            rustix::process::Signal::CONT
+        };
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
     fn has_secret_service(&self) -> bool {
         Command::new("dbus-send")
             .args([

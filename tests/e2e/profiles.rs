@@ -242,7 +242,10 @@ fn token_and_header_autostart_like_the_others_and_exit_3_when_they_may_not() {
             ],
         );
         assert!(out.stdout.is_empty());
-        assert!(hello(&env.default_socket()).is_none(), "{command} started an agent");
+        assert!(
+            hello(&env.default_socket()).is_none(),
+            "{command} started an agent"
+        );
         let explicit = env.path("explicit.sock");
         let out = env
             .cmd(&[command, "api"])
@@ -254,7 +257,10 @@ fn token_and_header_autostart_like_the_others_and_exit_3_when_they_may_not() {
         // Neither set: the agent starts on the default socket and serves.
         let served = env.ok(&[command, "api"]);
         assert!(!served.trim().is_empty());
-        assert!(hello(&env.default_socket()).is_some(), "{command} started no agent");
+        assert!(
+            hello(&env.default_socket()).is_some(),
+            "{command} started no agent"
+        );
     }
 }
 
@@ -862,6 +868,54 @@ mod secret_service {
             ss.lookup(&["service", "jwtagent", "username", "profile/api"]),
             None
         );
+    }
+
+    #[test]
+    fn a_keyring_that_does_not_answer_delays_no_other_profiles_cached_token() {
+        let mut env = TestEnv::new();
+        let ss = SecretService::start(&env, true);
+        env.bus = Some(ss.address.clone());
+        let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+        env.add_open_profile("cached", &server.token_url(), &[]);
+        for name in ["s1", "s2", "s3", "s4"] {
+            let mut cmd = env.add_cmd(
+                name,
+                &server.token_url(),
+                "client_secret_post",
+                &["--secret-stdin"],
+            );
+            assert_ok(&output_with_stdin(&mut cmd, b"a-secret-in-the-keyring"));
+        }
+        let cached = env.ok(&["token", "cached"]);
+        // The keyring hangs: every token request that needs a secret waits
+        // on it, more of them than the agent has async workers.
+        ss.pause(true);
+        let waiting: Vec<_> = ["s1", "s2", "s3", "s4"]
+            .iter()
+            .map(|name| {
+                env.cmd(&["token", name])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        wait_until("the four requests wait for their answers", || {
+            waiting.iter().all(|child| {
+                std::fs::read_to_string(format!("/proc/{}/wchan", child.id()))
+                    .is_ok_and(|w| w.contains("unix_stream"))
+            })
+        });
+        let out = env
+            .cmd(&["token", "--timeout", "10s", "cached"])
+            .output()
+            .unwrap();
+        ss.pause(false);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), cached);
+        for mut child in waiting {
+            assert!(child.wait().unwrap().success());
+        }
     }
 
     #[test]
