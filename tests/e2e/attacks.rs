@@ -904,3 +904,55 @@ fn a_client_secret_is_wiped_from_the_agents_memory_once_the_token_request_is_don
         in_memory(agent.pid(), &[&secret]).is_empty()
     });
 }
+
+#[test]
+fn tokens_are_wiped_from_the_agents_memory_by_the_time_it_exits() {
+    let gdb = require_tool("gdb", "gdb");
+    let env = TestEnv::new();
+    let unique = format!("{:x}{:x}", std::process::id(), jwtagent::time::unix_now());
+    let token = format!("exittok-{unique}-0123456789abcdef");
+    let server = FaultServer::start(hostile(&format!(
+        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":600}}"#
+    )));
+    let mut agent = env.foreground_agent(&env.default_socket());
+    env.add_open_profile("mem", &server.token_url(), &[]);
+    assert_eq!(env.ok(&["token", "mem"]).trim(), token);
+    assert_ne!(in_memory(agent.pid(), &[&token]), Vec::<String>::new());
+    // gdb (as root: the agent is not dumpable) holds the agent at its exit,
+    // after every drop, with its memory still there to read; the test lets
+    // it go on once it has looked.
+    let (stopped, go_on) = (env.path("at-exit"), env.path("go-on"));
+    let hold = format!(
+        "shell touch {}; while [ ! -e {} ]; do sleep 0.05; done",
+        stopped.display(),
+        go_on.display()
+    );
+    let mut held = Command::new(gdb)
+        .args(["-nx", "-batch", "-p", &agent.pid().to_string()])
+        .args(["-ex", "catch syscall exit_group", "-ex", "continue"])
+        .args(["-ex", &hold, "-ex", "continue"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(held.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Catchpoint 1") {
+        line.clear();
+        assert_ne!(said.read_line(&mut line).unwrap(), 0, "gdb did not attach");
+    }
+    // Asked over the socket: `jwtagent stop` would wait for an exit that
+    // gdb holds.
+    let stop = agent_call(&env.default_socket(), r#"{"id":1,"op":"stop"}"#).unwrap();
+    assert_eq!(stop["ok"], true, "{stop}");
+    wait_until("the agent is at its exit", || stopped.exists());
+    let left = in_memory(agent.pid(), &[&token]);
+    std::fs::write(&go_on, b"").unwrap();
+    let _ = held.wait();
+    assert!(agent.wait_exit().success());
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "the token outlived the agent's shutdown"
+    );
+}
