@@ -3,8 +3,15 @@
 //! without recursion, bounded in depth: `add`, the config loader, the fetcher
 //! and the caller check all ask it, so they agree on what a chain is.
 
-use crate::config::Profile;
 use std::collections::BTreeMap;
+
+/// What the walk needs to know of a profile: the profiles it takes tokens
+/// from (the config's `Profile` says; the walk needs nothing else of it).
+pub trait Inputs {
+    /// Each input profile's name with its role: `assertion`, `subject` or
+    /// `actor`.
+    fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)>;
+}
 
 /// The longest chain of inputs a profile may have: `a` made from `b` made
 /// from `c` is two links. Deeper chains are refused at `add` and when the
@@ -74,7 +81,10 @@ pub fn field_of(role: &str) -> &'static str {
 ///
 /// The walk visits each path once: with at most three inputs a profile and
 /// [`MAX_DEPTH`] links, that is bounded whatever the config holds.
-pub fn inputs(profiles: &BTreeMap<String, Profile>, start: &str) -> Result<Vec<Link>, ChainError> {
+pub fn inputs<P: Inputs>(
+    profiles: &BTreeMap<String, P>,
+    start: &str,
+) -> Result<Vec<Link>, ChainError> {
     let mut found: Vec<Link> = Vec::new();
     let mut path = vec![start.to_string()];
     // One frame per profile on `path`: its inputs not walked yet.
@@ -117,7 +127,7 @@ pub fn inputs(profiles: &BTreeMap<String, Profile>, start: &str) -> Result<Vec<L
 }
 
 /// Checks every profile's chain; the first bad one, by name, with its error.
-pub fn check_all(profiles: &BTreeMap<String, Profile>) -> Result<(), (String, ChainError)> {
+pub fn check_all<P: Inputs>(profiles: &BTreeMap<String, P>) -> Result<(), (String, ChainError)> {
     for name in profiles.keys() {
         inputs(profiles, name).map_err(|e| (name.clone(), e))?;
     }
@@ -126,7 +136,7 @@ pub fn check_all(profiles: &BTreeMap<String, Profile>) -> Result<(), (String, Ch
 
 /// `name`'s inputs with their roles, reversed so that popping takes them in
 /// the profile's order.
-fn roles(profiles: &BTreeMap<String, Profile>, name: &str) -> Vec<(&'static str, String)> {
+fn roles<P: Inputs>(profiles: &BTreeMap<String, P>, name: &str) -> Vec<(&'static str, String)> {
     let Some(profile) = profiles.get(name) else {
         return Vec::new();
     };
@@ -141,7 +151,7 @@ fn roles(profiles: &BTreeMap<String, Profile>, name: &str) -> Vec<(&'static str,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AuthMethod;
+    use crate::config::{AuthMethod, Profile};
 
     fn plain() -> Profile {
         Profile::new("https://idp.example/token", "c", AuthMethod::None)

@@ -1396,6 +1396,12 @@ pub fn config_path() -> Option<PathBuf> {
     Some(crate::paths::xdg_dir("XDG_CONFIG_HOME", ".config")?.join("jwtagent/profiles.toml"))
 }
 
+impl crate::chain::Inputs for Profile {
+    fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        Profile::input_roles(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

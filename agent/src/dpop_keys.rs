@@ -5,7 +5,7 @@
 use crate::jwk::DpopKey;
 use crate::oauth::{OAuthError, SetupError};
 use crate::store::SecretStore;
-use crate::tokens::TokenError;
+use crate::token_error::TokenError;
 use jwtagent::config::Alg;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

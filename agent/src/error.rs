@@ -6,7 +6,7 @@ use crate::lock::LockError;
 use crate::oauth::OAuthError;
 use crate::profiles::ProfileError;
 use crate::refresh::RefreshError;
-use crate::tokens::TokenError;
+use crate::token_error::TokenError;
 use jwtagent::protocol::{ErrorCode, IdpDetail};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum AgentError {
     NoIdToken(String),
     /// `login_wait` or a sign-in's end: what went wrong.
     #[error("{0}")]
-    Login(#[from] crate::login::LoginError),
+    Login(#[from] LoginError),
 }
 
 impl From<TokenError> for AgentError {
@@ -77,7 +77,7 @@ impl AgentError {
     fn token_error(&self) -> Option<&TokenError> {
         match self {
             AgentError::Token(e) => Some(e),
-            AgentError::Login(crate::login::LoginError::Token(e)) => Some(e),
+            AgentError::Login(LoginError::Token(e)) => Some(e),
             AgentError::Refresh(e) => match e.as_ref() {
                 RefreshError::Failed { error, .. } => Some(error),
                 _ => None,
@@ -168,6 +168,57 @@ pub(crate) fn token_code(e: &TokenError) -> ErrorCode {
             | OAuthError::BadResponse { .. }
             | OAuthError::Discovery { .. } => ErrorCode::IdpError,
         },
+    }
+}
+
+/// Why a sign-in (`login`, `login_wait`, `logout`) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoginError {
+    #[error(
+        "profile {0:?} uses the {1} grant; `jwtagent login` is for user profiles (--grant device-code or authorization-code)"
+    )]
+    NotUser(String, jwtagent::config::GrantKind),
+    #[error("no sign-in is under way for profile {0:?}: start one with `jwtagent login {0}`")]
+    NoneUnderWay(String),
+    #[error("the sign-in for profile {name:?} was denied at the server{}; run `jwtagent login {name}` to try again", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Denied {
+        name: String,
+        detail: Option<String>,
+    },
+    #[error(
+        "the sign-in for profile {0:?} expired before it was completed; run `jwtagent login {0}` again"
+    )]
+    Expired(String),
+    #[error(
+        "the sign-in for profile {0:?} was abandoned (nobody waited for it for {1}s); run `jwtagent login {0}` again"
+    )]
+    Abandoned(String, u64),
+    #[error("the sign-in for profile {0:?} was cancelled: {1}")]
+    Cancelled(String, &'static str),
+    #[error(
+        "cannot listen for the browser on 127.0.0.1:{port}: {cause} (another program may hold the port: choose another with --redirect-port, or leave it out for any free port)"
+    )]
+    Listen { port: u16, cause: String },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+impl LoginError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LoginError::NotUser(..) | LoginError::NoneUnderWay(_) => ErrorCode::BadRequest,
+            LoginError::Denied { .. } | LoginError::Expired(_) => ErrorCode::IdpError,
+            LoginError::Abandoned(..) | LoginError::Cancelled(..) => ErrorCode::LoginRequired,
+            LoginError::Listen { .. } => ErrorCode::Network,
+            LoginError::Token(e) => token_code(e),
+        }
+    }
+
+    pub(crate) fn oauth(name: &str, source: OAuthError) -> LoginError {
+        LoginError::Token(TokenError::OAuth {
+            name: name.to_string(),
+            source,
+        })
     }
 }
 

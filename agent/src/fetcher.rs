@@ -9,7 +9,7 @@ use crate::oauth::{self, OAuthClient};
 use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, Refresher};
 use crate::store::SecretStore;
-use crate::tokens::{TokenError, key_for};
+use crate::token_error::{TokenError, key_for};
 use jwtagent::config::{ConfigFile, Profile};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;

@@ -116,12 +116,12 @@ pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u
             let line = encode(state, id, ops::token::token(state, peer, query).await);
             return (line, recheck.map_or(After::Continue, After::Recheck));
         }
-        Request::Login { name } => encode(state, id, state.logins.start(state, &name).await),
+        Request::Login { name } => encode(state, id, ops::login::start(state, &name).await),
         Request::LoginWait { name, wait_secs } => {
             let wait = std::time::Duration::from_secs(wait_secs.unwrap_or(10));
-            encode(state, id, state.logins.wait(&name, wait).await)
+            encode(state, id, ops::login::wait(state, &name, wait).await)
         }
-        Request::Logout { name } => encode(state, id, crate::login::logout(state, &name).await),
+        Request::Logout { name } => encode(state, id, ops::login::logout(state, &name).await),
         Request::DpopProof {
             name,
             method,

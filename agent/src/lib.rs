@@ -32,6 +32,7 @@ pub(crate) mod state;
 pub(crate) mod store;
 #[cfg(target_os = "linux")]
 mod sys;
+pub(crate) mod token_error;
 pub(crate) mod tokens;
 
 #[cfg(test)]

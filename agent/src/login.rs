@@ -11,16 +11,14 @@
 //! way. A sign-in is followed by `login_wait` calls; one nobody waits on for
 //! [`LEASE`] (the CLI was interrupted) is abandoned.
 
-use crate::error::AgentError;
+use crate::error::{AgentError, LoginError};
 use crate::fetcher::AgentFetcher;
 use crate::oauth::grant::{Grant, Inputs};
 use crate::oauth::user::{self, DeviceAuthorization, Pkce};
 use crate::oauth::{self, OAuthError};
 use crate::refresh::Refresher;
-use crate::state::AgentState;
-use crate::tokens::TokenError;
 use jwtagent::config::{GrantKind, Profile};
-use jwtagent::protocol::{ErrorCode, LoggedOut, LoginProgress, LoginStarted};
+use jwtagent::protocol::{LoginProgress, LoginStarted};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,56 +40,6 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections the redirect listener screens at once; more are closed unread.
 const MAX_REDIRECT_CONNECTIONS: usize = 16;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LoginError {
-    #[error(
-        "profile {0:?} uses the {1} grant; `jwtagent login` is for user profiles (--grant device-code or authorization-code)"
-    )]
-    NotUser(String, GrantKind),
-    #[error("no sign-in is under way for profile {0:?}: start one with `jwtagent login {0}`")]
-    NoneUnderWay(String),
-    #[error("the sign-in for profile {name:?} was denied at the server{}; run `jwtagent login {name}` to try again", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
-    Denied {
-        name: String,
-        detail: Option<String>,
-    },
-    #[error(
-        "the sign-in for profile {0:?} expired before it was completed; run `jwtagent login {0}` again"
-    )]
-    Expired(String),
-    #[error(
-        "the sign-in for profile {0:?} was abandoned (nobody waited for it for {secs}s); run `jwtagent login {0}` again", secs = LEASE.as_secs()
-    )]
-    Abandoned(String),
-    #[error("the sign-in for profile {0:?} was cancelled: {1}")]
-    Cancelled(String, &'static str),
-    #[error(
-        "cannot listen for the browser on 127.0.0.1:{port}: {cause} (another program may hold the port: choose another with --redirect-port, or leave it out for any free port)"
-    )]
-    Listen { port: u16, cause: String },
-    #[error(transparent)]
-    Token(#[from] TokenError),
-}
-
-impl LoginError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            LoginError::NotUser(..) | LoginError::NoneUnderWay(_) => ErrorCode::BadRequest,
-            LoginError::Denied { .. } | LoginError::Expired(_) => ErrorCode::IdpError,
-            LoginError::Abandoned(_) | LoginError::Cancelled(..) => ErrorCode::LoginRequired,
-            LoginError::Listen { .. } => ErrorCode::Network,
-            LoginError::Token(e) => crate::error::token_code(e),
-        }
-    }
-
-    fn oauth(name: &str, source: OAuthError) -> LoginError {
-        LoginError::Token(TokenError::OAuth {
-            name: name.to_string(),
-            source,
-        })
-    }
-}
 
 type Outcome = Option<Result<LoginProgress, LoginError>>;
 
@@ -137,7 +85,10 @@ impl Flow {
     fn lapsed(&self, name: &str) -> bool {
         if self.abandoned() {
             tracing::info!(profile = %name, "sign-in abandoned");
-            self.finish(Err(LoginError::Abandoned(name.to_string())));
+            self.finish(Err(LoginError::Abandoned(
+                name.to_string(),
+                LEASE.as_secs(),
+            )));
             true
         } else if Instant::now() >= self.expires {
             self.finish(Err(LoginError::Expired(name.to_string())));
@@ -529,27 +480,27 @@ impl Logins {
         }
     }
 
-    /// `login`: starts a sign-in for `name`, or joins the one under way.
-    pub async fn start(&self, state: &AgentState, name: &str) -> Result<LoginStarted, AgentError> {
-        if let Some(flow) = self.flow(name).filter(|f| !f.ended()) {
-            *flow.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-            return Ok(joined(&flow));
+    /// The sign-in under way for `name`, joined (its lease renewed), if any.
+    pub fn join(&self, name: &str) -> Option<LoginStarted> {
+        let flow = self.flow(name).filter(|f| !f.ended())?;
+        *flow.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Some(joined(&flow))
+    }
+
+    /// `login`: starts a sign-in for user profile `name` (as `profile`,
+    /// its client authenticating with `secret`), whose tokens go to
+    /// `refresher`; or joins the one under way.
+    pub async fn start(
+        &self,
+        name: &str,
+        profile: Profile,
+        secret: Option<Secret>,
+        refresher: Arc<Refresher<AgentFetcher>>,
+    ) -> Result<LoginStarted, AgentError> {
+        if let Some(joined) = self.join(name) {
+            return Ok(joined);
         }
-        let profile = user_profile(state, name)?;
         let grant = profile.grant();
-        let secret = match profile.auth {
-            jwtagent::config::AuthMethod::None => None,
-            _ => Some(
-                state
-                    .profiles
-                    .store()
-                    .get(name, profile.generation)
-                    .await
-                    .map_err(TokenError::from)?
-                    .ok_or_else(|| TokenError::SecretMissing(name.to_string()))?,
-            ),
-        };
-        let refresher = state.tokens.refresher();
         let oauth = refresher.fetcher().oauth();
         let failed = |e: OAuthError| AgentError::from(LoginError::oauth(name, e));
         let sign_in = oauth
@@ -699,93 +650,6 @@ fn joined(flow: &Flow) -> LoginStarted {
         }
     }
     prompt
-}
-
-/// `logout`: cancels a sign-in under way, deletes the refresh token and
-/// revokes it at the server (RFC 7009) when it has a revocation endpoint.
-pub async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, AgentError> {
-    let profile = user_profile(state, name)?;
-    state.logins.cancel(name, "you signed out");
-    sign_out(state, name, &profile, "you signed out").await
-}
-
-/// User profile `name` as the config has it now.
-fn user_profile(state: &AgentState, name: &str) -> Result<Profile, AgentError> {
-    let config = state
-        .profiles
-        .current()
-        .map_err(|e| crate::profiles::ProfileError::Config(e.to_string()))?;
-    let profile = config
-        .profiles
-        .get(name)
-        .ok_or_else(|| crate::profiles::ProfileError::Unknown(name.to_string()))?;
-    if !profile.grant().is_user() {
-        return Err(LoginError::NotUser(name.to_string(), profile.grant()).into());
-    }
-    Ok(profile.clone())
-}
-
-/// Forgets user profile `name`'s sign-in and revokes its refresh token
-/// (`logout`, and `remove` of a user profile).
-pub async fn sign_out(
-    state: &AgentState,
-    name: &str,
-    profile: &Profile,
-    why: &str,
-) -> Result<LoggedOut, AgentError> {
-    let refresher = state.tokens.refresher();
-    let fetcher = refresher.fetcher();
-    let Some(rt) = fetcher.sign_out(name, profile.generation, why).await? else {
-        return Ok(LoggedOut::default());
-    };
-    let secret = client_secret(state, name, profile).await;
-    let (revoked, warning) = revoke(state, name, profile, secret.as_ref(), &rt).await;
-    tracing::info!(profile = %name, revoked, "signed out");
-    Ok(LoggedOut {
-        was_logged_in: true,
-        revoked,
-        warning,
-    })
-}
-
-/// The secret user profile `name`'s client authenticates with, if it has one.
-pub async fn client_secret(state: &AgentState, name: &str, profile: &Profile) -> Option<Secret> {
-    match profile.auth {
-        jwtagent::config::AuthMethod::None => None,
-        _ => state
-            .profiles
-            .store()
-            .get(name, profile.generation)
-            .await
-            .ok()
-            .flatten(),
-    }
-}
-
-/// Revokes refresh token `rt` of user profile `name` (as `profile` and
-/// `secret` were when it was issued) where the server offers revocation
-/// (RFC 7009): whether it did, and what to tell the user when not.
-pub async fn revoke(
-    state: &AgentState,
-    name: &str,
-    profile: &Profile,
-    secret: Option<&Secret>,
-    rt: &Secret,
-) -> (bool, Option<String>) {
-    let refresher = state.tokens.refresher();
-    match refresher.fetcher().oauth().revoke(name, profile, secret, rt).await {
-        Ok(true) => (true, None),
-        Ok(false) => (
-            false,
-            Some("the server has no revocation endpoint (RFC 7009): the refresh token is deleted here, but stays valid at the server until it expires (give --revocation-url if the server has one)".to_string()),
-        ),
-        Err(e) => (
-            false,
-            Some(format!(
-                "the server did not revoke the refresh token ({e}); it is deleted here all the same"
-            )),
-        ),
-    }
 }
 
 #[cfg(test)]

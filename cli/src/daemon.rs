@@ -23,6 +23,28 @@ pub enum Started {
     Failed(String),
 }
 
+/// The daemon's own binary, installed beside `jwtagent`.
+const DAEMON_BINARY: &str = "jwtagent-agent";
+
+/// The daemon's binary: this one when it is `jwtagent-agent`, else the one
+/// installed beside this `jwtagent`.
+pub fn daemon_binary() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the jwtagent executable")?;
+    if exe.file_name().is_some_and(|n| n == DAEMON_BINARY) {
+        return Ok(exe);
+    }
+    let daemon = exe.with_file_name(DAEMON_BINARY);
+    if !daemon.is_file() {
+        return Err(anyhow!(
+            "{} is missing: the agent is a second binary, {DAEMON_BINARY}, installed beside {} \
+             (`cargo install --locked --path cli` installs both); install it there",
+            daemon.display(),
+            exe.display()
+        ));
+    }
+    Ok(daemon)
+}
+
 /// Spawns a detached agent on `socket` and waits for its readiness line.
 pub fn spawn_detached(
     socket: &Path,
@@ -31,7 +53,7 @@ pub fn spawn_detached(
     store: Option<StoreKind>,
     forwarded_admin: bool,
 ) -> anyhow::Result<Started> {
-    let exe = crate::commands::agent::daemon_binary()?;
+    let exe = daemon_binary()?;
     let mut cmd = Command::new(&exe);
     cmd.arg("agent")
         .arg("-D")

@@ -2,7 +2,7 @@
 //! profile uses, the assertion's audience, and what each method adds to a
 //! token request.
 
-use super::token::Form;
+use super::form::Form;
 use super::{OAuthError, SetupError};
 use crate::keys::{jwt_alg, parse_private_key};
 use jwtagent::config::{Alg, AssertionAud, AuthMethod, Profile};

@@ -36,7 +36,7 @@ impl Nonces {
             }
             let mut result = fetch_token(http, &req).await;
             if let Err(e) = &result
-                && super::http::may_send_again(e, &req.grant)
+                && super::token::may_send_again(e, &req.grant)
             {
                 // Built again: a new assertion, never the same one twice.
                 tracing::debug!(server = %origin, "the connection closed before any answer; sending the request again");

@@ -4,7 +4,7 @@
 //! here.
 
 use super::OAuthError;
-use super::token::Form;
+use super::form::Form;
 use jwtagent::config::{GrantKind, Profile};
 use jwtagent::secret::Secret;
 

@@ -160,20 +160,6 @@ fn unanswered(e: &reqwest::Error) -> bool {
     false
 }
 
-/// Whether a request of `grant` that failed with `e` may be sent once more,
-/// as curl does on a fresh connection: the connection closed before any
-/// answer came. Never a refresh token, which a server that did take the
-/// first request (and rotates them) would see reused.
-pub(super) fn may_send_again(e: &OAuthError, grant: &super::grant::Grant<'_>) -> bool {
-    matches!(
-        e,
-        OAuthError::Network {
-            unanswered: true,
-            ..
-        }
-    ) && !matches!(grant, super::grant::Grant::RefreshToken(_))
-}
-
 pub(super) async fn read_body(
     url: &Url,
     step: Step,

@@ -3,6 +3,7 @@
 //! - [`auth`]: client authentication (RFC 6749 §2.3, RFC 7523 §2.2) and the
 //!   assertion's audience;
 //! - [`grant`]: the grants and the order a profile tries them in;
+//! - [`form`]: the form a request sends, its secrets kept apart;
 //! - [`token`]: one token request and the parsing of its answer;
 //! - [`discovery`]: finding the token endpoint (RFC 8414, OpenID Discovery);
 //! - [`dpop`]: DPoP nonces (RFC 9449 §8) and the retry they need;
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod dpop;
+pub mod form;
 pub mod github;
 pub mod grant;
 pub mod http;

@@ -5,6 +5,7 @@
 
 use super::Step;
 use super::auth::{self, ClientAuth};
+use super::form::Form;
 use super::grant::Grant;
 use super::http::{excerpt, host_of, network_error, printable, read_body};
 use super::{OAuthError, SetupError};
@@ -50,42 +51,6 @@ pub struct TokenResponse {
     pub dpop_nonce: Option<String>,
 }
 
-/// A token request's form: plain fields, and the fields that carry a secret
-/// (the client secret, an assertion, a refresh token), which are encoded into
-/// a buffer that wipes itself and never logged.
-#[derive(Default)]
-pub struct Form<'a> {
-    pub fields: Vec<(&'a str, String)>,
-    pub secrets: Vec<(&'a str, Secret)>,
-}
-
-impl<'a> Form<'a> {
-    pub fn push(&mut self, key: &'a str, value: impl Into<String>) {
-        self.fields.push((key, value.into()));
-    }
-
-    pub fn push_secret(&mut self, key: &'a str, value: Secret) {
-        self.secrets.push((key, value));
-    }
-
-    pub(super) fn encode(&self) -> Result<zeroize::Zeroizing<String>, OAuthError> {
-        let mut body = zeroize::Zeroizing::new(String::new());
-        let mut ser = url::form_urlencoded::Serializer::new(&mut *body);
-        for (k, v) in &self.fields {
-            ser.append_pair(k, v);
-        }
-        for (k, v) in &self.secrets {
-            let text = std::str::from_utf8(v.expose()).map_err(|_| SetupError::Stored {
-                what: "secret",
-                detail: "it is not text".into(),
-            })?;
-            ser.append_pair(k, text);
-        }
-        ser.finish();
-        Ok(body)
-    }
-}
-
 /// Sends `builder`'s POST to `url` with the form-encoded `body`, asking for
 /// JSON back.
 pub(super) async fn post_form(
@@ -103,6 +68,20 @@ pub(super) async fn post_form(
         .send()
         .await
         .map_err(|e| network_error(url, step, &e))
+}
+
+/// Whether a request of `grant` that failed with `e` may be sent once more,
+/// as curl does on a fresh connection: the connection closed before any
+/// answer came. Never a refresh token, which a server that did take the
+/// first request (and rotates them) would see reused.
+pub(super) fn may_send_again(e: &OAuthError, grant: &Grant<'_>) -> bool {
+    matches!(
+        e,
+        OAuthError::Network {
+            unanswered: true,
+            ..
+        }
+    ) && !matches!(grant, Grant::RefreshToken(_))
 }
 
 /// Performs one token request.

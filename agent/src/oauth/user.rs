@@ -7,8 +7,9 @@
 //! shown to the user must be printable and short, lifetimes are clamped.
 
 use super::auth::{self, Aud};
+use super::form::Form;
 use super::http::read_body;
-use super::token::{Form, parse_error, post_form};
+use super::token::{parse_error, post_form};
 use super::{OAuthClient, OAuthError, SetupError, Step};
 use jwtagent::config::{Profile, check_endpoint};
 use jwtagent::secret::Secret;

@@ -3,6 +3,7 @@
 //! parses, gates and dispatches.
 
 pub mod lock;
+pub mod login;
 pub mod profiles;
 pub mod status;
 pub mod token;

@@ -8,7 +8,7 @@ use crate::peer::Peer;
 use crate::policy::check_inputs;
 use crate::profiles::{Entry, Saved};
 use crate::state::AgentState;
-use crate::tokens::TokenError;
+use crate::token_error::TokenError;
 use jwtagent::config::{Alg, Profile};
 use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Shown};
 use jwtagent::secret::Secret;
@@ -62,7 +62,7 @@ pub async fn add(
     let revoked = match replaced_sign_in {
         Some((old, secret, rt)) => {
             let (revoked, warning) =
-                crate::login::revoke(state, name, &old, secret.as_ref(), &rt).await;
+                super::login::revoke(state, name, &old, secret.as_ref(), &rt).await;
             tracing::info!(profile = %name, revoked, "the replaced profile's sign-in was revoked");
             Some((revoked, warning))
         }
@@ -109,7 +109,7 @@ async fn sign_in_of(state: &AgentState, name: &str) -> Option<(Profile, Option<S
         .await
         .ok()
         .flatten()?;
-    let secret = crate::login::client_secret(state, name, old).await;
+    let secret = super::login::client_secret(state, name, old).await;
     Some((old.clone(), secret, rt))
 }
 
@@ -171,7 +171,7 @@ pub async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentErro
     {
         state.logins.cancel(name, "the profile was removed");
         if let Err(e) =
-            crate::login::sign_out(state, name, profile, "the profile was removed").await
+            super::login::sign_out(state, name, profile, "the profile was removed").await
         {
             tracing::warn!(profile = %name, error = %e, "could not sign out before removing");
         }

@@ -8,32 +8,10 @@ use anyhow::{Context, anyhow};
 use jwtagent::paths::SocketPath;
 use jwtagent_agent::{Agent, Limits, Options};
 
-/// The daemon's own binary, installed beside `jwtagent`.
-const DAEMON_BINARY: &str = "jwtagent-agent";
-
 /// The agent itself: what `jwtagent-agent` runs. Only that binary links it
 /// (with the HTTP client, TLS and the keyring), so `jwtagent` stays a small
 /// client that asks nothing of the name service.
 pub type Serve = fn(&SocketPath, &AgentArgs, LogFormat) -> Result<(), CliError>;
-
-/// The daemon's binary: this one when it is `jwtagent-agent`, else the one
-/// installed beside this `jwtagent`.
-pub fn daemon_binary() -> anyhow::Result<std::path::PathBuf> {
-    let exe = std::env::current_exe().context("cannot find the jwtagent executable")?;
-    if exe.file_name().is_some_and(|n| n == DAEMON_BINARY) {
-        return Ok(exe);
-    }
-    let daemon = exe.with_file_name(DAEMON_BINARY);
-    if !daemon.is_file() {
-        return Err(anyhow!(
-            "{} is missing: the agent is a second binary, {DAEMON_BINARY}, installed beside {} \
-             (`cargo install --locked --path cli` installs both); install it there",
-            daemon.display(),
-            exe.display()
-        ));
-    }
-    Ok(daemon)
-}
 
 pub fn run(
     socket: &SocketPath,
@@ -55,7 +33,7 @@ pub fn run(
 /// Returns only the reason it could not.
 fn hand_over_to_daemon_binary() -> anyhow::Error {
     use std::os::unix::process::CommandExt;
-    let daemon = match daemon_binary() {
+    let daemon = match daemon::daemon_binary() {
         Ok(daemon) => daemon,
         Err(e) => return e.context("cannot start the agent"),
     };

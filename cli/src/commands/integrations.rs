@@ -2,7 +2,7 @@
 //! the man page.
 
 use crate::args::{GitOperation, TokenArgs};
-use crate::commands::token::{fetch, text};
+use crate::commands::token::{fetch, not_an_access_token, text};
 use crate::error::CliError;
 use crate::output;
 use anyhow::{Context, anyhow};
@@ -49,21 +49,6 @@ pub fn exec(
         code,
         message: format!("cannot run {}: {error}", program.to_string_lossy()),
     })
-}
-
-/// A token exchange's answer that is not an access token (`token_type`
-/// N_A: an ID-JAG, say) goes in no Authorization header.
-pub fn not_an_access_token(answer: &TokenAnswer, name: &str) -> Result<(), CliError> {
-    if answer.token_type == "N_A" {
-        return Err(CliError::Usage(format!(
-            "profile {name:?} gets a token that is not an access token ({}), for another profile's grant (--assertion-profile, --subject-profile), not for an Authorization header; `jwtagent token {name}` prints it",
-            answer
-                .issued_token_type
-                .as_deref()
-                .unwrap_or("token_type N_A")
-        )));
-    }
-    Ok(())
 }
 
 /// kubectl and git send what they get as a Bearer token and cannot add a

@@ -110,7 +110,7 @@ pub fn header(socket: &SocketPath, args: &TokenArgs, proof: &ProofArgs) -> Resul
             args.name
         )));
     }
-    crate::commands::integrations::not_an_access_token(&answer, &args.name)?;
+    not_an_access_token(&answer, &args.name)?;
     // RFC 6750 names the scheme "Bearer" whatever case the server used.
     output::print_secret(format!(
         "Authorization: Bearer {}\n",
@@ -143,4 +143,19 @@ pub fn dpop_proof(
 ) -> Result<(), CliError> {
     let answer = dpop(socket, args, proof)?;
     output::print_secret(format!("{}\n", text(&answer.proof)?))
+}
+
+/// A token exchange's answer that is not an access token (`token_type`
+/// N_A: an ID-JAG, say) goes in no Authorization header.
+pub fn not_an_access_token(answer: &TokenAnswer, name: &str) -> Result<(), CliError> {
+    if answer.token_type == "N_A" {
+        return Err(CliError::Usage(format!(
+            "profile {name:?} gets a token that is not an access token ({}), for another profile's grant (--assertion-profile, --subject-profile), not for an Authorization header; `jwtagent token {name}` prints it",
+            answer
+                .issued_token_type
+                .as_deref()
+                .unwrap_or("token_type N_A")
+        )));
+    }
+    Ok(())
 }
