@@ -228,6 +228,32 @@ mod tests {
     }
 
     #[test]
+    fn an_error_names_the_field_of_the_first_link_of_its_chain() {
+        // p0's actor is p1, whose subject closes a circle: the config field
+        // to fix, seen from p0, is its actor_profile.
+        let mut p0 = plain();
+        p0.actor_profile = Some("p1".into());
+        let mut p1 = plain();
+        p1.subject_profile = Some("p0".into());
+        let profiles = BTreeMap::from([("p0".to_string(), p0.clone()), ("p1".to_string(), p1)]);
+        assert_eq!(
+            inputs(&profiles, "p0").unwrap_err().field(),
+            "actor_profile"
+        );
+        let mut p0 = plain();
+        p0.assertion_profile = Some("p1".into());
+        let mut profiles = profiles;
+        profiles.insert("p0".into(), p0);
+        let err = inputs(&profiles, "p0").unwrap_err();
+        assert_eq!(err.field(), "assertion_profile");
+        // And from p1's side, its subject_profile.
+        assert_eq!(
+            inputs(&profiles, "p1").unwrap_err().field(),
+            "subject_profile"
+        );
+    }
+
+    #[test]
     fn a_missing_input_is_listed_and_not_walked() {
         let profiles = BTreeMap::from([("a".to_string(), exchange("gone"))]);
         let found = inputs(&profiles, "a").unwrap();

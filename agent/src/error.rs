@@ -154,7 +154,6 @@ pub(crate) fn token_code(e: &TokenError) -> ErrorCode {
             ErrorCode::BadRequest
         }
         TokenError::Chain(_) => ErrorCode::Config,
-        TokenError::Shutdown => ErrorCode::Internal,
         TokenError::LoginRequired { .. } => ErrorCode::LoginRequired,
         // What the other profile's failure is.
         TokenError::Input { error, .. } => match error.as_ref() {
@@ -314,7 +313,6 @@ mod tests {
             (AgentError::StopLocked, ErrorCode::Locked),
             (AgentError::Denied("x".into()), ErrorCode::Denied),
             (AgentError::Internal("x".into()), ErrorCode::Internal),
-            (TokenError::Shutdown.into(), ErrorCode::Internal),
             (
                 TokenError::LoginRequired {
                     name: "me".into(),

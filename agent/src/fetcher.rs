@@ -1,26 +1,22 @@
 //! The refresher's fetcher: reads a profile, its secret and DPoP key, and asks
 //! the OAuth client for a token. The refresher calls it for a caller's request
 //! and for background refreshes alike, so it reads the config afresh: a hand
-//! edit applies at the next refresh.
+//! edit applies at the next refresh. It names the profiles a token is made
+//! from ([`Fetcher::inputs`]); the refresher gets their tokens and hands them
+//! over, so the fetcher never calls back up.
 
 use crate::dpop_keys::DpopKeys;
 use crate::oauth::grant::{ACCESS_TOKEN_TYPE, Input, Inputs};
 use crate::oauth::{self, OAuthClient};
 use crate::profiles::{ProfileError, Profiles};
-use crate::refresh::{FetchError, Fetched, Fetcher, Key, Refresher};
+use crate::refresh::{FetchError, Fetched, Fetcher, Key, RefreshError, Served};
 use crate::store::SecretStore;
 use crate::token_error::{TokenError, key_for};
-use jwtagent::config::{ConfigFile, Profile};
+use jwtagent::config::Profile;
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// How long another profile's token must still be valid to be carried in a
-/// grant (as an assertion, a subject or an actor token).
-const INPUT_MIN_TTL: Duration = Duration::from_secs(30);
 
 /// Fetches tokens for the refresher: reads the profile, its secret and DPoP
 /// key, and asks the OAuth client.
@@ -29,9 +25,6 @@ pub struct AgentFetcher {
     store: SecretStore,
     oauth: OAuthClient,
     dpop: Arc<DpopKeys>,
-    /// The refresher this fetcher serves, for the tokens of the profiles a
-    /// grant takes tokens from (set once the refresher exists).
-    refresher: OnceLock<Weak<Refresher<AgentFetcher>>>,
     /// User profiles: what concerns their sign-in.
     users: Users,
 }
@@ -83,7 +76,6 @@ impl AgentFetcher {
             store,
             oauth: OAuthClient::default(),
             dpop,
-            refresher: OnceLock::new(),
             users: Users::default(),
         }
     }
@@ -165,13 +157,14 @@ impl AgentFetcher {
 
     /// Keeps what a sign-in of user profile `name` obtained: the refresh
     /// token goes to the keyring first (the server may already have
-    /// forgotten any earlier one), then its tokens replace any cached ones.
+    /// forgotten any earlier one); its token is returned, for the caller to
+    /// put in the refresher's place of the profile's cached ones.
     pub async fn keep_sign_in(
         &self,
         name: &str,
         profile: &Profile,
         obtained: oauth::Obtained,
-    ) -> Result<(), TokenError> {
+    ) -> Result<(Key, Fetched), TokenError> {
         let lock = self.users.lock(name);
         let _held = lock.lock().await;
         match obtained.refresh_token {
@@ -192,43 +185,11 @@ impl AgentFetcher {
             grant = obtained.grant,
             "signed in"
         );
-        if let Some(refresher) = self.refresher.get().and_then(Weak::upgrade) {
-            refresher.forget(name);
-        }
-        self.seed(name, profile, response)
-    }
-
-    /// Caches `response`, a token the agent got for profile `name` outside
-    /// the refresher (at sign-in, or when `add` verified the profile), as
-    /// the token of the profile's own scopes and resources.
-    pub fn seed(
-        &self,
-        name: &str,
-        profile: &Profile,
-        response: oauth::TokenResponse,
-    ) -> Result<(), TokenError> {
-        let Some(refresher) = self.refresher.get().and_then(Weak::upgrade) else {
-            return Ok(());
-        };
-        let (key, _) = key_for(name, profile, None, None)?;
-        refresher.seed(
-            &key,
-            Fetched {
-                token: response.access_token,
-                token_type: response.token_type,
-                scope: response.scope,
-                lifetime: response.expires_in.map(Duration::from_secs),
-                refresh_token: response.refresh_token,
-                refresh_before: profile.refresh_before,
-                issued_token_type: response.issued_token_type,
-                inputs: Vec::new(),
-            },
-        );
-        Ok(())
+        seeded(name, profile, response)
     }
 
     /// Forgets user profile `name`'s sign-in: its refresh token leaves the
-    /// keyring (returned, for revocation), its tokens the cache.
+    /// keyring (returned, for revocation); the caller drops its tokens.
     pub async fn sign_out(
         &self,
         name: &str,
@@ -241,9 +202,6 @@ impl AgentFetcher {
         self.store.delete_refresh(name, generation).await?;
         self.users.set_id_token(name, None);
         self.users.set_login_required(name, Some(why.to_string()));
-        if let Some(refresher) = self.refresher.get().and_then(Weak::upgrade) {
-            refresher.forget(name);
-        }
         Ok(rt)
     }
 
@@ -305,20 +263,52 @@ impl AgentFetcher {
         }
     }
 
-    /// Lets the fetcher ask `refresher` for other profiles' tokens.
-    pub fn attach(&self, refresher: &Arc<Refresher<AgentFetcher>>) {
-        let _ = self.refresher.set(Arc::downgrade(refresher));
-    }
-
     /// The OAuth client, for what it learned about servers.
     pub fn oauth(&self) -> &OAuthClient {
         &self.oauth
+    }
+
+    /// The cache keys of the profiles `key`'s profile takes tokens from,
+    /// with their roles: each input profile's own scopes and resources. A
+    /// chain that cannot be walked (a hand edit the loader missed, a circle)
+    /// or an input that does not exist is an error here, before anything is
+    /// fetched.
+    fn input_keys(&self, key: &Key) -> Result<Vec<(&'static str, Key)>, TokenError> {
+        let name = &key.profile;
+        let config = self
+            .profiles
+            .current()
+            .map_err(|e| ProfileError::Config(e.to_string()))?;
+        let profile = config
+            .profiles
+            .get(name)
+            .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
+        if profile.inputs().next().is_none() {
+            return Ok(Vec::new());
+        }
+        jwtagent::chain::inputs(&config.profiles, name).map_err(TokenError::Chain)?;
+        profile
+            .input_roles()
+            .map(|(role, from)| {
+                let input = config.profiles.get(from).ok_or_else(|| TokenError::Input {
+                    profile: name.clone(),
+                    role,
+                    input: from.to_string(),
+                    error: Box::new(crate::refresh::RefreshError::Failed {
+                        error: TokenError::Profile(ProfileError::Unknown(from.to_string())),
+                        next_attempt_in: None,
+                    }),
+                })?;
+                Ok((role, key_for(from, input, None, None)?.0))
+            })
+            .collect()
     }
 
     async fn fetch_inner(
         &self,
         key: &Key,
         refresh_token: Option<Secret>,
+        served: Vec<(&'static str, Served)>,
     ) -> Result<Fetched, TokenError> {
         let name = &key.profile;
         let config = self
@@ -329,8 +319,7 @@ impl AgentFetcher {
             .profiles
             .get(name)
             .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
-        jwtagent::chain::inputs(&config.profiles, name).map_err(TokenError::Chain)?;
-        let (inputs, made_from, inputs_expire) = self.inputs(&config, name, profile).await?;
+        let (inputs, inputs_expire) = grant_inputs(profile, served);
         let secret = match profile.auth {
             jwtagent::config::AuthMethod::None if !profile.signs_grant() => None,
             _ => Some(
@@ -391,117 +380,101 @@ impl AgentFetcher {
             refresh_token: if user { None } else { obtained.refresh_token },
             refresh_before: profile.refresh_before,
             issued_token_type: response.issued_token_type,
-            inputs: made_from,
+            inputs: Vec::new(),
         })
-    }
-
-    /// The current tokens of the profiles `profile`'s grant takes tokens
-    /// from, fetched (or refreshed) through the refresher like any other;
-    /// which they are (key and generation); and when the first expires.
-    async fn inputs(
-        &self,
-        config: &ConfigFile,
-        name: &str,
-        profile: &Profile,
-    ) -> Result<(Inputs, Vec<(Key, u64)>, Option<u64>), TokenError> {
-        let mut inputs = Inputs::default();
-        let mut made_from = Vec::new();
-        let mut expires: Option<u64> = None;
-        for (role, from, token_type, slot) in [
-            (
-                "assertion",
-                &profile.assertion_profile,
-                None,
-                &mut inputs.assertion,
-            ),
-            (
-                "subject",
-                &profile.subject_profile,
-                profile.subject_token_type.as_deref(),
-                &mut inputs.subject,
-            ),
-            ("actor", &profile.actor_profile, None, &mut inputs.actor),
-        ] {
-            let Some(from) = from else { continue };
-            let (input, key, generation, expires_at) =
-                self.input(config, name, role, from, token_type).await?;
-            made_from.push((key, generation));
-            expires = match (expires, expires_at) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            *slot = Some(input);
-        }
-        Ok((inputs, made_from, expires))
-    }
-
-    /// Profile `from`'s current token, for `of`'s grant in `role`.
-    async fn input(
-        &self,
-        config: &ConfigFile,
-        of: &str,
-        role: &'static str,
-        from: &str,
-        token_type: Option<&str>,
-    ) -> Result<(Input, Key, u64, Option<u64>), TokenError> {
-        let failed = |error| TokenError::Input {
-            profile: of.to_string(),
-            role,
-            input: from.to_string(),
-            error: Box::new(error),
-        };
-        let input = config.profiles.get(from).ok_or_else(|| {
-            failed(crate::refresh::RefreshError::Failed {
-                error: TokenError::Profile(ProfileError::Unknown(from.to_string())),
-                next_attempt_in: None,
-            })
-        })?;
-        let (key, _) = key_for(from, input, None, None)?;
-        let refresher = self
-            .refresher
-            .get()
-            .and_then(Weak::upgrade)
-            .ok_or(TokenError::Shutdown)?;
-        let served = input_token(refresher, key.clone()).await.map_err(failed)?;
-        let token_type = token_type
-            .map(str::to_string)
-            .or(served.issued_token_type)
-            .unwrap_or_else(|| ACCESS_TOKEN_TYPE.to_string());
-        Ok((
-            Input {
-                token: served.token,
-                token_type,
-            },
-            key,
-            served.generation,
-            served.expires_at,
-        ))
     }
 }
 
-type Served = Result<crate::refresh::Served, crate::refresh::RefreshError<TokenError>>;
+/// The grant inputs of `profile` from the tokens the refresher got for it
+/// (`served`, by role), and when the first of them expires.
+fn grant_inputs(profile: &Profile, served: Vec<(&'static str, Served)>) -> (Inputs, Option<u64>) {
+    let mut inputs = Inputs::default();
+    let mut expires: Option<u64> = None;
+    for (role, served) in served {
+        expires = match (expires, served.expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let given = match role {
+            "subject" => profile.subject_token_type.as_deref(),
+            _ => None,
+        };
+        let input = Input {
+            token_type: given
+                .map(str::to_string)
+                .or(served.issued_token_type)
+                .unwrap_or_else(|| ACCESS_TOKEN_TYPE.to_string()),
+            token: served.token,
+        };
+        match role {
+            "assertion" => inputs.assertion = Some(input),
+            "actor" => inputs.actor = Some(input),
+            _ => inputs.subject = Some(input),
+        }
+    }
+    (inputs, expires)
+}
 
-/// A token for `key` from `refresher`, boxed: the refresher's fetch of one
-/// profile asks it for another's, so the future's type is recursive.
-fn input_token(
-    refresher: Arc<Refresher<AgentFetcher>>,
-    key: Key,
-) -> Pin<Box<dyn Future<Output = Served> + Send>> {
-    Box::pin(async move { refresher.get(&key, INPUT_MIN_TTL, false).await })
+/// A token the agent got for profile `name` outside the refresher (at
+/// sign-in, or when `add` verified the profile), as the cache entry of the
+/// profile's own scopes and resources that the caller seeds the refresher
+/// with.
+pub fn seeded(
+    name: &str,
+    profile: &Profile,
+    response: oauth::TokenResponse,
+) -> Result<(Key, Fetched), TokenError> {
+    let (key, _) = key_for(name, profile, None, None)?;
+    Ok((
+        key,
+        Fetched {
+            token: response.access_token,
+            token_type: response.token_type,
+            scope: response.scope,
+            lifetime: response.expires_in.map(Duration::from_secs),
+            refresh_token: response.refresh_token,
+            refresh_before: profile.refresh_before,
+            issued_token_type: response.issued_token_type,
+            inputs: Vec::new(),
+        },
+    ))
 }
 
 impl Fetcher for AgentFetcher {
     type Error = TokenError;
 
+    fn inputs(&self, key: &Key) -> Result<Vec<(&'static str, Key)>, FetchError<TokenError>> {
+        self.input_keys(key).map_err(TokenError::into_fetch_error)
+    }
+
+    fn input_failed(
+        &self,
+        key: &Key,
+        role: &'static str,
+        input: &Key,
+        error: RefreshError<TokenError>,
+    ) -> FetchError<TokenError> {
+        TokenError::Input {
+            profile: key.profile.clone(),
+            role,
+            input: input.profile.clone(),
+            error: Box::new(error),
+        }
+        .into_fetch_error()
+    }
+
     async fn fetch(
         &self,
         key: &Key,
         refresh_token: Option<Secret>,
+        inputs: Vec<(&'static str, Served)>,
     ) -> Result<Fetched, FetchError<TokenError>> {
-        self.fetch_inner(key, refresh_token).await.map_err(|e| {
-            // The refresher logs failures, rate-limited.
-            tracing::debug!(profile = %key.profile, error = %e, "token request failed");
-            e.into_fetch_error()
-        })
+        self.fetch_inner(key, refresh_token, inputs)
+            .await
+            .map_err(|e| {
+                // The refresher logs failures, rate-limited.
+                tracing::debug!(profile = %key.profile, error = %e, "token request failed");
+                e.into_fetch_error()
+            })
     }
 }

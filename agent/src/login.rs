@@ -141,7 +141,12 @@ impl Job {
         let kept = self
             .fetcher()
             .keep_sign_in(&self.name, &self.profile, obtained)
-            .await;
+            .await
+            .map(|(key, fetched)| {
+                // The new sign-in's token replaces any cached ones.
+                self.refresher.forget(&self.name);
+                self.refresher.seed(&key, fetched);
+            });
         self.flow
             .finish(kept.map(|()| progress).map_err(LoginError::Token));
     }

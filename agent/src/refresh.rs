@@ -63,6 +63,7 @@ pub struct Fetched {
     pub issued_token_type: Option<String>,
     /// The tokens this one was made from (other keys, and the generation of
     /// each that was used): when one of them is replaced, so is this one.
+    /// Filled in by the refresher, which got them.
     pub inputs: Vec<(Key, u64)>,
 }
 
@@ -83,12 +84,41 @@ pub trait Fetcher: Send + Sync + 'static {
     /// backing off), so it is cloned.
     type Error: Clone + fmt::Display + Send + Sync + 'static;
 
+    /// The keys whose tokens a token of `key` is made from, each with the
+    /// role it plays (a token exchange's `subject`, ...). The refresher gets
+    /// them first, from its own cache as for any caller, and hands them to
+    /// [`Fetcher::fetch`]: the fetcher never asks the refresher for anything.
+    fn inputs(&self, _key: &Key) -> Result<Vec<(&'static str, Key)>, FetchError<Self::Error>> {
+        Ok(Vec::new())
+    }
+
+    /// The failure of a fetch of `key` whose input `input` (in `role`)
+    /// could not be had.
+    fn input_failed(
+        &self,
+        key: &Key,
+        role: &'static str,
+        input: &Key,
+        error: RefreshError<Self::Error>,
+    ) -> FetchError<Self::Error>;
+
+    /// A token for `key`, made from `inputs` (the tokens [`Fetcher::inputs`]
+    /// named, in its order).
     fn fetch(
         &self,
         key: &Key,
         refresh_token: Option<Secret>,
+        inputs: Vec<(&'static str, Served)>,
     ) -> impl Future<Output = Result<Fetched, FetchError<Self::Error>>> + Send;
 }
+
+/// A boxed [`Refresher::get`].
+type Getting<'a, E> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Served, RefreshError<E>>> + Send + 'a>>;
+
+/// How long another key's token must still be valid to be made into a new
+/// one (as an assertion, a subject or an actor token).
+const INPUT_MIN_TTL: Duration = Duration::from_secs(30);
 
 /// Why a caller got no token.
 #[derive(Debug, Clone)]
@@ -448,12 +478,21 @@ impl<F: Fetcher> Refresher<F> {
 
     /// Fetches and records the outcome. Call with the entry's fetch lock held.
     async fn fetch_into(
-        &self,
+        self: &Arc<Self>,
         entry: &Entry<F::Error>,
         refresh_token: Option<Secret>,
     ) -> Result<(), RefreshError<F::Error>> {
         let started = Instant::now();
-        let result = self.fetcher.fetch(&entry.key, refresh_token).await;
+        let result = match self.get_inputs(&entry.key).await {
+            Ok((inputs, made_from)) => {
+                let fetched = self.fetcher.fetch(&entry.key, refresh_token, inputs).await;
+                fetched.map(|mut fetched| {
+                    fetched.inputs = made_from;
+                    fetched
+                })
+            }
+            Err(e) => Err(e),
+        };
         let jitter = (self.rng)();
         let outcome = {
             let mut st = entry.state();
@@ -467,6 +506,34 @@ impl<F: Fetcher> Refresher<F> {
         };
         entry.wake.notify_one();
         outcome
+    }
+
+    /// The tokens `key`'s is made from (each from this cache, fetched as for
+    /// any caller), and which they are (key and generation). Chains are at
+    /// most a few links deep (the config refuses more, and circles).
+    async fn get_inputs(
+        self: &Arc<Self>,
+        key: &Key,
+    ) -> Result<(Vec<(&'static str, Served)>, Vec<(Key, u64)>), FetchError<F::Error>> {
+        let wanted = self.fetcher.inputs(key)?;
+        let mut inputs = Vec::with_capacity(wanted.len());
+        let mut made_from = Vec::with_capacity(wanted.len());
+        for (role, input) in wanted {
+            match self.get_boxed(input.clone()).await {
+                Ok(served) => {
+                    made_from.push((input, served.generation));
+                    inputs.push((role, served));
+                }
+                Err(e) => return Err(self.fetcher.input_failed(key, role, &input, e)),
+            }
+        }
+        Ok((inputs, made_from))
+    }
+
+    /// [`Refresher::get`] of an input, boxed: getting one key's token may get
+    /// another's first, so the future's type is recursive.
+    fn get_boxed(self: &Arc<Self>, key: Key) -> Getting<'_, F::Error> {
+        Box::pin(async move { self.get(&key, INPUT_MIN_TTL, false).await })
     }
 
     /// Keeps one entry fresh until it goes idle and its token expires.
@@ -685,6 +752,10 @@ mod tests {
         script: Mutex<VecDeque<Result<Option<Duration>, FetchError<String>>>>,
         refresh_tokens_seen: Mutex<Vec<Option<String>>>,
         issue_refresh_token: bool,
+        /// The keys each profile's token is made from.
+        inputs_of: HashMap<String, Vec<(&'static str, Key)>>,
+        /// The input tokens each fetch was handed (role, token).
+        inputs_seen: Mutex<Vec<Vec<(&'static str, String)>>>,
     }
 
     struct Shared(Arc<Fake>);
@@ -692,12 +763,42 @@ mod tests {
     impl Fetcher for Shared {
         type Error = String;
 
+        fn inputs(&self, key: &Key) -> Result<Vec<(&'static str, Key)>, FetchError<String>> {
+            Ok(self
+                .0
+                .inputs_of
+                .get(&key.profile)
+                .cloned()
+                .unwrap_or_default())
+        }
+
+        fn input_failed(
+            &self,
+            _key: &Key,
+            role: &'static str,
+            _input: &Key,
+            error: RefreshError<String>,
+        ) -> FetchError<String> {
+            FetchError {
+                error: format!("{role}: {error}"),
+                retry_after: None,
+                permanent: false,
+            }
+        }
+
         async fn fetch(
             &self,
             _key: &Key,
             rt: Option<Secret>,
+            inputs: Vec<(&'static str, Served)>,
         ) -> Result<Fetched, FetchError<String>> {
             let fake = &self.0;
+            fake.inputs_seen.lock().unwrap().push(
+                inputs
+                    .iter()
+                    .map(|(role, s)| (*role, String::from_utf8(s.token.expose().to_vec()).unwrap()))
+                    .collect(),
+            );
             let n = fake.calls.fetch_add(1, Ordering::SeqCst) + 1;
             fake.refresh_tokens_seen
                 .lock()
@@ -1162,5 +1263,71 @@ mod tests {
         assert!(r.is_empty());
         r.get(&key(), Duration::ZERO, false).await.unwrap();
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    fn key_of(profile: &str) -> Key {
+        Key {
+            profile: profile.into(),
+            ..key()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_made_from_another_gets_it_from_the_cache_and_follows_its_refresh() {
+        let fake = Fake {
+            inputs_of: HashMap::from([("derived".to_string(), vec![("subject", key_of("base"))])]),
+            ..Fake::default()
+        };
+        let (r, fake) = refresher(fake, 1.0);
+        let base = r.get(&key_of("base"), Duration::ZERO, false).await.unwrap();
+        let derived = r
+            .get(&key_of("derived"), Duration::ZERO, false)
+            .await
+            .unwrap();
+        // Made from the cached base token: no second fetch of base.
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        let token = |s: &Served| String::from_utf8(s.token.expose().to_vec()).unwrap();
+        assert_eq!(
+            fake.inputs_seen.lock().unwrap().last().unwrap(),
+            &vec![("subject", token(&base))]
+        );
+        // Cached while base is the same.
+        let again = r
+            .get(&key_of("derived"), Duration::ZERO, false)
+            .await
+            .unwrap();
+        assert_eq!(token(&again), token(&derived));
+        // base is fetched anew: derived is made again, from the new one.
+        let new_base = r.get(&key_of("base"), Duration::ZERO, true).await.unwrap();
+        let new_derived = r
+            .get(&key_of("derived"), Duration::ZERO, false)
+            .await
+            .unwrap();
+        assert_ne!(token(&new_derived), token(&derived));
+        assert_eq!(
+            fake.inputs_seen.lock().unwrap().last().unwrap(),
+            &vec![("subject", token(&new_base))]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_input_fails_the_token_made_from_it_naming_its_role() {
+        let fake = Fake {
+            inputs_of: HashMap::from([("derived".to_string(), vec![("actor", key_of("base"))])]),
+            ..Fake::default()
+        };
+        fake.script.lock().unwrap().push_back(Err(FetchError {
+            error: "base refused".into(),
+            retry_after: None,
+            permanent: true,
+        }));
+        let (r, fake) = refresher(fake, 1.0);
+        let e = r
+            .get(&key_of("derived"), Duration::ZERO, false)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("actor: base refused"), "{e}");
+        // derived itself was never fetched: only base's attempt.
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
     }
 }

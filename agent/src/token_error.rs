@@ -48,8 +48,6 @@ pub enum TokenError {
     /// (`add` and the config loader refuse both).
     #[error("{0}; change one of them")]
     Chain(jwtagent::chain::ChainError),
-    #[error("the agent is shutting down")]
-    Shutdown,
     /// A user profile without a usable sign-in.
     #[error("profile {name:?} needs you to sign in: {why}. Run `jwtagent login {name}`")]
     LoginRequired { name: String, why: String },

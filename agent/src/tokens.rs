@@ -58,7 +58,6 @@ impl Tokens {
     pub fn new(profiles: Arc<Profiles>, store: SecretStore) -> Tokens {
         let dpop = Arc::new(DpopKeys::new(store.clone()));
         let refresher = Refresher::new(AgentFetcher::new(profiles, store, dpop.clone()));
-        refresher.fetcher().attach(&refresher);
         Tokens { refresher, dpop }
     }
 

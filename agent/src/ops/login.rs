@@ -76,7 +76,9 @@ pub async fn sign_out(
 ) -> Result<LoggedOut, AgentError> {
     let refresher = state.tokens.refresher();
     let fetcher = refresher.fetcher();
-    let Some(rt) = fetcher.sign_out(name, profile.generation, why).await? else {
+    let rt = fetcher.sign_out(name, profile.generation, why).await?;
+    refresher.forget(name);
+    let Some(rt) = rt else {
         return Ok(LoggedOut::default());
     };
     let secret = client_secret(state, name, profile).await;

@@ -75,10 +75,11 @@ pub async fn add(
     // The token that proved the profile is served first.
     if let Some(mut obtained) = obtained {
         obtained.response.refresh_token = obtained.refresh_token.take();
-        let _ = state
-            .tokens
-            .fetcher()
-            .seed(name, &saved.entry.profile, obtained.response);
+        if let Ok((key, fetched)) =
+            crate::fetcher::seeded(name, &saved.entry.profile, obtained.response)
+        {
+            state.tokens.refresher().seed(&key, fetched);
+        }
     }
     let mut answer = added(saved);
     answer.verified = verify.then_some(verified);
