@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 
 /// Size at which the log is rotated.
-pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const MAX_BYTES: u64 = 10 * 1024 * 1024;
 
 /// One audit record.
 #[derive(Debug, Serialize)]
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// RFC 3339, UTC.
     pub time: String,
     pub pid: Option<u32>,
@@ -40,7 +40,12 @@ pub struct Record<'a> {
 }
 
 impl<'a> Record<'a> {
-    pub fn new(peer: &Peer, op: &'a str, profile: Option<&'a str>, outcome: &'a str) -> Self {
+    pub(crate) fn new(
+        peer: &Peer,
+        op: &'a str,
+        profile: Option<&'a str>,
+        outcome: &'a str,
+    ) -> Self {
         Record {
             time: jwtagent::time::rfc3339(jwtagent::time::unix_now()),
             pid: peer.pid,
@@ -77,14 +82,14 @@ enum Message {
 /// The audit log, written by a thread of its own: a request queues its record
 /// (serialized) and goes on; the writer appends what has queued up in one
 /// write, keeps the file's size in memory and rotates at the cap.
-pub struct Audit {
+pub(crate) struct Audit {
     queue: Option<SyncSender<Message>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Audit {
     /// An audit log at `path`; `None` disables it.
-    pub fn new(path: Option<PathBuf>) -> Audit {
+    pub(crate) fn new(path: Option<PathBuf>) -> Audit {
         Self::with_cap(path, MAX_BYTES)
     }
 
@@ -116,7 +121,7 @@ impl Audit {
 
     /// Queues `record`. Failures to write are logged, never fatal: the request
     /// itself is answered either way.
-    pub fn record(&self, record: &Record<'_>) {
+    pub(crate) fn record(&self, record: &Record<'_>) {
         let Some(queue) = &self.queue else { return };
         let Ok(mut line) = serde_json::to_vec(record) else {
             return;
@@ -126,7 +131,7 @@ impl Audit {
     }
 
     /// Returns once every record queued so far is written (or failed to be).
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let Some(queue) = &self.queue else { return };
         let (done, written) = std::sync::mpsc::sync_channel(1);
         if queue.send(Message::Flush(done)).is_ok() {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write config file {path}: {source}")]
-pub struct WriteError {
+pub(crate) struct WriteError {
     pub path: PathBuf,
     pub source: io::Error,
 }
@@ -19,7 +19,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Atomically replaces `path` with `contents`, mode 0600. Creates the directory
 /// (0700) when missing.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
     let err = |source| WriteError {
         path: path.to_path_buf(),
         source,
@@ -64,7 +64,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
 
 /// Removes the temp files [`write_atomic`] left next to `path` when its
 /// process died mid-write (`.NAME.tmp.PID.N` of a PID no longer running).
-pub fn remove_stale_temp_files(path: &Path) {
+pub(crate) fn remove_stale_temp_files(path: &Path) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };

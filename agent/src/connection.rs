@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 /// What one read produced.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
+pub(crate) enum Frame {
     /// A complete line is in the buffer (without its newline or a trailing `\r`).
     /// A last line the client ended with EOF instead of a newline counts too.
     Line,
@@ -19,7 +19,7 @@ pub enum Frame {
 }
 
 /// Reads the next line into `buf`, which it clears first.
-pub async fn read_frame<R: AsyncBufRead + Unpin>(
+pub(crate) async fn read_frame<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<Frame> {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 /// DPoP keys read from the keyring, by profile: proofs are made per resource
 /// request, and a keyring round trip each time would be too slow. Dropped
 /// with the profile's tokens (`add`, `remove`, `lock`).
-pub struct DpopKeys {
+pub(crate) struct DpopKeys {
     store: SecretStore,
     held: Mutex<HeldKeys>,
 }
@@ -27,7 +27,7 @@ struct HeldKeys {
 }
 
 impl DpopKeys {
-    pub fn new(store: SecretStore) -> DpopKeys {
+    pub(crate) fn new(store: SecretStore) -> DpopKeys {
         DpopKeys {
             store,
             held: Mutex::new(HeldKeys::default()),
@@ -38,7 +38,7 @@ impl DpopKeys {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         name: &str,
         alg: Alg,
@@ -75,7 +75,7 @@ impl DpopKeys {
         Ok(key)
     }
 
-    pub fn forget(&self, name: Option<&str>) {
+    pub(crate) fn forget(&self, name: Option<&str>) {
         let mut held = self.held();
         held.epoch += 1;
         match name {

@@ -10,7 +10,7 @@ use crate::token_error::TokenError;
 use jwtagent::protocol::{ErrorCode, IdpDetail};
 
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub(crate) enum AgentError {
     #[error(transparent)]
     Profile(#[from] ProfileError),
     // Boxed: a token error carries the server's answer, and every op's
@@ -59,7 +59,7 @@ impl From<RefreshError<TokenError>> for AgentError {
 
 impl AgentError {
     /// The profile name this error says does not exist, if it says that.
-    pub fn unknown_profile(&self) -> Option<&str> {
+    pub(crate) fn unknown_profile(&self) -> Option<&str> {
         let profile = match self {
             AgentError::Profile(e) => Some(e),
             _ => match self.token_error() {
@@ -87,7 +87,7 @@ impl AgentError {
     }
 
     /// The stable code clients match on.
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         if let Some(e) = self.token_error() {
             return token_code(e);
         }
@@ -110,7 +110,7 @@ impl AgentError {
     }
 
     /// For `idp_error`: what the authorization server answered.
-    pub fn idp(&self) -> Option<IdpDetail> {
+    pub(crate) fn idp(&self) -> Option<IdpDetail> {
         let Some(TokenError::OAuth { source, .. }) = self.token_error() else {
             return None;
         };
@@ -172,7 +172,7 @@ pub(crate) fn token_code(e: &TokenError) -> ErrorCode {
 
 /// Why a sign-in (`login`, `login_wait`, `logout`) failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum LoginError {
+pub(crate) enum LoginError {
     #[error(
         "profile {0:?} uses the {1} grant; `jwtagent login` is for user profiles (--grant device-code or authorization-code)"
     )]
@@ -203,7 +203,7 @@ pub enum LoginError {
 }
 
 impl LoginError {
-    pub fn code(&self) -> ErrorCode {
+    pub(crate) fn code(&self) -> ErrorCode {
         match self {
             LoginError::NotUser(..) | LoginError::NoneUnderWay(_) => ErrorCode::BadRequest,
             LoginError::Denied { .. } | LoginError::Expired(_) => ErrorCode::IdpError,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// Fetches tokens for the refresher: reads the profile, its secret and DPoP
 /// key, and asks the OAuth client.
-pub struct AgentFetcher {
+pub(crate) struct AgentFetcher {
     profiles: Arc<Profiles>,
     store: SecretStore,
     oauth: OAuthClient,
@@ -70,7 +70,11 @@ impl Users {
 }
 
 impl AgentFetcher {
-    pub fn new(profiles: Arc<Profiles>, store: SecretStore, dpop: Arc<DpopKeys>) -> AgentFetcher {
+    pub(crate) fn new(
+        profiles: Arc<Profiles>,
+        store: SecretStore,
+        dpop: Arc<DpopKeys>,
+    ) -> AgentFetcher {
         AgentFetcher {
             profiles,
             store,
@@ -82,13 +86,13 @@ impl AgentFetcher {
 
     /// Forgets what is kept in memory of user profile `name`'s sign-in (its
     /// ID token; whether it needs one is found out again).
-    pub fn forget_user(&self, name: &str) {
+    pub(crate) fn forget_user(&self, name: &str) {
         self.users.set_id_token(name, None);
         self.users.set_login_required(name, None);
     }
 
     /// Forgets every user profile's ID token (`lock`).
-    pub fn forget_users(&self) {
+    pub(crate) fn forget_users(&self) {
         let mut map = self
             .users
             .id_tokens
@@ -99,7 +103,7 @@ impl AgentFetcher {
 
     /// A token for `profile` (not saved yet) with `secret`: the check `add`
     /// makes that the server takes the profile as it is.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         name: &str,
         profile: &Profile,
@@ -131,7 +135,7 @@ impl AgentFetcher {
     }
 
     /// Why user profile `name` needs `jwtagent login`, when it is known to.
-    pub fn login_required(&self, name: &str) -> Option<String> {
+    pub(crate) fn login_required(&self, name: &str) -> Option<String> {
         let map = self
             .users
             .login_required
@@ -141,7 +145,7 @@ impl AgentFetcher {
     }
 
     /// The ID token last issued to profile `name`.
-    pub fn id_token(&self, name: &str) -> Option<Secret> {
+    pub(crate) fn id_token(&self, name: &str) -> Option<Secret> {
         let map = self
             .users
             .id_tokens
@@ -151,7 +155,7 @@ impl AgentFetcher {
     }
 
     /// Whether user profile `name` has a refresh token in the keyring.
-    pub async fn signed_in(&self, name: &str, generation: u32) -> Result<bool, TokenError> {
+    pub(crate) async fn signed_in(&self, name: &str, generation: u32) -> Result<bool, TokenError> {
         Ok(self.store.get_refresh(name, generation).await?.is_some())
     }
 
@@ -159,7 +163,7 @@ impl AgentFetcher {
     /// token goes to the keyring first (the server may already have
     /// forgotten any earlier one); its token is returned, for the caller to
     /// put in the refresher's place of the profile's cached ones.
-    pub async fn keep_sign_in(
+    pub(crate) async fn keep_sign_in(
         &self,
         name: &str,
         profile: &Profile,
@@ -190,7 +194,7 @@ impl AgentFetcher {
 
     /// Forgets user profile `name`'s sign-in: its refresh token leaves the
     /// keyring (returned, for revocation); the caller drops its tokens.
-    pub async fn sign_out(
+    pub(crate) async fn sign_out(
         &self,
         name: &str,
         generation: u32,
@@ -264,7 +268,7 @@ impl AgentFetcher {
     }
 
     /// The OAuth client, for what it learned about servers.
-    pub fn oauth(&self) -> &OAuthClient {
+    pub(crate) fn oauth(&self) -> &OAuthClient {
         &self.oauth
     }
 
@@ -419,7 +423,7 @@ fn grant_inputs(profile: &Profile, served: Vec<(&'static str, Served)>) -> (Inpu
 /// sign-in, or when `add` verified the profile), as the cache entry of the
 /// profile's own scopes and resources that the caller seeds the refresher
 /// with.
-pub fn seeded(
+pub(crate) fn seeded(
     name: &str,
     profile: &Profile,
     response: oauth::TokenResponse,

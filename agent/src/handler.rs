@@ -6,14 +6,14 @@ use crate::audit::Record;
 use crate::error::AgentError;
 use crate::ops;
 use crate::peer::Peer;
-pub use crate::state::AgentState;
+pub(crate) use crate::state::AgentState;
 use crate::tokens::TokenQuery;
 use jwtagent::protocol::{Empty, ErrorBody, ErrorCode, Id, Request, Response, parse_request};
 use serde::Serialize;
 
 /// What the connection should do after sending the response.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum After {
+pub(crate) enum After {
     Continue,
     /// The request was `stop`: shut the agent down once the answer is sent.
     Shutdown,
@@ -25,7 +25,7 @@ pub enum After {
 
 /// Handles one request line (without its newline) and returns the response line
 /// (with its newline).
-pub async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u8>, After) {
+pub(crate) async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) -> (Vec<u8>, After) {
     let parsed = parse_request(line);
     let request = match parsed.request {
         Ok(request) => request,
@@ -178,13 +178,13 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
 
 /// An error response line for cases found before a request could be parsed
 /// (an oversized line, a refused peer).
-pub fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
+pub(crate) fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     encode_body::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
 }
 
 /// An error line in place of the answer `answer` (same id): an answer
 /// withheld as it was about to be written.
-pub fn instead_of(answer: &[u8], code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
+pub(crate) fn instead_of(answer: &[u8], code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     encode_body::<Empty>(Id::of_line(answer), Err(ErrorBody::new(code, message)))
 }
 

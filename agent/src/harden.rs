@@ -10,7 +10,7 @@ use rustix::process::{
 use std::io;
 
 /// Makes the process non-dumpable (`PR_SET_DUMPABLE` 0) and sets `RLIMIT_CORE` to 0.
-pub fn make_non_dumpable() -> io::Result<()> {
+pub(crate) fn make_non_dumpable() -> io::Result<()> {
     set_dumpable_behavior(DumpableBehavior::NotDumpable)?;
     setrlimit(
         Resource::Core,
@@ -24,7 +24,7 @@ pub fn make_non_dumpable() -> io::Result<()> {
 
 /// Raises the soft open-file limit towards the hard one, so the connection cap,
 /// not the default 1024 descriptors, is what bounds concurrent clients.
-pub fn raise_nofile_limit(want: u64) {
+pub(crate) fn raise_nofile_limit(want: u64) {
     let limit = getrlimit(Resource::Nofile);
     let hard = limit.maximum.unwrap_or(u64::MAX);
     let target = want.min(hard);

@@ -15,7 +15,7 @@ use jwtagent::secret::Secret;
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-pub use jwtagent::config::GENERATED_ALGS as GENERATED;
+pub(crate) use jwtagent::config::GENERATED_ALGS as GENERATED;
 
 /// Why a key could not be made, read or used, or a DPoP request is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum JwkError {
 }
 
 /// A fresh private key for `alg`, as PKCS#8 PEM.
-pub fn generate(alg: Alg) -> Result<Secret, JwkError> {
+pub(crate) fn generate(alg: Alg) -> Result<Secret, JwkError> {
     let failed = |_| JwkError::Generate(alg);
     let der: Zeroizing<Vec<u8>> = Zeroizing::new(match alg {
         Alg::ES256 | Alg::ES384 => {
@@ -83,7 +83,7 @@ pub fn generate(alg: Alg) -> Result<Secret, JwkError> {
 }
 
 /// `ES256, ES384, EdDSA or RS256`.
-pub fn names(algs: &[Alg]) -> String {
+pub(crate) fn names(algs: &[Alg]) -> String {
     let names: Vec<&str> = algs.iter().map(|a| a.as_str()).collect();
     match names.split_last() {
         Some((last, [])) => last.to_string(),
@@ -133,7 +133,7 @@ fn b64url(bytes: &[u8]) -> String {
 
 /// The public JWK (RFC 7517/7518/8037) of a private key in PEM: `kty` and the
 /// public parameters only, in the order RFC 7638 hashes them.
-pub fn public_jwk(pem: &Secret) -> Result<Map<String, Value>, JwkError> {
+pub(crate) fn public_jwk(pem: &Secret) -> Result<Map<String, Value>, JwkError> {
     let (kind, _) = parse_private_key(pem)?;
     let der = pem_der(pem)?;
     let rejected = |e: aws_lc_rs::error::KeyRejected| JwkError::Rejected(e.to_string());
@@ -195,7 +195,7 @@ fn members<const N: usize>(pairs: [(&str, String); N]) -> Map<String, Value> {
 
 /// RFC 7638 thumbprint: SHA-256 over the required members in lexicographic
 /// order, without whitespace, base64url.
-pub fn thumbprint(jwk: &Map<String, Value>) -> String {
+pub(crate) fn thumbprint(jwk: &Map<String, Value>) -> String {
     let required: &[&str] = match jwk.get("kty").and_then(Value::as_str) {
         Some("EC") => &["crv", "kty", "x", "y"],
         Some("OKP") => &["crv", "kty", "x"],
@@ -214,7 +214,7 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> String {
 
 /// A JWKS to register with the authorization server: the public key with
 /// `kid`, `alg` and `use`.
-pub fn jwks(pem: &Secret, alg: Alg, kid: &str) -> Result<Value, JwkError> {
+pub(crate) fn jwks(pem: &Secret, alg: Alg, kid: &str) -> Result<Value, JwkError> {
     let mut jwk = public_jwk(pem)?;
     jwk.insert("kid".into(), kid.into());
     jwk.insert("alg".into(), alg.as_str().into());
@@ -225,7 +225,7 @@ pub fn jwks(pem: &Secret, alg: Alg, kid: &str) -> Result<Value, JwkError> {
 /// The JWKS of a key with its certificate chain (RFC 7517 §4.7 `x5c`, and
 /// `x5t#S256`): what a self_signed_tls_client_auth client registers (RFC
 /// 8705 §2.2), or a private_key_jwt client with a certificate.
-pub fn jwks_with_chain(
+pub(crate) fn jwks_with_chain(
     pem: &Secret,
     alg: Option<Alg>,
     kid: Option<&str>,
@@ -251,7 +251,7 @@ pub fn jwks_with_chain(
 
 /// The `htu` of a DPoP proof (RFC 9449 §4.2): the URL without query and
 /// fragment. Only absolute http(s) URLs are accepted.
-pub fn htu(url: &str) -> Result<String, JwkError> {
+pub(crate) fn htu(url: &str) -> Result<String, JwkError> {
     let mut parsed = url::Url::parse(url).map_err(|e| JwkError::BadUrl {
         url: url.to_string(),
         detail: e.to_string(),
@@ -266,7 +266,7 @@ pub fn htu(url: &str) -> Result<String, JwkError> {
 
 /// The `htm` of a DPoP proof: an HTTP method token (RFC 9110 §5.6.2),
 /// upper-cased as every registered method is.
-pub fn htm(method: &str) -> Result<String, JwkError> {
+pub(crate) fn htm(method: &str) -> Result<String, JwkError> {
     let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if method.is_empty() || !method.chars().all(tchar) {
         return Err(JwkError::BadMethod(method.to_string()));
@@ -275,7 +275,7 @@ pub fn htm(method: &str) -> Result<String, JwkError> {
 }
 
 /// A DPoP key held in memory: signs proofs, shows only its public half.
-pub struct DpopKey {
+pub(crate) struct DpopKey {
     alg: Alg,
     key: jsonwebtoken::EncodingKey,
     jwk: Map<String, Value>,
@@ -293,7 +293,7 @@ impl std::fmt::Debug for DpopKey {
 
 impl DpopKey {
     /// Reads a stored DPoP key (PKCS#8 PEM) for `alg`.
-    pub fn from_pem(pem: &Secret, alg: Alg) -> Result<DpopKey, JwkError> {
+    pub(crate) fn from_pem(pem: &Secret, alg: Alg) -> Result<DpopKey, JwkError> {
         let (_, key) = parse_private_key(pem)?;
         let jwk = public_jwk(pem)?;
         Ok(DpopKey {
@@ -306,14 +306,14 @@ impl DpopKey {
 
     /// The RFC 7638 thumbprint of the public key: what a bound token's
     /// `cnf.jkt` holds.
-    pub fn thumbprint(&self) -> &str {
+    pub(crate) fn thumbprint(&self) -> &str {
         &self.thumbprint
     }
 
     /// A fresh proof for one request (RFC 9449 §4.2): `typ` dpop+jwt, the
     /// public `jwk`, a new `jti`, `htm`, `htu`, `iat`, and `ath` (the access
     /// token's SHA-256) and `nonce` when given.
-    pub fn proof(
+    pub(crate) fn proof(
         &self,
         htm: &str,
         htu: &str,

@@ -10,7 +10,7 @@ use jwtagent::secret::Secret;
 
 /// Shortest HMAC secret accepted for client_secret_jwt (RFC 7518 §3.2 wants a
 /// key at least as long as the hash; 32 bytes covers HS256).
-pub const MIN_HMAC_SECRET: usize = 32;
+pub(crate) const MIN_HMAC_SECRET: usize = 32;
 
 /// The kinds of private key private_key_jwt can sign with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,7 @@ impl KeyKind {
     }
 }
 
-pub fn jwt_alg(alg: Alg) -> Algorithm {
+pub(crate) fn jwt_alg(alg: Alg) -> Algorithm {
     match alg {
         Alg::HS256 => Algorithm::HS256,
         Alg::HS384 => Algorithm::HS384,
@@ -137,7 +137,7 @@ pub enum KeyError {
 /// Checks `secret` against the profile's auth method and fills in `alg` when it
 /// is left to the key (private_key_jwt) or defaults (client_secret_jwt: HS256).
 /// The error says what is wrong and how to fix it.
-pub fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<(), KeyError> {
+pub(crate) fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Result<(), KeyError> {
     if profile.signs_grant() {
         // The key signs the grant (and authenticates the client, if at all).
         let key = secret.ok_or(KeyError::KeyMissing)?;

@@ -5,6 +5,7 @@
 //! request or SIGTERM/SIGINT and cleans up after itself.
 
 #![deny(unsafe_code)]
+#![deny(unreachable_pub)]
 
 pub(crate) mod audit;
 pub(crate) mod config_io;

@@ -58,7 +58,7 @@ fn already_running(path: &Path, pid: Option<u32>) -> String {
 /// The claimed socket: the listener, the lock that makes it ours, and what is
 /// needed to remove the socket file on exit (and only ours).
 #[derive(Debug)]
-pub struct ClaimedSocket {
+pub(crate) struct ClaimedSocket {
     pub path: PathBuf,
     pub listener: UnixListener,
     /// Device and inode of the socket file we created.
@@ -71,7 +71,7 @@ pub struct ClaimedSocket {
 impl ClaimedSocket {
     /// A listening socket passed by systemd (socket activation). Its file is
     /// systemd's: the agent never removes it.
-    pub fn inherited(listener: UnixListener) -> Result<ClaimedSocket, BindError> {
+    pub(crate) fn inherited(listener: UnixListener) -> Result<ClaimedSocket, BindError> {
         let path = listener
             .local_addr()
             .ok()
@@ -97,12 +97,12 @@ impl ClaimedSocket {
     }
 
     /// Whether the socket came from systemd.
-    pub fn is_inherited(&self) -> bool {
+    pub(crate) fn is_inherited(&self) -> bool {
         self._lock.is_none()
     }
 
     /// Removes the socket file if it is still the one this agent created.
-    pub fn remove_socket_file(&self) {
+    pub(crate) fn remove_socket_file(&self) {
         if self.is_inherited() {
             return;
         }
@@ -119,7 +119,7 @@ impl ClaimedSocket {
 
 /// Claims `path` for this agent: checks (or creates) its directory, takes the
 /// lock, reclaims a stale socket, and binds a new one with mode 0600.
-pub fn claim(path: &Path) -> Result<ClaimedSocket, BindError> {
+pub(crate) fn claim(path: &Path) -> Result<ClaimedSocket, BindError> {
     paths::ensure_socket_dir(path)?;
     let lock = take_lock(path)?;
     reclaim_stale(path)?;

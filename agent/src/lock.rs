@@ -11,7 +11,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// The longest delay before a wrong passphrase is answered.
-pub const MAX_DELAY: Duration = Duration::from_secs(10);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(10);
 /// The first delay.
 const FIRST_DELAY: Duration = Duration::from_millis(250);
 
@@ -22,7 +22,7 @@ struct Locked {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error("the agent is already locked; unlock it first with `jwtagent unlock`")]
     AlreadyLocked,
     #[error("the agent is not locked")]
@@ -37,7 +37,7 @@ pub enum LockError {
 
 /// The lock; `Default` is unlocked.
 #[derive(Default)]
-pub struct Lock {
+pub(crate) struct Lock {
     state: tokio::sync::Mutex<Option<Locked>>,
     /// Mirror of "locked" readable without waiting behind an unlock attempt.
     locked: std::sync::atomic::AtomicBool,
@@ -55,7 +55,7 @@ fn hash(passphrase: &Secret, salt: &[u8; 16]) -> Result<Zeroizing<[u8; 32]>, Loc
 }
 
 /// The delay before answering the `failures`th wrong passphrase in a row.
-pub fn delay_after(failures: u32) -> Duration {
+pub(crate) fn delay_after(failures: u32) -> Duration {
     FIRST_DELAY
         .saturating_mul(
             1u32.checked_shl(failures.saturating_sub(1).min(16))
@@ -65,17 +65,17 @@ pub fn delay_after(failures: u32) -> Duration {
 }
 
 impl Lock {
-    pub fn is_locked(&self) -> bool {
+    pub(crate) fn is_locked(&self) -> bool {
         self.locked.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How many times the agent has been locked.
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Locks with `passphrase`.
-    pub async fn lock(&self, passphrase: &Secret) -> Result<(), LockError> {
+    pub(crate) async fn lock(&self, passphrase: &Secret) -> Result<(), LockError> {
         if passphrase.is_empty() {
             return Err(LockError::EmptyPassphrase);
         }
@@ -102,7 +102,7 @@ impl Lock {
 
     /// Unlocks if `passphrase` is the one the agent was locked with. A wrong
     /// one is answered only after the delay, holding off other attempts.
-    pub async fn unlock(&self, passphrase: &Secret) -> Result<(), LockError> {
+    pub(crate) async fn unlock(&self, passphrase: &Secret) -> Result<(), LockError> {
         let mut state = self.state.lock().await;
         let Some(locked) = state.as_mut() else {
             return Err(LockError::NotLocked);

@@ -29,9 +29,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// A sign-in nobody has waited on for this long is abandoned.
-pub const LEASE: Duration = Duration::from_secs(15);
+pub(crate) const LEASE: Duration = Duration::from_secs(15);
 /// The longest one `login_wait` waits.
-pub const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 /// How long the browser flow waits for the browser.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The longest request head the redirect listener reads.
@@ -452,7 +452,7 @@ fn html_escape(text: &str) -> String {
 
 /// The sign-ins under way, by profile.
 #[derive(Default)]
-pub struct Logins {
+pub(crate) struct Logins {
     flows: Mutex<HashMap<String, Arc<Flow>>>,
 }
 
@@ -463,19 +463,19 @@ impl Logins {
     }
 
     /// Whether a sign-in is under way for `name`.
-    pub fn under_way(&self, name: &str) -> bool {
+    pub(crate) fn under_way(&self, name: &str) -> bool {
         self.flow(name).is_some_and(|f| !f.ended())
     }
 
     /// Ends the sign-in under way for `name`, if any.
-    pub fn cancel(&self, name: &str, why: &'static str) {
+    pub(crate) fn cancel(&self, name: &str, why: &'static str) {
         if let Some(flow) = self.flow(name) {
             flow.finish(Err(LoginError::Cancelled(name.to_string(), why)));
         }
     }
 
     /// Ends every sign-in under way (`lock`).
-    pub fn cancel_all(&self, why: &'static str) {
+    pub(crate) fn cancel_all(&self, why: &'static str) {
         let flows: Vec<(String, Arc<Flow>)> = {
             let flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
             flows.iter().map(|(n, f)| (n.clone(), f.clone())).collect()
@@ -486,7 +486,7 @@ impl Logins {
     }
 
     /// The sign-in under way for `name`, joined (its lease renewed), if any.
-    pub fn join(&self, name: &str) -> Option<LoginStarted> {
+    pub(crate) fn join(&self, name: &str) -> Option<LoginStarted> {
         let flow = self.flow(name).filter(|f| !f.ended())?;
         *flow.waited.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Some(joined(&flow))
@@ -495,7 +495,7 @@ impl Logins {
     /// `login`: starts a sign-in for user profile `name` (as `profile`,
     /// its client authenticating with `secret`), whose tokens go to
     /// `refresher`; or joins the one under way.
-    pub async fn start(
+    pub(crate) async fn start(
         &self,
         name: &str,
         profile: Profile,
@@ -605,7 +605,11 @@ impl Logins {
     }
 
     /// `login_wait`: waits up to `wait` for the sign-in under way.
-    pub async fn wait(&self, name: &str, wait: Duration) -> Result<LoginProgress, AgentError> {
+    pub(crate) async fn wait(
+        &self,
+        name: &str,
+        wait: Duration,
+    ) -> Result<LoginProgress, AgentError> {
         let flow = self
             .flow(name)
             .ok_or_else(|| LoginError::NoneUnderWay(name.to_string()))?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// The executable a process runs, as the agent can tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exe {
+pub(crate) struct Exe {
     /// Its path, as the process's own mount namespace names it.
     pub path: PathBuf,
     /// Device and inode of the file itself (`/proc/PID/exe` opens the file
@@ -49,7 +49,7 @@ impl From<&str> for Exe {
 
 /// The peer of one connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub uid: u32,
     /// The process that connected (SO_PEERCRED).
     pub pid: Option<u32>,
@@ -71,7 +71,7 @@ const OPENSSH: &[&str] = &["ssh", "sshd", "sshd-session"];
 impl Peer {
     /// Whether the connection comes through OpenSSH forwarding: the process
     /// that connected, or one that wrote to it, is `ssh` or `sshd`.
-    pub fn forwarded(&self) -> bool {
+    pub(crate) fn forwarded(&self) -> bool {
         let openssh = |exe: &Option<Exe>| {
             exe.as_ref()
                 .and_then(|e| e.path.file_name())
@@ -83,14 +83,14 @@ impl Peer {
 
     /// The executable for a message: control characters in its path
     /// escaped, so that a path cannot forge a line.
-    pub fn exe_display(&self) -> String {
+    pub(crate) fn exe_display(&self) -> String {
         exe_display(self.exe.as_ref())
     }
 }
 
 /// An executable's path (or `unknown`) for a message, control characters
 /// escaped.
-pub fn exe_display(exe: Option<&Exe>) -> String {
+pub(crate) fn exe_display(exe: Option<&Exe>) -> String {
     exe.map_or_else(
         || "unknown".into(),
         |e| jwtagent::text::escaped(&e.path.to_string_lossy()).into_owned(),
@@ -99,7 +99,7 @@ pub fn exe_display(exe: Option<&Exe>) -> String {
 
 /// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).
 #[cfg(target_os = "linux")]
-pub fn boot_ticks_now() -> Option<u64> {
+pub(crate) fn boot_ticks_now() -> Option<u64> {
     let (secs, nanos) = crate::sys::boot_time()?;
     let hz = crate::sys::clock_ticks_per_second()?;
     secs.checked_mul(hz)?
@@ -124,19 +124,19 @@ fn exited(pidfd: &rustix::fd::OwnedFd) -> bool {
 /// The process behind a resolved executable, held (by a pidfd) for as long
 /// as its connection lives.
 #[derive(Debug)]
-pub struct Holder(rustix::fd::OwnedFd);
+pub(crate) struct Holder(rustix::fd::OwnedFd);
 
 impl Holder {
     /// Whether the process still runs: then its pid has not passed to
     /// another, and whatever that pid did since it was resolved, it did.
-    pub fn alive(&self) -> bool {
+    pub(crate) fn alive(&self) -> bool {
         !exited(&self.0)
     }
 }
 
 /// The executable of `pid`, if that process started no later than
 /// `accepted_at` (boot ticks) and is still the same process after reading it.
-pub fn resolve_exe(pid: u32, accepted_at: u64) -> Option<Exe> {
+pub(crate) fn resolve_exe(pid: u32, accepted_at: u64) -> Option<Exe> {
     resolve(pid, accepted_at).map(|(exe, _)| exe)
 }
 
@@ -174,13 +174,13 @@ fn image(pid: u32) -> Option<Exe> {
 /// Whether process `pid` still runs `exe`'s file and is still the process
 /// that started when `exe` says: no exec of another file since `exe` was
 /// read, no other process on the pid.
-pub fn still_runs(pid: u32, exe: &Exe) -> bool {
+pub(crate) fn still_runs(pid: u32, exe: &Exe) -> bool {
     image(pid).is_some_and(|now| now.file == exe.file && now.own_namespaces == exe.own_namespaces)
         && start_ticks(pid) == Some(exe.started)
 }
 
 /// [`resolve_exe`], with a hold on the process whose executable it is.
-pub fn resolve(pid: u32, accepted_at: u64) -> Option<(Exe, Holder)> {
+pub(crate) fn resolve(pid: u32, accepted_at: u64) -> Option<(Exe, Holder)> {
     let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
     let started = start_ticks(pid)?;

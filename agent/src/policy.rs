@@ -212,7 +212,7 @@ pub(crate) struct InputRefused {
 
 impl InputRefused {
     /// The error for the caller.
-    pub fn error(self) -> AgentError {
+    pub(crate) fn error(self) -> AgentError {
         AgentError::Denied(self.why)
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 /// Why a profile operation failed; each maps to a protocol error code.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum ProfileError {
+pub(crate) enum ProfileError {
     /// `add` (or `keygen`, which adds) refused the profile.
     #[error("cannot {} {name:?}: {reason}", if *.keygen { "generate a key for" } else { "add profile" })]
     Refused {
@@ -42,7 +42,7 @@ pub enum ProfileError {
 /// A profile as stored: its name, its settings, and (when looked up) whether
 /// the keyring holds its secret.
 #[derive(Debug, Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub name: String,
     pub profile: Profile,
     pub secret_stored: Option<bool>,
@@ -50,7 +50,7 @@ pub struct Entry {
 
 /// What `add` did.
 #[derive(Debug, Clone)]
-pub struct Saved {
+pub(crate) struct Saved {
     /// A new profile, not a replaced one.
     pub created: bool,
     pub entry: Entry,
@@ -58,7 +58,7 @@ pub struct Saved {
 
 /// What `remove` left behind: the keyring entry it could not delete, with why.
 #[derive(Debug, Clone)]
-pub struct Leftover {
+pub(crate) struct Leftover {
     pub service: String,
     pub account: String,
     pub error: StoreError,
@@ -66,7 +66,7 @@ pub struct Leftover {
 
 /// Why `add` or `keygen` refused a profile.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The name is not one a profile can have.
     #[error("{0}")]
     Name(String),
@@ -101,7 +101,7 @@ pub enum Refusal {
 
 /// Why `jwks` has no public key to show.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum NoKeyPair {
+pub(crate) enum NoKeyPair {
     #[error(
         "uses {0}, which has no key pair (private_key_jwt, tls_client_auth and self_signed_tls_client_auth have); `jwtagent keygen` makes a private_key_jwt profile"
     )]
@@ -156,7 +156,7 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// Writes the config file; a seam so tests can make the write fail.
 type WriteFn = fn(&Path, &[u8]) -> Result<(), crate::config_io::WriteError>;
 
-pub struct Profiles {
+pub(crate) struct Profiles {
     path: PathBuf,
     loaded: Mutex<Loaded>,
     writer: tokio::sync::Mutex<()>,
@@ -168,7 +168,7 @@ impl Profiles {
     /// Loads `path` (a missing file is an empty config). A config that does not
     /// parse is kept as an error: reported by every op and by `status`, and
     /// re-read once the file changes.
-    pub fn new(path: PathBuf, store: SecretStore) -> Profiles {
+    pub(crate) fn new(path: PathBuf, store: SecretStore) -> Profiles {
         let config = ConfigFile::load(&path);
         match &config {
             Ok(c) => {
@@ -189,23 +189,23 @@ impl Profiles {
         }
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn store(&self) -> &SecretStore {
+    pub(crate) fn store(&self) -> &SecretStore {
         &self.store
     }
 
     /// The config as it is on disk now (re-read when the file changed).
-    pub fn current(&self) -> Result<Arc<ConfigFile>, ConfigError> {
+    pub(crate) fn current(&self) -> Result<Arc<ConfigFile>, ConfigError> {
         self.load_if_changed(Duration::ZERO)
     }
 
     /// Like [`Profiles::current`], but looks at the file at most once a second:
     /// for the token path, which must stay cheap. A hand edit reaches it within
     /// a second.
-    pub fn current_fast(&self) -> Result<Arc<ConfigFile>, ConfigError> {
+    pub(crate) fn current_fast(&self) -> Result<Arc<ConfigFile>, ConfigError> {
         self.load_if_changed(RECHECK)
     }
 
@@ -250,7 +250,7 @@ impl Profiles {
             .map_err(|e| ProfileError::Config(e.to_string()))
     }
 
-    pub fn list(&self) -> Result<Vec<Entry>, ProfileError> {
+    pub(crate) fn list(&self) -> Result<Vec<Entry>, ProfileError> {
         Ok(self
             .config()?
             .profiles
@@ -264,7 +264,7 @@ impl Profiles {
     }
 
     /// One profile, with whether its secret is in the keyring.
-    pub async fn show(&self, name: &str) -> Result<Entry, ProfileError> {
+    pub(crate) async fn show(&self, name: &str) -> Result<Entry, ProfileError> {
         let profile = self
             .config()?
             .profiles
@@ -286,7 +286,7 @@ impl Profiles {
     /// Creates or replaces a profile. Validates everything first; then stores
     /// the secret (and a new DPoP key), then writes the config, putting back
     /// what was in the keyring before if anything fails.
-    pub async fn add(
+    pub(crate) async fn add(
         &self,
         name: &str,
         mut profile: Profile,
@@ -355,7 +355,7 @@ impl Profiles {
 
     /// `profile` as `add` would save it (its `kid` and the rest filled in),
     /// checked as `add` checks it, without saving anything.
-    pub async fn prepared(
+    pub(crate) async fn prepared(
         &self,
         name: &str,
         mut profile: Profile,
@@ -383,7 +383,7 @@ impl Profiles {
     /// After a crash: deletes the keyring entries that a replace left behind
     /// (the generation before each profile's, and the one after it), and the
     /// config writer's stale temp files. Run once at start.
-    pub async fn sweep(&self) {
+    pub(crate) async fn sweep(&self) {
         // Held throughout, so that no `add` writes a generation being swept.
         let _guard = self.writer.lock().await;
         let path = self.path.clone();
@@ -412,7 +412,7 @@ impl Profiles {
     /// a private_key_jwt profile with it. Answers with the public JWKS to
     /// register; the private key never leaves the agent. An existing profile is
     /// replaced only with `force` (its registered key would stop working).
-    pub async fn keygen(
+    pub(crate) async fn keygen(
         &self,
         name: &str,
         mut profile: Profile,
@@ -453,7 +453,7 @@ impl Profiles {
 
     /// The public JWKS of a key-based profile's key (private_key_jwt, or a
     /// TLS client certificate's), with its certificate chain when it has one.
-    pub async fn jwks(&self, name: &str) -> Result<serde_json::Value, ProfileError> {
+    pub(crate) async fn jwks(&self, name: &str) -> Result<serde_json::Value, ProfileError> {
         let profile = self
             .config()?
             .profiles
@@ -499,7 +499,7 @@ impl Profiles {
     }
 
     /// Deletes a profile from the config, then its keyring entry.
-    pub async fn remove(&self, name: &str) -> Result<Option<Leftover>, ProfileError> {
+    pub(crate) async fn remove(&self, name: &str) -> Result<Option<Leftover>, ProfileError> {
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot remove profile {name:?}: {e}")))?;
@@ -559,7 +559,7 @@ fn check_inputs(config: &ConfigFile, name: &str, profile: &Profile) -> Result<()
 }
 
 /// The `kid` that asks for none: `--kid none`.
-pub const NO_KID: &str = "none";
+pub(crate) const NO_KID: &str = "none";
 
 /// Checks everything about a profile to add that needs no lock: its name,
 /// fields, secret and CA file; fills in what is left to the key (`alg`) or to

@@ -22,25 +22,25 @@ use tokio_util::sync::CancellationToken;
 /// Refresh at 70–80 % of the lifetime (75 % ± jitter).
 const REFRESH_FRACTION: (f64, f64) = (0.70, 0.80);
 /// A token without `expires_in` is refreshed after this long...
-pub const UNKNOWN_LIFETIME_REFRESH: Duration = Duration::from_secs(300);
+pub(crate) const UNKNOWN_LIFETIME_REFRESH: Duration = Duration::from_secs(300);
 /// ... and served for at most this long if refreshing it fails.
-pub const UNKNOWN_LIFETIME_SERVE: Duration = Duration::from_secs(600);
+pub(crate) const UNKNOWN_LIFETIME_SERVE: Duration = Duration::from_secs(600);
 /// Backoff bounds.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// The longest Retry-After honoured as given: a server cannot make a profile
 /// unusable for longer than the backoff's own maximum.
 const RETRY_AFTER_MAX: Duration = BACKOFF_MAX;
 /// The soonest a background refresh follows a fetch.
-pub const MIN_REFRESH_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const MIN_REFRESH_AFTER: Duration = Duration::from_secs(1);
 /// A key nobody asked for in this long stops being refreshed.
-pub const IDLE_AFTER: Duration = Duration::from_secs(30 * 60);
+pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(30 * 60);
 /// How long a caller waits for a fetch in progress before getting an error.
-pub const MAX_WAIT: Duration = Duration::from_secs(75);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(75);
 
 /// What is cached: the profile, and exactly what was asked of the server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key {
+pub(crate) struct Key {
     pub profile: String,
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
@@ -49,7 +49,7 @@ pub struct Key {
 }
 
 /// A token as the fetcher got it.
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub token: Secret,
     pub token_type: String,
     pub scope: Option<String>,
@@ -69,7 +69,7 @@ pub struct Fetched {
 
 /// Why a fetch failed: the fetcher's error, and when to try again.
 #[derive(Debug, Clone)]
-pub struct FetchError<E> {
+pub(crate) struct FetchError<E> {
     pub error: E,
     /// The server's Retry-After (429, 503).
     pub retry_after: Option<Duration>,
@@ -79,7 +79,7 @@ pub struct FetchError<E> {
 }
 
 /// Gets tokens. The agent's fetcher talks to the OAuth client; tests use fakes.
-pub trait Fetcher: Send + Sync + 'static {
+pub(crate) trait Fetcher: Send + Sync + 'static {
     /// What a failed fetch reports; kept (for `status` and for callers while
     /// backing off), so it is cloned.
     type Error: Clone + fmt::Display + Send + Sync + 'static;
@@ -122,7 +122,7 @@ const INPUT_MIN_TTL: Duration = Duration::from_secs(30);
 
 /// Why a caller got no token.
 #[derive(Debug, Clone)]
-pub enum RefreshError<E> {
+pub(crate) enum RefreshError<E> {
     /// The last fetch failed; while backing off, when the next attempt is.
     Failed {
         error: E,
@@ -161,7 +161,7 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for RefreshError<E> {}
 
 /// A token handed to a caller.
 #[derive(Debug, Clone)]
-pub struct Served {
+pub(crate) struct Served {
     pub token: Secret,
     pub token_type: String,
     pub scope: Option<String>,
@@ -174,7 +174,7 @@ pub struct Served {
 
 /// Per-key state, for `status`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KeyStatus {
+pub(crate) struct KeyStatus {
     pub key: Key,
     pub expires_in: Option<Duration>,
     pub next_refresh_in: Option<Duration>,
@@ -297,10 +297,10 @@ impl<E> Entry<E> {
 }
 
 /// Randomness for jitter, replaceable in tests.
-pub type Rng = Arc<dyn Fn() -> f64 + Send + Sync>;
+pub(crate) type Rng = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// A uniform value in [0, 1) from the system's random generator.
-pub fn system_rng() -> Rng {
+pub(crate) fn system_rng() -> Rng {
     Arc::new(|| {
         let mut b = [0u8; 8];
         if aws_lc_rs::rand::fill(&mut b).is_err() {
@@ -313,7 +313,7 @@ pub fn system_rng() -> Rng {
 /// When to refresh a token obtained at `obtained`: at 70–80 % of its lifetime,
 /// or earlier if `refresh_before` says so; never sooner than a second after it
 /// was obtained, so a tiny lifetime cannot spin.
-pub fn refresh_at(
+pub(crate) fn refresh_at(
     obtained: Instant,
     lifetime: Option<Duration>,
     refresh_before: Option<RefreshBefore>,
@@ -340,7 +340,7 @@ pub fn refresh_at(
 
 /// Exponential backoff with full jitter after `failures` consecutive failures
 /// (1, 2, 3, ...): uniform in [1 s, min(5 min, 1 s × 2^(failures-1))].
-pub fn backoff(failures: u32, rand: f64) -> Duration {
+pub(crate) fn backoff(failures: u32, rand: f64) -> Duration {
     let exp = BACKOFF_MIN
         .saturating_mul(
             1u32.checked_shl(failures.saturating_sub(1).min(20))
@@ -352,25 +352,25 @@ pub fn backoff(failures: u32, rand: f64) -> Duration {
 }
 
 /// The delay before the next attempt after a failure.
-pub fn retry_delay<E>(error: &FetchError<E>, failures: u32, rand: f64) -> Duration {
+pub(crate) fn retry_delay<E>(error: &FetchError<E>, failures: u32, rand: f64) -> Duration {
     match error.retry_after {
         Some(after) => after.clamp(BACKOFF_MIN, RETRY_AFTER_MAX),
         None => backoff(failures, rand),
     }
 }
 
-pub struct Refresher<F: Fetcher> {
+pub(crate) struct Refresher<F: Fetcher> {
     fetcher: Arc<F>,
     entries: Mutex<HashMap<Key, Arc<Entry<F::Error>>>>,
     rng: Rng,
 }
 
 impl<F: Fetcher> Refresher<F> {
-    pub fn new(fetcher: F) -> Arc<Self> {
+    pub(crate) fn new(fetcher: F) -> Arc<Self> {
         Self::with_rng(fetcher, system_rng())
     }
 
-    pub fn with_rng(fetcher: F, rng: Rng) -> Arc<Self> {
+    pub(crate) fn with_rng(fetcher: F, rng: Rng) -> Arc<Self> {
         Arc::new(Refresher {
             fetcher: Arc::new(fetcher),
             entries: Mutex::new(HashMap::new()),
@@ -400,7 +400,7 @@ impl<F: Fetcher> Refresher<F> {
     /// A token for `key` with more than `min_ttl` left: the cached one, or a
     /// new one (fetched once for all concurrent callers). `force` always
     /// fetches (a token fetched after this call began counts).
-    pub async fn get(
+    pub(crate) async fn get(
         self: &Arc<Self>,
         key: &Key,
         min_ttl: Duration,
@@ -613,11 +613,11 @@ impl<F: Fetcher> Refresher<F> {
 
     /// Drops every entry of `profile` (removed or replaced) and stops its tasks.
     /// The fetcher tokens come from.
-    pub fn fetcher(&self) -> &F {
+    pub(crate) fn fetcher(&self) -> &F {
         &self.fetcher
     }
 
-    pub fn forget(&self, profile: &str) {
+    pub(crate) fn forget(&self, profile: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.retain(|key, entry| {
             let keep = key.profile != profile;
@@ -630,7 +630,7 @@ impl<F: Fetcher> Refresher<F> {
 
     /// Holds `fetched` for `key` as if the refresher had fetched it now (a
     /// sign-in's token: the agent asked for it, the refresher did not).
-    pub fn seed(self: &Arc<Self>, key: &Key, fetched: Fetched) {
+    pub(crate) fn seed(self: &Arc<Self>, key: &Key, fetched: Fetched) {
         let entry = self.entry(key);
         let jitter = (self.rng)();
         {
@@ -644,7 +644,7 @@ impl<F: Fetcher> Refresher<F> {
     }
 
     /// Drops everything (shutdown, lock).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         for entry in entries.values() {
             entry.stop.cancel();
@@ -653,7 +653,7 @@ impl<F: Fetcher> Refresher<F> {
     }
 
     /// Every key's state, for `status`.
-    pub fn status(&self) -> Vec<KeyStatus> {
+    pub(crate) fn status(&self) -> Vec<KeyStatus> {
         let entries: Vec<Arc<Entry<F::Error>>> = self
             .entries
             .lock()

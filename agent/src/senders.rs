@@ -14,7 +14,7 @@ use tokio::net::unix::OwnedReadHalf;
 /// A process that wrote to the connection, with when its bytes were read
 /// (boot ticks), which bounds when it may have started (pid reuse).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Writer {
+pub(crate) struct Writer {
     /// 0 when the kernel could not tell (another pid namespace).
     pub pid: u32,
     pub seen_at: u64,
@@ -22,7 +22,7 @@ pub struct Writer {
 
 /// The read half of a connection, read with `recvmsg` to learn the writer of
 /// each chunk. A stream read never returns bytes of two writers at once.
-pub struct CredReader {
+pub(crate) struct CredReader {
     inner: OwnedReadHalf,
     /// Distinct writers seen so far, in order; a handful at most in practice,
     /// bounded so that a hostile peer cannot grow it.
@@ -35,7 +35,7 @@ pub struct CredReader {
 const MAX_WRITERS: usize = 16;
 
 impl CredReader {
-    pub fn new(inner: OwnedReadHalf) -> CredReader {
+    pub(crate) fn new(inner: OwnedReadHalf) -> CredReader {
         CredReader {
             inner,
             writers: Vec::new(),
@@ -45,12 +45,12 @@ impl CredReader {
 
     /// Every distinct writer seen; `None` once there were more than
     /// [`MAX_WRITERS`] (the connection cannot pass any caller policy).
-    pub fn writers(&self) -> Option<&[Writer]> {
+    pub(crate) fn writers(&self) -> Option<&[Writer]> {
         (self.writers.len() <= MAX_WRITERS).then_some(&self.writers[..])
     }
 
     /// Whether writers were added since the last call.
-    pub fn take_new(&mut self) -> bool {
+    pub(crate) fn take_new(&mut self) -> bool {
         let new = self.fresh != self.writers.len();
         self.fresh = self.writers.len();
         new

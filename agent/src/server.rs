@@ -46,7 +46,7 @@ impl Default for Limits {
 
 /// Serves `listener` until `shutdown` is cancelled (by a `stop` request or a
 /// signal), then waits up to the grace period for in-flight requests.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: UnixListener,
     state: Arc<AgentState>,
     limits: Limits,

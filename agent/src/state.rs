@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// What the agent knows, shared by every connection.
-pub struct AgentState {
+pub(crate) struct AgentState {
     pub started: Instant,
     pub pid: u32,
     pub socket: PathBuf,
@@ -29,7 +29,7 @@ pub struct AgentState {
 impl AgentState {
     /// The state of an agent on `socket` whose profiles are in `config` and
     /// their secrets in `store`.
-    pub fn new(socket: PathBuf, config: PathBuf, store: SecretStore, audit: Audit) -> Self {
+    pub(crate) fn new(socket: PathBuf, config: PathBuf, store: SecretStore, audit: Audit) -> Self {
         let profiles = Arc::new(Profiles::new(config, store.clone()));
         AgentState {
             started: Instant::now(),
@@ -47,7 +47,7 @@ impl AgentState {
     /// For tests: an agent on `dir/s.sock` with its config in `dir`, an
     /// in-memory secret store and no audit log.
     #[cfg(test)]
-    pub fn for_tests(dir: &std::path::Path) -> Self {
+    pub(crate) fn for_tests(dir: &std::path::Path) -> Self {
         let store = crate::store::SecretStore::with_store(
             keyring_core::mock::Store::new().unwrap(),
             crate::store::Backend::Mock,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// Keyring service name; the account is `profile/NAME`.
-pub const SERVICE: &str = "jwtagent";
+pub(crate) const SERVICE: &str = "jwtagent";
 
 /// A keyring call that takes longer than this (a hung D-Bus peer, an unanswered
 /// unlock prompt) fails instead of holding the request forever.
@@ -21,18 +21,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The keyring account holding profile `name`'s secret, in generation
 /// `generation` (see [`jwtagent::config::Profile::generation`]).
-pub fn account(name: &str, generation: u32) -> String {
+pub(crate) fn account(name: &str, generation: u32) -> String {
     with_generation(format!("profile/{name}"), generation)
 }
 
 /// The keyring account holding profile `name`'s DPoP private key.
-pub fn dpop_account(name: &str, generation: u32) -> String {
+pub(crate) fn dpop_account(name: &str, generation: u32) -> String {
     with_generation(format!("dpop/{name}"), generation)
 }
 
 /// The keyring account holding user profile `name`'s refresh token (from
 /// `jwtagent login`).
-pub fn refresh_account(name: &str, generation: u32) -> String {
+pub(crate) fn refresh_account(name: &str, generation: u32) -> String {
     with_generation(format!("refresh/{name}"), generation)
 }
 
@@ -47,7 +47,7 @@ fn with_generation(account: String, generation: u32) -> String {
 
 /// Why a keyring backend could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     #[error(
         "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is unset and $XDG_RUNTIME_DIR/bus does not exist)"
     )]
@@ -101,7 +101,7 @@ impl OpenError {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// No backend could be opened; `tried` says each attempt and its failure.
     #[error("no secret store is available. Tried: {tried}{}", tried.what_to_do())]
     Unavailable { tried: OpenError },
@@ -123,7 +123,7 @@ pub enum StoreError {
 /// What `status` shows about the store, readable without queueing behind a
 /// slow keyring call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreState {
+pub(crate) enum StoreState {
     Opening,
     Ready(Backend),
     /// `auto` found no Secret Service and uses the kernel keyring, whose
@@ -136,7 +136,7 @@ pub enum StoreState {
 }
 
 impl StoreState {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             StoreState::Opening => "opening".into(),
             StoreState::Ready(backend) | StoreState::FellBack { backend, .. } => {
@@ -148,7 +148,7 @@ impl StoreState {
 
     /// What the user should know about a store that works, but less well
     /// than it could: said where they act (`add`, `status`).
-    pub fn warning(&self) -> Option<String> {
+    pub(crate) fn warning(&self) -> Option<String> {
         match self {
             StoreState::FellBack { secret_service, .. } => Some(format!(
                 "secrets are in the kernel keyring, which loses them at the next reboot (no Secret Service: {secret_service}); start GNOME Keyring, KWallet or KeePassXC in your session and add the profiles again to keep them"
@@ -160,7 +160,7 @@ impl StoreState {
 
 /// The keyring backends jwtagent can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     SecretService,
     Keyutils,
     #[cfg(target_os = "macos")]
@@ -174,7 +174,7 @@ pub enum Backend {
 
 impl Backend {
     /// The name `status` and errors show.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Backend::SecretService => "secret-service",
             Backend::Keyutils => "keyutils",
@@ -215,7 +215,7 @@ impl std::fmt::Display for Backend {
 }
 
 /// An opened backend.
-pub struct Opened {
+pub(crate) struct Opened {
     store: Arc<CredentialStore>,
     backend: Backend,
     /// Why the better backend was not used, when `auto` fell back.
@@ -269,7 +269,7 @@ fn set_state(state: &Mutex<StoreState>, new: StoreState) {
 /// Handle to the store thread. Cheap to clone: every clone talks to the
 /// same thread.
 #[derive(Clone)]
-pub struct SecretStore {
+pub(crate) struct SecretStore {
     jobs: mpsc::Sender<Job>,
     state: Arc<Mutex<StoreState>>,
     service: Arc<str>,
@@ -278,13 +278,13 @@ pub struct SecretStore {
 impl SecretStore {
     /// Starts the store thread for `kind`; the backend is opened on it right away.
     /// Entries are kept under keyring service `service` (normally [`SERVICE`]).
-    pub fn open(kind: StoreKind, service: &str) -> SecretStore {
+    pub(crate) fn open(kind: StoreKind, service: &str) -> SecretStore {
         Self::spawn(Box::new(move || backends::open(kind)), service)
     }
 
     /// A store over a given keyring-core store (the mock store in tests).
     #[cfg(test)]
-    pub fn with_store(store: Arc<CredentialStore>, backend: Backend) -> SecretStore {
+    pub(crate) fn with_store(store: Arc<CredentialStore>, backend: Backend) -> SecretStore {
         let mut store = Some(store);
         Self::spawn(
             Box::new(move || match store.take() {
@@ -329,12 +329,12 @@ impl SecretStore {
     }
 
     /// The keyring service entries are stored under.
-    pub fn service(&self) -> &str {
+    pub(crate) fn service(&self) -> &str {
         &self.service
     }
 
     /// The backend in use, for `status`.
-    pub fn state(&self) -> StoreState {
+    pub(crate) fn state(&self) -> StoreState {
         self.state
             .lock()
             .map(|s| s.clone())
@@ -361,50 +361,59 @@ impl SecretStore {
 
     /// The secret of profile `name` (generation `g`), or `None` when the
     /// keyring has none.
-    pub async fn get(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
+    pub(crate) async fn get(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
         self.get_at(account(name, g)).await
     }
 
     /// Stores (creates or replaces) the secret of profile `name`.
-    pub async fn set(&self, name: &str, g: u32, secret: Secret) -> Result<(), StoreError> {
+    pub(crate) async fn set(&self, name: &str, g: u32, secret: Secret) -> Result<(), StoreError> {
         self.set_at(account(name, g), secret).await
     }
 
     /// Deletes the secret of profile `name`; `false` when there was none.
-    pub async fn delete(&self, name: &str, g: u32) -> Result<bool, StoreError> {
+    pub(crate) async fn delete(&self, name: &str, g: u32) -> Result<bool, StoreError> {
         self.delete_at(account(name, g)).await
     }
 
     /// The DPoP private key of profile `name`, or `None`.
-    pub async fn get_dpop(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
+    pub(crate) async fn get_dpop(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
         self.get_at(dpop_account(name, g)).await
     }
 
     /// Stores (creates or replaces) the DPoP private key of profile `name`.
-    pub async fn set_dpop(&self, name: &str, g: u32, key: Secret) -> Result<(), StoreError> {
+    pub(crate) async fn set_dpop(&self, name: &str, g: u32, key: Secret) -> Result<(), StoreError> {
         self.set_at(dpop_account(name, g), key).await
     }
 
     /// Deletes the DPoP private key of profile `name`; `false` when there was none.
-    pub async fn delete_dpop(&self, name: &str, g: u32) -> Result<bool, StoreError> {
+    pub(crate) async fn delete_dpop(&self, name: &str, g: u32) -> Result<bool, StoreError> {
         self.delete_at(dpop_account(name, g)).await
     }
 
     /// The refresh token of user profile `name`, or `None` (never signed in,
     /// or signed out).
-    pub async fn get_refresh(&self, name: &str, g: u32) -> Result<Option<Secret>, StoreError> {
+    pub(crate) async fn get_refresh(
+        &self,
+        name: &str,
+        g: u32,
+    ) -> Result<Option<Secret>, StoreError> {
         self.get_at(refresh_account(name, g)).await
     }
 
     /// Stores the refresh token of user profile `name`, replacing the one
     /// there in one keyring call (never a delete then a write: a crash
     /// between the two would lose the only valid one).
-    pub async fn set_refresh(&self, name: &str, g: u32, token: Secret) -> Result<(), StoreError> {
+    pub(crate) async fn set_refresh(
+        &self,
+        name: &str,
+        g: u32,
+        token: Secret,
+    ) -> Result<(), StoreError> {
         self.set_at(refresh_account(name, g), token).await
     }
 
     /// Deletes the refresh token of user profile `name`; `false` when there was none.
-    pub async fn delete_refresh(&self, name: &str, g: u32) -> Result<bool, StoreError> {
+    pub(crate) async fn delete_refresh(&self, name: &str, g: u32) -> Result<bool, StoreError> {
         self.delete_at(refresh_account(name, g)).await
     }
 
@@ -483,7 +492,7 @@ mod backends {
     use super::{Backend, OpenError, Opened};
     use jwtagent::config::StoreKind;
 
-    pub fn open(kind: StoreKind) -> Result<Opened, OpenError> {
+    pub(super) fn open(kind: StoreKind) -> Result<Opened, OpenError> {
         match kind {
             StoreKind::Auto => auto(),
             StoreKind::SecretService => secret_service(),

@@ -11,7 +11,7 @@ const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
 /// Joins a new anonymous session keyring (`keyctl session -`), so that keys can
 /// be linked into the user's persistent keyring. Returns the keyring's id.
 #[cfg(target_os = "linux")]
-pub fn join_session_keyring() -> io::Result<i64> {
+pub(crate) fn join_session_keyring() -> io::Result<i64> {
     // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, name) with a null name creates
     // and joins an anonymous keyring; it reads no memory of ours.
     let id = unsafe {
@@ -41,7 +41,7 @@ const CONTROL_WORDS: usize = 16;
 /// must not be 0, and 0 is what the kernel reports for a writer in another
 /// pid namespace.
 #[cfg(target_os = "linux")]
-pub fn recv_with_sender(
+pub(crate) fn recv_with_sender(
     fd: std::os::fd::BorrowedFd<'_>,
     buf: &mut [u8],
 ) -> io::Result<(usize, Option<u32>)> {
@@ -105,7 +105,7 @@ pub fn recv_with_sender(
 /// auxiliary vector, which it checks as an ELF image; under valgrind (used
 /// to lay out the agent's code, scripts/layout) that image is not mapped
 /// and the check crashes. The C library's call has no such trouble.
-pub fn boot_time() -> Option<(u64, u64)> {
+pub(crate) fn boot_time() -> Option<(u64, u64)> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -122,7 +122,7 @@ pub fn boot_time() -> Option<(u64, u64)> {
 
 /// The kernel's clock tick rate (`getconf CLK_TCK`), for the same reason
 /// from the C library.
-pub fn clock_ticks_per_second() -> Option<u64> {
+pub(crate) fn clock_ticks_per_second() -> Option<u64> {
     // SAFETY: sysconf reads a constant.
     u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
         .ok()
@@ -134,7 +134,7 @@ pub fn clock_ticks_per_second() -> Option<u64> {
 /// what stays allocated, where it counts in the agent's resident memory
 /// until another burst reuses it. Returns whether any was released.
 #[cfg(target_env = "gnu")]
-pub fn release_free_memory() -> bool {
+pub(crate) fn release_free_memory() -> bool {
     // SAFETY: malloc_trim takes a size and touches only the allocator's own
     // state, under its own locks.
     unsafe { libc::malloc_trim(0) == 1 }

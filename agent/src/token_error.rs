@@ -10,7 +10,7 @@ use crate::store::StoreError;
 use jwtagent::config::{Alg, FieldError, Profile, check_resources, check_scopes};
 
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error(transparent)]
     Profile(#[from] ProfileError),
     #[error(transparent)]

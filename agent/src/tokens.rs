@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// One token request, as the `token` and `dpop_proof` ops ask it.
 #[derive(Debug, Clone, Default)]
-pub struct TokenQuery {
+pub(crate) struct TokenQuery {
     pub name: String,
     pub min_ttl: Duration,
     pub scopes: Option<Vec<String>>,
@@ -29,7 +29,7 @@ pub struct TokenQuery {
 
 impl TokenQuery {
     /// The query from an op's fields (`min_ttl` in seconds).
-    pub fn new(
+    pub(crate) fn new(
         name: String,
         min_ttl: Option<u64>,
         scopes: Option<Vec<String>>,
@@ -48,14 +48,14 @@ impl TokenQuery {
 }
 
 /// What the request handler asks for tokens.
-pub struct Tokens {
+pub(crate) struct Tokens {
     refresher: Arc<Refresher<AgentFetcher>>,
     dpop: Arc<DpopKeys>,
 }
 
 impl Tokens {
     /// Tokens for `profiles`, whose secrets and keys are in `store`.
-    pub fn new(profiles: Arc<Profiles>, store: SecretStore) -> Tokens {
+    pub(crate) fn new(profiles: Arc<Profiles>, store: SecretStore) -> Tokens {
         let dpop = Arc::new(DpopKeys::new(store.clone()));
         let refresher = Refresher::new(AgentFetcher::new(profiles, store, dpop.clone()));
         Tokens { refresher, dpop }
@@ -63,7 +63,7 @@ impl Tokens {
 
     /// Drops every cached token of `profile`, and its DPoP key (after
     /// `remove` or a replacing `add`).
-    pub fn forget(&self, profile: &str) {
+    pub(crate) fn forget(&self, profile: &str) {
         self.refresher.fetcher().forget_user(profile);
         self.refresher.forget(profile);
         self.dpop.forget(Some(profile));
@@ -71,7 +71,7 @@ impl Tokens {
     }
 
     /// Drops every cached token and DPoP key.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.refresher.fetcher().forget_users();
         self.refresher.clear();
         self.dpop.forget(None);
@@ -80,18 +80,18 @@ impl Tokens {
 
     /// With `assertion_aud` auto: the `aud` `profile`'s server last
     /// accepted (`issuer` or `token-endpoint`).
-    pub fn aud_worked(&self, profile: &Profile) -> Option<&'static str> {
+    pub(crate) fn aud_worked(&self, profile: &Profile) -> Option<&'static str> {
         let oauth = self.refresher.fetcher().oauth();
         oauth.aud_worked(profile).map(|kind| kind.name())
     }
 
     /// Every cached key's state.
-    pub fn status(&self) -> Vec<KeyStatus> {
+    pub(crate) fn status(&self) -> Vec<KeyStatus> {
         self.refresher.status()
     }
 
     /// A token for `query`.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         profile: &Profile,
         query: TokenQuery,
@@ -109,12 +109,12 @@ impl Tokens {
     }
 
     /// The refresher, for a sign-in that runs on after its request.
-    pub fn refresher(&self) -> Arc<Refresher<AgentFetcher>> {
+    pub(crate) fn refresher(&self) -> Arc<Refresher<AgentFetcher>> {
         self.refresher.clone()
     }
 
     /// The fetcher, for what it knows about sign-ins.
-    pub fn fetcher(&self) -> &AgentFetcher {
+    pub(crate) fn fetcher(&self) -> &AgentFetcher {
         self.refresher.fetcher()
     }
 
@@ -140,7 +140,7 @@ impl Tokens {
     /// A DPoP proof for one resource request (`dpop_proof`), with the token
     /// it is bound to: the profile's current token (fetched or refreshed as
     /// for `token`) and a proof over `method`, `url` and the token's hash.
-    pub async fn dpop_proof(
+    pub(crate) async fn dpop_proof(
         &self,
         profile: &Profile,
         query: TokenQuery,

@@ -11,12 +11,12 @@ use serde::Serialize;
 use url::Url;
 
 /// Lifetime of a client assertion (RFC 7523 wants it short).
-pub const ASSERTION_LIFETIME: u64 = 60;
+pub(crate) const ASSERTION_LIFETIME: u64 = 60;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// How the client authenticates.
-pub enum ClientAuth<'a> {
+pub(crate) enum ClientAuth<'a> {
     None,
     /// Not even a client_id (Google's service account form).
     Anonymous,
@@ -39,14 +39,14 @@ pub enum ClientAuth<'a> {
 
 /// Which of the two usual values a client assertion's `aud` was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AudKind {
+pub(crate) enum AudKind {
     Issuer,
     TokenEndpoint,
 }
 
 impl AudKind {
     /// As `--assertion-aud` spells it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AudKind::Issuer => "issuer",
             AudKind::TokenEndpoint => "token-endpoint",
@@ -57,7 +57,7 @@ impl AudKind {
 /// One `aud` to try: its value, and which kind it is when the agent chose it
 /// (`--assertion-aud auto`), so that what worked can be remembered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Aud {
+pub(crate) struct Aud {
     pub value: String,
     pub auto: Option<AudKind>,
 }
@@ -67,7 +67,7 @@ pub struct Aud {
 /// value; `auto` (the default) is the issuer when known
 /// (draft-ietf-oauth-rfc7523bis), then the token endpoint for servers that
 /// want that, in the order `worked` says last succeeded.
-pub fn audiences(
+pub(crate) fn audiences(
     profile: &Profile,
     token_endpoint: &Url,
     issuer: Option<&str>,
@@ -113,7 +113,7 @@ pub fn audiences(
 /// Which `aud` worked last for each client of each server, with
 /// `--assertion-aud auto`.
 #[derive(Default)]
-pub struct AudMemory(std::sync::Mutex<std::collections::HashMap<(String, String), AudKind>>);
+pub(crate) struct AudMemory(std::sync::Mutex<std::collections::HashMap<(String, String), AudKind>>);
 
 impl AudMemory {
     fn key(profile: &Profile) -> (String, String) {
@@ -131,11 +131,11 @@ impl AudMemory {
     }
 
     /// What worked last for `profile`'s client, if the agent chose it.
-    pub fn get(&self, profile: &Profile) -> Option<AudKind> {
+    pub(crate) fn get(&self, profile: &Profile) -> Option<AudKind> {
         self.map().get(&Self::key(profile)).copied()
     }
 
-    pub fn worked(&self, profile: &Profile, aud: Option<&Aud>) {
+    pub(crate) fn worked(&self, profile: &Profile, aud: Option<&Aud>) {
         if let Some(kind) = aud.and_then(|a| a.auto) {
             self.map().insert(Self::key(profile), kind);
         }
@@ -144,7 +144,7 @@ impl AudMemory {
 
 /// The client authentication `profile` asks for, with its `secret` (none for
 /// `auth = none`) and, for an assertion, its `aud`.
-pub fn choose<'a>(
+pub(crate) fn choose<'a>(
     profile: &'a Profile,
     secret: Option<&'a Secret>,
     aud: Option<&Aud>,
@@ -179,7 +179,7 @@ pub fn choose<'a>(
 
 /// Whether `error` is a server refusing the client's authentication: an
 /// RFC 6749 `invalid_client`, or a bare 401 or 403.
-pub fn refuses_client_auth(error: &OAuthError) -> bool {
+pub(crate) fn refuses_client_auth(error: &OAuthError) -> bool {
     match error {
         OAuthError::Idp { error, .. } => error == "invalid_client",
         OAuthError::BadResponse { status, .. } => matches!(status, 401 | 403),
@@ -189,7 +189,7 @@ pub fn refuses_client_auth(error: &OAuthError) -> bool {
 
 /// Adds `auth` to a request: a form field, an Authorization header, or a
 /// freshly signed assertion.
-pub fn apply<'a>(
+pub(crate) fn apply<'a>(
     auth: &ClientAuth<'_>,
     client_id: &'a str,
     form: &mut Form<'a>,
@@ -282,7 +282,7 @@ pub fn client_assertion(
 /// §2.1, §3), signed with its key: `iss` the client id, `sub` the profile's
 /// subject (else the client id), a fresh `jti`; in Google's form the scopes
 /// go in a `scope` claim.
-pub fn grant_assertion(
+pub(crate) fn grant_assertion(
     profile: &Profile,
     key: &Secret,
     aud: &str,
@@ -308,7 +308,7 @@ pub fn grant_assertion(
 
 /// A JWT over `claims`, signed with `secret` (an HMAC secret or a PEM
 /// private key) and `alg`, of type `JWT`.
-pub fn sign(
+pub(crate) fn sign(
     secret: &Secret,
     alg: Alg,
     names: AssertionHeader<'_>,

@@ -16,7 +16,7 @@ const METADATA_TTL: Duration = Duration::from_secs(3600);
 
 /// Authorization server metadata (the part jwtagent uses).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     pub issuer: String,
     pub token_endpoint: Url,
     /// RFC 8705 §5: the token endpoint for clients that use mutual TLS,
@@ -34,11 +34,11 @@ type Discovered = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
 
 /// Discovered metadata by (issuer, CA file), with when it was fetched.
 #[derive(Default)]
-pub struct MetadataCache(tokio::sync::Mutex<Discovered>);
+pub(crate) struct MetadataCache(tokio::sync::Mutex<Discovered>);
 
 impl MetadataCache {
     /// The issuer's metadata, discovered now or within the last hour.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         http: &reqwest::Client,
         issuer: &str,
@@ -61,7 +61,7 @@ impl MetadataCache {
 /// Fetches the issuer's metadata: OpenID configuration first, then RFC 8414
 /// (`/.well-known/oauth-authorization-server` inserted before the issuer's path).
 /// The document's `issuer` must equal `issuer` exactly.
-pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, OAuthError> {
+pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, OAuthError> {
     let fail = |message: String| OAuthError::Discovery {
         issuer: issuer.to_string(),
         message,
@@ -147,7 +147,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Metadata, 
 /// Where an issuer's metadata may be: OpenID Connect Discovery appends
 /// `/.well-known/openid-configuration` to the issuer; RFC 8414 §3.1 inserts
 /// `/.well-known/oauth-authorization-server` between the host and the path.
-pub fn metadata_urls(issuer: &str) -> Result<[Url; 2], url::ParseError> {
+pub(crate) fn metadata_urls(issuer: &str) -> Result<[Url; 2], url::ParseError> {
     let base = Url::parse(issuer)?;
     let oidc = Url::parse(&format!(
         "{}/.well-known/openid-configuration",

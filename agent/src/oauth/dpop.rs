@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 /// The last `DPoP-Nonce` of each authorization server, by origin.
 #[derive(Default)]
-pub struct Nonces(Mutex<HashMap<String, String>>);
+pub(crate) struct Nonces(Mutex<HashMap<String, String>>);
 
 impl Nonces {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
@@ -21,7 +21,7 @@ impl Nonces {
     /// the nonce it carries, in a request built anew: a new proof, and new
     /// client and grant assertions (the server may have consumed the first
     /// ones' `jti`).
-    pub async fn send<'a>(
+    pub(crate) async fn send<'a>(
         &self,
         http: &reqwest::Client,
         build: impl Fn() -> Result<TokenRequest<'a>, OAuthError>,

@@ -9,17 +9,17 @@ use jwtagent::secret::Secret;
 /// (the client secret, an assertion, a refresh token), which are encoded into
 /// a buffer that wipes itself and never logged.
 #[derive(Default)]
-pub struct Form<'a> {
+pub(crate) struct Form<'a> {
     pub fields: Vec<(&'a str, String)>,
     pub secrets: Vec<(&'a str, Secret)>,
 }
 
 impl<'a> Form<'a> {
-    pub fn push(&mut self, key: &'a str, value: impl Into<String>) {
+    pub(crate) fn push(&mut self, key: &'a str, value: impl Into<String>) {
         self.fields.push((key, value.into()));
     }
 
-    pub fn push_secret(&mut self, key: &'a str, value: Secret) {
+    pub(crate) fn push_secret(&mut self, key: &'a str, value: Secret) {
         self.secrets.push((key, value));
     }
 

@@ -37,7 +37,7 @@ fn app_claims(iss: &str, now: u64) -> AppClaims<'_> {
 
 /// An installation token for `profile` (a GitHub App), signed for with its
 /// app key.
-pub async fn installation_token(
+pub(crate) async fn installation_token(
     http: &reqwest::Client,
     profile: &Profile,
     key: &Secret,
@@ -87,7 +87,7 @@ struct Narrowed<'a> {
 }
 
 /// `{api}/app/installations/{id}/access_tokens`.
-pub fn endpoint(app: &GitHubApp) -> Result<Url, OAuthError> {
+pub(crate) fn endpoint(app: &GitHubApp) -> Result<Url, OAuthError> {
     let base = app.api_url.trim_end_matches('/');
     Url::parse(&format!(
         "{base}/app/installations/{}/access_tokens",

@@ -8,15 +8,15 @@ use super::form::Form;
 use jwtagent::config::{GrantKind, Profile};
 use jwtagent::secret::Secret;
 
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-pub const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub(crate) const DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub(crate) const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// RFC 8693 §3: the token type of an OAuth access token.
-pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// Another profile's current token, as a grant carries it.
 #[derive(Clone)]
-pub struct Input {
+pub(crate) struct Input {
     pub token: Secret,
     /// Its RFC 8693 token type: what its server said it issued, else an
     /// access token.
@@ -26,7 +26,7 @@ pub struct Input {
 /// What a profile's grant takes from other profiles (`--assertion-profile`,
 /// `--subject-profile`, `--actor-profile`), fetched by the agent first.
 #[derive(Clone, Default)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     pub assertion: Option<Input>,
     pub subject: Option<Input>,
     pub actor: Option<Input>,
@@ -34,7 +34,7 @@ pub struct Inputs {
 
 /// The grant one token request uses.
 #[derive(Clone)]
-pub enum Grant<'a> {
+pub(crate) enum Grant<'a> {
     /// RFC 6749 §4.4: the client's own credentials.
     ClientCredentials,
     /// RFC 6749 §6, with a refresh token the server issued earlier.
@@ -61,7 +61,7 @@ pub enum Grant<'a> {
 
 impl<'a> Grant<'a> {
     /// The name used in logs.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Grant::ClientCredentials => "client_credentials",
             Grant::RefreshToken(_) => "refresh_token",
@@ -73,7 +73,7 @@ impl<'a> Grant<'a> {
     }
 
     /// Adds the grant's fields to a request's form.
-    pub fn add_to(&self, form: &mut Form<'_>) {
+    pub(crate) fn add_to(&self, form: &mut Form<'_>) {
         match self {
             Grant::ClientCredentials => form.push("grant_type", "client_credentials"),
             Grant::RefreshToken(token) => {
@@ -120,13 +120,13 @@ impl<'a> Grant<'a> {
     /// Whether the next grant of the plan is tried after this one failed
     /// with `error`: a refused refresh token (an RFC 6749 error) falls back to
     /// the client's own grant; a network failure does not.
-    pub fn falls_back_on(&self, error: &OAuthError) -> bool {
+    pub(crate) fn falls_back_on(&self, error: &OAuthError) -> bool {
         matches!(self, Grant::RefreshToken(_)) && matches!(error, OAuthError::Idp { .. })
     }
 
     /// Whether a server that answers this grant without a new refresh token
     /// means the one sent stays good (RFC 6749 §6).
-    pub fn keeps_refresh_token(&self) -> bool {
+    pub(crate) fn keeps_refresh_token(&self) -> bool {
         matches!(self, Grant::RefreshToken(_))
     }
 }
@@ -134,7 +134,7 @@ impl<'a> Grant<'a> {
 /// One step of a profile's plan: a grant, or for jwt-bearer without an
 /// assertion from another profile, one the agent signs when it sends it (a
 /// fresh `jti` and the `aud` of the attempt).
-pub enum Step<'a> {
+pub(crate) enum Step<'a> {
     Ready(Grant<'a>),
     SignedJwtBearer,
 }
@@ -142,7 +142,7 @@ pub enum Step<'a> {
 /// The grants to try, in order, for `profile`: the refresh token the server
 /// issued, if any, then the profile's own grant with what it takes from
 /// other profiles. None when an input is missing (`why`).
-pub fn plan<'a>(
+pub(crate) fn plan<'a>(
     profile: &'a Profile,
     refresh_token: Option<&'a Secret>,
     inputs: &'a Inputs,

@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 use url::Url;
 
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of a non-JSON error body is shown.
 const BODY_EXCERPT: usize = 300;
 /// Largest response body read from an authorization server.
@@ -20,7 +20,7 @@ const MAX_BODY: usize = 1024 * 1024;
 /// An HTTP client for one trust configuration (platform roots plus an optional
 /// per-profile CA file), presenting `identity` when a server asks for a
 /// client certificate.
-pub fn http_client(
+pub(crate) fn http_client(
     ca_file: Option<&Path>,
     identity: Option<Identity>,
 ) -> Result<reqwest::Client, OAuthError> {
@@ -39,7 +39,7 @@ pub fn http_client(
 }
 
 /// Makes a client identity, when a client presenting it is first needed.
-pub type MakeIdentity<'a> = &'a dyn Fn() -> Result<Identity, OAuthError>;
+pub(crate) type MakeIdentity<'a> = &'a dyn Fn() -> Result<Identity, OAuthError>;
 
 /// Which client: a trust configuration (a profile's CA file, if any), and
 /// the profile whose client certificate it presents, if any.
@@ -49,7 +49,7 @@ type ClientKey = (Option<PathBuf>, Option<String>);
 /// a profile's CA file) and client certificate: connections are reused across
 /// token requests.
 #[derive(Default)]
-pub struct HttpClients(Mutex<HashMap<ClientKey, reqwest::Client>>);
+pub(crate) struct HttpClients(Mutex<HashMap<ClientKey, reqwest::Client>>);
 
 impl HttpClients {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, reqwest::Client>> {
@@ -59,7 +59,7 @@ impl HttpClients {
     /// The client for `ca_file`, presenting the certificate of `identity`
     /// (an owner's id, and a way to make the identity when the client is not
     /// made yet).
-    pub fn get(
+    pub(crate) fn get(
         &self,
         ca_file: Option<&PathBuf>,
         identity: Option<(String, MakeIdentity<'_>)>,
@@ -82,7 +82,7 @@ impl HttpClients {
 
     /// Drops the clients that present a certificate of `owner` (of any
     /// profile: None), and with them its private key.
-    pub fn forget(&self, owner: Option<&str>) {
+    pub(crate) fn forget(&self, owner: Option<&str>) {
         self.map().retain(|(_, id), _| match (id, owner) {
             (None, _) => true,
             (Some(_), None) => false,

@@ -13,19 +13,20 @@
 //! handed a profile and its keys and returns a token or an error. No error it
 //! returns contains a secret, an assertion or a token.
 
-pub mod auth;
-pub mod discovery;
-pub mod dpop;
-pub mod form;
-pub mod github;
-pub mod grant;
-pub mod http;
-pub mod proxy;
-pub mod tls;
-pub mod token;
-pub mod user;
+pub(crate) mod auth;
+pub(crate) mod discovery;
+pub(crate) mod dpop;
+pub(crate) mod form;
+pub(crate) mod github;
+pub(crate) mod grant;
+pub(crate) mod http;
+pub(crate) mod proxy;
+pub(crate) mod tls;
+pub(crate) mod token;
+pub(crate) mod user;
 
-pub use token::{TokenRequest, TokenResponse, parse_token_response};
+pub use token::parse_token_response;
+pub(crate) use token::{TokenRequest, TokenResponse};
 
 use crate::jwk::DpopKey;
 use grant::Grant;
@@ -181,7 +182,7 @@ pub enum SetupError {
 }
 
 /// What a successful request got, and with which grant.
-pub struct Obtained {
+pub(crate) struct Obtained {
     pub response: TokenResponse,
     pub grant: &'static str,
     /// The refresh token to use next time: the one issued now, or the one
@@ -191,7 +192,7 @@ pub struct Obtained {
 
 /// What a token is asked for with: profile `name`, its secret and DPoP key,
 /// and the scopes and resources of the request.
-pub struct Ask<'a> {
+pub(crate) struct Ask<'a> {
     pub name: &'a str,
     pub profile: &'a Profile,
     pub secret: Option<&'a Secret>,
@@ -208,7 +209,7 @@ pub struct Ask<'a> {
 /// What the agent keeps between token requests: HTTP clients, discovered
 /// metadata, DPoP nonces.
 #[derive(Default)]
-pub struct OAuthClient {
+pub(crate) struct OAuthClient {
     http: http::HttpClients,
     metadata: discovery::MetadataCache,
     nonces: dpop::Nonces,
@@ -218,7 +219,7 @@ pub struct OAuthClient {
 impl OAuthClient {
     /// Gets a token as `ask` says: finds the token endpoint, then follows
     /// the profile's grant plan.
-    pub async fn token(
+    pub(crate) async fn token(
         &self,
         ask: Ask<'_>,
         refresh_token: Option<Secret>,
@@ -392,18 +393,18 @@ impl OAuthClient {
 
     /// Forgets what is kept for profile `name` that holds its key (the
     /// HTTP clients presenting its certificate).
-    pub fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         self.http.forget(Some(name));
     }
 
     /// Forgets every profile's keys it holds (`lock`).
-    pub fn forget_all(&self) {
+    pub(crate) fn forget_all(&self) {
         self.http.forget(None);
     }
 
     /// Which assertion `aud` worked last for `profile`, when the agent
     /// chose it (`--assertion-aud auto`).
-    pub fn aud_worked(&self, profile: &Profile) -> Option<auth::AudKind> {
+    pub(crate) fn aud_worked(&self, profile: &Profile) -> Option<auth::AudKind> {
         self.auds.get(profile)
     }
 }
@@ -422,14 +423,14 @@ impl OAuthError {
 }
 
 /// A fresh 128-bit random id, hex-encoded.
-pub fn random_id() -> Result<String, OAuthError> {
+pub(crate) fn random_id() -> Result<String, OAuthError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SetupError::Random)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// SHA-256 fingerprint of a token for logs: the first 8 hex digits.
-pub fn fingerprint(token: &Secret) -> String {
+pub(crate) fn fingerprint(token: &Secret) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose());
     digest.as_ref()[..4]
         .iter()

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use url::Url;
 
 /// The proxy settings in use.
-pub struct Proxies {
+pub(crate) struct Proxies {
     matcher: Matcher,
     /// The proxy URL for https requests, as given (with any credentials),
     /// and the variable it came from.
@@ -23,7 +23,7 @@ pub struct Proxies {
 
 impl Proxies {
     /// Reads the settings with `get` (the environment, or a test's map).
-    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Proxies {
+    pub(crate) fn from_vars(get: impl Fn(&str) -> Option<String>) -> Proxies {
         let first = |names: &[&'static str]| {
             names.iter().find_map(|&name| {
                 get(name)
@@ -46,13 +46,13 @@ impl Proxies {
 
     /// The proxy `url` goes through, as given (credentials included: for
     /// the HTTP client only).
-    pub fn target(&self, url: &Url) -> Option<&str> {
+    pub(crate) fn target(&self, url: &Url) -> Option<&str> {
         self.route(url).map(|((given, _), _)| given.as_str())
     }
 
     /// The proxy `url` goes through as it may be shown: scheme, host and
     /// port, and the variable that set it.
-    pub fn describe(&self, url: &Url) -> Option<String> {
+    pub(crate) fn describe(&self, url: &Url) -> Option<String> {
         let ((_, var), proxy) = self.route(url)?;
         let shown = proxy.uri().to_string();
         Some(format!("{} (from {var})", shown.trim_end_matches('/')))
@@ -72,7 +72,7 @@ impl Proxies {
     }
 
     /// `builder` with these proxies and no others.
-    pub fn apply(&'static self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    pub(crate) fn apply(&'static self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         builder.no_proxy().proxy(reqwest::Proxy::custom(move |url| {
             self.target(url).map(str::to_string)
         }))
@@ -80,7 +80,7 @@ impl Proxies {
 }
 
 /// The agent's proxies, read from its environment once.
-pub fn proxies() -> &'static Proxies {
+pub(crate) fn proxies() -> &'static Proxies {
     static PROXIES: OnceLock<Proxies> = OnceLock::new();
     PROXIES.get_or_init(|| Proxies::from_vars(|name| std::env::var(name).ok()))
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// A TLS client identity: a certificate chain and the private key of its
 /// first certificate.
-pub struct Identity {
+pub(crate) struct Identity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 }
@@ -43,7 +43,7 @@ pub enum CertError {
 }
 
 /// The certificates of a PEM text, in order.
-pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
+pub(crate) fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
     use rustls::pki_types::pem::PemObject;
     let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
@@ -56,7 +56,7 @@ pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError
 
 /// The identity of a client certificate (PEM chain) and its key (PEM),
 /// checked to belong together.
-pub fn identity(cert_pem: &str, key_pem: &Secret) -> Result<Identity, CertError> {
+pub(crate) fn identity(cert_pem: &str, key_pem: &Secret) -> Result<Identity, CertError> {
     use rustls::pki_types::pem::PemObject;
     let chain = certificates(cert_pem)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.expose())
@@ -73,7 +73,7 @@ pub fn identity(cert_pem: &str, key_pem: &Secret) -> Result<Identity, CertError>
 
 /// Checks, when a profile is added, that the certificate and key belong
 /// together and that the certificate is valid now.
-pub fn check_identity(cert_pem: &str, key_pem: &Secret) -> Result<(), CertError> {
+pub(crate) fn check_identity(cert_pem: &str, key_pem: &Secret) -> Result<(), CertError> {
     let identity = identity(cert_pem, key_pem)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&identity.chain[0])
         .map_err(|e| CertError::Unreadable(e.to_string()))?;
@@ -90,7 +90,7 @@ pub fn check_identity(cert_pem: &str, key_pem: &Secret) -> Result<(), CertError>
 
 /// A certificate as `show` describes it: subject, issuer unless
 /// self-signed, end of validity, and `x5t#S256`.
-pub fn describe(cert_pem: &str) -> Option<String> {
+pub(crate) fn describe(cert_pem: &str) -> Option<String> {
     let chain = certificates(cert_pem).ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(&chain[0]).ok()?;
     let subject = cert.subject().to_string();
@@ -115,7 +115,7 @@ const SELF_SIGNED_VALIDITY: std::time::Duration = std::time::Duration::from_secs
 /// CN=`subject`, valid from now for two years: for
 /// self_signed_tls_client_auth, where the server knows the certificate by
 /// its thumbprint.
-pub fn self_signed(key_pem: &Secret, subject: &str) -> Result<String, CertError> {
+pub(crate) fn self_signed(key_pem: &Secret, subject: &str) -> Result<String, CertError> {
     let pem = std::str::from_utf8(key_pem.expose()).map_err(|e| CertError::Key(e.to_string()))?;
     let key = rcgen::KeyPair::from_pem(pem).map_err(|e| CertError::Key(e.to_string()))?;
     let mut params = rcgen::CertificateParams::default();
@@ -137,7 +137,7 @@ pub fn self_signed(key_pem: &Secret, subject: &str) -> Result<String, CertError>
 
 /// The `x5t#S256` of a certificate (RFC 7515 §4.1.8, RFC 8705 §3.1):
 /// SHA-256 of the first certificate's DER, base64url.
-pub fn x5t_s256(cert_pem: &str) -> Result<String, CertError> {
+pub(crate) fn x5t_s256(cert_pem: &str) -> Result<String, CertError> {
     use base64::Engine;
     let chain = certificates(cert_pem)?;
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &chain[0]);
@@ -146,7 +146,7 @@ pub fn x5t_s256(cert_pem: &str) -> Result<String, CertError> {
 
 /// The rustls configuration of one HTTP client: the platform's roots plus the
 /// certificates of `ca_file`, and the client certificate to present, if any.
-pub fn client_config(
+pub(crate) fn client_config(
     ca_file: Option<&Path>,
     identity: Option<Identity>,
 ) -> Result<rustls::ClientConfig, SetupError> {

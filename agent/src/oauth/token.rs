@@ -17,10 +17,10 @@ use std::time::{Duration, SystemTime};
 use url::Url;
 
 /// The longest token lifetime believed; a larger `expires_in` is clamped to it.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// One token request.
-pub struct TokenRequest<'a> {
+pub(crate) struct TokenRequest<'a> {
     pub grant: Grant<'a>,
     pub token_endpoint: &'a Url,
     pub client_id: &'a str,
@@ -85,7 +85,7 @@ pub(super) fn may_send_again(e: &OAuthError, grant: &Grant<'_>) -> bool {
 }
 
 /// Performs one token request.
-pub async fn fetch_token(
+pub(crate) async fn fetch_token(
     http: &reqwest::Client,
     req: &TokenRequest<'_>,
 ) -> Result<TokenResponse, OAuthError> {
@@ -356,7 +356,7 @@ fn canonical_token_type(sent: Option<&str>) -> Option<&'static str> {
 }
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));

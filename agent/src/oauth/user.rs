@@ -23,7 +23,7 @@ const DEFAULT_INTERVAL: u64 = 5;
 const MAX_DEVICE_LIFETIME: u64 = 30 * 60;
 
 /// Where a profile's users sign in, and its tokens are revoked.
-pub struct SignIn {
+pub(crate) struct SignIn {
     pub authorization: Option<Url>,
     pub device_authorization: Option<Url>,
     pub revocation: Option<Url>,
@@ -33,7 +33,7 @@ pub struct SignIn {
 }
 
 /// RFC 8628 §3.2: what the user is to do, and the code the agent polls with.
-pub struct DeviceAuthorization {
+pub(crate) struct DeviceAuthorization {
     pub device_code: Secret,
     pub user_code: String,
     pub verification_uri: String,
@@ -43,13 +43,13 @@ pub struct DeviceAuthorization {
 }
 
 /// A PKCE verifier and its S256 challenge (RFC 7636 §4.1, §4.2).
-pub struct Pkce {
+pub(crate) struct Pkce {
     pub verifier: Secret,
     pub challenge: String,
 }
 
 impl Pkce {
-    pub fn new() -> Result<Pkce, OAuthError> {
+    pub(crate) fn new() -> Result<Pkce, OAuthError> {
         use base64::Engine;
         // 64 hex characters: within the 43-128 unreserved characters §4.1
         // asks for, 256 bits of entropy.
@@ -67,7 +67,7 @@ impl Pkce {
 /// `profile`. OpenID Connect issues a refresh token for `offline_access`
 /// only when the user was asked (Core §11), so that scope brings
 /// `prompt=consent`.
-pub fn authorization_url(
+pub(crate) fn authorization_url(
     endpoint: &Url,
     profile: &Profile,
     redirect_uri: &str,
@@ -115,7 +115,7 @@ fn shown(field: &'static str, text: String, max: usize) -> Result<String, OAuthE
 impl OAuthClient {
     /// Where `profile`'s users sign in: its own URLs, else the issuer's
     /// metadata.
-    pub async fn sign_in(
+    pub(crate) async fn sign_in(
         &self,
         name: &str,
         profile: &Profile,
@@ -178,7 +178,7 @@ impl OAuthClient {
     }
 
     /// RFC 8628 §3.1: asks for a device code and the user code to show.
-    pub async fn device_authorization(
+    pub(crate) async fn device_authorization(
         &self,
         name: &str,
         profile: &Profile,
@@ -249,7 +249,7 @@ impl OAuthClient {
 
     /// RFC 7009: revokes `refresh_token`. `Ok(false)` when the server has no
     /// revocation endpoint.
-    pub async fn revoke(
+    pub(crate) async fn revoke(
         &self,
         name: &str,
         profile: &Profile,
@@ -281,7 +281,7 @@ impl OAuthClient {
 
 /// How long to wait before polling again after `slow_down` (RFC 8628 §3.5:
 /// five seconds more, for this and every later request).
-pub fn slowed(interval: Duration) -> Duration {
+pub(crate) fn slowed(interval: Duration) -> Duration {
     interval
         .saturating_add(Duration::from_secs(5))
         .min(Duration::from_secs(60))

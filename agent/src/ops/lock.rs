@@ -7,7 +7,7 @@ use jwtagent::protocol::Empty;
 use jwtagent::secret::Secret;
 
 /// Locks the agent and drops every token: nothing usable stays in memory.
-pub async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
+pub(crate) async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
     let result = state.lock.lock(passphrase).await;
     if result.is_ok() {
         state.logins.cancel_all("the agent was locked");
@@ -17,7 +17,7 @@ pub async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, Agen
     lock_result(result)
 }
 
-pub async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
+pub(crate) async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
     let result = state.lock.unlock(passphrase).await;
     if result.is_ok() {
         tracing::info!("agent unlocked");

@@ -12,7 +12,7 @@ use jwtagent::secret::Secret;
 use std::time::Duration;
 
 /// `login`: a sign-in of user profile `name`, started or joined.
-pub async fn start(state: &AgentState, name: &str) -> Result<LoginStarted, AgentError> {
+pub(crate) async fn start(state: &AgentState, name: &str) -> Result<LoginStarted, AgentError> {
     if let Some(joined) = state.logins.join(name) {
         return Ok(joined);
     }
@@ -34,7 +34,7 @@ pub async fn start(state: &AgentState, name: &str) -> Result<LoginStarted, Agent
 }
 
 /// `login_wait`: waits up to `wait` for the sign-in under way.
-pub async fn wait(
+pub(crate) async fn wait(
     state: &AgentState,
     name: &str,
     wait: Duration,
@@ -44,7 +44,7 @@ pub async fn wait(
 
 /// `logout`: cancels a sign-in under way, deletes the refresh token and
 /// revokes it at the server (RFC 7009) when it has a revocation endpoint.
-pub async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, AgentError> {
+pub(crate) async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, AgentError> {
     let profile = user_profile(state, name)?;
     state.logins.cancel(name, "you signed out");
     sign_out(state, name, &profile, "you signed out").await
@@ -68,7 +68,7 @@ fn user_profile(state: &AgentState, name: &str) -> Result<Profile, AgentError> {
 
 /// Forgets user profile `name`'s sign-in and revokes its refresh token
 /// (`logout`, and `remove` of a user profile).
-pub async fn sign_out(
+pub(crate) async fn sign_out(
     state: &AgentState,
     name: &str,
     profile: &Profile,
@@ -92,7 +92,11 @@ pub async fn sign_out(
 }
 
 /// The secret user profile `name`'s client authenticates with, if it has one.
-pub async fn client_secret(state: &AgentState, name: &str, profile: &Profile) -> Option<Secret> {
+pub(crate) async fn client_secret(
+    state: &AgentState,
+    name: &str,
+    profile: &Profile,
+) -> Option<Secret> {
     match profile.auth {
         jwtagent::config::AuthMethod::None => None,
         _ => state
@@ -108,7 +112,7 @@ pub async fn client_secret(state: &AgentState, name: &str, profile: &Profile) ->
 /// Revokes refresh token `rt` of user profile `name` (as `profile` and
 /// `secret` were when it was issued) where the server offers revocation
 /// (RFC 7009): whether it did, and what to tell the user when not.
-pub async fn revoke(
+pub(crate) async fn revoke(
     state: &AgentState,
     name: &str,
     profile: &Profile,

@@ -2,8 +2,8 @@
 //! fields and answers with a wire body or an error body. The handler only
 //! parses, gates and dispatches.
 
-pub mod lock;
-pub mod login;
-pub mod profiles;
-pub mod status;
-pub mod token;
+pub(crate) mod lock;
+pub(crate) mod login;
+pub(crate) mod profiles;
+pub(crate) mod status;
+pub(crate) mod token;

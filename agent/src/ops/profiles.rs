@@ -13,7 +13,7 @@ use jwtagent::config::{Alg, Profile};
 use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Shown};
 use jwtagent::secret::Secret;
 
-pub async fn add(
+pub(crate) async fn add(
     state: &AgentState,
     peer: &Peer,
     name: &str,
@@ -163,7 +163,7 @@ fn verifiable(profile: &Profile) -> bool {
     !profile.grant().is_user() && profile.inputs().next().is_none() && !profile.dpop
 }
 
-pub async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentError> {
+pub(crate) async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentError> {
     // A user profile's sign-in is revoked at the server first (best effort:
     // the refresh token leaves the keyring with the profile in any case).
     let config = state.profiles.current().ok();
@@ -189,7 +189,7 @@ pub async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentErro
     })
 }
 
-pub fn list(state: &AgentState) -> Result<ProfileList, AgentError> {
+pub(crate) fn list(state: &AgentState) -> Result<ProfileList, AgentError> {
     state
         .profiles
         .list()
@@ -199,7 +199,7 @@ pub fn list(state: &AgentState) -> Result<ProfileList, AgentError> {
         .map_err(AgentError::from)
 }
 
-pub async fn show(state: &AgentState, name: &str) -> Result<Shown, AgentError> {
+pub(crate) async fn show(state: &AgentState, name: &str) -> Result<Shown, AgentError> {
     let entry = state.profiles.show(name).await?;
     let worked = state.tokens.aud_worked(&entry.profile);
     let mut profile = view(entry);
@@ -207,7 +207,7 @@ pub async fn show(state: &AgentState, name: &str) -> Result<Shown, AgentError> {
     Ok(Shown { profile })
 }
 
-pub async fn keygen(
+pub(crate) async fn keygen(
     state: &AgentState,
     peer: &Peer,
     name: &str,
@@ -228,7 +228,7 @@ pub async fn keygen(
     })
 }
 
-pub async fn jwks(state: &AgentState, name: &str) -> Result<serde_json::Value, AgentError> {
+pub(crate) async fn jwks(state: &AgentState, name: &str) -> Result<serde_json::Value, AgentError> {
     state.profiles.jwks(name).await.map_err(AgentError::from)
 }
 

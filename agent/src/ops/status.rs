@@ -5,7 +5,7 @@ use crate::state::AgentState;
 use jwtagent::protocol::{Hello, PROTOCOL_VERSION, ProfileStatus, Status, TokenState, TokenStatus};
 use std::time::Duration;
 
-pub fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
+pub(crate) fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
     Hello {
         protocol: PROTOCOL_VERSION,
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -14,7 +14,7 @@ pub fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
     }
 }
 
-pub async fn status(state: &AgentState) -> Status {
+pub(crate) async fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
     let keys = state.tokens.status();
     let (profiles, config_error) = match config {

@@ -13,7 +13,7 @@ use jwtagent::config::Profile;
 use jwtagent::protocol::{DpopAnswer, TokenAnswer};
 
 /// The `token` op: the profile's caller policy, the token, and the audit record.
-pub async fn token(
+pub(crate) async fn token(
     state: &AgentState,
     peer: &Peer,
     query: TokenQuery,
@@ -32,7 +32,7 @@ pub async fn token(
 
 /// The `dpop_proof` op: like `token` (policy, audit), answered with a proof
 /// and the token it is bound to.
-pub async fn dpop_proof(
+pub(crate) async fn dpop_proof(
     state: &AgentState,
     peer: &Peer,
     query: TokenQuery,
