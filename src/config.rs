@@ -77,6 +77,15 @@ pub enum StoreKind {
 }
 
 impl StoreKind {
+    /// Every store, in the order help lists them.
+    pub const ALL: [StoreKind; 5] = [
+        StoreKind::Auto,
+        StoreKind::SecretService,
+        StoreKind::Keyutils,
+        StoreKind::Keychain,
+        StoreKind::WindowsCredentialManager,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             StoreKind::Auto => "auto",
@@ -266,6 +275,16 @@ pub enum GrantKind {
 }
 
 impl GrantKind {
+    /// Every grant, in the order help lists them.
+    pub const ALL: [GrantKind; 6] = [
+        GrantKind::ClientCredentials,
+        GrantKind::JwtBearer,
+        GrantKind::TokenExchange,
+        GrantKind::GithubApp,
+        GrantKind::DeviceCode,
+        GrantKind::AuthorizationCode,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             GrantKind::ClientCredentials => "client-credentials",
@@ -365,6 +384,17 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    /// Every client authentication method, in the order help lists them.
+    pub const ALL: [AuthMethod; 7] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::ClientSecretJwt,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth,
+        AuthMethod::None,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::ClientSecretBasic => "client_secret_basic",

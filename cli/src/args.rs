@@ -308,7 +308,7 @@ pub struct ProfileArgs {
     /// token-exchange (RFC 8693, with --subject-profile), or a user's tokens
     /// after `jwtagent login`: device-code (RFC 8628) or authorization-code
     /// (a browser, with PKCE)
-    #[arg(long, value_name = "GRANT", value_parser = parse_from_str::<GrantKind>)]
+    #[arg(long, value_name = "GRANT", value_parser = one_of::<GrantKind>(&GrantKind::ALL.map(GrantKind::as_str)))]
     pub grant: Option<GrantKind>,
     /// jwt-bearer: the assertion's `sub` [default: the client id]; Google:
     /// the user to act as (domain-wide delegation)
@@ -388,7 +388,7 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub dpop: bool,
     /// The DPoP key's algorithm: ES256, ES384, EdDSA or RS256 [default: ES256]
-    #[arg(long, value_name = "ALG", requires = "dpop", value_parser = parse_generated_alg)]
+    #[arg(long, value_name = "ALG", requires = "dpop", value_parser = one_of::<Alg>(&jwtagent::config::GENERATED_ALGS.map(Alg::as_str)))]
     pub dpop_alg: Option<Alg>,
 }
 
@@ -400,10 +400,10 @@ pub struct AddArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// Client authentication [default: private_key_jwt with --key-file, else client_secret_basic]
-    #[arg(long, value_name = "METHOD", value_parser = parse_from_str::<AuthMethod>)]
+    #[arg(long, value_name = "METHOD", value_parser = one_of::<AuthMethod>(&AuthMethod::ALL.map(AuthMethod::as_str)))]
     pub auth: Option<AuthMethod>,
     /// Assertion signing algorithm [default: HS256 for client_secret_jwt, from the key for private_key_jwt]
-    #[arg(long, value_parser = parse_from_str::<Alg>)]
+    #[arg(long, value_parser = one_of::<Alg>(&Alg::ALL.map(Alg::as_str)))]
     pub alg: Option<Alg>,
     /// Read the client secret from standard input
     #[arg(long)]
@@ -452,7 +452,7 @@ pub struct KeygenArgs {
     /// Profile name (letters, digits, '.', '_', '-')
     pub name: String,
     /// Key algorithm: ES256, ES384, EdDSA or RS256 (RSA 2048)
-    #[arg(long, value_name = "ALG", value_parser = parse_generated_alg)]
+    #[arg(long, value_name = "ALG", value_parser = one_of::<Alg>(&jwtagent::config::GENERATED_ALGS.map(Alg::as_str)))]
     pub alg: Alg,
     /// Replace an existing profile and its key (the old key stops working)
     #[arg(long)]
@@ -488,15 +488,16 @@ pub struct ProofArgs {
     pub nonce: Option<String>,
 }
 
-fn parse_generated_alg(s: &str) -> Result<Alg, String> {
-    let alg: Alg = s.parse()?;
-    if jwtagent::config::GENERATED_ALGS.contains(&alg) {
-        Ok(alg)
-    } else {
-        Err(format!(
-            "jwtagent generates ES256, ES384, EdDSA or RS256 keys, not {alg}"
-        ))
-    }
+/// One of `words`, parsed into `T`: clap knows the words, so help, errors
+/// and the shell completions list them (the grammar is defined once, by the
+/// type's `ALL` and `as_str`).
+fn one_of<T>(words: &[&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(words.iter().copied())
+        .try_map(|word| word.parse::<T>())
 }
 
 fn parse_from_str<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
@@ -530,7 +531,7 @@ pub struct AgentArgs {
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     /// Secret store: auto, secret-service or keyutils [default: the config's `store`, else auto]
-    #[arg(long, value_name = "STORE", value_parser = parse_from_str::<StoreKind>)]
+    #[arg(long, value_name = "STORE", value_parser = one_of::<StoreKind>(&StoreKind::ALL.map(StoreKind::as_str)))]
     pub store: Option<StoreKind>,
     /// Let connections forwarded over SSH do more than read (hello, token,
     /// header, list, status): add, remove, lock, sign in. Off by default, as

@@ -5,38 +5,48 @@
 use crate::args::Cli;
 use clap::CommandFactory;
 
-/// The commands whose first argument is an existing profile's name (`add`
-/// and `keygen` name a new one).
-const TAKE_A_PROFILE: &[&str] = &[
-    "show",
-    "remove",
-    "rm",
-    "token",
-    "login",
-    "logout",
-    "header",
-    "dpop",
-    "jwks",
-    "exec",
-    "kubectl",
-    "git-credential",
-];
+/// Commands whose first positional argument names a profile that does not
+/// exist yet.
+const NEW_PROFILE: &[&str] = &["add", "keygen"];
 
-/// Options of those commands that take a value (so the word after them is
-/// not the profile name).
-const WITH_VALUE: &[&str] = &[
-    "--socket",
-    "--timeout",
-    "--log-format",
-    "--min-ttl",
-    "--scope",
-    "--resource",
-    "--url",
-    "--method",
-    "--nonce",
-    "--env",
-    "--username",
-];
+/// The commands (and their aliases) whose first positional argument is an
+/// existing profile's name, read from the grammar clap has: its id is
+/// `name`.
+fn take_a_profile(cli: &clap::Command) -> Vec<String> {
+    cli.get_subcommands()
+        .filter(|c| !NEW_PROFILE.contains(&c.get_name()))
+        .filter(|c| {
+            c.get_positionals()
+                .next()
+                .is_some_and(|a| a.get_id() == "name")
+        })
+        .flat_map(|c| {
+            std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string))
+        })
+        .collect()
+}
+
+/// The options (global, and of the commands that take a profile) that take
+/// a value, so that the word after them is not the profile's name.
+fn with_value(cli: &clap::Command) -> Vec<String> {
+    let takes = take_a_profile(cli);
+    let commands = std::iter::once(cli).chain(
+        cli.get_subcommands()
+            .filter(|c| takes.iter().any(|t| t == c.get_name())),
+    );
+    let mut options: Vec<String> = commands
+        .flat_map(|c| c.get_arguments())
+        .filter(|a| !a.is_positional() && a.get_action().takes_values())
+        .flat_map(|a| {
+            let long = a.get_long().map(|l| format!("--{l}"));
+            let short = a.get_short().map(|s| format!("-{s}"));
+            long.into_iter().chain(short)
+        })
+        .collect();
+    options.sort();
+    options.dedup();
+    options
+}
 
 /// The profile names in the profiles file, one a line; nothing when it
 /// cannot be read.
@@ -57,10 +67,11 @@ pub fn profiles() -> String {
 /// The completion script for `shell`.
 pub fn script(shell: clap_complete::Shell) -> Vec<u8> {
     let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "jwtagent", &mut buf);
+    let mut cli = Cli::command();
+    clap_complete::generate(shell, &mut cli, "jwtagent", &mut buf);
     let clap = String::from_utf8_lossy(&buf).into_owned();
-    let commands = TAKE_A_PROFILE.join(" ");
-    let with_value = WITH_VALUE.join(" ");
+    let commands = take_a_profile(&cli).join(" ");
+    let with_value = with_value(&cli).join(" ");
     match shell {
         clap_complete::Shell::Bash => format!(
             r#"{clap}
@@ -146,5 +157,101 @@ complete -c jwtagent -n __jwtagent_wants_profile -f -a "(jwtagent complete-profi
         )
         .into_bytes(),
         _ => clap.into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether clap, given `line`, takes `word` for the profile name of
+    /// the command.
+    fn clap_takes_as_name(line: &[&str], word: &str) -> bool {
+        let Ok(matches) = Cli::command().try_get_matches_from(line) else {
+            return false;
+        };
+        let Some((_, sub)) = matches.subcommand() else {
+            return false;
+        };
+        sub.try_get_one::<String>("name")
+            .ok()
+            .flatten()
+            .is_some_and(|name| name == word)
+    }
+
+    #[test]
+    fn the_completions_know_the_profile_position_as_clap_parses_it() {
+        let cli = Cli::command();
+        let takes = take_a_profile(&cli);
+        for known in [
+            "token",
+            "header",
+            "show",
+            "remove",
+            "git-credential",
+            "login",
+        ] {
+            assert!(
+                takes.iter().any(|t| t == known),
+                "{known} missing from {takes:?}"
+            );
+        }
+        assert!(!takes.iter().any(|t| NEW_PROFILE.contains(&t.as_str())));
+        let options = with_value(&cli);
+        // For every such command, an option with a value before the profile
+        // name: clap takes the word after the value as the name, and the
+        // completion's lists skip the value the same way.
+        for command in &takes {
+            let sub = cli.find_subcommand(command).unwrap();
+            let valued = sub.get_arguments().chain(cli.get_arguments()).find(|a| {
+                !a.is_positional() && a.get_action().takes_values() && a.get_long().is_some()
+            });
+            let mut line: Vec<String> = vec!["jwtagent".into(), command.clone()];
+            if let Some(arg) = valued {
+                let long = format!("--{}", arg.get_long().unwrap());
+                assert!(
+                    options.contains(&long),
+                    "{long} of {command} is not in {options:?}"
+                );
+                let value = arg
+                    .get_possible_values()
+                    .first()
+                    .map_or_else(|| "1".to_string(), |v| v.get_name().to_string());
+                line.extend([long, value]);
+            }
+            line.push("some-profile".into());
+            match command.as_str() {
+                "git-credential" => line.push("get".into()),
+                "exec" => line.extend(["--".into(), "true".into()]),
+                _ => {}
+            }
+            let line: Vec<&str> = line.iter().map(String::as_str).collect();
+            assert!(
+                clap_takes_as_name(&line, "some-profile"),
+                "clap does not take the word after {line:?} as the profile of {command}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_shell_is_offered_every_value_of_the_options_with_a_list() {
+        use jwtagent::config::{Alg, AuthMethod, GrantKind, StoreKind};
+        let words: Vec<&str> = AuthMethod::ALL
+            .map(AuthMethod::as_str)
+            .into_iter()
+            .chain(GrantKind::ALL.map(GrantKind::as_str))
+            .chain(StoreKind::ALL.map(StoreKind::as_str))
+            .chain(Alg::ALL.map(Alg::as_str))
+            .collect();
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let text = String::from_utf8(script(shell)).unwrap();
+            for word in &words {
+                assert!(text.contains(word), "{shell}: {word} is not offered");
+            }
+        }
     }
 }
