@@ -40,6 +40,10 @@ fn main() {
     if var("PROFILE") == "release" {
         layout(&PathBuf::from(var("OUT_DIR")));
     }
+    // Packagers may want it dynamic and position-independent.
+    if std::env::var_os("CARGO_FEATURE_STATIC_CLI").is_none() {
+        return;
+    }
     println!("cargo:rustc-link-arg-bin=jwtagent=-no-pie");
     // Cross builds keep the dynamic link: the C compiler asked below is the
     // host's, whose libc.a is not the target's.

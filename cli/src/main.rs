@@ -2,17 +2,27 @@
 //! does not link the agent. Linked statically at a fixed address
 //! (cli/build.rs), so that a short-lived process starts fast.
 //!
-//! For the same reason it starts at C's `main`, without Rust's start-up
-//! code: that code finds the main thread's stack guard with
-//! `pthread_getattr_np`, which reads and parses `/proc/self/maps` (a fifth
-//! of a cached `jwtagent token`'s instructions), only to put a name on a
-//! stack overflow. What else it does that the CLI relies on is done here.
+//! For the same reason, on Linux with glibc, it starts at C's `main`,
+//! without Rust's start-up code: that code finds the main thread's stack
+//! guard with `pthread_getattr_np`, which reads and parses `/proc/self/maps`
+//! (a fifth of a cached `jwtagent token`'s instructions), only to put a name
+//! on a stack overflow. What else it does that the CLI relies on is done
+//! here. Elsewhere (musl, macOS, which do not hand std its arguments before
+//! `main`), it is an ordinary Rust `main`.
 
-#![no_main]
+#![cfg_attr(all(target_os = "linux", target_env = "gnu"), no_main)]
 
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(jwtagent_cli::client_exit_status())
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 use std::ffi::{c_char, c_int};
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 use std::io::Write;
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     // SAFETY: both run before any other code of the process: nothing else
@@ -35,6 +45,7 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
 /// Opens /dev/null on any of descriptors 0, 1 and 2 that is closed, so
 /// that no file or socket the CLI opens later takes their place (and gets
 /// the token printed into it).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe fn open_standard_descriptors() {
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
         fd,
