@@ -35,36 +35,17 @@ pub(crate) async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) ->
         }
     };
     tracing::trace!(op = request.op(), "request");
-    if let Err(refused) = check_forwarded(state, peer, &request) {
+    if let Err(refused) = gate(state, peer, &request) {
         return (
             encode::<Empty>(state, parsed.id, Err(refused)),
             After::Continue,
         );
     }
-    let open_while_locked = matches!(
-        request,
-        Request::Hello | Request::Status | Request::Unlock { .. }
-    );
-    // A locked agent stopped and started again would come back unlocked:
-    // only its service manager (SIGTERM) stops it.
-    if matches!(request, Request::Stop) && state.lock.is_locked() {
-        return (
-            encode::<Empty>(state, parsed.id, Err(AgentError::StopLocked)),
-            After::Continue,
-        );
-    }
-    if !open_while_locked && state.lock.is_locked() {
-        if let Request::Token { name, .. } | Request::DpopProof { name, .. } = &request {
-            state
-                .audit
-                .record(&Record::new(peer, request.op(), Some(name), "locked"));
-        }
-        return (
-            encode::<Empty>(state, parsed.id, Err(AgentError::Locked)),
-            After::Continue,
-        );
-    }
-    let id = parsed.id;
+    dispatch(state, peer, parsed.id, request).await
+}
+
+/// Answers `request` (with id `id`) by its op.
+async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> (Vec<u8>, After) {
     let line = match request {
         Request::Hello => encode(state, id, Ok(ops::status::hello(state, peer))),
         Request::Status => encode(state, id, Ok(ops::status::status(state).await)),
@@ -140,6 +121,28 @@ pub(crate) async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) ->
         }
     };
     (line, After::Continue)
+}
+
+/// The rules every request meets before its op: forwarded connections are
+/// read-only, and a locked agent serves nothing but `hello`, `status` and
+/// `unlock` (and is not stopped through its socket: stopped and started
+/// again it would come back unlocked; its service manager's SIGTERM does).
+fn gate(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentError> {
+    check_forwarded(state, peer, request)?;
+    if !state.lock.is_locked() {
+        return Ok(());
+    }
+    match request {
+        Request::Hello | Request::Status | Request::Unlock { .. } => Ok(()),
+        Request::Stop => Err(AgentError::StopLocked),
+        Request::Token { name, .. } | Request::DpopProof { name, .. } => {
+            state
+                .audit
+                .record(&Record::new(peer, request.op(), Some(name), "locked"));
+            Err(AgentError::Locked)
+        }
+        _ => Err(AgentError::Locked),
+    }
 }
 
 /// What a connection forwarded over SSH may do unless the agent was started

@@ -237,95 +237,119 @@ impl Job {
                     continue;
                 }
             };
-            // What the redirect says reaches the terminal: no control characters.
-            let get = |k: &str| {
-                query
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| crate::oauth::http::printable(v.chars().take(500).collect()))
-            };
-            if get("state").as_deref() != Some(state.as_str()) {
-                tracing::warn!(profile = %self.name, "a redirect with another state was refused");
-                respond(
-                    &mut stream,
-                    400,
-                    "Not this sign-in",
-                    "This response does not belong to the sign-in jwtagent started (its state does not match), so it was ignored.",
-                )
-                .await;
-                continue;
+            if self
+                .answer(&mut stream, &query, &state, &redirect_uri, &pkce)
+                .await
+            {
+                return;
             }
-            if let Some(error) = get("error") {
-                let detail =
-                    get("error_description").map_or(error.clone(), |d| format!("{error}: {d}"));
-                respond(&mut stream, 200, "Sign-in failed", &format!("The server said: {detail}. Back in the terminal, run jwtagent login {} to try again.", self.name)).await;
-                let err = if error == "access_denied" {
-                    LoginError::Denied {
-                        name: self.name.clone(),
-                        detail: Some(detail),
-                    }
-                } else {
-                    LoginError::oauth(
-                        &self.name,
-                        OAuthError::Idp {
-                            status: 302,
-                            error,
-                            description: get("error_description"),
-                            retry_after: None,
-                            dpop_nonce: None,
-                        },
-                    )
-                };
-                return self.flow.finish(Err(err));
-            }
-            let Some(code) = get("code") else {
-                respond(
-                    &mut stream,
-                    400,
-                    "No code",
-                    "The redirect carries no authorization code.",
-                )
-                .await;
-                continue;
-            };
-            let code = Secret::new(code.into_bytes());
-            let grant = Grant::AuthorizationCode {
-                code: &code,
-                verifier: &pkce.verifier,
-                redirect_uri: &redirect_uri,
-            };
-            match self.exchange(grant).await {
-                Ok(obtained) => {
-                    self.signed_in(obtained).await;
-                    let (title, text) = match self.flow.outcome.borrow().as_ref() {
-                        Some(Ok(_)) => (
-                            "Signed in",
-                            format!(
-                                "jwtagent has the tokens of profile {}. You can close this tab.",
-                                self.name
-                            ),
-                        ),
-                        _ => (
-                            "Sign-in failed",
-                            "jwtagent could not keep the sign-in; the terminal says why."
-                                .to_string(),
-                        ),
-                    };
-                    respond(&mut stream, 200, title, &text).await;
-                }
-                Err(e) => {
-                    respond(
-                        &mut stream,
-                        200,
-                        "Sign-in failed",
-                        "The server refused the code; the terminal says why.",
-                    )
-                    .await;
-                    self.flow.finish(Err(LoginError::oauth(&self.name, e)));
-                }
-            }
-            return;
         }
+    }
+
+    /// Redeems the redirect's authorization `code` (RFC 7636: with the PKCE
+    /// verifier), keeps the sign-in, and tells the browser how it went.
+    async fn redeem(&self, stream: &mut TcpStream, code: String, redirect_uri: &str, pkce: &Pkce) {
+        let code = Secret::new(code.into_bytes());
+        let grant = Grant::AuthorizationCode {
+            code: &code,
+            verifier: &pkce.verifier,
+            redirect_uri,
+        };
+        match self.exchange(grant).await {
+            Ok(obtained) => {
+                self.signed_in(obtained).await;
+                let (title, text) = match self.flow.outcome.borrow().as_ref() {
+                    Some(Ok(_)) => (
+                        "Signed in",
+                        format!(
+                            "jwtagent has the tokens of profile {}. You can close this tab.",
+                            self.name
+                        ),
+                    ),
+                    _ => (
+                        "Sign-in failed",
+                        "jwtagent could not keep the sign-in; the terminal says why.".to_string(),
+                    ),
+                };
+                respond(stream, 200, title, &text).await;
+            }
+            Err(e) => {
+                respond(
+                    stream,
+                    200,
+                    "Sign-in failed",
+                    "The server refused the code; the terminal says why.",
+                )
+                .await;
+                self.flow.finish(Err(LoginError::oauth(&self.name, e)));
+            }
+        }
+    }
+
+    /// Answers the redirect `query` on `stream`: whether it ended the
+    /// sign-in (it carried this sign-in's `state`), or the listener waits on.
+    async fn answer(
+        &self,
+        stream: &mut TcpStream,
+        query: &[(String, String)],
+        state: &str,
+        redirect_uri: &str,
+        pkce: &Pkce,
+    ) -> bool {
+        // What the redirect says reaches the terminal: no control characters.
+        let get = |k: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| crate::oauth::http::printable(v.chars().take(500).collect()))
+        };
+        if get("state").as_deref() != Some(state) {
+            tracing::warn!(profile = %self.name, "a redirect with another state was refused");
+            respond(
+                stream,
+                400,
+                "Not this sign-in",
+                "This response does not belong to the sign-in jwtagent started (its state does not match), so it was ignored.",
+            )
+            .await;
+            return false;
+        }
+        if let Some(error) = get("error") {
+            let detail =
+                get("error_description").map_or(error.clone(), |d| format!("{error}: {d}"));
+            respond(stream, 200, "Sign-in failed", &format!("The server said: {detail}. Back in the terminal, run jwtagent login {} to try again.", self.name)).await;
+            let err = if error == "access_denied" {
+                LoginError::Denied {
+                    name: self.name.clone(),
+                    detail: Some(detail),
+                }
+            } else {
+                LoginError::oauth(
+                    &self.name,
+                    OAuthError::Idp {
+                        status: 302,
+                        error,
+                        description: get("error_description"),
+                        retry_after: None,
+                        dpop_nonce: None,
+                    },
+                )
+            };
+            self.flow.finish(Err(err));
+            return true;
+        }
+        let Some(code) = get("code") else {
+            respond(
+                stream,
+                400,
+                "No code",
+                "The redirect carries no authorization code.",
+            )
+            .await;
+            return false;
+        };
+        self.redeem(stream, code, redirect_uri, pkce).await;
+        true
     }
 }
 

@@ -69,18 +69,7 @@ pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
     let urls = metadata_urls(issuer).map_err(|e| fail(format!("not a URL: {e}")))?;
     let mut tried = Vec::new();
     for url in urls {
-        // A GET: sent once more when the connection closed unanswered.
-        let response = match http.get(url.clone()).send().await {
-            Ok(r) => r,
-            Err(e) if network_error(&url, Step::Discovery, &e).unanswered() => {
-                tracing::debug!(%url, "the connection closed before any answer; asking again");
-                http.get(url.clone())
-                    .send()
-                    .await
-                    .map_err(|e| network_error(&url, Step::Discovery, &e))?
-            }
-            Err(e) => return Err(network_error(&url, Step::Discovery, &e)),
-        };
+        let response = get(http, &url).await?;
         let (status, body) = read_body(&url, Step::Discovery, response).await?;
         if status != 200 {
             tried.push(format!("{url}: HTTP {status}"));
@@ -142,6 +131,23 @@ pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
         });
     }
     Err(fail(format!("no metadata found ({})", tried.join("; "))))
+}
+
+/// GETs `url`, and once more when the connection closed before any answer
+/// (a pooled connection a proxy or the server had closed): a GET may be
+/// repeated.
+async fn get(http: &reqwest::Client, url: &Url) -> Result<reqwest::Response, OAuthError> {
+    match http.get(url.clone()).send().await {
+        Ok(response) => Ok(response),
+        Err(e) if network_error(url, Step::Discovery, &e).unanswered() => {
+            tracing::debug!(%url, "the connection closed before any answer; asking again");
+            http.get(url.clone())
+                .send()
+                .await
+                .map_err(|e| network_error(url, Step::Discovery, &e))
+        }
+        Err(e) => Err(network_error(url, Step::Discovery, &e)),
+    }
 }
 
 /// Where an issuer's metadata may be: OpenID Connect Discovery appends

@@ -60,12 +60,7 @@ pub(crate) async fn add(
     let replaced_sign_in = sign_in_of(state, name).await;
     let saved = state.profiles.add(name, profile, secret).await?;
     let revoked = match replaced_sign_in {
-        Some((old, secret, rt)) => {
-            let (revoked, warning) =
-                super::login::revoke(state, name, &old, secret.as_ref(), &rt).await;
-            tracing::info!(profile = %name, revoked, "the replaced profile's sign-in was revoked");
-            Some((revoked, warning))
-        }
+        Some(replaced) => Some(revoke_replaced(state, name, replaced).await),
         None => None,
     };
     // The profile changed: tokens fetched under the old one must go, and a
@@ -94,6 +89,18 @@ pub(crate) async fn add(
     let warnings: Vec<String> = warnings.into_iter().flatten().collect();
     answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(answer)
+}
+
+/// Revokes the sign-in of a user profile that `add` replaced: whether the
+/// server did, and what to tell the user when not.
+async fn revoke_replaced(
+    state: &AgentState,
+    name: &str,
+    (old, secret, rt): (Profile, Option<Secret>, Secret),
+) -> (bool, Option<String>) {
+    let (revoked, warning) = super::login::revoke(state, name, &old, secret.as_ref(), &rt).await;
+    tracing::info!(profile = %name, revoked, "the replaced profile's sign-in was revoked");
+    (revoked, warning)
 }
 
 /// User profile `name` as it is now, with its client secret and refresh
