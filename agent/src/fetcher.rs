@@ -12,7 +12,7 @@ use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, RefreshError, Served};
 use crate::store::SecretStore;
 use crate::token_error::{TokenError, key_for};
-use jwtagent::config::Profile;
+use jwtagent::config::{ConfigFile, Profile};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -272,13 +272,9 @@ impl AgentFetcher {
         &self.oauth
     }
 
-    /// The cache keys of the profiles `key`'s profile takes tokens from,
-    /// with their roles: each input profile's own scopes and resources. A
-    /// chain that cannot be walked (a hand edit the loader missed, a circle)
-    /// or an input that does not exist is an error here, before anything is
-    /// fetched.
-    fn input_keys(&self, key: &Key) -> Result<Vec<(&'static str, Key)>, TokenError> {
-        let name = &key.profile;
+    /// The config as it is now (a hand edit applies at the next fetch), and
+    /// profile `name` in it.
+    fn profile(&self, name: &str) -> Result<(Arc<ConfigFile>, Profile), TokenError> {
         let config = self
             .profiles
             .current()
@@ -286,7 +282,19 @@ impl AgentFetcher {
         let profile = config
             .profiles
             .get(name)
-            .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
+            .cloned()
+            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+        Ok((config, profile))
+    }
+
+    /// The cache keys of the profiles `key`'s profile takes tokens from,
+    /// with their roles: each input profile's own scopes and resources. A
+    /// chain that cannot be walked (a hand edit the loader missed, a circle)
+    /// or an input that does not exist is an error here, before anything is
+    /// fetched.
+    fn input_keys(&self, key: &Key) -> Result<Vec<(&'static str, Key)>, TokenError> {
+        let name = &key.profile;
+        let (config, profile) = self.profile(name)?;
         if profile.inputs().next().is_none() {
             return Ok(Vec::new());
         }
@@ -315,14 +323,8 @@ impl AgentFetcher {
         served: Vec<(&'static str, Served)>,
     ) -> Result<Fetched, TokenError> {
         let name = &key.profile;
-        let config = self
-            .profiles
-            .current()
-            .map_err(|e| ProfileError::Config(e.to_string()))?;
-        let profile = config
-            .profiles
-            .get(name)
-            .ok_or_else(|| ProfileError::Unknown(name.clone()))?;
+        let (_, profile) = self.profile(name)?;
+        let profile = &profile;
         let (inputs, inputs_expire) = grant_inputs(profile, served);
         let secret = match profile.auth {
             jwtagent::config::AuthMethod::None if !profile.signs_grant() => None,

@@ -213,6 +213,26 @@ fn a_forwarded_connection_reads_and_cannot_launder_or_administer() {
         all.extend_from_slice(args);
         env.run(&all)
     };
+    // From the remote side: a profile fed by the protected one, whose token
+    // endpoint is the attacker's.
+    let evil_url = evil.token_url();
+    let add_launder = || {
+        remote_run(&[
+            "add",
+            "launder",
+            "--no-verify",
+            "--token-url",
+            &evil_url,
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+            "--grant",
+            "token-exchange",
+            "--subject-profile",
+            "laptop-only",
+        ])
+    };
 
     // Reading works.
     assert!(remote_run(&["list"]).status.success());
@@ -229,24 +249,7 @@ fn a_forwarded_connection_reads_and_cannot_launder_or_administer() {
 
     // Nothing that changes the agent: not a profile fed by the protected
     // one, not a removal, not the lock.
-    let launder = env
-        .cmd(&["--socket", remote_arg])
-        .args([
-            "add",
-            "launder",
-            "--no-verify",
-            "--token-url",
-            &evil.token_url(),
-        ])
-        .args(["--client-id", "c", "--auth", "none"])
-        .args([
-            "--grant",
-            "token-exchange",
-            "--subject-profile",
-            "laptop-only",
-        ])
-        .output()
-        .unwrap();
+    let launder = add_launder();
     let remove = remote_run(&["remove", "laptop-only"]);
     let lock = env.run_with_stdin(
         &["--socket", remote_arg, "lock", "--passphrase-stdin"],
@@ -274,24 +277,7 @@ fn a_forwarded_connection_reads_and_cannot_launder_or_administer() {
     let mut admin = env.cmd(&["agent", "--allow-forwarded-admin"]);
     let out = admin.output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let launder = env
-        .cmd(&["--socket", remote_arg])
-        .args([
-            "add",
-            "launder",
-            "--no-verify",
-            "--token-url",
-            &evil.token_url(),
-        ])
-        .args(["--client-id", "c", "--auth", "none"])
-        .args([
-            "--grant",
-            "token-exchange",
-            "--subject-profile",
-            "laptop-only",
-        ])
-        .output()
-        .unwrap();
+    let launder = add_launder();
     assert_eq!(launder.status.code(), Some(1));
     let err = stderr_of(&launder);
     assert!(

@@ -27,6 +27,25 @@ fn add(env: &TestEnv, name: &str, oidc: &Oidc, extra: &[&str]) {
     assert!(out.status.success(), "{}", stderr_of(&out));
 }
 
+/// `add without`: the server's token endpoint given directly (no
+/// discovery), with no CA file of its own.
+fn add_without_ca(env: &TestEnv, oidc: &Oidc) {
+    let direct = format!("{}/token", oidc.issuer);
+    let mut cmd = env.cmd(&["add", "--no-verify", "without", "--token-url", &direct]);
+    cmd.args([
+        "--client-id",
+        "app",
+        "--auth",
+        "client_secret_post",
+        "--secret-stdin",
+    ]);
+    assert!(
+        output_with_stdin(&mut cmd, SECRET.as_bytes())
+            .status
+            .success()
+    );
+}
+
 /// `token NAME` run with `SSL_CERT_FILE` as given (None: unset, so the
 /// system's own trust store applies).
 fn token(env: &TestEnv, name: &str, cert_file: Option<&std::path::Path>) -> std::process::Output {
@@ -82,24 +101,7 @@ fn a_ca_file_is_trusted_for_its_profile_only() {
     let ca = pki().ca.to_str().unwrap();
     add(&env, "with-ca", &oidc, &["--ca-file", ca]);
     // A token endpoint given directly: the token request is refused.
-    let direct = format!("{}/token", oidc.issuer);
-    let mut cmd = env.cmd(&[
-        "add",
-        "--no-verify",
-        "without",
-        "--token-url",
-        &direct,
-        "--client-id",
-        "app",
-        "--auth",
-        "client_secret_post",
-        "--secret-stdin",
-    ]);
-    assert!(
-        output_with_stdin(&mut cmd, SECRET.as_bytes())
-            .status
-            .success()
-    );
+    add_without_ca(&env, &oidc);
     let out = token(&env, "without", None);
     let err = refused(&out, "token request", &oidc);
     assert!(err.contains(&format!("CN={CA_NAME}")), "{err}");
@@ -144,20 +146,7 @@ fn one_agent_keeps_each_profiles_ca_file_to_that_profile() {
     let oidc = provider(&env, &pki().server);
     let ca = pki().ca.to_str().unwrap();
     add(&env, "with-ca", &oidc, &["--ca-file", ca]);
-    let direct = format!("{}/token", oidc.issuer);
-    let mut cmd = env.cmd(&["add", "--no-verify", "without", "--token-url", &direct]);
-    cmd.args([
-        "--client-id",
-        "app",
-        "--auth",
-        "client_secret_post",
-        "--secret-stdin",
-    ]);
-    assert!(
-        output_with_stdin(&mut cmd, SECRET.as_bytes())
-            .status
-            .success()
-    );
+    add_without_ca(&env, &oidc);
     // One agent, started without the test CA in its trust store, serves
     // both in turn: the client made for with-ca's CA file is not the one
     // used for `without` (the TLS test above restarts the agent each time,
