@@ -56,6 +56,33 @@ fn a_derived_profile_does_not_launder_a_token_its_caller_is_refused() {
         "{err}"
     );
     assert!(!env.ok(&["list"]).contains("launder"));
+    // keygen makes profiles too: the same rule.
+    let out = env
+        .cmd(&[
+            "keygen",
+            "launder-key",
+            "--token-url",
+            &evil_url,
+            "--client-id",
+            "c",
+        ])
+        .args([
+            "--alg",
+            "ES256",
+            "--grant",
+            "token-exchange",
+            "--subject-profile",
+            "guarded",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("profile \"guarded\""),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!env.ok(&["list"]).contains("launder"));
 
     // Added by the allowed program, the derived profile (and one made from
     // it in turn) is still served only to callers `guarded` serves.
@@ -95,7 +122,10 @@ fn a_derived_profile_does_not_launder_a_token_its_caller_is_refused() {
                     && r["exe"] == bin()
             })
         };
-        refused("add", "launder") && refused("token", "launder") && refused("token", "launder2")
+        refused("add", "launder")
+            && refused("keygen", "launder-key")
+            && refused("token", "launder")
+            && refused("token", "launder2")
     });
 }
 
