@@ -148,8 +148,12 @@ fn gate(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentE
 /// What a connection forwarded over SSH may do unless the agent was started
 /// with `--allow-forwarded-admin`: the remote side reads tokens, it does not
 /// change what this machine holds or trusts (profiles, secrets, the lock,
-/// sign-ins) nor stop the agent. A caller whose executable could not be told
-/// is not known not to be ssh: closed when in doubt, as `--no-forward` is.
+/// sign-ins) nor stop the agent. Only a connection known to come through
+/// OpenSSH is held to this: where the agent cannot tell executables at all
+/// (no `pidfd_open` before Linux 5.3, a `/proc` mounted with `hidepid`, a
+/// peer in another pid namespace), refusing every unknown one would leave
+/// the agent without an administrator. `--no-forward` profiles stay closed
+/// to such callers all the same.
 fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentError> {
     let read_only = matches!(
         request,
@@ -159,7 +163,7 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
             | Request::Token { .. }
             | Request::DpopProof { .. }
     );
-    if read_only || state.forwarded_admin || !(peer.forwarded() || peer.exe.is_none()) {
+    if read_only || state.forwarded_admin || !peer.forwarded() {
         return Ok(());
     }
     tracing::warn!(op = request.op(), peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "refused: connections forwarded over SSH are read-only");
@@ -348,7 +352,7 @@ mod tests {
             r#"{"id":1,"op":"login","name":"a"}"#,
             r#"{"id":1,"op":"logout","name":"a"}"#,
         ] {
-            for exe in [Some("/usr/sbin/sshd"), Some("/usr/bin/ssh"), None] {
+            for exe in [Some("/usr/sbin/sshd"), Some("/usr/bin/ssh")] {
                 let v = forwarded(line, false, exe).await;
                 assert_eq!(
                     v["error"]["code"],
@@ -397,6 +401,10 @@ mod tests {
             Some("/usr/bin/jwtagent"),
         )
         .await;
+        assert_eq!(v["error"]["code"], json!("unknown_profile"), "{v}");
+        // An executable the agent could not tell (no pidfd_open, valgrind,
+        // hidepid): not known to be ssh, so not held to the rule.
+        let v = forwarded(r#"{"id":1,"op":"remove","name":"a"}"#, false, None).await;
         assert_eq!(v["error"]["code"], json!("unknown_profile"), "{v}");
     }
 }
