@@ -72,16 +72,15 @@ pub(super) async fn post_form(
 
 /// Whether a request of `grant` that failed with `e` may be sent once more,
 /// as curl does on a fresh connection: the connection closed before any
-/// answer came. Never a refresh token, which a server that did take the
-/// first request (and rotates them) would see reused.
+/// answer came. Never a refresh token or an authorization code: each is for
+/// one use, and a server that did take the first request would see it
+/// reused (and may revoke what it issued for it).
 pub(super) fn may_send_again(e: &OAuthError, grant: &Grant<'_>) -> bool {
-    matches!(
-        e,
-        OAuthError::Network {
-            unanswered: true,
-            ..
-        }
-    ) && !matches!(grant, Grant::RefreshToken(_))
+    e.unanswered()
+        && !matches!(
+            grant,
+            Grant::RefreshToken(_) | Grant::AuthorizationCode { .. }
+        )
 }
 
 /// Performs one token request.
@@ -367,6 +366,29 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_a_request_of_a_reusable_grant_is_sent_again_after_an_unanswered_close() {
+        let closed = |unanswered| OAuthError::Network {
+            step: super::super::Step::Token,
+            host: "idp".into(),
+            via: None,
+            cause: "connection closed before message completed".into(),
+            unanswered,
+        };
+        let rt = Secret::new(b"rt".to_vec());
+        let (code, verifier) = (Secret::new(b"c".to_vec()), Secret::new(b"v".to_vec()));
+        let code_grant = Grant::AuthorizationCode {
+            code: &code,
+            verifier: &verifier,
+            redirect_uri: "http://127.0.0.1/callback",
+        };
+        assert!(may_send_again(&closed(true), &Grant::ClientCredentials));
+        assert!(!may_send_again(&closed(false), &Grant::ClientCredentials));
+        assert!(!may_send_again(&closed(true), &Grant::RefreshToken(&rt)));
+        assert!(!may_send_again(&closed(true), &code_grant));
+    }
+
     use super::*;
     use std::time::UNIX_EPOCH;
 
