@@ -1434,6 +1434,23 @@ impl crate::chain::Inputs for Profile {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_named_value_is_written_as_it_is_read() {
+        for kind in StoreKind::ALL {
+            assert_eq!(kind.to_string().parse::<StoreKind>(), Ok(kind));
+        }
+        for grant in GrantKind::ALL {
+            assert_eq!(grant.to_string().parse::<GrantKind>(), Ok(grant));
+        }
+        for auth in AuthMethod::ALL {
+            assert_eq!(auth.to_string().parse::<AuthMethod>(), Ok(auth));
+        }
+        for alg in Alg::ALL {
+            assert_eq!(alg.to_string().parse::<Alg>(), Ok(alg));
+        }
+    }
+
     use super::*;
 
     fn basic() -> Profile {
