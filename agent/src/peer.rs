@@ -28,6 +28,7 @@ pub(crate) struct Exe {
     pub started: u64,
 }
 
+#[cfg(test)]
 impl From<PathBuf> for Exe {
     /// For tests: an executable known by its path only.
     fn from(path: PathBuf) -> Exe {
@@ -41,6 +42,7 @@ impl From<PathBuf> for Exe {
     }
 }
 
+#[cfg(test)]
 impl From<&str> for Exe {
     fn from(path: &str) -> Exe {
         PathBuf::from(path).into()
