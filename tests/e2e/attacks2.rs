@@ -17,11 +17,7 @@ fn a_callers_path_cannot_forge_an_audit_line() {
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join(forged);
     std::fs::copy(bin(), &exe).unwrap();
-    let out = env
-        .command(&exe)
-        .args(["token", "nosuch"])
-        .output()
-        .unwrap();
+    let out = output_of_copy(env.command(&exe).args(["token", "nosuch"]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     // The error names the caller only in escaped form too.
     assert!(
@@ -268,7 +264,7 @@ fn the_allowed_executable_is_a_file_not_a_path_and_not_a_name() {
         &["--allow-exe", allowed_arg, "--allow-exe-any-namespace"],
     );
     let run = |exe: &std::path::Path, profile: &str| {
-        env.command(exe).args(["token", profile]).output().unwrap()
+        output_of_copy(env.command(exe).args(["token", profile]))
     };
     assert!(run(&allowed, "guarded").status.success());
     let out = run(&other, "guarded");

@@ -16,12 +16,12 @@ fn add_exchange(
     url: &str,
     subject: &str,
 ) -> std::process::Output {
-    env.command(exe)
-        .args(["add", name, "--no-verify", "--token-url", url])
-        .args(["--client-id", "c", "--auth", "none"])
-        .args(["--grant", "token-exchange", "--subject-profile", subject])
-        .output()
-        .unwrap()
+    output_of_copy(
+        env.command(exe)
+            .args(["add", name, "--no-verify", "--token-url", url])
+            .args(["--client-id", "c", "--auth", "none"])
+            .args(["--grant", "token-exchange", "--subject-profile", subject]),
+    )
 }
 
 /// A copy of the CLI at `rel` in the environment: an executable of its own.
@@ -104,11 +104,7 @@ fn a_derived_profile_does_not_launder_a_token_its_caller_is_refused() {
         0,
         "the refused caller's request reached the server"
     );
-    let token = env
-        .command(&allowed)
-        .args(["token", "launder2"])
-        .output()
-        .unwrap();
+    let token = output_of_copy(env.command(&allowed).args(["token", "launder2"]));
     assert!(token.status.success(), "{}", stderr_of(&token));
     assert!(evil.requests() > 0);
 

@@ -1230,3 +1230,22 @@ pub fn on_a_terminal(env: &TestEnv, answers: &[(&str, &str)], args: &[&str]) -> 
     cmd.arg("--").arg(bin()).args(args);
     cmd.output().unwrap()
 }
+
+/// `cmd.output()` for a program the test has just copied: while another
+/// test's thread forks, the child holds the copy's write descriptor until it
+/// execs, and running the copy fails with "Text file busy" (ETXTBSY) for
+/// that moment. Tried again until it runs, within the deadline.
+pub fn output_of_copy(cmd: &mut Command) -> Output {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match cmd.output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            result => return result.unwrap(),
+        }
+    }
+}

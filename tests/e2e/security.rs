@@ -157,12 +157,8 @@ fn a_profile_policy_allows_one_executable_and_denies_another() {
         &server.token_endpoint(),
         &["--allow-exe", allowed.to_str().unwrap()],
     );
-    let run_as = |exe: &std::path::Path| {
-        env.command(exe)
-            .args(["token", "guarded"])
-            .output()
-            .unwrap()
-    };
+    let run_as =
+        |exe: &std::path::Path| output_of_copy(env.command(exe).args(["token", "guarded"]));
     let ok = run_as(&allowed);
     assert!(ok.status.success(), "{}", stderr_of(&ok));
     let denied = run_as(&other);
