@@ -432,7 +432,7 @@ fn without_jwtagent_agent_beside_it_jwtagent_says_what_to_install() {
     std::fs::copy(bin(), &alone).unwrap();
     let missing = env.path("alone/jwtagent-agent");
     for args in [&["env"][..], &["agent"], &["agent", "-D"], &["token", "p"]] {
-        let out = env.command(&alone).args(args).output().unwrap();
+        let out = output_of_copy(env.command(&alone).args(args));
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr_of(&out);
         assert!(
