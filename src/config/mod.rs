@@ -1611,4 +1611,38 @@ mod tests {
         let e = ConfigFile::parse("[profiles]\n", Path::new("/p")).unwrap_err();
         assert!(e.to_string().contains("version = 1"), "{e}");
     }
+
+    /// Every shape of profile the previous release (0.1) wrote, as it wrote
+    /// them to profiles.toml and to the wire: read, and written back the same.
+    #[test]
+    fn every_shape_the_previous_release_wrote_is_read_and_written_the_same() {
+        let text = include_str!("written-by-0.1.toml");
+        let config = ConfigFile::parse(text, Path::new("/c/profiles.toml")).unwrap();
+        assert_eq!(config.profiles.len(), 12);
+        assert_eq!(config.to_toml(), text);
+        let json: serde_json::Value =
+            serde_json::from_str(include_str!("written-by-0.1.json")).unwrap();
+        assert_eq!(serde_json::to_value(&config.profiles).unwrap(), json);
+        let from_json: BTreeMap<String, Profile> = serde_json::from_value(json).unwrap();
+        assert_eq!(from_json, config.profiles);
+        let grants: Vec<_> = config.profiles.values().map(Profile::grant).collect();
+        use GrantKind::*;
+        assert_eq!(
+            grants,
+            [
+                JwtBearer,
+                ClientCredentials,
+                AuthorizationCode,
+                AuthorizationCode,
+                DeviceCode,
+                TokenExchange,
+                GithubApp,
+                JwtBearer,
+                JwtBearer,
+                ClientCredentials,
+                ClientCredentials,
+                DeviceCode,
+            ]
+        );
+    }
 }
