@@ -151,7 +151,7 @@ fn roles<P: Inputs>(profiles: &BTreeMap<String, P>, name: &str) -> Vec<(&'static
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuthMethod, Profile};
+    use crate::config::{Assertion, AuthMethod, Exchange, Grant, Profile};
 
     fn plain() -> Profile {
         Profile::new("https://idp.example/token", "c", AuthMethod::None)
@@ -159,7 +159,15 @@ mod tests {
 
     fn exchange(subject: &str) -> Profile {
         let mut p = plain();
-        p.subject_profile = Some(subject.into());
+        p.grant = Grant::TokenExchange(Exchange::of(subject));
+        p
+    }
+
+    /// `p`, a token exchange, with `actor` as its actor.
+    fn with_actor(mut p: Profile, actor: &str) -> Profile {
+        if let Grant::TokenExchange(exchange) = &mut p.grant {
+            exchange.actor_profile = Some(actor.into());
+        }
         p
     }
 
@@ -182,7 +190,8 @@ mod tests {
     fn every_input_down_the_chain_is_listed_once_with_its_path() {
         let mut profiles = chain(2);
         // p0 also takes its actor from p2: listed once.
-        profiles.get_mut("p0").unwrap().actor_profile = Some("p2".into());
+        let p0 = profiles.remove("p0").unwrap();
+        profiles.insert("p0".into(), with_actor(p0, "p2"));
         let found = inputs(&profiles, "p0").unwrap();
         let names: Vec<_> = found.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["p1", "p2"]);
@@ -231,17 +240,16 @@ mod tests {
     fn an_error_names_the_field_of_the_first_link_of_its_chain() {
         // p0's actor is p1, whose subject closes a circle: the config field
         // to fix, seen from p0, is its actor_profile.
-        let mut p0 = plain();
-        p0.actor_profile = Some("p1".into());
-        let mut p1 = plain();
-        p1.subject_profile = Some("p0".into());
+        // (Its subject is a profile that does not exist: listed, not walked.)
+        let p0 = with_actor(exchange("absent"), "p1");
+        let p1 = exchange("p0");
         let profiles = BTreeMap::from([("p0".to_string(), p0.clone()), ("p1".to_string(), p1)]);
         assert_eq!(
             inputs(&profiles, "p0").unwrap_err().field(),
             "actor_profile"
         );
         let mut p0 = plain();
-        p0.assertion_profile = Some("p1".into());
+        p0.grant = Grant::JwtBearer(Assertion::Profile("p1".into()));
         let mut profiles = profiles;
         profiles.insert("p0".into(), p0);
         let err = inputs(&profiles, "p0").unwrap_err();
@@ -262,14 +270,12 @@ mod tests {
 
     #[test]
     fn a_wide_diamond_is_walked_within_bounds() {
-        // Every level takes all three inputs from the next: 3^8 paths.
+        // Every level takes its subject and its actor from the next: 2^8
+        // paths.
         let mut profiles = BTreeMap::new();
         for i in 0..MAX_DEPTH {
             let next = format!("p{}", i + 1);
-            let mut p = exchange(&next);
-            p.actor_profile = Some(next.clone());
-            p.assertion_profile = Some(next);
-            profiles.insert(format!("p{i}"), p);
+            profiles.insert(format!("p{i}"), with_actor(exchange(&next), &next));
         }
         profiles.insert(format!("p{MAX_DEPTH}"), plain());
         assert_eq!(inputs(&profiles, "p0").unwrap().len(), MAX_DEPTH);

@@ -12,7 +12,7 @@ use crate::profiles::{ProfileError, Profiles};
 use crate::refresh::{FetchError, Fetched, Fetcher, Key, RefreshError, Served};
 use crate::store::SecretStore;
 use crate::token_error::{TokenError, key_for};
-use jwtagent::config::{ConfigFile, Profile};
+use jwtagent::config::{ConfigFile, Grant, Profile};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -349,7 +349,7 @@ impl AgentFetcher {
             inputs: &inputs,
             sign_in: None,
         };
-        let user = profile.grant().is_user();
+        let user = profile.grant.is_user();
         let obtained = if user {
             self.fetch_user(ask).await?
         } else {
@@ -402,7 +402,10 @@ fn grant_inputs(profile: &Profile, served: Vec<(&'static str, Served)>) -> (Inpu
             (a, b) => a.or(b),
         };
         let given = match role {
-            "subject" => profile.subject_token_type.as_deref(),
+            "subject" => match &profile.grant {
+                Grant::TokenExchange(exchange) => exchange.subject_token_type.as_deref(),
+                _ => None,
+            },
             _ => None,
         };
         let input = Input {

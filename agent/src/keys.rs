@@ -5,7 +5,7 @@
 //! `add`" means "will sign at token time".
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use jwtagent::config::{Alg, AuthMethod, GrantKind, Profile};
+use jwtagent::config::{Alg, AuthMethod, Grant, Profile};
 use jwtagent::secret::Secret;
 
 /// Shortest HMAC secret accepted for client_secret_jwt (RFC 7518 §3.2 wants a
@@ -142,7 +142,7 @@ pub(crate) fn check_secret(profile: &mut Profile, secret: Option<&Secret>) -> Re
         // The key signs the grant (and authenticates the client, if at all).
         let key = secret.ok_or(KeyError::KeyMissing)?;
         let kind = check_private_key(profile, key)?;
-        if profile.grant() == GrantKind::GithubApp && profile.alg != Some(Alg::RS256) {
+        if matches!(profile.grant, Grant::GithubApp(_)) && profile.alg != Some(Alg::RS256) {
             return Err(KeyError::GitHubNeedsRsa(kind.describe()));
         }
         return Ok(());

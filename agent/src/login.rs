@@ -17,7 +17,7 @@ use crate::oauth::grant::{Grant, Inputs};
 use crate::oauth::user::{self, DeviceAuthorization, Pkce};
 use crate::oauth::{self, OAuthError};
 use crate::refresh::Refresher;
-use jwtagent::config::{GrantKind, Profile};
+use jwtagent::config::{self, GrantKind, Profile};
 use jwtagent::protocol::{LoginProgress, LoginStarted};
 use jwtagent::secret::Secret;
 use std::collections::HashMap;
@@ -529,7 +529,7 @@ impl Logins {
         if let Some(joined) = self.join(name) {
             return Ok(joined);
         }
-        let grant = profile.grant();
+        let grant = profile.grant.kind();
         let oauth = refresher.fetcher().oauth();
         let failed = |e: OAuthError| AgentError::from(LoginError::oauth(name, e));
         let sign_in = oauth
@@ -578,7 +578,13 @@ impl Logins {
                     "the server's metadata names no authorization_endpoint: give --authorization-url".into(),
                 )))
             })?;
-            let port = profile.redirect_port.unwrap_or(0);
+            let port = match profile.grant {
+                config::Grant::AuthorizationCode {
+                    redirect_port: Some(port),
+                    ..
+                } => port,
+                _ => 0,
+            };
             let listener =
                 TcpListener::bind(("127.0.0.1", port))
                     .await

@@ -261,7 +261,7 @@ pub(crate) fn check_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jwtagent::config::AuthMethod;
+    use jwtagent::config::{AuthMethod, Exchange, Grant};
 
     fn profile() -> Profile {
         Profile::new("https://idp.example/token", "c", AuthMethod::None)
@@ -293,9 +293,12 @@ mod tests {
         let mut guarded = profile();
         guarded.allow_exe = vec!["/bin/sh".into()];
         let mut derived = profile();
-        derived.subject_profile = Some("guarded".into());
+        derived.grant = Grant::TokenExchange(Exchange::of("guarded"));
         let mut top = profile();
-        top.actor_profile = Some("derived".into());
+        top.grant = Grant::TokenExchange(Exchange {
+            actor_profile: Some("derived".into()),
+            ..Exchange::of("absent")
+        });
         let profiles = BTreeMap::from([
             ("guarded".to_string(), guarded),
             ("derived".to_string(), derived),

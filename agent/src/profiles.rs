@@ -584,7 +584,10 @@ async fn prepare(
     // Servers that hold a client's JWKS find its key by `kid`: a key's
     // RFC 7638 thumbprint (what `jwks` prints) unless the user named one.
     let signs_with_key = profile.auth == AuthMethod::PrivateKeyJwt
-        || (profile.grant() == jwtagent::config::GrantKind::JwtBearer && profile.signs_grant());
+        || matches!(
+            profile.grant,
+            jwtagent::config::Grant::JwtBearer(jwtagent::config::Assertion::Signed { .. })
+        );
     if signs_with_key
         && profile.kid.is_none()
         && !no_kid

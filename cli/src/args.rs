@@ -1,8 +1,12 @@
 //! The command line, as clap derives it. Help texts here are the reference the
 //! README and the man page repeat.
 
+use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use jwtagent::config::{Alg, AssertionAud, AuthMethod, GrantKind, RefreshBefore, StoreKind};
+use jwtagent::config::{
+    Alg, AssertionAud, AuthMethod, GrantKind, RawProfile, RefreshBefore, StoreKind,
+};
+use std::path::Path;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -390,6 +394,66 @@ pub struct ProfileArgs {
     /// The DPoP key's algorithm: ES256, ES384, EdDSA or RS256 [default: ES256]
     #[arg(long, value_name = "ALG", requires = "dpop", value_parser = one_of::<Alg>(&jwtagent::config::GENERATED_ALGS.map(Alg::as_str)))]
     pub dpop_alg: Option<Alg>,
+}
+
+impl ProfileArgs {
+    /// The profile the flags describe, flat as they are (and as the file
+    /// is), with the settings that do not come from these flags.
+    pub fn to_raw(
+        &self,
+        auth: AuthMethod,
+        alg: Option<Alg>,
+        certificate: Option<String>,
+    ) -> anyhow::Result<RawProfile> {
+        let args = self;
+        let absolute = |path: &Path| {
+            std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+        };
+        let ca_file = match &args.ca_file {
+            Some(path) => Some(absolute(path)?),
+            None => None,
+        };
+        Ok(RawProfile {
+            issuer: args.issuer.clone(),
+            token_url: args.token_url.clone(),
+            client_id: args.client_id.clone().unwrap_or_default(),
+            auth,
+            alg,
+            kid: args.kid.clone(),
+            assertion_aud: args.assertion_aud.clone().and_then(|choice| choice.0),
+            scopes: args.scopes.clone(),
+            resources: args.resources.clone(),
+            audience: args.audience.clone(),
+            params: args.params.iter().cloned().collect(),
+            ca_file,
+            certificate,
+            refresh_before: args.refresh_before,
+            allow_exe: args
+                .allow_exe
+                .iter()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
+            allow_exe_sha256: args.allow_exe_sha256.clone(),
+            allow_exe_any_namespace: args.allow_exe_any_namespace,
+            dpop: args.dpop,
+            no_forward: args.no_forward,
+            dpop_alg: args.dpop_alg,
+            grant: args.grant,
+            subject: args.subject.clone(),
+            assertion_profile: args.assertion_profile.clone(),
+            google: false,
+            subject_profile: args.subject_profile.clone(),
+            subject_token_type: args.subject_token_type.clone(),
+            actor_profile: args.actor_profile.clone(),
+            requested_token_type: args.requested_token_type.clone(),
+            github: None,
+            device_authorization_url: args.device_authorization_url.clone(),
+            authorization_url: args.authorization_url.clone(),
+            revocation_url: args.revocation_url.clone(),
+            redirect_port: args.redirect_port,
+            generation: 0,
+        })
+    }
 }
 
 #[derive(Debug, Args)]

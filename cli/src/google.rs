@@ -4,7 +4,7 @@
 //! file is not needed afterwards.
 
 use crate::error::CliError;
-use jwtagent::config::{Alg, GrantKind, Profile};
+use jwtagent::config::{Alg, GrantKind, RawProfile};
 use jwtagent::secret::Secret;
 use serde::Deserialize;
 use std::path::Path;
@@ -25,7 +25,7 @@ struct KeyFile {
 
 /// Reads the key file at `path` into `profile` (client id, token endpoint,
 /// kid, grant); returns the private key for the keyring.
-pub fn import(path: &Path, profile: &mut Profile) -> Result<Secret, CliError> {
+pub fn import(path: &Path, profile: &mut RawProfile) -> Result<Secret, CliError> {
     let shown = path.display();
     let text = match jwtagent::files::read_regular(path, MAX_FILE) {
         Ok(text) => Zeroizing::new(text),

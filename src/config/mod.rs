@@ -13,6 +13,14 @@ use std::time::Duration;
 
 use crate::duration::{format_duration, parse_duration};
 
+mod grant;
+mod profile;
+mod raw;
+
+pub use grant::{Assertion, Exchange, GitHubApp, Grant, GrantKind};
+pub use profile::Profile;
+pub use raw::RawProfile;
+
 /// The only config format version this jwtagent reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -117,231 +125,6 @@ impl FromStr for StoreKind {
             )),
         }
     }
-}
-
-/// One profile: where to get tokens and how to authenticate. Also the `profile`
-/// object of the `add` and `show` ops.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Profile {
-    /// Issuer identifier; the token endpoint is discovered from its metadata.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// The token endpoint, when there is no discovery.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_url: Option<String>,
-    pub client_id: String,
-    /// Client authentication; `client_secret_basic` when a hand-written
-    /// profile leaves it out, as `add` does.
-    #[serde(default)]
-    pub auth: AuthMethod,
-    /// Assertion signing algorithm (client_secret_jwt, private_key_jwt).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alg: Option<Alg>,
-    /// `kid` header of assertions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
-    /// `aud` of assertions: `issuer`, `token-endpoint` or a URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assertion_aud: Option<AssertionAud>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-    /// RFC 8707 resource indicators.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<String>,
-    /// The non-standard `audience` parameter some servers need.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audience: Option<String>,
-    /// Extra token request parameters.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<String, String>,
-    /// Extra trusted CA certificates (PEM), besides the platform's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// The client's certificate (PEM, the chain after it if any), whose
-    /// private key is the profile's key in the keyring: presented in mutual
-    /// TLS (tls_client_auth, self_signed_tls_client_auth), and named by its
-    /// SHA-256 thumbprint (`x5t#S256`) in private_key_jwt assertions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    /// Refresh when less than this remains (a duration or a % of the lifetime).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_before: Option<RefreshBefore>,
-    /// Executables allowed to get this profile's tokens; empty: any process of
-    /// the user.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow_exe: Vec<PathBuf>,
-    /// With `allow_exe`: the allowed executable's content must have one of
-    /// these SHA-256 digests (hex), besides being the file at the path.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow_exe_sha256: Vec<String>,
-    /// With `allow_exe`: callers in other mount or user namespaces (a
-    /// container, `unshare`) are served too, if they run the allowed file.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_exe_any_namespace: bool,
-    /// DPoP (RFC 9449): tokens are bound to a key the agent generated and
-    /// keeps in the keyring; every token request carries a proof.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub dpop: bool,
-    /// Never serve this profile's tokens over a connection forwarded by
-    /// OpenSSH (`ssh -R`/`-L` stream-local forwarding: the process on the
-    /// agent's end is `ssh` or `sshd`), as ssh-agent's destination
-    /// constraints keep a key on the machine it is on.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_forward: bool,
-    /// The DPoP key's algorithm (ES256, ES384, EdDSA or RS256; the agent
-    /// fills in ES256 when `dpop` is set without it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dpop_alg: Option<Alg>,
-    /// The grant its tokens come from (absent: client_credentials).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grant: Option<GrantKind>,
-    /// jwt_bearer: the assertion's `sub` (default: the client id); for a
-    /// Google service account, the user to act as (domain-wide delegation).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// jwt_bearer: the assertion is this profile's current token instead of
-    /// one the agent signs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub assertion_profile: Option<String>,
-    /// jwt_bearer in Google's form (a service account): `iss` = the client
-    /// id (the account's email), the scopes in the assertion's `scope`
-    /// claim, no client_id in the request.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub google: bool,
-    /// token_exchange: the profile whose current token is the subject_token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_profile: Option<String>,
-    /// token_exchange: the subject_token_type (default: what the subject
-    /// profile's server issued, else an access token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_token_type: Option<String>,
-    /// token_exchange: the profile whose current token is the actor_token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor_profile: Option<String>,
-    /// token_exchange: the requested_token_type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_token_type: Option<String>,
-    /// github_app: the installation and what its tokens may do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub github: Option<GitHubApp>,
-    /// device-code without an issuer: the device authorization endpoint
-    /// (RFC 8628 §3.1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_authorization_url: Option<String>,
-    /// authorization-code without an issuer: the authorization endpoint.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization_url: Option<String>,
-    /// Where `logout` revokes the refresh token (RFC 7009), when the issuer's
-    /// metadata does not say.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revocation_url: Option<String>,
-    /// authorization-code: the loopback redirect's port, for servers that
-    /// need a fixed one (default: any free port, RFC 8252 §7.3).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redirect_port: Option<u16>,
-    /// Which keyring entries hold the profile's secret and DPoP key: `0` is
-    /// `profile/NAME` (and `dpop/NAME`), `N` is `profile/NAME#N`. A replaced
-    /// profile's new secret goes to a new entry before the config names it,
-    /// so a crash at any point leaves the config naming a complete profile.
-    /// Set by the agent; a value in an `add` request is ignored.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub generation: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-/// The grant a profile's tokens come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GrantKind {
-    /// RFC 6749 §4.4.
-    #[default]
-    ClientCredentials,
-    /// RFC 7523 §2.1: a JWT as the authorization grant.
-    JwtBearer,
-    /// RFC 8693.
-    TokenExchange,
-    /// A GitHub App installation access token.
-    GithubApp,
-    /// RFC 8628: the user signs in on another device (`jwtagent login`);
-    /// the refresh token it yields keeps the tokens coming.
-    DeviceCode,
-    /// RFC 6749 §4.1 with PKCE (RFC 7636) on a loopback redirect (RFC 8252
-    /// §7.3): the user signs in in a browser (`jwtagent login`).
-    AuthorizationCode,
-}
-
-impl GrantKind {
-    /// Every grant, in the order help lists them.
-    pub const ALL: [GrantKind; 6] = [
-        GrantKind::ClientCredentials,
-        GrantKind::JwtBearer,
-        GrantKind::TokenExchange,
-        GrantKind::GithubApp,
-        GrantKind::DeviceCode,
-        GrantKind::AuthorizationCode,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantKind::ClientCredentials => "client-credentials",
-            GrantKind::JwtBearer => "jwt-bearer",
-            GrantKind::TokenExchange => "token-exchange",
-            GrantKind::GithubApp => "github-app",
-            GrantKind::DeviceCode => "device-code",
-            GrantKind::AuthorizationCode => "authorization-code",
-        }
-    }
-
-    /// Whether the tokens are a user's, obtained by `jwtagent login` and
-    /// kept coming with the refresh token it yielded.
-    pub fn is_user(self) -> bool {
-        matches!(self, GrantKind::DeviceCode | GrantKind::AuthorizationCode)
-    }
-}
-
-impl fmt::Display for GrantKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for GrantKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.replace('_', "-").as_str() {
-            "client-credentials" => Ok(GrantKind::ClientCredentials),
-            "jwt-bearer" => Ok(GrantKind::JwtBearer),
-            "token-exchange" => Ok(GrantKind::TokenExchange),
-            "github-app" => Ok(GrantKind::GithubApp),
-            "device-code" => Ok(GrantKind::DeviceCode),
-            "authorization-code" => Ok(GrantKind::AuthorizationCode),
-            _ => Err(format!(
-                "unknown grant {s:?}: use client-credentials, jwt-bearer, token-exchange, device-code or authorization-code (--github-app makes a GitHub App profile)"
-            )),
-        }
-    }
-}
-
-/// A GitHub App installation (the app id is the profile's client id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GitHubApp {
-    pub installation_id: u64,
-    /// The REST API root: `https://api.github.com`, or a GitHub Enterprise
-    /// Server's `https://HOST/api/v3`.
-    pub api_url: String,
-    /// Repositories the tokens are limited to (names); empty: all the
-    /// installation can reach.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub repositories: Vec<String>,
-    /// Permissions the tokens are limited to (`contents = "read"`); empty:
-    /// all the installation has.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub permissions: BTreeMap<String, String>,
 }
 
 /// Where profile `name`'s table starts in a config's text (its first
@@ -752,487 +535,6 @@ pub fn check_endpoint(field: &'static str, text: &str) -> Result<url::Url, Field
     Ok(url)
 }
 
-impl Profile {
-    /// A profile for the token endpoint `token_url` with every option at its
-    /// default: the starting point for building one in code.
-    pub fn new(
-        token_url: impl Into<String>,
-        client_id: impl Into<String>,
-        auth: AuthMethod,
-    ) -> Profile {
-        Profile {
-            issuer: None,
-            token_url: Some(token_url.into()),
-            client_id: client_id.into(),
-            auth,
-            alg: None,
-            kid: None,
-            assertion_aud: None,
-            scopes: vec![],
-            resources: vec![],
-            audience: None,
-            params: BTreeMap::new(),
-            ca_file: None,
-            certificate: None,
-            refresh_before: None,
-            allow_exe: vec![],
-            allow_exe_sha256: vec![],
-            allow_exe_any_namespace: false,
-            dpop: false,
-            no_forward: false,
-            dpop_alg: None,
-            grant: None,
-            subject: None,
-            assertion_profile: None,
-            google: false,
-            subject_profile: None,
-            subject_token_type: None,
-            actor_profile: None,
-            requested_token_type: None,
-            github: None,
-            device_authorization_url: None,
-            authorization_url: None,
-            revocation_url: None,
-            redirect_port: None,
-            generation: 0,
-        }
-    }
-
-    /// The grant its tokens come from.
-    pub fn grant(&self) -> GrantKind {
-        self.grant.unwrap_or_default()
-    }
-
-    /// Whether the agent signs a JWT with the profile's key for the grant
-    /// itself: a jwt_bearer assertion of its own, or a GitHub App JWT.
-    pub fn signs_grant(&self) -> bool {
-        match self.grant() {
-            GrantKind::JwtBearer => self.assertion_profile.is_none(),
-            GrantKind::GithubApp => true,
-            _ => false,
-        }
-    }
-
-    /// Whether the keyring holds a private key for this profile (not a
-    /// shared secret, nor nothing).
-    pub fn has_private_key(&self) -> bool {
-        self.auth.uses_private_key() || self.signs_grant()
-    }
-
-    /// Whether the profile signs JWTs (client assertions or grants): `alg`,
-    /// `kid` and `assertion_aud` apply.
-    pub fn signs_jwts(&self) -> bool {
-        self.auth.uses_assertion() || self.signs_grant()
-    }
-
-    /// The other profiles whose tokens this one's requests carry.
-    pub fn inputs(&self) -> impl Iterator<Item = &str> {
-        self.input_roles().map(|(_, name)| name)
-    }
-
-    /// [`Profile::inputs`] with the role each plays: `assertion`,
-    /// `subject` or `actor`.
-    pub fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        [
-            ("assertion", &self.assertion_profile),
-            ("subject", &self.subject_profile),
-            ("actor", &self.actor_profile),
-        ]
-        .into_iter()
-        .filter_map(|(role, name)| Some((role, name.as_deref()?)))
-    }
-
-    /// The algorithm of the profile's DPoP key; `None` when it does not use DPoP.
-    pub fn dpop_key_alg(&self) -> Option<Alg> {
-        self.dpop.then(|| self.dpop_alg.unwrap_or(DEFAULT_DPOP_ALG))
-    }
-
-    /// Checks everything that can be checked without I/O or the secret.
-    pub fn validate(&self) -> Result<(), FieldError> {
-        self.check_endpoints()?;
-        self.check_client()?;
-        self.check_assertion()?;
-        self.check_request()?;
-        self.check_grant()?;
-        self.check_certificate()?;
-        self.check_local()
-    }
-
-    /// Where tokens come from: an issuer or a token endpoint, not both.
-    fn check_endpoints(&self) -> Result<(), FieldError> {
-        if let Some(github) = &self.github {
-            if self.issuer.is_some() || self.token_url.is_some() {
-                return Err(field_err(
-                    "github",
-                    "a GitHub App profile talks to --api-url, not to an --issuer or --token-url",
-                ));
-            }
-            check_endpoint("github.api_url", &github.api_url)?;
-            return Ok(());
-        }
-        match (&self.issuer, &self.token_url) {
-            (None, None) => {
-                return Err(field_err(
-                    "token_url",
-                    "a profile needs --issuer URL (discovery) or --token-url URL",
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(field_err(
-                    "token_url",
-                    "give either --issuer (the token endpoint is discovered) or --token-url, not both",
-                ));
-            }
-            _ => {}
-        }
-        if let Some(issuer) = &self.issuer {
-            let url = check_endpoint("issuer", issuer)?;
-            if url.query().is_some() {
-                return Err(field_err(
-                    "issuer",
-                    format!("{issuer:?} has a ?query; an issuer identifier has none (RFC 8414)"),
-                ));
-            }
-        }
-        if let Some(token_url) = &self.token_url {
-            check_endpoint("token_url", token_url)?;
-        }
-        for (field, url) in [
-            ("device_authorization_url", &self.device_authorization_url),
-            ("authorization_url", &self.authorization_url),
-            ("revocation_url", &self.revocation_url),
-        ] {
-            if let Some(url) = url {
-                check_endpoint(field, url)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn check_client(&self) -> Result<(), FieldError> {
-        if self.client_id.trim().is_empty() {
-            return Err(field_err(
-                "client_id",
-                "a client id is required (--client-id)",
-            ));
-        }
-        if self.client_id.chars().any(char::is_control) {
-            return Err(field_err(
-                "client_id",
-                "must not contain control characters",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The client assertion's settings, which only the JWT methods use.
-    fn check_assertion(&self) -> Result<(), FieldError> {
-        if !self.signs_jwts() {
-            for (field, set) in [
-                ("alg", self.alg.is_some()),
-                ("kid", self.kid.is_some()),
-                ("assertion_aud", self.assertion_aud.is_some()),
-            ] {
-                if set {
-                    return Err(field_err(
-                        field,
-                        format!(
-                            "applies only to client_secret_jwt, private_key_jwt and the jwt-bearer grant, not to auth {}",
-                            self.auth
-                        ),
-                    ));
-                }
-            }
-        }
-        if let Some(alg) = self.alg {
-            match self.auth {
-                AuthMethod::ClientSecretJwt if !alg.is_hmac() => {
-                    return Err(field_err(
-                        "alg",
-                        format!(
-                            "client_secret_jwt signs with a shared secret: use HS256, HS384 or HS512, not {alg}"
-                        ),
-                    ));
-                }
-                AuthMethod::PrivateKeyJwt if alg.is_hmac() => {
-                    return Err(field_err(
-                        "alg",
-                        format!(
-                            "private_key_jwt signs with a private key: {alg} is for client_secret_jwt; use RS*, PS*, ES256/384 or EdDSA"
-                        ),
-                    ));
-                }
-                _ if self.signs_grant() && alg.is_hmac() => {
-                    return Err(field_err(
-                        "alg",
-                        format!(
-                            "the {} grant signs with the profile's private key: use RS*, PS*, ES256/384 or EdDSA, not {alg}",
-                            self.grant()
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        if let Some(kid) = &self.kid
-            && (kid.is_empty() || kid.chars().any(char::is_control))
-        {
-            return Err(field_err("kid", "must be non-empty text"));
-        }
-        if matches!(self.assertion_aud, Some(AssertionAud::Issuer)) && self.issuer.is_none() {
-            return Err(field_err(
-                "assertion_aud",
-                "is `issuer` but the profile has no --issuer; use token-endpoint or a URL",
-            ));
-        }
-        Ok(())
-    }
-
-    /// What the token request carries besides the grant.
-    fn check_request(&self) -> Result<(), FieldError> {
-        check_scopes(&self.scopes)?;
-        check_resources(&self.resources)?;
-        if let Some(aud) = &self.audience
-            && aud.trim().is_empty()
-        {
-            return Err(field_err("audience", "must not be empty"));
-        }
-        for key in self.params.keys() {
-            if key.is_empty() {
-                return Err(field_err(
-                    "params",
-                    "a parameter name is empty (write --param KEY=VALUE)",
-                ));
-            }
-            if RESERVED_PARAMS.contains(&key.as_str()) {
-                return Err(field_err(
-                    "params",
-                    format!(
-                        "{key:?} is set by jwtagent itself; use the matching option (--scope, --resource, --audience, --auth) instead"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The grant's own settings go with that grant only, and what it needs
-    /// is there.
-    fn check_grant(&self) -> Result<(), FieldError> {
-        let grant = self.grant();
-        let only = |field: &'static str, set: bool, wanted: GrantKind| {
-            if set && grant != wanted {
-                Err(field_err(
-                    field,
-                    format!("applies to the {wanted} grant only, not to {grant}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        only("subject", self.subject.is_some(), GrantKind::JwtBearer)?;
-        only(
-            "assertion_profile",
-            self.assertion_profile.is_some(),
-            GrantKind::JwtBearer,
-        )?;
-        only("google", self.google, GrantKind::JwtBearer)?;
-        only(
-            "subject_profile",
-            self.subject_profile.is_some(),
-            GrantKind::TokenExchange,
-        )?;
-        only(
-            "subject_token_type",
-            self.subject_token_type.is_some(),
-            GrantKind::TokenExchange,
-        )?;
-        only(
-            "actor_profile",
-            self.actor_profile.is_some(),
-            GrantKind::TokenExchange,
-        )?;
-        only(
-            "requested_token_type",
-            self.requested_token_type.is_some(),
-            GrantKind::TokenExchange,
-        )?;
-        only("github", self.github.is_some(), GrantKind::GithubApp)?;
-        only(
-            "device_authorization_url",
-            self.device_authorization_url.is_some(),
-            GrantKind::DeviceCode,
-        )?;
-        only(
-            "authorization_url",
-            self.authorization_url.is_some(),
-            GrantKind::AuthorizationCode,
-        )?;
-        only(
-            "redirect_port",
-            self.redirect_port.is_some(),
-            GrantKind::AuthorizationCode,
-        )?;
-        if self.redirect_port == Some(0) {
-            return Err(field_err(
-                "redirect_port",
-                "must be a port number from 1 to 65535 (leave it out for any free port)",
-            ));
-        }
-        for (field, value) in [
-            ("subject", &self.subject),
-            ("subject_token_type", &self.subject_token_type),
-            ("requested_token_type", &self.requested_token_type),
-        ] {
-            if let Some(v) = value
-                && (v.trim().is_empty() || v.chars().any(char::is_control))
-            {
-                return Err(field_err(field, "must be non-empty text"));
-            }
-        }
-        match grant {
-            GrantKind::TokenExchange if self.subject_profile.is_none() => Err(field_err(
-                "subject_profile",
-                "the token-exchange grant needs --subject-profile NAME (the profile whose token is exchanged)",
-            )),
-            GrantKind::DeviceCode
-                if self.issuer.is_none() && self.device_authorization_url.is_none() =>
-            {
-                Err(field_err(
-                    "device_authorization_url",
-                    "the device-code grant needs --issuer (discovery) or --device-authorization-url URL beside --token-url",
-                ))
-            }
-            GrantKind::AuthorizationCode
-                if self.issuer.is_none() && self.authorization_url.is_none() =>
-            {
-                Err(field_err(
-                    "authorization_url",
-                    "the authorization-code grant needs --issuer (discovery) or --authorization-url URL beside --token-url",
-                ))
-            }
-            GrantKind::DeviceCode | GrantKind::AuthorizationCode if self.dpop => Err(field_err(
-                "dpop",
-                "DPoP is not supported for user tokens yet: leave out --dpop",
-            )),
-            GrantKind::GithubApp if self.github.is_none() => Err(field_err(
-                "github",
-                "a GitHub App profile needs its installation: use --github-app APP_ID --installation ID",
-            )),
-            GrantKind::JwtBearer
-                if self.assertion_profile.is_some() && (self.google || self.subject.is_some()) =>
-            {
-                Err(field_err(
-                    "assertion_profile",
-                    "an assertion from another profile is sent as it is: --subject and --google-credentials do not apply",
-                ))
-            }
-            // The key signs the grant; the client authenticates with that
-            // key too, or not at all.
-            _ if self.signs_grant()
-                && !matches!(
-                    self.auth,
-                    AuthMethod::None
-                        | AuthMethod::PrivateKeyJwt
-                        | AuthMethod::TlsClientAuth
-                        | AuthMethod::SelfSignedTlsClientAuth
-                ) =>
-            {
-                Err(field_err(
-                    "auth",
-                    format!(
-                        "the {grant} grant signs with the profile's private key, so the client authenticates with that key (private_key_jwt, mutual TLS) or not at all (none), not with {}",
-                        self.auth
-                    ),
-                ))
-            }
-            _ if self.google && self.auth != AuthMethod::None => Err(field_err(
-                "google",
-                "Google's form has no client authentication: auth must be none",
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// The client certificate: what needs one has one, nothing else has.
-    fn check_certificate(&self) -> Result<(), FieldError> {
-        match (&self.certificate, self.auth) {
-            (None, auth) if auth.uses_mtls() => Err(field_err(
-                "certificate",
-                format!("auth {auth} needs the client certificate: add --cert-file CERT.pem"),
-            )),
-            (Some(_), auth) if !auth.uses_private_key() => Err(field_err(
-                "certificate",
-                format!(
-                    "a client certificate goes with tls_client_auth, self_signed_tls_client_auth or private_key_jwt (its key is the profile's key), not with auth {auth}"
-                ),
-            )),
-            (Some(pem), _) if !pem.contains("-----BEGIN CERTIFICATE-----") => Err(field_err(
-                "certificate",
-                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Local settings: the executables allowed, the DPoP key, the CA file.
-    fn check_local(&self) -> Result<(), FieldError> {
-        for exe in &self.allow_exe {
-            if !exe.is_absolute() {
-                return Err(field_err(
-                    "allow_exe",
-                    format!("{} must be an absolute path", exe.display()),
-                ));
-            }
-        }
-        for pin in &self.allow_exe_sha256 {
-            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(field_err(
-                    "allow_exe_sha256",
-                    format!(
-                        "{pin:?} is not a SHA-256 digest (64 hex digits, as `sha256sum` prints)"
-                    ),
-                ));
-            }
-        }
-        if self.allow_exe.is_empty()
-            && (!self.allow_exe_sha256.is_empty() || self.allow_exe_any_namespace)
-        {
-            return Err(field_err(
-                if self.allow_exe_any_namespace {
-                    "allow_exe_any_namespace"
-                } else {
-                    "allow_exe_sha256"
-                },
-                "applies to the executables --allow-exe names; add --allow-exe PATH",
-            ));
-        }
-        if let Some(alg) = self.dpop_alg {
-            if !self.dpop {
-                return Err(field_err(
-                    "dpop_alg",
-                    "is set but dpop is not; add --dpop (or drop --dpop-alg)",
-                ));
-            }
-            if !GENERATED_ALGS.contains(&alg) {
-                return Err(field_err(
-                    "dpop_alg",
-                    format!("{alg} cannot be used for DPoP keys: use ES256, ES384, EdDSA or RS256"),
-                ));
-            }
-        }
-        if let Some(ca) = &self.ca_file
-            && !ca.is_absolute()
-        {
-            return Err(field_err(
-                "ca_file",
-                format!("{} must be an absolute path", ca.display()),
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// Why the config file could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConfigError {
@@ -1322,30 +624,53 @@ impl ConfigFile {
                 });
             }
         }
-        let config: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        // Read flat, then each profile typed and checked: a field of another
+        // grant is an invalid profile, named, like any other.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            version: u32,
+            #[serde(default)]
+            store: Option<StoreKind>,
+            #[serde(default)]
+            profiles: BTreeMap<String, RawProfile>,
+        }
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        let mut config = ConfigFile {
+            version: raw.version,
+            store: raw.store,
+            profiles: BTreeMap::new(),
+        };
         // Every bad profile is found; the one reported is the first in the
         // file, where the user starts reading.
-        let first_bad = config
-            .profiles
-            .iter()
-            .filter_map(|(name, profile)| {
-                let error = match validate_name(name) {
-                    Err(message) => FieldError {
-                        field: "name",
-                        message,
-                    },
-                    Ok(()) => profile.validate().err()?,
-                };
-                Some((position_of(text, name), name, error))
-            })
-            .min_by_key(|(at, _, _)| *at);
+        let mut first_bad: Option<(usize, String, FieldError)> = None;
+        for (name, raw) in raw.profiles {
+            let checked = validate_name(&name)
+                .map_err(|message| FieldError {
+                    field: "name",
+                    message,
+                })
+                .and_then(|()| Profile::try_from(raw))
+                .and_then(|profile| profile.validate().map(|()| profile));
+            match checked {
+                Ok(profile) => {
+                    config.profiles.insert(name, profile);
+                }
+                Err(error) => {
+                    let at = position_of(text, &name);
+                    if first_bad.as_ref().is_none_or(|(first, _, _)| at < *first) {
+                        first_bad = Some((at, name, error));
+                    }
+                }
+            }
+        }
         if let Some((_, name, error)) = first_bad {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
-                profile: name.clone(),
+                profile: name,
                 error,
             });
         }
@@ -1424,12 +749,6 @@ pub fn config_path() -> Option<PathBuf> {
         return Some(PathBuf::from(path));
     }
     Some(crate::paths::xdg_dir("XDG_CONFIG_HOME", ".config")?.join("jwtagent/profiles.toml"))
-}
-
-impl crate::chain::Inputs for Profile {
-    fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        Profile::input_roles(self)
-    }
 }
 
 #[cfg(test)]
@@ -1625,7 +944,7 @@ mod tests {
         assert_eq!(serde_json::to_value(&config.profiles).unwrap(), json);
         let from_json: BTreeMap<String, Profile> = serde_json::from_value(json).unwrap();
         assert_eq!(from_json, config.profiles);
-        let grants: Vec<_> = config.profiles.values().map(Profile::grant).collect();
+        let grants: Vec<_> = config.profiles.values().map(|p| p.grant.kind()).collect();
         use GrantKind::*;
         assert_eq!(
             grants,

@@ -5,7 +5,7 @@
 use super::form::Form;
 use super::{OAuthError, SetupError};
 use crate::keys::{jwt_alg, parse_private_key};
-use jwtagent::config::{Alg, AssertionAud, AuthMethod, Profile};
+use jwtagent::config::{Alg, Assertion, AssertionAud, AuthMethod, Grant, Profile};
 use jwtagent::secret::Secret;
 use serde::Serialize;
 use url::Url;
@@ -150,7 +150,7 @@ pub(crate) fn choose<'a>(
     aud: Option<&Aud>,
 ) -> Result<ClientAuth<'a>, OAuthError> {
     Ok(match (profile.auth, secret) {
-        (AuthMethod::None, _) if profile.google => ClientAuth::Anonymous,
+        (AuthMethod::None, _) if profile.grant.is_google() => ClientAuth::Anonymous,
         (AuthMethod::None, _) => ClientAuth::None,
         (_, None) => {
             return Err(SetupError::SecretMissing.into());
@@ -289,15 +289,19 @@ pub(crate) fn grant_assertion(
     scopes: &[String],
 ) -> Result<Secret, OAuthError> {
     let alg = profile.alg.ok_or(SetupError::NoAlg)?;
+    let (subject, google) = match &profile.grant {
+        Grant::JwtBearer(Assertion::Signed { subject, google }) => (subject.as_deref(), *google),
+        _ => (None, false),
+    };
     let iat = jwtagent::time::unix_now();
     let claims = AssertionClaims {
         iss: &profile.client_id,
-        sub: profile.subject.as_deref().unwrap_or(&profile.client_id),
+        sub: subject.unwrap_or(&profile.client_id),
         aud,
         jti: super::random_id()?,
         iat,
         exp: iat + ASSERTION_LIFETIME,
-        scope: (profile.google && !scopes.is_empty()).then(|| scopes.join(" ")),
+        scope: (google && !scopes.is_empty()).then(|| scopes.join(" ")),
     };
     let names = AssertionHeader {
         kid: profile.kid.as_deref(),

@@ -7,7 +7,7 @@ use super::auth::{AssertionHeader, sign};
 use super::http::{excerpt, host_of, network_error, printable, read_body};
 use super::token::{MAX_LIFETIME, TokenResponse};
 use super::{OAuthError, SetupError, Step};
-use jwtagent::config::{GitHubApp, Profile};
+use jwtagent::config::{GitHubApp, Grant, Profile};
 use jwtagent::secret::Secret;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -42,7 +42,9 @@ pub(crate) async fn installation_token(
     profile: &Profile,
     key: &Secret,
 ) -> Result<super::Obtained, OAuthError> {
-    let app = profile.github.as_ref().ok_or(SetupError::NoEndpoint)?;
+    let Grant::GithubApp(app) = &profile.grant else {
+        return Err(SetupError::NoEndpoint.into());
+    };
     let url = endpoint(app)?;
     let claims = app_claims(&profile.client_id, jwtagent::time::unix_now());
     let alg = profile.alg.ok_or(SetupError::NoAlg)?;

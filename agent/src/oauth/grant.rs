@@ -5,7 +5,7 @@
 
 use super::OAuthError;
 use super::form::Form;
-use jwtagent::config::{GrantKind, Profile};
+use jwtagent::config::{self, Assertion, Profile};
 use jwtagent::secret::Secret;
 
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -147,32 +147,32 @@ pub(crate) fn plan<'a>(
     refresh_token: Option<&'a Secret>,
     inputs: &'a Inputs,
 ) -> Result<Vec<Step<'a>>, &'static str> {
-    let own = match profile.grant() {
-        GrantKind::ClientCredentials => Step::Ready(Grant::ClientCredentials),
-        GrantKind::JwtBearer => match (&profile.assertion_profile, &inputs.assertion) {
-            (None, _) => Step::SignedJwtBearer,
-            (Some(_), Some(input)) => Step::Ready(Grant::JwtBearer(input.token.clone())),
-            (Some(_), None) => return Err("the assertion profile's token"),
+    let own = match &profile.grant {
+        config::Grant::ClientCredentials => Step::Ready(Grant::ClientCredentials),
+        config::Grant::JwtBearer(Assertion::Signed { .. }) => Step::SignedJwtBearer,
+        config::Grant::JwtBearer(Assertion::Profile(_)) => match &inputs.assertion {
+            Some(input) => Step::Ready(Grant::JwtBearer(input.token.clone())),
+            None => return Err("the assertion profile's token"),
         },
-        GrantKind::TokenExchange => {
+        config::Grant::TokenExchange(exchange) => {
             let subject = inputs
                 .subject
                 .as_ref()
                 .ok_or("the subject profile's token")?;
-            let actor = match (&profile.actor_profile, &inputs.actor) {
+            let actor = match (&exchange.actor_profile, &inputs.actor) {
                 (Some(_), None) => return Err("the actor profile's token"),
                 (_, actor) => actor.as_ref(),
             };
             Step::Ready(Grant::TokenExchange {
                 subject,
                 actor,
-                requested: profile.requested_token_type.as_deref(),
+                requested: exchange.requested_token_type.as_deref(),
             })
         }
-        GrantKind::GithubApp => return Err("a token endpoint (a GitHub App has none)"),
+        config::Grant::GithubApp(_) => return Err("a token endpoint (a GitHub App has none)"),
         // A user's tokens come from the refresh token `jwtagent login` got;
         // without one there is nothing to try.
-        GrantKind::DeviceCode | GrantKind::AuthorizationCode => {
+        config::Grant::DeviceCode { .. } | config::Grant::AuthorizationCode { .. } => {
             let rt = refresh_token.ok_or("a refresh token (sign in with `jwtagent login`)")?;
             return Ok(vec![Step::Ready(Grant::RefreshToken(rt))]);
         }
@@ -219,12 +219,15 @@ mod tests {
             names(&plan(&p, None, &none).unwrap()),
             ["client_credentials"]
         );
-        p.grant = Some(GrantKind::JwtBearer);
+        p.grant = config::Grant::JwtBearer(Assertion::Signed {
+            subject: None,
+            google: false,
+        });
         assert_eq!(
             names(&plan(&p, None, &none).unwrap()),
             ["signed jwt-bearer"]
         );
-        p.assertion_profile = Some("idp".into());
+        p.grant = config::Grant::JwtBearer(Assertion::Profile("idp".into()));
         assert!(plan(&p, None, &none).is_err());
         let given = Inputs {
             assertion: Some(input("id-jag")),
@@ -236,9 +239,10 @@ mod tests {
     #[test]
     fn token_exchange_sends_the_subject_and_actor_with_their_types() {
         let mut p = Profile::new("https://idp.example/token", "c", AuthMethod::None);
-        p.grant = Some(GrantKind::TokenExchange);
-        p.subject_profile = Some("user".into());
-        p.requested_token_type = Some("urn:ietf:params:oauth:token-type:id-jag".into());
+        p.grant = config::Grant::TokenExchange(config::Exchange {
+            requested_token_type: Some("urn:ietf:params:oauth:token-type:id-jag".into()),
+            ..config::Exchange::of("user")
+        });
         assert!(plan(&p, None, &Inputs::default()).is_err());
         let inputs = Inputs {
             subject: Some(input("subject-token")),

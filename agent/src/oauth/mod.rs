@@ -30,7 +30,7 @@ pub(crate) use token::{TokenRequest, TokenResponse};
 
 use crate::jwk::DpopKey;
 use grant::Grant;
-use jwtagent::config::{GrantKind, Profile};
+use jwtagent::config::{self, Profile};
 use jwtagent::secret::Secret;
 use std::time::Duration;
 use url::Url;
@@ -235,7 +235,7 @@ impl OAuthClient {
             sign_in,
         } = ask;
         let http = self.http_client(name, profile, secret)?;
-        if profile.grant() == GrantKind::GithubApp {
+        if matches!(profile.grant, config::Grant::GithubApp(_)) {
             let key = secret.ok_or(SetupError::SecretMissing)?;
             return github::installation_token(&http, profile, key).await;
         }
@@ -253,7 +253,11 @@ impl OAuthClient {
                 grant::plan(profile, refresh_token.as_ref(), inputs)
                     .map_err(SetupError::MissingInput)?,
                 // Google's form carries the scopes in the assertion only.
-                if profile.google { &[][..] } else { scopes },
+                if profile.grant.is_google() {
+                    &[][..]
+                } else {
+                    scopes
+                },
             ),
         };
         let mut last = None;

@@ -11,7 +11,7 @@ use super::form::Form;
 use super::http::read_body;
 use super::token::{parse_error, post_form};
 use super::{OAuthClient, OAuthError, SetupError, Step};
-use jwtagent::config::{Profile, check_endpoint};
+use jwtagent::config::{Grant, Profile, check_endpoint};
 use jwtagent::secret::Secret;
 use serde::Deserialize;
 use std::time::Duration;
@@ -141,14 +141,20 @@ impl OAuthClient {
         )?
         .into_iter()
         .next();
+        let (authorization, device_authorization) = match &profile.grant {
+            Grant::AuthorizationCode {
+                authorization_url, ..
+            } => (authorization_url, &None),
+            Grant::DeviceCode {
+                device_authorization_url,
+            } => (&None, device_authorization_url),
+            _ => (&None, &None),
+        };
         Ok(SignIn {
-            authorization: own("authorization_url", &profile.authorization_url)?
+            authorization: own("authorization_url", authorization)?
                 .or_else(|| meta.and_then(|m| m.authorization_endpoint.clone())),
-            device_authorization: own(
-                "device_authorization_url",
-                &profile.device_authorization_url,
-            )?
-            .or_else(|| meta.and_then(|m| m.device_authorization_endpoint.clone())),
+            device_authorization: own("device_authorization_url", device_authorization)?
+                .or_else(|| meta.and_then(|m| m.device_authorization_endpoint.clone())),
             revocation: own("revocation_url", &profile.revocation_url)?
                 .or_else(|| meta.and_then(|m| m.revocation_endpoint.clone())),
             aud,

@@ -60,8 +60,8 @@ fn user_profile(state: &AgentState, name: &str) -> Result<Profile, AgentError> {
         .profiles
         .get(name)
         .ok_or_else(|| crate::profiles::ProfileError::Unknown(name.to_string()))?;
-    if !profile.grant().is_user() {
-        return Err(LoginError::NotUser(name.to_string(), profile.grant()).into());
+    if !profile.grant.is_user() {
+        return Err(LoginError::NotUser(name.to_string(), profile.grant.kind()).into());
     }
     Ok(profile.clone())
 }

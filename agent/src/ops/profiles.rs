@@ -108,7 +108,7 @@ async fn revoke_replaced(
 async fn sign_in_of(state: &AgentState, name: &str) -> Option<(Profile, Option<Secret>, Secret)> {
     let config = state.profiles.current().ok()?;
     let old = config.profiles.get(name)?;
-    if !old.grant().is_user() {
+    if !old.grant.is_user() {
         return None;
     }
     let store = state.profiles.store();
@@ -167,7 +167,7 @@ fn transient(e: &OAuthError) -> bool {
 /// a user's (that takes a login), nor one made from other profiles' tokens,
 /// nor a DPoP-bound one (its key is made when it is saved).
 fn verifiable(profile: &Profile) -> bool {
-    !profile.grant().is_user() && profile.inputs().next().is_none() && !profile.dpop
+    !profile.grant.is_user() && profile.inputs().next().is_none() && !profile.dpop
 }
 
 pub(crate) async fn remove(state: &AgentState, name: &str) -> Result<Removed, AgentError> {
@@ -175,7 +175,7 @@ pub(crate) async fn remove(state: &AgentState, name: &str) -> Result<Removed, Ag
     // the refresh token leaves the keyring with the profile in any case).
     let config = state.profiles.current().ok();
     if let Some(profile) = config.as_ref().and_then(|c| c.profiles.get(name))
-        && profile.grant().is_user()
+        && profile.grant.is_user()
     {
         state.logins.cancel(name, "the profile was removed");
         if let Err(e) =

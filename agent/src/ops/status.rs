@@ -23,7 +23,7 @@ pub(crate) async fn status(state: &AgentState) -> Status {
             for (name, profile) in &config.profiles {
                 let mut status = profile_status(name, &keys);
                 status.assertion_aud_worked = state.tokens.aud_worked(profile).map(str::to_string);
-                if profile.grant().is_user() {
+                if profile.grant.is_user() {
                     status.logging_in = state.logins.under_way(name);
                     let fetcher = state.tokens.fetcher();
                     // The keyring is asked briefly: a hung one must not

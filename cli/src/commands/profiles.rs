@@ -5,7 +5,7 @@ use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
 use anyhow::Context;
-use jwtagent::config::{Alg, AuthMethod, GITHUB_API, GitHubApp, GrantKind, Profile};
+use jwtagent::config::{Alg, AuthMethod, GITHUB_API, GitHubApp, GrantKind, Profile, RawProfile};
 use jwtagent::paths::SocketPath;
 use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Request, Shown};
 use jwtagent::secret::Secret;
@@ -24,63 +24,13 @@ fn profile_from(
     alg: Option<Alg>,
     certificate: Option<String>,
 ) -> Result<Profile, CliError> {
-    checked(name, build(args, auth, alg, certificate)?)
+    checked(name, typed(name, args.to_raw(auth, alg, certificate)?)?)
 }
 
-/// The profile `args` describe, unchecked.
-fn build(
-    args: &ProfileArgs,
-    auth: AuthMethod,
-    alg: Option<Alg>,
-    certificate: Option<String>,
-) -> Result<Profile, CliError> {
-    let absolute = |path: &Path| {
-        std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
-    };
-    let ca_file = match &args.ca_file {
-        Some(path) => Some(absolute(path)?),
-        None => None,
-    };
-    Ok(Profile {
-        issuer: args.issuer.clone(),
-        token_url: args.token_url.clone(),
-        client_id: args.client_id.clone().unwrap_or_default(),
-        auth,
-        alg,
-        kid: args.kid.clone(),
-        assertion_aud: args.assertion_aud.clone().and_then(|choice| choice.0),
-        scopes: args.scopes.clone(),
-        resources: args.resources.clone(),
-        audience: args.audience.clone(),
-        params: args.params.iter().cloned().collect(),
-        ca_file,
-        certificate,
-        refresh_before: args.refresh_before,
-        allow_exe: args
-            .allow_exe
-            .iter()
-            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
-            .collect(),
-        allow_exe_sha256: args.allow_exe_sha256.clone(),
-        allow_exe_any_namespace: args.allow_exe_any_namespace,
-        dpop: args.dpop,
-        no_forward: args.no_forward,
-        dpop_alg: args.dpop_alg,
-        grant: args.grant,
-        subject: args.subject.clone(),
-        assertion_profile: args.assertion_profile.clone(),
-        google: false,
-        subject_profile: args.subject_profile.clone(),
-        subject_token_type: args.subject_token_type.clone(),
-        actor_profile: args.actor_profile.clone(),
-        requested_token_type: args.requested_token_type.clone(),
-        github: None,
-        device_authorization_url: args.device_authorization_url.clone(),
-        authorization_url: args.authorization_url.clone(),
-        revocation_url: args.revocation_url.clone(),
-        redirect_port: args.redirect_port,
-        generation: 0,
-    })
+/// `raw` with its grant's settings in their place: a flag of another grant
+/// is refused.
+fn typed(name: &str, raw: RawProfile) -> Result<Profile, CliError> {
+    Profile::try_from(raw).map_err(|e| CliError::Usage(format!("cannot add profile {name:?}: {e}")))
 }
 
 /// `profile` checked as far as can be without the agent, so that a typo
@@ -95,30 +45,21 @@ fn checked(name: &str, profile: Profile) -> Result<Profile, CliError> {
 
 pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
     let (profile, secret) = if let Some(path) = &args.google_credentials {
-        let mut profile = build(&args.profile, AuthMethod::None, None, None)?;
-        let secret = crate::google::import(path, &mut profile)?;
-        (checked(&args.name, profile)?, Some(secret))
+        let mut raw = args.profile.to_raw(AuthMethod::None, None, None)?;
+        let secret = crate::google::import(path, &mut raw)?;
+        (checked(&args.name, typed(&args.name, raw)?)?, Some(secret))
     } else {
         let certificate = match &args.cert_file {
             Some(path) => Some(read_certificate(path)?),
             None => None,
         };
-        let grant_signs = args.github_app.is_some()
-            || (args.profile.grant == Some(GrantKind::JwtBearer)
-                && args.profile.assertion_profile.is_none());
-        // A key signs the grant, or authenticates the client.
-        let auth = args
-            .auth
-            .unwrap_or(match (grant_signs, args.key_file.is_some()) {
-                (true, _) => AuthMethod::None,
-                (false, true) => AuthMethod::PrivateKeyJwt,
-                (false, false) => AuthMethod::ClientSecretBasic,
-            });
-        let mut profile = build(&args.profile, auth, args.alg, certificate)?;
+        let mut raw = args
+            .profile
+            .to_raw(AuthMethod::default(), args.alg, certificate)?;
         if let Some(app) = args.github_app {
-            profile.client_id = app.to_string();
-            profile.grant = Some(GrantKind::GithubApp);
-            profile.github = Some(GitHubApp {
+            raw.client_id = app.to_string();
+            raw.grant = Some(GrantKind::GithubApp);
+            raw.github = Some(GitHubApp {
                 installation_id: args.installation.unwrap_or_default(),
                 api_url: args
                     .api_url
@@ -128,6 +69,15 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
                 permissions: args.permissions.iter().cloned().collect(),
             });
         }
+        let mut profile = typed(&args.name, raw)?;
+        // A key signs the grant, or authenticates the client.
+        profile.auth =
+            args.auth
+                .unwrap_or(match (profile.signs_grant(), args.key_file.is_some()) {
+                    (true, _) => AuthMethod::None,
+                    (false, true) => AuthMethod::PrivateKeyJwt,
+                    (false, false) => AuthMethod::ClientSecretBasic,
+                });
         if profile.client_id.is_empty() {
             return Err(CliError::Usage(format!(
                 "cannot add profile {:?}: --client-id is required",
@@ -253,7 +203,7 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
             ))),
             None => Err(CliError::Usage(format!(
                 "the {} grant signs with the profile's private key: add --key-file KEY.pem",
-                profile.grant()
+                profile.grant.kind()
             ))),
         };
     }
@@ -482,38 +432,7 @@ fn render(view: &ProfileView) -> String {
     }
     lines.push(("client_id", p.client_id.clone()));
     lines.push(("auth", p.auth.to_string()));
-    if p.grant.is_some() {
-        let grant = if p.google {
-            "jwt-bearer (Google service account)".to_string()
-        } else {
-            p.grant().to_string()
-        };
-        lines.push(("grant", grant));
-    }
-    for (label, value) in [
-        ("subject", &p.subject),
-        ("assertion_from", &p.assertion_profile),
-        ("subject_from", &p.subject_profile),
-        ("subject_type", &p.subject_token_type),
-        ("actor_from", &p.actor_profile),
-        ("requested_type", &p.requested_token_type),
-    ] {
-        if let Some(value) = value {
-            lines.push((label, value.clone()));
-        }
-    }
-    if let Some(app) = &p.github {
-        lines.push((
-            "github",
-            format!("installation {} at {}", app.installation_id, app.api_url),
-        ));
-        if !app.repositories.is_empty() {
-            lines.push(("repositories", app.repositories.join(", ")));
-        }
-        for (k, v) in &app.permissions {
-            lines.push(("permission", format!("{k}={v}")));
-        }
-    }
+    lines.extend(p.grant.settings());
     if let Some(alg) = p.alg {
         lines.push(("alg", alg.to_string()));
     }

@@ -1,0 +1,371 @@
+//! The typed profile: one grant with its own settings, and the settings every
+//! grant shares; the checks every profile passes before the agent takes it.
+
+use super::{
+    Alg, AssertionAud, AuthMethod, DEFAULT_DPOP_ALG, FieldError, GENERATED_ALGS, Grant,
+    RESERVED_PARAMS, RawProfile, RefreshBefore, check_endpoint, check_resources, check_scopes,
+    field_err,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One profile: where to get tokens and how to authenticate. Each field is
+/// documented on [`RawProfile`], the flat form the file and the wire hold
+/// (and docs/config.md); the grant's own settings are in [`Grant`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawProfile", into = "RawProfile")]
+pub struct Profile {
+    pub issuer: Option<String>,
+    pub token_url: Option<String>,
+    pub client_id: String,
+    pub auth: AuthMethod,
+    pub alg: Option<Alg>,
+    pub kid: Option<String>,
+    pub assertion_aud: Option<AssertionAud>,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub audience: Option<String>,
+    pub params: BTreeMap<String, String>,
+    pub ca_file: Option<PathBuf>,
+    pub certificate: Option<String>,
+    pub refresh_before: Option<RefreshBefore>,
+    pub allow_exe: Vec<PathBuf>,
+    pub allow_exe_sha256: Vec<String>,
+    pub allow_exe_any_namespace: bool,
+    pub dpop: bool,
+    pub no_forward: bool,
+    pub dpop_alg: Option<Alg>,
+    /// The grant its tokens come from, with that grant's own settings.
+    pub grant: Grant,
+    pub revocation_url: Option<String>,
+    pub generation: u32,
+}
+
+impl Profile {
+    /// A profile for the token endpoint `token_url` with every option at its
+    /// default: the starting point for building one in code.
+    pub fn new(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+        auth: AuthMethod,
+    ) -> Profile {
+        Profile {
+            issuer: None,
+            token_url: Some(token_url.into()),
+            client_id: client_id.into(),
+            auth,
+            alg: None,
+            kid: None,
+            assertion_aud: None,
+            scopes: vec![],
+            resources: vec![],
+            audience: None,
+            params: BTreeMap::new(),
+            ca_file: None,
+            certificate: None,
+            refresh_before: None,
+            allow_exe: vec![],
+            allow_exe_sha256: vec![],
+            allow_exe_any_namespace: false,
+            dpop: false,
+            no_forward: false,
+            dpop_alg: None,
+            grant: Grant::ClientCredentials,
+            revocation_url: None,
+            generation: 0,
+        }
+    }
+
+    /// Whether the agent signs a JWT with the profile's key for the grant
+    /// itself: a jwt-bearer assertion of its own, or a GitHub App JWT.
+    pub fn signs_grant(&self) -> bool {
+        self.grant.signs()
+    }
+
+    /// Whether the keyring holds a private key for this profile (not a
+    /// shared secret, nor nothing).
+    pub fn has_private_key(&self) -> bool {
+        self.auth.uses_private_key() || self.signs_grant()
+    }
+
+    /// Whether the profile signs JWTs (client assertions or grants): `alg`,
+    /// `kid` and `assertion_aud` apply.
+    pub fn signs_jwts(&self) -> bool {
+        self.auth.uses_assertion() || self.signs_grant()
+    }
+
+    /// The other profiles whose tokens this one's requests carry.
+    pub fn inputs(&self) -> impl Iterator<Item = &str> {
+        self.input_roles().map(|(_, name)| name)
+    }
+
+    /// [`Profile::inputs`] with the role each plays: `assertion`,
+    /// `subject` or `actor`.
+    pub fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        self.grant.input_roles()
+    }
+
+    /// The algorithm of the profile's DPoP key; `None` when it does not use DPoP.
+    pub fn dpop_key_alg(&self) -> Option<Alg> {
+        self.dpop.then(|| self.dpop_alg.unwrap_or(DEFAULT_DPOP_ALG))
+    }
+
+    /// Checks everything that can be checked without I/O or the secret.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        self.check_endpoints()?;
+        self.check_client()?;
+        self.check_assertion()?;
+        self.check_request()?;
+        self.grant.check(self)?;
+        self.check_certificate()?;
+        self.check_local()
+    }
+
+    /// Where tokens come from: an issuer or a token endpoint, not both.
+    fn check_endpoints(&self) -> Result<(), FieldError> {
+        if let Grant::GithubApp(github) = &self.grant {
+            if self.issuer.is_some() || self.token_url.is_some() {
+                return Err(field_err(
+                    "github",
+                    "a GitHub App profile talks to --api-url, not to an --issuer or --token-url",
+                ));
+            }
+            check_endpoint("github.api_url", &github.api_url)?;
+            return Ok(());
+        }
+        match (&self.issuer, &self.token_url) {
+            (None, None) => {
+                return Err(field_err(
+                    "token_url",
+                    "a profile needs --issuer URL (discovery) or --token-url URL",
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(field_err(
+                    "token_url",
+                    "give either --issuer (the token endpoint is discovered) or --token-url, not both",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(issuer) = &self.issuer {
+            let url = check_endpoint("issuer", issuer)?;
+            if url.query().is_some() {
+                return Err(field_err(
+                    "issuer",
+                    format!("{issuer:?} has a ?query; an issuer identifier has none (RFC 8414)"),
+                ));
+            }
+        }
+        if let Some(token_url) = &self.token_url {
+            check_endpoint("token_url", token_url)?;
+        }
+        let own = match &self.grant {
+            Grant::DeviceCode {
+                device_authorization_url,
+            } => ("device_authorization_url", device_authorization_url),
+            Grant::AuthorizationCode {
+                authorization_url, ..
+            } => ("authorization_url", authorization_url),
+            _ => ("", &None),
+        };
+        for (field, url) in [own, ("revocation_url", &self.revocation_url)] {
+            if let Some(url) = url {
+                check_endpoint(field, url)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_client(&self) -> Result<(), FieldError> {
+        if self.client_id.trim().is_empty() {
+            return Err(field_err(
+                "client_id",
+                "a client id is required (--client-id)",
+            ));
+        }
+        if self.client_id.chars().any(char::is_control) {
+            return Err(field_err(
+                "client_id",
+                "must not contain control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The client assertion's settings, which only the JWT methods use.
+    fn check_assertion(&self) -> Result<(), FieldError> {
+        if !self.signs_jwts() {
+            for (field, set) in [
+                ("alg", self.alg.is_some()),
+                ("kid", self.kid.is_some()),
+                ("assertion_aud", self.assertion_aud.is_some()),
+            ] {
+                if set {
+                    return Err(field_err(
+                        field,
+                        format!(
+                            "applies only to client_secret_jwt, private_key_jwt and the jwt-bearer grant, not to auth {}",
+                            self.auth
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(alg) = self.alg {
+            match self.auth {
+                AuthMethod::ClientSecretJwt if !alg.is_hmac() => {
+                    return Err(field_err(
+                        "alg",
+                        format!(
+                            "client_secret_jwt signs with a shared secret: use HS256, HS384 or HS512, not {alg}"
+                        ),
+                    ));
+                }
+                AuthMethod::PrivateKeyJwt if alg.is_hmac() => {
+                    return Err(field_err(
+                        "alg",
+                        format!(
+                            "private_key_jwt signs with a private key: {alg} is for client_secret_jwt; use RS*, PS*, ES256/384 or EdDSA"
+                        ),
+                    ));
+                }
+                _ if self.signs_grant() && alg.is_hmac() => {
+                    return Err(field_err(
+                        "alg",
+                        format!(
+                            "the {} grant signs with the profile's private key: use RS*, PS*, ES256/384 or EdDSA, not {alg}",
+                            self.grant.kind()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(kid) = &self.kid
+            && (kid.is_empty() || kid.chars().any(char::is_control))
+        {
+            return Err(field_err("kid", "must be non-empty text"));
+        }
+        if matches!(self.assertion_aud, Some(AssertionAud::Issuer)) && self.issuer.is_none() {
+            return Err(field_err(
+                "assertion_aud",
+                "is `issuer` but the profile has no --issuer; use token-endpoint or a URL",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the token request carries besides the grant.
+    fn check_request(&self) -> Result<(), FieldError> {
+        check_scopes(&self.scopes)?;
+        check_resources(&self.resources)?;
+        if let Some(aud) = &self.audience
+            && aud.trim().is_empty()
+        {
+            return Err(field_err("audience", "must not be empty"));
+        }
+        for key in self.params.keys() {
+            if key.is_empty() {
+                return Err(field_err(
+                    "params",
+                    "a parameter name is empty (write --param KEY=VALUE)",
+                ));
+            }
+            if RESERVED_PARAMS.contains(&key.as_str()) {
+                return Err(field_err(
+                    "params",
+                    format!(
+                        "{key:?} is set by jwtagent itself; use the matching option (--scope, --resource, --audience, --auth) instead"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client certificate: what needs one has one, nothing else has.
+    fn check_certificate(&self) -> Result<(), FieldError> {
+        match (&self.certificate, self.auth) {
+            (None, auth) if auth.uses_mtls() => Err(field_err(
+                "certificate",
+                format!("auth {auth} needs the client certificate: add --cert-file CERT.pem"),
+            )),
+            (Some(_), auth) if !auth.uses_private_key() => Err(field_err(
+                "certificate",
+                format!(
+                    "a client certificate goes with tls_client_auth, self_signed_tls_client_auth or private_key_jwt (its key is the profile's key), not with auth {auth}"
+                ),
+            )),
+            (Some(pem), _) if !pem.contains("-----BEGIN CERTIFICATE-----") => Err(field_err(
+                "certificate",
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Local settings: the executables allowed, the DPoP key, the CA file.
+    fn check_local(&self) -> Result<(), FieldError> {
+        for exe in &self.allow_exe {
+            if !exe.is_absolute() {
+                return Err(field_err(
+                    "allow_exe",
+                    format!("{} must be an absolute path", exe.display()),
+                ));
+            }
+        }
+        for pin in &self.allow_exe_sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(field_err(
+                    "allow_exe_sha256",
+                    format!(
+                        "{pin:?} is not a SHA-256 digest (64 hex digits, as `sha256sum` prints)"
+                    ),
+                ));
+            }
+        }
+        if self.allow_exe.is_empty()
+            && (!self.allow_exe_sha256.is_empty() || self.allow_exe_any_namespace)
+        {
+            return Err(field_err(
+                if self.allow_exe_any_namespace {
+                    "allow_exe_any_namespace"
+                } else {
+                    "allow_exe_sha256"
+                },
+                "applies to the executables --allow-exe names; add --allow-exe PATH",
+            ));
+        }
+        if let Some(alg) = self.dpop_alg {
+            if !self.dpop {
+                return Err(field_err(
+                    "dpop_alg",
+                    "is set but dpop is not; add --dpop (or drop --dpop-alg)",
+                ));
+            }
+            if !GENERATED_ALGS.contains(&alg) {
+                return Err(field_err(
+                    "dpop_alg",
+                    format!("{alg} cannot be used for DPoP keys: use ES256, ES384, EdDSA or RS256"),
+                ));
+            }
+        }
+        if let Some(ca) = &self.ca_file
+            && !ca.is_absolute()
+        {
+            return Err(field_err(
+                "ca_file",
+                format!("{} must be an absolute path", ca.display()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl crate::chain::Inputs for Profile {
+    fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        Profile::input_roles(self)
+    }
+}
