@@ -3,7 +3,7 @@
 //! file and the wire keep their flat form (`grant = "..."` beside the grant's
 //! own fields); [`super::raw`] converts between the two.
 
-use super::{AuthMethod, FieldError, Profile, field_err};
+use super::values::{AuthMethod, FieldError, field_err};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -136,36 +136,41 @@ impl Grant {
             .filter_map(|(role, name)| Some((role, name?)))
     }
 
-    /// Checks the grant's settings, and what it needs of the rest of
-    /// `profile` (which settings go with which grant is the type itself).
-    pub(super) fn check(&self, profile: &Profile) -> Result<(), FieldError> {
+    /// Checks the grant's settings, and what it needs of the rest of its
+    /// profile: the client authentication, whether there is an issuer to
+    /// discover endpoints from, whether tokens are DPoP-bound. (Which
+    /// settings go with which grant is the type itself.)
+    pub(super) fn check(
+        &self,
+        auth: AuthMethod,
+        has_issuer: bool,
+        dpop: bool,
+    ) -> Result<(), FieldError> {
         self.check_own()?;
         let grant = self.kind();
         match self {
             Grant::DeviceCode {
                 device_authorization_url: None,
-            } if profile.issuer.is_none() => Err(field_err(
+            } if !has_issuer => Err(field_err(
                 "device_authorization_url",
                 "the device-code grant needs --issuer (discovery) or --device-authorization-url URL beside --token-url",
             )),
             Grant::AuthorizationCode {
                 authorization_url: None,
                 ..
-            } if profile.issuer.is_none() => Err(field_err(
+            } if !has_issuer => Err(field_err(
                 "authorization_url",
                 "the authorization-code grant needs --issuer (discovery) or --authorization-url URL beside --token-url",
             )),
-            Grant::DeviceCode { .. } | Grant::AuthorizationCode { .. } if profile.dpop => {
-                Err(field_err(
-                    "dpop",
-                    "DPoP is not supported for user tokens yet: leave out --dpop",
-                ))
-            }
+            Grant::DeviceCode { .. } | Grant::AuthorizationCode { .. } if dpop => Err(field_err(
+                "dpop",
+                "DPoP is not supported for user tokens yet: leave out --dpop",
+            )),
             // The key signs the grant; the client authenticates with that
             // key too, or not at all.
             Grant::JwtBearer(Assertion::Signed { .. }) | Grant::GithubApp(_)
                 if !matches!(
-                    profile.auth,
+                    auth,
                     AuthMethod::None
                         | AuthMethod::PrivateKeyJwt
                         | AuthMethod::TlsClientAuth
@@ -176,12 +181,12 @@ impl Grant {
                     "auth",
                     format!(
                         "the {grant} grant signs with the profile's private key, so the client authenticates with that key (private_key_jwt, mutual TLS) or not at all (none), not with {}",
-                        profile.auth
+                        auth
                     ),
                 ))
             }
             Grant::JwtBearer(Assertion::Signed { google: true, .. })
-                if profile.auth != AuthMethod::None =>
+                if auth != AuthMethod::None =>
             {
                 Err(field_err(
                     "google",

@@ -1,20 +1,19 @@
 //! The typed profile: one grant with its own settings, and the settings every
 //! grant shares; the checks every profile passes before the agent takes it.
 
-use super::{
-    Alg, AssertionAud, AuthMethod, DEFAULT_DPOP_ALG, FieldError, GENERATED_ALGS, Grant,
-    RESERVED_PARAMS, RawProfile, RefreshBefore, check_endpoint, check_resources, check_scopes,
-    field_err,
+use super::grant::Grant;
+use super::values::{
+    Alg, AssertionAud, AuthMethod, DEFAULT_DPOP_ALG, FieldError, GENERATED_ALGS, RESERVED_PARAMS,
+    RefreshBefore, check_endpoint, check_resources, check_scopes, field_err,
 };
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// One profile: where to get tokens and how to authenticate. Each field is
-/// documented on [`RawProfile`], the flat form the file and the wire hold
-/// (and docs/config.md); the grant's own settings are in [`Grant`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "RawProfile", into = "RawProfile")]
+/// documented on `RawProfile`, the flat form the file and the wire hold, and
+/// through which it is read and written (and in docs/config.md); the grant's
+/// own settings are in [`Grant`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     pub issuer: Option<String>,
     pub token_url: Option<String>,
@@ -117,7 +116,8 @@ impl Profile {
         self.check_client()?;
         self.check_assertion()?;
         self.check_request()?;
-        self.grant.check(self)?;
+        self.grant
+            .check(self.auth, self.issuer.is_some(), self.dpop)?;
         self.check_certificate()?;
         self.check_local()
     }

@@ -1,11 +1,10 @@
 //! The flat form of a profile, as the file and the wire hold it, and its
 //! conversion to and from the typed [`Profile`].
 
-use super::{
-    Alg, Assertion, AssertionAud, AuthMethod, Exchange, FieldError, GitHubApp, Grant, GrantKind,
-    Profile, RefreshBefore, field_err,
-};
-use serde::{Deserialize, Serialize};
+use super::grant::{Assertion, Exchange, GitHubApp, Grant, GrantKind};
+use super::profile::Profile;
+use super::values::{Alg, AssertionAud, AuthMethod, FieldError, RefreshBefore, field_err};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -176,6 +175,21 @@ macro_rules! with_shared {
             $($rest)*
         }
     };
+}
+
+/// A profile is read as a [`RawProfile`] and typed; a setting of another
+/// grant is an error naming the field.
+impl<'de> Deserialize<'de> for Profile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Profile::try_from(RawProfile::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A profile is written flat, as a [`RawProfile`].
+impl Serialize for Profile {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RawProfile::from(self.clone()).serialize(s)
+    }
 }
 
 impl TryFrom<RawProfile> for Profile {
