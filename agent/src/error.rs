@@ -273,7 +273,7 @@ mod tests {
             (oauth(idp.clone()).into(), ErrorCode::IdpError),
             (
                 oauth(OAuthError::Network {
-                    step: crate::oauth::Step::Token,
+                    step: crate::oauth::error::Step::Token,
                     host: "h".into(),
                     via: None,
                     cause: "c".into(),
@@ -284,7 +284,7 @@ mod tests {
             ),
             (
                 oauth(OAuthError::Tls {
-                    step: crate::oauth::Step::Discovery,
+                    step: crate::oauth::error::Step::Discovery,
                     host: "h".into(),
                     problem: crate::oauth::tls::TlsProblem::Expired { not_after: None },
                 })

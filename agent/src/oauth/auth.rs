@@ -2,8 +2,8 @@
 //! profile uses, the assertion's audience, and what each method adds to a
 //! token request.
 
+use super::error::{OAuthError, SetupError};
 use super::form::Form;
-use super::{OAuthError, SetupError};
 use crate::keys::{jwt_alg, parse_private_key};
 use jwtagent::config::{Alg, Assertion, AssertionAud, AuthMethod, Grant, Profile};
 use jwtagent::secret::Secret;
@@ -163,7 +163,9 @@ pub(crate) fn choose<'a>(
         (AuthMethod::ClientSecretJwt | AuthMethod::PrivateKeyJwt, Some(s)) => {
             let alg = profile.alg.ok_or(SetupError::NoAlg)?;
             let x5t_s256 = match &profile.certificate {
-                Some(cert) => Some(super::tls::x5t_s256(cert).map_err(SetupError::Certificate)?),
+                Some(cert) => {
+                    Some(super::tls::x5t_s256(cert).map_err(|e| SetupError::Https(e.into()))?)
+                }
                 None => None,
             };
             ClientAuth::Jwt {
@@ -270,7 +272,7 @@ pub fn client_assertion(
         iss: client_id,
         sub: client_id,
         aud,
-        jti: super::random_id()?,
+        jti: super::error::random_id()?,
         iat,
         exp: iat + ASSERTION_LIFETIME,
         scope: None,
@@ -298,7 +300,7 @@ pub(crate) fn grant_assertion(
         iss: &profile.client_id,
         sub: subject.unwrap_or(&profile.client_id),
         aud,
-        jti: super::random_id()?,
+        jti: super::error::random_id()?,
         iat,
         exp: iat + ASSERTION_LIFETIME,
         scope: (google && !scopes.is_empty()).then(|| scopes.join(" ")),

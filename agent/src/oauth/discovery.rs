@@ -1,8 +1,8 @@
 //! Discovery (OpenID Connect Discovery, RFC 8414): where an issuer's token
 //! endpoint is, fetched once an hour per issuer and trust configuration.
 
-use super::OAuthError;
-use super::Step;
+use super::error::OAuthError;
+use super::error::Step;
 use super::http::{excerpt, network_error, read_body};
 use jwtagent::config::check_endpoint;
 use serde::Deserialize;

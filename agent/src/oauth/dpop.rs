@@ -2,7 +2,7 @@
 //! goes with the next request to it, and a `use_dpop_nonce` answer is retried
 //! once with the nonce it carries.
 
-use super::OAuthError;
+use super::error::OAuthError;
 use super::token::{TokenRequest, TokenResponse, fetch_token};
 use std::collections::HashMap;
 use std::sync::Mutex;

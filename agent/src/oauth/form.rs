@@ -2,7 +2,7 @@
 //! parameters, client authentication), with the fields that carry a secret
 //! kept apart so that they are encoded into a buffer that wipes itself.
 
-use super::{OAuthError, SetupError};
+use super::error::{OAuthError, SetupError};
 use jwtagent::secret::Secret;
 
 /// A token request's form: plain fields, and the fields that carry a secret

@@ -4,9 +4,9 @@
 //! GitHub documents it.
 
 use super::auth::{AssertionHeader, sign};
+use super::error::{OAuthError, SetupError, Step};
 use super::http::{excerpt, host_of, network_error, printable, read_body};
 use super::token::{MAX_LIFETIME, TokenResponse};
-use super::{OAuthError, SetupError, Step};
 use jwtagent::config::{GitHubApp, Grant, Profile};
 use jwtagent::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,7 @@ pub(crate) async fn installation_token(
     http: &reqwest::Client,
     profile: &Profile,
     key: &Secret,
-) -> Result<super::Obtained, OAuthError> {
+) -> Result<super::token::Obtained, OAuthError> {
     let Grant::GithubApp(app) = &profile.grant else {
         return Err(SetupError::NoEndpoint.into());
     };
@@ -73,7 +73,7 @@ pub(crate) async fn installation_token(
         .map_err(|e| network_error(&url, Step::Token, &e))?;
     let (status, body) = read_body(&url, Step::Token, response).await?;
     let response = parse(&url, status, &body)?;
-    Ok(super::Obtained {
+    Ok(super::token::Obtained {
         response,
         grant: "github-app",
         refresh_token: None,

@@ -3,7 +3,7 @@
 //! issued one, then the profile's own grant. A new grant is a new variant
 //! here.
 
-use super::OAuthError;
+use super::error::OAuthError;
 use super::form::Form;
 use jwtagent::config::{self, Assertion, Profile};
 use jwtagent::secret::Secret;
@@ -283,7 +283,7 @@ mod tests {
             dpop_nonce: None,
         };
         let down = OAuthError::Network {
-            step: crate::oauth::Step::Token,
+            step: crate::oauth::error::Step::Token,
             host: "idp".into(),
             via: None,
             cause: "refused".into(),

@@ -2,8 +2,8 @@
 //! configuration, bounded bodies, and errors that name the host, never the URL
 //! (which may carry a secret in a query) or the body of a success.
 
+use super::error::{OAuthError, SetupError, Step};
 use super::tls::{Identity, TlsProblem};
-use super::{OAuthError, SetupError, Step};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -31,11 +31,13 @@ pub(crate) fn http_client(
         // resend credentials to wherever it points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("jwtagent/", env!("CARGO_PKG_VERSION")));
-    builder = builder.tls_backend_preconfigured(super::tls::client_config(ca_file, identity)?);
+    builder = builder.tls_backend_preconfigured(
+        super::tls::client_config(ca_file, identity).map_err(SetupError::from)?,
+    );
     builder = super::proxy::proxies().apply(builder);
     builder
         .build()
-        .map_err(|e| SetupError::Tls(e.to_string()).into())
+        .map_err(|e| SetupError::Https(super::tls::TlsSetupError::Tls(e.to_string())).into())
 }
 
 /// Makes a client identity, when a client presenting it is first needed.

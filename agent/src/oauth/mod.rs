@@ -16,6 +16,7 @@
 pub(crate) mod auth;
 pub(crate) mod discovery;
 pub(crate) mod dpop;
+pub(crate) mod error;
 pub(crate) mod form;
 pub(crate) mod github;
 pub(crate) mod grant;
@@ -25,170 +26,17 @@ pub(crate) mod tls;
 pub(crate) mod token;
 pub(crate) mod user;
 
+pub use error::OAuthError;
+pub(crate) use error::SetupError;
+pub(crate) use error::random_id;
 pub use token::parse_token_response;
-pub(crate) use token::{TokenRequest, TokenResponse};
+pub(crate) use token::{Obtained, TokenRequest, TokenResponse};
 
 use crate::jwk::DpopKey;
 use grant::Grant;
 use jwtagent::config::{self, Profile};
 use jwtagent::secret::Secret;
-use std::time::Duration;
 use url::Url;
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum OAuthError {
-    /// The server answered with an RFC 6749 §5.2 error.
-    #[error("the authorization server refused the token request (HTTP {status}): {error}{}", .description.as_ref().map(|d| format!(": {d}")).unwrap_or_default())]
-    Idp {
-        status: u16,
-        error: String,
-        description: Option<String>,
-        /// `Retry-After` of a 429 or 503 answer.
-        retry_after: Option<Duration>,
-        /// `DPoP-Nonce` of the answer (RFC 9449 §8), for `use_dpop_nonce`.
-        dpop_nonce: Option<String>,
-    },
-    /// The server answered something that is not a valid token or error response.
-    #[error("{what} from {host} (HTTP {status}): {excerpt}")]
-    BadResponse {
-        host: String,
-        status: u16,
-        what: &'static str,
-        excerpt: String,
-        /// `Retry-After` of a 429 or 503 answer.
-        retry_after: Option<Duration>,
-    },
-    /// The server could not be reached.
-    #[error("{step}: cannot reach {host}{}: {cause}", .via.as_ref().map(|p| format!(" through proxy {p}")).unwrap_or_default())]
-    Network {
-        step: Step,
-        host: String,
-        /// The proxy the request went through, without its credentials.
-        via: Option<String>,
-        cause: String,
-        /// The connection closed before any answer came (a pooled one the
-        /// server or a proxy had closed): the request may be sent again.
-        unanswered: bool,
-    },
-    /// The server's certificate was refused.
-    #[error("{step}: TLS with {host} failed: {problem}")]
-    Tls {
-        step: Step,
-        host: String,
-        problem: tls::TlsProblem,
-    },
-    /// Discovery failed or returned an unacceptable document.
-    #[error("discovery for issuer {issuer} failed: {message}")]
-    Discovery { issuer: String, message: String },
-    /// The profile cannot be used as configured (bad key, missing CA file, ...).
-    #[error("{0}")]
-    Setup(#[from] SetupError),
-}
-
-impl OAuthError {
-    /// Replaces every occurrence of `needles` in the server-supplied text of
-    /// this error with `[REDACTED]`.
-    pub fn redact(&mut self, needles: &[zeroize::Zeroizing<String>]) {
-        let scrub = |text: &mut String| {
-            for needle in needles {
-                if text.contains(needle.as_str()) {
-                    *text = text.replace(needle.as_str(), "[REDACTED]");
-                }
-            }
-        };
-        match self {
-            OAuthError::Idp {
-                error, description, ..
-            } => {
-                scrub(error);
-                if let Some(d) = description {
-                    scrub(d);
-                }
-            }
-            OAuthError::BadResponse { excerpt, .. } => scrub(excerpt),
-            OAuthError::Network { cause, .. } => scrub(cause),
-            // Certificate names and dates, never a request's text.
-            OAuthError::Tls { .. } => {}
-            OAuthError::Discovery { message, .. } => scrub(message),
-            // Made by us, never of the server's text.
-            OAuthError::Setup(_) => {}
-        }
-    }
-}
-
-/// Which request to the authorization server failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Fetching the issuer's metadata.
-    Discovery,
-    /// The token request.
-    Token,
-    /// Starting a user's sign-in (the device authorization request).
-    SignIn,
-    /// Revoking a refresh token.
-    Revocation,
-}
-
-impl std::fmt::Display for Step {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Step::Discovery => "discovery",
-            Step::Token => "token request",
-            Step::SignIn => "device authorization request",
-            Step::Revocation => "revocation request",
-        })
-    }
-}
-
-/// Why a profile cannot be used as configured: found before anything is sent.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum SetupError {
-    #[error("the profile's secret is missing")]
-    SecretMissing,
-    #[error("assertion_aud is `issuer` but the profile has no issuer")]
-    AudWithoutIssuer,
-    #[error("the profile has no alg; add it again")]
-    NoAlg,
-    #[error("the profile has neither issuer nor token_url")]
-    NoEndpoint,
-    #[error("the profile has no grant to try")]
-    NoGrant,
-    #[error("the grant needs {0}, which was not fetched")]
-    MissingInput(&'static str),
-    #[error("token_url: {0}")]
-    TokenUrl(String),
-    #[error("the stored private key cannot be used: {0}")]
-    Key(#[from] crate::keys::KeyError),
-    #[error("the stored {what} cannot be used: {detail}")]
-    Stored { what: &'static str, detail: String },
-    #[error("cannot sign the client assertion with {alg}: {detail}")]
-    Sign {
-        alg: jwtagent::config::Alg,
-        detail: String,
-    },
-    #[error("cannot read ca_file {path}: {detail}")]
-    CaFile {
-        path: std::path::PathBuf,
-        detail: String,
-    },
-    #[error("cannot set up HTTPS: {0}")]
-    Tls(String),
-    #[error(transparent)]
-    Certificate(#[from] tls::CertError),
-    #[error("DPoP: {0}")]
-    Dpop(#[from] crate::jwk::JwkError),
-    #[error("the system random generator failed")]
-    Random,
-}
-
-/// What a successful request got, and with which grant.
-pub(crate) struct Obtained {
-    pub response: TokenResponse,
-    pub grant: &'static str,
-    /// The refresh token to use next time: the one issued now, or the one
-    /// sent when the server kept it.
-    pub refresh_token: Option<Secret>,
-}
 
 /// What a token is asked for with: profile `name`, its secret and DPoP key,
 /// and the scopes and resources of the request.
@@ -390,7 +238,7 @@ impl OAuthClient {
         else {
             return self.http.get(profile.ca_file.as_ref(), None);
         };
-        let make = || tls::identity(cert, key).map_err(|e| SetupError::Certificate(e).into());
+        let make = || tls::identity(cert, key).map_err(|e| SetupError::Https(e.into()).into());
         let id = format!("{name}#{}", profile.generation);
         self.http.get(profile.ca_file.as_ref(), Some((id, &make)))
     }
@@ -411,26 +259,6 @@ impl OAuthClient {
     pub(crate) fn aud_worked(&self, profile: &Profile) -> Option<auth::AudKind> {
         self.auds.get(profile)
     }
-}
-
-impl OAuthError {
-    /// The connection closed before any answer came.
-    pub fn unanswered(&self) -> bool {
-        matches!(
-            self,
-            OAuthError::Network {
-                unanswered: true,
-                ..
-            }
-        )
-    }
-}
-
-/// A fresh 128-bit random id, hex-encoded.
-pub(crate) fn random_id() -> Result<String, OAuthError> {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SetupError::Random)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// SHA-256 fingerprint of a token for logs: the first 8 hex digits.

@@ -4,7 +4,6 @@
 //! refusals explained: which CA issued a certificate nobody trusts, which names
 //! a certificate is for, when it expired.
 
-use super::SetupError;
 use jwtagent::secret::Secret;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -144,12 +143,26 @@ pub(crate) fn x5t_s256(cert_pem: &str) -> Result<String, CertError> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()))
 }
 
+/// Why an HTTPS client cannot be set up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read ca_file {path}: {detail}")]
+    CaFile {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("cannot set up HTTPS: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+}
+
 /// The rustls configuration of one HTTP client: the platform's roots plus the
 /// certificates of `ca_file`, and the client certificate to present, if any.
 pub(crate) fn client_config(
     ca_file: Option<&Path>,
     identity: Option<Identity>,
-) -> Result<rustls::ClientConfig, SetupError> {
+) -> Result<rustls::ClientConfig, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let extra = match ca_file {
         Some(path) => read_ca_file(path)?,
@@ -157,16 +170,16 @@ pub(crate) fn client_config(
     };
     let platform =
         rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-            .map_err(|e| SetupError::Tls(e.to_string()))?;
+            .map_err(|e| TlsSetupError::Tls(e.to_string()))?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| SetupError::Tls(e.to_string()))?
+        .map_err(|e| TlsSetupError::Tls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Explaining(Arc::new(platform))));
     let mut config = match identity {
         Some(Identity { chain, key }) => config
             .with_client_auth_cert(chain, key)
-            .map_err(|e| SetupError::Certificate(CertError::Unusable(e.to_string())))?,
+            .map_err(|e| CertError::Unusable(e.to_string()))?,
         None => config.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -177,9 +190,9 @@ pub(crate) fn client_config(
 /// about 200 KiB).
 pub(crate) const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 
-fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, SetupError> {
+fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     use rustls::pki_types::pem::PemObject;
-    let err = |detail: String| SetupError::CaFile {
+    let err = |detail: String| TlsSetupError::CaFile {
         path: path.to_path_buf(),
         detail,
     };

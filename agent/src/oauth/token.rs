@@ -3,12 +3,12 @@
 //! hostile: lifetimes clamped, tokens that a header cannot carry refused, and
 //! the request's secrets scrubbed from any error text.
 
-use super::Step;
 use super::auth::{self, ClientAuth};
+use super::error::Step;
+use super::error::{OAuthError, SetupError};
 use super::form::Form;
 use super::grant::Grant;
 use super::http::{excerpt, host_of, network_error, printable, read_body};
-use super::{OAuthError, SetupError};
 use crate::jwk::DpopKey;
 use jwtagent::secret::Secret;
 use serde::Deserialize;
@@ -364,13 +364,22 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// What a successful request got, and with which grant.
+pub(crate) struct Obtained {
+    pub response: TokenResponse,
+    pub grant: &'static str,
+    /// The refresh token to use next time: the one issued now, or the one
+    /// sent when the server kept it.
+    pub refresh_token: Option<Secret>,
+}
+
 #[cfg(test)]
 mod tests {
 
     #[test]
     fn only_a_request_of_a_reusable_grant_is_sent_again_after_an_unanswered_close() {
         let closed = |unanswered| OAuthError::Network {
-            step: super::super::Step::Token,
+            step: crate::oauth::error::Step::Token,
             host: "idp".into(),
             via: None,
             cause: "connection closed before message completed".into(),

@@ -6,11 +6,12 @@
 //! Everything a server sends here is hostile: a user code or URL that is
 //! shown to the user must be printable and short, lifetimes are clamped.
 
+use super::OAuthClient;
 use super::auth::{self, Aud};
+use super::error::{OAuthError, SetupError, Step};
 use super::form::Form;
 use super::http::read_body;
 use super::token::{parse_error, post_form};
-use super::{OAuthClient, OAuthError, SetupError, Step};
 use jwtagent::config::{Grant, Profile, check_endpoint};
 use jwtagent::secret::Secret;
 use serde::Deserialize;
@@ -53,7 +54,11 @@ impl Pkce {
         use base64::Engine;
         // 64 hex characters: within the 43-128 unreserved characters §4.1
         // asks for, 256 bits of entropy.
-        let verifier = format!("{}{}", super::random_id()?, super::random_id()?);
+        let verifier = format!(
+            "{}{}",
+            super::error::random_id()?,
+            super::error::random_id()?
+        );
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
         Ok(Pkce {
