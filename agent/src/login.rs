@@ -44,6 +44,27 @@ const MAX_REDIRECT_CONNECTIONS: usize = 16;
 type Outcome = Option<Result<LoginProgress, LoginError>>;
 
 /// One sign-in under way (or just ended, until the next one).
+/// The loopback listener a browser sign-in's redirect comes to (on the
+/// profile's `redirect_port`, else any free port), and its redirect URI.
+async fn redirect_listener(profile: &Profile) -> Result<(TcpListener, String), LoginError> {
+    let port = match profile.grant {
+        config::Grant::AuthorizationCode {
+            redirect_port: Some(port),
+            ..
+        } => port,
+        _ => 0,
+    };
+    let refused = |e: std::io::Error| LoginError::Listen {
+        port,
+        cause: e.to_string(),
+    };
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(refused)?;
+    let port = listener.local_addr().map_err(refused)?.port();
+    Ok((listener, format!("http://127.0.0.1:{port}/callback")))
+}
+
 struct Flow {
     prompt: LoginStarted,
     expires: Instant,
@@ -55,6 +76,18 @@ struct Flow {
 }
 
 impl Flow {
+    /// A sign-in that shows `prompt` and ends after `lifetime`.
+    fn new(prompt: LoginStarted, lifetime: Duration) -> Arc<Flow> {
+        Arc::new(Flow {
+            prompt,
+            expires: Instant::now() + lifetime,
+            outcome: tokio::sync::watch::channel(None).0,
+            waited: Mutex::new(Instant::now()),
+            waiting: AtomicUsize::new(0),
+            cancel: CancellationToken::new(),
+        })
+    }
+
     fn finish(&self, result: Result<LoginProgress, LoginError>) {
         self.outcome.send_if_modified(|o| {
             if o.is_some() {
@@ -536,17 +569,6 @@ impl Logins {
             .sign_in(name, &profile, secret.as_ref())
             .await
             .map_err(failed)?;
-        let (outcome, _) = tokio::sync::watch::channel(None);
-        let flow_with = |prompt: LoginStarted, lifetime: Duration| {
-            Arc::new(Flow {
-                prompt,
-                expires: Instant::now() + lifetime,
-                outcome,
-                waited: Mutex::new(Instant::now()),
-                waiting: AtomicUsize::new(0),
-                cancel: CancellationToken::new(),
-            })
-        };
         let job = |flow: &Arc<Flow>| Job {
             name: name.to_string(),
             profile: profile.clone(),
@@ -559,7 +581,7 @@ impl Logins {
                 .device_authorization(name, &profile, secret.as_ref(), &sign_in)
                 .await
                 .map_err(failed)?;
-            let flow = flow_with(
+            let flow = Flow::new(
                 LoginStarted::Device {
                     verification_uri: device.verification_uri.clone(),
                     user_code: device.user_code.clone(),
@@ -578,28 +600,7 @@ impl Logins {
                     "the server's metadata names no authorization_endpoint: give --authorization-url".into(),
                 )))
             })?;
-            let port = match profile.grant {
-                config::Grant::AuthorizationCode {
-                    redirect_port: Some(port),
-                    ..
-                } => port,
-                _ => 0,
-            };
-            let listener =
-                TcpListener::bind(("127.0.0.1", port))
-                    .await
-                    .map_err(|e| LoginError::Listen {
-                        port,
-                        cause: e.to_string(),
-                    })?;
-            let port = listener
-                .local_addr()
-                .map_err(|e| LoginError::Listen {
-                    port,
-                    cause: e.to_string(),
-                })?
-                .port();
-            let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+            let (listener, redirect_uri) = redirect_listener(&profile).await?;
             let state_param = oauth::random_id().map_err(failed)?;
             let pkce = Pkce::new().map_err(failed)?;
             let url = user::authorization_url(
@@ -609,7 +610,7 @@ impl Logins {
                 &state_param,
                 &pkce.challenge,
             );
-            let flow = flow_with(
+            let flow = Flow::new(
                 LoginStarted::Browser {
                     url: url.to_string(),
                     redirect_uri: redirect_uri.clone(),
@@ -622,16 +623,21 @@ impl Logins {
             tokio::spawn(job(&flow).listen(listener, redirect_uri, state_param, pkce));
             flow
         };
+        Ok(self.enter(name, flow))
+    }
+
+    /// Enters `flow` as profile `name`'s sign-in under way; what it shows.
+    fn enter(&self, name: &str, flow: Arc<Flow>) -> LoginStarted {
         let prompt = flow.prompt.clone();
         let mut flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
-        // Two `login`s that raced past the check above: the first one in
-        // wins, the other's flow is dropped and it joins.
+        // Two `login`s that raced past `join`: the first one in wins, the
+        // other's flow is dropped and it joins.
         if let Some(other) = flows.get(name).filter(|f| !f.ended()) {
             flow.cancel.cancel();
-            return Ok(joined(other));
+            return joined(other);
         }
         flows.insert(name.to_string(), flow);
-        Ok(prompt)
+        prompt
     }
 
     /// `login_wait`: waits up to `wait` for the sign-in under way.

@@ -114,17 +114,19 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
+    wind_down(tracker, limits.shutdown_grace).await;
+}
+
+/// Waits up to `grace` for the connections still open to finish.
+async fn wind_down(tracker: TaskTracker, grace: Duration) {
     tracker.close();
     let active = tracker.len();
     if active > 0 {
         tracing::info!(active, "waiting for in-flight requests");
     }
-    if tokio::time::timeout(limits.shutdown_grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(
-            grace_secs = limits.shutdown_grace.as_secs(),
+            grace_secs = grace.as_secs(),
             "in-flight requests did not finish in time; closing them"
         );
     }
@@ -450,72 +452,37 @@ async fn handle_connection(
     // to read. Never while the client waits for them.
     let mut held = Vec::new();
     let mut first = true;
-    let idle_timer = tokio::time::sleep(limits.idle_timeout);
-    tokio::pin!(idle_timer);
+    // One timer and one wait on the token for the connection's life, moved
+    // on for each request (a later deadline is an atomic store): a timer or
+    // a waiter per request would take a lock shared by every connection,
+    // twice.
+    let timer = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(timer);
     let closed = closing.cancelled();
     tokio::pin!(closed);
+    let mut waits = Waits { timer, closed };
     loop {
-        if !held.is_empty()
-            && !reader.buffer().contains(&b'\n')
-            && !send(&mut writer, std::mem::take(&mut held), limits.write_timeout).await
-        {
+        if !reader.buffer().contains(&b'\n') && !flush(&mut writer, &mut held, limits).await {
             return;
         }
         if !std::mem::take(&mut first) {
             place.wait();
         }
-        // One timer and one wait on the token for the connection's life,
-        // moved on for each request (a later deadline is an atomic store):
-        // a timer or a waiter per request would take a lock shared by every
-        // connection, twice.
-        idle_timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + limits.idle_timeout);
-        let frame = tokio::select! {
-            biased;
-            _ = &mut closed => {
-                if !shutdown.is_cancelled() {
-                    tracing::debug!("closing an idle connection to make room for a new one");
-                }
-                None
-            }
-            frame = read_frame(&mut reader, &mut line) => Some(Ok(frame)),
-            _ = &mut idle_timer => Some(Err(())),
-        };
+        let next = next_frame(&mut reader, &mut line, &mut waits, limits, shutdown).await;
         place.work();
-        let Some(frame) = frame else {
-            line.zeroize();
+        let frame = match next {
+            Next::Stop => return,
             // Shutting down with the next request unread: what it had
             // answered still goes out.
-            if !held.is_empty() {
-                send(&mut writer, held, limits.write_timeout).await;
-            }
-            return;
-        };
-        let frame = match frame {
-            Ok(Ok(frame)) => frame,
-            Err(()) => {
-                tracing::debug!("closing idle connection");
+            Next::Closed => {
+                flush(&mut writer, &mut held, limits).await;
                 return;
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "connection read failed");
-                return;
-            }
+            Next::Frame(frame) => frame,
         };
         let (response, after) = match frame {
             Frame::Eof => return,
-            Frame::TooLarge => {
-                tracing::debug!("request line too large; closing connection");
-                let line = error_line(
-                    ErrorCode::TooLarge,
-                    format!("request line exceeds {MAX_LINE} bytes; connection closed"),
-                );
-                if send(&mut writer, line, limits.write_timeout).await {
-                    linger(&mut reader, &mut writer).await;
-                }
-                return;
-            }
+            Frame::TooLarge => return refuse_too_large(&mut reader, &mut writer, limits).await,
             Frame::Line if line.iter().all(u8::is_ascii_whitespace) => continue,
             Frame::Line => {
                 if reader.get_mut().take_new() {
@@ -527,48 +494,154 @@ async fn handle_connection(
         // Request lines may carry a secret (`add`) and responses a token:
         // neither outlives its use in our buffers.
         line.zeroize();
-        let mut response = response;
-        if let After::Recheck(profile) = &after
-            && !crate::policy::caller_unchanged(&peer, holder.is_some_and(Holder::alive))
-        {
-            tracing::warn!(profile = %profile, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "answer withheld: the caller ran another executable by the time it was written");
-            state.audit.record(&crate::audit::Record::new(
-                &peer,
-                "answer",
-                Some(profile),
-                "denied",
-            ));
-            let withheld = std::mem::take(&mut response);
-            response = crate::handler::instead_of(
-                &withheld,
-                ErrorCode::Denied,
-                format!(
-                    "profile {profile:?}: the process that asked ran another executable (an exec) before the answer was written; nothing was sent"
-                ),
-            );
-            let mut withheld = withheld;
-            withheld.zeroize();
-        }
-        if after == After::Continue
-            && held.len() + response.len() <= HOLD
-            && reader.buffer().contains(&b'\n')
-        {
-            held.extend_from_slice(&response);
-            response.zeroize();
-            continue;
-        }
-        if !held.is_empty() {
-            held.extend_from_slice(&response);
-            response.zeroize();
-            response = std::mem::take(&mut held);
-        }
-        if !send(&mut writer, response, limits.write_timeout).await {
+        let response = rechecked(state, &peer, holder, &after, response);
+        let more = reader.buffer().contains(&b'\n');
+        if !answer(&mut writer, &mut held, response, &after, more, limits).await {
             return;
         }
         if after == After::Shutdown {
             shutdown.cancel();
             return;
         }
+    }
+}
+
+/// What ends a connection's wait for its next request: its idle timeout, or
+/// the agent closing it (to make room, or at shutdown).
+struct Waits<'a, 'b> {
+    timer: std::pin::Pin<&'a mut tokio::time::Sleep>,
+    closed: std::pin::Pin<&'a mut tokio_util::sync::WaitForCancellationFuture<'b>>,
+}
+
+/// What waiting for a request ended with.
+enum Next {
+    /// A request line (in `line`), or why there is none.
+    Frame(Frame),
+    /// The agent closes the connection.
+    Closed,
+    /// The connection was idle too long, or failed.
+    Stop,
+}
+
+/// The next request line into `line`.
+async fn next_frame(
+    reader: &mut BufReader<CredReader>,
+    line: &mut Vec<u8>,
+    waits: &mut Waits<'_, '_>,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> Next {
+    waits
+        .timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + limits.idle_timeout);
+    tokio::select! {
+        biased;
+        _ = &mut waits.closed => {
+            if !shutdown.is_cancelled() {
+                tracing::debug!("closing an idle connection to make room for a new one");
+            }
+            line.zeroize();
+            Next::Closed
+        }
+        frame = read_frame(reader, line) => match frame {
+            Ok(frame) => Next::Frame(frame),
+            Err(e) => {
+                tracing::debug!(error = %e, "connection read failed");
+                Next::Stop
+            }
+        },
+        _ = &mut waits.timer => {
+            tracing::debug!("closing idle connection");
+            Next::Stop
+        }
+    }
+}
+
+/// Writes the answers `held`, if any. False when the write failed.
+async fn flush(writer: &mut OwnedWriteHalf, held: &mut Vec<u8>, limits: &Limits) -> bool {
+    held.is_empty() || send(writer, std::mem::take(held), limits.write_timeout).await
+}
+
+/// Writes `response`, with the answers `held` before it; or, while another
+/// whole request is already read (`more`) and the client does not wait for
+/// this answer, holds it to go out with the next. False when the write
+/// failed.
+async fn answer(
+    writer: &mut OwnedWriteHalf,
+    held: &mut Vec<u8>,
+    mut response: Vec<u8>,
+    after: &After,
+    more: bool,
+    limits: &Limits,
+) -> bool {
+    if *after == After::Continue && held.len() + response.len() <= HOLD && more {
+        held.extend_from_slice(&response);
+        response.zeroize();
+        return true;
+    }
+    if !held.is_empty() {
+        held.extend_from_slice(&response);
+        response.zeroize();
+        response = std::mem::take(held);
+    }
+    send(writer, response, limits.write_timeout).await
+}
+
+/// `response`, unless `after` asks to check the caller again and it ran
+/// another executable between asking and now: then a `denied` error instead.
+fn rechecked(
+    state: &AgentState,
+    peer: &Peer,
+    holder: Option<&Holder>,
+    after: &After,
+    response: Vec<u8>,
+) -> Vec<u8> {
+    match after {
+        After::Recheck(profile)
+            if !crate::policy::caller_unchanged(peer, holder.is_some_and(Holder::alive)) =>
+        {
+            withheld(state, peer, profile, response)
+        }
+        _ => response,
+    }
+}
+
+/// The answer `response` for `profile`'s token replaced with a `denied`
+/// error.
+fn withheld(state: &AgentState, peer: &Peer, profile: &str, mut response: Vec<u8>) -> Vec<u8> {
+    tracing::warn!(profile = %profile, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "answer withheld: the caller ran another executable by the time it was written");
+    state.audit.record(&crate::audit::Record::new(
+        peer,
+        "answer",
+        Some(profile),
+        "denied",
+    ));
+    let instead = crate::handler::instead_of(
+        &response,
+        ErrorCode::Denied,
+        format!(
+            "profile {profile:?}: the process that asked ran another executable (an exec) before the answer was written; nothing was sent"
+        ),
+    );
+    response.zeroize();
+    instead
+}
+
+/// Answers a request line over MAX_LINE with `too_large`, and lets the
+/// client read it before the connection closes.
+async fn refuse_too_large(
+    reader: &mut BufReader<CredReader>,
+    writer: &mut OwnedWriteHalf,
+    limits: &Limits,
+) {
+    tracing::debug!("request line too large; closing connection");
+    let line = error_line(
+        ErrorCode::TooLarge,
+        format!("request line exceeds {MAX_LINE} bytes; connection closed"),
+    );
+    if send(writer, line, limits.write_timeout).await {
+        linger(reader, writer).await;
     }
 }
 

@@ -128,34 +128,34 @@ fn check_owner_and_mode(
     })
 }
 
+/// Checks the version first, so a newer file gets "upgrade" rather than a
+/// confusing complaint about a field this version does not know.
+fn check_version(text: &str, path: &Path) -> Result<(), ConfigError> {
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        version: Option<toml::Value>,
+    }
+    let version = toml::from_str::<VersionOnly>(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    match version.version {
+        Some(toml::Value::Integer(v)) if v == i64::from(CONFIG_VERSION) => Ok(()),
+        Some(toml::Value::Integer(v)) => Err(ConfigError::Version {
+            path: path.to_path_buf(),
+            found: u32::try_from(v).unwrap_or(u32::MAX),
+        }),
+        _ => Err(ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("missing `version = {CONFIG_VERSION}` at the top"),
+        }),
+    }
+}
+
 impl ConfigFile {
     /// Parses and validates the text of `path`.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
-        // Check the version first, so a newer file gets "upgrade" rather than a
-        // confusing complaint about a field this version does not know.
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: Option<toml::Value>,
-        }
-        let version = toml::from_str::<VersionOnly>(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        match version.version {
-            Some(toml::Value::Integer(v)) if v == i64::from(CONFIG_VERSION) => {}
-            Some(toml::Value::Integer(v)) => {
-                return Err(ConfigError::Version {
-                    path: path.to_path_buf(),
-                    found: u32::try_from(v).unwrap_or(u32::MAX),
-                });
-            }
-            _ => {
-                return Err(ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    message: format!("missing `version = {CONFIG_VERSION}` at the top"),
-                });
-            }
-        }
+        check_version(text, path)?;
         // Read flat, then each profile typed and checked: a field of another
         // grant is an invalid profile, named, like any other.
         #[derive(Deserialize)]

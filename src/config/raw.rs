@@ -195,51 +195,105 @@ impl Serialize for Profile {
 impl TryFrom<RawProfile> for Profile {
     type Error = FieldError;
 
-    fn try_from(raw: RawProfile) -> Result<Profile, FieldError> {
-        let kind = raw.grant.unwrap_or_default();
-        // A grant's own settings go with that grant only.
+    fn try_from(mut raw: RawProfile) -> Result<Profile, FieldError> {
+        let grant = raw.take_grant()?;
+        Ok(with_shared!(raw => Profile { grant }))
+    }
+}
+
+impl RawProfile {
+    /// The grant these fields describe, its settings taken out of them; a
+    /// setting of another grant, or a grant without what it needs, is an
+    /// error naming the field.
+    fn take_grant(&mut self) -> Result<Grant, FieldError> {
+        let kind = self.grant.unwrap_or_default();
+        self.check_grant_fields(kind)?;
+        Ok(match kind {
+            GrantKind::ClientCredentials => Grant::ClientCredentials,
+            GrantKind::JwtBearer => Grant::JwtBearer(match self.assertion_profile.take() {
+                None => Assertion::Signed {
+                    subject: self.subject.take(),
+                    google: self.google,
+                },
+                Some(_) if self.google || self.subject.is_some() => {
+                    return Err(field_err(
+                        "assertion_profile",
+                        "an assertion from another profile is sent as it is: --subject and --google-credentials do not apply",
+                    ));
+                }
+                Some(name) => Assertion::Profile(name),
+            }),
+            GrantKind::TokenExchange => Grant::TokenExchange(Exchange {
+                subject_profile: self.subject_profile.take().ok_or_else(|| {
+                    field_err(
+                        "subject_profile",
+                        "the token-exchange grant needs --subject-profile NAME (the profile whose token is exchanged)",
+                    )
+                })?,
+                subject_token_type: self.subject_token_type.take(),
+                actor_profile: self.actor_profile.take(),
+                requested_token_type: self.requested_token_type.take(),
+            }),
+            GrantKind::GithubApp => Grant::GithubApp(self.github.take().ok_or_else(|| {
+                field_err(
+                    "github",
+                    "a GitHub App profile needs its installation: use --github-app APP_ID --installation ID",
+                )
+            })?),
+            GrantKind::DeviceCode => Grant::DeviceCode {
+                device_authorization_url: self.device_authorization_url.take(),
+            },
+            GrantKind::AuthorizationCode => Grant::AuthorizationCode {
+                authorization_url: self.authorization_url.take(),
+                redirect_port: self.redirect_port.take(),
+            },
+        })
+    }
+
+    /// A grant's own settings go with that grant only.
+    fn check_grant_fields(&self, kind: GrantKind) -> Result<(), FieldError> {
         for (field, set, owner) in [
-            ("subject", raw.subject.is_some(), GrantKind::JwtBearer),
+            ("subject", self.subject.is_some(), GrantKind::JwtBearer),
             (
                 "assertion_profile",
-                raw.assertion_profile.is_some(),
+                self.assertion_profile.is_some(),
                 GrantKind::JwtBearer,
             ),
-            ("google", raw.google, GrantKind::JwtBearer),
+            ("google", self.google, GrantKind::JwtBearer),
             (
                 "subject_profile",
-                raw.subject_profile.is_some(),
+                self.subject_profile.is_some(),
                 GrantKind::TokenExchange,
             ),
             (
                 "subject_token_type",
-                raw.subject_token_type.is_some(),
+                self.subject_token_type.is_some(),
                 GrantKind::TokenExchange,
             ),
             (
                 "actor_profile",
-                raw.actor_profile.is_some(),
+                self.actor_profile.is_some(),
                 GrantKind::TokenExchange,
             ),
             (
                 "requested_token_type",
-                raw.requested_token_type.is_some(),
+                self.requested_token_type.is_some(),
                 GrantKind::TokenExchange,
             ),
-            ("github", raw.github.is_some(), GrantKind::GithubApp),
+            ("github", self.github.is_some(), GrantKind::GithubApp),
             (
                 "device_authorization_url",
-                raw.device_authorization_url.is_some(),
+                self.device_authorization_url.is_some(),
                 GrantKind::DeviceCode,
             ),
             (
                 "authorization_url",
-                raw.authorization_url.is_some(),
+                self.authorization_url.is_some(),
                 GrantKind::AuthorizationCode,
             ),
             (
                 "redirect_port",
-                raw.redirect_port.is_some(),
+                self.redirect_port.is_some(),
                 GrantKind::AuthorizationCode,
             ),
         ] {
@@ -250,47 +304,7 @@ impl TryFrom<RawProfile> for Profile {
                 ));
             }
         }
-        let grant = match kind {
-            GrantKind::ClientCredentials => Grant::ClientCredentials,
-            GrantKind::JwtBearer => Grant::JwtBearer(match raw.assertion_profile {
-                None => Assertion::Signed {
-                    subject: raw.subject,
-                    google: raw.google,
-                },
-                Some(_) if raw.google || raw.subject.is_some() => {
-                    return Err(field_err(
-                        "assertion_profile",
-                        "an assertion from another profile is sent as it is: --subject and --google-credentials do not apply",
-                    ));
-                }
-                Some(name) => Assertion::Profile(name),
-            }),
-            GrantKind::TokenExchange => Grant::TokenExchange(Exchange {
-                subject_profile: raw.subject_profile.ok_or_else(|| {
-                    field_err(
-                        "subject_profile",
-                        "the token-exchange grant needs --subject-profile NAME (the profile whose token is exchanged)",
-                    )
-                })?,
-                subject_token_type: raw.subject_token_type,
-                actor_profile: raw.actor_profile,
-                requested_token_type: raw.requested_token_type,
-            }),
-            GrantKind::GithubApp => Grant::GithubApp(raw.github.ok_or_else(|| {
-                field_err(
-                    "github",
-                    "a GitHub App profile needs its installation: use --github-app APP_ID --installation ID",
-                )
-            })?),
-            GrantKind::DeviceCode => Grant::DeviceCode {
-                device_authorization_url: raw.device_authorization_url,
-            },
-            GrantKind::AuthorizationCode => Grant::AuthorizationCode {
-                authorization_url: raw.authorization_url,
-                redirect_port: raw.redirect_port,
-            },
-        };
-        Ok(with_shared!(raw => Profile { grant }))
+        Ok(())
     }
 }
 

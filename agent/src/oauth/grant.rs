@@ -139,6 +139,26 @@ pub(crate) enum Step<'a> {
     SignedJwtBearer,
 }
 
+impl Step<'_> {
+    /// The grant's name (for logs and the audit), whether an answer without
+    /// a refresh token keeps the one sent, and whether a refusal falls back
+    /// to the next step on `error`.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Step::Ready(grant) => grant.name(),
+            Step::SignedJwtBearer => "jwt-bearer",
+        }
+    }
+
+    pub(crate) fn keeps_refresh_token(&self) -> bool {
+        matches!(self, Step::Ready(grant) if grant.keeps_refresh_token())
+    }
+
+    pub(crate) fn falls_back_on(&self, error: &OAuthError) -> bool {
+        matches!(self, Step::Ready(grant) if grant.falls_back_on(error))
+    }
+}
+
 /// The grants to try, in order, for `profile`: the refresh token the server
 /// issued, if any, then the profile's own grant with what it takes from
 /// other profiles. None when an input is missing (`why`).

@@ -94,20 +94,7 @@ impl OAuthClient {
             issuer.as_deref(),
             self.auds.get(profile),
         )?;
-        // A code is exchanged as it is: what it grants was settled at sign-in.
-        let (plan, form_scopes) = match sign_in {
-            Some(grant) => (vec![grant::Step::Ready(grant)], &[][..]),
-            None => (
-                grant::plan(profile, refresh_token.as_ref(), inputs)
-                    .map_err(SetupError::MissingInput)?,
-                // Google's form carries the scopes in the assertion only.
-                if profile.grant.is_google() {
-                    &[][..]
-                } else {
-                    scopes
-                },
-            ),
-        };
+        let (plan, form_scopes) = steps(profile, sign_in, refresh_token.as_ref(), inputs, scopes)?;
         let mut last = None;
         for step in &plan {
             let request = |aud: Option<&auth::Aud>| -> Result<TokenRequest<'_>, OAuthError> {
@@ -133,27 +120,24 @@ impl OAuthClient {
                     params: &profile.params,
                 })
             };
-            let (name, keeps, ready) = match step {
-                grant::Step::Ready(g) => (g.name(), g.keeps_refresh_token(), Some(g)),
-                grant::Step::SignedJwtBearer => ("jwt-bearer", false, None),
-            };
             match self
                 .send_authenticated(&http, profile, &auds, request)
                 .await
             {
                 Ok(mut response) => {
-                    let refresh_token = response
-                        .refresh_token
-                        .take()
-                        .or_else(|| keeps.then(|| refresh_token.clone()).flatten());
+                    let refresh_token = response.refresh_token.take().or_else(|| {
+                        step.keeps_refresh_token()
+                            .then(|| refresh_token.clone())
+                            .flatten()
+                    });
                     return Ok(Obtained {
                         response,
-                        grant: name,
+                        grant: step.name(),
                         refresh_token,
                     });
                 }
-                Err(e) if ready.is_some_and(|g| g.falls_back_on(&e)) => {
-                    tracing::info!(grant = name, error = %e, "grant refused; trying the next in the profile's plan");
+                Err(e) if step.falls_back_on(&e) => {
+                    tracing::info!(grant = step.name(), error = %e, "grant refused; trying the next in the profile's plan");
                     last = Some(e);
                 }
                 Err(e) => return Err(e),
@@ -259,6 +243,30 @@ impl OAuthClient {
     pub(crate) fn aud_worked(&self, profile: &Profile) -> Option<auth::AudKind> {
         self.auds.get(profile)
     }
+}
+
+/// The grants to try for `profile`, and the scopes their form carries: the
+/// code of a sign-in alone, as it is (what it grants was settled at
+/// sign-in), else the profile's plan.
+fn steps<'a>(
+    profile: &'a Profile,
+    sign_in: Option<Grant<'a>>,
+    refresh_token: Option<&'a Secret>,
+    inputs: &'a grant::Inputs,
+    scopes: &'a [String],
+) -> Result<(Vec<grant::Step<'a>>, &'a [String]), OAuthError> {
+    Ok(match sign_in {
+        Some(grant) => (vec![grant::Step::Ready(grant)], &[][..]),
+        None => (
+            grant::plan(profile, refresh_token, inputs).map_err(SetupError::MissingInput)?,
+            // Google's form carries the scopes in the assertion only.
+            if profile.grant.is_google() {
+                &[][..]
+            } else {
+                scopes
+            },
+        ),
+    })
 }
 
 /// SHA-256 fingerprint of a token for logs: the first 8 hex digits.

@@ -25,36 +25,7 @@ pub fn login(socket: &SocketPath, name: &str, no_browser: bool) -> Result<(), Cl
             "A sign-in for profile {name} is already under way (started elsewhere); following it."
         );
     }
-    match &started {
-        LoginStarted::Device {
-            verification_uri,
-            user_code,
-            verification_uri_complete,
-            expires_in,
-            ..
-        } => {
-            let _ = writeln!(
-                err,
-                "To sign in, open {verification_uri} on any device and enter the code:\n\n    {user_code}\n"
-            );
-            if let Some(complete) = verification_uri_complete {
-                let _ = writeln!(err, "(or open {complete}, which has the code in it)");
-            }
-            let _ = writeln!(
-                err,
-                "The code expires in {}.",
-                crate::output::duration(*expires_in)
-            );
-        }
-        LoginStarted::Browser { url, .. } => {
-            let opened = !no_browser && !joined && open_browser(url);
-            let _ = writeln!(
-                err,
-                "{} this address in a browser on this machine to sign in:\n\n    {url}\n",
-                if opened { "Opened" } else { "Open" }
-            );
-        }
-    }
+    show_prompt(&mut err, &started, no_browser);
     let _ = err.flush();
     let tty = std::io::stderr().is_terminal();
     loop {
@@ -89,6 +60,42 @@ pub fn login(socket: &SocketPath, name: &str, no_browser: bool) -> Result<(), Cl
                 crate::output::duration(left)
             );
             let _ = err.flush();
+        }
+    }
+}
+
+/// Tells the user what to do to sign in: the device code to enter, or the
+/// address to open (opened for them unless `no_browser`, or the sign-in is
+/// another's).
+fn show_prompt(err: &mut impl Write, started: &LoginStarted, no_browser: bool) {
+    match &started {
+        LoginStarted::Device {
+            verification_uri,
+            user_code,
+            verification_uri_complete,
+            expires_in,
+            ..
+        } => {
+            let _ = writeln!(
+                err,
+                "To sign in, open {verification_uri} on any device and enter the code:\n\n    {user_code}\n"
+            );
+            if let Some(complete) = verification_uri_complete {
+                let _ = writeln!(err, "(or open {complete}, which has the code in it)");
+            }
+            let _ = writeln!(
+                err,
+                "The code expires in {}.",
+                crate::output::duration(*expires_in)
+            );
+        }
+        LoginStarted::Browser { url, joined, .. } => {
+            let opened = !no_browser && !*joined && open_browser(url);
+            let _ = writeln!(
+                err,
+                "{} this address in a browser on this machine to sign in:\n\n    {url}\n",
+                if opened { "Opened" } else { "Open" }
+            );
         }
     }
 }

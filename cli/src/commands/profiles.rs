@@ -44,52 +44,8 @@ fn checked(name: &str, profile: Profile) -> Result<Profile, CliError> {
 }
 
 pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
-    let (profile, secret) = if let Some(path) = &args.google_credentials {
-        let mut raw = args.profile.to_raw(AuthMethod::None, None, None)?;
-        let secret = crate::google::import(path, &mut raw)?;
-        (checked(&args.name, typed(&args.name, raw)?)?, Some(secret))
-    } else {
-        let certificate = match &args.cert_file {
-            Some(path) => Some(read_certificate(path)?),
-            None => None,
-        };
-        let mut raw = args
-            .profile
-            .to_raw(AuthMethod::default(), args.alg, certificate)?;
-        if let Some(app) = args.github_app {
-            raw.client_id = app.to_string();
-            raw.grant = Some(GrantKind::GithubApp);
-            raw.github = Some(GitHubApp {
-                installation_id: args.installation.unwrap_or_default(),
-                api_url: args
-                    .api_url
-                    .clone()
-                    .unwrap_or_else(|| GITHUB_API.to_string()),
-                repositories: args.repositories.clone(),
-                permissions: args.permissions.iter().cloned().collect(),
-            });
-        }
-        let mut profile = typed(&args.name, raw)?;
-        // A key signs the grant, or authenticates the client.
-        profile.auth =
-            args.auth
-                .unwrap_or(match (profile.signs_grant(), args.key_file.is_some()) {
-                    (true, _) => AuthMethod::None,
-                    (false, true) => AuthMethod::PrivateKeyJwt,
-                    (false, false) => AuthMethod::ClientSecretBasic,
-                });
-        if profile.client_id.is_empty() {
-            return Err(CliError::Usage(format!(
-                "cannot add profile {:?}: --client-id is required",
-                args.name
-            )));
-        }
-        let profile = checked(&args.name, profile)?;
-        let secret = read_secret(&args, &profile)?;
-        (profile, secret)
-    };
+    let (profile, secret) = described(&args)?;
     let auth = profile.auth;
-
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let added: Added = client
         .call(&Request::Add {
@@ -102,6 +58,59 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
     if let Some(warning) = &added.warning {
         eprintln!("warning: {warning}");
     }
+    output::print(&added_line(&args.name, auth, &added))
+}
+
+/// The profile `add`'s flags describe, checked as far as can be without the
+/// agent, and its secret.
+fn described(args: &AddArgs) -> Result<(Profile, Option<Secret>), CliError> {
+    if let Some(path) = &args.google_credentials {
+        let mut raw = args.profile.to_raw(AuthMethod::None, None, None)?;
+        let secret = crate::google::import(path, &mut raw)?;
+        return Ok((checked(&args.name, typed(&args.name, raw)?)?, Some(secret)));
+    }
+    let certificate = match &args.cert_file {
+        Some(path) => Some(read_certificate(path)?),
+        None => None,
+    };
+    let mut raw = args
+        .profile
+        .to_raw(AuthMethod::default(), args.alg, certificate)?;
+    if let Some(app) = args.github_app {
+        raw.client_id = app.to_string();
+        raw.grant = Some(GrantKind::GithubApp);
+        raw.github = Some(GitHubApp {
+            installation_id: args.installation.unwrap_or_default(),
+            api_url: args
+                .api_url
+                .clone()
+                .unwrap_or_else(|| GITHUB_API.to_string()),
+            repositories: args.repositories.clone(),
+            permissions: args.permissions.iter().cloned().collect(),
+        });
+    }
+    let mut profile = typed(&args.name, raw)?;
+    // A key signs the grant, or authenticates the client.
+    profile.auth = args
+        .auth
+        .unwrap_or(match (profile.signs_grant(), args.key_file.is_some()) {
+            (true, _) => AuthMethod::None,
+            (false, true) => AuthMethod::PrivateKeyJwt,
+            (false, false) => AuthMethod::ClientSecretBasic,
+        });
+    if profile.client_id.is_empty() {
+        return Err(CliError::Usage(format!(
+            "cannot add profile {:?}: --client-id is required",
+            args.name
+        )));
+    }
+    let profile = checked(&args.name, profile)?;
+    let secret = read_secret(args, &profile)?;
+    Ok((profile, secret))
+}
+
+/// What `add` says it did.
+fn added_line(name: &str, auth: AuthMethod, added: &Added) -> String {
     let verified = match added.verified {
         Some(true) => "; verified: the server issued a token",
         _ => "",
@@ -130,10 +139,7 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
         Some(false) => " The replaced profile's sign-in was deleted here (see the warning).",
         None => "",
     };
-    output::print(&format!(
-        "{verb} profile {} ({auth}{alg}; {secret_note}{dpop}{verified}).{revoked}\n",
-        args.name
-    ))
+    format!("{verb} profile {name} ({auth}{alg}; {secret_note}{dpop}{verified}).{revoked}\n")
 }
 
 /// `keygen`: the agent makes the key; this prints the public JWKS to register.
@@ -421,6 +427,27 @@ pub fn show(socket: &SocketPath, name: &str, json: bool) -> Result<(), CliError>
     output::print(&render(&shown.profile))
 }
 
+/// `show`'s lines for who may have the profile's tokens, and how they are
+/// bound.
+fn guard_lines(p: &Profile, lines: &mut Vec<(&str, String)>) {
+    for pin in &p.allow_exe_sha256 {
+        lines.push(("allow_exe_sha256", pin.clone()));
+    }
+    if p.allow_exe_any_namespace {
+        lines.push(("allow_exe_any_namespace", "yes".into()));
+    }
+    for exe in &p.allow_exe {
+        lines.push(("allow_exe", exe.display().to_string()));
+    }
+    if p.no_forward {
+        lines.push(("no_forward", "yes (not served over SSH forwarding)".into()));
+    }
+    if p.dpop {
+        let alg = p.dpop_alg.map(|a| a.to_string()).unwrap_or_default();
+        lines.push(("dpop", format!("yes ({alg} key in the keyring)")));
+    }
+}
+
 fn render(view: &ProfileView) -> String {
     let p = &view.profile;
     let mut lines: Vec<(&str, String)> = vec![("name", view.name.clone())];
@@ -477,22 +504,7 @@ fn render(view: &ProfileView) -> String {
     if let Some(rb) = &p.refresh_before {
         lines.push(("refresh_before", rb.to_string()));
     }
-    for pin in &p.allow_exe_sha256 {
-        lines.push(("allow_exe_sha256", pin.clone()));
-    }
-    if p.allow_exe_any_namespace {
-        lines.push(("allow_exe_any_namespace", "yes".into()));
-    }
-    for exe in &p.allow_exe {
-        lines.push(("allow_exe", exe.display().to_string()));
-    }
-    if p.no_forward {
-        lines.push(("no_forward", "yes (not served over SSH forwarding)".into()));
-    }
-    if p.dpop {
-        let alg = p.dpop_alg.map(|a| a.to_string()).unwrap_or_default();
-        lines.push(("dpop", format!("yes ({alg} key in the keyring)")));
-    }
+    guard_lines(p, &mut lines);
     lines.push((
         "secret",
         match view.secret_stored {
