@@ -7,11 +7,11 @@ use crate::error::AgentError;
 use crate::fetcher::AgentFetcher;
 use crate::jwk;
 use crate::profiles::Profiles;
-use crate::refresh::{Key, KeyStatus, Refresher};
+use crate::refresh::{KeyStatus, Refresher, Served};
 use crate::store::SecretStore;
 use crate::token_error::{TokenError, key_for};
 use jwtagent::config::Profile;
-use jwtagent::protocol::{DpopAnswer, TokenAnswer};
+use jwtagent::secret::Secret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,22 +90,23 @@ impl Tokens {
         self.refresher.status()
     }
 
-    /// A token for `query`.
+    /// A token for `query`, and the profile's ID token when it asks.
     pub(crate) async fn get(
         &self,
         profile: &Profile,
         query: TokenQuery,
-    ) -> Result<TokenAnswer, AgentError> {
+    ) -> Result<(Served, Option<Secret>), AgentError> {
         let (key, _) = key_for(&query.name, profile, query.scopes, query.resources)?;
-        let mut answer = self.serve(&key, query.min_ttl, query.force).await?;
-        if query.id_token {
-            answer.id_token = Some(
+        let served = self.refresher.get(&key, query.min_ttl, query.force).await?;
+        let id_token = match query.id_token {
+            true => Some(
                 self.fetcher()
                     .id_token(&query.name)
                     .ok_or_else(|| AgentError::NoIdToken(query.name.clone()))?,
-            );
-        }
-        Ok(answer)
+            ),
+            false => None,
+        };
+        Ok((served, id_token))
     }
 
     /// The refresher, for a sign-in that runs on after its request.
@@ -117,27 +118,10 @@ impl Tokens {
     pub(crate) fn fetcher(&self) -> &AgentFetcher {
         self.refresher.fetcher()
     }
-
-    async fn serve(
-        &self,
-        key: &Key,
-        min_ttl: Duration,
-        force: bool,
-    ) -> Result<TokenAnswer, AgentError> {
-        let served = self.refresher.get(key, min_ttl, force).await?;
-        Ok(TokenAnswer {
-            access_token: served.token,
-            token_type: served.token_type,
-            expires_at: served.expires_at,
-            scope: served.scope,
-            issued_token_type: served.issued_token_type,
-            id_token: None,
-        })
-    }
 }
 
 impl Tokens {
-    /// A DPoP proof for one resource request (`dpop_proof`), with the token
+    /// A DPoP proof for one resource request (`dpop_proof`), after the token
     /// it is bound to: the profile's current token (fetched or refreshed as
     /// for `token`) and a proof over `method`, `url` and the token's hash.
     pub(crate) async fn dpop_proof(
@@ -147,7 +131,7 @@ impl Tokens {
         method: &str,
         url: &str,
         nonce: Option<&str>,
-    ) -> Result<DpopAnswer, AgentError> {
+    ) -> Result<(Served, Secret), AgentError> {
         let TokenQuery {
             name,
             min_ttl,
@@ -160,16 +144,11 @@ impl Tokens {
         let (alg, generation) = dpop.ok_or_else(|| TokenError::NotDpop(name.clone()))?;
         let htm = jwk::htm(method).map_err(TokenError::Proof)?;
         let htu = jwk::htu(url).map_err(TokenError::Proof)?;
-        let answer = self.serve(&key, min_ttl, force).await?;
+        let served = self.refresher.get(&key, min_ttl, force).await?;
         let signer = self.dpop.get(&name, alg, generation).await?;
         let proof = signer
-            .proof(&htm, &htu, Some(&answer.access_token), nonce)
+            .proof(&htm, &htu, Some(&served.token), nonce)
             .map_err(|e| AgentError::Internal(e.to_string()))?;
-        Ok(DpopAnswer {
-            proof,
-            access_token: answer.access_token,
-            token_type: answer.token_type,
-            expires_at: answer.expires_at,
-        })
+        Ok((served, proof))
     }
 }

@@ -7,6 +7,7 @@ use crate::error::AgentError;
 use crate::peer::Peer;
 use crate::policy::{check_inputs, check_policy};
 use crate::profiles::ProfileError;
+use crate::refresh::Served;
 use crate::state::AgentState;
 use crate::tokens::TokenQuery;
 use jwtagent::config::Profile;
@@ -19,15 +20,23 @@ pub(crate) async fn token(
     query: TokenQuery,
 ) -> Result<TokenAnswer, AgentError> {
     let name = query.name.clone();
-    audited(
+    let (served, id_token) = audited(
         state,
         peer,
         "token",
         &name,
-        |a: &TokenAnswer| &a.access_token,
+        |(served, _): &(Served, _)| &served.token,
         async move |profile| state.tokens.get(profile, query).await,
     )
-    .await
+    .await?;
+    Ok(TokenAnswer {
+        access_token: served.token,
+        token_type: served.token_type,
+        expires_at: served.expires_at,
+        scope: served.scope,
+        issued_token_type: served.issued_token_type,
+        id_token,
+    })
 }
 
 /// The `dpop_proof` op: like `token` (policy, audit), answered with a proof
@@ -41,18 +50,24 @@ pub(crate) async fn dpop_proof(
     nonce: Option<&str>,
 ) -> Result<DpopAnswer, AgentError> {
     let name = query.name.clone();
-    audited(
+    let (served, proof) = audited(
         state,
         peer,
         "dpop_proof",
         &name,
-        |a: &DpopAnswer| &a.access_token,
+        |(served, _): &(Served, _)| &served.token,
         async move |profile| {
             let proof = state.tokens.dpop_proof(profile, query, method, url, nonce);
             proof.await
         },
     )
-    .await
+    .await?;
+    Ok(DpopAnswer {
+        proof,
+        access_token: served.token,
+        token_type: served.token_type,
+        expires_at: served.expires_at,
+    })
 }
 
 /// Runs `serve` for an op that hands out a token of profile `name`, if the
