@@ -24,14 +24,26 @@ pub fn request_decoder(line: &[u8]) {
 }
 
 /// The config_parser target's check: a config the parser accepts is read
-/// back unchanged from what jwtagent writes of it.
+/// back unchanged from what jwtagent writes of it, its invalid profiles too.
 pub fn config_parser(text: &str) {
     let path = Path::new("/fuzz/profiles.toml");
     if let Ok(config) = ConfigFile::parse(text, path) {
         let written = config.to_toml();
         let reread = ConfigFile::parse(&written, path)
             .unwrap_or_else(|e| panic!("jwtagent cannot read what it wrote: {e}\n{written}"));
-        assert_eq!(reread, config);
+        assert_eq!(
+            (&reread.version, &reread.store, &reread.profiles),
+            (&config.version, &config.store, &config.profiles)
+        );
+        // A profile that is not valid is written back as it was read (its
+        // reason names a line, which moves).
+        let tables = |c: &ConfigFile| -> Vec<(String, toml::Value)> {
+            c.skipped
+                .iter()
+                .map(|(name, s)| (name.clone(), s.table.clone()))
+                .collect()
+        };
+        assert_eq!(tables(&reread), tables(&config));
     }
 }
 

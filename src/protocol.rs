@@ -275,10 +275,22 @@ pub struct Status {
     /// Why the config file cannot be used, when it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_error: Option<String>,
+    /// The profiles of the config file that are not valid, and so not
+    /// served (the others are): each with why, and where in the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_profiles: Vec<SkippedProfile>,
     /// Whether the agent is locked.
     pub locked: bool,
     /// Per-profile state.
     pub profiles: Vec<ProfileStatus>,
+}
+
+/// A profile of the config file that is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedProfile {
+    pub name: String,
+    /// What is wrong: the file, line and column, the field, and why.
+    pub reason: String,
 }
 
 /// A profile's token, as `status` sums it up.

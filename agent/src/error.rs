@@ -139,7 +139,7 @@ fn profile_code(e: &ProfileError) -> ErrorCode {
     match e {
         ProfileError::Refused { .. } | ProfileError::NoKeyPair { .. } => ErrorCode::BadRequest,
         ProfileError::Unknown(_) => ErrorCode::UnknownProfile,
-        ProfileError::Config(_) => ErrorCode::Config,
+        ProfileError::Config(_) | ProfileError::Skipped(_) => ErrorCode::Config,
         ProfileError::Store(_) => ErrorCode::Store,
     }
 }

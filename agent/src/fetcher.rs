@@ -283,7 +283,7 @@ impl AgentFetcher {
             .profiles
             .get(name)
             .cloned()
-            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+            .ok_or_else(|| crate::profiles::not_served(&config, name))?;
         Ok((config, profile))
     }
 

@@ -33,10 +33,22 @@ pub(crate) enum ProfileError {
     NoKeyPair { name: String, reason: NoKeyPair },
     #[error("no profile named {0:?}; `jwtagent list` shows the profiles")]
     Unknown(String),
+    /// The file has the profile, but it is not valid: skipped.
+    #[error("{0}")]
+    Skipped(String),
     #[error("{0}")]
     Config(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// Why profile `name` is not among `config`'s profiles: not valid in the
+/// file (and why), or not there.
+pub(crate) fn not_served(config: &ConfigFile, name: &str) -> ProfileError {
+    match config.skipped_reason(name) {
+        Some(reason) => ProfileError::Skipped(reason.to_string()),
+        None => ProfileError::Unknown(name.to_string()),
+    }
 }
 
 /// A profile as stored: its name, its settings, and (when looked up) whether
@@ -263,13 +275,22 @@ impl Profiles {
             .collect())
     }
 
+    /// Why profile `name` is not among the profiles served: not valid in
+    /// the file, or not there.
+    pub(crate) fn not_served(&self, name: &str) -> ProfileError {
+        match self.current_fast() {
+            Ok(config) => not_served(&config, name),
+            Err(_) => ProfileError::Unknown(name.to_string()),
+        }
+    }
+
     /// One profile, with whether its secret is in the keyring.
     pub(crate) async fn show(&self, name: &str) -> Result<Entry, ProfileError> {
         let profile = self
             .config()?
             .profiles
             .remove(name)
-            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+            .ok_or_else(|| self.not_served(name))?;
         let secret_stored = if profile.auth == AuthMethod::None {
             None
         } else {
@@ -319,6 +340,7 @@ impl Profiles {
             }
             crate::crash_point("add:after-keyring");
             // 2. The config: the switch.
+            config.skipped.remove(name);
             config.profiles.insert(name.to_string(), profile.clone());
             self.write(&config).await
         }
@@ -458,7 +480,7 @@ impl Profiles {
             .config()?
             .profiles
             .remove(name)
-            .ok_or_else(|| ProfileError::Unknown(name.to_string()))?;
+            .ok_or_else(|| self.not_served(name))?;
         let fail = |reason: NoKeyPair| ProfileError::NoKeyPair {
             name: name.to_string(),
             reason,
@@ -503,10 +525,15 @@ impl Profiles {
         let _guard = self.writer.lock().await;
         let mut config = ConfigFile::load(&self.path)
             .map_err(|e| ProfileError::Config(format!("cannot remove profile {name:?}: {e}")))?;
-        let Some(removed) = config.profiles.remove(name) else {
-            return Err(ProfileError::Unknown(name.to_string()));
+        // A profile that is not valid goes too (its secrets are found by
+        // the generation it names, if it names one it can).
+        let generation = match config.profiles.remove(name) {
+            Some(removed) => removed.generation,
+            None => match config.skipped.remove(name) {
+                Some(skipped) => skipped.generation(),
+                None => return Err(ProfileError::Unknown(name.to_string())),
+            },
         };
-        let generation = removed.generation;
         self.write(&config).await?;
         self.remember(config);
         tracing::info!(profile = %name, "profile removed");

@@ -16,7 +16,6 @@ mod values;
 pub use grant::{Assertion, Exchange, GitHubApp, Grant, GrantKind};
 pub use profile::Profile;
 pub use raw::RawProfile;
-use values::field_err;
 pub use values::{
     Alg, AssertionAud, AuthMethod, DEFAULT_DPOP_ALG, FieldError, GENERATED_ALGS, GITHUB_API,
     MAX_NAME, RefreshBefore, StoreKind, check_endpoint, check_resources, check_scopes, is_loopback,
@@ -41,6 +40,22 @@ pub struct ConfigFile {
     /// Profiles by name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+    /// The profiles of the file that are not valid, by name: left out of
+    /// `profiles` (the others are served), reported, and written back as
+    /// they were read.
+    #[serde(skip)]
+    pub skipped: BTreeMap<String, Skipped>,
+}
+
+/// A profile of the file that is not valid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    /// What is wrong, and where: the file, the line and column where the
+    /// profile's table starts, the field and why.
+    pub reason: String,
+    /// The profile's table as read, written back unchanged but for the
+    /// order of its keys when the agent rewrites the file.
+    pub table: toml::Value,
 }
 
 impl Default for ConfigFile {
@@ -49,8 +64,29 @@ impl Default for ConfigFile {
             version: CONFIG_VERSION,
             store: None,
             profiles: BTreeMap::new(),
+            skipped: BTreeMap::new(),
         }
     }
+}
+
+impl Skipped {
+    /// Which keyring entries hold its secrets, if its table says so (as a
+    /// valid profile's `generation` does), else the first.
+    pub fn generation(&self) -> u32 {
+        self.table
+            .get("generation")
+            .and_then(toml::Value::as_integer)
+            .and_then(|g| u32::try_from(g).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Line and column (from 1) of byte `at` of `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
 }
 
 /// Where profile `name`'s table starts in a config's text (its first
@@ -83,14 +119,6 @@ pub enum ConfigError {
         "config file {path} has version {found}, but this jwtagent reads version {CONFIG_VERSION}; upgrade jwtagent or fix the file"
     )]
     Version { path: PathBuf, found: u32 },
-    #[error(
-        "config file {path}: profile {profile:?}: {error}\nFix the file; jwtagent never overwrites a config it cannot read."
-    )]
-    Invalid {
-        path: PathBuf,
-        profile: String,
-        error: FieldError,
-    },
 }
 
 /// A config file larger than this is not read (a profile is a few hundred
@@ -153,11 +181,19 @@ fn check_version(text: &str, path: &Path) -> Result<(), ConfigError> {
 }
 
 impl ConfigFile {
+    /// Why profile `name` is not served when the file has it but it is not
+    /// valid (None when the file has no such profile, or a valid one).
+    pub fn skipped_reason(&self, name: &str) -> Option<&str> {
+        self.skipped.get(name).map(|s| s.reason.as_str())
+    }
+
     /// Parses and validates the text of `path`.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
         check_version(text, path)?;
-        // Read flat, then each profile typed and checked: a field of another
-        // grant is an invalid profile, named, like any other.
+        // The file as a whole, then each profile on its own: a profile that
+        // is not valid (a field of the wrong type or of another grant, a
+        // bad value, a circle of inputs) is skipped and reported, and the
+        // others are served.
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Raw {
@@ -165,7 +201,7 @@ impl ConfigFile {
             #[serde(default)]
             store: Option<StoreKind>,
             #[serde(default)]
-            profiles: BTreeMap<String, RawProfile>,
+            profiles: BTreeMap<String, toml::Value>,
         }
         let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
@@ -175,44 +211,46 @@ impl ConfigFile {
             version: raw.version,
             store: raw.store,
             profiles: BTreeMap::new(),
+            skipped: BTreeMap::new(),
         };
-        // Every bad profile is found; the one reported is the first in the
-        // file, where the user starts reading.
-        let mut first_bad: Option<(usize, String, FieldError)> = None;
-        for (name, raw) in raw.profiles {
+        let skip = |name: &str, table: toml::Value, why: String| {
+            let (line, column) = line_column(text, position_of(text, name));
+            let reason = format!(
+                "profile {name:?} in {} (line {line}, column {column}) is not valid: {why}; fix it there (the other profiles are served)",
+                path.display()
+            );
+            (name.to_string(), Skipped { reason, table })
+        };
+        for (name, table) in raw.profiles {
             let checked = validate_name(&name)
-                .map_err(|message| FieldError {
-                    field: "name",
-                    message,
-                })
-                .and_then(|()| Profile::try_from(raw))
-                .and_then(|profile| profile.validate().map(|()| profile));
+                .map_err(|message| format!("name: {message}"))
+                .and_then(|()| RawProfile::deserialize(table.clone()).map_err(|e| e.to_string()))
+                .and_then(|raw| Profile::try_from(raw).map_err(|e| e.to_string()))
+                .and_then(|profile| {
+                    profile.validate().map_err(|e| e.to_string())?;
+                    Ok(profile)
+                });
             match checked {
                 Ok(profile) => {
                     config.profiles.insert(name, profile);
                 }
-                Err(error) => {
-                    let at = position_of(text, &name);
-                    if first_bad.as_ref().is_none_or(|(first, _, _)| at < *first) {
-                        first_bad = Some((at, name, error));
-                    }
+                Err(why) => {
+                    let (name, skipped) = skip(&name, table, why);
+                    config.skipped.insert(name, skipped);
                 }
             }
         }
-        if let Some((_, name, error)) = first_bad {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                profile: name,
-                error,
-            });
-        }
-        // A circle or an over-deep chain (a hand edit: `add` refuses both).
-        if let Err((name, chain)) = crate::chain::check_all(&config.profiles) {
-            return Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                profile: name,
-                error: field_err(chain.field(), chain.to_string()),
-            });
+        // A circle or an over-deep chain (a hand edit: `add` refuses both):
+        // each profile it is found from is skipped in turn.
+        while let Err((name, chain)) = crate::chain::check_all(&config.profiles) {
+            let Some(profile) = config.profiles.remove(&name) else {
+                break;
+            };
+            let table =
+                toml::Value::try_from(&profile).unwrap_or(toml::Value::Table(toml::Table::new()));
+            let why = format!("{}: {chain}", chain.field());
+            let (name, skipped) = skip(&name, table, why);
+            config.skipped.insert(name, skipped);
         }
         Ok(config)
     }
@@ -264,7 +302,36 @@ impl ConfigFile {
 
     /// The file's text, with a header saying what it is.
     pub fn to_toml(&self) -> String {
-        let body = toml::to_string_pretty(self).unwrap_or_else(|e| {
+        // The profiles that are not valid go back beside the others, as they
+        // were read.
+        #[derive(Serialize)]
+        #[serde(untagged)]
+        enum Entry<'a> {
+            Valid(&'a Profile),
+            Skipped(&'a toml::Value),
+        }
+        #[derive(Serialize)]
+        struct File<'a> {
+            version: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            store: Option<StoreKind>,
+            profiles: BTreeMap<&'a str, Entry<'a>>,
+        }
+        let valid = self
+            .profiles
+            .iter()
+            .map(|(n, p)| (n.as_str(), Entry::Valid(p)));
+        let skipped = self
+            .skipped
+            .iter()
+            .map(|(n, s)| (n.as_str(), Entry::Skipped(&s.table)));
+        let file = File {
+            version: self.version,
+            store: self.store,
+            // A valid profile of the name (an `add` that fixed it) wins.
+            profiles: skipped.chain(valid).collect(),
+        };
+        let body = toml::to_string_pretty(&file).unwrap_or_else(|e| {
             // Every field is a string, number, table or array: unreachable.
             format!("# cannot serialize: {e}\n")
         });
@@ -430,28 +497,59 @@ mod tests {
     }
 
     #[test]
-    fn invalid_profile_errors_name_file_profile_and_field() {
-        let text = "version = 1\n[profiles.api]\ntoken_url = \"http://idp.example/t\"\nclient_id = \"c\"\nauth = \"client_secret_basic\"\n";
-        let e = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap_err();
-        let msg = e.to_string();
+    fn a_bad_profile_is_skipped_named_and_written_back_and_the_others_served() {
+        let text = "version = 1\n\
+                    [profiles.zulu]\ntoken_url = \"ftp://z\"\nclient_id = \"z\"\n\
+                    [profiles.typo]\ntoken_url = \"https://t.example/t\"\nclient_id = \"t\"\nscopez = [\"a\"]\n\
+                    [profiles.wrong-type]\ntoken_url = 3\nclient_id = \"w\"\n\
+                    [profiles.api]\ntoken_url = \"https://idp.example/t\"\nclient_id = \"c\"\n";
+        let config = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap();
+        // A hand-written profile without `auth` is client_secret_basic, as
+        // `add` makes it; it is served beside the bad ones.
+        assert_eq!(config.profiles.keys().collect::<Vec<_>>(), ["api"]);
+        assert_eq!(config.profiles["api"].auth, AuthMethod::ClientSecretBasic);
+        let reason = |name: &str| config.skipped[name].reason.clone();
+        assert!(reason("zulu").contains("/c/p.toml (line 2, column 1)"));
+        assert!(reason("zulu").contains("token_url") && reason("zulu").contains("ftp"));
+        assert!(reason("typo").contains("(line 5,") && reason("typo").contains("scopez"));
         assert!(
-            msg.contains("/c/p.toml") && msg.contains("\"api\"") && msg.contains("token_url"),
-            "{msg}"
+            reason("wrong-type").contains("(line 9,") && reason("wrong-type").contains("token_url")
         );
+        // Written back: the bad profiles as they were, after the good one.
+        let again = ConfigFile::parse(&config.to_toml(), Path::new("/c/p.toml")).unwrap();
+        assert_eq!(again.profiles, config.profiles);
+        assert_eq!(
+            again.skipped.keys().collect::<Vec<_>>(),
+            ["typo", "wrong-type", "zulu"]
+        );
+        for (name, skipped) in &again.skipped {
+            assert_eq!(skipped.table, config.skipped[name].table, "{name}");
+        }
+        // A valid profile of a skipped one's name is the one written.
+        let mut fixed = config.clone();
+        fixed
+            .profiles
+            .insert("zulu".into(), config.profiles["api"].clone());
+        let again = ConfigFile::parse(&fixed.to_toml(), Path::new("/c/p.toml")).unwrap();
+        assert!(again.profiles.contains_key("zulu") && !again.skipped.contains_key("zulu"));
     }
 
     #[test]
-    fn the_first_bad_profile_in_the_file_is_reported_and_auth_defaults_to_basic() {
-        // Alphabetically "alpha" comes first; in the file, "zulu" does.
-        let text = "version = 1\n[profiles.zulu]\ntoken_url = \"ftp://z\"\nclient_id = \"z\"\n\
-                    [profiles.alpha]\ntoken_url = \"ftp://a\"\nclient_id = \"a\"\n";
-        let e = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap_err();
-        assert!(e.to_string().contains("\"zulu\""), "{e}");
-        // A hand-written profile without `auth` is client_secret_basic, as
-        // `add` makes it.
-        let text = "version = 1\n[profiles.api]\ntoken_url = \"https://idp.example/t\"\nclient_id = \"c\"\n";
-        let config = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap();
-        assert_eq!(config.profiles["api"].auth, AuthMethod::ClientSecretBasic);
+    fn a_file_of_bad_profiles_alone_is_written_back_readable() {
+        for text in [
+            "version = 1\n[profiles]\na = 3\n",
+            "version = 1\n[profiles.a]\ntoken_url = 3\n",
+            "version = 1\n[profiles]\na = 3\n[profiles.b]\ntoken_url = \"https://b.example/t\"\nclient_id = \"b\"\n",
+        ] {
+            crate::fuzzing::config_parser(text);
+        }
+    }
+
+    #[test]
+    fn line_and_column_count_from_one() {
+        assert_eq!(line_column("ab\ncd", 0), (1, 1));
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("ab\ncd", 99), (2, 3));
     }
 
     #[test]

@@ -1379,3 +1379,70 @@ fn the_default_log_level_is_info() {
     let debug = agent_log_after_one_token(Some("debug"));
     assert!(debug.contains(" DEBUG "), "{debug}");
 }
+
+#[test]
+fn a_broken_profile_beside_a_good_one_is_skipped_named_and_kept() {
+    let env = TestEnv::new();
+    let oidc = open_provider(&env, 120);
+    env.add_open_profile("good", &oidc.token_endpoint(), &[]);
+    // A hand edit adds a broken profile (plain http off loopback).
+    let mut text = std::fs::read_to_string(env.config_file()).unwrap();
+    text.push_str(
+        "\n[profiles.broken]\ntoken_url = \"http://idp.example/t\"\nclient_id = \"b\"\nauth = \"none\"\n",
+    );
+    std::fs::write(env.config_file(), &text).unwrap();
+    let broken_line = text.lines().position(|l| l == "[profiles.broken]").unwrap() + 1;
+
+    // The good profile is still served.
+    let token = assert_ok(&env.run(&["token", "good"]));
+    assert!(!token.trim().is_empty());
+    // The broken one is refused, naming the file, the line and the field.
+    let where_ = format!("(line {broken_line}, column 1)");
+    assert_refused(
+        &env.run(&["token", "broken"]),
+        1,
+        &[
+            "\"broken\"",
+            env.config_file().to_str().unwrap(),
+            &where_,
+            "token_url",
+            "https://",
+        ],
+    );
+    // `status` says so, in text and JSON.
+    let status = assert_ok(&env.run(&["status"]));
+    assert!(
+        status.contains("SKIPPED") && status.contains(&where_),
+        "{status}"
+    );
+    let json: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["skipped_profiles"][0]["name"], "broken");
+    assert!(json["config_error"].is_null(), "{json}");
+
+    // Another `add` keeps the broken profile's settings in the file.
+    assert_ok(&add_basic(&env, "third", "secret-value-3333"));
+    let written = std::fs::read_to_string(env.config_file()).unwrap();
+    assert!(
+        written.contains("[profiles.broken]") && written.contains("http://idp.example/t"),
+        "{written}"
+    );
+    assert_refused(
+        &env.run(&["token", "broken"]),
+        1,
+        &["\"broken\"", "token_url"],
+    );
+
+    // Fixed by `add`, it is served; `remove` takes it out of the file.
+    env.add_open_profile("broken", &oidc.token_endpoint(), &[]);
+    assert_ok(&env.run(&["token", "broken"]));
+    let json: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert!(json["skipped_profiles"].is_null(), "{json}");
+    let written = std::fs::read_to_string(env.config_file()).unwrap();
+    assert!(!written.contains("http://idp.example/t"), "{written}");
+    assert_ok(&env.run(&["remove", "broken"]));
+    assert!(
+        !std::fs::read_to_string(env.config_file())
+            .unwrap()
+            .contains("[profiles.broken]")
+    );
+}

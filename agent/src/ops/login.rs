@@ -59,7 +59,7 @@ fn user_profile(state: &AgentState, name: &str) -> Result<Profile, AgentError> {
     let profile = config
         .profiles
         .get(name)
-        .ok_or_else(|| crate::profiles::ProfileError::Unknown(name.to_string()))?;
+        .ok_or_else(|| crate::profiles::not_served(&config, name))?;
     if !profile.grant.is_user() {
         return Err(LoginError::NotUser(name.to_string(), profile.grant.kind()).into());
     }

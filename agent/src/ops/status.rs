@@ -2,7 +2,9 @@
 
 use crate::refresh::KeyStatus;
 use crate::state::AgentState;
-use jwtagent::protocol::{Hello, PROTOCOL_VERSION, ProfileStatus, Status, TokenState, TokenStatus};
+use jwtagent::protocol::{
+    Hello, PROTOCOL_VERSION, ProfileStatus, SkippedProfile, Status, TokenState, TokenStatus,
+};
 use std::time::Duration;
 
 pub(crate) fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
@@ -17,6 +19,17 @@ pub(crate) fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
 pub(crate) async fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
     let keys = state.tokens.status();
+    let skipped_profiles = match &config {
+        Ok(config) => config
+            .skipped
+            .iter()
+            .map(|(name, skipped)| SkippedProfile {
+                name: name.clone(),
+                reason: skipped.reason.clone(),
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let (profiles, config_error) = match config {
         Ok(config) => {
             let mut profiles = Vec::with_capacity(config.profiles.len());
@@ -52,6 +65,7 @@ pub(crate) async fn status(state: &AgentState) -> Status {
         store_warning: state.profiles.store().state().warning(),
         config: Some(state.profiles.path().display().to_string()),
         config_error,
+        skipped_profiles,
         locked: state.lock.is_locked(),
         profiles,
     }

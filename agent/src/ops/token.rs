@@ -96,7 +96,7 @@ async fn audited<T>(
         }
     };
     let Some(profile) = config.profiles.get(name) else {
-        let unknown = ProfileError::Unknown(name.to_string());
+        let unknown = crate::profiles::not_served(&config, name);
         return record(state, peer, op, name, Err(unknown.into()), token_of);
     };
     if let Err(denied) = check_policy(peer, name, profile) {

@@ -43,6 +43,10 @@ fn render(s: &Status) -> String {
     if let Some(err) = &s.config_error {
         let _ = writeln!(out, "          ERROR: {err}");
     }
+    for skipped in &s.skipped_profiles {
+        let reason = jwtagent::text::escaped(&skipped.reason);
+        let _ = writeln!(out, "          SKIPPED: {reason}");
+    }
     let _ = writeln!(out, "locked    {}", if s.locked { "yes" } else { "no" });
     if s.profiles.is_empty() {
         let _ = writeln!(out, "profiles  none");
