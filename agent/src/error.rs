@@ -160,13 +160,19 @@ pub(crate) fn token_code(e: &TokenError) -> ErrorCode {
             RefreshError::Failed { error, .. } => token_code(error),
             _ => ErrorCode::Network,
         },
-        TokenError::OAuth { source, .. } => match source {
-            OAuthError::Network { .. } | OAuthError::Tls { .. } => ErrorCode::Network,
-            OAuthError::Setup(_) => ErrorCode::Config,
-            OAuthError::Idp { .. }
-            | OAuthError::BadResponse { .. }
-            | OAuthError::Discovery { .. } => ErrorCode::IdpError,
-        },
+        TokenError::Unverified { source, .. } => oauth_code(source),
+        TokenError::OAuth { source, .. } => oauth_code(source),
+    }
+}
+
+/// The wire code of what the OAuth client failed with.
+fn oauth_code(source: &OAuthError) -> ErrorCode {
+    match source {
+        OAuthError::Network { .. } | OAuthError::Tls { .. } => ErrorCode::Network,
+        OAuthError::Setup(_) => ErrorCode::Config,
+        OAuthError::Idp { .. } | OAuthError::BadResponse { .. } | OAuthError::Discovery { .. } => {
+            ErrorCode::IdpError
+        }
     }
 }
 
@@ -342,7 +348,9 @@ mod tests {
         let idp = error.idp().unwrap();
         assert_eq!((idp.status, idp.error.as_deref()), (429, Some("slow_down")));
         assert!(
-            error.to_string().ends_with("(next attempt in 9s)"),
+            error
+                .to_string()
+                .ends_with("(next attempt in 9s; `--force` tries now)"),
             "{error}"
         );
     }

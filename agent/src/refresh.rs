@@ -120,6 +120,10 @@ type Getting<'a, E> =
 /// one (as an assertion, a subject or an actor token).
 const INPUT_MIN_TTL: Duration = Duration::from_secs(30);
 
+/// While the background backs off, callers with no token to be served get
+/// one attempt now at most this often (for each cache key).
+const FOREGROUND_EVERY: Duration = Duration::from_secs(1);
+
 /// Why a caller got no token.
 #[derive(Debug, Clone)]
 pub(crate) enum RefreshError<E> {
@@ -143,7 +147,11 @@ impl<E: fmt::Display> fmt::Display for RefreshError<E> {
             } => {
                 write!(f, "{error}")?;
                 if let Some(d) = next_attempt_in {
-                    write!(f, " (next attempt in {}s)", d.as_secs().max(1))?;
+                    write!(
+                        f,
+                        " (next attempt in {}s; `--force` tries now)",
+                        d.as_secs().max(1)
+                    )?;
                 }
                 Ok(())
             }
@@ -201,6 +209,8 @@ struct State<E> {
     failures: u32,
     last_error: Option<FetchError<E>>,
     last_used: Option<Instant>,
+    /// When the last fetch began (a caller's or the background's).
+    last_attempt: Option<Instant>,
     /// The background task has stopped refreshing (idle).
     idle: bool,
     /// Counts successful fetches, so a caller can tell "fetched after I asked".
@@ -276,6 +286,7 @@ impl<E> Default for State<E> {
             failures: 0,
             last_error: None,
             last_used: None,
+            last_attempt: None,
             idle: false,
             generation: 0,
         }
@@ -443,11 +454,18 @@ impl<F: Fetcher> Refresher<F> {
             if !force && let Some(served) = satisfying(&st, now, min_ttl) {
                 return Ok(served);
             }
-            // Backing off: do not hammer a failing server; say why instead.
-            // `force` is the user saying "try now".
+            // Backing off. With no token to serve, a caller gets an attempt
+            // now, so that a server back from an outage serves at once: one
+            // a second at most, for all callers together (the background
+            // keeps its backoff). A server's own Retry-After is honoured,
+            // and `force` is the user saying "try now" in any case.
             if !force
                 && let (Some(retry_at), Some(err)) = (st.retry_at, &st.last_error)
                 && retry_at > now
+                && (err.retry_after.is_some()
+                    || st
+                        .last_attempt
+                        .is_some_and(|at| now.saturating_duration_since(at) < FOREGROUND_EVERY))
             {
                 return Err(RefreshError::Failed {
                     error: err.error.clone(),
@@ -483,6 +501,7 @@ impl<F: Fetcher> Refresher<F> {
         refresh_token: Option<Secret>,
     ) -> Result<(), RefreshError<F::Error>> {
         let started = Instant::now();
+        entry.state().last_attempt = Some(started);
         let result = match self.get_inputs(&entry.key).await {
             Ok((inputs, made_from)) => {
                 let fetched = self.fetcher.fetch(&entry.key, refresh_token, inputs).await;
@@ -1146,6 +1165,35 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         settle().await;
         assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_with_no_token_tries_now_once_a_second_while_the_background_waits() {
+        let fake = Fake::default();
+        for _ in 0..3 {
+            fake.script.lock().unwrap().push_back(Err(err(None)));
+        }
+        let (r, fake) = refresher(fake, 1.0);
+        let calls = || fake.calls.load(Ordering::SeqCst);
+        // Three failures (forced): the background waits 4 s now.
+        for _ in 0..3 {
+            assert!(r.get(&key(), Duration::ZERO, true).await.is_err());
+        }
+        assert_eq!(calls(), 3);
+        // Asked again within the second: the last error, and what to do.
+        let e = r.get(&key(), Duration::ZERO, false).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("next attempt in 4s") && text.contains("--force"),
+            "{text}"
+        );
+        assert_eq!(calls(), 3, "no second attempt within a second");
+        // A second on, the server is back: the caller's attempt serves at
+        // once, three seconds before the background would have tried.
+        tokio::time::sleep(FOREGROUND_EVERY).await;
+        let served = r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(served.token.expose(), b"token-4");
+        assert_eq!(calls(), 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,6 +17,15 @@ pub(crate) enum TokenError {
     Store(#[from] StoreError),
     #[error("profile {name:?}: {source}")]
     OAuth { name: String, source: OAuthError },
+    /// `add` could not check the profile: the server could not be reached
+    /// or could not answer.
+    #[error(
+        "profile {name:?} is not saved: it could not be checked, as the server could not be reached or could not answer ({source}); check the URL and the network and add it again, or add it with --no-verify to save it unchecked"
+    )]
+    Unverified {
+        name: String,
+        source: Box<OAuthError>,
+    },
     #[error(
         "profile {0:?} has no secret in the keyring (it was deleted outside jwtagent, or the keyring was reset); add the profile again"
     )]

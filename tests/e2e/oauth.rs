@@ -629,34 +629,45 @@ fn add_verifies_a_profile_with_a_token_and_a_refused_one_leaves_the_old_profile(
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("verified"));
     assert!(stderr_of(&env.run(&["token", "app", "--force"])).contains("invalid_client"));
-    // A server that cannot be reached: saved, with a warning that says so.
+    // A server that cannot be reached: not saved, and the error says how
+    // to save it unchecked.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "http://127.0.0.1:{}/token",
         closed.local_addr().unwrap().port()
     );
     drop(closed);
-    let out = env.run(&[
-        "add",
-        "away",
-        "--token-url",
-        &url,
-        "--client-id",
-        "c",
-        "--auth",
-        "none",
-    ]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    let away = |extra: &[&str]| {
+        let mut args = vec![
+            "add",
+            "away",
+            "--token-url",
+            &url,
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let out = away(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
     assert!(
-        stderr_of(&out).contains("saved, but not verified: the server could not be reached"),
-        "{}",
-        stderr_of(&out)
+        err.contains("\"away\" is not saved")
+            && err.contains("could not be reached")
+            && err.contains("--no-verify"),
+        "{err}"
     );
+    assert!(!env.ok(&["list"]).contains("away"));
+    let out = away(&["--no-verify"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(env.ok(&["list"]).contains("away"));
 }
 
 #[test]
-fn add_saves_with_a_warning_when_the_server_is_overloaded_and_refuses_on_a_client_error() {
+fn add_saves_nothing_unchecked_when_the_server_is_overloaded_or_refuses() {
     let env = TestEnv::new();
     let add = |name: &str, url: &str| {
         env.run(&[
@@ -670,15 +681,18 @@ fn add_saves_with_a_warning_when_the_server_is_overloaded_and_refuses_on_a_clien
             "none",
         ])
     };
-    // 503: the server cannot answer now; nothing says the profile is wrong.
+    // 503: the server cannot answer now; nothing says the profile is
+    // right or wrong: not saved, and the error says how to save it anyway.
     let busy = FaultServer::start(Fault::Status {
         code: 503,
         retry_after: None,
     });
     let out = add("busy", &busy.token_url());
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     assert!(
-        stderr_of(&out).contains("saved, but not verified") && stderr_of(&out).contains("503"),
+        stderr_of(&out).contains("not saved")
+            && stderr_of(&out).contains("503")
+            && stderr_of(&out).contains("--no-verify"),
         "{}",
         stderr_of(&out)
     );
@@ -690,7 +704,7 @@ fn add_saves_with_a_warning_when_the_server_is_overloaded_and_refuses_on_a_clien
     let out = add("refused", &no.token_url());
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     assert!(!env.ok(&["list"]).contains("refused"));
-    assert!(env.ok(&["list"]).contains("busy"));
+    assert!(!env.ok(&["list"]).contains("busy"));
 }
 
 #[test]

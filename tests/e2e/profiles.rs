@@ -11,6 +11,7 @@ fn add_basic(env: &TestEnv, name: &str, secret: &str) -> std::process::Output {
     env.run_with_stdin(
         &[
             "add",
+            "--no-verify",
             name,
             "--token-url",
             URL,
@@ -106,6 +107,7 @@ fn config_file_is_0600_and_never_contains_the_secret() {
     let key = gen_key(&env, "p256");
     assert_ok(&env.run(&[
         "add",
+        "--no-verify",
         "signed",
         "--token-url",
         URL,
@@ -166,6 +168,7 @@ fn twenty_concurrent_adds_give_twenty_profiles() {
             let mut child = env
                 .cmd(&[
                     "add",
+                    "--no-verify",
                     &format!("p{i:02}"),
                     "--token-url",
                     URL,
@@ -329,6 +332,7 @@ fn add_over_an_existing_profile_replaces_it_and_its_secret() {
     let out = env.run_with_stdin(
         &[
             "add",
+            "--no-verify",
             "api",
             "--token-url",
             "https://other.example/token",
@@ -362,6 +366,7 @@ fn secret_can_come_from_a_file_and_never_from_argv() {
     std::fs::write(&file, "file-secret-value\n").unwrap();
     assert_ok(&env.run(&[
         "add",
+        "--no-verify",
         "f",
         "--token-url",
         URL,
@@ -377,6 +382,7 @@ fn secret_can_come_from_a_file_and_never_from_argv() {
     // There is no option that takes the secret itself.
     let out = env.run(&[
         "add",
+        "--no-verify",
         "g",
         "--token-url",
         URL,
@@ -387,7 +393,15 @@ fn secret_can_come_from_a_file_and_never_from_argv() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     // Without a terminal and without a source, add says how to give one.
-    let out = env.run(&["add", "g", "--token-url", URL, "--client-id", "c"]);
+    let out = env.run(&[
+        "add",
+        "--no-verify",
+        "g",
+        "--token-url",
+        URL,
+        "--client-id",
+        "c",
+    ]);
     assert_refused(&out, 2, &["--secret-stdin", "--secret-file"]);
 }
 
@@ -404,6 +418,7 @@ fn private_keys_of_every_supported_kind_are_accepted_with_the_right_default_alg(
         let key = gen_key(&env, kind);
         let out = env.run(&[
             "add",
+            "--no-verify",
             kind,
             "--token-url",
             URL,
@@ -427,6 +442,7 @@ fn private_keys_of_every_supported_kind_are_accepted_with_the_right_default_alg(
     let key = env.path("rsa.pem");
     let out = env.run(&[
         "add",
+        "--no-verify",
         "ps",
         "--token-url",
         URL,
@@ -466,6 +482,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "bad",
                 "--token-url",
                 "http://idp.example/token",
@@ -480,6 +497,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "local",
                 "--token-url",
                 "http://127.0.0.1:8080/token",
@@ -516,6 +534,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "bad",
                 "--issuer",
                 "not a url",
@@ -531,10 +550,19 @@ mod refusals {
     #[test]
     fn both_or_neither_endpoint() {
         let env = TestEnv::new();
-        let out = env.run(&["add", "bad", "--client-id", "c", "--auth", "none"]);
+        let out = env.run(&[
+            "add",
+            "--no-verify",
+            "bad",
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ]);
         assert_eq!(out.status.code(), Some(2));
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--issuer",
             "https://a.example",
@@ -554,6 +582,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "bad",
                 "--token-url",
                 URL,
@@ -569,6 +598,7 @@ mod refusals {
         // Without one it is fine, and nothing goes to the keyring.
         assert_ok(&env.run(&[
             "add",
+            "--no-verify",
             "open",
             "--token-url",
             URL,
@@ -587,6 +617,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "bad",
                 "--token-url",
                 URL,
@@ -607,6 +638,7 @@ mod refusals {
         let key = gen_key(&env, "ed25519");
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -626,6 +658,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "bad",
                 "--token-url",
                 URL,
@@ -641,6 +674,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "ok",
                 "--token-url",
                 URL,
@@ -663,6 +697,7 @@ mod refusals {
         let key = gen_key(&env, "rsa");
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -677,6 +712,7 @@ mod refusals {
         let out = env.run_with_stdin(
             &[
                 "add",
+                "--no-verify",
                 "bad",
                 "--token-url",
                 URL,
@@ -699,6 +735,7 @@ mod refusals {
         let key = gen_key(&env, "p256");
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -713,6 +750,7 @@ mod refusals {
         let key = gen_key(&env, "ed25519");
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -732,6 +770,7 @@ mod refusals {
         let key = gen_key(&env, "sec1");
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -759,6 +798,7 @@ mod refusals {
         let key = gen_key(&env, "encrypted");
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -772,6 +812,7 @@ mod refusals {
         let key = gen_key(&env, "p521");
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -785,6 +826,7 @@ mod refusals {
         std::fs::write(&not_pem, "hello\n").unwrap();
         let out = env.run(&[
             "add",
+            "--no-verify",
             "bad",
             "--token-url",
             URL,
@@ -801,7 +843,7 @@ mod refusals {
         let env = TestEnv::new();
         let base = ["--token-url", URL, "--client-id", "c", "--auth", "none"];
         let run = |extra: &[&str], name: &str| {
-            let mut args = vec!["add", name];
+            let mut args = vec!["add", "--no-verify", name];
             args.extend_from_slice(&base);
             args.extend_from_slice(extra);
             env.run(&args)
@@ -1143,6 +1185,7 @@ fn jwtagent_config_names_the_profiles_file() {
     let out = env
         .cmd(&[
             "add",
+            "--no-verify",
             "p",
             "--token-url",
             "https://idp.example/token",
@@ -1203,6 +1246,7 @@ fn a_secret_is_never_taken_from_the_environment() {
     let out = env
         .cmd(&[
             "add",
+            "--no-verify",
             "api",
             "--token-url",
             "https://idp.example/token",
@@ -1235,6 +1279,7 @@ fn the_secret_prompt_does_not_echo() {
         &[("Client secret for api: ", "typed-secret-value-0123")],
         &[
             "add",
+            "--no-verify",
             "api",
             "--token-url",
             "https://idp.example/token",
@@ -1265,6 +1310,7 @@ fn without_the_test_override_secrets_live_under_the_jwtagent_service() {
     let secret = "secret-under-the-default-service";
     let mut add = env.cmd(&[
         "add",
+        "--no-verify",
         &name,
         "--token-url",
         "https://idp.example/token",
@@ -1292,6 +1338,7 @@ fn a_mistyped_profile_name_gets_the_nearest_one_suggested() {
     let env = TestEnv::new();
     env.ok(&[
         "add",
+        "--no-verify",
         "github-ci",
         "--token-url",
         "https://idp.example/token",
@@ -1322,6 +1369,7 @@ fn a_missing_file_is_named_with_the_option_that_named_it() {
     for option in ["--secret-file", "--key-file"] {
         let out = env.run(&[
             "add",
+            "--no-verify",
             "api",
             "--token-url",
             "https://idp.example/token",

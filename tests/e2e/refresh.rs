@@ -389,3 +389,57 @@ fn a_server_that_never_accepts_the_connection_is_given_up_on_after_the_connect_t
     );
     assert!(took < std::time::Duration::from_secs(25), "took {took:?}");
 }
+
+#[test]
+fn a_server_back_from_an_outage_serves_the_next_request_not_the_next_backoff() {
+    let env = TestEnv::new();
+    let oidc = oidc_with_short_tokens(&env, 60, None);
+    let port: u16 = oidc.issuer.rsplit(':').next().unwrap().parse().unwrap();
+    add_short(&env, &oidc);
+    token(&env, "short");
+    drop(oidc);
+    // A request the cached token cannot satisfy (it lives 60 s, not an hour).
+    let ask = || env.run(&["token", "short", "--min-ttl", "1h"]);
+    // Forced attempts while the server is down push the background's next
+    // attempt away; asked again at once, the agent says when it is, and
+    // that --force tries now.
+    let next_attempt = |err: &str| -> Option<u64> {
+        err.split("next attempt in ")
+            .nth(1)?
+            .split('s')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut waited = None;
+    for _ in 0..20 {
+        assert_eq!(
+            env.run(&["token", "short", "--force"]).status.code(),
+            Some(1)
+        );
+        let asked = std::time::Instant::now();
+        let err = stderr_of(&ask());
+        assert!(err.contains("--force"), "{err}");
+        if let Some(secs) = next_attempt(&err).filter(|s| *s >= 8) {
+            waited = Some((asked, secs));
+            break;
+        }
+    }
+    let (asked, secs) = waited.expect("the backoff grows to 8 s within 20 failures");
+    let _oidc = oidc_with_short_tokens(&env, 60, Some(port));
+    // Back: a request gets a token now (one try a second for all callers),
+    // long before the background's next attempt.
+    let deadline = asked + std::time::Duration::from_secs(secs - 2);
+    loop {
+        let out = ask();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused {}s after the server came back, as the backoff said: {}",
+            secs - 2,
+            stderr_of(&out)
+        );
+    }
+}

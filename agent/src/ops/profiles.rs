@@ -22,37 +22,7 @@ pub(crate) async fn add(
     verify: bool,
 ) -> Result<Added, AgentError> {
     inputs_serve(state, peer, "add", name, &profile)?;
-    // Verified first: a profile the server refuses is not saved, and the
-    // profile it would replace stays as it was.
-    let checked = match verify && verifiable(&profile) {
-        true => {
-            let prepared = state
-                .profiles
-                .prepared(name, profile.clone(), secret.as_ref())
-                .await?;
-            Some(
-                state
-                    .tokens
-                    .fetcher()
-                    .verify(name, &prepared, secret.as_ref())
-                    .await,
-            )
-        }
-        false => None,
-    };
-    let (unreachable, obtained) = match checked {
-        // Down or overloaded for now: nothing says the profile is wrong.
-        Some(Err(e)) if transient(&e) => (Some(e), None),
-        Some(Err(source)) => {
-            return Err(TokenError::OAuth {
-                name: name.to_string(),
-                source,
-            }
-            .into());
-        }
-        Some(Ok(obtained)) => (None, Some(obtained)),
-        None => (None, None),
-    };
+    let obtained = checked(state, name, &profile, secret.as_ref(), verify).await?;
     let verified = obtained.is_some();
     // A signed-in user profile that is replaced: its sign-in is read now
     // (the save deletes it) and revoked at the server once the new profile
@@ -81,14 +51,48 @@ pub(crate) async fn add(
     answer.revoked = revoked.as_ref().map(|(r, _)| *r);
     let warnings = [
         state.profiles.store().state().warning(),
-        revoked.and_then(|(_, w)| w).map(|w| format!("the replaced profile's sign-in: {w}")),
-        unreachable.map(|e| {
-            format!("the profile is saved, but not verified: the server could not be reached or could not answer ({e}); `jwtagent token {name}` will tell whether it works")
-        }),
+        revoked
+            .and_then(|(_, w)| w)
+            .map(|w| format!("the replaced profile's sign-in: {w}")),
     ];
     let warnings: Vec<String> = warnings.into_iter().flatten().collect();
     answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(answer)
+}
+
+/// `add`'s check of `profile` with a token request of its own (when asked
+/// and it can be made): the token, or why the profile is not to be saved.
+/// A profile the server refuses is not saved, and the profile it would
+/// replace stays as it was; nor is one that could not be checked.
+async fn checked(
+    state: &AgentState,
+    name: &str,
+    profile: &Profile,
+    secret: Option<&Secret>,
+    verify: bool,
+) -> Result<Option<crate::oauth::Obtained>, AgentError> {
+    if !(verify && verifiable(profile)) {
+        return Ok(None);
+    }
+    let prepared = state
+        .profiles
+        .prepared(name, profile.clone(), secret)
+        .await?;
+    match state.tokens.fetcher().verify(name, &prepared, secret).await {
+        Ok(obtained) => Ok(Some(obtained)),
+        // Down or overloaded for now: nothing says the profile is wrong,
+        // nor that it is right. `--no-verify` saves it unchecked.
+        Err(source) if transient(&source) => Err(TokenError::Unverified {
+            name: name.to_string(),
+            source: Box::new(source),
+        }
+        .into()),
+        Err(source) => Err(TokenError::OAuth {
+            name: name.to_string(),
+            source,
+        }
+        .into()),
+    }
 }
 
 /// Revokes the sign-in of a user profile that `add` replaced: whether the
