@@ -411,6 +411,18 @@ fn header_prints_an_authorization_header() {
         s.env.ok(&["header", "post"]),
         format!("Authorization: Bearer {token}\n")
     );
+    // A bearer token needs no proof: a request's --url changes nothing.
+    assert_eq!(
+        s.env.ok(&[
+            "header",
+            "post",
+            "--url",
+            "https://api.example/x",
+            "--method",
+            "POST"
+        ]),
+        format!("Authorization: Bearer {token}\n")
+    );
     assert_eq!(s.env.ok(&["token", "post"]), format!("{token}\n"));
 }
 

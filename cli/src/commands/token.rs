@@ -93,22 +93,24 @@ pub fn token(
 }
 
 /// `header`: `Authorization` for the profile's token; for a DPoP profile,
-/// with a `DPoP` proof header for the request `proof` names.
+/// with a `DPoP` proof header for the request `proof` names. A bearer token
+/// needs no proof: `--url` is then not needed, and ignored when given (a
+/// script need not know which kind of profile it asks).
 pub fn header(socket: &SocketPath, args: &TokenArgs, proof: &ProofArgs) -> Result<(), CliError> {
-    if proof.url.is_some() {
+    let answer = fetch(socket, args)?;
+    if answer.token_type.eq_ignore_ascii_case("dpop") {
+        if proof.url.is_none() {
+            return Err(CliError::Usage(format!(
+                "profile {:?} has DPoP-bound tokens, which need a proof per request: give the request's --url (and --method, default GET)",
+                args.name
+            )));
+        }
         let answer = dpop(socket, args, proof)?;
         return output::print_secret(format!(
             "Authorization: DPoP {}\nDPoP: {}\n",
             text(&answer.access_token)?,
             text(&answer.proof)?
         ));
-    }
-    let answer = fetch(socket, args)?;
-    if answer.token_type.eq_ignore_ascii_case("dpop") {
-        return Err(CliError::Usage(format!(
-            "profile {:?} has DPoP-bound tokens, which need a proof per request: give the request's --url (and --method, default GET)",
-            args.name
-        )));
     }
     not_an_access_token(&answer, &args.name)?;
     // RFC 6750 names the scheme "Bearer" whatever case the server used.
