@@ -156,6 +156,10 @@ impl TestEnv {
         for var in PROXY_VARS {
             cmd.env_remove(var);
         }
+        // No browser is opened unless a test says which.
+        for var in ["BROWSER", "DISPLAY", "WAYLAND_DISPLAY"] {
+            cmd.env_remove(var);
+        }
         match &self.bus {
             Some(address) => cmd.env("DBUS_SESSION_BUS_ADDRESS", address),
             None => cmd.env_remove("DBUS_SESSION_BUS_ADDRESS"),

@@ -832,3 +832,59 @@ fn replacing_a_signed_in_profile_revokes_its_refresh_token_and_says_so() {
     assert_eq!(second().as_deref(), Some(&rt[..]));
     assert_eq!(introspect(&oidc, &rt)["body"]["active"], true);
 }
+
+#[test]
+fn the_browser_gets_the_address_in_a_private_page_not_on_its_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let out = add_user_with(&env, &oidc, "web", "authorization-code", &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    // $BROWSER as git reads it: the first command is missing, the second
+    // records what it was given.
+    let seen = env.path("browser-args");
+    let script = env.path("fake-browser");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.tmp && mv {0}.tmp {0}\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = env.cmd(&["login", "web"]);
+    cmd.env(
+        "BROWSER",
+        format!("/nonexistent/browser:{} --new-window %s", script.display()),
+    );
+    let mut login = Login::spawn(cmd);
+    let url = login.browser_url();
+    wait_until("the browser was started", || seen.exists());
+    let args: Vec<String> = std::fs::read_to_string(&seen)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(args.len(), 2, "{args:?}");
+    assert_eq!(args[0], "--new-window");
+    assert!(
+        !args[1].contains("state=") && !args[1].starts_with("https://"),
+        "{args:?}"
+    );
+    let page = std::path::PathBuf::from(&args[1]);
+    let mode = std::fs::metadata(&page).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(&url.replace('&', "&amp;")), "{html}");
+    assert!(
+        login
+            .seen
+            .iter()
+            .any(|l| l.starts_with("Opened this address"))
+    );
+    // The page's address signs in; the page goes with the sign-in.
+    assert_eq!(browse(&url, &[])["status"], 200);
+    assert_eq!(login.finish().0, Some(0));
+    assert!(!page.exists(), "{} is left", page.display());
+}

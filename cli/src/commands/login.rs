@@ -25,7 +25,8 @@ pub fn login(socket: &SocketPath, name: &str, no_browser: bool) -> Result<(), Cl
             "A sign-in for profile {name} is already under way (started elsewhere); following it."
         );
     }
-    show_prompt(&mut err, &started, no_browser);
+    // The file that hands the address to the browser goes when this ends.
+    let _handed = show_prompt(&mut err, &started, no_browser, &socket.path);
     let _ = err.flush();
     let tty = std::io::stderr().is_terminal();
     loop {
@@ -67,7 +68,13 @@ pub fn login(socket: &SocketPath, name: &str, no_browser: bool) -> Result<(), Cl
 /// Tells the user what to do to sign in: the device code to enter, or the
 /// address to open (opened for them unless `no_browser`, or the sign-in is
 /// another's).
-fn show_prompt(err: &mut impl Write, started: &LoginStarted, no_browser: bool) {
+fn show_prompt(
+    err: &mut impl Write,
+    started: &LoginStarted,
+    no_browser: bool,
+    socket: &std::path::Path,
+) -> Option<Handed> {
+    let mut handed = None;
     match &started {
         LoginStarted::Device {
             verification_uri,
@@ -90,34 +97,96 @@ fn show_prompt(err: &mut impl Write, started: &LoginStarted, no_browser: bool) {
             );
         }
         LoginStarted::Browser { url, joined, .. } => {
-            let opened = !no_browser && !*joined && open_browser(url);
+            if !no_browser && !*joined {
+                handed = open_browser(url, socket);
+            }
             let _ = writeln!(
                 err,
                 "{} this address in a browser on this machine to sign in:\n\n    {url}\n",
-                if opened { "Opened" } else { "Open" }
+                if handed.is_some() { "Opened" } else { "Open" }
             );
         }
     }
+    handed
 }
 
-/// Opens `url` in the user's browser, if this machine has one to open.
-fn open_browser(url: &str) -> bool {
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
+/// A page that sends the browser on to the authorization request, deleted
+/// when dropped.
+struct Handed(std::path::PathBuf);
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Opens `url` in the user's browser: `$BROWSER` (commands separated by `:`,
+/// tried in turn, `%s` standing for the address, as git and xdg-utils read
+/// it), else the desktop's opener. The browser is given a page of ours
+/// (0600, in the agent's private directory beside `socket`) that sends it
+/// on: the address, with its `state`, is on no command line another user
+/// could read in /proc. None when no browser could be started.
+fn open_browser(url: &str, socket: &std::path::Path) -> Option<Handed> {
+    let openers: Vec<Vec<String>> = match std::env::var("BROWSER") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(':')
+            .map(|cmd| cmd.split_whitespace().map(str::to_string).collect())
+            .filter(|words: &Vec<String>| !words.is_empty())
+            .collect(),
+        _ if cfg!(target_os = "macos") => vec![vec!["open".into()]],
         // xdg-open without a display only prints errors.
-        if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-            return false;
+        _ if std::env::var_os("DISPLAY").is_none()
+            && std::env::var_os("WAYLAND_DISPLAY").is_none() =>
+        {
+            return None;
         }
-        "xdg-open"
+        _ => vec![vec!["xdg-open".into()]],
     };
-    std::process::Command::new(opener)
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .is_ok()
+    let handed = hand_over(url, socket)?;
+    let page = handed.0.to_string_lossy().into_owned();
+    for words in openers {
+        let mut args: Vec<String> = words[1..].iter().map(|w| w.replace("%s", &page)).collect();
+        if !words[1..].iter().any(|w| w.contains("%s")) {
+            args.push(page.clone());
+        }
+        let started = std::process::Command::new(&words[0])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok();
+        if started {
+            return Some(handed);
+        }
+    }
+    None
+}
+
+/// Writes the page that sends a browser on to `url`, new and 0600, in the
+/// directory of `socket` (the agent's, 0700 and checked).
+fn hand_over(url: &str, socket: &std::path::Path) -> Option<Handed> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = socket.parent()?;
+    let path = dir.join(format!("login-{}.html", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .ok()?;
+    let handed = Handed(path);
+    let escaped = url
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let page = format!(
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<meta name=\"referrer\" content=\"no-referrer\">\n<meta http-equiv=\"refresh\" content=\"0;url={escaped}\">\n<title>jwtagent sign-in</title>\n<a href=\"{escaped}\">Continue to sign in</a>\n"
+    );
+    file.write_all(page.as_bytes()).ok()?;
+    Some(handed)
 }
 
 pub fn logout(socket: &SocketPath, name: &str) -> Result<(), CliError> {
