@@ -184,7 +184,9 @@ pub(crate) struct Served {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct KeyStatus {
     pub key: Key,
-    pub expires_in: Option<Duration>,
+    /// Seconds until the held token is no longer served; below zero, how
+    /// long ago that was.
+    pub expires_in_secs: Option<i64>,
     pub next_refresh_in: Option<Duration>,
     pub last_error: Option<String>,
     pub failures: u32,
@@ -347,6 +349,15 @@ pub(crate) fn refresh_at(
     obtained
         .checked_add(after)
         .unwrap_or(obtained + UNKNOWN_LIFETIME_REFRESH)
+}
+
+/// Whole seconds from `now` to `at`: below zero when `at` is past.
+fn signed_secs(at: Instant, now: Instant) -> i64 {
+    let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    match at.checked_duration_since(now) {
+        Some(ahead) => secs(ahead),
+        None => -secs(now.saturating_duration_since(at)),
+    }
 }
 
 /// Exponential backoff with full jitter after `failures` consecutive failures
@@ -685,10 +696,7 @@ impl<F: Fetcher> Refresher<F> {
                 let st = entry.state();
                 KeyStatus {
                     key: entry.key.clone(),
-                    expires_in: st
-                        .held
-                        .as_ref()
-                        .map(|h| h.valid_until.saturating_duration_since(now)),
+                    expires_in_secs: st.held.as_ref().map(|h| signed_secs(h.valid_until, now)),
                     next_refresh_in: if st.idle || st.held.is_none() {
                         None
                     } else {

@@ -443,3 +443,32 @@ fn a_server_back_from_an_outage_serves_the_next_request_not_the_next_backoff() {
         );
     }
 }
+
+#[test]
+fn an_expired_token_is_said_to_have_expired_not_to_expire_in_0s() {
+    let env = TestEnv::new();
+    // A token of 2 s, and no other: every later request is refused.
+    let server = FaultServer::start_then(
+        Fault::Ok { lifetime: 2 },
+        Fault::Status {
+            code: 400,
+            retry_after: None,
+        },
+    );
+    env.add_open_profile("f", &server.token_url(), &[]);
+    token(&env, "f");
+    wait_until("the token has expired", || {
+        env.profile_status("f")["expires_in_secs"]
+            .as_i64()
+            .is_some_and(|s| s < 0)
+    });
+    let text = env.ok(&["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("f "))
+        .unwrap();
+    assert!(
+        line.contains(", expired ") && line.contains(" ago") && !line.contains("expires in"),
+        "{line}"
+    );
+}

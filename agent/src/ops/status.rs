@@ -79,18 +79,18 @@ fn secs(d: Option<Duration>) -> Option<i64> {
 /// lives longest.
 fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
     let mine: Vec<_> = keys.iter().filter(|k| k.key.profile == name).collect();
-    let best = mine.iter().max_by_key(|k| k.expires_in);
+    let best = mine.iter().max_by_key(|k| k.expires_in_secs);
     let failures = mine.iter().map(|k| k.failures).max().unwrap_or(0);
     let token_state = match best {
         None => TokenState::None,
         Some(_) if failures > 0 => TokenState::Failing,
-        Some(k) if k.expires_in.is_none_or(|d| d.is_zero()) => TokenState::Expired,
+        Some(k) if k.expires_in_secs.is_none_or(|s| s <= 0) => TokenState::Expired,
         Some(_) => TokenState::Valid,
     };
     ProfileStatus {
         name: name.to_string(),
         token_state,
-        expires_in_secs: best.and_then(|k| secs(k.expires_in)),
+        expires_in_secs: best.and_then(|k| k.expires_in_secs),
         next_refresh_in_secs: best.and_then(|k| secs(k.next_refresh_in)),
         last_error: mine.iter().find_map(|k| k.last_error.clone()),
         failures,
@@ -99,7 +99,7 @@ fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
             .map(|k| TokenStatus {
                 scopes: k.key.scopes.clone(),
                 resources: k.key.resources.clone(),
-                expires_in_secs: secs(k.expires_in),
+                expires_in_secs: k.expires_in_secs,
                 next_refresh_in_secs: secs(k.next_refresh_in),
                 last_error: k.last_error.clone(),
                 failures: k.failures,

@@ -59,8 +59,22 @@ fn render(s: &Status) -> String {
             } else if p.login_required {
                 let _ = write!(out, ", LOGIN REQUIRED (jwtagent login {})", p.name);
             }
-            if let Some(secs) = p.expires_in_secs {
-                let _ = write!(out, ", expires in {}", output::duration(secs.max(0) as u64));
+            match p.expires_in_secs {
+                Some(secs) if secs > 0 => {
+                    let _ = write!(
+                        out,
+                        ", expires in {}",
+                        output::duration(secs.unsigned_abs())
+                    );
+                }
+                Some(secs) => {
+                    let _ = write!(
+                        out,
+                        ", expired {} ago",
+                        output::duration(secs.unsigned_abs())
+                    );
+                }
+                None => {}
             }
             if let Some(secs) = p.next_refresh_in_secs {
                 let _ = write!(out, ", refresh in {}", output::duration(secs.max(0) as u64));
