@@ -27,14 +27,19 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The agent's socket [default: $JWTAGENT_SOCK, else $XDG_RUNTIME_DIR/jwtagent/agent.sock, else /tmp/jwtagent-$UID/agent.sock]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
     pub socket: Option<PathBuf>,
     /// How long to wait for the agent to accept the connection and to answer
     /// each request (e.g. 30s, 2m)
-    #[arg(long, global = true, value_name = "DUR", value_parser = parse_timeout, default_value = "60s")]
+    #[arg(long, global = true, help_heading = "Global options", value_name = "DUR", value_parser = parse_timeout, default_value = "60s")]
     pub timeout: std::time::Duration,
     /// Log format on stderr (the filter is JWTAGENT_LOG, default `info`)
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
@@ -298,101 +303,101 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
 #[command(group(ArgGroup::new("endpoint").args(["issuer", "token_url"])))]
 pub struct ProfileArgs {
     /// Issuer URL; the token endpoint is discovered from its metadata
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Server", long, value_name = "URL")]
     pub issuer: Option<String>,
     /// Token endpoint URL (instead of --issuer)
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Server", long, value_name = "URL")]
     pub token_url: Option<String>,
     /// OAuth client id (from the file with --google-credentials, the app id
     /// with --github-app)
-    #[arg(long)]
+    #[arg(help_heading = "Client authentication", long)]
     pub client_id: Option<String>,
     /// The grant: client-credentials (default), jwt-bearer (RFC 7523: an
     /// assertion signed with --key-file, or --assertion-profile's token),
     /// token-exchange (RFC 8693, with --subject-profile), or a user's tokens
     /// after `jwtagent login`: device-code (RFC 8628) or authorization-code
     /// (a browser, with PKCE)
-    #[arg(long, value_name = "GRANT", value_parser = one_of::<GrantKind>(&GrantKind::ALL.map(GrantKind::as_str)))]
+    #[arg(help_heading = "Grant", long, value_name = "GRANT", value_parser = one_of::<GrantKind>(&GrantKind::ALL.map(GrantKind::as_str)))]
     pub grant: Option<GrantKind>,
     /// jwt-bearer: the assertion's `sub` [default: the client id]; Google:
     /// the user to act as (domain-wide delegation)
-    #[arg(long, value_name = "SUB")]
+    #[arg(help_heading = "Grant", long, value_name = "SUB")]
     pub subject: Option<String>,
     /// jwt-bearer: send this profile's current token as the assertion
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Grant", long, value_name = "NAME")]
     pub assertion_profile: Option<String>,
     /// token-exchange: exchange this profile's current token
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Grant", long, value_name = "NAME")]
     pub subject_profile: Option<String>,
     /// token-exchange: the subject_token_type [default: what the subject's
     /// server issued, else urn:ietf:params:oauth:token-type:access_token]
-    #[arg(long, value_name = "URI")]
+    #[arg(help_heading = "Grant", long, value_name = "URI")]
     pub subject_token_type: Option<String>,
     /// token-exchange: this profile's current token is the actor_token
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Grant", long, value_name = "NAME")]
     pub actor_profile: Option<String>,
     /// token-exchange: the requested_token_type (e.g.
     /// urn:ietf:params:oauth:token-type:id-jag)
-    #[arg(long, value_name = "URI")]
+    #[arg(help_heading = "Grant", long, value_name = "URI")]
     pub requested_token_type: Option<String>,
     /// device-code with --token-url: the device authorization endpoint
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Server", long, value_name = "URL")]
     pub device_authorization_url: Option<String>,
     /// authorization-code with --token-url: the authorization endpoint
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Server", long, value_name = "URL")]
     pub authorization_url: Option<String>,
     /// Where `logout` revokes the refresh token (RFC 7009) [default: the
     /// issuer's revocation_endpoint]
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Server", long, value_name = "URL")]
     pub revocation_url: Option<String>,
     /// authorization-code: a fixed port for the loopback redirect
     /// http://127.0.0.1:PORT/callback [default: any free port]
-    #[arg(long, value_name = "PORT")]
+    #[arg(help_heading = "Server", long, value_name = "PORT")]
     pub redirect_port: Option<u16>,
     /// `kid` header of client assertions [default for a --key-file key: its
     /// RFC 7638 thumbprint, as `jwtagent jwks` prints it; `none`: no kid]
-    #[arg(long)]
+    #[arg(help_heading = "Client authentication", long)]
     pub kid: Option<String>,
     /// `aud` of client assertions: auto (the issuer, or the token endpoint
     /// when the server refuses that), issuer, token-endpoint or a URL
-    #[arg(long, value_name = "AUD", value_parser = parse_assertion_aud)]
+    #[arg(help_heading = "Client authentication", long, value_name = "AUD", value_parser = parse_assertion_aud)]
     pub assertion_aud: Option<AudChoice>,
     /// Scope to request (repeatable)
-    #[arg(long = "scope", value_name = "SCOPE")]
+    #[arg(help_heading = "Tokens", long = "scope", value_name = "SCOPE")]
     pub scopes: Vec<String>,
     /// RFC 8707 resource indicator (repeatable)
-    #[arg(long = "resource", value_name = "URI")]
+    #[arg(help_heading = "Tokens", long = "resource", value_name = "URI")]
     pub resources: Vec<String>,
     /// The non-standard `audience` parameter some servers need
-    #[arg(long)]
+    #[arg(help_heading = "Tokens", long)]
     pub audience: Option<String>,
     /// Extra token request parameter (repeatable)
-    #[arg(long = "param", value_name = "K=V", value_parser = parse_param)]
+    #[arg(help_heading = "Tokens", long = "param", value_name = "K=V", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
     /// Extra CA certificates (PEM) to trust for this profile
-    #[arg(long, value_name = "PEM")]
+    #[arg(help_heading = "TLS", long, value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
     /// Refresh when less than this remains: a duration (5m) or a share of the lifetime (20%)
-    #[arg(long, value_name = "DUR|PCT", value_parser = parse_from_str::<RefreshBefore>)]
+    #[arg(help_heading = "Tokens", long, value_name = "DUR|PCT", value_parser = parse_from_str::<RefreshBefore>)]
     pub refresh_before: Option<RefreshBefore>,
     /// Only this executable may get the profile's tokens (repeatable; default: any process of yours)
-    #[arg(long = "allow-exe", value_name = "PATH")]
+    #[arg(help_heading = "Policy", long = "allow-exe", value_name = "PATH")]
     pub allow_exe: Vec<PathBuf>,
     /// With --allow-exe: the executable's SHA-256 (as sha256sum prints it) must also be this (repeatable)
-    #[arg(long = "allow-exe-sha256", value_name = "HEX")]
+    #[arg(help_heading = "Policy", long = "allow-exe-sha256", value_name = "HEX")]
     pub allow_exe_sha256: Vec<String>,
     /// With --allow-exe: serve callers in other mount or user namespaces too (containers, unshare), if they run the allowed file
-    #[arg(long)]
+    #[arg(help_heading = "Policy", long)]
     pub allow_exe_any_namespace: bool,
     /// Never serve the profile's tokens over SSH forwarding (a socket
     /// forwarded with ssh -R or -L); by default a forwarded agent serves them
-    #[arg(long)]
+    #[arg(help_heading = "Policy", long)]
     pub no_forward: bool,
     /// Bind tokens to a key the agent generates and keeps (DPoP, RFC 9449)
-    #[arg(long)]
+    #[arg(help_heading = "Tokens", long)]
     pub dpop: bool,
     /// The DPoP key's algorithm: ES256, ES384, EdDSA or RS256 [default: ES256]
-    #[arg(long, value_name = "ALG", requires = "dpop", value_parser = one_of::<Alg>(&jwtagent::config::GENERATED_ALGS.map(Alg::as_str)))]
+    #[arg(help_heading = "Tokens", long, value_name = "ALG", requires = "dpop", value_parser = one_of::<Alg>(&jwtagent::config::GENERATED_ALGS.map(Alg::as_str)))]
     pub dpop_alg: Option<Alg>,
 }
 
@@ -464,50 +469,65 @@ pub struct AddArgs {
     #[command(flatten)]
     pub profile: ProfileArgs,
     /// Client authentication [default: private_key_jwt with --key-file, else client_secret_basic]
-    #[arg(long, value_name = "METHOD", value_parser = one_of::<AuthMethod>(&AuthMethod::ALL.map(AuthMethod::as_str)))]
+    #[arg(help_heading = "Client authentication", long, value_name = "METHOD", value_parser = one_of::<AuthMethod>(&AuthMethod::ALL.map(AuthMethod::as_str)))]
     pub auth: Option<AuthMethod>,
     /// Assertion signing algorithm [default: HS256 for client_secret_jwt, from the key for private_key_jwt]
-    #[arg(long, value_parser = one_of::<Alg>(&Alg::ALL.map(Alg::as_str)))]
+    #[arg(help_heading = "Client authentication", long, value_parser = one_of::<Alg>(&Alg::ALL.map(Alg::as_str)))]
     pub alg: Option<Alg>,
     /// Read the client secret from standard input
-    #[arg(long)]
+    #[arg(help_heading = "Client authentication", long)]
     pub secret_stdin: bool,
     /// Save the profile without first getting a token with it (by default a
     /// profile the server refuses is not saved)
-    #[arg(long)]
+    #[arg(help_heading = "Tokens", long)]
     pub no_verify: bool,
     /// Read the client secret from a file
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Client authentication", long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
     /// Read the private key (PEM) from a file, for private_key_jwt,
     /// tls_client_auth and self_signed_tls_client_auth
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Client authentication", long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
     /// The client certificate (PEM, chain after it) whose key --key-file
     /// gives: presented in mutual TLS (tls_client_auth,
     /// self_signed_tls_client_auth), or named by its x5t#S256 in
     /// private_key_jwt assertions (Entra ID certificate credentials)
-    #[arg(long, value_name = "FILE", requires = "key_file")]
+    #[arg(help_heading = "TLS", long, value_name = "FILE", requires = "key_file")]
     pub cert_file: Option<PathBuf>,
     /// Import a Google service-account key file (JSON): the key goes to the
     /// keyring, the rest to the profile; the file is not needed afterwards
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["secret_stdin", "secret_file", "key_file", "issuer", "token_url", "client_id", "auth"])]
+    #[arg(help_heading = "Grant", long, value_name = "FILE", conflicts_with_all = ["secret_stdin", "secret_file", "key_file", "issuer", "token_url", "client_id", "auth"])]
     pub google_credentials: Option<PathBuf>,
     /// A GitHub App (its app id): installation tokens, with --installation
     /// and the app's private key (--key-file)
-    #[arg(long, value_name = "APP_ID", requires_all = ["installation", "key_file"], conflicts_with_all = ["issuer", "token_url", "client_id", "auth", "grant"])]
+    #[arg(help_heading = "Grant", long, value_name = "APP_ID", requires_all = ["installation", "key_file"], conflicts_with_all = ["issuer", "token_url", "client_id", "auth", "grant"])]
     pub github_app: Option<u64>,
     /// The GitHub App installation id
-    #[arg(long, value_name = "ID", requires = "github_app")]
+    #[arg(
+        help_heading = "Grant",
+        long,
+        value_name = "ID",
+        requires = "github_app"
+    )]
     pub installation: Option<u64>,
     /// The GitHub REST API root (GitHub Enterprise Server: https://HOST/api/v3)
-    #[arg(long, value_name = "URL", requires = "github_app")]
+    #[arg(
+        help_heading = "Grant",
+        long,
+        value_name = "URL",
+        requires = "github_app"
+    )]
     pub api_url: Option<String>,
     /// Limit tokens to this repository (repeatable)
-    #[arg(long = "repository", value_name = "NAME", requires = "github_app")]
+    #[arg(
+        help_heading = "Grant",
+        long = "repository",
+        value_name = "NAME",
+        requires = "github_app"
+    )]
     pub repositories: Vec<String>,
     /// Limit tokens to this permission (repeatable: contents=read)
-    #[arg(long = "permission", value_name = "NAME=LEVEL", value_parser = parse_param, requires = "github_app")]
+    #[arg(help_heading = "Grant", long = "permission", value_name = "NAME=LEVEL", value_parser = parse_param, requires = "github_app")]
     pub permissions: Vec<(String, String)>,
 }
 
@@ -615,5 +635,37 @@ mod tests {
     #[test]
     fn command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn add_help_puts_every_option_under_its_heading_and_the_global_ones_apart() {
+        let mut cli = Cli::command();
+        cli.build();
+        let add = cli.find_subcommand("add").unwrap();
+        let headings = [
+            "Server",
+            "Client authentication",
+            "Grant",
+            "Tokens",
+            "Policy",
+            "TLS",
+        ];
+        for arg in add.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            if ["help", "version"].contains(&long) {
+                continue;
+            }
+            let heading = arg.get_help_heading();
+            if ["socket", "timeout", "log-format"].contains(&long) {
+                assert_eq!(heading, Some("Global options"), "--{long}");
+            } else {
+                assert!(
+                    heading.is_some_and(|h| headings.contains(&h)),
+                    "--{long} is under {heading:?}: give it one of {headings:?}"
+                );
+            }
+        }
     }
 }

@@ -84,8 +84,32 @@ fn quote_fish(s: &str) -> String {
     format!("'{}'", s.replace('\\', r"\\").replace('\'', r"\'"))
 }
 
+/// `word` as one shell word: as it is when that is safe, else single-quoted.
+pub fn word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shell_words_are_quoted_only_when_they_need_it() {
+        assert_eq!(
+            super::word("/home/me/keys/app.pem"),
+            "/home/me/keys/app.pem"
+        );
+        assert_eq!(super::word("my key.pem"), "'my key.pem'");
+        assert_eq!(super::word("it's.pem"), "'it'\\''s.pem'");
+        assert_eq!(super::word("$(rm -rf ~).pem"), "'$(rm -rf ~).pem'");
+    }
+
     use super::*;
 
     #[test]

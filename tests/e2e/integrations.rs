@@ -188,9 +188,27 @@ fn man_pages_cover_every_command_with_the_sections_a_reader_looks_for() {
     let man = require_tool("man", "man-db");
     require_tool("groff", "groff-base");
     let env = TestEnv::new();
-    let dir = env.path("man1");
-    std::fs::create_dir(&dir).unwrap();
-    env.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    // A directory that is not there yet is made, and the answer says how
+    // to put it where man looks.
+    let root = env.path("share/man");
+    let dir = root.join("man1");
+    let out = env.run(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains(&format!("export MANPATH={}:", root.display())),
+        "{err}"
+    );
+    let on_path = env
+        .cmd(&["man", "--dir", dir.to_str().unwrap()])
+        .env("MANPATH", format!("{}:", root.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !stderr_of(&on_path).contains("MANPATH"),
+        "{}",
+        stderr_of(&on_path)
+    );
     // One page per command `--help` lists, and jwtagent(1).
     let help = env.ok(&["--help"]);
     let listed: Vec<String> = help

@@ -141,16 +141,44 @@ pub fn completions(shell: clap_complete::Shell) -> Result<(), CliError> {
 
 pub fn man(command: Option<&str>, dir: Option<&std::path::Path>) -> Result<(), CliError> {
     if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", dir.display())))?;
         let written = crate::man::write_all(dir).map_err(CliError::Usage)?;
         eprintln!(
             "Wrote {} pages to {} (jwtagent.1 and jwtagent-COMMAND.1).",
             written.len(),
             dir.display()
         );
+        if let Some(hint) = manpath_hint(dir) {
+            eprintln!("{hint}");
+        }
         return Ok(());
     }
     let page = crate::man::render(command).map_err(CliError::Usage)?;
     write_stdout(&page)
+}
+
+/// What to do for `man jwtagent` to find the pages written to `dir`, when
+/// MANPATH does not already lead there: man looks in ROOT/man1 for each
+/// ROOT on MANPATH (and, when MANPATH ends with `:`, in its defaults too).
+fn manpath_hint(dir: &std::path::Path) -> Option<String> {
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if dir.file_name() != Some(std::ffi::OsStr::new("man1")) {
+        return Some(format!(
+            "man reads pages from a man1 directory: to read them with `man jwtagent`, write them to {}, or read one with `man -l {}`.",
+            crate::shell::word(&dir.join("man1").display().to_string()),
+            crate::shell::word(&dir.join("jwtagent.1").display().to_string())
+        ));
+    }
+    let root = dir.parent()?;
+    let on_path = std::env::var_os("MANPATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|entry| entry == root));
+    (!on_path).then(|| {
+        let root = crate::shell::word(&root.display().to_string());
+        format!(
+            "To read them with `man jwtagent`, put {root} on MANPATH (in your shell's profile): export MANPATH={root}:\"$MANPATH\""
+        )
+    })
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {

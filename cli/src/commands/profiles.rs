@@ -268,10 +268,10 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
 /// refuses it too, but does not know the file's name.)
 fn convertible_key(path: &Path, key: &Secret) -> Result<(), CliError> {
     let text = std::str::from_utf8(key.expose()).unwrap_or_default();
-    let file = shell_word(&path.display().to_string());
+    let file = crate::shell::word(&path.display().to_string());
     let beside = |suffix: &str| {
         let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        shell_word(
+        crate::shell::word(
             &path
                 .with_file_name(format!("{stem}-{suffix}.pem"))
                 .display()
@@ -296,19 +296,6 @@ fn convertible_key(path: &Path, key: &Secret) -> Result<(), CliError> {
         return Ok(());
     };
     Err(CliError::Other(anyhow::anyhow!(why)))
-}
-
-/// `word` as one shell word: as it is when that is safe, else single-quoted.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
 }
 
 /// The client certificate of `--cert-file`, as PEM text.
@@ -537,17 +524,4 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let mut text = serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?;
     text.push('\n');
     output::print(&text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_word;
-
-    #[test]
-    fn shell_words_are_quoted_only_when_they_need_it() {
-        assert_eq!(shell_word("/home/me/keys/app.pem"), "/home/me/keys/app.pem");
-        assert_eq!(shell_word("my key.pem"), "'my key.pem'");
-        assert_eq!(shell_word("it's.pem"), "'it'\\''s.pem'");
-        assert_eq!(shell_word("$(rm -rf ~).pem"), "'$(rm -rf ~).pem'");
-    }
 }
