@@ -533,3 +533,27 @@ fn without_home_the_config_is_found_through_xdg_or_named_by_the_error() {
         stderr_of(&out)
     );
 }
+
+#[test]
+fn status_points_out_a_jwtagent_pid_that_names_another_agent() {
+    let env = TestEnv::new();
+    env.ok(&["env"]);
+    let status: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    let pid = status["pid"].as_u64().unwrap().to_string();
+    let with_pid = |named: &str| {
+        let out = env
+            .cmd(&["status"])
+            .env("JWTAGENT_PID", named)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(!with_pid(&pid).contains("JWTAGENT_PID"));
+    // The shell's variable is from an agent since replaced.
+    let stale = with_pid("1");
+    assert!(
+        stale.contains("JWTAGENT_PID in this shell is 1") && stale.contains("jwtagent env"),
+        "{stale}"
+    );
+}

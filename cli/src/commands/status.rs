@@ -17,7 +17,25 @@ pub fn run(socket: &SocketPath, json: bool) -> Result<(), CliError> {
         text.push('\n');
         return output::print(&text);
     }
-    output::print(&render(&status))
+    let mut text = render(&status);
+    if let Some(note) = stale_pid(std::env::var("JWTAGENT_PID").ok().as_deref(), status.pid) {
+        let _ = writeln!(text, "note      {note}");
+    }
+    output::print(&text)
+}
+
+/// When the shell's JWTAGENT_PID (from `jwtagent env`) names another agent
+/// than the one answering (it was started again, by autostart or by hand):
+/// what that means and what to run.
+fn stale_pid(env: Option<&str>, running: u32) -> Option<String> {
+    let named = env?.trim();
+    if named.is_empty() || named.parse::<u32>().ok() == Some(running) {
+        return None;
+    }
+    Some(format!(
+        "JWTAGENT_PID in this shell is {}, not the running agent's {running} (the agent was started again): run `eval \"$(jwtagent env)\"` to update it (`kill $JWTAGENT_PID` would miss the agent)",
+        jwtagent::text::escaped(named)
+    ))
 }
 
 fn render(s: &Status) -> String {
@@ -104,4 +122,16 @@ fn render(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_stale_jwtagent_pid_is_pointed_out() {
+        assert_eq!(super::stale_pid(None, 42), None);
+        assert_eq!(super::stale_pid(Some("42"), 42), None);
+        assert_eq!(super::stale_pid(Some(""), 42), None);
+        let note = super::stale_pid(Some("41"), 42).unwrap();
+        assert!(note.contains("41") && note.contains("42") && note.contains("jwtagent env"));
+    }
 }
