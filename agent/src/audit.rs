@@ -1,4 +1,5 @@
-//! The audit log: one JSON line per token request and per refusal, with who
+//! The audit log: one JSON line per token request, per refusal and per change
+//! to the agent (add, remove, keygen, lock, unlock, login, logout, stop), with who
 //! asked (pid, uid, executable), for what, and what came of it. Never a token:
 //! only its fingerprint.
 //!

@@ -47,41 +47,18 @@ pub(crate) async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) ->
 /// Answers `request` (with id `id`) by its op.
 async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> (Vec<u8>, After) {
     let line = match request {
+        Request::Stop
+        | Request::Lock { .. }
+        | Request::Unlock { .. }
+        | Request::Add { .. }
+        | Request::Remove { .. }
+        | Request::Keygen { .. }
+        | Request::Login { .. }
+        | Request::Logout { .. } => return administer(state, peer, id, request).await,
         Request::Hello => encode(state, id, Ok(ops::status::hello(state, peer))),
         Request::Status => encode(state, id, Ok(ops::status::status(state).await)),
-        Request::Stop => {
-            tracing::info!("stop requested by a client");
-            return (encode(state, id, Ok(Empty {})), After::Shutdown);
-        }
-        Request::Lock { passphrase } => {
-            encode(state, id, ops::lock::lock(state, &passphrase).await)
-        }
-        Request::Unlock { passphrase } => {
-            encode(state, id, ops::lock::unlock(state, &passphrase).await)
-        }
-        Request::Add {
-            name,
-            profile,
-            secret,
-            verify,
-        } => encode(
-            state,
-            id,
-            ops::profiles::add(state, peer, &name, *profile, secret, verify).await,
-        ),
-        Request::Remove { name } => encode(state, id, ops::profiles::remove(state, &name).await),
         Request::List => encode(state, id, ops::profiles::list(state)),
         Request::Show { name } => encode(state, id, ops::profiles::show(state, &name).await),
-        Request::Keygen {
-            name,
-            profile,
-            alg,
-            force,
-        } => encode(
-            state,
-            id,
-            ops::profiles::keygen(state, peer, &name, *profile, alg, force).await,
-        ),
         Request::Jwks { name } => encode(state, id, ops::profiles::jwks(state, &name).await),
         Request::Token {
             name,
@@ -97,12 +74,10 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
             let line = encode(state, id, ops::token::token(state, peer, query).await);
             return (line, recheck.map_or(After::Continue, After::Recheck));
         }
-        Request::Login { name } => encode(state, id, ops::login::start(state, &name).await),
         Request::LoginWait { name, wait_secs } => {
             let wait = std::time::Duration::from_secs(wait_secs.unwrap_or(10));
             encode(state, id, ops::login::wait(state, &name, wait).await)
         }
-        Request::Logout { name } => encode(state, id, ops::login::logout(state, &name).await),
         Request::DpopProof {
             name,
             method,
@@ -121,6 +96,92 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
         }
     };
     (line, After::Continue)
+}
+
+/// Answers a request that changes the agent (its profiles, its lock, a
+/// sign-in, its life), each recorded in the audit log.
+async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -> (Vec<u8>, After) {
+    let line = match request {
+        Request::Stop => {
+            tracing::info!("stop requested by a client");
+            let stopped = audited(state, peer, "stop", None, Ok(Empty {}));
+            return (encode(state, id, stopped), After::Shutdown);
+        }
+        Request::Lock { passphrase } => {
+            let locked = ops::lock::lock(state, &passphrase).await;
+            encode(state, id, audited(state, peer, "lock", None, locked))
+        }
+        Request::Unlock { passphrase } => {
+            let unlocked = ops::lock::unlock(state, &passphrase).await;
+            encode(state, id, audited(state, peer, "unlock", None, unlocked))
+        }
+        Request::Add {
+            name,
+            profile,
+            secret,
+            verify,
+        } => {
+            let added = ops::profiles::add(state, peer, &name, *profile, secret, verify).await;
+            encode(state, id, audited(state, peer, "add", Some(&name), added))
+        }
+        Request::Remove { name } => {
+            let removed = ops::profiles::remove(state, &name).await;
+            encode(
+                state,
+                id,
+                audited(state, peer, "remove", Some(&name), removed),
+            )
+        }
+        Request::Keygen {
+            name,
+            profile,
+            alg,
+            force,
+        } => {
+            let made = ops::profiles::keygen(state, peer, &name, *profile, alg, force).await;
+            encode(state, id, audited(state, peer, "keygen", Some(&name), made))
+        }
+        Request::Login { name } => {
+            let started = ops::login::start(state, &name).await;
+            encode(
+                state,
+                id,
+                audited(state, peer, "login", Some(&name), started),
+            )
+        }
+        Request::Logout { name } => {
+            let out = ops::login::logout(state, &name).await;
+            encode(state, id, audited(state, peer, "logout", Some(&name), out))
+        }
+        // `dispatch` sends only the ops above here.
+        other => encode::<Empty>(
+            state,
+            id,
+            Err(AgentError::Internal(format!(
+                "{} is not an op that changes the agent",
+                other.op()
+            ))),
+        ),
+    };
+    (line, After::Continue)
+}
+
+/// Records in the audit log what came of an op that changes the agent (its
+/// profiles, its lock, a sign-in; a token's ops record their own): `ok`, or
+/// the error's code.
+fn audited<T>(
+    state: &AgentState,
+    peer: &Peer,
+    op: &'static str,
+    profile: Option<&str>,
+    result: Result<T, AgentError>,
+) -> Result<T, AgentError> {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code().as_str(),
+    };
+    state.audit.record(&Record::new(peer, op, profile, outcome));
+    result
 }
 
 /// The rules every request meets before its op: forwarded connections are

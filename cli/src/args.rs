@@ -222,7 +222,7 @@ pub enum Command {
         #[arg(long)]
         passphrase_stdin: bool,
     },
-    /// Show the audit log: every token request and refusal, with who asked
+    /// Show the audit log: every token request and refusal, and every change to the agent, with who asked
     Audit {
         /// Keep printing new entries as they come
         #[arg(short, long)]

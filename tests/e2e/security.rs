@@ -253,7 +253,11 @@ fn audit_follow_prints_new_entries() {
         }
     });
     let token = env.ok(&["token", "api"]);
-    let line = rx.recv_timeout(DEADLINE).expect("a new audit entry");
+    // The token's entry (the `add`'s may come first: it is written just
+    // after its answer, maybe after --follow began).
+    let line = std::iter::from_fn(|| rx.recv_timeout(DEADLINE).ok())
+        .find(|l| l.contains(" token "))
+        .expect("a new audit entry");
     assert!(
         line.contains("ok") && line.contains("token") && line.contains("api"),
         "{line}"
@@ -311,4 +315,53 @@ fn the_lock_passphrase_prompts_do_not_echo() {
     assert!(out.status.success(), "{shown}{}", stderr_of(&out));
     assert!(!shown.contains("typed-lock-passphrase"), "echoed: {shown}");
     env.ok(&["token", "api"]);
+}
+
+#[test]
+fn every_change_to_the_agent_is_in_the_audit_log_once_with_its_outcome() {
+    let env = TestEnv::new();
+    let oidc = open_provider(&env, 600);
+    env.add_open_profile("api", &oidc.token_endpoint(), &[]);
+    let out = env.run_with_stdin(&["lock", "--passphrase-stdin"], b"pw\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"guess\n");
+    assert_eq!(out.status.code(), Some(1));
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"pw\n");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    env.ok(&["remove", "api"]);
+    let out = env.run(&["remove", "api"]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected: [(&str, Option<&str>, &str); 6] = [
+        ("add", Some("api"), "ok"),
+        ("lock", None, "ok"),
+        ("unlock", None, "denied"),
+        ("unlock", None, "ok"),
+        ("remove", Some("api"), "ok"),
+        ("remove", Some("api"), "unknown_profile"),
+    ];
+    let records = env.audit_until("every change is recorded", |records| {
+        records
+            .iter()
+            .filter(|r| r["op"] != "token" && r["op"] != "status")
+            .count()
+            >= expected.len()
+    });
+    let seen: Vec<(String, Option<String>, String)> = records
+        .iter()
+        .filter(|r| r["op"] != "token" && r["op"] != "status")
+        .map(|r| {
+            // Each names the caller the agent resolved.
+            assert!(r["pid"].is_u64() && r["exe"].is_string(), "{r}");
+            (
+                r["op"].as_str().unwrap().to_string(),
+                r["profile"].as_str().map(str::to_string),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, Option<String>, String)> = expected
+        .iter()
+        .map(|(op, p, o)| (op.to_string(), p.map(str::to_string), o.to_string()))
+        .collect();
+    assert_eq!(seen, expected);
 }

@@ -4,7 +4,7 @@ use crate::connect;
 use crate::error::CliError;
 use crate::output;
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::Status;
+use jwtagent::protocol::{ProfileStatus, Status};
 use std::fmt::Write as _;
 
 pub fn run(socket: &SocketPath, json: bool) -> Result<(), CliError> {
@@ -71,57 +71,62 @@ fn render(s: &Status) -> String {
     } else {
         let _ = writeln!(out, "profiles");
         for p in &s.profiles {
-            let _ = write!(out, "  {:<20} {}", p.name, p.token_state);
-            if p.logging_in {
-                let _ = write!(out, ", signing in");
-            } else if p.login_required {
-                let _ = write!(out, ", LOGIN REQUIRED (jwtagent login {})", p.name);
-            }
-            match p.expires_in_secs {
-                Some(secs) if secs > 0 => {
-                    let _ = write!(
-                        out,
-                        ", expires in {}",
-                        output::duration(secs.unsigned_abs())
-                    );
-                }
-                Some(secs) => {
-                    let _ = write!(
-                        out,
-                        ", expired {} ago",
-                        output::duration(secs.unsigned_abs())
-                    );
-                }
-                None => {}
-            }
-            if let Some(secs) = p.next_refresh_in_secs {
-                let _ = write!(out, ", refresh in {}", output::duration(secs.max(0) as u64));
-            }
-            if p.failures > 0 {
-                let _ = write!(
-                    out,
-                    ", {} failed refresh{}",
-                    p.failures,
-                    if p.failures == 1 { "" } else { "es" }
-                );
-            }
-            if let Some(aud) = &p.assertion_aud_worked {
-                let _ = write!(out, ", assertion aud {aud}");
-            }
-            if let Some(err) = &p.last_error {
-                let _ = write!(out, ", last error: {err}");
-            }
-            if p.tokens.len() > 1 {
-                let _ = write!(
-                    out,
-                    " ({} cached tokens; --json shows each)",
-                    p.tokens.len()
-                );
-            }
-            out.push('\n');
+            profile_line(&mut out, p);
         }
     }
     out
+}
+
+/// `status`'s line for one profile.
+fn profile_line(out: &mut String, p: &ProfileStatus) {
+    let _ = write!(out, "  {:<20} {}", p.name, p.token_state);
+    if p.logging_in {
+        let _ = write!(out, ", signing in");
+    } else if p.login_required {
+        let _ = write!(out, ", LOGIN REQUIRED (jwtagent login {})", p.name);
+    }
+    match p.expires_in_secs {
+        Some(secs) if secs > 0 => {
+            let _ = write!(
+                out,
+                ", expires in {}",
+                output::duration(secs.unsigned_abs())
+            );
+        }
+        Some(secs) => {
+            let _ = write!(
+                out,
+                ", expired {} ago",
+                output::duration(secs.unsigned_abs())
+            );
+        }
+        None => {}
+    }
+    if let Some(secs) = p.next_refresh_in_secs {
+        let _ = write!(out, ", refresh in {}", output::duration(secs.max(0) as u64));
+    }
+    if p.failures > 0 {
+        let _ = write!(
+            out,
+            ", {} failed refresh{}",
+            p.failures,
+            if p.failures == 1 { "" } else { "es" }
+        );
+    }
+    if let Some(aud) = &p.assertion_aud_worked {
+        let _ = write!(out, ", assertion aud {aud}");
+    }
+    if let Some(err) = &p.last_error {
+        let _ = write!(out, ", last error: {err}");
+    }
+    if p.tokens.len() > 1 {
+        let _ = write!(
+            out,
+            " ({} cached tokens; --json shows each)",
+            p.tokens.len()
+        );
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
