@@ -180,9 +180,14 @@ fn oauth_code(source: &OAuthError) -> ErrorCode {
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum LoginError {
     #[error(
-        "profile {0:?} uses the {1} grant; `jwtagent login` is for user profiles (--grant device-code or authorization-code)"
+        "profile {name:?} is a machine profile (the {grant} grant: its tokens come without anyone signing in), so there is no sign-in to {verb}; `jwtagent login` and `logout` are for user profiles (--grant device-code or authorization-code)"
     )]
-    NotUser(String, jwtagent::config::GrantKind),
+    NotUser {
+        name: String,
+        grant: jwtagent::config::GrantKind,
+        /// `start` or `end`.
+        verb: &'static str,
+    },
     #[error("no sign-in is under way for profile {0:?}: start one with `jwtagent login {0}`")]
     NoneUnderWay(String),
     #[error("the sign-in for profile {name:?} was denied at the server{}; run `jwtagent login {name}` to try again", .detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
@@ -211,7 +216,7 @@ pub(crate) enum LoginError {
 impl LoginError {
     pub(crate) fn code(&self) -> ErrorCode {
         match self {
-            LoginError::NotUser(..) | LoginError::NoneUnderWay(_) => ErrorCode::BadRequest,
+            LoginError::NotUser { .. } | LoginError::NoneUnderWay(_) => ErrorCode::BadRequest,
             LoginError::Denied { .. } | LoginError::Expired(_) => ErrorCode::IdpError,
             LoginError::Abandoned(..) | LoginError::Cancelled(..) => ErrorCode::LoginRequired,
             LoginError::Listen { .. } => ErrorCode::Network,

@@ -888,3 +888,27 @@ fn the_browser_gets_the_address_in_a_private_page_not_on_its_command_line() {
     assert_eq!(login.finish().0, Some(0));
     assert!(!page.exists(), "{} is left", page.display());
 }
+
+#[test]
+fn add_of_a_user_profile_says_the_next_step_and_a_machine_profile_says_what_it_is() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let out = add_user_with(&env, &oidc, "me", "device-code", &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("Next: `jwtagent login me`"), "{said}");
+    // A machine profile has no sign-in to start or end, and is told so.
+    let machine = open_provider(&env, 600);
+    env.add_open_profile("ci", &machine.token_endpoint(), &[]);
+    for op in ["login", "logout"] {
+        let out = env.run(&[op, "ci"]);
+        assert_eq!(out.status.code(), Some(1), "{op}");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("machine profile")
+                && err.contains("client-credentials")
+                && !err.contains("LOGIN"),
+            "{op}: {err}"
+        );
+    }
+}

@@ -16,7 +16,7 @@ pub(crate) async fn start(state: &AgentState, name: &str) -> Result<LoginStarted
     if let Some(joined) = state.logins.join(name) {
         return Ok(joined);
     }
-    let profile = user_profile(state, name)?;
+    let profile = user_profile(state, name, "start")?;
     let secret = match profile.auth {
         jwtagent::config::AuthMethod::None => None,
         _ => Some(
@@ -45,13 +45,14 @@ pub(crate) async fn wait(
 /// `logout`: cancels a sign-in under way, deletes the refresh token and
 /// revokes it at the server (RFC 7009) when it has a revocation endpoint.
 pub(crate) async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, AgentError> {
-    let profile = user_profile(state, name)?;
+    let profile = user_profile(state, name, "end")?;
     state.logins.cancel(name, "you signed out");
     sign_out(state, name, &profile, "you signed out").await
 }
 
-/// User profile `name` as the config has it now.
-fn user_profile(state: &AgentState, name: &str) -> Result<Profile, AgentError> {
+/// User profile `name` as the config has it now (`verb`: what the op would
+/// do to its sign-in, for the error when it is not a user profile).
+fn user_profile(state: &AgentState, name: &str, verb: &'static str) -> Result<Profile, AgentError> {
     let config = state
         .profiles
         .current()
@@ -61,7 +62,12 @@ fn user_profile(state: &AgentState, name: &str) -> Result<Profile, AgentError> {
         .get(name)
         .ok_or_else(|| crate::profiles::not_served(&config, name))?;
     if !profile.grant.is_user() {
-        return Err(LoginError::NotUser(name.to_string(), profile.grant.kind()).into());
+        return Err(LoginError::NotUser {
+            name: name.to_string(),
+            grant: profile.grant.kind(),
+            verb,
+        }
+        .into());
     }
     Ok(profile.clone())
 }

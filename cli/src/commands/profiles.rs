@@ -139,7 +139,13 @@ fn added_line(name: &str, auth: AuthMethod, added: &Added) -> String {
         Some(false) => " The replaced profile's sign-in was deleted here (see the warning).",
         None => "",
     };
-    format!("{verb} profile {name} ({auth}{alg}; {secret_note}{dpop}{verified}).{revoked}\n")
+    // A user profile's tokens come once someone signs in.
+    let next = if added.profile.profile.grant.is_user() {
+        format!(" Next: `jwtagent login {name}` to sign in.")
+    } else {
+        String::new()
+    };
+    format!("{verb} profile {name} ({auth}{alg}; {secret_note}{dpop}{verified}).{revoked}{next}\n")
 }
 
 /// `keygen`: the agent makes the key; this prints the public JWKS to register.
