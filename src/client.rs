@@ -5,7 +5,7 @@
 
 use crate::protocol::{
     DpopAnswer, Empty, Envelope, ErrorBody, Hello, LoggedOut, LoginProgress, LoginStarted,
-    PROTOCOL_VERSION, Request, Response, Status, TokenAnswer,
+    PROTOCOL_VERSION, Request, Response, Status, TokenAnswer, WhoAmI,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -366,6 +366,12 @@ impl Client {
     }
 
     /// Revokes and deletes the refresh token of user profile `name`.
+    pub fn whoami(&mut self, name: &str) -> Result<WhoAmI, ClientError> {
+        self.call(&Request::Whoami {
+            name: name.to_string(),
+        })
+    }
+
     pub fn logout(&mut self, name: &str) -> Result<LoggedOut, ClientError> {
         self.call(&Request::Logout {
             name: name.to_string(),

@@ -90,6 +90,9 @@ pub enum Request {
     /// Revoke (RFC 7009) and delete the refresh token of a user profile, and
     /// drop its cached tokens. Answered with [`LoggedOut`].
     Logout { name: String },
+    /// Whether user profile `name` is signed in, and as whom. Answered with
+    /// [`WhoAmI`].
+    Whoami { name: String },
     /// Generate a private key in the agent, keep it in the keyring, and create
     /// (or, with `force`, replace) the private_key_jwt profile `name` with it.
     /// Answered with [`KeyGenerated`]: the public JWKS to register. The private
@@ -155,6 +158,7 @@ impl Request {
         "login",
         "login_wait",
         "logout",
+        "whoami",
     ];
 
     /// The op name as it appears on the wire.
@@ -176,6 +180,7 @@ impl Request {
             Request::Login { .. } => "login",
             Request::LoginWait { .. } => "login_wait",
             Request::Logout { .. } => "logout",
+            Request::Whoami { .. } => "whoami",
         }
     }
 }
@@ -482,6 +487,24 @@ pub struct LoginProgress {
     /// Still waiting: seconds until the sign-in expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,
+}
+
+/// Answer to [`Request::Whoami`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// Whether the keyring holds a refresh token from a sign-in.
+    pub signed_in: bool,
+    /// The `sub` of the ID token the server issued at sign-in (or on a later
+    /// refresh), when it issued one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The first of its `preferred_username`, `email` and `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// When this agent saw the sign-in (Unix seconds); unknown for a sign-in
+    /// made before the agent started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 /// Answer to [`Request::Logout`].
@@ -927,6 +950,7 @@ mod tests {
                 wait_secs: Some(5),
             },
             Request::Logout { name: n() },
+            Request::Whoami { name: n() },
             Request::Lock { passphrase: s() },
             Request::Unlock { passphrase: s() },
             Request::Keygen {

@@ -39,6 +39,8 @@ struct Users {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The ID token last issued to each.
     id_tokens: Mutex<HashMap<String, Secret>>,
+    /// When each signed in (Unix seconds), as this agent saw it.
+    signed_in_at: Mutex<HashMap<String, u64>>,
     /// Why a profile needs `jwtagent login`, when it is known to.
     login_required: Mutex<HashMap<String, String>>,
 }
@@ -56,6 +58,14 @@ impl Users {
             .unwrap_or_else(|p| p.into_inner());
         match why {
             Some(why) => map.insert(name.to_string(), why),
+            None => map.remove(name),
+        };
+    }
+
+    fn set_signed_in_at(&self, name: &str, at: Option<u64>) {
+        let mut map = self.signed_in_at.lock().unwrap_or_else(|p| p.into_inner());
+        match at {
+            Some(at) => map.insert(name.to_string(), at),
             None => map.remove(name),
         };
     }
@@ -88,6 +98,7 @@ impl AgentFetcher {
     /// ID token; whether it needs one is found out again).
     pub(crate) fn forget_user(&self, name: &str) {
         self.users.set_id_token(name, None);
+        self.users.set_signed_in_at(name, None);
         self.users.set_login_required(name, None);
     }
 
@@ -144,6 +155,16 @@ impl AgentFetcher {
         map.get(name).cloned()
     }
 
+    /// When user profile `name` signed in, if this agent saw it.
+    pub(crate) fn signed_in_at(&self, name: &str) -> Option<u64> {
+        let map = self
+            .users
+            .signed_in_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(name).copied()
+    }
+
     /// The ID token last issued to profile `name`.
     pub(crate) fn id_token(&self, name: &str) -> Option<Secret> {
         let map = self
@@ -180,6 +201,8 @@ impl AgentFetcher {
             }
         }
         self.users.set_login_required(name, None);
+        self.users
+            .set_signed_in_at(name, Some(jwtagent::time::unix_now()));
         let mut response = obtained.response;
         self.users.set_id_token(name, response.id_token.take());
         tracing::info!(
@@ -205,6 +228,7 @@ impl AgentFetcher {
         let rt = self.store.get_refresh(name, generation).await?;
         self.store.delete_refresh(name, generation).await?;
         self.users.set_id_token(name, None);
+        self.users.set_signed_in_at(name, None);
         self.users.set_login_required(name, Some(why.to_string()));
         Ok(rt)
     }

@@ -74,6 +74,7 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
             let line = encode(state, id, ops::token::token(state, peer, query).await);
             return (line, recheck.map_or(After::Continue, After::Recheck));
         }
+        Request::Whoami { name } => encode(state, id, ops::login::whoami(state, &name).await),
         Request::LoginWait { name, wait_secs } => {
             let wait = std::time::Duration::from_secs(wait_secs.unwrap_or(10));
             encode(state, id, ops::login::wait(state, &name, wait).await)

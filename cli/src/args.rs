@@ -147,6 +147,14 @@ pub enum Command {
         /// The user profile to sign out of
         name: String,
     },
+    /// Whether a user profile is signed in, and as whom
+    Whoami {
+        /// The user profile
+        name: String,
+        /// Print JSON (signed_in, subject, username, since)
+        #[arg(long)]
+        json: bool,
+    },
     /// Print an `Authorization: Bearer <token>` header for a profile
     ///
     /// For a DPoP profile, give the request's --url (and --method): it prints

@@ -191,6 +191,7 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
         } => commands::token::token(&socket, &token, json, id_token),
         Command::Login { name, no_browser } => commands::login::login(&socket, &name, no_browser),
         Command::Logout { name } => commands::login::logout(&socket, &name),
+        Command::Whoami { name, json } => commands::login::whoami(&socket, &name, json),
         Command::Header { token, proof } => commands::token::header(&socket, &token, &proof),
         Command::Dpop { token, proof } => commands::token::dpop_proof(&socket, &token, &proof),
         Command::Keygen(args) => commands::profiles::keygen(&socket, *args),

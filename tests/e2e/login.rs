@@ -912,3 +912,39 @@ fn add_of_a_user_profile_says_the_next_step_and_a_machine_profile_says_what_it_i
         );
     }
 }
+
+#[test]
+fn whoami_says_whether_a_profile_is_signed_in_and_as_whom() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    let said = env.ok(&["whoami", "me"]);
+    assert!(
+        said.contains("not signed in") && said.contains("jwtagent login me"),
+        "{said}"
+    );
+    let before = jwtagent_now();
+    device_login(&env, "me");
+    let who: Value = serde_json::from_str(&env.ok(&["whoami", "me", "--json"])).unwrap();
+    assert_eq!(who["signed_in"], true, "{who}");
+    // The subject of the ID token the provider issued for alice.
+    assert_eq!(who["subject"], "alice", "{who}");
+    assert!(who["since"].as_u64().is_some_and(|t| t >= before), "{who}");
+    let said = env.ok(&["whoami", "me"]);
+    assert!(
+        said.contains("is signed in as") && said.contains("alice"),
+        "{said}"
+    );
+    env.ok(&["logout", "me"]);
+    let who: Value = serde_json::from_str(&env.ok(&["whoami", "me", "--json"])).unwrap();
+    assert_eq!(who["signed_in"], false, "{who}");
+    assert!(who["subject"].is_null(), "{who}");
+}
+
+/// Unix seconds now.
+fn jwtagent_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}

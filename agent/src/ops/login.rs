@@ -7,7 +7,7 @@ use crate::error::{AgentError, LoginError};
 use crate::state::AgentState;
 use crate::token_error::TokenError;
 use jwtagent::config::Profile;
-use jwtagent::protocol::{LoggedOut, LoginProgress, LoginStarted};
+use jwtagent::protocol::{LoggedOut, LoginProgress, LoginStarted, WhoAmI};
 use jwtagent::secret::Secret;
 use std::time::Duration;
 
@@ -40,6 +40,73 @@ pub(crate) async fn wait(
     wait: Duration,
 ) -> Result<LoginProgress, AgentError> {
     state.logins.wait(name, wait).await
+}
+
+/// `whoami`: whether user profile `name` is signed in, and as whom: the
+/// subject and the first of `preferred_username`, `email` and `name` of the
+/// ID token the server last issued it, taken as the token endpoint sent it
+/// over TLS (OpenID Connect Core 3.1.3.7), once its `iss` and `aud` are this
+/// profile's.
+pub(crate) async fn whoami(state: &AgentState, name: &str) -> Result<WhoAmI, AgentError> {
+    let profile = user_profile(state, name, "show")?;
+    let fetcher = state.tokens.fetcher();
+    let signed_in = fetcher
+        .signed_in(name, profile.generation)
+        .await
+        .map_err(AgentError::from)?;
+    if !signed_in {
+        return Ok(WhoAmI::default());
+    }
+    let claims = fetcher
+        .id_token(name)
+        .and_then(|token| claims_of(&token, &profile));
+    let text = |key: &str| {
+        claims
+            .as_ref()
+            .and_then(|c| c.get(key)?.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    Ok(WhoAmI {
+        signed_in,
+        subject: text("sub"),
+        username: text("preferred_username")
+            .or_else(|| text("email"))
+            .or_else(|| text("name")),
+        since: fetcher.signed_in_at(name),
+    })
+}
+
+/// The claims of `id_token` when they are for `profile`'s client from its
+/// issuer (when it has one); None otherwise.
+fn claims_of(
+    id_token: &Secret,
+    profile: &Profile,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(id_token.expose()).ok()?;
+    let payload = text.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
+    let issuer_ok = match (&profile.issuer, claims.get("iss").and_then(|v| v.as_str())) {
+        (Some(issuer), Some(iss)) => iss.trim_end_matches('/') == issuer.trim_end_matches('/'),
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let aud_ok = match claims.get("aud") {
+        Some(serde_json::Value::String(aud)) => *aud == profile.client_id,
+        Some(serde_json::Value::Array(auds)) => auds
+            .iter()
+            .any(|a| a.as_str() == Some(profile.client_id.as_str())),
+        _ => false,
+    };
+    if !(issuer_ok && aud_ok) {
+        tracing::warn!(client_id = %profile.client_id, "the ID token is not for this profile's client or issuer; its identity is not shown");
+        return None;
+    }
+    Some(claims)
 }
 
 /// `logout`: cancels a sign-in under way, deletes the refresh token and
@@ -138,5 +205,45 @@ pub(crate) async fn revoke(
                 "the server did not revoke the refresh token ({e}); it is deleted here all the same"
             )),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn id_token(claims: serde_json::Value) -> Secret {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let text = format!(
+            "{}.{}.sig",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(claims.to_string().as_bytes())
+        );
+        Secret::new(text.into_bytes())
+    }
+
+    #[test]
+    fn an_id_token_is_believed_only_for_this_client_from_this_issuer() {
+        let mut profile = Profile::new(
+            "https://idp.example/token",
+            "cli",
+            jwtagent::config::AuthMethod::None,
+        );
+        profile.issuer = Some("https://idp.example".into());
+        let ok =
+            serde_json::json!({"iss": "https://idp.example", "aud": ["cli", "x"], "sub": "alice"});
+        assert_eq!(claims_of(&id_token(ok), &profile).unwrap()["sub"], "alice");
+        for bad in [
+            serde_json::json!({"iss": "https://evil.example", "aud": "cli", "sub": "mallory"}),
+            serde_json::json!({"iss": "https://idp.example", "aud": "other", "sub": "mallory"}),
+            serde_json::json!({"aud": "cli", "sub": "mallory"}),
+        ] {
+            assert!(
+                claims_of(&id_token(bad.clone()), &profile).is_none(),
+                "{bad}"
+            );
+        }
+        assert!(claims_of(&Secret::new(b"not a jwt".to_vec()), &profile).is_none());
     }
 }

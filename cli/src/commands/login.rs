@@ -189,6 +189,46 @@ fn hand_over(url: &str, socket: &std::path::Path) -> Option<Handed> {
     Some(handed)
 }
 
+/// `whoami`: whether user profile `name` is signed in, and as whom.
+pub fn whoami(socket: &SocketPath, name: &str, json: bool) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let who = client
+        .whoami(name)
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    if json {
+        let mut text = serde_json::to_string(&who).map_err(anyhow::Error::from)?;
+        text.push('\n');
+        return crate::output::print(&text);
+    }
+    crate::output::print(&whoami_line(name, &who))
+}
+
+/// What `whoami` says of `who`; the server's words escaped.
+fn whoami_line(name: &str, who: &jwtagent::protocol::WhoAmI) -> String {
+    use jwtagent::text::escaped;
+    if !who.signed_in {
+        return format!("Profile {name} is not signed in: run `jwtagent login {name}`.\n");
+    }
+    let whom = match (&who.username, &who.subject) {
+        (Some(user), Some(sub)) => format!(" as {} (subject {})", escaped(user), escaped(sub)),
+        (Some(user), None) => format!(" as {}", escaped(user)),
+        (None, Some(sub)) => format!(" as subject {}", escaped(sub)),
+        (None, None) => String::new(),
+    };
+    let since = who
+        .since
+        .map(|at| format!(" since {}", jwtagent::time::rfc3339(at)))
+        .unwrap_or_default();
+    let unknown = if whom.is_empty() {
+        format!(
+            " As whom is not known: no ID token came since the agent started (servers send one at sign-in with the openid scope, some on a refresh too: `jwtagent token {name} --force`)."
+        )
+    } else {
+        String::new()
+    };
+    format!("Profile {name} is signed in{whom}{since}.{unknown}\n")
+}
+
 pub fn logout(socket: &SocketPath, name: &str) -> Result<(), CliError> {
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let out = client
