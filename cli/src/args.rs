@@ -141,6 +141,9 @@ pub enum Command {
         /// Print the address to open instead of opening a browser
         #[arg(long)]
         no_browser: bool,
+        /// Sign in again when the profile is signed in already
+        #[arg(long)]
+        force: bool,
     },
     /// Sign out of a user profile: revoke its refresh token and delete it
     Logout {

@@ -189,7 +189,11 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
             json,
             id_token,
         } => commands::token::token(&socket, &token, json, id_token),
-        Command::Login { name, no_browser } => commands::login::login(&socket, &name, no_browser),
+        Command::Login {
+            name,
+            no_browser,
+            force,
+        } => commands::login::login(&socket, &name, no_browser, force),
         Command::Logout { name } => commands::login::logout(&socket, &name),
         Command::Whoami { name, json } => commands::login::whoami(&socket, &name, json),
         Command::Header { token, proof } => commands::token::header(&socket, &token, &proof),

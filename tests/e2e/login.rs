@@ -935,6 +935,15 @@ fn whoami_says_whether_a_profile_is_signed_in_and_as_whom() {
         said.contains("is signed in as") && said.contains("alice"),
         "{said}"
     );
+    // Signing in again takes --force, and says as whom it is signed in now.
+    let out = env.run(&["login", "me", "--no-browser"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(err.contains("alice") && err.contains("--force"), "{err}");
+    assert!(
+        !err.contains("To sign in"),
+        "no second sign-in began: {err}"
+    );
     env.ok(&["logout", "me"]);
     let who: Value = serde_json::from_str(&env.ok(&["whoami", "me", "--json"])).unwrap();
     assert_eq!(who["signed_in"], false, "{who}");

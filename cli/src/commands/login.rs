@@ -11,9 +11,24 @@ use std::time::Duration;
 /// How long one `login_wait` waits before the progress line is redrawn.
 const POLL: Duration = Duration::from_secs(5);
 
-pub fn login(socket: &SocketPath, name: &str, no_browser: bool) -> Result<(), CliError> {
+pub fn login(
+    socket: &SocketPath,
+    name: &str,
+    no_browser: bool,
+    force: bool,
+) -> Result<(), CliError> {
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let fail = |e| CliError::from_client(e, START_HINT);
+    if !force {
+        let who = client.whoami(name).map_err(fail)?;
+        if who.signed_in {
+            let said = whoami_line(name, &who);
+            return Err(CliError::Usage(format!(
+                "{} `jwtagent login {name} --force` signs in again (`jwtagent logout {name}` signs out).",
+                said.trim_end()
+            )));
+        }
+    }
     let started = client.login(name).map_err(fail)?;
     let mut err = std::io::stderr().lock();
     let joined = match &started {
