@@ -351,6 +351,10 @@ pub struct ProfileStatus {
     /// A sign-in is under way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logging_in: bool,
+    /// A user profile signed in: as whom, when its server said (`whoami`
+    /// has the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_as: Option<String>,
 }
 
 /// One cached token (a profile, scopes and resources).

@@ -935,6 +935,8 @@ fn whoami_says_whether_a_profile_is_signed_in_and_as_whom() {
         said.contains("is signed in as") && said.contains("alice"),
         "{said}"
     );
+    let status = env.ok(&["status"]);
+    assert!(status.contains("signed in as alice"), "{status}");
     // Signing in again takes --force, and says as whom it is signed in now.
     let out = env.run(&["login", "me", "--no-browser"]);
     assert_eq!(out.status.code(), Some(2));

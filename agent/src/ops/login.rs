@@ -57,9 +57,26 @@ pub(crate) async fn whoami(state: &AgentState, name: &str) -> Result<WhoAmI, Age
     if !signed_in {
         return Ok(WhoAmI::default());
     }
+    let (_, subject, username) = identity(fetcher, name, &profile);
+    Ok(WhoAmI {
+        signed_in,
+        subject,
+        username,
+        since: fetcher.signed_in_at(name),
+    })
+}
+
+/// As whom user profile `name` is signed in, from the ID token its server
+/// last issued: the name to show (the username, else the subject), the
+/// subject, and the first of `preferred_username`, `email` and `name`.
+pub(crate) fn identity(
+    fetcher: &crate::fetcher::AgentFetcher,
+    name: &str,
+    profile: &Profile,
+) -> (Option<String>, Option<String>, Option<String>) {
     let claims = fetcher
         .id_token(name)
-        .and_then(|token| claims_of(&token, &profile));
+        .and_then(|token| claims_of(&token, profile));
     let text = |key: &str| {
         claims
             .as_ref()
@@ -67,14 +84,15 @@ pub(crate) async fn whoami(state: &AgentState, name: &str) -> Result<WhoAmI, Age
             .filter(|v| !v.is_empty())
             .map(str::to_string)
     };
-    Ok(WhoAmI {
-        signed_in,
-        subject: text("sub"),
-        username: text("preferred_username")
-            .or_else(|| text("email"))
-            .or_else(|| text("name")),
-        since: fetcher.signed_in_at(name),
-    })
+    let subject = text("sub");
+    let username = text("preferred_username")
+        .or_else(|| text("email"))
+        .or_else(|| text("name"));
+    (
+        username.clone().or_else(|| subject.clone()),
+        subject,
+        username,
+    )
 }
 
 /// The claims of `id_token` when they are for `profile`'s client from its

@@ -48,6 +48,9 @@ pub(crate) async fn status(state: &AgentState) -> Status {
                     .await;
                     status.login_required =
                         fetcher.login_required(name).is_some() || matches!(stored, Ok(Ok(false)));
+                    if !status.login_required {
+                        status.signed_in_as = super::login::identity(fetcher, name, profile).0;
+                    }
                 }
                 profiles.push(status);
             }
@@ -108,5 +111,6 @@ fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
         assertion_aud_worked: None,
         login_required: false,
         logging_in: false,
+        signed_in_as: None,
     }
 }

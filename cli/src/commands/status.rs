@@ -84,6 +84,8 @@ fn profile_line(out: &mut String, p: &ProfileStatus) {
         let _ = write!(out, ", signing in");
     } else if p.login_required {
         let _ = write!(out, ", LOGIN REQUIRED (jwtagent login {})", p.name);
+    } else if let Some(whom) = &p.signed_in_as {
+        let _ = write!(out, ", signed in as {}", jwtagent::text::escaped(whom));
     }
     match p.expires_in_secs {
         Some(secs) if secs > 0 => {
