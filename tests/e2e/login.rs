@@ -642,7 +642,12 @@ fn no_refresh_access_or_id_token_reaches_a_log_at_trace_level_or_any_file() {
 fn redirect_port_fixes_the_loopback_port_and_a_busy_one_is_a_clear_error() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A port below the kernel's ephemeral range: no other test's socket
+    // (all bound to port 0) can take it between the two logins.
+    let busy = (20000..32000u16)
+        .map(|p| 20000 + (p - 20000 + std::process::id() as u16 % 12000) % 12000)
+        .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+        .expect("a free port below 32000");
     let port = busy.local_addr().unwrap().port().to_string();
     let extra = ["--redirect-port", port.as_str()];
     let out = add_user_with(&env, &oidc, "web", "authorization-code", &extra);
