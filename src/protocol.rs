@@ -386,6 +386,10 @@ pub struct ProfileView {
     /// `x5t#S256`, when the profile has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_info: Option<String>,
+    /// A user profile: as whom it is signed in, when its server said
+    /// (`whoami` has more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_as: Option<String>,
 }
 
 /// Answer to [`Request::Add`].

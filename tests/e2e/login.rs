@@ -942,6 +942,8 @@ fn whoami_says_whether_a_profile_is_signed_in_and_as_whom() {
     );
     let status = env.ok(&["status"]);
     assert!(status.contains("signed in as alice"), "{status}");
+    assert!(env.ok(&["list"]).contains("signed in as alice"));
+    assert!(env.ok(&["show", "me"]).contains("signed_in_as    alice"));
     // Signing in again takes --force, and says as whom it is signed in now.
     let out = env.run(&["login", "me", "--no-browser"]);
     assert_eq!(out.status.code(), Some(2));

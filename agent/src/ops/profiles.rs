@@ -205,7 +205,10 @@ pub(crate) fn list(state: &AgentState) -> Result<ProfileList, AgentError> {
         .profiles
         .list()
         .map(|entries| ProfileList {
-            profiles: entries.into_iter().map(view).collect(),
+            profiles: entries
+                .into_iter()
+                .map(|entry| view_signed_in(state, entry))
+                .collect(),
         })
         .map_err(AgentError::from)
 }
@@ -213,7 +216,7 @@ pub(crate) fn list(state: &AgentState) -> Result<ProfileList, AgentError> {
 pub(crate) async fn show(state: &AgentState, name: &str) -> Result<Shown, AgentError> {
     let entry = state.profiles.show(name).await?;
     let worked = state.tokens.aud_worked(&entry.profile);
-    let mut profile = view(entry);
+    let mut profile = view_signed_in(state, entry);
     profile.assertion_aud_worked = worked.map(str::to_string);
     Ok(Shown { profile })
 }
@@ -255,7 +258,22 @@ fn view(entry: Entry) -> ProfileView {
         certificate_info,
         secret_stored: entry.secret_stored,
         assertion_aud_worked: None,
+        signed_in_as: None,
     }
+}
+
+/// `view` of `entry`, with as whom it is signed in when it is a user
+/// profile whose server said.
+fn view_signed_in(state: &AgentState, entry: Entry) -> ProfileView {
+    let whom = entry
+        .profile
+        .grant
+        .is_user()
+        .then(|| super::login::identity(state.tokens.fetcher(), &entry.name, &entry.profile).0)
+        .flatten();
+    let mut view = view(entry);
+    view.signed_in_as = whom;
+    view
 }
 
 fn added(saved: Saved) -> Added {

@@ -371,7 +371,14 @@ pub fn list(socket: &SocketPath, json: bool) -> Result<(), CliError> {
                 p.name.clone(),
                 p.profile.auth.to_string(),
                 p.profile.client_id.clone(),
-                endpoint(&p.profile),
+                match &p.signed_in_as {
+                    Some(whom) => format!(
+                        "{} (signed in as {})",
+                        endpoint(&p.profile),
+                        jwtagent::text::escaped(whom)
+                    ),
+                    None => endpoint(&p.profile),
+                },
             ]
         })
         .collect();
@@ -453,6 +460,9 @@ fn render(view: &ProfileView) -> String {
     lines.push(("client_id", p.client_id.clone()));
     lines.push(("auth", p.auth.to_string()));
     lines.extend(p.grant.settings());
+    if let Some(whom) = &view.signed_in_as {
+        lines.push(("signed_in_as", jwtagent::text::escaped(whom).into_owned()));
+    }
     if let Some(alg) = p.alg {
         lines.push(("alg", alg.to_string()));
     }
