@@ -241,6 +241,8 @@ pub enum Command {
         /// Print the raw JSON lines
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        filter: AuditFilter,
     },
     /// Print the profile names, one a line, for shell completion (from the
     /// profiles file; no agent needed)
@@ -636,6 +638,29 @@ pub struct AgentArgs {
     /// Internal: set by the parent of a detached agent; readiness is reported on stdout.
     #[arg(long, hide = true)]
     pub detached_child: bool,
+}
+
+/// Which audit entries `audit` prints (all of them by default; each
+/// option given narrows it).
+#[derive(Debug, Clone, Default, Args)]
+pub struct AuditFilter {
+    /// Only the entries of this profile
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Only this event (token, dpop_proof, add, remove, keygen, lock, unlock,
+    /// login, logout, stop, connect, answer)
+    #[arg(long, value_name = "OP")]
+    pub op: Option<String>,
+    /// Only the entries of this caller: its pid, or its executable's path
+    #[arg(long, value_name = "PID|PATH")]
+    pub caller: Option<String>,
+    /// Only entries from the last DUR (e.g. 10m, 2h, 7d)
+    #[arg(long, value_name = "DUR", value_parser = parse_since)]
+    pub since: Option<std::time::Duration>,
+}
+
+fn parse_since(s: &str) -> Result<std::time::Duration, String> {
+    jwtagent::duration::parse_duration(s)
 }
 
 #[cfg(test)]

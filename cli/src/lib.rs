@@ -213,7 +213,11 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
         } => commands::integrations::git_credential(&socket, &token, operation, &username),
         Command::Lock { passphrase_stdin } => commands::lock::lock(&socket, passphrase_stdin),
         Command::Unlock { passphrase_stdin } => commands::lock::unlock(&socket, passphrase_stdin),
-        Command::Audit { follow, json } => commands::audit::run(follow, json),
+        Command::Audit {
+            follow,
+            json,
+            filter,
+        } => commands::audit::run(follow, json, &filter),
         Command::Completions { shell } => commands::integrations::completions(shell),
         Command::CompleteProfiles => output::print(&complete::profiles()),
         Command::Man { command, dir } => {

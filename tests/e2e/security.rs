@@ -364,4 +364,26 @@ fn every_change_to_the_agent_is_in_the_audit_log_once_with_its_outcome() {
         .map(|(op, p, o)| (op.to_string(), p.map(str::to_string), o.to_string()))
         .collect();
     assert_eq!(seen, expected);
+    // `audit` filters by event, profile, caller and time.
+    let count = |args: &[&str]| {
+        let mut all = vec!["audit", "--json"];
+        all.extend_from_slice(args);
+        env.ok(&all).lines().count()
+    };
+    assert_eq!(count(&["--op", "unlock"]), 2);
+    assert_eq!(count(&["--op", "remove", "--profile", "api"]), 2);
+    assert_eq!(count(&["--profile", "nobody"]), 0);
+    let pid = records[0]["pid"].as_u64().unwrap().to_string();
+    assert_eq!(
+        count(&["--caller", &pid]),
+        records
+            .iter()
+            .filter(|r| r["pid"].as_u64().map(|p| p.to_string()) == Some(pid.clone()))
+            .count()
+    );
+    let exe = records[0]["exe"].as_str().unwrap();
+    assert!(count(&["--caller", exe]) >= 1);
+    assert_eq!(count(&["--since", "1h"]), records.len());
+    let out = env.run(&["audit", "--since", "soon"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
 }

@@ -1,5 +1,6 @@
 //! `jwtagent audit`: read the audit log the agent writes.
 
+use crate::args::AuditFilter;
 use crate::error::CliError;
 use crate::output;
 use anyhow::anyhow;
@@ -10,7 +11,10 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-pub fn run(follow: bool, json: bool) -> Result<(), CliError> {
+pub fn run(follow: bool, json: bool, filter: &AuditFilter) -> Result<(), CliError> {
+    let since = filter
+        .since
+        .map(|d| jwtagent::time::rfc3339(jwtagent::time::unix_now().saturating_sub(d.as_secs())));
     let path = state_dir()
         .map(|d| d.join("audit.log"))
         .ok_or_else(|| anyhow!("cannot find the state directory: set HOME or XDG_STATE_HOME"))?;
@@ -36,7 +40,9 @@ pub fn run(follow: bool, json: bool) -> Result<(), CliError> {
                 }
                 pending.push_str(&line);
                 if pending.ends_with('\n') {
-                    output::print(&render(pending.trim_end(), json))?;
+                    if wanted(pending.trim_end(), filter, since.as_deref()) {
+                        output::print(&render(pending.trim_end(), json))?;
+                    }
                     pending.clear();
                 }
             }
@@ -54,6 +60,35 @@ pub fn run(follow: bool, json: bool) -> Result<(), CliError> {
             pending.clear();
         }
     }
+}
+
+/// Whether the entry `line` passes `filter` (`since`: the oldest time
+/// wanted, as the log writes times). With any filter given, a line that is
+/// not an entry does not pass.
+fn wanted(line: &str, filter: &AuditFilter, since: Option<&str>) -> bool {
+    let any = filter.profile.is_some()
+        || filter.op.is_some()
+        || filter.caller.is_some()
+        || since.is_some();
+    if !any {
+        return true;
+    }
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return false;
+    };
+    let is = |key: &str, want: &Option<String>| {
+        want.as_deref().is_none_or(|w| v[key].as_str() == Some(w))
+    };
+    let caller = filter
+        .caller
+        .as_deref()
+        .is_none_or(|c| match c.parse::<u64>() {
+            Ok(pid) => v["pid"].as_u64() == Some(pid),
+            Err(_) => v["exe"].as_str() == Some(c),
+        });
+    // RFC 3339 times in UTC, all of one width, compare as text.
+    let recent = since.is_none_or(|s| v["time"].as_str().is_some_and(|t| t >= s));
+    is("profile", &filter.profile) && is("op", &filter.op) && caller && recent
 }
 
 fn render(line: &str, json: bool) -> String {
