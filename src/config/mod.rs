@@ -215,9 +215,12 @@ impl ConfigFile {
         };
         let skip = |name: &str, table: toml::Value, why: String| {
             let (line, column) = line_column(text, position_of(text, name));
+            // `why` can quote the file (an unknown key, as it is written):
+            // it reaches terminals, so its control characters are escaped.
             let reason = format!(
-                "profile {name:?} in {} (line {line}, column {column}) is not valid: {why}; fix it there (the other profiles are served)",
-                path.display()
+                "profile {name:?} in {} (line {line}, column {column}) is not valid: {}; fix it there (the other profiles are served)",
+                crate::text::escaped(&path.display().to_string()),
+                crate::text::escaped(&why)
             );
             (name.to_string(), Skipped { reason, table })
         };
@@ -543,6 +546,15 @@ mod tests {
         ] {
             crate::fuzzing::config_parser(text);
         }
+    }
+
+    #[test]
+    fn a_reason_quoting_the_file_carries_no_control_character() {
+        let text = "version = 1\n[profiles.p]\ntoken_url = \"https://t.example/t\"\nclient_id = \"c\"\n\"x\\u001b[2J\" = 1\n";
+        let config = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap();
+        let reason = &config.skipped["p"].reason;
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+        assert!(reason.contains("\\u{1b}[2J"), "{reason}");
     }
 
     #[test]
