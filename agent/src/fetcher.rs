@@ -52,31 +52,33 @@ impl Users {
     }
 
     fn set_login_required(&self, name: &str, why: Option<String>) {
-        let mut map = self
-            .login_required
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match why {
-            Some(why) => map.insert(name.to_string(), why),
-            None => map.remove(name),
-        };
+        set(&self.login_required, name, why);
     }
 
     fn set_signed_in_at(&self, name: &str, at: Option<u64>) {
-        let mut map = self.signed_in_at.lock().unwrap_or_else(|p| p.into_inner());
-        match at {
-            Some(at) => map.insert(name.to_string(), at),
-            None => map.remove(name),
-        };
+        set(&self.signed_in_at, name, at);
     }
 
     fn set_id_token(&self, name: &str, token: Option<Secret>) {
-        let mut map = self.id_tokens.lock().unwrap_or_else(|p| p.into_inner());
-        match token {
-            Some(t) => map.insert(name.to_string(), t),
-            None => map.remove(name),
-        };
+        set(&self.id_tokens, name, token);
     }
+}
+
+/// `name`'s entry of `map`.
+fn get<T: Clone>(map: &Mutex<HashMap<String, T>>, name: &str) -> Option<T> {
+    map.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name)
+        .cloned()
+}
+
+/// Sets (or with None, removes) `name`'s entry of `map`.
+fn set<T>(map: &Mutex<HashMap<String, T>>, name: &str, value: Option<T>) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    match value {
+        Some(v) => map.insert(name.to_string(), v),
+        None => map.remove(name),
+    };
 }
 
 impl AgentFetcher {
@@ -147,32 +149,17 @@ impl AgentFetcher {
 
     /// Why user profile `name` needs `jwtagent login`, when it is known to.
     pub(crate) fn login_required(&self, name: &str) -> Option<String> {
-        let map = self
-            .users
-            .login_required
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        map.get(name).cloned()
+        get(&self.users.login_required, name)
     }
 
     /// When user profile `name` signed in, if this agent saw it.
     pub(crate) fn signed_in_at(&self, name: &str) -> Option<u64> {
-        let map = self
-            .users
-            .signed_in_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        map.get(name).copied()
+        get(&self.users.signed_in_at, name)
     }
 
     /// The ID token last issued to profile `name`.
     pub(crate) fn id_token(&self, name: &str) -> Option<Secret> {
-        let map = self
-            .users
-            .id_tokens
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        map.get(name).cloned()
+        get(&self.users.id_tokens, name)
     }
 
     /// Whether user profile `name` has a refresh token in the keyring.
