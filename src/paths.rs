@@ -52,6 +52,16 @@ pub fn audit_log() -> Option<PathBuf> {
     state_dir().map(|d| d.join("audit.log"))
 }
 
+/// The encrypted file store (`--store file`):
+/// `$XDG_DATA_HOME/jwtagent/secrets.sealed` (`~/.local/share/jwtagent/`).
+pub fn store_file() -> Option<PathBuf> {
+    Some(
+        xdg_dir("XDG_DATA_HOME", ".local/share")?
+            .join("jwtagent")
+            .join("secrets.sealed"),
+    )
+}
+
 /// How the socket path was chosen. Only the default path may be autostarted by
 /// commands other than `env` and `agent`: an explicit path that does not answer is
 /// an error the user should see.

@@ -44,6 +44,16 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         verify: bool,
     },
+    /// Replace only the secret (client secret or private key) of profile
+    /// `name`, keeping every setting and its sign-in; checked with a token
+    /// request first when `verify` (one the server refuses keeps the old
+    /// secret). Answered with [`Added`].
+    Secret {
+        name: String,
+        secret: Secret,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        verify: bool,
+    },
     /// Delete a profile, its keyring entry and its cached tokens. Answered with
     /// [`Removed`].
     Remove { name: String },
@@ -146,6 +156,7 @@ impl Request {
         "status",
         "stop",
         "add",
+        "secret",
         "remove",
         "list",
         "show",
@@ -168,6 +179,7 @@ impl Request {
             Request::Status => "status",
             Request::Stop => "stop",
             Request::Add { .. } => "add",
+            Request::Secret { .. } => "secret",
             Request::Remove { .. } => "remove",
             Request::List => "list",
             Request::Show { .. } => "show",
@@ -274,6 +286,13 @@ pub struct Status {
     /// want of a Secret Service): what that means and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_warning: Option<String>,
+    /// The file store is sealed (and the agent locked with it): `unlock`
+    /// takes its passphrase, and `lock` none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_sealed: Option<Sealed>,
+    /// The store is jwtagent's file store, whose passphrase is the lock's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_is_file: bool,
     /// The config file's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
@@ -288,6 +307,16 @@ pub struct Status {
     pub locked: bool,
     /// Per-profile state.
     pub profiles: Vec<ProfileStatus>,
+}
+
+/// How the file store is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sealed {
+    /// The file exists: `unlock` opens it with its passphrase.
+    Sealed,
+    /// No file yet: the first `unlock` creates it with the passphrase it is given.
+    NotCreated,
 }
 
 /// A profile of the config file that is not valid.
@@ -940,6 +969,11 @@ mod tests {
                 name: n(),
                 profile: profile(),
                 secret: None,
+                verify: true,
+            },
+            Request::Secret {
+                name: n(),
+                secret: s(),
                 verify: true,
             },
             Request::Remove { name: n() },

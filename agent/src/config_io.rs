@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write config file {path}: {source}")]
+#[error("cannot write {path}: {source}")]
 pub(crate) struct WriteError {
     pub path: PathBuf,
     pub source: io::Error,
@@ -20,6 +20,16 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Atomically replaces `path` with `contents`, mode 0600. Creates the directory
 /// (0700) when missing.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteError> {
+    write_atomic_at(path, contents, "config:before-rename")
+}
+
+/// [`write_atomic`], with `JWTAGENT_CRASH_AT=crash_step` aborting the
+/// process between the fsync of the temp file and the rename (tests).
+pub(crate) fn write_atomic_at(
+    path: &Path,
+    contents: &[u8],
+    crash_step: &str,
+) -> Result<(), WriteError> {
     let err = |source| WriteError {
         path: path.to_path_buf(),
         source,
@@ -51,7 +61,7 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), WriteErro
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);
-        crate::crash_point("config:before-rename");
+        crate::crash_point(crash_step);
         fs::rename(&tmp, path)?;
         // Make the rename itself durable.
         File::open(dir)?.sync_all()

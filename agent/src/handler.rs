@@ -51,6 +51,7 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
         | Request::Lock { .. }
         | Request::Unlock { .. }
         | Request::Add { .. }
+        | Request::Secret { .. }
         | Request::Remove { .. }
         | Request::Keygen { .. }
         | Request::Login { .. }
@@ -124,6 +125,18 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
         } => {
             let added = ops::profiles::add(state, peer, &name, *profile, secret, verify).await;
             encode(state, id, audited(state, peer, "add", Some(&name), added))
+        }
+        Request::Secret {
+            name,
+            secret,
+            verify,
+        } => {
+            let replaced = ops::profiles::replace_secret(state, peer, &name, secret, verify).await;
+            encode(
+                state,
+                id,
+                audited(state, peer, "secret", Some(&name), replaced),
+            )
         }
         Request::Remove { name } => {
             let removed = ops::profiles::remove(state, &name).await;
@@ -230,9 +243,10 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
     }
     tracing::warn!(op = request.op(), peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "refused: connections forwarded over SSH are read-only");
     let name = match request {
-        Request::Add { name, .. } | Request::Remove { name } | Request::Keygen { name, .. } => {
-            Some(name.as_str())
-        }
+        Request::Add { name, .. }
+        | Request::Secret { name, .. }
+        | Request::Remove { name }
+        | Request::Keygen { name, .. } => Some(name.as_str()),
         _ => None,
     };
     state

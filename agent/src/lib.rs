@@ -13,6 +13,7 @@ pub(crate) mod connection;
 pub(crate) mod dpop_keys;
 pub(crate) mod error;
 pub(crate) mod fetcher;
+pub(crate) mod filestore;
 pub(crate) mod handler;
 pub(crate) mod harden;
 pub(crate) mod jwk;
@@ -194,6 +195,9 @@ pub struct Options {
     pub keyring_service: String,
     /// The audit log; `None` keeps none.
     pub audit_log: Option<PathBuf>,
+    /// The file store's passphrase, to open it at start
+    /// (`--store-passphrase-file`, a systemd credential).
+    pub store_passphrase: Option<jwtagent::secret::Secret>,
 }
 
 /// A started agent: the socket is claimed and accepts connections (the kernel
@@ -291,7 +295,20 @@ impl Agent {
         let mut state =
             AgentState::new(path.clone(), self.options.config_path.clone(), store, audit);
         state.forwarded_admin = self.options.forwarded_admin;
+        if store_kind == StoreKind::File {
+            // Sealed until its passphrase is given.
+            state.lock = lock::Lock::sealed();
+        }
         let state = Arc::new(state);
+        if let Some(passphrase) = &self.options.store_passphrase {
+            match ops::lock::unlock(&state, passphrase).await {
+                Ok(_) => tracing::info!("file store opened with the passphrase given at start"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "cannot open the file store with the passphrase given at start; it stays sealed until `jwtagent unlock`"
+                ),
+            }
+        }
         // What a crash in the middle of an `add` left behind (in the
         // background: the keyring may be slow, and adds wait for it).
         let sweeping = state.profiles.clone();

@@ -2,10 +2,14 @@
 //! `unlock` and `stop`.
 //!
 //! The passphrase is kept only as an Argon2id hash (with a random salt) in
-//! memory. Wrong passphrases are answered after a delay that doubles up to
+//! memory. With the file store, the lock and the store are one thing: the
+//! agent starts locked (sealed), `lock` wipes the store's key and `unlock`
+//! takes the store's passphrase. Wrong passphrases are answered after a delay that doubles up to
 //! 10 s, and attempts are serialised, so guessing cannot go faster by opening
 //! more connections.
 
+use crate::filestore::FileStoreError;
+use crate::store::{SecretStore, StoreError};
 use jwtagent::secret::Secret;
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -15,9 +19,19 @@ pub(crate) const MAX_DELAY: Duration = Duration::from_secs(10);
 /// The first delay.
 const FIRST_DELAY: Duration = Duration::from_millis(250);
 
+/// What opens a locked agent.
+enum Key {
+    /// The passphrase `lock` was given, as its hash.
+    Hash {
+        salt: [u8; 16],
+        hash: Zeroizing<[u8; 32]>,
+    },
+    /// The file store's passphrase.
+    Store,
+}
+
 struct Locked {
-    salt: [u8; 16],
-    hash: Zeroizing<[u8; 32]>,
+    key: Key,
     failures: u32,
 }
 
@@ -33,6 +47,10 @@ pub(crate) enum LockError {
     EmptyPassphrase,
     #[error("cannot hash the passphrase: {0}")]
     Hash(String),
+    /// The file store could not be opened for another reason than the
+    /// passphrase (damaged, unsafe, unwritable).
+    #[error("{0}")]
+    Store(String),
 }
 
 /// The lock; `Default` is unlocked.
@@ -65,6 +83,17 @@ pub(crate) fn delay_after(failures: u32) -> Duration {
 }
 
 impl Lock {
+    /// An agent whose file store is sealed: locked until `unlock` opens it.
+    pub(crate) fn sealed() -> Lock {
+        let mut lock = Lock::default();
+        *lock.state.get_mut() = Some(Locked {
+            key: Key::Store,
+            failures: 0,
+        });
+        lock.locked.store(true, std::sync::atomic::Ordering::SeqCst);
+        lock
+    }
+
     pub(crate) fn is_locked(&self) -> bool {
         self.locked.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -91,8 +120,7 @@ impl Lock {
             .await
             .map_err(|e| LockError::Hash(e.to_string()))??;
         *state = Some(Locked {
-            salt,
-            hash,
+            key: Key::Hash { salt, hash },
             failures: 0,
         });
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -100,18 +128,56 @@ impl Lock {
         Ok(())
     }
 
-    /// Unlocks if `passphrase` is the one the agent was locked with. A wrong
-    /// one is answered only after the delay, holding off other attempts.
-    pub(crate) async fn unlock(&self, passphrase: &Secret) -> Result<(), LockError> {
+    /// Locks by sealing `store` (the file store): its key is wiped, and its
+    /// passphrase unlocks.
+    pub(crate) async fn seal(&self, store: &SecretStore) -> Result<(), LockError> {
+        let mut state = self.state.lock().await;
+        if state.is_some() {
+            return Err(LockError::AlreadyLocked);
+        }
+        // Closed first, so that no request reads the store between the two.
+        *state = Some(Locked {
+            key: Key::Store,
+            failures: 0,
+        });
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
+        store
+            .seal()
+            .await
+            .map_err(|e| LockError::Store(e.to_string()))
+    }
+
+    /// Unlocks if `passphrase` is the one the agent was locked with, or opens
+    /// `store` when the lock is the file store's. A wrong one is answered
+    /// only after the delay, holding off other attempts.
+    pub(crate) async fn unlock(
+        &self,
+        passphrase: &Secret,
+        store: &SecretStore,
+    ) -> Result<(), LockError> {
         let mut state = self.state.lock().await;
         let Some(locked) = state.as_mut() else {
             return Err(LockError::NotLocked);
         };
-        let (salt, passphrase) = (locked.salt, passphrase.clone());
-        let candidate = tokio::task::spawn_blocking(move || hash(&passphrase, &salt))
-            .await
-            .map_err(|e| LockError::Hash(e.to_string()))??;
-        if aws_lc_rs::constant_time::verify_slices_are_equal(&*candidate, &*locked.hash).is_ok() {
+        let right = match &locked.key {
+            Key::Hash { salt, hash: kept } => {
+                let (salt, passphrase) = (*salt, passphrase.clone());
+                let candidate = tokio::task::spawn_blocking(move || hash(&passphrase, &salt))
+                    .await
+                    .map_err(|e| LockError::Hash(e.to_string()))??;
+                aws_lc_rs::constant_time::verify_slices_are_equal(&*candidate, &**kept).is_ok()
+            }
+            Key::Store => match store.unseal(passphrase.clone()).await {
+                Ok(()) => true,
+                Err(StoreError::File(FileStoreError::WrongPassphrase { .. })) => false,
+                Err(StoreError::File(FileStoreError::EmptyPassphrase)) => {
+                    return Err(LockError::EmptyPassphrase);
+                }
+                Err(e) => return Err(LockError::Store(e.to_string())),
+            },
+        };
+        if right {
             *state = None;
             self.locked
                 .store(false, std::sync::atomic::Ordering::SeqCst);
@@ -147,24 +213,70 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn lock_then_unlock_with_the_same_passphrase() {
         let lock = Lock::default();
+        let store = SecretStore::with_store(
+            keyring_core::mock::Store::new().unwrap(),
+            crate::store::Backend::Mock,
+        );
         lock.lock(&s("correct horse")).await.unwrap();
         assert!(lock.is_locked());
         assert_eq!(lock.lock(&s("x")).await, Err(LockError::AlreadyLocked));
         let started = tokio::time::Instant::now();
         assert_eq!(
-            lock.unlock(&s("wrong")).await,
+            lock.unlock(&s("wrong"), &store).await,
             Err(LockError::WrongPassphrase)
         );
         assert_eq!(started.elapsed(), Duration::from_millis(250));
         assert_eq!(
-            lock.unlock(&s("wrong")).await,
+            lock.unlock(&s("wrong"), &store).await,
             Err(LockError::WrongPassphrase)
         );
         assert_eq!(started.elapsed(), Duration::from_millis(750));
         assert!(lock.is_locked());
-        lock.unlock(&s("correct horse")).await.unwrap();
+        lock.unlock(&s("correct horse"), &store).await.unwrap();
         assert!(!lock.is_locked());
-        assert_eq!(lock.unlock(&s("x")).await, Err(LockError::NotLocked));
+        assert_eq!(
+            lock.unlock(&s("x"), &store).await,
+            Err(LockError::NotLocked)
+        );
+    }
+
+    /// With the file store, the store's passphrase is the lock's: the agent
+    /// starts sealed, the first unlock creates the store, `seal` locks it
+    /// with no passphrase of its own, and a wrong one waits like any other.
+    #[tokio::test]
+    async fn the_file_stores_passphrase_is_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("secrets.sealed");
+        let store = SecretStore::file_at(path.clone());
+        let lock = Lock::sealed();
+        assert!(lock.is_locked());
+        assert!(store.is_file() || matches!(store.state(), crate::store::StoreState::Opening));
+        lock.unlock(&s("store pass"), &store).await.unwrap();
+        assert!(!lock.is_locked() && path.exists());
+        store.set("a", 0, s("s3cret")).await.unwrap();
+
+        lock.seal(&store).await.unwrap();
+        assert!(lock.is_locked());
+        assert_eq!(lock.epoch(), 1);
+        assert!(store.get("a", 0).await.is_err(), "sealed: nothing readable");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            lock.unlock(&s("wrong"), &store).await,
+            Err(LockError::WrongPassphrase)
+        );
+        assert!(started.elapsed() >= FIRST_DELAY);
+        lock.unlock(&s("store pass"), &store).await.unwrap();
+        assert_eq!(store.get("a", 0).await.unwrap(), Some(s("s3cret")));
+
+        // A damaged file is an error of its own, not a wrong passphrase.
+        lock.seal(&store).await.unwrap();
+        std::fs::write(&path, "{").unwrap();
+        let err = lock.unlock(&s("store pass"), &store).await.unwrap_err();
+        assert!(
+            matches!(&err, LockError::Store(m) if m.contains("is damaged")),
+            "{err}"
+        );
+        assert!(lock.is_locked());
     }
 
     #[tokio::test]

@@ -101,6 +101,10 @@ pub(crate) enum Refusal {
     Exists,
     #[error("it takes tokens from profile {0:?}, which does not exist; add that one first")]
     NoInput(String),
+    #[error(
+        "it has no secret or key to replace (auth none, and a grant that signs nothing); `jwtagent add` it again to change how it authenticates"
+    )]
+    NoSecret,
     #[error("profiles would feed each other tokens in a circle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     #[error(
@@ -310,8 +314,30 @@ impl Profiles {
     pub(crate) async fn add(
         &self,
         name: &str,
+        profile: Profile,
+        secret: Option<Secret>,
+    ) -> Result<Saved, ProfileError> {
+        self.save(name, profile, secret, false).await
+    }
+
+    /// [`Profiles::add`] for a profile that stays the same but for its secret
+    /// (`jwtagent secret`): a user profile's sign-in is carried over to the
+    /// new generation with the secret, before the config names it.
+    pub(crate) async fn replace_secret(
+        &self,
+        name: &str,
+        profile: Profile,
+        secret: Secret,
+    ) -> Result<Saved, ProfileError> {
+        self.save(name, profile, Some(secret), true).await
+    }
+
+    async fn save(
+        &self,
+        name: &str,
         mut profile: Profile,
         secret: Option<Secret>,
+        keep_sign_in: bool,
     ) -> Result<Saved, ProfileError> {
         let dpop_key = prepare(name, &mut profile, secret.as_ref())
             .await
@@ -338,6 +364,12 @@ impl Profiles {
             if let Some(key) = &dpop_key {
                 self.store.set_dpop(name, generation, key.clone()).await?;
             }
+            if keep_sign_in
+                && let Some(old) = &old
+                && let Some(rt) = self.store.get_refresh(name, old.generation).await?
+            {
+                self.store.set_refresh(name, generation, rt).await?;
+            }
             crate::crash_point("add:after-keyring");
             // 2. The config: the switch.
             config.skipped.remove(name);
@@ -350,6 +382,9 @@ impl Profiles {
             // and its entries were never touched.
             self.delete_entries(name, generation, secret.is_some(), dpop_key.is_some())
                 .await;
+            if keep_sign_in {
+                let _ = self.store.delete_refresh(name, generation).await;
+            }
             return Err(e);
         }
         crate::crash_point("add:after-config");

@@ -1,4 +1,5 @@
-//! The secret store: the OS keyring, reached from one dedicated thread.
+//! The secret store: the OS keyring or jwtagent's own encrypted file
+//! ([`crate::filestore`]), reached from one dedicated thread.
 //!
 //! Keyring calls block (D-Bus round trips, syscalls) and the Secret Service store
 //! panics when driven from a tokio worker, so every call runs on a thread of its
@@ -6,6 +7,7 @@
 //! one thread also serialises access, which some stores need, and holds the
 //! keyutils session keyring it joined.
 
+use crate::filestore::{FileStore, FileStoreError};
 use jwtagent::config::StoreKind;
 use jwtagent::secret::Secret;
 use keyring_core::{CredentialStore, Error as KeyringError};
@@ -118,6 +120,8 @@ pub(crate) enum StoreError {
     Timeout,
     #[error("the secret store thread has stopped")]
     Gone,
+    #[error(transparent)]
+    File(#[from] FileStoreError),
 }
 
 /// What `status` shows about the store, readable without queueing behind a
@@ -133,12 +137,23 @@ pub(crate) enum StoreState {
         secret_service: OpenError,
     },
     Failed(OpenError),
+    /// The file store, until `jwtagent unlock` gives its passphrase; `exists`:
+    /// whether the file is there yet (the first unlock creates it).
+    Sealed {
+        exists: bool,
+    },
 }
 
 impl StoreState {
     pub(crate) fn describe(&self) -> String {
         match self {
             StoreState::Opening => "opening".into(),
+            StoreState::Sealed { exists: true } => {
+                "file (sealed: run `jwtagent unlock` and give its passphrase)".into()
+            }
+            StoreState::Sealed { exists: false } => {
+                "file (not created yet: run `jwtagent unlock` to choose its passphrase)".into()
+            }
             StoreState::Ready(backend) | StoreState::FellBack { backend, .. } => {
                 backend.name().into()
             }
@@ -163,6 +178,7 @@ impl StoreState {
 pub(crate) enum Backend {
     SecretService,
     Keyutils,
+    File,
     #[cfg(target_os = "macos")]
     Keychain,
     #[cfg(windows)]
@@ -178,6 +194,7 @@ impl Backend {
         match self {
             Backend::SecretService => "secret-service",
             Backend::Keyutils => "keyutils",
+            Backend::File => "file",
             #[cfg(target_os = "macos")]
             Backend::Keychain => "keychain",
             #[cfg(windows)]
@@ -196,6 +213,7 @@ impl Backend {
             Backend::Keyutils => {
                 "check that the agent runs with a session keyring of your user (see `keyctl show`)"
             }
+            Backend::File => "run `jwtagent unlock` and give the file store's passphrase",
             #[cfg(target_os = "macos")]
             Backend::Keychain => "unlock the login keychain (Keychain Access), then try again",
             #[cfg(windows)]
@@ -216,10 +234,16 @@ impl std::fmt::Display for Backend {
 
 /// An opened backend.
 pub(crate) struct Opened {
-    store: Arc<CredentialStore>,
+    store: Kept,
     backend: Backend,
     /// Why the better backend was not used, when `auto` fell back.
     fell_back: Option<OpenError>,
+}
+
+/// Where an opened backend keeps entries.
+enum Kept {
+    Keyring(Arc<CredentialStore>),
+    File(FileStore),
 }
 
 type Opener = Box<dyn FnMut() -> Result<Opened, OpenError> + Send>;
@@ -234,19 +258,12 @@ struct Worker {
 impl Worker {
     /// The opened backend, opening it first if needed. A failed open is retried
     /// on the next call, so starting a keyring daemon later heals the agent.
-    fn opened(&mut self) -> Result<&Opened, StoreError> {
+    fn opened(&mut self) -> Result<&mut Opened, StoreError> {
         if self.opened.is_none() {
             match (self.open)() {
                 Ok(opened) => {
                     tracing::info!(backend = opened.backend.name(), "secret store ready");
-                    let state = match &opened.fell_back {
-                        Some(why) => StoreState::FellBack {
-                            backend: opened.backend,
-                            secret_service: why.clone(),
-                        },
-                        None => StoreState::Ready(opened.backend),
-                    };
-                    set_state(&self.state, state);
+                    set_state(&self.state, opened.state());
                     self.opened = Some(opened);
                 }
                 Err(tried) => {
@@ -256,7 +273,7 @@ impl Worker {
                 }
             }
         }
-        self.opened.as_ref().ok_or(StoreError::Gone)
+        self.opened.as_mut().ok_or(StoreError::Gone)
     }
 }
 
@@ -289,12 +306,32 @@ impl SecretStore {
         Self::spawn(
             Box::new(move || match store.take() {
                 Some(store) => Ok(Opened {
-                    store,
+                    store: Kept::Keyring(store),
                     backend,
                     fell_back: None,
                 }),
                 None => Err(OpenError::Open {
                     backend,
+                    detail: "store already opened".into(),
+                }),
+            }),
+            SERVICE,
+        )
+    }
+
+    /// The file store at `path` (tests).
+    #[cfg(test)]
+    pub(crate) fn file_at(path: std::path::PathBuf) -> SecretStore {
+        let mut path = Some(path);
+        Self::spawn(
+            Box::new(move || match path.take() {
+                Some(path) => Ok(Opened {
+                    store: Kept::File(FileStore::new(path)),
+                    backend: Backend::File,
+                    fell_back: None,
+                }),
+                None => Err(OpenError::Open {
+                    backend: Backend::File,
                     detail: "store already opened".into(),
                 }),
             }),
@@ -343,12 +380,21 @@ impl SecretStore {
 
     async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Opened) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Opened) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move |worker: &mut Worker| {
-                let result = worker.opened().and_then(f);
+                let state = worker.state.clone();
+                let result = match worker.opened() {
+                    Ok(opened) => {
+                        let result = f(opened);
+                        // Sealed or opened, created: status shows it.
+                        set_state(&state, opened.state());
+                        result
+                    }
+                    Err(e) => Err(e),
+                };
                 let _ = tx.send(result);
             }))
             .map_err(|_| StoreError::Gone)?;
@@ -419,48 +465,116 @@ impl SecretStore {
 
     async fn get_at(&self, account: String) -> Result<Option<Secret>, StoreError> {
         let service = self.service.clone();
-        self.call(move |o| {
-            let entry = o.entry(&service, &account)?;
-            match entry.get_secret() {
-                Ok(bytes) => Ok(Some(Secret::new(bytes))),
-                Err(KeyringError::NoEntry) => Ok(None),
-                Err(e) => Err(map_error(o.backend, e)),
-            }
-        })
-        .await
+        self.call(move |o| o.get(&service, &account)).await
     }
 
     async fn set_at(&self, account: String, secret: Secret) -> Result<(), StoreError> {
         let service = self.service.clone();
-        self.call(move |o| {
-            let entry = o.entry(&service, &account)?;
-            entry
-                .set_secret(secret.expose())
-                .map_err(|e| map_error(o.backend, e))
-        })
-        .await
+        self.call(move |o| o.set(&service, &account, secret)).await
     }
 
     async fn delete_at(&self, account: String) -> Result<bool, StoreError> {
         let service = self.service.clone();
-        self.call(move |o| {
-            let entry = o.entry(&service, &account)?;
-            match entry.delete_credential() {
-                Ok(()) => Ok(true),
-                Err(KeyringError::NoEntry) => Ok(false),
-                Err(e) => Err(map_error(o.backend, e)),
+        self.call(move |o| o.delete(&service, &account)).await
+    }
+
+    /// Wipes the file store's key and secrets from memory (nothing for a
+    /// keyring, which the OS keeps).
+    pub(crate) async fn seal(&self) -> Result<(), StoreError> {
+        self.call(|o| {
+            if let Kept::File(file) = &mut o.store {
+                file.seal();
             }
+            Ok(())
         })
         .await
+    }
+
+    /// Opens the file store with `passphrase`, creating it when it does not
+    /// exist yet (Argon2id: a fraction of a second, on the store's thread).
+    pub(crate) async fn unseal(&self, passphrase: Secret) -> Result<(), StoreError> {
+        self.call(move |o| match &mut o.store {
+            Kept::File(file) => Ok(file.unseal(&passphrase)?),
+            Kept::Keyring(_) => Ok(()),
+        })
+        .await
+    }
+
+    /// Whether the store is the file store (whose passphrase is the lock's).
+    pub(crate) fn is_file(&self) -> bool {
+        matches!(
+            self.state(),
+            StoreState::Sealed { .. } | StoreState::Ready(Backend::File)
+        )
     }
 }
 
 impl Opened {
-    fn entry(&self, service: &str, account: &str) -> Result<keyring_core::Entry, StoreError> {
-        self.store
-            .build(service, account, None)
-            .map_err(|e| map_error(self.backend, e))
+    /// What `status` shows of this backend.
+    fn state(&self) -> StoreState {
+        match (&self.store, &self.fell_back) {
+            (Kept::File(file), _) if file.is_sealed() => StoreState::Sealed {
+                exists: file.exists(),
+            },
+            (_, Some(why)) => StoreState::FellBack {
+                backend: self.backend,
+                secret_service: why.clone(),
+            },
+            (_, None) => StoreState::Ready(self.backend),
+        }
     }
+
+    fn get(&self, service: &str, account: &str) -> Result<Option<Secret>, StoreError> {
+        match &self.store {
+            Kept::File(file) => Ok(file.get(&file_key(service, account))?),
+            Kept::Keyring(store) => {
+                match entry(store, self.backend, service, account)?.get_secret() {
+                    Ok(bytes) => Ok(Some(Secret::new(bytes))),
+                    Err(KeyringError::NoEntry) => Ok(None),
+                    Err(e) => Err(map_error(self.backend, e)),
+                }
+            }
+        }
+    }
+
+    fn set(&mut self, service: &str, account: &str, secret: Secret) -> Result<(), StoreError> {
+        match &mut self.store {
+            Kept::File(file) => Ok(file.set(&file_key(service, account), secret)?),
+            Kept::Keyring(store) => entry(store, self.backend, service, account)?
+                .set_secret(secret.expose())
+                .map_err(|e| map_error(self.backend, e)),
+        }
+    }
+
+    fn delete(&mut self, service: &str, account: &str) -> Result<bool, StoreError> {
+        match &mut self.store {
+            Kept::File(file) => Ok(file.delete(&file_key(service, account))?),
+            Kept::Keyring(store) => {
+                match entry(store, self.backend, service, account)?.delete_credential() {
+                    Ok(()) => Ok(true),
+                    Err(KeyringError::NoEntry) => Ok(false),
+                    Err(e) => Err(map_error(self.backend, e)),
+                }
+            }
+        }
+    }
+}
+
+fn entry(
+    store: &Arc<CredentialStore>,
+    backend: Backend,
+    service: &str,
+    account: &str,
+) -> Result<keyring_core::Entry, StoreError> {
+    store
+        .build(service, account, None)
+        .map_err(|e| map_error(backend, e))
+}
+
+/// An entry's name in the file store: the keyring's service and account, so
+/// that agents with their own `JWTAGENT_KEYRING_SERVICE` keep apart there too.
+fn file_key(service: &str, account: &str) -> String {
+    format!("{service}/{account}")
 }
 
 /// Maps a keyring error to ours, never carrying secret bytes along (some
@@ -497,6 +611,7 @@ mod backends {
             StoreKind::Auto => auto(),
             StoreKind::SecretService => secret_service(),
             StoreKind::Keyutils => keyutils(),
+            StoreKind::File => file(),
             StoreKind::Keychain => keychain(),
             StoreKind::WindowsCredentialManager => windows(),
         }
@@ -510,8 +625,10 @@ mod backends {
             backend: opened.backend,
             detail: e.to_string(),
         };
-        let entry = opened
-            .store
+        let super::Kept::Keyring(store) = &opened.store else {
+            return Ok(opened);
+        };
+        let entry = store
             .build(super::SERVICE, "probe/availability", None)
             .map_err(no_answer)?;
         match entry.get_secret() {
@@ -558,6 +675,19 @@ mod backends {
         Err(OpenError::Unsupported)
     }
 
+    /// The file store, sealed: `jwtagent unlock` opens it.
+    pub(super) fn file() -> Result<Opened, OpenError> {
+        let path = jwtagent::paths::store_file().ok_or(OpenError::Open {
+            backend: Backend::File,
+            detail: "neither XDG_DATA_HOME nor HOME is an absolute path".into(),
+        })?;
+        Ok(Opened {
+            store: super::Kept::File(super::FileStore::new(path)),
+            backend: Backend::File,
+            fell_back: None,
+        })
+    }
+
     #[cfg(target_os = "linux")]
     fn secret_service() -> Result<Opened, OpenError> {
         let has_bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|a| !a.is_empty())
@@ -570,7 +700,7 @@ mod backends {
         let store = zbus_secret_service_keyring_store::Store::new()
             .map_err(|e| OpenError::NoSecretService(e.to_string()))?;
         probe(Opened {
-            store,
+            store: super::Kept::Keyring(store),
             backend: Backend::SecretService,
             fell_back: None,
         })
@@ -595,7 +725,7 @@ mod backends {
             detail: e.to_string(),
         })?;
         probe(Opened {
-            store,
+            store: super::Kept::Keyring(store),
             backend: Backend::Keyutils,
             fell_back: None,
         })
@@ -617,7 +747,7 @@ mod backends {
                 detail: e.to_string(),
             })?;
         Ok(Opened {
-            store,
+            store: super::Kept::Keyring(store),
             backend: Backend::Keychain,
             fell_back: None,
         })
@@ -638,7 +768,7 @@ mod backends {
             detail: e.to_string(),
         })?;
         Ok(Opened {
-            store,
+            store: super::Kept::Keyring(store),
             backend: Backend::CredentialManager,
             fell_back: None,
         })

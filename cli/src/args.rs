@@ -96,6 +96,13 @@ pub enum Command {
     /// The secret is read from --secret-stdin, --secret-file, --key-file or a
     /// no-echo prompt; never from the command line or the environment.
     Add(Box<AddArgs>),
+    /// Replace only the secret (or private key) of a profile, keeping every
+    /// other setting and its sign-in
+    ///
+    /// Checked with a token request first, like `add`: a secret the server
+    /// refuses is not saved, and the old one stays. The secret is read from
+    /// --secret-stdin, --secret-file, --key-file or a no-echo prompt.
+    Secret(SecretArgs),
     /// List profiles
     List {
         /// Print JSON instead of a table
@@ -476,6 +483,25 @@ impl ProfileArgs {
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("secret_source").args(["secret_stdin", "secret_file", "key_file"])))]
+pub struct SecretArgs {
+    /// The profile
+    pub name: String,
+    /// Read the new client secret (or private key) from standard input
+    #[arg(long)]
+    pub secret_stdin: bool,
+    /// Read the new client secret from a file
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Read the new private key (PEM) from a file
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Save the new secret without first getting a token with it
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("secret_source").args(["secret_stdin", "secret_file", "key_file"])))]
 pub struct AddArgs {
     /// Profile name (letters, digits, '.', '_', '-')
     pub name: String,
@@ -627,9 +653,15 @@ pub struct AgentArgs {
     /// Where a detached agent writes its log [default: $XDG_STATE_HOME/jwtagent/agent.log]
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-    /// Secret store: auto, secret-service or keyutils [default: the config's `store`, else auto]
+    /// Secret store: auto, secret-service, keyutils or file [default: the config's `store`, else auto]
     #[arg(long, value_name = "STORE", value_parser = one_of::<StoreKind>(&StoreKind::ALL.map(StoreKind::as_str)))]
     pub store: Option<StoreKind>,
+    /// Open the file store at start with the passphrase in PATH (its first
+    /// line), for a service that starts unattended: `/dev/fd/N`, or a systemd
+    /// credential. [default: $CREDENTIALS_DIRECTORY/jwtagent-store-passphrase
+    /// when systemd passes one]
+    #[arg(long, value_name = "PATH")]
+    pub store_passphrase_file: Option<PathBuf>,
     /// Let connections forwarded over SSH do more than read (hello, token,
     /// header, list, status): add, remove, lock, sign in. Off by default, as
     /// the remote side could otherwise change what this machine trusts

@@ -125,6 +125,7 @@ pub fn start_if_needed(socket: &SocketPath) -> Result<(Client, Hello, bool), Cli
         daemon::default_log_file().as_deref(),
         LogFormat::Text,
         None,
+        None,
         false,
     )? {
         Started::Ready { .. } => None,

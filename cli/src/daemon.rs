@@ -51,6 +51,7 @@ pub fn spawn_detached(
     log_file: Option<&Path>,
     log_format: LogFormat,
     store: Option<StoreKind>,
+    store_passphrase_file: Option<&Path>,
     forwarded_admin: bool,
 ) -> anyhow::Result<Started> {
     let exe = daemon_binary()?;
@@ -70,6 +71,9 @@ pub fn spawn_detached(
     }
     if let Some(store) = store {
         cmd.arg("--store").arg(store.as_str());
+    }
+    if let Some(file) = store_passphrase_file {
+        cmd.arg("--store-passphrase-file").arg(file);
     }
     if forwarded_admin {
         cmd.arg("--allow-forwarded-admin");

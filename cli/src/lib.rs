@@ -108,7 +108,8 @@ fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
 }
 
 /// `agent` with `-D`, `--detached-child`, `--socket`, `--log-format`,
-/// `--log-file`, `--store` and `--allow-forwarded-admin` (the global options
+/// `--log-file`, `--store`, `--store-passphrase-file` and
+/// `--allow-forwarded-admin` (the global options
 /// also before `agent`), as
 /// `jwtagent agent`, the detached start and the systemd unit give them.
 fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
@@ -117,6 +118,7 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
         foreground: false,
         log_file: None,
         store: None,
+        store_passphrase_file: None,
         allow_forwarded_admin: false,
         detached_child: false,
     };
@@ -156,6 +158,7 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
             "--allow-forwarded-admin" => agent.allow_forwarded_admin = true,
             "--log-file" => agent.log_file = Some(value()?.into()),
             "--store" => agent.store = Some(value()?.to_str()?.parse().ok()?),
+            "--store-passphrase-file" => agent.store_passphrase_file = Some(value()?.into()),
             _ => return None,
         }
     }
@@ -181,6 +184,7 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
         Command::Stop { shell } => commands::stop::run(&socket, shell),
         Command::Status { json } => commands::status::run(&socket, json),
         Command::Add(args) => commands::profiles::add(&socket, *args),
+        Command::Secret(args) => commands::profiles::secret(&socket, &args),
         Command::List { json } => commands::profiles::list(&socket, json),
         Command::Show { name, json } => commands::profiles::show(&socket, &name, json),
         Command::Remove { name } => commands::profiles::remove(&socket, &name),

@@ -36,6 +36,9 @@ pub enum StoreKind {
     SecretService,
     /// The Linux kernel keyutils keyring (entries do not survive a reboot).
     Keyutils,
+    /// jwtagent's own encrypted file under `$XDG_DATA_HOME/jwtagent/`, sealed
+    /// with a passphrase (`jwtagent unlock`).
+    File,
     /// macOS Keychain.
     Keychain,
     /// Windows Credential Manager.
@@ -44,10 +47,11 @@ pub enum StoreKind {
 
 impl StoreKind {
     /// Every store, in the order help lists them.
-    pub const ALL: [StoreKind; 5] = [
+    pub const ALL: [StoreKind; 6] = [
         StoreKind::Auto,
         StoreKind::SecretService,
         StoreKind::Keyutils,
+        StoreKind::File,
         StoreKind::Keychain,
         StoreKind::WindowsCredentialManager,
     ];
@@ -57,6 +61,7 @@ impl StoreKind {
             StoreKind::Auto => "auto",
             StoreKind::SecretService => "secret-service",
             StoreKind::Keyutils => "keyutils",
+            StoreKind::File => "file",
             StoreKind::Keychain => "keychain",
             StoreKind::WindowsCredentialManager => "windows-credential-manager",
         }
@@ -76,10 +81,11 @@ impl FromStr for StoreKind {
             "auto" => Ok(StoreKind::Auto),
             "secret-service" => Ok(StoreKind::SecretService),
             "keyutils" => Ok(StoreKind::Keyutils),
+            "file" => Ok(StoreKind::File),
             "keychain" => Ok(StoreKind::Keychain),
             "windows-credential-manager" => Ok(StoreKind::WindowsCredentialManager),
             _ => Err(format!(
-                "unknown store {s:?}: use auto, secret-service, keyutils, keychain or windows-credential-manager"
+                "unknown store {s:?}: use auto, secret-service, keyutils, file, keychain or windows-credential-manager"
             )),
         }
     }

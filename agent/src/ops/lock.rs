@@ -8,7 +8,14 @@ use jwtagent::secret::Secret;
 
 /// Locks the agent and drops every token: nothing usable stays in memory.
 pub(crate) async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
-    let result = state.lock.lock(passphrase).await;
+    // With the file store the lock is the store's: sealed, its passphrase
+    // opens it, and the one given here (if any) is not used.
+    let store = state.profiles.store();
+    let result = if store.is_file() {
+        state.lock.seal(store).await
+    } else {
+        state.lock.lock(passphrase).await
+    };
     if result.is_ok() {
         state.logins.cancel_all("the agent was locked");
         state.tokens.clear();
@@ -18,9 +25,16 @@ pub(crate) async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empt
 }
 
 pub(crate) async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {
-    let result = state.lock.unlock(passphrase).await;
+    let store = state.profiles.store();
+    let result = state.lock.unlock(passphrase, store).await;
     if result.is_ok() {
         tracing::info!("agent unlocked");
+        if store.is_file() {
+            // What a crash in the middle of an `add` left in the store, which
+            // could not be read while it was sealed.
+            let sweeping = state.profiles.clone();
+            tokio::spawn(async move { sweeping.sweep().await });
+        }
     }
     lock_result(result)
 }

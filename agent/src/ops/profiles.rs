@@ -6,7 +6,7 @@ use crate::error::AgentError;
 use crate::oauth::OAuthError;
 use crate::peer::Peer;
 use crate::policy::check_inputs;
-use crate::profiles::{Entry, Saved};
+use crate::profiles::{Entry, ProfileError, Refusal, Saved};
 use crate::state::AgentState;
 use crate::token_error::TokenError;
 use jwtagent::config::{Alg, Profile};
@@ -23,7 +23,6 @@ pub(crate) async fn add(
 ) -> Result<Added, AgentError> {
     inputs_serve(state, peer, "add", name, &profile)?;
     let obtained = checked(state, name, &profile, secret.as_ref(), verify).await?;
-    let verified = obtained.is_some();
     // A signed-in user profile that is replaced: its sign-in is read now
     // (the save deletes it) and revoked at the server once the new profile
     // is saved, as `logout` would; a failed save leaves it as it was.
@@ -37,7 +36,20 @@ pub(crate) async fn add(
     // sign-in under way for it is for settings that are gone.
     state.logins.cancel(name, "the profile was replaced");
     state.tokens.forget(name);
-    // The token that proved the profile is served first.
+    Ok(answer_saved(state, name, saved, obtained, verify, revoked))
+}
+
+/// The answer to an `add` or `secret` that saved: the token that proved the
+/// profile is served first.
+fn answer_saved(
+    state: &AgentState,
+    name: &str,
+    saved: Saved,
+    obtained: Option<crate::oauth::Obtained>,
+    verify: bool,
+    revoked: Option<(bool, Option<String>)>,
+) -> Added {
+    let verified = obtained.is_some();
     if let Some(mut obtained) = obtained {
         obtained.response.refresh_token = obtained.refresh_token.take();
         if let Ok((key, fetched)) =
@@ -57,7 +69,49 @@ pub(crate) async fn add(
     ];
     let warnings: Vec<String> = warnings.into_iter().flatten().collect();
     answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
-    Ok(answer)
+    answer
+}
+
+/// `secret`: replaces only profile `name`'s secret (or key), keeping its
+/// settings and its sign-in. Checked like `add` (a new secret the server
+/// refuses is not saved and the old one stays), and through the same
+/// policy on what the profile's inputs serve the caller.
+pub(crate) async fn replace_secret(
+    state: &AgentState,
+    peer: &Peer,
+    name: &str,
+    secret: Secret,
+    verify: bool,
+) -> Result<Added, AgentError> {
+    let config = state
+        .profiles
+        .current()
+        .map_err(|e| ProfileError::Config(e.to_string()))?;
+    let Some(mut profile) = config.profiles.get(name).cloned() else {
+        return Err(crate::profiles::not_served(&config, name).into());
+    };
+    let refused = |reason| ProfileError::Refused {
+        name: name.to_string(),
+        keygen: false,
+        reason,
+    };
+    if !profile.signs_grant() && profile.auth == jwtagent::config::AuthMethod::None {
+        return Err(refused(Refusal::NoSecret).into());
+    }
+    inputs_serve(state, peer, "secret", name, &profile)?;
+    // A `kid` that was the old key's thumbprint names the new key's instead.
+    let old = state.profiles.store().get(name, profile.generation).await;
+    if let (Some(kid), Ok(Some(old))) = (&profile.kid, old)
+        && crate::jwk::public_jwk(&old)
+            .ok()
+            .is_some_and(|jwk| crate::jwk::thumbprint(&jwk) == *kid)
+    {
+        profile.kid = None;
+    }
+    let obtained = checked(state, name, &profile, Some(&secret), verify).await?;
+    let saved = state.profiles.replace_secret(name, profile, secret).await?;
+    state.tokens.forget(name);
+    Ok(answer_saved(state, name, saved, obtained, verify, None))
 }
 
 /// `add`'s check of `profile` with a token request of its own (when asked

@@ -2,8 +2,9 @@
 
 use crate::refresh::KeyStatus;
 use crate::state::AgentState;
+use crate::store::StoreState;
 use jwtagent::protocol::{
-    Hello, PROTOCOL_VERSION, ProfileStatus, SkippedProfile, Status, TokenState, TokenStatus,
+    Hello, PROTOCOL_VERSION, ProfileStatus, Sealed, SkippedProfile, Status, TokenState, TokenStatus,
 };
 use std::time::Duration;
 
@@ -66,6 +67,12 @@ pub(crate) async fn status(state: &AgentState) -> Status {
         socket: state.socket.display().to_string(),
         store: Some(state.profiles.store().state().describe()),
         store_warning: state.profiles.store().state().warning(),
+        store_sealed: match state.profiles.store().state() {
+            StoreState::Sealed { exists: true } => Some(Sealed::Sealed),
+            StoreState::Sealed { exists: false } => Some(Sealed::NotCreated),
+            _ => None,
+        },
+        store_is_file: state.profiles.store().is_file(),
         config: Some(state.profiles.path().display().to_string()),
         config_error,
         skipped_profiles,

@@ -46,6 +46,59 @@ fn hand_over_to_daemon_binary() -> anyhow::Error {
     )
 }
 
+/// The agent's options from its arguments and the environment.
+fn options(args: &AgentArgs) -> anyhow::Result<Options> {
+    let config_path = jwtagent::config::config_path()
+        .ok_or_else(|| anyhow!("cannot find a config directory: set HOME or JWTAGENT_CONFIG"))?;
+    let config_path = std::path::absolute(&config_path).unwrap_or(config_path);
+    Ok(Options {
+        limits: Limits::default(),
+        config_path,
+        store: args.store,
+        forwarded_admin: args.allow_forwarded_admin,
+        keyring_service: std::env::var(jwtagent::paths::KEYRING_SERVICE_ENV).unwrap_or_default(),
+        audit_log: jwtagent::paths::audit_log(),
+        store_passphrase: store_passphrase(args)?,
+    })
+}
+
+/// systemd's name for the credential holding the file store's passphrase
+/// (`LoadCredential=jwtagent-store-passphrase:PATH`, or `LoadCredentialEncrypted=`).
+const PASSPHRASE_CREDENTIAL: &str = "jwtagent-store-passphrase";
+
+/// The file store's passphrase given for the start: `--store-passphrase-file`,
+/// else the systemd credential when there is one. Its first line, at most
+/// 4 KiB; the file is read once and not kept open.
+fn store_passphrase(args: &AgentArgs) -> anyhow::Result<Option<jwtagent::secret::Secret>> {
+    let path = args.store_passphrase_file.clone().or_else(|| {
+        let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+        let path = std::path::Path::new(&dir).join(PASSPHRASE_CREDENTIAL);
+        path.exists().then_some(path)
+    });
+    let Some(path) = path else { return Ok(None) };
+    let bytes = read_passphrase_file(&path)
+        .with_context(|| format!("cannot read the store passphrase from {}", path.display()))?;
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(anyhow!(
+            "the store passphrase file {} is empty",
+            path.display()
+        ));
+    }
+    Ok(Some(jwtagent::secret::Secret::new(line.to_vec())))
+}
+
+/// At most 4 KiB of `path`, which may be a pipe (`/dev/fd/N`).
+fn read_passphrase_file(path: &std::path::Path) -> std::io::Result<zeroize::Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(4096));
+    std::fs::File::open(path)?
+        .take(4096)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Runs the agent in this process, in the foreground: `jwtagent-agent agent -D`.
 pub fn serve(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Result<(), CliError> {
     if args.detached_child {
@@ -62,22 +115,12 @@ pub fn serve(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Re
         logging::init_stderr(log_format);
     }
 
-    let Some(config_path) = jwtagent::config::config_path() else {
-        let e = anyhow!("cannot find a config directory: set HOME or JWTAGENT_CONFIG");
+    let options = options(args).map_err(|e| {
         if args.detached_child {
-            daemon::report(Err(e.to_string()))?;
+            let _ = daemon::report(Err(format!("{e:#}")));
         }
-        return Err(e.into());
-    };
-    let config_path = std::path::absolute(&config_path).unwrap_or(config_path);
-    let options = Options {
-        limits: Limits::default(),
-        config_path,
-        store: args.store,
-        forwarded_admin: args.allow_forwarded_admin,
-        keyring_service: std::env::var(jwtagent::paths::KEYRING_SERVICE_ENV).unwrap_or_default(),
-        audit_log: jwtagent::paths::audit_log(),
-    };
+        e
+    })?;
     // systemd socket activation: a listening socket in LISTEN_FDS is ours to
     // serve (and systemd's to remove).
     let inherited = listenfd::ListenFd::from_env()
@@ -134,6 +177,7 @@ fn start_detached(
         log_file.as_deref(),
         log_format,
         args.store,
+        args.store_passphrase_file.as_deref(),
         args.allow_forwarded_admin,
     )? {
         Started::Ready { pid } => {

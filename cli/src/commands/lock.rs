@@ -5,7 +5,7 @@ use crate::error::{CliError, START_HINT};
 use crate::output;
 use anyhow::Context;
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::{Empty, Request};
+use jwtagent::protocol::{Empty, Request, Sealed, Status};
 use jwtagent::secret::Secret;
 use std::io::{IsTerminal, Read};
 
@@ -48,19 +48,48 @@ fn passphrase(from_stdin: bool, prompt: &str, confirm: bool) -> Result<Secret, C
 }
 
 pub fn lock(socket: &SocketPath, from_stdin: bool) -> Result<(), CliError> {
-    let passphrase = passphrase(from_stdin, "Passphrase to lock the agent: ", true)?;
     let (mut client, _) = connect::connect_or_autostart(socket)?;
+    let status = client
+        .call::<Status>(&Request::Status)
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    // With the file store, locking seals it: its own passphrase unlocks.
+    let passphrase = if status.store_is_file {
+        Secret::new(Vec::new())
+    } else {
+        passphrase(from_stdin, "Passphrase to lock the agent: ", true)?
+    };
     client
         .call::<Empty>(&Request::Lock { passphrase })
         .map_err(|e| CliError::from_client(e, START_HINT))?;
-    output::print("Agent locked. `jwtagent unlock` to use it again.\n")
+    if status.store_is_file {
+        output::print(
+            "Agent locked: the file store is sealed. `jwtagent unlock` with its passphrase to use it again.\n",
+        )
+    } else {
+        output::print("Agent locked. `jwtagent unlock` to use it again.\n")
+    }
 }
 
 pub fn unlock(socket: &SocketPath, from_stdin: bool) -> Result<(), CliError> {
     let (mut client, _) = connect::connect_existing(socket)?;
-    let passphrase = passphrase(from_stdin, "Passphrase to unlock the agent: ", false)?;
+    let status = client
+        .call::<Status>(&Request::Status)
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    let passphrase = match status.store_sealed {
+        Some(Sealed::NotCreated) => passphrase(
+            from_stdin,
+            "The file store does not exist yet. Choose its passphrase: ",
+            true,
+        )?,
+        Some(Sealed::Sealed) => passphrase(from_stdin, "Passphrase of the file store: ", false)?,
+        None => passphrase(from_stdin, "Passphrase to unlock the agent: ", false)?,
+    };
     client
         .call::<Empty>(&Request::Unlock { passphrase })
         .map_err(|e| CliError::from_client(e, START_HINT))?;
-    output::print("Agent unlocked.\n")
+    match status.store_sealed {
+        Some(Sealed::NotCreated) => output::print("File store created; agent unlocked.\n"),
+        Some(Sealed::Sealed) => output::print("File store opened; agent unlocked.\n"),
+        None => output::print("Agent unlocked.\n"),
+    }
 }

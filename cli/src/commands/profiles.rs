@@ -1,6 +1,6 @@
 //! `jwtagent add`, `list`, `show`, `remove`: profile management through the agent.
 
-use crate::args::{AddArgs, KeygenArgs, ProfileArgs};
+use crate::args::{AddArgs, KeygenArgs, ProfileArgs, SecretArgs};
 use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
@@ -232,9 +232,28 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
             "--key-file is for --auth private_key_jwt, tls_client_auth or self_signed_tls_client_auth and for grants signed with a key, not {auth}; use --secret-file for a client secret"
         )));
     }
-    let mut secret = if let Some(path) = &args.secret_file {
+    let prompt = format!("Client secret for {}: ", args.name);
+    let missing = || format!("{auth} needs a client secret");
+    given_secret(
+        args.secret_file.as_deref(),
+        args.secret_stdin,
+        &prompt,
+        missing,
+    )
+    .map(Some)
+}
+
+/// The secret from `--secret-file`, `--secret-stdin`, or a no-echo prompt
+/// on a terminal; `missing` says what needs it when there is none of them.
+fn given_secret(
+    file: Option<&Path>,
+    stdin: bool,
+    prompt: &str,
+    missing: impl FnOnce() -> String,
+) -> Result<Secret, CliError> {
+    let mut secret = if let Some(path) = file {
         read_file("--secret-file", path)?
-    } else if args.secret_stdin {
+    } else if stdin {
         let mut bytes = Vec::new();
         std::io::stdin()
             .lock()
@@ -249,12 +268,13 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
         }
         secret
     } else if std::io::stdin().is_terminal() {
-        let typed = rpassword::prompt_password(format!("Client secret for {}: ", args.name))
+        let typed = rpassword::prompt_password(prompt)
             .context("cannot read the secret from the terminal")?;
         Secret::new(typed.into_bytes())
     } else {
         return Err(CliError::Usage(format!(
-            "{auth} needs a client secret: pass --secret-stdin, --secret-file FILE, or run in a terminal to be prompted"
+            "{}: pass --secret-stdin, --secret-file FILE, or run in a terminal to be prompted",
+            missing()
         )));
     };
     secret.trim_trailing_newline();
@@ -266,7 +286,45 @@ fn read_secret(args: &AddArgs, profile: &Profile) -> Result<Option<Secret>, CliE
             "the client secret is not UTF-8 text".into(),
         ));
     }
-    Ok(Some(secret))
+    Ok(secret)
+}
+
+/// `jwtagent secret NAME`: a new secret (or key) for a profile that stays
+/// as it is otherwise.
+pub fn secret(socket: &SocketPath, args: &SecretArgs) -> Result<(), CliError> {
+    let secret = match &args.key_file {
+        Some(path) => {
+            let key = read_file("--key-file", path)?;
+            convertible_key(path, &key)?;
+            key
+        }
+        None => given_secret(
+            args.secret_file.as_deref(),
+            args.secret_stdin,
+            &format!("New secret for {}: ", args.name),
+            || format!("profile {} needs its new secret", args.name),
+        )?,
+    };
+    let (mut client, _) = connect::connect_existing(socket)?;
+    let saved: Added = client
+        .call(&Request::Secret {
+            name: args.name.clone(),
+            secret,
+            verify: !args.no_verify,
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    if let Some(warning) = &saved.warning {
+        eprintln!("warning: {warning}");
+    }
+    let checked = match saved.verified {
+        Some(true) => " (checked: the server issued a token with it)",
+        Some(false) => " (not checked: this kind of profile gets no token at add)",
+        None => " (not checked: --no-verify)",
+    };
+    output::print(&format!(
+        "Replaced the secret of profile {}{checked}; its other settings are unchanged.\n",
+        args.name
+    ))
 }
 
 /// A key file in a format the agent does not take but that converts to one:
