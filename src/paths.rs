@@ -62,6 +62,10 @@ pub fn store_file() -> Option<PathBuf> {
     )
 }
 
+/// The agent's secret store when `--store` names none (before the config's
+/// `store`).
+pub const STORE_ENV: &str = "JWTAGENT_STORE";
+
 /// How the socket path was chosen. Only the default path may be autostarted by
 /// commands other than `env` and `agent`: an explicit path that does not answer is
 /// an error the user should see.

@@ -54,6 +54,15 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         verify: bool,
     },
+    /// Move every secret, key and refresh token to the `to` store (the file
+    /// store: with its `passphrase`, created if need be): copied and read
+    /// back, then the config names the new store, then the old entries are
+    /// deleted. Answered with [`Migrated`].
+    StoreMigrate {
+        to: crate::config::StoreKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passphrase: Option<Secret>,
+    },
     /// Delete a profile, its keyring entry and its cached tokens. Answered with
     /// [`Removed`].
     Remove { name: String },
@@ -170,6 +179,7 @@ impl Request {
         "login_wait",
         "logout",
         "whoami",
+        "store_migrate",
     ];
 
     /// The op name as it appears on the wire.
@@ -193,6 +203,7 @@ impl Request {
             Request::LoginWait { .. } => "login_wait",
             Request::Logout { .. } => "logout",
             Request::Whoami { .. } => "whoami",
+            Request::StoreMigrate { .. } => "store_migrate",
         }
     }
 }
@@ -445,6 +456,20 @@ pub struct Added {
 pub struct Removed {
     /// Set when the profile is gone but something could not be cleaned up (its
     /// keyring entry); says what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// Answer to [`Request::StoreMigrate`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migrated {
+    /// The store the secrets were in, and the one they are in now.
+    pub from: String,
+    pub to: String,
+    /// How many entries (secrets, keys, refresh tokens) moved.
+    pub moved: u64,
+    /// Set when something needs the user: old entries that could not be
+    /// deleted, or an agent whose `--store` overrides the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
@@ -993,6 +1018,10 @@ mod tests {
             },
             Request::Logout { name: n() },
             Request::Whoami { name: n() },
+            Request::StoreMigrate {
+                to: crate::config::StoreKind::File,
+                passphrase: Some(s()),
+            },
             Request::Lock { passphrase: s() },
             Request::Unlock { passphrase: s() },
             Request::Keygen {

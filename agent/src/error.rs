@@ -24,6 +24,9 @@ pub(crate) enum AgentError {
     Lock(#[from] LockError),
     #[error("the agent is locked; unlock it with `jwtagent unlock`")]
     Locked,
+    /// `store migrate` did not move the secrets; nothing changed.
+    #[error("cannot move the secrets: {0}; nothing changed")]
+    Migrate(String),
     /// `stop` while locked: the agent would come back unlocked.
     #[error(
         "the agent is locked, and a locked agent is not stopped through its socket (started again, it would come back unlocked): unlock it first with `jwtagent unlock`, or stop it from its service manager (SIGTERM: `systemctl --user stop jwtagent`, or `kill PID`)"
@@ -103,6 +106,7 @@ impl AgentError {
             AgentError::Lock(LockError::Hash(_)) => ErrorCode::Internal,
             AgentError::Lock(_) => ErrorCode::BadRequest,
             AgentError::Locked | AgentError::StopLocked => ErrorCode::Locked,
+            AgentError::Migrate(_) => ErrorCode::Store,
             AgentError::Denied(_) => ErrorCode::Denied,
             AgentError::NoIdToken(_) => ErrorCode::BadRequest,
             AgentError::Login(e) => e.code(),

@@ -52,6 +52,7 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
         | Request::Unlock { .. }
         | Request::Add { .. }
         | Request::Secret { .. }
+        | Request::StoreMigrate { .. }
         | Request::Remove { .. }
         | Request::Keygen { .. }
         | Request::Login { .. }
@@ -103,19 +104,21 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
 /// Answers a request that changes the agent (its profiles, its lock, a
 /// sign-in, its life), each recorded in the audit log.
 async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -> (Vec<u8>, After) {
+    let op = request.op();
+    // The op's answer, recorded in the audit log under the op's own name.
+    macro_rules! answer {
+        ($profile:expr, $result:expr) => {
+            encode(state, id, audited(state, peer, op, $profile, $result))
+        };
+    }
     let line = match request {
         Request::Stop => {
             tracing::info!("stop requested by a client");
-            let stopped = audited(state, peer, "stop", None, Ok(Empty {}));
-            return (encode(state, id, stopped), After::Shutdown);
+            return (answer!(None, Ok(Empty {})), After::Shutdown);
         }
-        Request::Lock { passphrase } => {
-            let locked = ops::lock::lock(state, &passphrase).await;
-            encode(state, id, audited(state, peer, "lock", None, locked))
-        }
+        Request::Lock { passphrase } => answer!(None, ops::lock::lock(state, &passphrase).await),
         Request::Unlock { passphrase } => {
-            let unlocked = ops::lock::unlock(state, &passphrase).await;
-            encode(state, id, audited(state, peer, "unlock", None, unlocked))
+            answer!(None, ops::lock::unlock(state, &passphrase).await)
         }
         Request::Add {
             name,
@@ -124,7 +127,7 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
             verify,
         } => {
             let added = ops::profiles::add(state, peer, &name, *profile, secret, verify).await;
-            encode(state, id, audited(state, peer, "add", Some(&name), added))
+            answer!(Some(&name), added)
         }
         Request::Secret {
             name,
@@ -132,20 +135,12 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
             verify,
         } => {
             let replaced = ops::profiles::replace_secret(state, peer, &name, secret, verify).await;
-            encode(
-                state,
-                id,
-                audited(state, peer, "secret", Some(&name), replaced),
-            )
+            answer!(Some(&name), replaced)
         }
-        Request::Remove { name } => {
-            let removed = ops::profiles::remove(state, &name).await;
-            encode(
-                state,
-                id,
-                audited(state, peer, "remove", Some(&name), removed),
-            )
+        Request::StoreMigrate { to, passphrase } => {
+            answer!(None, ops::store::migrate(state, to, passphrase).await)
         }
+        Request::Remove { name } => answer!(Some(&name), ops::profiles::remove(state, &name).await),
         Request::Keygen {
             name,
             profile,
@@ -153,20 +148,10 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
             force,
         } => {
             let made = ops::profiles::keygen(state, peer, &name, *profile, alg, force).await;
-            encode(state, id, audited(state, peer, "keygen", Some(&name), made))
+            answer!(Some(&name), made)
         }
-        Request::Login { name } => {
-            let started = ops::login::start(state, &name).await;
-            encode(
-                state,
-                id,
-                audited(state, peer, "login", Some(&name), started),
-            )
-        }
-        Request::Logout { name } => {
-            let out = ops::login::logout(state, &name).await;
-            encode(state, id, audited(state, peer, "logout", Some(&name), out))
-        }
+        Request::Login { name } => answer!(Some(&name), ops::login::start(state, &name).await),
+        Request::Logout { name } => answer!(Some(&name), ops::login::logout(state, &name).await),
         // `dispatch` sends only the ops above here.
         other => encode::<Empty>(
             state,
@@ -201,7 +186,8 @@ fn audited<T>(
 /// The rules every request meets before its op: forwarded connections are
 /// read-only, and a locked agent serves nothing but `hello`, `status` and
 /// `unlock` (and is not stopped through its socket: stopped and started
-/// again it would come back unlocked; its service manager's SIGTERM does).
+/// again it would come back unlocked; its service manager's SIGTERM does.
+/// One whose lock is its sealed file store comes back sealed, and stops).
 fn gate(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentError> {
     check_forwarded(state, peer, request)?;
     if !state.lock.is_locked() {
@@ -209,6 +195,8 @@ fn gate(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentE
     }
     match request {
         Request::Hello | Request::Status | Request::Unlock { .. } => Ok(()),
+        // A sealed file store comes back sealed: stopping undoes nothing.
+        Request::Stop if state.profiles.store().is_file() => Ok(()),
         Request::Stop => Err(AgentError::StopLocked),
         Request::Token { name, .. } | Request::DpopProof { name, .. } => {
             state

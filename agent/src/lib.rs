@@ -279,27 +279,46 @@ impl Agent {
             })
         };
 
-        let store_kind = self.options.store.unwrap_or_else(|| {
-            ConfigFile::load(&self.options.config_path)
-                .ok()
-                .and_then(|c| c.store)
-                .unwrap_or_default()
-        });
+        let config = ConfigFile::load(&self.options.config_path).ok();
+        let store_kind = self
+            .options
+            .store
+            .or_else(|| config.as_ref().and_then(|c| c.store))
+            .unwrap_or_default();
+        // Where `auto` finds no Secret Service, it keeps using the kernel
+        // keyring if that holds these profiles' secrets.
+        let legacy: Vec<String> = config
+            .iter()
+            .flat_map(|c| c.profiles.iter())
+            .map(|(name, p)| store::account(name, p.generation))
+            .collect();
         let service = if self.options.keyring_service.is_empty() {
             store::SERVICE
         } else {
             &self.options.keyring_service
         };
-        let store = SecretStore::open(store_kind, service);
+        let store = SecretStore::open(store_kind, service, legacy);
         let audit = audit::Audit::new(self.options.audit_log.clone());
         let mut state =
             AgentState::new(path.clone(), self.options.config_path.clone(), store, audit);
         state.forwarded_admin = self.options.forwarded_admin;
+        state.store_flag = self.options.store;
         if store_kind == StoreKind::File {
             // Sealed until its passphrase is given.
             state.lock = lock::Lock::sealed();
         }
         let state = Arc::new(state);
+        if store_kind == StoreKind::Auto {
+            // `auto` chooses the file store where there is no Secret Service:
+            // sealed as soon as that is known (an unlock before then finds
+            // the store sealed all the same).
+            let sealing = state.clone();
+            tokio::spawn(async move {
+                if sealing.profiles.store().opens_sealed().await {
+                    sealing.lock.seal_at_start();
+                }
+            });
+        }
         if let Some(passphrase) = &self.options.store_passphrase {
             match ops::lock::unlock(&state, passphrase).await {
                 Ok(_) => tracing::info!("file store opened with the passphrase given at start"),

@@ -94,6 +94,20 @@ impl Lock {
         lock
     }
 
+    /// Locks an agent whose store turned out, once opened, to be a sealed
+    /// file store. Nothing to do if it is locked already.
+    pub(crate) fn seal_at_start(&self) {
+        if let Ok(mut state) = self.state.try_lock()
+            && state.is_none()
+        {
+            *state = Some(Locked {
+                key: Key::Store,
+                failures: 0,
+            });
+            self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     pub(crate) fn is_locked(&self) -> bool {
         self.locked.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -157,6 +171,13 @@ impl Lock {
         store: &SecretStore,
     ) -> Result<(), LockError> {
         let mut state = self.state.lock().await;
+        if state.is_none() && store.opens_sealed().await {
+            // Before `seal_at_start` saw the store sealed.
+            *state = Some(Locked {
+                key: Key::Store,
+                failures: 0,
+            });
+        }
         let Some(locked) = state.as_mut() else {
             return Err(LockError::NotLocked);
         };

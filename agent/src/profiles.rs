@@ -11,7 +11,9 @@ use crate::jwk;
 use crate::keys::check_secret;
 use crate::store::{SecretStore, StoreError};
 use jwtagent::chain::ChainError;
-use jwtagent::config::{Alg, AuthMethod, ConfigError, ConfigFile, Profile, validate_name};
+use jwtagent::config::{
+    Alg, AuthMethod, ConfigError, ConfigFile, Profile, StoreKind, validate_name,
+};
 use jwtagent::secret::Secret;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -553,6 +555,36 @@ impl Profiles {
             .await
             .map_err(|e| ProfileError::Config(format!("config writer failed: {e}")))?
             .map_err(|e| ProfileError::Config(e.to_string()))
+    }
+
+    /// The keyring accounts of every profile's current generation: secret,
+    /// DPoP key and refresh token (whichever it has).
+    pub(crate) fn accounts(&self) -> Result<Vec<String>, ProfileError> {
+        let config = self
+            .current()
+            .map_err(|e| ProfileError::Config(e.to_string()))?;
+        Ok(config
+            .profiles
+            .iter()
+            .flat_map(|(name, p)| {
+                [
+                    crate::store::account(name, p.generation),
+                    crate::store::dpop_account(name, p.generation),
+                    crate::store::refresh_account(name, p.generation),
+                ]
+            })
+            .collect())
+    }
+
+    /// Names `store` as the config's secret store.
+    pub(crate) async fn set_store(&self, store: StoreKind) -> Result<(), ProfileError> {
+        let _guard = self.writer.lock().await;
+        let mut config = ConfigFile::load(&self.path)
+            .map_err(|e| ProfileError::Config(format!("cannot switch the store: {e}")))?;
+        config.store = Some(store);
+        self.write(&config).await?;
+        self.remember(config);
+        Ok(())
     }
 
     /// Deletes a profile from the config, then its keyring entry.

@@ -24,6 +24,8 @@ pub(crate) struct AgentState {
     /// Connections forwarded over SSH may do more than read
     /// (`--allow-forwarded-admin`).
     pub forwarded_admin: bool,
+    /// The agent's `--store`, which overrides the config's.
+    pub store_flag: Option<jwtagent::config::StoreKind>,
 }
 
 impl AgentState {
@@ -41,6 +43,7 @@ impl AgentState {
             audit,
             logins: crate::login::Logins::default(),
             forwarded_admin: false,
+            store_flag: None,
         }
     }
 

@@ -138,9 +138,11 @@ pub(crate) enum StoreState {
     },
     Failed(OpenError),
     /// The file store, until `jwtagent unlock` gives its passphrase; `exists`:
-    /// whether the file is there yet (the first unlock creates it).
+    /// whether the file is there yet (the first unlock creates it);
+    /// `secret_service`: why `auto` did not use one, when it chose the file.
     Sealed {
         exists: bool,
+        secret_service: Option<OpenError>,
     },
 }
 
@@ -148,10 +150,10 @@ impl StoreState {
     pub(crate) fn describe(&self) -> String {
         match self {
             StoreState::Opening => "opening".into(),
-            StoreState::Sealed { exists: true } => {
+            StoreState::Sealed { exists: true, .. } => {
                 "file (sealed: run `jwtagent unlock` and give its passphrase)".into()
             }
-            StoreState::Sealed { exists: false } => {
+            StoreState::Sealed { exists: false, .. } => {
                 "file (not created yet: run `jwtagent unlock` to choose its passphrase)".into()
             }
             StoreState::Ready(backend) | StoreState::FellBack { backend, .. } => {
@@ -164,9 +166,33 @@ impl StoreState {
     /// What the user should know about a store that works, but less well
     /// than it could: said where they act (`add`, `status`).
     pub(crate) fn warning(&self) -> Option<String> {
+        let no_service = |why: &OpenError| {
+            format!(
+                "no Secret Service ({why}), so secrets are kept in jwtagent's encrypted file store (--store file)"
+            )
+        };
         match self {
+            StoreState::FellBack {
+                backend: Backend::Keyutils,
+                secret_service,
+            } => Some(format!(
+                "secrets are in the kernel keyring, which loses them at the next reboot (no Secret Service: {secret_service}); keep them in jwtagent's encrypted file store with `jwtagent store migrate --to file`, or start a Secret Service (GNOME Keyring, KWallet, KeePassXC) and `jwtagent store migrate --to secret-service`"
+            )),
             StoreState::FellBack { secret_service, .. } => Some(format!(
-                "secrets are in the kernel keyring, which loses them at the next reboot (no Secret Service: {secret_service}); start GNOME Keyring, KWallet or KeePassXC in your session and add the profiles again to keep them"
+                "{}; --store keyutils keeps nothing on disk, but loses them at the next reboot",
+                no_service(secret_service)
+            )),
+            StoreState::Sealed {
+                exists,
+                secret_service: Some(why),
+            } => Some(format!(
+                "{}, which {}; --store keyutils keeps nothing on disk, but loses them at the next reboot",
+                no_service(why),
+                if *exists {
+                    "is sealed: run `jwtagent unlock` and give its passphrase"
+                } else {
+                    "does not exist yet: run `jwtagent unlock` to choose its passphrase"
+                }
             )),
             _ => None,
         }
@@ -252,6 +278,8 @@ type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 struct Worker {
     open: Opener,
     opened: Option<Opened>,
+    /// The store a migration copied to, until [`SecretStore::switch`].
+    pending: Option<Opened>,
     state: Arc<Mutex<StoreState>>,
 }
 
@@ -295,8 +323,31 @@ pub(crate) struct SecretStore {
 impl SecretStore {
     /// Starts the store thread for `kind`; the backend is opened on it right away.
     /// Entries are kept under keyring service `service` (normally [`SERVICE`]).
-    pub(crate) fn open(kind: StoreKind, service: &str) -> SecretStore {
-        Self::spawn(Box::new(move || backends::open(kind)), service)
+    /// `legacy`: the accounts of the config's profiles, which `auto` looks
+    /// for in the kernel keyring where there is no Secret Service (secrets
+    /// an earlier jwtagent put there stay in use, until `store migrate`).
+    pub(crate) fn open(kind: StoreKind, service: &str, legacy: Vec<String>) -> SecretStore {
+        let owned = service.to_owned();
+        let store = Self::spawn(
+            Box::new(move || backends::open(kind, &owned, &legacy)),
+            service,
+        );
+        // The file store opens sealed at once: said from the start, not
+        // "opening" until its thread has run.
+        if kind == StoreKind::File
+            && let Some(path) = jwtagent::paths::store_file()
+        {
+            let exists = std::fs::symlink_metadata(path).is_ok();
+            if let Ok(mut state) = store.state.lock()
+                && *state == StoreState::Opening
+            {
+                *state = StoreState::Sealed {
+                    exists,
+                    secret_service: None,
+                };
+            }
+        }
+        store
     }
 
     /// A store over a given keyring-core store (the mock store in tests).
@@ -345,6 +396,7 @@ impl SecretStore {
         let mut worker = Worker {
             open,
             opened: None,
+            pending: None,
             state: state.clone(),
         };
         let spawned = std::thread::Builder::new()
@@ -378,27 +430,33 @@ impl SecretStore {
             .unwrap_or(StoreState::Opening)
     }
 
+    /// Runs `f` on the opened backend, on the store's thread.
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Opened) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.call_worker(CALL_TIMEOUT, move |worker| worker.opened().and_then(f))
+            .await
+    }
+
+    /// Runs `f` on the store's thread, waiting at most `limit`; then
+    /// publishes what `status` shows (sealed or opened, created).
+    async fn call_worker<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        f: impl FnOnce(&mut Worker) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move |worker: &mut Worker| {
-                let state = worker.state.clone();
-                let result = match worker.opened() {
-                    Ok(opened) => {
-                        let result = f(opened);
-                        // Sealed or opened, created: status shows it.
-                        set_state(&state, opened.state());
-                        result
-                    }
-                    Err(e) => Err(e),
-                };
+                let result = f(worker);
+                if let Some(opened) = &worker.opened {
+                    set_state(&worker.state, opened.state());
+                }
                 let _ = tx.send(result);
             }))
             .map_err(|_| StoreError::Gone)?;
-        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+        match tokio::time::timeout(limit, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(StoreError::Gone),
             Err(_) => Err(StoreError::Timeout),
@@ -500,12 +558,112 @@ impl SecretStore {
         .await
     }
 
+    /// `store migrate`, first half: opens the `to` store (the file store
+    /// with `passphrase`, created if need be) on the store's thread, copies
+    /// every entry of `accounts` there and reads each back. The copy waits
+    /// for [`SecretStore::switch`]; nothing changes in the store in use.
+    /// Answers how many entries were copied.
+    pub(crate) async fn copy_to(
+        &self,
+        to: StoreKind,
+        passphrase: Option<Secret>,
+        accounts: Vec<String>,
+    ) -> Result<usize, MigrateError> {
+        let service = self.service.clone();
+        // Argon2id, and a keyring call per entry: more than one call's time.
+        self.call_worker(CALL_TIMEOUT * 4, move |worker| {
+            Ok(worker.copy_to(to, passphrase, &service, &accounts))
+        })
+        .await?
+    }
+
+    /// `store migrate`, second half (once the config names the new store):
+    /// the copy becomes the store in use, and `accounts` are deleted from the
+    /// old one. Answers the entries that could not be deleted, with why.
+    pub(crate) async fn switch(&self, accounts: Vec<String>) -> Result<Vec<String>, StoreError> {
+        let service = self.service.clone();
+        self.call_worker(CALL_TIMEOUT, move |worker| {
+            let new = worker.pending.take().ok_or(StoreError::Gone)?;
+            let mut old = worker.opened.replace(new).ok_or(StoreError::Gone)?;
+            Ok(accounts
+                .iter()
+                .filter_map(|account| match old.delete(&service, account) {
+                    Ok(_) => None,
+                    Err(e) => Some(format!("{account}: {e}")),
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// Whether the store is the file store (whose passphrase is the lock's).
     pub(crate) fn is_file(&self) -> bool {
         matches!(
             self.state(),
-            StoreState::Sealed { .. } | StoreState::Ready(Backend::File)
+            StoreState::Sealed { .. }
+                | StoreState::Ready(Backend::File)
+                | StoreState::FellBack {
+                    backend: Backend::File,
+                    ..
+                }
         )
+    }
+
+    /// Whether the store, once opened, is a sealed file store (`auto` may
+    /// choose the file store only when it finds no Secret Service).
+    pub(crate) async fn opens_sealed(&self) -> bool {
+        self.call(|o| Ok(matches!(o.state(), StoreState::Sealed { .. })))
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// Why `store migrate` did not copy.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MigrateError {
+    #[error("cannot open the {to} store: {why}")]
+    Open { to: StoreKind, why: OpenError },
+    #[error("the secrets are in the {0} store already")]
+    Same(Backend),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("the copy of {account} in the {to} store reads back different; nothing was switched")]
+    Differs { account: String, to: Backend },
+}
+
+impl Worker {
+    fn copy_to(
+        &mut self,
+        to: StoreKind,
+        passphrase: Option<Secret>,
+        service: &str,
+        accounts: &[String],
+    ) -> Result<usize, MigrateError> {
+        let mut target =
+            backends::open(to, service, &[]).map_err(|why| MigrateError::Open { to, why })?;
+        let from = self.opened()?;
+        if target.backend == from.backend {
+            return Err(MigrateError::Same(from.backend));
+        }
+        if let (Kept::File(file), Some(passphrase)) = (&mut target.store, &passphrase) {
+            file.unseal(passphrase).map_err(StoreError::from)?;
+        }
+        let mut copied = 0;
+        for account in accounts {
+            let Some(secret) = from.get(service, account)? else {
+                continue;
+            };
+            target.set(service, account, secret.clone())?;
+            if target.get(service, account)?.as_ref() != Some(&secret) {
+                return Err(MigrateError::Differs {
+                    account: account.clone(),
+                    to: target.backend,
+                });
+            }
+            copied += 1;
+        }
+        self.pending = Some(target);
+        Ok(copied)
     }
 }
 
@@ -513,8 +671,9 @@ impl Opened {
     /// What `status` shows of this backend.
     fn state(&self) -> StoreState {
         match (&self.store, &self.fell_back) {
-            (Kept::File(file), _) if file.is_sealed() => StoreState::Sealed {
+            (Kept::File(file), why) if file.is_sealed() => StoreState::Sealed {
                 exists: file.exists(),
+                secret_service: why.clone(),
             },
             (_, Some(why)) => StoreState::FellBack {
                 backend: self.backend,
@@ -606,9 +765,13 @@ mod backends {
     use super::{Backend, OpenError, Opened};
     use jwtagent::config::StoreKind;
 
-    pub(super) fn open(kind: StoreKind) -> Result<Opened, OpenError> {
+    pub(super) fn open(
+        kind: StoreKind,
+        service: &str,
+        legacy: &[String],
+    ) -> Result<Opened, OpenError> {
         match kind {
-            StoreKind::Auto => auto(),
+            StoreKind::Auto => auto(service, legacy),
             StoreKind::SecretService => secret_service(),
             StoreKind::Keyutils => keyutils(),
             StoreKind::File => file(),
@@ -637,41 +800,73 @@ mod backends {
         }
     }
 
+    /// A Secret Service when one answers; else the file store, unless the
+    /// kernel keyring holds secrets of the config's profiles (put there by
+    /// an earlier jwtagent, whose `auto` chose it) and no file store exists.
     #[cfg(target_os = "linux")]
-    fn auto() -> Result<Opened, OpenError> {
-        match secret_service() {
-            Ok(opened) => Ok(opened),
-            Err(ss) => match keyutils() {
-                Ok(opened) => {
-                    tracing::warn!(
-                        secret_service = %ss,
-                        "no Secret Service available; using the kernel keyutils keyring, whose entries do not survive a reboot"
-                    );
-                    Ok(Opened {
-                        fell_back: Some(ss),
+    fn auto(service: &str, legacy: &[String]) -> Result<Opened, OpenError> {
+        let ss = match secret_service() {
+            Ok(opened) => return Ok(opened),
+            Err(ss) => ss,
+        };
+        // No data directory for a file (no HOME): the kernel keyring, as
+        // before there was a file store.
+        let file = match file() {
+            Ok(file) => file,
+            Err(why) => {
+                return keyutils()
+                    .map(|opened| Opened {
+                        fell_back: Some(ss.clone()),
                         ..opened
                     })
-                }
-                Err(ku) => Err(OpenError::Neither {
-                    secret_service: Box::new(ss),
-                    keyutils: Box::new(ku),
-                }),
-            },
+                    .map_err(|ku| OpenError::Neither {
+                        secret_service: Box::new(ss),
+                        keyutils: Box::new(OpenError::Open {
+                            backend: Backend::File,
+                            detail: format!("{why}; and keyutils: {ku}"),
+                        }),
+                    });
+            }
+        };
+        let file_exists = matches!(&file.store, super::Kept::File(f) if f.exists());
+        if !file_exists
+            && !legacy.is_empty()
+            && let Ok(opened) = keyutils()
+            && legacy
+                .iter()
+                .any(|account| matches!(opened.get(service, account), Ok(Some(_))))
+        {
+            tracing::warn!(
+                secret_service = %ss,
+                "no Secret Service available; the kernel keyring holds this config's secrets, which do not survive a reboot: `jwtagent store migrate --to file` keeps them"
+            );
+            return Ok(Opened {
+                fell_back: Some(ss),
+                ..opened
+            });
         }
+        tracing::warn!(
+            secret_service = %ss,
+            "no Secret Service available; using jwtagent's encrypted file store"
+        );
+        Ok(Opened {
+            fell_back: Some(ss),
+            ..file
+        })
     }
 
     #[cfg(target_os = "macos")]
-    fn auto() -> Result<Opened, OpenError> {
+    fn auto(_: &str, _: &[String]) -> Result<Opened, OpenError> {
         keychain()
     }
 
     #[cfg(windows)]
-    fn auto() -> Result<Opened, OpenError> {
+    fn auto(_: &str, _: &[String]) -> Result<Opened, OpenError> {
         windows()
     }
 
     #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
-    fn auto() -> Result<Opened, OpenError> {
+    fn auto(_: &str, _: &[String]) -> Result<Opened, OpenError> {
         Err(OpenError::Unsupported)
     }
 

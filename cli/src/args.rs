@@ -240,6 +240,11 @@ pub enum Command {
         #[arg(long)]
         passphrase_stdin: bool,
     },
+    /// The secret store
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Show the audit log: every token request and refusal, and every change to the agent, with who asked
     Audit {
         /// Keep printing new entries as they come
@@ -479,6 +484,26 @@ impl ProfileArgs {
             generation: 0,
         })
     }
+}
+
+/// What `jwtagent store` does.
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Move every secret, key and refresh token to another store
+    ///
+    /// Each entry is copied and read back first; then the config names the
+    /// new store; only then are the old entries deleted. A crash at any step
+    /// leaves every secret in a store the config names.
+    Migrate {
+        /// The store to move to: secret-service, keyutils, file, keychain or
+        /// windows-credential-manager
+        #[arg(long, value_name = "STORE", value_parser = one_of::<StoreKind>(&StoreKind::ALL.map(StoreKind::as_str)))]
+        to: StoreKind,
+        /// With --to file: read the store's passphrase from standard input
+        /// instead of prompting
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
 }
 
 #[derive(Debug, Args)]

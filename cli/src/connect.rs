@@ -155,3 +155,17 @@ pub fn start_if_needed(socket: &SocketPath) -> Result<(Client, Hello, bool), Cli
         }
     }
 }
+
+/// The agent's status once it has opened its secret store (it opens it
+/// while it starts serving, so just after a start the store is "opening"
+/// for a moment): asked again for up to 3 s.
+pub fn settled_status(client: &mut Client) -> Result<jwtagent::protocol::Status, ClientError> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let status = client.status()?;
+        if status.store.as_deref() != Some("opening") || Instant::now() >= deadline {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -216,6 +216,13 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
             username,
         } => commands::integrations::git_credential(&socket, &token, operation, &username),
         Command::Lock { passphrase_stdin } => commands::lock::lock(&socket, passphrase_stdin),
+        Command::Store {
+            action:
+                args::StoreAction::Migrate {
+                    to,
+                    passphrase_stdin,
+                },
+        } => commands::lock::migrate(&socket, to, passphrase_stdin),
         Command::Unlock { passphrase_stdin } => commands::lock::unlock(&socket, passphrase_stdin),
         Command::Audit {
             follow,

@@ -160,9 +160,16 @@ impl TestEnv {
         for var in ["BROWSER", "DISPLAY", "WAYLAND_DISPLAY"] {
             cmd.env_remove(var);
         }
+        // Without a Secret Service, `auto` would choose the file store,
+        // sealed until a passphrase is chosen: the tests that are not about
+        // the store use the kernel keyring, which needs none.
         match &self.bus {
-            Some(address) => cmd.env("DBUS_SESSION_BUS_ADDRESS", address),
-            None => cmd.env_remove("DBUS_SESSION_BUS_ADDRESS"),
+            Some(address) => cmd
+                .env("DBUS_SESSION_BUS_ADDRESS", address)
+                .env_remove("JWTAGENT_STORE"),
+            None => cmd
+                .env_remove("DBUS_SESSION_BUS_ADDRESS")
+                .env("JWTAGENT_STORE", "keyutils"),
         };
         cmd
     }
@@ -255,6 +262,17 @@ impl TestEnv {
     /// The config file of this environment.
     pub fn config_file(&self) -> PathBuf {
         self.path("config/jwtagent/profiles.toml")
+    }
+
+    /// Starts a detached agent with no JWTAGENT_STORE (which these tests
+    /// set to keyutils): its store is the config's, else `auto`'s choice.
+    pub fn start_agent_own_store(&self) {
+        let out = self
+            .cmd(&["agent"])
+            .env_remove("JWTAGENT_STORE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
     }
 
     /// Runs with `input` on stdin.

@@ -56,7 +56,7 @@ fn the_file_stores_secrets_outlive_a_reboot_and_open_only_with_its_passphrase() 
     use_file_store(&env);
 
     // A new agent starts sealed, with no file yet, and says what to run.
-    env.ok(&["agent"]);
+    env.start_agent_own_store();
     let s = status(&env);
     assert_eq!(s["locked"], true, "{s}");
     assert_eq!(s["store_sealed"], "not_created", "{s}");
@@ -87,7 +87,7 @@ fn the_file_stores_secrets_outlive_a_reboot_and_open_only_with_its_passphrase() 
 
     // The reboot: the agent is gone, and with it every key in memory.
     env.ok(&["stop"]);
-    env.ok(&["agent"]);
+    env.start_agent_own_store();
     let s = status(&env);
     assert_eq!(s["store_sealed"], "sealed", "{s}");
     let out = env.run(&["token", "svc"]);
@@ -119,6 +119,10 @@ fn the_file_stores_secrets_outlive_a_reboot_and_open_only_with_its_passphrase() 
     // `lock` is the store's: no passphrase of its own, and the store's opens it.
     env.ok(&["lock"]);
     assert_eq!(status(&env)["store_sealed"], "sealed");
+    // Stopped while sealed, it comes back sealed: `stop` is not refused.
+    env.ok(&["stop"]);
+    env.start_agent_own_store();
+    assert_eq!(status(&env)["store_sealed"], "sealed");
     let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], PASSPHRASE);
     assert!(out.status.success(), "{}", stderr_of(&out));
     env.ok(&["token", "svc"]);
@@ -128,11 +132,11 @@ fn the_file_stores_secrets_outlive_a_reboot_and_open_only_with_its_passphrase() 
 fn a_damaged_or_exposed_store_file_is_refused_named_and_left_as_it_is() {
     let env = TestEnv::new();
     use_file_store(&env);
-    env.ok(&["agent"]);
+    env.start_agent_own_store();
     let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], PASSPHRASE);
     assert!(out.status.success(), "{}", stderr_of(&out));
     env.ok(&["stop"]);
-    env.ok(&["agent"]);
+    env.start_agent_own_store();
     let file = store_file(&env);
     let good = std::fs::read(&file).unwrap();
 
@@ -165,7 +169,7 @@ fn an_agent_started_with_a_passphrase_file_serves_unattended() {
     let env = TestEnv::new();
     let oidc = provider(&env, SECRET);
     use_file_store(&env);
-    env.ok(&["agent"]);
+    env.start_agent_own_store();
     let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], PASSPHRASE);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let out = add_svc(&env, &oidc, SECRET, &[]);
@@ -179,6 +183,7 @@ fn an_agent_started_with_a_passphrase_file_serves_unattended() {
     std::fs::write(credentials.join("jwtagent-store-passphrase"), PASSPHRASE).unwrap();
     let out = env
         .cmd(&["agent"])
+        .env_remove("JWTAGENT_STORE")
         .env("CREDENTIALS_DIRECTORY", &credentials)
         .output()
         .unwrap();
@@ -192,6 +197,7 @@ fn an_agent_started_with_a_passphrase_file_serves_unattended() {
     std::fs::write(&wrong, "guess\n").unwrap();
     let out = env
         .cmd(&["agent", "--store-passphrase-file", wrong.to_str().unwrap()])
+        .env_remove("JWTAGENT_STORE")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));

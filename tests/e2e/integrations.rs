@@ -352,6 +352,7 @@ fn socket_activation_serves_the_first_connection_and_leaves_the_socket_to_system
                 "XDG_CONFIG_HOME",
                 "XDG_STATE_HOME",
                 "JWTAGENT_KEYRING_SERVICE",
+                "JWTAGENT_STORE",
                 "JWTAGENT_LOG",
                 // The provider's certificate comes from the test CA.
                 "SSL_CERT_FILE",

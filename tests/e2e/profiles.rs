@@ -82,21 +82,39 @@ fn add_list_show_remove_round_trip_with_keyutils() {
 #[test]
 fn status_shows_the_store_backend_in_use() {
     let env = TestEnv::new();
-    env.ok(&["env"]);
-    let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-    // No session bus in this environment: auto falls back to keyutils.
+    // No session bus in this environment: `auto` chooses the file store.
+    let out = env
+        .cmd(&["env"])
+        .env_remove("JWTAGENT_STORE")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let mut status = Value::Null;
     wait_until("the store is opened", || {
-        let s: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-        s["store"] != "opening"
+        status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        status["store"] != "opening"
     });
-    let status2: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-    assert_eq!(status2["store"], "keyutils", "{status}");
-    assert_eq!(status2["config"], env.config_file().to_str().unwrap());
+    assert!(
+        status["store"]
+            .as_str()
+            .unwrap()
+            .starts_with("file (not created yet"),
+        "{status}"
+    );
+    assert_eq!(status["locked"], true, "sealed: {status}");
+    assert_eq!(status["config"], env.config_file().to_str().unwrap());
     let log = std::fs::read_to_string(env.log_file()).unwrap();
     assert!(
-        log.contains("do not survive a reboot"),
-        "auto falling back to keyutils warns: {log}"
+        log.contains("no Secret Service available; using jwtagent's encrypted file store"),
+        "{log}"
     );
+    // The tests' JWTAGENT_STORE (as --store would) names keyutils.
+    env.ok(&["stop"]);
+    env.ok(&["agent"]);
+    wait_until("the kernel keyring is in use", || {
+        let s: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        s["store"] == "keyutils"
+    });
 }
 
 #[test]
@@ -976,7 +994,7 @@ mod secret_service {
     }
 
     #[test]
-    fn auto_with_a_bus_but_no_secret_service_falls_back_to_keyutils_and_says_so() {
+    fn auto_with_a_bus_but_no_secret_service_uses_the_file_store_and_says_so_once() {
         let mut env = TestEnv::new();
         // A session bus that activates nothing: no Secret Service on it.
         let dbus_daemon = require_tool("dbus-daemon", "dbus");
@@ -1007,56 +1025,151 @@ mod secret_service {
         // stdout as ever; an `env` that reuses the agent says nothing more.
         let started = env.run(&["env"]);
         let again = env.run(&["env"]);
+        let sealed: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        let refused = add_basic(&env, "api", "secret-value-bare-bus");
+        let unlocked = env.run_with_stdin(&["unlock", "--passphrase-stdin"], b"store pass\n");
         let out = add_basic(&env, "api", "secret-value-bare-bus");
-        let stored = out.status.success();
         let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
         let status_text = env.ok(&["status"]);
         let log = std::fs::read_to_string(env.log_file()).unwrap_or_default();
         let _ = bus.kill();
         let _ = bus.wait();
-        assert!(stored, "{}", stderr_of(&out));
-        assert_eq!(status["store"], "keyutils", "{status}");
         assert!(started.status.success() && again.status.success());
         assert!(
             String::from_utf8_lossy(&started.stdout).contains("JWTAGENT_SOCK="),
             "{started:?}"
         );
-        assert!(
-            stderr_of(&started).contains("warning: secrets are in the kernel keyring"),
-            "{}",
-            stderr_of(&started)
-        );
+        let said = stderr_of(&started);
+        for needle in [
+            "warning: no Secret Service",
+            "encrypted file store",
+            "run `jwtagent unlock` to choose its passphrase",
+            "--store keyutils",
+        ] {
+            assert!(said.contains(needle), "{needle}: {said}");
+        }
         assert!(
             !stderr_of(&again).contains("warning"),
             "{}",
             stderr_of(&again)
         );
-        // Said where the user acts, not only in the agent's log.
-        let lost = "secrets are in the kernel keyring, which loses them at the next reboot";
+        assert_eq!(sealed["store_sealed"], "not_created", "{sealed}");
+        assert_eq!(sealed["locked"], true, "{sealed}");
+        assert_refused(&refused, 1, &["locked", "jwtagent unlock"]);
+        assert!(unlocked.status.success(), "{}", stderr_of(&unlocked));
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        // Said where the agent starts and in `status`, not at every `add`.
+        assert!(!stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+        assert_eq!(status["store"], "file", "{status}");
+        let warning = status["store_warning"].as_str().unwrap_or("");
+        assert!(warning.starts_with("no Secret Service"), "{status}");
         assert!(
-            stderr_of(&out).contains(&format!("warning: {lost}")),
-            "{}",
-            stderr_of(&out)
-        );
-        assert!(
-            status["store_warning"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with(lost),
-            "{status}"
-        );
-        assert!(
-            status_text.contains(&format!("WARNING: {lost}")),
+            status_text.contains("WARNING: no Secret Service"),
             "{status_text}"
         );
         assert!(
-            log.contains("no Secret Service available; using the kernel keyutils keyring"),
+            log.contains("no Secret Service available; using jwtagent's encrypted file store"),
             "{log}"
         );
-        assert_eq!(
-            keyutils_lookup(&env.keyring_service, "profile/api").unwrap(),
-            b"secret-value-bare-bus"
+        assert!(keyutils_lookup(&env.keyring_service, "profile/api").is_none());
+        assert!(
+            env.path("home/.local/share/jwtagent/secrets.sealed")
+                .exists()
         );
+    }
+
+    /// A machine whose secrets an earlier jwtagent put in the kernel keyring
+    /// (its `auto` then chose it) keeps working, and `store migrate` moves
+    /// them to the file store and back, a crash at any step losing nothing.
+    #[test]
+    fn secrets_in_the_kernel_keyring_keep_serving_until_moved_to_the_file_store() {
+        let passphrase = b"store pass\n";
+        let base = TestEnv::new();
+        let oidc = open_provider(&base, 600);
+        for crash in [
+            None,
+            Some("migrate:after-copy"),
+            Some("migrate:after-config"),
+        ] {
+            let env = TestEnv::new();
+            env.add_open_profile("api", &oidc.token_endpoint(), &[]);
+            let out = add_basic(&env, "basic", "secret-value-legacy");
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            env.ok(&["stop"]);
+            // `auto`, no Secret Service, the secrets in the kernel keyring.
+            env.start_agent_own_store();
+            let mut status = Value::Null;
+            wait_until("the store is opened", || {
+                status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+                status["store"] != "opening"
+            });
+            assert_eq!(status["store"], "keyutils", "{status}");
+            let warning = status["store_warning"].as_str().unwrap_or("");
+            assert!(
+                warning.contains("jwtagent store migrate --to file"),
+                "{status}"
+            );
+            env.ok(&["token", "api"]);
+
+            if let Some(step) = crash {
+                env.ok(&["stop"]);
+                let out = env
+                    .cmd(&["agent"])
+                    .env_remove("JWTAGENT_STORE")
+                    .env("JWTAGENT_CRASH_AT", step)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", stderr_of(&out));
+            }
+            let out = env.run_with_stdin(
+                &["store", "migrate", "--to", "file", "--passphrase-stdin"],
+                passphrase,
+            );
+            if let Some(step) = crash {
+                assert!(!out.status.success(), "{step}: the agent died");
+                wait_until("the crashed agent is gone", || {
+                    hello(&env.default_socket()).is_none()
+                });
+                env.start_agent_own_store();
+                // The config names the file store, or (before the config
+                // was written) `auto` finds the one the copy made: sealed
+                // until unlocked.
+                let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], passphrase);
+                assert!(out.status.success(), "{step}: {}", stderr_of(&out));
+                // Every secret is in the store the config names.
+                let shown = env.ok(&["show", "basic"]);
+                assert!(shown.contains("stored in the keyring"), "{step}: {shown}");
+                continue;
+            }
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("Moved 1 entries"),
+                "{out:?}"
+            );
+            let config = std::fs::read_to_string(env.config_file()).unwrap();
+            assert!(config.contains("store = \"file\""), "{config}");
+            assert!(keyutils_lookup(&env.keyring_service, "profile/basic").is_none());
+            env.ok(&["show", "basic"]).contains("stored in the keyring");
+
+            // After a reboot, the file store; then back to the kernel keyring.
+            env.ok(&["stop"]);
+            env.start_agent_own_store();
+            assert_eq!(
+                env.run(&["show", "basic"]).status.code(),
+                Some(1),
+                "sealed until unlocked"
+            );
+            let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], passphrase);
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            let out = env.run(&["store", "migrate", "--to", "keyutils"]);
+            assert!(out.status.success(), "{}", stderr_of(&out));
+            assert_eq!(
+                keyutils_lookup(&env.keyring_service, "profile/basic").unwrap(),
+                b"secret-value-legacy"
+            );
+            let out = env.run(&["store", "migrate", "--to", "keyutils"]);
+            assert_refused(&out, 1, &["already", "nothing changed"]);
+        }
     }
 
     #[test]
@@ -1143,10 +1256,11 @@ mod secret_service {
 
     #[test]
     fn no_backend_at_all_is_a_clear_error_naming_what_was_tried_and_what_to_do() {
-        // No session bus and a kernel without keyutils: `auto` has nowhere
-        // to keep a secret. Nothing is written, and the user learns why.
+        // A kernel without keyutils: asked for, it has nowhere to keep a
+        // secret. Nothing is written, and the user learns why. (`auto`
+        // would take the file store, which needs no kernel support.)
         let env = TestEnv::new();
-        let mut agent = env.cmd(&["agent"]);
+        let mut agent = env.cmd(&["agent", "--store", "keyutils"]);
         without_keyutils(&mut agent);
         assert_ok(&agent.output().unwrap());
         let out = add_basic(&env, "api", "secret-value-nowhere");
@@ -1155,11 +1269,9 @@ mod secret_service {
             1,
             &[
                 "store",
-                "secret-service:",
-                "no D-Bus session bus",
-                "keyutils:",
-                "Start a Secret Service",
+                "cannot join a session keyring",
                 "keyctl allowed",
+                "--store secret-service",
             ],
         );
         let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();

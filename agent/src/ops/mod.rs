@@ -6,4 +6,5 @@ pub(crate) mod lock;
 pub(crate) mod login;
 pub(crate) mod profiles;
 pub(crate) mod status;
+pub(crate) mod store;
 pub(crate) mod token;

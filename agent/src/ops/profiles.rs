@@ -61,14 +61,11 @@ fn answer_saved(
     let mut answer = added(saved);
     answer.verified = verify.then_some(verified);
     answer.revoked = revoked.as_ref().map(|(r, _)| *r);
-    let warnings = [
-        state.profiles.store().state().warning(),
-        revoked
-            .and_then(|(_, w)| w)
-            .map(|w| format!("the replaced profile's sign-in: {w}")),
-    ];
-    let warnings: Vec<String> = warnings.into_iter().flatten().collect();
-    answer.warning = (!warnings.is_empty()).then(|| warnings.join("; "));
+    // The store's own warning is said once, where the agent starts and in
+    // `status`, not at every `add`.
+    answer.warning = revoked
+        .and_then(|(_, w)| w)
+        .map(|w| format!("the replaced profile's sign-in: {w}"));
     answer
 }
 

@@ -68,8 +68,8 @@ pub(crate) async fn status(state: &AgentState) -> Status {
         store: Some(state.profiles.store().state().describe()),
         store_warning: state.profiles.store().state().warning(),
         store_sealed: match state.profiles.store().state() {
-            StoreState::Sealed { exists: true } => Some(Sealed::Sealed),
-            StoreState::Sealed { exists: false } => Some(Sealed::NotCreated),
+            StoreState::Sealed { exists: true, .. } => Some(Sealed::Sealed),
+            StoreState::Sealed { exists: false, .. } => Some(Sealed::NotCreated),
             _ => None,
         },
         store_is_file: state.profiles.store().is_file(),

@@ -54,12 +54,27 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
     Ok(Options {
         limits: Limits::default(),
         config_path,
-        store: args.store,
+        store: match args.store {
+            Some(store) => Some(store),
+            None => store_from_env()?,
+        },
         forwarded_admin: args.allow_forwarded_admin,
         keyring_service: std::env::var(jwtagent::paths::KEYRING_SERVICE_ENV).unwrap_or_default(),
         audit_log: jwtagent::paths::audit_log(),
         store_passphrase: store_passphrase(args)?,
     })
+}
+
+/// `JWTAGENT_STORE`, the store when `--store` names none (before the
+/// config's `store`).
+fn store_from_env() -> anyhow::Result<Option<jwtagent::config::StoreKind>> {
+    match std::env::var(jwtagent::paths::STORE_ENV) {
+        Ok(value) if !value.is_empty() => value
+            .parse()
+            .map(Some)
+            .map_err(|e: String| anyhow!("{}: {e}", jwtagent::paths::STORE_ENV)),
+        _ => Ok(None),
+    }
 }
 
 /// systemd's name for the credential holding the file store's passphrase

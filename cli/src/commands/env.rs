@@ -29,25 +29,18 @@ pub fn run(socket: &SocketPath, shell: Option<Shell>, no_start: bool) -> Result<
 /// secrets (the kernel keyring for want of a Secret Service, or nothing at
 /// all), on stderr, so that it reaches the user and not the shell's eval.
 fn warn_about_store(mut client: jwtagent::client::Client) {
-    // The agent opens the keyring while it starts serving; give it a moment.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let Ok(status) = client.status() else { return };
-        match status.store.as_deref() {
-            Some("opening") if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Some(store) => {
-                if let Some(warning) = status.store_warning {
-                    eprintln!("jwtagent: warning: {warning}");
-                } else if let Some(why) = store.strip_prefix("unavailable: ") {
-                    eprintln!(
-                        "jwtagent: warning: the agent has no secret store, so no profile with a secret can be added: {why}"
-                    );
-                }
-                return;
-            }
-            None => return,
-        }
+    let Ok(status) = crate::connect::settled_status(&mut client) else {
+        return;
+    };
+    if let Some(warning) = status.store_warning {
+        eprintln!("jwtagent: warning: {warning}");
+    } else if let Some(why) = status
+        .store
+        .as_deref()
+        .and_then(|s| s.strip_prefix("unavailable: "))
+    {
+        eprintln!(
+            "jwtagent: warning: the agent has no secret store, so no profile with a secret can be added: {why}"
+        );
     }
 }

@@ -1,11 +1,13 @@
-//! `jwtagent lock` and `unlock`.
+//! `jwtagent lock` and `unlock`, and `store migrate` (whose passphrase, for
+//! the file store, is the lock's).
 
 use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
 use anyhow::Context;
+use jwtagent::config::StoreKind;
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::{Empty, Request, Sealed, Status};
+use jwtagent::protocol::{Empty, Migrated, Request, Sealed, Status};
 use jwtagent::secret::Secret;
 use std::io::{IsTerminal, Read};
 
@@ -72,9 +74,10 @@ pub fn lock(socket: &SocketPath, from_stdin: bool) -> Result<(), CliError> {
 
 pub fn unlock(socket: &SocketPath, from_stdin: bool) -> Result<(), CliError> {
     let (mut client, _) = connect::connect_existing(socket)?;
-    let status = client
-        .call::<Status>(&Request::Status)
-        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    // Whether the store is a file not created yet (a new passphrase, asked
+    // twice) is known once the agent has opened it: just after its start.
+    let status =
+        connect::settled_status(&mut client).map_err(|e| CliError::from_client(e, START_HINT))?;
     let passphrase = match status.store_sealed {
         Some(Sealed::NotCreated) => passphrase(
             from_stdin,
@@ -92,4 +95,26 @@ pub fn unlock(socket: &SocketPath, from_stdin: bool) -> Result<(), CliError> {
         Some(Sealed::Sealed) => output::print("File store opened; agent unlocked.\n"),
         None => output::print("Agent unlocked.\n"),
     }
+}
+
+pub fn migrate(socket: &SocketPath, to: StoreKind, from_stdin: bool) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_existing(socket)?;
+    let passphrase = match to {
+        StoreKind::File => Some(passphrase(
+            from_stdin,
+            "Passphrase of the file store (a new one if it does not exist yet): ",
+            true,
+        )?),
+        _ => None,
+    };
+    let moved: Migrated = client
+        .call(&Request::StoreMigrate { to, passphrase })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    if let Some(warning) = &moved.warning {
+        eprintln!("warning: {warning}");
+    }
+    output::print(&format!(
+        "Moved {} entries from the {} store to the {} store; the config names {}.\n",
+        moved.moved, moved.from, moved.to, moved.to
+    ))
 }
