@@ -340,8 +340,7 @@ impl AgentFetcher {
         let secret = match profile.auth {
             jwtagent::config::AuthMethod::None if !profile.signs_grant() => None,
             _ => Some(
-                self.store
-                    .get(name, profile.generation)
+                crate::secret_command::secret_of(&self.store, name, profile)
                     .await?
                     .ok_or_else(|| TokenError::SecretMissing(name.clone()))?,
             ),

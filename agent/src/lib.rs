@@ -28,6 +28,7 @@ pub(crate) mod peer;
 pub(crate) mod policy;
 pub(crate) mod profiles;
 pub(crate) mod refresh;
+pub(crate) mod secret_command;
 pub(crate) mod senders;
 pub(crate) mod server;
 pub(crate) mod state;

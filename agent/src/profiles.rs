@@ -107,6 +107,10 @@ pub(crate) enum Refusal {
         "it has no secret or key to replace (auth none, and a grant that signs nothing); `jwtagent add` it again to change how it authenticates"
     )]
     NoSecret,
+    #[error(
+        "its secret comes from its --secret-command, so none is stored; change the command with `jwtagent add`, or drop it to store a secret"
+    )]
+    SecretAndCommand,
     #[error("profiles would feed each other tokens in a circle: {}", .0.join(" -> "))]
     Cycle(Vec<String>),
     #[error(
@@ -297,12 +301,14 @@ impl Profiles {
             .profiles
             .remove(name)
             .ok_or_else(|| self.not_served(name))?;
-        let secret_stored = if profile.auth == AuthMethod::None {
-            None
-        } else {
-            // The secret is dropped (and wiped) right away; only its presence is told.
-            Some(self.store.get(name, profile.generation).await?.is_some())
-        };
+        let secret_stored =
+            if profile.auth == AuthMethod::None || !profile.secret_command.is_empty() {
+                // A command's secret is not looked for: that would run it.
+                None
+            } else {
+                // The secret is dropped (and wiped) right away; only its presence is told.
+                Some(self.store.get(name, profile.generation).await?.is_some())
+            };
         Ok(Entry {
             name: name.to_string(),
             profile,
@@ -319,7 +325,19 @@ impl Profiles {
         profile: Profile,
         secret: Option<Secret>,
     ) -> Result<Saved, ProfileError> {
-        self.save(name, profile, secret, false).await
+        let checked = secret.clone();
+        self.save(name, profile, secret, checked, false).await
+    }
+
+    /// [`Profiles::add`] for a profile whose secret comes from its command:
+    /// `given` (what the command printed) is checked, and not stored.
+    pub(crate) async fn add_commanded(
+        &self,
+        name: &str,
+        profile: Profile,
+        given: Secret,
+    ) -> Result<Saved, ProfileError> {
+        self.save(name, profile, None, Some(given), false).await
     }
 
     /// [`Profiles::add`] for a profile that stays the same but for its secret
@@ -331,17 +349,21 @@ impl Profiles {
         profile: Profile,
         secret: Secret,
     ) -> Result<Saved, ProfileError> {
-        self.save(name, profile, Some(secret), true).await
+        let checked = Some(secret.clone());
+        self.save(name, profile, Some(secret), checked, true).await
     }
 
+    /// Saves `profile`, storing `secret`; `checked` is the secret its
+    /// settings are checked with (the stored one, or its command's).
     async fn save(
         &self,
         name: &str,
         mut profile: Profile,
         secret: Option<Secret>,
+        checked: Option<Secret>,
         keep_sign_in: bool,
     ) -> Result<Saved, ProfileError> {
-        let dpop_key = prepare(name, &mut profile, secret.as_ref())
+        let dpop_key = prepare(name, &mut profile, checked.as_ref())
             .await
             .map_err(refused(name))?;
 
@@ -525,9 +547,7 @@ impl Profiles {
         if !profile.has_private_key() {
             return Err(fail(NoKeyPair::NotPrivateKeyJwt(profile.auth)));
         }
-        let pem = self
-            .store
-            .get(name, profile.generation)
+        let pem = crate::secret_command::secret_of(&self.store, name, &profile)
             .await?
             .ok_or_else(|| fail(NoKeyPair::KeyMissing(name.to_string())))?;
         if let Some(cert) = &profile.certificate {

@@ -122,6 +122,9 @@ pub(crate) enum StoreError {
     Gone,
     #[error(transparent)]
     File(#[from] FileStoreError),
+    /// A profile's `secret_command` did not give its secret.
+    #[error("the secret command `{command}` did not give the secret: {detail}")]
+    Command { command: String, detail: String },
 }
 
 /// What `status` shows about the store, readable without queueing behind a

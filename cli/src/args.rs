@@ -480,6 +480,7 @@ impl ProfileArgs {
             device_authorization_url: args.device_authorization_url.clone(),
             authorization_url: args.authorization_url.clone(),
             revocation_url: args.revocation_url.clone(),
+            secret_command: vec![],
             redirect_port: args.redirect_port,
             generation: 0,
         })
@@ -552,6 +553,16 @@ pub struct AddArgs {
     /// tls_client_auth and self_signed_tls_client_auth
     #[arg(help_heading = "Client authentication", long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Keep no secret: the agent runs CMD whenever it needs the client
+    /// secret and reads it from its output (no shell; words split as a
+    /// shell would): e.g. 'pass show api/client', 'op read
+    /// op://vault/api/secret', 'vault kv get -field=secret kv/api'
+    #[arg(help_heading = "Client authentication", long, value_name = "CMD", conflicts_with_all = ["secret_stdin", "secret_file", "key_file", "key_command", "google_credentials"])]
+    pub secret_command: Option<String>,
+    /// Like --secret-command, for the private key (PEM) of private_key_jwt,
+    /// mutual TLS or a grant signed with a key
+    #[arg(help_heading = "Client authentication", long, value_name = "CMD", conflicts_with_all = ["secret_stdin", "secret_file", "key_file", "google_credentials"])]
+    pub key_command: Option<String>,
     /// The client certificate (PEM, chain after it) whose key --key-file
     /// gives: presented in mutual TLS (tls_client_auth,
     /// self_signed_tls_client_auth), or named by its x5t#S256 in

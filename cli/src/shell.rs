@@ -97,8 +97,90 @@ pub fn word(word: &str) -> String {
     }
 }
 
+/// `line` split into words as a POSIX shell splits a simple command:
+/// whitespace separates, single quotes keep everything, double quotes keep
+/// all but `\\`, `\"`, `\$` and `` \` `` escapes, a backslash outside quotes
+/// keeps the next character. Nothing is expanded: no variables, globs or
+/// substitutions, and no operators (`;`, `|`, `>` are ordinary characters).
+pub fn split(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => words.extend(word.take()),
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => return Err("a single quote is not closed".into()),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('\\' | '"' | '$' | '`')) => w.push(c),
+                            Some(c) => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                            None => return Err("a double quote is not closed".into()),
+                        },
+                        Some(c) => w.push(c),
+                        None => return Err("a double quote is not closed".into()),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err("it ends with a backslash".into()),
+            },
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    if words.is_empty() {
+        return Err("it names no command".into());
+    }
+    Ok(words)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn commands_split_into_words_as_a_shell_would_without_expanding() {
+        let split = |s: &str| super::split(s).unwrap();
+        assert_eq!(
+            split("pass show api/client"),
+            ["pass", "show", "api/client"]
+        );
+        assert_eq!(
+            split(r#"op read 'op://My Vault/api/secret'  "a \"b\" \$x" c\ d ''"#),
+            [
+                "op",
+                "read",
+                "op://My Vault/api/secret",
+                r#"a "b" $x"#,
+                "c d",
+                ""
+            ]
+        );
+        assert_eq!(
+            split("sh -c 'echo $X; ls | wc'"),
+            ["sh", "-c", "echo $X; ls | wc"]
+        );
+        assert_eq!(split(r#"a"b"'c'"#), ["abc"]);
+        for bad in ["", "   ", "'open", "\"open", "end\\"] {
+            assert!(super::split(bad).is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn shell_words_are_quoted_only_when_they_need_it() {
         assert_eq!(

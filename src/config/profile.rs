@@ -38,6 +38,10 @@ pub struct Profile {
     /// The grant its tokens come from, with that grant's own settings.
     pub grant: Grant,
     pub revocation_url: Option<String>,
+    /// A command that prints the secret (or key) when the agent needs it:
+    /// the program, then its arguments; run with no shell. Empty: the
+    /// secret is in the store.
+    pub secret_command: Vec<String>,
     pub generation: u32,
 }
 
@@ -72,6 +76,7 @@ impl Profile {
             dpop_alg: None,
             grant: Grant::ClientCredentials,
             revocation_url: None,
+            secret_command: vec![],
             generation: 0,
         }
     }
@@ -360,9 +365,37 @@ impl Profile {
                 format!("{} must be an absolute path", ca.display()),
             ));
         }
-        Ok(())
+        self.check_secret_command()
+    }
+
+    /// A command, if any, names a program, within bounds, for a profile
+    /// that has a secret or key to get.
+    fn check_secret_command(&self) -> Result<(), FieldError> {
+        let Some(program) = self.secret_command.first() else {
+            return Ok(());
+        };
+        let why = if program.is_empty() {
+            "names no program"
+        } else if self.secret_command.len() > MAX_COMMAND_ARGS {
+            "has more than 64 arguments"
+        } else if self
+            .secret_command
+            .iter()
+            .any(|a| a.len() > MAX_COMMAND_ARG || a.contains('\0'))
+        {
+            "has an argument over 4 KiB or with a NUL byte"
+        } else if self.auth == AuthMethod::None && !self.grant.signs() {
+            "is for a profile with a secret or key; this one has --auth none"
+        } else {
+            return Ok(());
+        };
+        Err(field_err("secret_command", why))
     }
 }
+
+/// Bounds of a `secret_command`.
+const MAX_COMMAND_ARGS: usize = 64;
+const MAX_COMMAND_ARG: usize = 4096;
 
 impl crate::chain::Inputs for Profile {
     fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {

@@ -127,6 +127,10 @@ pub struct RawProfile {
     /// metadata does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_url: Option<String>,
+    /// A command (program and arguments, run with no shell) that prints the
+    /// secret or key whenever the agent needs it, instead of a keyring entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_command: Vec<String>,
     /// authorization-code: the loopback redirect's port, for servers that
     /// need a fixed one (default: any free port, RFC 8252 §7.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -171,6 +175,7 @@ macro_rules! with_shared {
             no_forward: $from.no_forward,
             dpop_alg: $from.dpop_alg,
             revocation_url: $from.revocation_url,
+            secret_command: $from.secret_command,
             generation: $from.generation,
             $($rest)*
         }

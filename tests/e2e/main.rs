@@ -8,6 +8,7 @@ mod chains;
 mod common;
 mod docs;
 mod dpop;
+mod elsewhere;
 mod filestore;
 mod grants;
 mod integrations;

@@ -20,10 +20,7 @@ pub(crate) async fn start(state: &AgentState, name: &str) -> Result<LoginStarted
     let secret = match profile.auth {
         jwtagent::config::AuthMethod::None => None,
         _ => Some(
-            state
-                .profiles
-                .store()
-                .get(name, profile.generation)
+            crate::secret_command::secret_of(state.profiles.store(), name, &profile)
                 .await
                 .map_err(TokenError::from)?
                 .ok_or_else(|| TokenError::SecretMissing(name.to_string()))?,
@@ -190,10 +187,7 @@ pub(crate) async fn client_secret(
 ) -> Option<Secret> {
     match profile.auth {
         jwtagent::config::AuthMethod::None => None,
-        _ => state
-            .profiles
-            .store()
-            .get(name, profile.generation)
+        _ => crate::secret_command::secret_of(state.profiles.store(), name, profile)
             .await
             .ok()
             .flatten(),

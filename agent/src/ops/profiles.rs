@@ -22,12 +22,40 @@ pub(crate) async fn add(
     verify: bool,
 ) -> Result<Added, AgentError> {
     inputs_serve(state, peer, "add", name, &profile)?;
-    let obtained = checked(state, name, &profile, secret.as_ref(), verify).await?;
+    // A secret kept elsewhere is got now, to check the profile with, and
+    // not stored.
+    let given = match (&secret, profile.secret_command.is_empty()) {
+        (Some(_), false) => {
+            return Err(ProfileError::Refused {
+                name: name.to_string(),
+                keygen: false,
+                reason: Refusal::SecretAndCommand,
+            }
+            .into());
+        }
+        (None, false) => Some(
+            crate::secret_command::run(&profile.secret_command)
+                .await
+                .map_err(ProfileError::from)?,
+        ),
+        _ => None,
+    };
+    let obtained = checked(
+        state,
+        name,
+        &profile,
+        given.as_ref().or(secret.as_ref()),
+        verify,
+    )
+    .await?;
     // A signed-in user profile that is replaced: its sign-in is read now
     // (the save deletes it) and revoked at the server once the new profile
     // is saved, as `logout` would; a failed save leaves it as it was.
     let replaced_sign_in = sign_in_of(state, name).await;
-    let saved = state.profiles.add(name, profile, secret).await?;
+    let saved = match given {
+        Some(given) => state.profiles.add_commanded(name, profile, given).await?,
+        None => state.profiles.add(name, profile, secret).await?,
+    };
     let revoked = match replaced_sign_in {
         Some(replaced) => Some(revoke_replaced(state, name, replaced).await),
         None => None,
@@ -94,6 +122,9 @@ pub(crate) async fn replace_secret(
     };
     if !profile.signs_grant() && profile.auth == jwtagent::config::AuthMethod::None {
         return Err(refused(Refusal::NoSecret).into());
+    }
+    if !profile.secret_command.is_empty() {
+        return Err(refused(Refusal::SecretAndCommand).into());
     }
     inputs_serve(state, peer, "secret", name, &profile)?;
     // A `kid` that was the old key's thumbprint names the new key's instead.

@@ -89,15 +89,24 @@ fn described(args: &AddArgs) -> Result<(Profile, Option<Secret>), CliError> {
             permissions: args.permissions.iter().cloned().collect(),
         });
     }
+    let command = args.secret_command.as_ref().or(args.key_command.as_ref());
+    if let Some(command) = command {
+        let option = if args.key_command.is_some() {
+            "--key-command"
+        } else {
+            "--secret-command"
+        };
+        raw.secret_command = crate::shell::split(command)
+            .map_err(|why| CliError::Usage(format!("{option} {command:?}: {why}")))?;
+    }
     let mut profile = typed(&args.name, raw)?;
     // A key signs the grant, or authenticates the client.
-    profile.auth = args
-        .auth
-        .unwrap_or(match (profile.signs_grant(), args.key_file.is_some()) {
-            (true, _) => AuthMethod::None,
-            (false, true) => AuthMethod::PrivateKeyJwt,
-            (false, false) => AuthMethod::ClientSecretBasic,
-        });
+    let has_key = args.key_file.is_some() || args.key_command.is_some();
+    profile.auth = args.auth.unwrap_or(match (profile.signs_grant(), has_key) {
+        (true, _) => AuthMethod::None,
+        (false, true) => AuthMethod::PrivateKeyJwt,
+        (false, false) => AuthMethod::ClientSecretBasic,
+    });
     if profile.client_id.is_empty() {
         return Err(CliError::Usage(format!(
             "cannot add profile {:?}: --client-id is required",
@@ -105,6 +114,10 @@ fn described(args: &AddArgs) -> Result<(Profile, Option<Secret>), CliError> {
         )));
     }
     let profile = checked(&args.name, profile)?;
+    if command.is_some() {
+        // The agent runs the command when it needs the secret.
+        return Ok((profile, None));
+    }
     let secret = read_secret(args, &profile)?;
     Ok((profile, secret))
 }
@@ -116,7 +129,9 @@ fn added_line(name: &str, auth: AuthMethod, added: &Added) -> String {
         _ => "",
     };
     let verb = if added.created { "Added" } else { "Replaced" };
+    let commanded = !added.profile.profile.secret_command.is_empty();
     let secret_note = match (auth, added.profile.secret_stored) {
+        _ if commanded => "secret from its command, none stored".to_string(),
         (AuthMethod::None, _) => "no secret".to_string(),
         (auth, Some(true)) if auth.uses_private_key() => "key stored in the keyring".to_string(),
         (_, Some(true)) => "secret stored in the keyring".to_string(),
@@ -566,19 +581,29 @@ fn render(view: &ProfileView) -> String {
         lines.push(("refresh_before", rb.to_string()));
     }
     guard_lines(p, &mut lines);
-    lines.push((
-        "secret",
-        match view.secret_stored {
-            None => "not used".into(),
-            Some(true) => "stored in the keyring".into(),
-            Some(false) => "MISSING from the keyring: add the profile again to store it".into(),
-        },
-    ));
+    lines.push(("secret", secret_line(view)));
     let mut out = String::new();
     for (k, v) in lines {
         let _ = writeln!(out, "{k:<15} {v}");
     }
     out
+}
+
+/// Where `show` says the profile's secret is.
+fn secret_line(view: &ProfileView) -> String {
+    let command = view
+        .profile
+        .secret_command
+        .iter()
+        .map(|w| crate::shell::word(&jwtagent::text::escaped(w)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match view.secret_stored {
+        None if !command.is_empty() => format!("from `{command}`, run when needed"),
+        None => "not used".into(),
+        Some(true) => "stored in the keyring".into(),
+        Some(false) => "MISSING from the keyring: add the profile again to store it".into(),
+    }
 }
 
 pub fn remove(socket: &SocketPath, name: &str) -> Result<(), CliError> {
