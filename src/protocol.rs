@@ -621,6 +621,8 @@ pub enum ErrorCode {
     UnknownProfile,
     /// The agent is locked.
     Locked,
+    /// The agent's file store is sealed: `unlock` with its passphrase.
+    Sealed,
     /// The caller is not allowed to do this.
     Denied,
     /// The authorization server refused the request.
@@ -649,6 +651,7 @@ impl ErrorCode {
             ErrorCode::UnknownOp => "unknown_op",
             ErrorCode::UnknownProfile => "unknown_profile",
             ErrorCode::Locked => "locked",
+            ErrorCode::Sealed => "sealed",
             ErrorCode::Denied => "denied",
             ErrorCode::IdpError => "idp_error",
             ErrorCode::LoginRequired => "login_required",

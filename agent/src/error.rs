@@ -24,6 +24,11 @@ pub(crate) enum AgentError {
     Lock(#[from] LockError),
     #[error("the agent is locked; unlock it with `jwtagent unlock`")]
     Locked,
+    /// Locked by its file store, which is sealed.
+    #[error(
+        "the file store is sealed: run `jwtagent unlock` and give its passphrase (the first unlock chooses it)"
+    )]
+    Sealed,
     /// `store migrate` did not move the secrets; nothing changed.
     #[error("cannot move the secrets: {0}; nothing changed")]
     Migrate(String),
@@ -106,6 +111,7 @@ impl AgentError {
             AgentError::Lock(LockError::Hash(_)) => ErrorCode::Internal,
             AgentError::Lock(_) => ErrorCode::BadRequest,
             AgentError::Locked | AgentError::StopLocked => ErrorCode::Locked,
+            AgentError::Sealed => ErrorCode::Sealed,
             AgentError::Migrate(_) => ErrorCode::Store,
             AgentError::Denied(_) => ErrorCode::Denied,
             AgentError::NoIdToken(_) => ErrorCode::BadRequest,
@@ -326,6 +332,7 @@ mod tests {
             (LockError::AlreadyLocked.into(), ErrorCode::BadRequest),
             (AgentError::Locked, ErrorCode::Locked),
             (AgentError::StopLocked, ErrorCode::Locked),
+            (AgentError::Sealed, ErrorCode::Sealed),
             (AgentError::Denied("x".into()), ErrorCode::Denied),
             (AgentError::Internal("x".into()), ErrorCode::Internal),
             (

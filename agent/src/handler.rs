@@ -193,18 +193,26 @@ fn gate(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentE
     if !state.lock.is_locked() {
         return Ok(());
     }
+    // With the file store, the lock is the store's seal.
+    let sealed = state.profiles.store().is_file();
+    let refused = if sealed {
+        AgentError::Sealed
+    } else {
+        AgentError::Locked
+    };
     match request {
         Request::Hello | Request::Status | Request::Unlock { .. } => Ok(()),
         // A sealed file store comes back sealed: stopping undoes nothing.
-        Request::Stop if state.profiles.store().is_file() => Ok(()),
+        Request::Stop if sealed => Ok(()),
         Request::Stop => Err(AgentError::StopLocked),
         Request::Token { name, .. } | Request::DpopProof { name, .. } => {
+            let outcome = refused.code().as_str();
             state
                 .audit
-                .record(&Record::new(peer, request.op(), Some(name), "locked"));
-            Err(AgentError::Locked)
+                .record(&Record::new(peer, request.op(), Some(name), outcome));
+            Err(refused)
         }
-        _ => Err(AgentError::Locked),
+        _ => Err(refused),
     }
 }
 

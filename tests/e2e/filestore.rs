@@ -92,10 +92,10 @@ fn the_file_stores_secrets_outlive_a_reboot_and_open_only_with_its_passphrase() 
     assert_eq!(s["store_sealed"], "sealed", "{s}");
     let out = env.run(&["token", "svc"]);
     assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
     assert!(
-        stderr_of(&out).contains("jwtagent unlock"),
-        "{}",
-        stderr_of(&out)
+        err.contains("sealed: ") && err.contains("jwtagent unlock"),
+        "{err}"
     );
 
     // A wrong passphrase: refused after the delay, and the file unchanged.

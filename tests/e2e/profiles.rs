@@ -1055,7 +1055,7 @@ mod secret_service {
         );
         assert_eq!(sealed["store_sealed"], "not_created", "{sealed}");
         assert_eq!(sealed["locked"], true, "{sealed}");
-        assert_refused(&refused, 1, &["locked", "jwtagent unlock"]);
+        assert_refused(&refused, 1, &["sealed", "jwtagent unlock"]);
         assert!(unlocked.status.success(), "{}", stderr_of(&unlocked));
         assert!(out.status.success(), "{}", stderr_of(&out));
         // Said where the agent starts and in `status`, not at every `add`.
