@@ -161,6 +161,15 @@ fn a_damaged_or_exposed_store_file_is_refused_named_and_left_as_it_is() {
         err.contains("mode 0644") && err.contains("chmod 600"),
         "{err}"
     );
+
+    // Another user's file (this suite runs as root, as the attack tests do).
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&file, Some(65534), Some(65534))
+        .expect("this test must run as root: it gives the store file to uid 65534");
+    let out = env.run_with_stdin(&["unlock", "--passphrase-stdin"], PASSPHRASE);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("owned by uid 65534"), "{err}");
     assert_eq!(status(&env)["locked"], true);
 }
 
