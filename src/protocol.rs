@@ -54,6 +54,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         verify: bool,
     },
+    /// Serve again a profile whose `--lifetime` ran out, for its lifetime.
+    /// Answered with [`Renewed`].
+    Renew { name: String },
     /// Move every secret, key and refresh token to the `to` store (the file
     /// store: with its `passphrase`, created if need be): copied and read
     /// back, then the config names the new store, then the old entries are
@@ -180,6 +183,7 @@ impl Request {
         "logout",
         "whoami",
         "store_migrate",
+        "renew",
     ];
 
     /// The op name as it appears on the wire.
@@ -204,6 +208,7 @@ impl Request {
             Request::Logout { .. } => "logout",
             Request::Whoami { .. } => "whoami",
             Request::StoreMigrate { .. } => "store_migrate",
+            Request::Renew { .. } => "renew",
         }
     }
 }
@@ -395,6 +400,10 @@ pub struct ProfileStatus {
     /// has the rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_in_as: Option<String>,
+    /// A profile with a `lifetime`: what is left of it (`0`: it ran out,
+    /// `jwtagent renew NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_left_secs: Option<u64>,
 }
 
 /// One cached token (a profile, scopes and resources).
@@ -430,6 +439,9 @@ pub struct ProfileView {
     /// (`whoami` has more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_in_as: Option<String>,
+    /// A profile with a `lifetime`: what is left of it (`0`: it ran out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_left_secs: Option<u64>,
 }
 
 /// Answer to [`Request::Add`].
@@ -458,6 +470,13 @@ pub struct Removed {
     /// keyring entry); says what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+/// Answer to [`Request::Renew`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewed {
+    /// How long the profile is served now.
+    pub lifetime_left_secs: u64,
 }
 
 /// Answer to [`Request::StoreMigrate`].
@@ -623,6 +642,10 @@ pub enum ErrorCode {
     Locked,
     /// The agent's file store is sealed: `unlock` with its passphrase.
     Sealed,
+    /// The profile's `--lifetime` ran out: `renew` it.
+    ExpiredLifetime,
+    /// The profile asks for a confirmation (`--confirm`), and got no yes.
+    ConfirmDenied,
     /// The caller is not allowed to do this.
     Denied,
     /// The authorization server refused the request.
@@ -652,6 +675,8 @@ impl ErrorCode {
             ErrorCode::UnknownProfile => "unknown_profile",
             ErrorCode::Locked => "locked",
             ErrorCode::Sealed => "sealed",
+            ErrorCode::ExpiredLifetime => "expired_lifetime",
+            ErrorCode::ConfirmDenied => "confirm_denied",
             ErrorCode::Denied => "denied",
             ErrorCode::IdpError => "idp_error",
             ErrorCode::LoginRequired => "login_required",
@@ -1025,6 +1050,7 @@ mod tests {
                 to: crate::config::StoreKind::File,
                 passphrase: Some(s()),
             },
+            Request::Renew { name: n() },
             Request::Lock { passphrase: s() },
             Request::Unlock { passphrase: s() },
             Request::Keygen {

@@ -29,6 +29,18 @@ pub(crate) enum AgentError {
         "the file store is sealed: run `jwtagent unlock` and give its passphrase (the first unlock chooses it)"
     )]
     Sealed,
+    #[error(
+        "the lifetime of profile {0:?} has run out (or the agent has started since it was added or renewed): run `jwtagent renew {0}`"
+    )]
+    ExpiredLifetime(String),
+    #[error("profile {0:?} has no lifetime to renew (add it with --lifetime DUR for one)")]
+    NoLifetime(String),
+    #[error("{0}")]
+    Renew(String),
+    #[error(
+        "a token of profile {name:?} needs a yes from the person at the keyboard, and got none: {why}"
+    )]
+    ConfirmDenied { name: String, why: String },
     /// `store migrate` did not move the secrets; nothing changed.
     #[error("cannot move the secrets: {0}; nothing changed")]
     Migrate(String),
@@ -113,6 +125,10 @@ impl AgentError {
             AgentError::Locked | AgentError::StopLocked => ErrorCode::Locked,
             AgentError::Sealed => ErrorCode::Sealed,
             AgentError::Migrate(_) => ErrorCode::Store,
+            AgentError::ExpiredLifetime(_) => ErrorCode::ExpiredLifetime,
+            AgentError::NoLifetime(_) => ErrorCode::BadRequest,
+            AgentError::Renew(_) => ErrorCode::Store,
+            AgentError::ConfirmDenied { .. } => ErrorCode::ConfirmDenied,
             AgentError::Denied(_) => ErrorCode::Denied,
             AgentError::NoIdToken(_) => ErrorCode::BadRequest,
             AgentError::Login(e) => e.code(),

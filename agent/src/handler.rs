@@ -53,6 +53,7 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
         | Request::Add { .. }
         | Request::Secret { .. }
         | Request::StoreMigrate { .. }
+        | Request::Renew { .. }
         | Request::Remove { .. }
         | Request::Keygen { .. }
         | Request::Login { .. }
@@ -141,6 +142,9 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
             answer!(None, ops::store::migrate(state, to, passphrase).await)
         }
         Request::Remove { name } => answer!(Some(&name), ops::profiles::remove(state, &name).await),
+        Request::Renew { name } => {
+            answer!(Some(&name), ops::controls::renew(state, peer, &name).await)
+        }
         Request::Keygen {
             name,
             profile,
@@ -241,6 +245,7 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
     let name = match request {
         Request::Add { name, .. }
         | Request::Secret { name, .. }
+        | Request::Renew { name }
         | Request::Remove { name }
         | Request::Keygen { name, .. } => Some(name.as_str()),
         _ => None,

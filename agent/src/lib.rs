@@ -10,6 +10,7 @@
 pub(crate) mod audit;
 pub(crate) mod config_io;
 pub(crate) mod connection;
+pub(crate) mod controls;
 pub(crate) mod dpop_keys;
 pub(crate) mod error;
 pub(crate) mod fetcher;
@@ -196,6 +197,8 @@ pub struct Options {
     pub keyring_service: String,
     /// The audit log; `None` keeps none.
     pub audit_log: Option<PathBuf>,
+    /// `--lifetime`: the lifetime of profiles added without one.
+    pub lifetime: Option<std::time::Duration>,
     /// The file store's passphrase, to open it at start
     /// (`--store-passphrase-file`, a systemd credential).
     pub store_passphrase: Option<jwtagent::secret::Secret>,
@@ -304,11 +307,13 @@ impl Agent {
             AgentState::new(path.clone(), self.options.config_path.clone(), store, audit);
         state.forwarded_admin = self.options.forwarded_admin;
         state.store_flag = self.options.store;
+        state.default_lifetime = self.options.lifetime;
         if store_kind == StoreKind::File {
             // Sealed until its passphrase is given.
             state.lock = lock::Lock::sealed();
         }
         let state = Arc::new(state);
+        tokio::spawn(ops::controls::end_lifetimes(state.clone()));
         if store_kind == StoreKind::Auto {
             // `auto` chooses the file store where there is no Secret Service:
             // sealed as soon as that is known (an unlock before then finds

@@ -99,6 +99,32 @@ pub(crate) fn exe_display(exe: Option<&Exe>) -> String {
     )
 }
 
+/// The executables of process `pid`'s ancestors, nearest first, at most
+/// `max`, up to (not including) init: read from /proc, for prompts and
+/// records only (a parent may exit, and its pid be reused, between reads).
+/// One that cannot be read is `?`.
+pub(crate) fn ancestry(pid: u32, max: usize) -> Vec<PathBuf> {
+    let mut chain = Vec::new();
+    let mut pid = pid;
+    while chain.len() < max {
+        let Some(parent) = parent_of(pid).filter(|&p| p > 1) else {
+            break;
+        };
+        chain
+            .push(std::fs::read_link(format!("/proc/{parent}/exe")).unwrap_or_else(|_| "?".into()));
+        pid = parent;
+    }
+    chain
+}
+
+/// The parent of process `pid`, from the fourth field of /proc/PID/stat
+/// (after the command name, which may hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')?.checked_add(2)?..)?;
+    rest.split(' ').nth(1)?.parse().ok()
+}
+
 /// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).
 #[cfg(target_os = "linux")]
 pub(crate) fn boot_ticks_now() -> Option<u64> {

@@ -26,6 +26,12 @@ pub(crate) struct AgentState {
     pub forwarded_admin: bool,
     /// The agent's `--store`, which overrides the config's.
     pub store_flag: Option<jwtagent::config::StoreKind>,
+    /// The lifetimes of profiles with `--lifetime`.
+    pub lifetimes: crate::controls::Lifetimes,
+    /// The agent's `--lifetime`: for profiles added without one.
+    pub default_lifetime: Option<std::time::Duration>,
+    /// Confirmations asked and remembered (`--confirm`).
+    pub confirms: crate::controls::Confirms,
 }
 
 impl AgentState {
@@ -44,6 +50,9 @@ impl AgentState {
             logins: crate::login::Logins::default(),
             forwarded_admin: false,
             store_flag: None,
+            lifetimes: Default::default(),
+            default_lifetime: None,
+            confirms: Default::default(),
         }
     }
 

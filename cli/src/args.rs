@@ -240,6 +240,14 @@ pub enum Command {
         #[arg(long)]
         passphrase_stdin: bool,
     },
+    /// Serve again a profile whose --lifetime ran out, for its lifetime
+    ///
+    /// Reads its secret from the store again, and asks first if the profile
+    /// has --confirm.
+    Renew {
+        /// The profile
+        name: String,
+    },
     /// The secret store
     Store {
         #[command(subcommand)]
@@ -418,6 +426,23 @@ pub struct ProfileArgs {
     /// forwarded with ssh -R or -L); by default a forwarded agent serves them
     #[arg(help_heading = "Policy", long)]
     pub no_forward: bool,
+    /// Serve the profile for DUR after add (or renew), then drop its tokens
+    /// and refuse it (expired_lifetime) until `jwtagent renew`, like
+    /// ssh-add -t [default: the agent's --lifetime, else no limit]
+    #[arg(help_heading = "Policy", long, value_name = "DUR", value_parser = jwtagent::duration::parse_duration)]
+    pub lifetime: Option<std::time::Duration>,
+    /// When the lifetime runs out, delete the secret from the store too
+    /// (renew is then impossible: add the profile again)
+    #[arg(help_heading = "Policy", long, requires = "lifetime")]
+    pub lifetime_remove: bool,
+    /// Ask the person at the keyboard before each token is served, through
+    /// JWTAGENT_ASKPASS (else SSH_ASKPASS when there is a display), like
+    /// ssh-add -c
+    #[arg(help_heading = "Policy", long)]
+    pub confirm: bool,
+    /// With --confirm: a yes holds for DUR for the same caller
+    #[arg(help_heading = "Policy", long, value_name = "DUR", requires = "confirm", value_parser = jwtagent::duration::parse_duration)]
+    pub confirm_for: Option<std::time::Duration>,
     /// Bind tokens to a key the agent generates and keeps (DPoP, RFC 9449)
     #[arg(help_heading = "Tokens", long)]
     pub dpop: bool,
@@ -481,6 +506,10 @@ impl ProfileArgs {
             authorization_url: args.authorization_url.clone(),
             revocation_url: args.revocation_url.clone(),
             secret_command: vec![],
+            lifetime: args.lifetime,
+            lifetime_remove: args.lifetime_remove,
+            confirm: args.confirm,
+            confirm_for: args.confirm_for,
             redirect_port: args.redirect_port,
             generation: 0,
         })
@@ -698,6 +727,9 @@ pub struct AgentArgs {
     /// when systemd passes one]
     #[arg(long, value_name = "PATH")]
     pub store_passphrase_file: Option<PathBuf>,
+    /// The lifetime of profiles added to this agent without --lifetime
+    #[arg(long, value_name = "DUR", value_parser = jwtagent::duration::parse_duration)]
+    pub lifetime: Option<std::time::Duration>,
     /// Let connections forwarded over SSH do more than read (hello, token,
     /// header, list, status): add, remove, lock, sign in. Off by default, as
     /// the remote side could otherwise change what this machine trusts

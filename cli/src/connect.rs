@@ -124,9 +124,7 @@ pub fn start_if_needed(socket: &SocketPath) -> Result<(Client, Hello, bool), Cli
         &socket.path,
         daemon::default_log_file().as_deref(),
         LogFormat::Text,
-        None,
-        None,
-        false,
+        &[],
     )? {
         Started::Ready { .. } => None,
         Started::Failed(message) => Some(message),

@@ -8,7 +8,6 @@
 
 use crate::args::LogFormat;
 use anyhow::{Context, anyhow};
-use jwtagent::config::StoreKind;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -46,13 +45,12 @@ pub fn daemon_binary() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Spawns a detached agent on `socket` and waits for its readiness line.
+/// `options`: the agent's own options (`--store ...`), passed on as given.
 pub fn spawn_detached(
     socket: &Path,
     log_file: Option<&Path>,
     log_format: LogFormat,
-    store: Option<StoreKind>,
-    store_passphrase_file: Option<&Path>,
-    forwarded_admin: bool,
+    options: &[std::ffi::OsString],
 ) -> anyhow::Result<Started> {
     let exe = daemon_binary()?;
     let mut cmd = Command::new(&exe);
@@ -69,15 +67,7 @@ pub fn spawn_detached(
     if let Some(log) = log_file {
         cmd.arg("--log-file").arg(log);
     }
-    if let Some(store) = store {
-        cmd.arg("--store").arg(store.as_str());
-    }
-    if let Some(file) = store_passphrase_file {
-        cmd.arg("--store-passphrase-file").arg(file);
-    }
-    if forwarded_admin {
-        cmd.arg("--allow-forwarded-admin");
-    }
+    cmd.args(options);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -108,7 +108,7 @@ fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
 }
 
 /// `agent` with `-D`, `--detached-child`, `--socket`, `--log-format`,
-/// `--log-file`, `--store`, `--store-passphrase-file` and
+/// `--log-file`, `--store`, `--store-passphrase-file`, `--lifetime` and
 /// `--allow-forwarded-admin` (the global options
 /// also before `agent`), as
 /// `jwtagent agent`, the detached start and the systemd unit give them.
@@ -119,6 +119,7 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
         log_file: None,
         store: None,
         store_passphrase_file: None,
+        lifetime: None,
         allow_forwarded_admin: false,
         detached_child: false,
     };
@@ -159,6 +160,10 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
             "--log-file" => agent.log_file = Some(value()?.into()),
             "--store" => agent.store = Some(value()?.to_str()?.parse().ok()?),
             "--store-passphrase-file" => agent.store_passphrase_file = Some(value()?.into()),
+            "--lifetime" => {
+                let text = value()?.to_str()?;
+                agent.lifetime = Some(jwtagent::duration::parse_duration(text).ok()?);
+            }
             _ => return None,
         }
     }
@@ -216,6 +221,7 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
             username,
         } => commands::integrations::git_credential(&socket, &token, operation, &username),
         Command::Lock { passphrase_stdin } => commands::lock::lock(&socket, passphrase_stdin),
+        Command::Renew { name } => commands::profiles::renew(&socket, &name),
         Command::Store {
             action:
                 args::StoreAction::Migrate {

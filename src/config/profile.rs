@@ -42,6 +42,14 @@ pub struct Profile {
     /// the program, then its arguments; run with no shell. Empty: the
     /// secret is in the store.
     pub secret_command: Vec<String>,
+    /// Served for this long after `add` or `renew`, then `expired_lifetime`.
+    pub lifetime: Option<std::time::Duration>,
+    /// When the lifetime runs out, the secret is deleted from the store too.
+    pub lifetime_remove: bool,
+    /// A token is served only after the person at the keyboard says yes.
+    pub confirm: bool,
+    /// How long a yes holds for the same caller.
+    pub confirm_for: Option<std::time::Duration>,
     pub generation: u32,
 }
 
@@ -77,6 +85,10 @@ impl Profile {
             grant: Grant::ClientCredentials,
             revocation_url: None,
             secret_command: vec![],
+            lifetime: None,
+            lifetime_remove: false,
+            confirm: false,
+            confirm_for: None,
             generation: 0,
         }
     }
@@ -365,7 +377,28 @@ impl Profile {
                 format!("{} must be an absolute path", ca.display()),
             ));
         }
-        self.check_secret_command()
+        self.check_secret_command()?;
+        self.check_controls()
+    }
+
+    /// Lifetime and confirmation settings that make sense together.
+    fn check_controls(&self) -> Result<(), FieldError> {
+        if self.lifetime.is_some_and(|l| l.is_zero()) {
+            return Err(field_err("lifetime", "must be longer than 0s"));
+        }
+        if self.lifetime_remove && self.lifetime.is_none() {
+            return Err(field_err(
+                "lifetime_remove",
+                "applies when the lifetime runs out; add --lifetime DUR",
+            ));
+        }
+        if self.confirm_for.is_some() && !self.confirm {
+            return Err(field_err(
+                "confirm_for",
+                "remembers a yes to --confirm; add --confirm",
+            ));
+        }
+        Ok(())
     }
 
     /// A command, if any, names a program, within bounds, for a profile

@@ -131,6 +131,27 @@ pub struct RawProfile {
     /// secret or key whenever the agent needs it, instead of a keyring entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_command: Vec<String>,
+    /// How long after `add` or `renew` the agent serves the profile; then
+    /// it drops its tokens and answers `expired_lifetime` until `renew`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration::optional"
+    )]
+    pub lifetime: Option<std::time::Duration>,
+    /// When the lifetime runs out, also delete the secret from the store.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lifetime_remove: bool,
+    /// Ask the person at the keyboard (askpass) before serving a token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub confirm: bool,
+    /// With `confirm`: how long a yes holds for the same caller.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration::optional"
+    )]
+    pub confirm_for: Option<std::time::Duration>,
     /// authorization-code: the loopback redirect's port, for servers that
     /// need a fixed one (default: any free port, RFC 8252 §7.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +197,10 @@ macro_rules! with_shared {
             dpop_alg: $from.dpop_alg,
             revocation_url: $from.revocation_url,
             secret_command: $from.secret_command,
+            lifetime: $from.lifetime,
+            lifetime_remove: $from.lifetime_remove,
+            confirm: $from.confirm,
+            confirm_for: $from.confirm_for,
             generation: $from.generation,
             $($rest)*
         }

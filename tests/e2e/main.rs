@@ -6,6 +6,7 @@ mod attacks;
 mod attacks2;
 mod chains;
 mod common;
+mod controls;
 mod docs;
 mod dpop;
 mod elsewhere;

@@ -19,6 +19,7 @@ pub(crate) async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empt
     if result.is_ok() {
         state.logins.cancel_all("the agent was locked");
         state.tokens.clear();
+        state.confirms.forget(None);
         tracing::info!("agent locked");
     }
     lock_result(result)

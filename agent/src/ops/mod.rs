@@ -2,6 +2,7 @@
 //! fields and answers with a wire body or an error body. The handler only
 //! parses, gates and dispatches.
 
+pub(crate) mod controls;
 pub(crate) mod lock;
 pub(crate) mod login;
 pub(crate) mod profiles;

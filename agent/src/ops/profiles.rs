@@ -22,6 +22,11 @@ pub(crate) async fn add(
     verify: bool,
 ) -> Result<Added, AgentError> {
     inputs_serve(state, peer, "add", name, &profile)?;
+    let mut profile = profile;
+    if profile.lifetime.is_none() {
+        // The agent's --lifetime, for profiles added without one.
+        profile.lifetime = state.default_lifetime;
+    }
     // A secret kept elsewhere is got now, to check the profile with, and
     // not stored.
     let given = match (&secret, profile.secret_command.is_empty()) {
@@ -64,7 +69,18 @@ pub(crate) async fn add(
     // sign-in under way for it is for settings that are gone.
     state.logins.cancel(name, "the profile was replaced");
     state.tokens.forget(name);
+    restart_controls(state, name, &saved);
     Ok(answer_saved(state, name, saved, obtained, verify, revoked))
+}
+
+/// A profile just saved starts its lifetime anew, and yeses given for what
+/// it was are forgotten.
+fn restart_controls(state: &AgentState, name: &str, saved: &Saved) {
+    state.confirms.forget(Some(name));
+    match saved.entry.profile.lifetime {
+        Some(lifetime) => state.lifetimes.start(name, lifetime),
+        None => state.lifetimes.forget(name),
+    }
 }
 
 /// The answer to an `add` or `secret` that saved: the token that proved the
@@ -139,6 +155,7 @@ pub(crate) async fn replace_secret(
     let obtained = checked(state, name, &profile, Some(&secret), verify).await?;
     let saved = state.profiles.replace_secret(name, profile, secret).await?;
     state.tokens.forget(name);
+    restart_controls(state, name, &saved);
     Ok(answer_saved(state, name, saved, obtained, verify, None))
 }
 
@@ -272,6 +289,8 @@ pub(crate) async fn remove(state: &AgentState, name: &str) -> Result<Removed, Ag
     }
     let leftover = state.profiles.remove(name).await?;
     state.tokens.forget(name);
+    state.lifetimes.forget(name);
+    state.confirms.forget(Some(name));
     Ok(Removed {
         warning: leftover.map(|l| {
             format!(
@@ -341,6 +360,7 @@ fn view(entry: Entry) -> ProfileView {
         secret_stored: entry.secret_stored,
         assertion_aud_worked: None,
         signed_in_as: None,
+        lifetime_left_secs: None,
     }
 }
 
@@ -353,8 +373,10 @@ fn view_signed_in(state: &AgentState, entry: Entry) -> ProfileView {
         .is_user()
         .then(|| super::login::identity(state.tokens.fetcher(), &entry.name, &entry.profile).0)
         .flatten();
+    let left = super::status::lifetime_left(state, &entry.name, &entry.profile);
     let mut view = view(entry);
     view.signed_in_as = whom;
+    view.lifetime_left_secs = left;
     view
 }
 

@@ -37,6 +37,7 @@ pub(crate) async fn status(state: &AgentState) -> Status {
             for (name, profile) in &config.profiles {
                 let mut status = profile_status(name, &keys);
                 status.assertion_aud_worked = state.tokens.aud_worked(profile).map(str::to_string);
+                status.lifetime_left_secs = lifetime_left(state, name, profile);
                 if profile.grant.is_user() {
                     status.logging_in = state.logins.under_way(name);
                     let fetcher = state.tokens.fetcher();
@@ -119,5 +120,21 @@ fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
         login_required: false,
         logging_in: false,
         signed_in_as: None,
+        lifetime_left_secs: None,
     }
+}
+
+/// What is left of `profile`'s lifetime, when it has one (0: it ran out).
+pub(crate) fn lifetime_left(
+    state: &AgentState,
+    name: &str,
+    profile: &jwtagent::config::Profile,
+) -> Option<u64> {
+    profile.lifetime?;
+    Some(
+        state
+            .lifetimes
+            .left(name)
+            .map_or(0, |left| left.as_secs().max(1)),
+    )
 }

@@ -113,6 +113,7 @@ async fn audited<T>(
         state.audit.record(&record);
         return Err(refused.error());
     }
+    crate::ops::controls::admit(state, peer, op, name, &config.profiles).await?;
     let epoch = state.lock.epoch();
     let mut result = serve(profile).await;
     // Locked while the request was in flight: the answer is not handed out

@@ -46,6 +46,25 @@ fn hand_over_to_daemon_binary() -> anyhow::Error {
     )
 }
 
+/// The options a detached agent is started with: the agent's own, as given.
+fn passed_on(args: &AgentArgs) -> Vec<std::ffi::OsString> {
+    let mut options: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(store) = args.store {
+        options.extend(["--store".into(), store.as_str().into()]);
+    }
+    if let Some(file) = &args.store_passphrase_file {
+        options.extend(["--store-passphrase-file".into(), file.into()]);
+    }
+    if let Some(lifetime) = args.lifetime {
+        let lifetime = jwtagent::duration::format_duration(lifetime);
+        options.extend(["--lifetime".into(), lifetime.into()]);
+    }
+    if args.allow_forwarded_admin {
+        options.push("--allow-forwarded-admin".into());
+    }
+    options
+}
+
 /// The agent's options from its arguments and the environment.
 fn options(args: &AgentArgs) -> anyhow::Result<Options> {
     let config_path = jwtagent::config::config_path()
@@ -62,6 +81,7 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         keyring_service: std::env::var(jwtagent::paths::KEYRING_SERVICE_ENV).unwrap_or_default(),
         audit_log: jwtagent::paths::audit_log(),
         store_passphrase: store_passphrase(args)?,
+        lifetime: args.lifetime,
     })
 }
 
@@ -191,9 +211,7 @@ fn start_detached(
         &socket.path,
         log_file.as_deref(),
         log_format,
-        args.store,
-        args.store_passphrase_file.as_deref(),
-        args.allow_forwarded_admin,
+        &passed_on(args),
     )? {
         Started::Ready { pid } => {
             eprintln!(

@@ -581,12 +581,40 @@ fn render(view: &ProfileView) -> String {
         lines.push(("refresh_before", rb.to_string()));
     }
     guard_lines(p, &mut lines);
+    control_lines(view, &mut lines);
     lines.push(("secret", secret_line(view)));
     let mut out = String::new();
     for (k, v) in lines {
         let _ = writeln!(out, "{k:<15} {v}");
     }
     out
+}
+
+/// `show`'s lines for the profile's lifetime and confirmation.
+fn control_lines(view: &ProfileView, lines: &mut Vec<(&str, String)>) {
+    let p = &view.profile;
+    if let Some(lifetime) = p.lifetime {
+        let lifetime = jwtagent::duration::format_duration(lifetime);
+        let left = match view.lifetime_left_secs {
+            Some(0) | None => format!("ran out: `jwtagent renew {}`", view.name),
+            Some(secs) => format!("{} left", crate::output::duration(secs)),
+        };
+        let remove = if p.lifetime_remove {
+            ", then the secret is deleted"
+        } else {
+            ""
+        };
+        lines.push(("lifetime", format!("{lifetime} ({left}{remove})")));
+    }
+    if p.confirm {
+        let remember = p.confirm_for.map_or(String::new(), |d| {
+            format!(", a yes holds {}", jwtagent::duration::format_duration(d))
+        });
+        lines.push((
+            "confirm",
+            format!("yes (asked before each token{remember})"),
+        ));
+    }
 }
 
 /// Where `show` says the profile's secret is.
@@ -604,6 +632,19 @@ fn secret_line(view: &ProfileView) -> String {
         Some(true) => "stored in the keyring".into(),
         Some(false) => "MISSING from the keyring: add the profile again to store it".into(),
     }
+}
+
+pub fn renew(socket: &SocketPath, name: &str) -> Result<(), CliError> {
+    let (mut client, _) = connect::connect_existing(socket)?;
+    let renewed: jwtagent::protocol::Renewed = client
+        .call(&Request::Renew {
+            name: name.to_string(),
+        })
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
+    output::print(&format!(
+        "Renewed profile {name}: served for {}.\n",
+        output::duration(renewed.lifetime_left_secs)
+    ))
 }
 
 pub fn remove(socket: &SocketPath, name: &str) -> Result<(), CliError> {

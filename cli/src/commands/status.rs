@@ -115,6 +115,15 @@ fn profile_line(out: &mut String, p: &ProfileStatus) {
             if p.failures == 1 { "" } else { "es" }
         );
     }
+    match p.lifetime_left_secs {
+        Some(0) => {
+            let _ = write!(out, ", LIFETIME RAN OUT (jwtagent renew {})", p.name);
+        }
+        Some(secs) => {
+            let _ = write!(out, ", lifetime left {}", output::duration(secs));
+        }
+        None => {}
+    }
     if let Some(aud) = &p.assertion_aud_worked {
         let _ = write!(out, ", assertion aud {aud}");
     }

@@ -1,0 +1,235 @@
+//! ssh-agent's controls: a profile's lifetime (`--lifetime`, `renew`) and
+//! confirmation on use (`--confirm`, through an askpass program).
+
+use crate::common::*;
+use serde_json::Value;
+
+fn status_of(env: &TestEnv, name: &str) -> Value {
+    env.profile_status(name)
+}
+
+fn audit_ops(env: &TestEnv, op: &str, outcome: &str) -> usize {
+    let out = env.ok(&["audit", "--json"]);
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["op"] == op && r["outcome"] == outcome)
+        .count()
+}
+
+#[test]
+fn a_lifetime_runs_out_then_the_profile_is_refused_until_renewed() {
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    env.add_open_profile("api", &server.token_endpoint(), &["--lifetime", "3s"]);
+    env.ok(&["token", "api"]);
+    let left = status_of(&env, "api")["lifetime_left_secs"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=3).contains(&left), "{left}");
+    assert!(env.ok(&["show", "api"]).contains("lifetime        3s ("));
+
+    // Run out: refused with its own code, and its tokens are gone.
+    let mut refused = None;
+    wait_until("the lifetime runs out", || {
+        let out = env.run(&["token", "api"]);
+        let ran_out = !out.status.success();
+        refused = Some(out);
+        ran_out
+    });
+    let err = stderr_of(refused.as_ref().unwrap());
+    assert!(
+        err.contains("expired_lifetime") && err.contains("jwtagent renew api"),
+        "{err}"
+    );
+    wait_until("the lifetime's end is recorded", || {
+        audit_ops(&env, "lifetime_expired", "ok") == 1
+    });
+    let status = status_of(&env, "api");
+    assert_eq!(status["lifetime_left_secs"], 0, "{status}");
+    assert!(status["tokens"].as_array().unwrap().is_empty(), "{status}");
+    assert!(
+        env.ok(&["status"])
+            .contains("LIFETIME RAN OUT (jwtagent renew api)")
+    );
+
+    // Renewed: served again, for the lifetime.
+    let out = env.ok(&["renew", "api"]);
+    assert!(out.contains("served for 3s"), "{out}");
+    env.ok(&["token", "api"]);
+    // An agent started since does not serve it until renewed.
+    env.ok(&["stop"]);
+    let out = env.run(&["token", "api"]);
+    assert!(
+        stderr_of(&out).contains("expired_lifetime"),
+        "{}",
+        stderr_of(&out)
+    );
+    env.ok(&["renew", "api"]);
+    env.ok(&["token", "api"]);
+    // A profile without a lifetime has none to renew.
+    env.add_open_profile("plain", &server.token_endpoint(), &[]);
+    let out = env.run(&["renew", "plain"]);
+    assert!(
+        stderr_of(&out).contains("no lifetime"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn lifetime_remove_deletes_the_secret_and_the_agents_lifetime_is_the_default() {
+    let env = TestEnv::new();
+    let out = env.cmd(&["agent", "--lifetime", "1h"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = output_with_stdin(
+        &mut env.add_cmd(
+            "svc",
+            "https://127.0.0.1:1/token",
+            "client_secret_basic",
+            &["--secret-stdin", "--lifetime", "1s", "--lifetime-remove"],
+        ),
+        b"s3cret-value",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(keyutils_lookup(&env.keyring_service, "profile/svc").is_some());
+    wait_until("the secret is deleted when the lifetime runs out", || {
+        keyutils_lookup(&env.keyring_service, "profile/svc").is_none()
+    });
+    let out = env.run(&["renew", "svc"]);
+    assert!(
+        stderr_of(&out).contains("add it again"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // The agent's --lifetime, for a profile added without one.
+    env.add_open_profile("api", "https://127.0.0.1:1/token", &[]);
+    let shown = env.ok(&["show", "api"]);
+    assert!(shown.contains("lifetime        1h ("), "{shown}");
+}
+
+/// An askpass program that answers as the file `answer` says (`yes`, `no`,
+/// `hang`), after `delay` seconds, and logs each prompt to `asked.log`.
+fn askpass(env: &TestEnv) -> std::path::PathBuf {
+    let script = env.path("askpass.sh");
+    let answer = env.path("answer");
+    let log = env.path("asked.log");
+    std::fs::write(&answer, "yes").unwrap();
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s\\n' \"$SSH_ASKPASS_PROMPT\" \"$1\" >> '{log}'\n\
+             sleep \"$(cat '{delay}' 2>/dev/null || echo 0)\"\n\
+             case \"$(cat '{answer}')\" in yes) exit 0 ;; hang) exec sleep 60 ;; *) exit 1 ;; esac\n",
+            log = log.display(),
+            delay = env.path("delay").display(),
+            answer = answer.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+fn asked(env: &TestEnv) -> Vec<String> {
+    std::fs::read_to_string(env.path("asked.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn confirm_asks_through_askpass_and_a_no_a_hang_or_no_askpass_refuses() {
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    let script = askpass(&env);
+    let out = env
+        .cmd(&["agent"])
+        .env("JWTAGENT_ASKPASS", &script)
+        .env("JWTAGENT_CONFIRM_TIMEOUT", "2")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    env.add_open_profile("api", &server.token_endpoint(), &["--confirm"]);
+
+    // Yes: served, once asked, the prompt naming the profile and the caller
+    // (the process that ran the CLI: this test), as ssh-add -c does.
+    env.ok(&["token", "api"]);
+    let prompts = asked(&env);
+    assert_eq!(prompts.len(), 1, "{prompts:?}");
+    let me = std::env::current_exe().unwrap();
+    let me = me.file_name().unwrap().to_str().unwrap();
+    assert!(prompts[0].starts_with("confirm|Allow "), "{prompts:?}");
+    assert!(
+        prompts[0].contains(me),
+        "names the caller {me}: {prompts:?}"
+    );
+    assert!(prompts[0].contains("jwtagent profile api?"), "{prompts:?}");
+
+    // No, and no answer: refused, with its own code.
+    std::fs::write(env.path("answer"), "no").unwrap();
+    let out = env.run(&["token", "api"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("confirm_denied"),
+        "{}",
+        stderr_of(&out)
+    );
+    std::fs::write(env.path("answer"), "hang").unwrap();
+    let out = env.run(&["token", "api"]);
+    assert!(
+        stderr_of(&out).contains("nobody answered within 2s"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    // Concurrent requests of one caller share one question.
+    std::fs::write(env.path("answer"), "yes").unwrap();
+    std::fs::write(env.path("delay"), "1").unwrap();
+    let before = asked(&env).len();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.cmd(&["token", "api"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        assert!(child.wait_with_output().unwrap().status.success());
+    }
+    assert_eq!(asked(&env).len(), before + 1, "{:?}", asked(&env));
+    std::fs::write(env.path("delay"), "0").unwrap();
+
+    // Every question and answer is in the audit log.
+    env.audit_until("confirmations audited", |records| {
+        let count = |outcome: &str| {
+            records
+                .iter()
+                .filter(|r| r["op"] == "confirm" && r["outcome"] == outcome)
+                .count()
+        };
+        count("asked") == 4 && count("allowed") == 5 && count("confirm_denied") == 2
+    });
+
+    // --confirm-for: a yes holds for the same caller.
+    env.add_open_profile(
+        "held",
+        &server.token_endpoint(),
+        &["--confirm", "--confirm-for", "1h"],
+    );
+    let before = asked(&env).len();
+    env.ok(&["token", "held"]);
+    env.ok(&["token", "held", "--force"]);
+    assert_eq!(asked(&env).len(), before + 1);
+
+    // No askpass program: no.
+    env.ok(&["stop"]);
+    let out = env.run(&["token", "api"]);
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("confirm_denied") && err.contains("JWTAGENT_ASKPASS"),
+        "{err}"
+    );
+}
