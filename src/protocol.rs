@@ -321,6 +321,11 @@ pub struct Status {
     pub skipped_profiles: Vec<SkippedProfile>,
     /// Whether the agent is locked.
     pub locked: bool,
+    /// While locked, what unlocks it: `passphrase` (the one `lock` was
+    /// given), `store` (the file store's), or `askpass` (a yes from the
+    /// person at the keyboard, after the agent locked itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlock_with: Option<String>,
     /// Per-profile state.
     pub profiles: Vec<ProfileStatus>,
 }

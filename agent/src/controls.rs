@@ -185,6 +185,17 @@ impl Confirms {
     }
 }
 
+/// One question through askpass, asked now (unlocking an agent that
+/// locked itself).
+pub(crate) async fn ask_once(prompt: &str) -> Result<(), Refused> {
+    askpass(prompt).await
+}
+
+/// Whether there is an askpass program to ask with.
+pub(crate) fn can_ask() -> bool {
+    askpass_program().is_some()
+}
+
 /// The askpass program, by ssh-add -c's conventions: `JWTAGENT_ASKPASS`,
 /// else `SSH_ASKPASS` when there is a display to show it on.
 fn askpass_program() -> Option<PathBuf> {

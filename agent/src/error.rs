@@ -119,7 +119,9 @@ impl AgentError {
             AgentError::Token(_) | AgentError::Refresh(_) | AgentError::Internal(_) => {
                 ErrorCode::Internal
             }
-            AgentError::Lock(LockError::WrongPassphrase) => ErrorCode::Denied,
+            AgentError::Lock(LockError::WrongPassphrase | LockError::NotConfirmed(_)) => {
+                ErrorCode::Denied
+            }
             AgentError::Lock(LockError::Hash(_)) => ErrorCode::Internal,
             AgentError::Lock(_) => ErrorCode::BadRequest,
             AgentError::Locked | AgentError::StopLocked => ErrorCode::Locked,

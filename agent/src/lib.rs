@@ -22,6 +22,8 @@ pub(crate) mod keys;
 pub(crate) mod listener;
 pub(crate) mod lock;
 pub(crate) mod login;
+#[cfg(target_os = "linux")]
+pub(crate) mod logind;
 pub(crate) mod loopback;
 pub(crate) mod oauth;
 pub(crate) mod ops;
@@ -180,6 +182,10 @@ pub enum StartError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "{0} locks the agent with nobody to give a passphrase: use the file store (--store file, whose passphrase unlocks), or set JWTAGENT_ASKPASS (or SSH_ASKPASS, with a display) so that unlocking asks the person at the keyboard"
+    )]
+    NoWayToUnlock(&'static str),
 }
 
 /// How the agent is set up, beyond its socket.
@@ -199,6 +205,11 @@ pub struct Options {
     pub audit_log: Option<PathBuf>,
     /// `--lifetime`: the lifetime of profiles added without one.
     pub lifetime: Option<std::time::Duration>,
+    /// `--lock-idle`: lock after no request for this long.
+    pub lock_idle: Option<std::time::Duration>,
+    /// `--lock-on-sleep`: lock when the machine suspends or the session
+    /// locks (systemd-logind's signals).
+    pub lock_on_sleep: bool,
     /// The file store's passphrase, to open it at start
     /// (`--store-passphrase-file`, a systemd credential).
     pub store_passphrase: Option<jwtagent::secret::Secret>,
@@ -221,6 +232,7 @@ impl Agent {
     /// Hardens the process and claims the socket at `path`. Call before starting
     /// the async runtime's work; it does no async I/O.
     pub fn start(path: &Path, options: Options) -> Result<Agent, StartError> {
+        check_unattended_lock(&options)?;
         harden::make_non_dumpable().map_err(StartError::Harden)?;
         harden::raise_nofile_limit(descriptors_wanted(&options.limits));
         let socket = listener::claim(path)?;
@@ -233,6 +245,7 @@ impl Agent {
         listener: std::os::unix::net::UnixListener,
         options: Options,
     ) -> Result<Agent, StartError> {
+        check_unattended_lock(&options)?;
         harden::make_non_dumpable().map_err(StartError::Harden)?;
         harden::raise_nofile_limit(descriptors_wanted(&options.limits));
         let socket = ClaimedSocket::inherited(listener)?;
@@ -308,12 +321,19 @@ impl Agent {
         state.forwarded_admin = self.options.forwarded_admin;
         state.store_flag = self.options.store;
         state.default_lifetime = self.options.lifetime;
+        state.lock_idle = self.options.lock_idle;
         if store_kind == StoreKind::File {
             // Sealed until its passphrase is given.
             state.lock = lock::Lock::sealed();
         }
         let state = Arc::new(state);
         tokio::spawn(ops::controls::end_lifetimes(state.clone()));
+        if let Some(idle) = self.options.lock_idle {
+            tokio::spawn(ops::lock::lock_when_idle(state.clone(), idle));
+        }
+        if self.options.lock_on_sleep {
+            lock_on_sleep(&state);
+        }
         if store_kind == StoreKind::Auto {
             // `auto` chooses the file store where there is no Secret Service:
             // sealed as soon as that is known (an unlock before then finds
@@ -365,6 +385,47 @@ impl Agent {
         signals.abort();
         tracing::info!("agent stopped");
         Ok(())
+    }
+}
+
+/// An agent that may lock itself (`--lock-idle`, `--lock-on-sleep`) needs
+/// a way to be unlocked: the file store's passphrase, or askpass.
+fn check_unattended_lock(options: &Options) -> Result<(), StartError> {
+    let option = match (options.lock_idle, options.lock_on_sleep) {
+        (Some(_), _) => "--lock-idle",
+        (None, true) => "--lock-on-sleep",
+        (None, false) => return Ok(()),
+    };
+    let store = options.store.or_else(|| {
+        ConfigFile::load(&options.config_path)
+            .ok()
+            .and_then(|c| c.store)
+    });
+    if store == Some(StoreKind::File) || controls::can_ask() {
+        return Ok(());
+    }
+    Err(StartError::NoWayToUnlock(option))
+}
+
+/// `--lock-on-sleep`: logind's signals lock the agent; without a system bus,
+/// a warning says it will not.
+fn lock_on_sleep(state: &Arc<AgentState>) {
+    #[cfg(target_os = "linux")]
+    {
+        let handle = tokio::runtime::Handle::current();
+        let state = state.clone();
+        logind::watch(move |why| {
+            let state = state.clone();
+            handle
+                .spawn(async move { ops::lock::lock_unattended(&state, "lock_sleep", why).await });
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = state;
+        tracing::warn!(
+            "--lock-on-sleep works on Linux only (systemd-logind): the agent will NOT lock when the machine sleeps"
+        );
     }
 }
 

@@ -28,6 +28,9 @@ enum Key {
     },
     /// The file store's passphrase.
     Store,
+    /// Locked by the agent itself (idle, sleep, the session locked) with a
+    /// keyring store: a yes through askpass unlocks. `why` says when.
+    Askpass { why: &'static str },
 }
 
 struct Locked {
@@ -51,6 +54,9 @@ pub(crate) enum LockError {
     /// passphrase (damaged, unsafe, unwritable).
     #[error("{0}")]
     Store(String),
+    /// Locked by the agent itself, and the askpass program gave no yes.
+    #[error("unlocking needs a yes from the person at the keyboard, and got none: {0}")]
+    NotConfirmed(String),
 }
 
 /// The lock; `Default` is unlocked.
@@ -106,6 +112,41 @@ impl Lock {
             });
             self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
         }
+    }
+
+    /// Locks when the person at the keyboard is likely away (idle, the
+    /// machine suspending, the session locked): with the file store it is
+    /// sealed; otherwise a yes through askpass unlocks. Answers whether it
+    /// locked (it may have been locked already).
+    pub(crate) async fn lock_unattended(&self, store: &SecretStore, why: &'static str) -> bool {
+        if self.is_locked() {
+            return false;
+        }
+        if store.is_file() {
+            return self.seal(store).await.is_ok();
+        }
+        let mut state = self.state.lock().await;
+        if state.is_some() {
+            return false;
+        }
+        *state = Some(Locked {
+            key: Key::Askpass { why },
+            failures: 0,
+        });
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.locked.store(true, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+
+    /// What unlocks the agent now, for `status`: `None` while unlocked (or
+    /// while an unlock attempt holds the lock).
+    pub(crate) fn unlock_with(&self) -> Option<&'static str> {
+        let state = self.state.try_lock().ok()?;
+        Some(match &state.as_ref()?.key {
+            Key::Hash { .. } => "passphrase",
+            Key::Store => "store",
+            Key::Askpass { .. } => "askpass",
+        })
     }
 
     pub(crate) fn is_locked(&self) -> bool {
@@ -188,6 +229,13 @@ impl Lock {
                     .await
                     .map_err(|e| LockError::Hash(e.to_string()))??;
                 aws_lc_rs::constant_time::verify_slices_are_equal(&*candidate, &**kept).is_ok()
+            }
+            Key::Askpass { why } => {
+                let prompt = format!("Unlock the jwtagent agent? It locked itself when {why}.");
+                if let Err(refused) = crate::controls::ask_once(&prompt).await {
+                    return Err(LockError::NotConfirmed(refused.to_string()));
+                }
+                true
             }
             Key::Store => match store.unseal(passphrase.clone()).await {
                 Ok(()) => true,

@@ -71,6 +71,16 @@ pub(crate) struct Peer {
 const OPENSSH: &[&str] = &["ssh", "sshd", "sshd-session"];
 
 impl Peer {
+    /// The agent itself, for the records of what it does on its own (a
+    /// lifetime running out, locking when idle).
+    pub(crate) fn agent() -> Peer {
+        Peer {
+            uid: rustix::process::geteuid().as_raw(),
+            pid: Some(std::process::id()),
+            ..Peer::default()
+        }
+    }
+
     /// Whether the connection comes through OpenSSH forwarding: the process
     /// that connected, or one that wrote to it, is `ssh` or `sshd`.
     pub(crate) fn forwarded(&self) -> bool {

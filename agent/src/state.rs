@@ -32,6 +32,11 @@ pub(crate) struct AgentState {
     pub default_lifetime: Option<std::time::Duration>,
     /// Confirmations asked and remembered (`--confirm`).
     pub confirms: crate::controls::Confirms,
+    /// `--lock-idle`: lock after no request for this long.
+    pub lock_idle: Option<std::time::Duration>,
+    /// When the last request came, in milliseconds since `started` (kept
+    /// only with `--lock-idle`).
+    pub last_request_ms: std::sync::atomic::AtomicU64,
 }
 
 impl AgentState {
@@ -53,7 +58,28 @@ impl AgentState {
             lifetimes: Default::default(),
             default_lifetime: None,
             confirms: Default::default(),
+            lock_idle: None,
+            last_request_ms: Default::default(),
         }
+    }
+
+    /// Notes a request, for `--lock-idle`.
+    pub(crate) fn active(&self) {
+        if self.lock_idle.is_some() {
+            let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_request_ms
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How long since the last request (or the start).
+    pub(crate) fn idle_for(&self) -> std::time::Duration {
+        let last = self
+            .last_request_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.started
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(last))
     }
 
     /// For tests: an agent on `dir/s.sock` with its config in `dir`, an

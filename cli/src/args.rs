@@ -730,6 +730,14 @@ pub struct AgentArgs {
     /// The lifetime of profiles added to this agent without --lifetime
     #[arg(long, value_name = "DUR", value_parser = jwtagent::duration::parse_duration)]
     pub lifetime: Option<std::time::Duration>,
+    /// Lock the agent after no request for DUR (tokens dropped; the file
+    /// store's passphrase, or a yes through askpass, unlocks)
+    #[arg(long, value_name = "DUR", value_parser = jwtagent::duration::parse_duration)]
+    pub lock_idle: Option<std::time::Duration>,
+    /// Lock the agent when the machine suspends or the session locks
+    /// (systemd-logind's PrepareForSleep and Lock signals on the system bus)
+    #[arg(long)]
+    pub lock_on_sleep: bool,
     /// Let connections forwarded over SSH do more than read (hello, token,
     /// header, list, status): add, remove, lock, sign in. Off by default, as
     /// the remote side could otherwise change what this machine trusts

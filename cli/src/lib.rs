@@ -108,8 +108,8 @@ fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
 }
 
 /// `agent` with `-D`, `--detached-child`, `--socket`, `--log-format`,
-/// `--log-file`, `--store`, `--store-passphrase-file`, `--lifetime` and
-/// `--allow-forwarded-admin` (the global options
+/// `--log-file`, `--store`, `--store-passphrase-file`, `--lifetime`,
+/// `--lock-idle`, `--lock-on-sleep` and `--allow-forwarded-admin` (the global options
 /// also before `agent`), as
 /// `jwtagent agent`, the detached start and the systemd unit give them.
 fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
@@ -120,6 +120,8 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
         store: None,
         store_passphrase_file: None,
         lifetime: None,
+        lock_idle: None,
+        lock_on_sleep: false,
         allow_forwarded_admin: false,
         detached_child: false,
     };
@@ -164,6 +166,11 @@ fn fast_agent(args: &[std::ffi::OsString]) -> Option<Cli> {
                 let text = value()?.to_str()?;
                 agent.lifetime = Some(jwtagent::duration::parse_duration(text).ok()?);
             }
+            "--lock-idle" => {
+                let text = value()?.to_str()?;
+                agent.lock_idle = Some(jwtagent::duration::parse_duration(text).ok()?);
+            }
+            "--lock-on-sleep" => agent.lock_on_sleep = true,
             _ => return None,
         }
     }

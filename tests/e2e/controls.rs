@@ -92,9 +92,11 @@ fn lifetime_remove_deletes_the_secret_and_the_agents_lifetime_is_the_default() {
     );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(keyutils_lookup(&env.keyring_service, "profile/svc").is_some());
+    // Watched in /proc/keys: a key being deleted cannot be read meanwhile.
     wait_until("the secret is deleted when the lifetime runs out", || {
-        keyutils_lookup(&env.keyring_service, "profile/svc").is_none()
+        kernel_keys_of(&env.keyring_service).is_empty()
     });
+    assert!(keyutils_lookup(&env.keyring_service, "profile/svc").is_none());
     let out = env.run(&["renew", "svc"]);
     assert!(
         stderr_of(&out).contains("add it again"),
@@ -232,4 +234,187 @@ fn confirm_asks_through_askpass_and_a_no_a_hang_or_no_askpass_refuses() {
         err.contains("confirm_denied") && err.contains("JWTAGENT_ASKPASS"),
         "{err}"
     );
+}
+
+/// An agent started with `options` and the askpass program of
+/// [`askpass`] (which answers yes unless told otherwise).
+fn agent_with_askpass(env: &TestEnv, options: &[&str], extra_env: &[(&str, &std::path::Path)]) {
+    let script = askpass(env);
+    let mut cmd = env.cmd(&["agent"]);
+    cmd.args(options).env("JWTAGENT_ASKPASS", &script);
+    for (var, value) in extra_env {
+        cmd.env(var, value);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+fn locked(env: &TestEnv) -> Value {
+    serde_json::from_str(&env.ok(&["status", "--json"])).unwrap()
+}
+
+#[test]
+fn an_idle_agent_locks_itself_and_a_yes_through_askpass_unlocks_it() {
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    let started = std::time::Instant::now();
+    agent_with_askpass(&env, &["--lock-idle", "2s"], &[]);
+    env.add_open_profile("api", &server.token_endpoint(), &[]);
+    // Requests keep it unlocked past its idle time.
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        env.ok(&["token", "api"]);
+    }
+    // `status` watches the agent without keeping it awake.
+    wait_until("the idle agent locks itself", || {
+        locked(&env)["locked"] == true
+    });
+    let status = locked(&env);
+    assert_eq!(status["unlock_with"], "askpass", "{status}");
+    assert!(
+        status["profiles"][0]["tokens"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let out = env.run(&["token", "api"]);
+    assert!(stderr_of(&out).contains("locked"), "{}", stderr_of(&out));
+    env.audit_until("the idle lock recorded", |records| {
+        records.iter().filter(|r| r["op"] == "lock_idle").count() == 1
+    });
+
+    // No from the person at the keyboard: still locked.
+    std::fs::write(env.path("answer"), "no").unwrap();
+    let out = env.run(&["unlock"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_of(&out).contains("denied"), "{}", stderr_of(&out));
+    std::fs::write(env.path("answer"), "yes").unwrap();
+    let out = env.ok(&["unlock"]);
+    assert!(out.contains("said yes"), "{out}");
+    env.ok(&["token", "api"]);
+    assert!(
+        asked(&env)
+            .iter()
+            .any(|p| p.contains("Unlock the jwtagent agent")),
+        "{:?}",
+        asked(&env)
+    );
+
+    // With nothing to unlock with, the agent does not start so.
+    env.ok(&["stop"]);
+    let out = env.run(&["agent", "--lock-idle", "1m"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("--lock-idle")
+            && err.contains("--store file")
+            && err.contains("JWTAGENT_ASKPASS"),
+        "{err}"
+    );
+}
+
+/// A session bus config for a private bus on `socket` that lets anyone own
+/// any name: the stand-in system bus.
+fn private_bus(env: &TestEnv, name: &str) -> (std::process::Child, String) {
+    let dbus_daemon = require_tool("dbus-daemon", "dbus");
+    let socket = env.path(&format!("{name}.sock"));
+    let config = env.path(&format!("{name}.conf"));
+    std::fs::write(
+        &config,
+        format!(
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+             <busconfig><type>system</type><listen>unix:path={}</listen>\
+             <auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\"/>\
+             <allow own=\"*\"/><allow receive_sender=\"*\"/><allow eavesdrop=\"true\"/></policy></busconfig>\n",
+            socket.display()
+        ),
+    )
+    .unwrap();
+    let bus = std::process::Command::new(dbus_daemon)
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--nofork", "--nopidfile"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the private system bus listens", || socket.exists());
+    (bus, format!("unix:path={}", socket.display()))
+}
+
+#[test]
+fn logind_signals_on_the_system_bus_lock_the_agent() {
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    let (mut bus, address) = private_bus(&env, "system-bus");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _bus = Kill(&mut bus);
+    // The stand-in logind: owns logind's name, and sends its signals.
+    let logind = zbus::blocking::connection::Builder::address(address.as_str())
+        .unwrap()
+        .name("org.freedesktop.login1")
+        .unwrap()
+        .build()
+        .unwrap();
+    let address_path = std::path::PathBuf::from(&address);
+    agent_with_askpass(
+        &env,
+        &["--lock-on-sleep"],
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &address_path)],
+    );
+    wait_until("the agent follows logind", || {
+        std::fs::read_to_string(env.log_file())
+            .unwrap_or_default()
+            .contains("--lock-on-sleep: locking when")
+    });
+    env.add_open_profile("api", &server.token_endpoint(), &[]);
+    env.ok(&["token", "api"]);
+
+    let manager = "org.freedesktop.login1.Manager";
+    let session = "org.freedesktop.login1.Session";
+    for (path, interface, member, body) in [
+        (
+            "/org/freedesktop/login1",
+            manager,
+            "PrepareForSleep",
+            Some(true),
+        ),
+        ("/org/freedesktop/login1/session/_31", session, "Lock", None),
+    ] {
+        match body {
+            Some(going) => logind.emit_signal(None::<()>, path, interface, member, &(going,)),
+            None => logind.emit_signal(None::<()>, path, interface, member, &()),
+        }
+        .unwrap();
+        wait_until(member, || locked(&env)["locked"] == true);
+        let out = env.run(&["token", "api"]);
+        assert!(stderr_of(&out).contains("locked"), "{}", stderr_of(&out));
+        env.ok(&["unlock"]);
+        env.ok(&["token", "api"]);
+    }
+    env.audit_until("both locks recorded", |records| {
+        records.iter().filter(|r| r["op"] == "lock_sleep").count() == 2
+    });
+
+    // No system bus: a warning says the agent will not lock.
+    env.ok(&["stop"]);
+    let missing = env.path("no-such-bus");
+    agent_with_askpass(
+        &env,
+        &["--lock-on-sleep"],
+        &[(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            &std::path::PathBuf::from(format!("unix:path={}", missing.display())),
+        )],
+    );
+    wait_until("the agent warns it will not lock", || {
+        std::fs::read_to_string(env.log_file())
+            .unwrap_or_default()
+            .contains("will NOT lock when the machine sleeps")
+    });
 }

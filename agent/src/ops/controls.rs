@@ -216,11 +216,7 @@ async fn end_lifetime(state: &AgentState, name: &str) {
         }
     }
     tracing::info!(profile = %name, "lifetime ran out: tokens dropped");
-    let agent = Peer {
-        uid: rustix::process::geteuid().as_raw(),
-        pid: Some(std::process::id()),
-        ..Peer::default()
-    };
+    let agent = Peer::agent();
     state
         .audit
         .record(&Record::new(&agent, "lifetime_expired", Some(name), "ok"));

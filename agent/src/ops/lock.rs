@@ -17,12 +17,49 @@ pub(crate) async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empt
         state.lock.lock(passphrase).await
     };
     if result.is_ok() {
-        state.logins.cancel_all("the agent was locked");
-        state.tokens.clear();
-        state.confirms.forget(None);
+        wipe(state);
         tracing::info!("agent locked");
     }
     lock_result(result)
+}
+
+/// What a lock drops: sign-ins under way, every token, every yes given.
+fn wipe(state: &AgentState) {
+    state.logins.cancel_all("the agent was locked");
+    state.tokens.clear();
+    state.confirms.forget(None);
+}
+
+/// Locks the agent when its user is likely away (`--lock-idle`,
+/// `--lock-on-sleep`), and records it as `op` (`lock_idle`, `lock_sleep`).
+pub(crate) async fn lock_unattended(state: &AgentState, op: &'static str, why: &'static str) {
+    if state
+        .lock
+        .lock_unattended(state.profiles.store(), why)
+        .await
+    {
+        wipe(state);
+        tracing::info!(why, "agent locked");
+        let agent = crate::peer::Peer::agent();
+        state
+            .audit
+            .record(&crate::audit::Record::new(&agent, op, None, "ok"));
+    }
+}
+
+/// `--lock-idle`: locks the agent after no request for `idle`. Wakes when
+/// that much time may have passed since the last request, and once per
+/// `idle` while it stays idle.
+pub(crate) async fn lock_when_idle(state: std::sync::Arc<AgentState>, idle: std::time::Duration) {
+    loop {
+        let since = state.idle_for();
+        if since >= idle {
+            lock_unattended(&state, "lock_idle", "no request came for a while").await;
+            tokio::time::sleep(idle).await;
+        } else {
+            tokio::time::sleep(idle - since).await;
+        }
+    }
 }
 
 pub(crate) async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Empty, AgentError> {

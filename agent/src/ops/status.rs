@@ -78,6 +78,7 @@ pub(crate) async fn status(state: &AgentState) -> Status {
         config_error,
         skipped_profiles,
         locked: state.lock.is_locked(),
+        unlock_with: state.lock.unlock_with().map(str::to_string),
         profiles,
     }
 }

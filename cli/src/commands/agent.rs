@@ -59,6 +59,13 @@ fn passed_on(args: &AgentArgs) -> Vec<std::ffi::OsString> {
         let lifetime = jwtagent::duration::format_duration(lifetime);
         options.extend(["--lifetime".into(), lifetime.into()]);
     }
+    if let Some(idle) = args.lock_idle {
+        let idle = jwtagent::duration::format_duration(idle);
+        options.extend(["--lock-idle".into(), idle.into()]);
+    }
+    if args.lock_on_sleep {
+        options.push("--lock-on-sleep".into());
+    }
     if args.allow_forwarded_admin {
         options.push("--allow-forwarded-admin".into());
     }
@@ -82,6 +89,8 @@ fn options(args: &AgentArgs) -> anyhow::Result<Options> {
         audit_log: jwtagent::paths::audit_log(),
         store_passphrase: store_passphrase(args)?,
         lifetime: args.lifetime,
+        lock_idle: args.lock_idle,
+        lock_on_sleep: args.lock_on_sleep,
     })
 }
 
