@@ -578,6 +578,53 @@ pub struct SecretService {
     pub address: String,
 }
 
+/// A private D-Bus bus of `kind` (`session`, `system`) on a socket of the
+/// test's, where anyone may own any name and nothing is activated; stopped
+/// when dropped.
+pub struct PrivateBus {
+    daemon: Child,
+    pub address: String,
+}
+
+impl PrivateBus {
+    pub fn start(env: &TestEnv, name: &str, kind: &str) -> PrivateBus {
+        let dbus_daemon = require_tool("dbus-daemon", "dbus");
+        let socket = env.path(&format!("{name}.sock"));
+        let config = env.path(&format!("{name}.conf"));
+        std::fs::write(
+            &config,
+            format!(
+                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+                 \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+                 <busconfig><type>{kind}</type><listen>unix:path={}</listen>\
+                 <auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\"/>\
+                 <allow own=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let daemon = Command::new(dbus_daemon)
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--nopidfile"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("the private bus listens", || socket.exists());
+        PrivateBus {
+            daemon,
+            address: format!("unix:path={}", socket.display()),
+        }
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
 impl SecretService {
     /// Starts the bus and the keyring daemon. `unlock`: create and unlock the
     /// `login` keyring with a password, as a desktop login would; without it the

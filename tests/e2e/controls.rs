@@ -312,48 +312,12 @@ fn an_idle_agent_locks_itself_and_a_yes_through_askpass_unlocks_it() {
     );
 }
 
-/// A session bus config for a private bus on `socket` that lets anyone own
-/// any name: the stand-in system bus.
-fn private_bus(env: &TestEnv, name: &str) -> (std::process::Child, String) {
-    let dbus_daemon = require_tool("dbus-daemon", "dbus");
-    let socket = env.path(&format!("{name}.sock"));
-    let config = env.path(&format!("{name}.conf"));
-    std::fs::write(
-        &config,
-        format!(
-            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
-             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
-             <busconfig><type>system</type><listen>unix:path={}</listen>\
-             <auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\"/>\
-             <allow own=\"*\"/><allow receive_sender=\"*\"/><allow eavesdrop=\"true\"/></policy></busconfig>\n",
-            socket.display()
-        ),
-    )
-    .unwrap();
-    let bus = std::process::Command::new(dbus_daemon)
-        .arg(format!("--config-file={}", config.display()))
-        .args(["--nofork", "--nopidfile"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the private system bus listens", || socket.exists());
-    (bus, format!("unix:path={}", socket.display()))
-}
-
 #[test]
 fn logind_signals_on_the_system_bus_lock_the_agent() {
     let env = TestEnv::new();
     let server = open_provider(&env, 600);
-    let (mut bus, address) = private_bus(&env, "system-bus");
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _bus = Kill(&mut bus);
+    let bus = PrivateBus::start(&env, "system-bus", "system");
+    let address = bus.address.clone();
     // The stand-in logind: owns logind's name, and sends its signals.
     let logind = zbus::blocking::connection::Builder::address(address.as_str())
         .unwrap()

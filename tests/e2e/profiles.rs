@@ -997,30 +997,8 @@ mod secret_service {
     fn auto_with_a_bus_but_no_secret_service_uses_the_file_store_and_says_so_once() {
         let mut env = TestEnv::new();
         // A session bus that activates nothing: no Secret Service on it.
-        let dbus_daemon = require_tool("dbus-daemon", "dbus");
-        let socket = env.path("bare-bus");
-        let config = env.path("bare-bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
-                 \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
-                 <busconfig><type>session</type><listen>unix:path={}</listen>\
-                 <auth>EXTERNAL</auth><policy context=\"default\"><allow send_destination=\"*\"/>\
-                 <allow own=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>\n",
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let mut bus = std::process::Command::new(dbus_daemon)
-            .arg(format!("--config-file={}", config.display()))
-            .args(["--nofork", "--nopidfile"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("the bare bus listens", || socket.exists());
-        env.bus = Some(format!("unix:path={}", socket.display()));
+        let bus = PrivateBus::start(&env, "bare-bus", "session");
+        env.bus = Some(bus.address.clone());
         // `env` starts the agent: the warning goes to stderr, the script to
         // stdout as ever; an `env` that reuses the agent says nothing more.
         let started = env.run(&["env"]);
@@ -1032,8 +1010,7 @@ mod secret_service {
         let status: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
         let status_text = env.ok(&["status"]);
         let log = std::fs::read_to_string(env.log_file()).unwrap_or_default();
-        let _ = bus.kill();
-        let _ = bus.wait();
+        drop(bus);
         assert!(started.status.success() && again.status.success());
         assert!(
             String::from_utf8_lossy(&started.stdout).contains("JWTAGENT_SOCK="),
