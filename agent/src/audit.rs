@@ -27,6 +27,10 @@ pub(crate) struct Record<'a> {
     pub pid: Option<u32>,
     pub uid: u32,
     pub exe: Option<String>,
+    /// The caller's parents, nearest first: for the CLI, the process that
+    /// ran it (git, a shell, ...), read by the agent from /proc.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<String>,
     pub op: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<&'a str>,
@@ -52,6 +56,11 @@ impl<'a> Record<'a> {
             pid: peer.pid,
             uid: peer.uid,
             exe: peer.exe.as_ref().map(|e| e.path.display().to_string()),
+            parents: peer
+                .parents()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             op,
             profile,
             outcome,

@@ -63,6 +63,9 @@ pub(crate) struct Peer {
     pub writers: Vec<(u32, Option<Exe>)>,
     /// More processes wrote to the connection than are tracked.
     pub too_many_writers: bool,
+    /// The executables of the process's parents, nearest first: read from
+    /// /proc once, when first wanted (an audit record, a confirmation).
+    pub parents: std::sync::OnceLock<Vec<PathBuf>>,
 }
 
 /// The executables of OpenSSH that connect to a forwarded Unix socket: the
@@ -77,6 +80,8 @@ impl Peer {
         Peer {
             uid: rustix::process::geteuid().as_raw(),
             pid: Some(std::process::id()),
+            // Whatever started the agent is not the one acting.
+            parents: Vec::new().into(),
             ..Peer::default()
         }
     }
@@ -91,6 +96,14 @@ impl Peer {
                 .is_some_and(|n| OPENSSH.contains(&n))
         };
         openssh(&self.exe) || self.writers.iter().any(|(_, exe)| openssh(exe))
+    }
+
+    /// The executables of the process's parents, nearest first (at most
+    /// four, up to init): for a `jwtagent` CLI, the process that ran it
+    /// first (git, then its shell, ...).
+    pub(crate) fn parents(&self) -> &[PathBuf] {
+        self.parents
+            .get_or_init(|| self.pid.map_or_else(Vec::new, |pid| ancestry(pid, 4)))
     }
 
     /// The executable for a message: control characters in its path

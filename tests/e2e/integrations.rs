@@ -120,6 +120,31 @@ fn git_credential_helper_answers_real_git_with_a_password() {
     let out = git_fill(&env, "protocol=https\nhost=git.example.com\n\n");
     assert!(out.contains("username=x-access-token\n"), "{out}");
     assert!(out.contains(&format!("password={t}\n")), "{out}");
+
+    // The audit log names git as what asked: the caller is the CLI, and its
+    // parents (read by the agent from /proc) start with git.
+    let git = std::fs::canonicalize(require_tool("git", "git")).unwrap();
+    let git = git.to_str().unwrap();
+    let records = env.audit_until("git's request audited", |records| {
+        records.iter().any(|r| {
+            r["op"] == "token"
+                && r["parents"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p == git))
+        })
+    });
+    let by_git = records
+        .iter()
+        .filter(|r| r["op"] == "token" && r["parents"].to_string().contains(git))
+        .count();
+    assert_eq!(by_git, 1, "{records:?}");
+    // `audit --caller` finds it by git's path, and the text names it.
+    let shown = env.ok(&["audit", "--caller", git]);
+    assert_eq!(shown.lines().count(), 1, "{shown}");
+    assert!(
+        shown.contains(" parents=") && shown.contains(git),
+        "{shown}"
+    );
 }
 
 #[test]

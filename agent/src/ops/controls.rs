@@ -116,11 +116,11 @@ async fn confirm(
 /// The caller's executable and its parents, nearest first. When the caller
 /// is the jwtagent CLI, the chain starts at the process that ran it.
 fn caller_chain(peer: &Peer) -> Vec<std::path::PathBuf> {
-    let Some(pid) = peer.pid else {
+    if peer.pid.is_none() {
         return Vec::new();
-    };
+    }
     let mut chain: Vec<std::path::PathBuf> = peer.exe.iter().map(|e| e.path.clone()).collect();
-    chain.extend(crate::peer::ancestry(pid, 4));
+    chain.extend(peer.parents().iter().cloned());
     if chain
         .first()
         .and_then(|p| p.file_name())

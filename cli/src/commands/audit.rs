@@ -84,7 +84,14 @@ fn wanted(line: &str, filter: &AuditFilter, since: Option<&str>) -> bool {
         .as_deref()
         .is_none_or(|c| match c.parse::<u64>() {
             Ok(pid) => v["pid"].as_u64() == Some(pid),
-            Err(_) => v["exe"].as_str() == Some(c),
+            // The executable, or one of its parents: `--caller /usr/bin/git`
+            // finds what git asked for through the CLI.
+            Err(_) => {
+                v["exe"].as_str() == Some(c)
+                    || v["parents"]
+                        .as_array()
+                        .is_some_and(|ps| ps.iter().any(|p| p.as_str() == Some(c)))
+            }
         });
     // RFC 3339 times in UTC, all of one width, compare as text.
     let recent = since.is_none_or(|s| v["time"].as_str().is_some_and(|t| t >= s));
@@ -110,8 +117,19 @@ fn render(line: &str, json: bool) -> String {
             .map(|n| n.to_string())
             .unwrap_or_else(|| "-".into())
     };
+    let parents = v["parents"]
+        .as_array()
+        .map(|ps| {
+            let names: Vec<String> = ps
+                .iter()
+                .filter_map(|p| p.as_str())
+                .map(|p| escaped(p).into_owned())
+                .collect();
+            format!(" parents={}", names.join(","))
+        })
+        .unwrap_or_default();
     format!(
-        "{}  {:<9} {:<7} {:<20} pid={} uid={} exe={}{}{}\n",
+        "{}  {:<9} {:<7} {:<20} pid={} uid={} exe={}{parents}{}{}\n",
         s("time"),
         s("outcome"),
         s("op"),
