@@ -538,6 +538,88 @@ mod tests {
     }
 
     #[test]
+    fn a_skipped_profile_tells_why_and_which_generation_holds_its_secrets() {
+        let text = "version = 1\n\
+                    [profiles.bad]\ntoken_url = \"ftp://z\"\nclient_id = \"z\"\ngeneration = 7\n\
+                    [profiles.old]\ntoken_url = 3\n";
+        let config = ConfigFile::parse(text, Path::new("/c/p.toml")).unwrap();
+        let why = config.skipped_reason("bad").unwrap();
+        assert!(why.contains("token_url") && why.contains("ftp"), "{why}");
+        assert_eq!(
+            config
+                .skipped_reason("old")
+                .map(|w| w.contains("token_url")),
+            Some(true)
+        );
+        assert_eq!(config.skipped_reason("none"), None);
+        assert_eq!(config.skipped["bad"].generation(), 7);
+        assert_eq!(config.skipped["old"].generation(), 0);
+    }
+
+    /// `load`: a missing file or directory is an empty config; a file or
+    /// directory others could write, or one too large, is refused.
+    #[test]
+    fn load_refuses_what_others_could_write_and_what_is_too_large() {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        let path = conf.join("profiles.toml");
+        assert!(
+            ConfigFile::load(&path).unwrap().profiles.is_empty(),
+            "no dir"
+        );
+        std::fs::create_dir(&conf).unwrap();
+        set(&conf, 0o700);
+        assert!(
+            ConfigFile::load(&path).unwrap().profiles.is_empty(),
+            "no file"
+        );
+        let good =
+            "version = 1\n[profiles.a]\ntoken_url = \"https://a.example/t\"\nclient_id = \"a\"\n";
+        std::fs::write(&path, good).unwrap();
+        set(&path, 0o600);
+        assert_eq!(ConfigFile::load(&path).unwrap().profiles.len(), 1);
+        // Group- or world-readable is fine; writable is not.
+        set(&path, 0o644);
+        ConfigFile::load(&path).unwrap();
+        for mode in [0o620, 0o602, 0o666] {
+            set(&path, mode);
+            let err = ConfigFile::load(&path).unwrap_err().to_string();
+            assert!(err.contains("writable by others"), "{mode:o}: {err}");
+        }
+        set(&path, 0o600);
+        for mode in [0o770, 0o707] {
+            set(&conf, mode);
+            let err = ConfigFile::load(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("directory") && err.contains("writable"),
+                "{mode:o}: {err}"
+            );
+        }
+        // A shared directory with the sticky bit is the user's own files'.
+        set(&conf, 0o1777);
+        ConfigFile::load(&path).unwrap();
+        set(&conf, 0o700);
+        // The size cap: 4 MiB.
+        assert_eq!(MAX_CONFIG_BYTES, 4 * 1024 * 1024);
+        let mut big = good.to_string();
+        big.push_str(&"#".repeat(MAX_CONFIG_BYTES as usize - big.len()));
+        std::fs::write(&path, &big).unwrap();
+        ConfigFile::load(&path).unwrap();
+        big.push('#');
+        std::fs::write(&path, &big).unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("larger than 4194304 bytes"), "{err}");
+        // Unreadable for another reason than absence: said so.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(ConfigFile::load(&path).is_err());
+    }
+
+    #[test]
     fn a_file_of_bad_profiles_alone_is_written_back_readable() {
         for text in [
             "version = 1\n[profiles]\na = 3\n",

@@ -435,3 +435,327 @@ impl crate::chain::Inputs for Profile {
         Profile::input_roles(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::grant::{Assertion, Exchange, GitHubApp, GrantKind};
+
+    const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+    fn base() -> Profile {
+        Profile::new(
+            "https://as.example/token",
+            "c",
+            AuthMethod::ClientSecretBasic,
+        )
+    }
+
+    fn signed() -> Grant {
+        Grant::JwtBearer(Assertion::Signed {
+            subject: None,
+            google: false,
+        })
+    }
+
+    /// Each check refuses what it is there for, naming the field; the same
+    /// profile without that one setting passes.
+    #[test]
+    fn every_check_refuses_what_it_is_for_and_names_the_field() {
+        type Change = fn(&mut Profile);
+        let cases: &[(&str, Change)] = &[
+            ("client_id", |p| p.client_id = " ".into()),
+            ("client_id", |p| p.client_id = "a\nb".into()),
+            ("token_url", |p| p.token_url = None),
+            ("token_url", |p| {
+                p.token_url = Some("http://as.example/token".into())
+            }),
+            ("revocation_url", |p| {
+                p.revocation_url = Some("http://as.example/r".into())
+            }),
+            ("alg", |p| p.alg = Some(Alg::ES256)),
+            ("kid", |p| p.kid = Some("k".into())),
+            ("assertion_aud", |p| {
+                p.assertion_aud = Some(AssertionAud::TokenEndpoint)
+            }),
+            ("alg", |p| {
+                p.auth = AuthMethod::ClientSecretJwt;
+                p.alg = Some(Alg::RS256);
+            }),
+            ("alg", |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.alg = Some(Alg::HS256);
+            }),
+            ("alg", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = signed();
+                p.alg = Some(Alg::HS384);
+            }),
+            ("kid", |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.kid = Some(String::new());
+            }),
+            ("kid", |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.kid = Some("a\u{7}".into());
+            }),
+            ("assertion_aud", |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.assertion_aud = Some(AssertionAud::Issuer);
+            }),
+            ("certificate", |p| p.auth = AuthMethod::TlsClientAuth),
+            ("certificate", |p| p.certificate = Some(PEM_CERT.into())),
+            ("certificate", |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.certificate = Some("not a certificate".into());
+            }),
+            ("allow_exe", |p| p.allow_exe = vec!["bin/git".into()]),
+            ("allow_exe_sha256", |p| {
+                p.allow_exe = vec!["/usr/bin/git".into()];
+                p.allow_exe_sha256 = vec!["abc".into()];
+            }),
+            ("allow_exe_sha256", |p| {
+                p.allow_exe = vec!["/usr/bin/git".into()];
+                p.allow_exe_sha256 = vec!["g".repeat(64)];
+            }),
+            ("allow_exe_sha256", |p| {
+                p.allow_exe_sha256 = vec!["a".repeat(64)]
+            }),
+            ("allow_exe_any_namespace", |p| {
+                p.allow_exe_any_namespace = true
+            }),
+            ("dpop_alg", |p| p.dpop_alg = Some(Alg::ES256)),
+            ("dpop_alg", |p| {
+                p.dpop = true;
+                p.dpop_alg = Some(Alg::HS256);
+            }),
+            ("ca_file", |p| p.ca_file = Some("ca.pem".into())),
+            ("secret_command", |p| p.secret_command = vec![String::new()]),
+            ("secret_command", |p| {
+                p.secret_command = vec!["x".into(); 65]
+            }),
+            ("secret_command", |p| p.secret_command = vec!["a\0b".into()]),
+            ("secret_command", |p| {
+                p.secret_command = vec!["x".repeat(4097)]
+            }),
+            ("secret_command", |p| {
+                p.auth = AuthMethod::None;
+                p.secret_command = vec!["pass".into()];
+            }),
+            ("lifetime", |p| p.lifetime = Some(std::time::Duration::ZERO)),
+            ("lifetime_remove", |p| p.lifetime_remove = true),
+            ("confirm_for", |p| {
+                p.confirm_for = Some(std::time::Duration::from_secs(1))
+            }),
+            // The grants.
+            ("device_authorization_url", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::DeviceCode {
+                    device_authorization_url: None,
+                };
+            }),
+            ("device_authorization_url", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::DeviceCode {
+                    device_authorization_url: Some("http://as.example/device".into()),
+                };
+            }),
+            ("authorization_url", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::AuthorizationCode {
+                    authorization_url: None,
+                    redirect_port: None,
+                };
+            }),
+            ("authorization_url", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::AuthorizationCode {
+                    authorization_url: Some("http://as.example/authorize".into()),
+                    redirect_port: None,
+                };
+            }),
+            ("redirect_port", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::AuthorizationCode {
+                    authorization_url: Some("https://as.example/authorize".into()),
+                    redirect_port: Some(0),
+                };
+            }),
+            ("dpop", |p| {
+                p.auth = AuthMethod::None;
+                p.dpop = true;
+                p.grant = Grant::DeviceCode {
+                    device_authorization_url: Some("https://as.example/device".into()),
+                };
+            }),
+            ("auth", |p| p.grant = signed()),
+            ("google", |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.grant = Grant::JwtBearer(Assertion::Signed {
+                    subject: None,
+                    google: true,
+                });
+            }),
+            ("subject", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::JwtBearer(Assertion::Signed {
+                    subject: Some(" ".into()),
+                    google: false,
+                });
+            }),
+            ("subject", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::JwtBearer(Assertion::Signed {
+                    subject: Some("me\n".into()),
+                    google: false,
+                });
+            }),
+            ("subject_token_type", |p| {
+                let mut e = Exchange::of("other");
+                e.subject_token_type = Some(String::new());
+                p.grant = Grant::TokenExchange(e);
+            }),
+            ("requested_token_type", |p| {
+                let mut e = Exchange::of("other");
+                e.requested_token_type = Some("a\u{1b}".into());
+                p.grant = Grant::TokenExchange(e);
+            }),
+            ("github", |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::GithubApp(GitHubApp {
+                    installation_id: 1,
+                    api_url: "https://api.github.com".into(),
+                    repositories: vec![],
+                    permissions: Default::default(),
+                });
+            }),
+        ];
+        assert_eq!(base().validate(), Ok(()));
+        for (field, change) in cases {
+            let mut p = base();
+            change(&mut p);
+            match p.validate() {
+                Err(e) => assert_eq!(e.field, *field, "{e:?}"),
+                Ok(()) => panic!("no refusal: expected one of {field}: {p:?}"),
+            }
+        }
+    }
+
+    /// What each refused setting needs, given: accepted.
+    #[test]
+    fn the_same_settings_with_what_they_need_are_accepted() {
+        type Change = fn(&mut Profile);
+        let cases: &[Change] = &[
+            |p| p.revocation_url = Some("https://as.example/r".into()),
+            |p| {
+                p.auth = AuthMethod::ClientSecretJwt;
+                p.alg = Some(Alg::HS512);
+            },
+            |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.alg = Some(Alg::ES256);
+                p.kid = Some("k1".into());
+                p.issuer = Some("https://as.example".into());
+                p.token_url = None;
+                p.assertion_aud = Some(AssertionAud::Issuer);
+            },
+            |p| {
+                p.auth = AuthMethod::TlsClientAuth;
+                p.certificate = Some(PEM_CERT.into());
+            },
+            |p| {
+                p.allow_exe = vec!["/usr/bin/git".into()];
+                p.allow_exe_sha256 = vec!["aB".repeat(32)];
+                p.allow_exe_any_namespace = true;
+            },
+            |p| {
+                p.dpop = true;
+                p.dpop_alg = Some(Alg::EdDSA);
+            },
+            |p| p.ca_file = Some("/etc/ssl/ca.pem".into()),
+            |p| p.secret_command = vec!["pass".into(), "show".into(), "x".repeat(4096)],
+            |p| {
+                p.auth = AuthMethod::None;
+                p.grant = signed();
+                p.secret_command = vec!["op".into()];
+            },
+            |p| {
+                p.lifetime = Some(std::time::Duration::from_secs(1));
+                p.lifetime_remove = true;
+                p.confirm = true;
+                p.confirm_for = Some(std::time::Duration::from_secs(60));
+            },
+            |p| {
+                p.auth = AuthMethod::None;
+                p.issuer = Some("https://as.example".into());
+                p.token_url = None;
+                p.grant = Grant::DeviceCode {
+                    device_authorization_url: None,
+                };
+            },
+            |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::AuthorizationCode {
+                    authorization_url: Some("https://as.example/authorize".into()),
+                    redirect_port: Some(8400),
+                };
+            },
+            |p| {
+                p.auth = AuthMethod::None;
+                p.grant = Grant::JwtBearer(Assertion::Signed {
+                    subject: Some("me".into()),
+                    google: true,
+                });
+            },
+            |p| {
+                p.auth = AuthMethod::PrivateKeyJwt;
+                p.grant = signed();
+            },
+        ];
+        for (i, change) in cases.iter().enumerate() {
+            let mut p = base();
+            change(&mut p);
+            assert_eq!(p.validate(), Ok(()), "case {i}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn what_a_profile_says_of_itself() {
+        let mut p = base();
+        assert!(!p.has_private_key() && !p.signs_grant());
+        assert_eq!(p.inputs().count(), 0);
+        assert_eq!(p.dpop_key_alg(), None);
+        p.dpop = true;
+        assert_eq!(p.dpop_key_alg(), Some(crate::config::DEFAULT_DPOP_ALG));
+        p.auth = AuthMethod::PrivateKeyJwt;
+        assert!(p.has_private_key());
+        p.auth = AuthMethod::None;
+        p.grant = signed();
+        assert!(p.has_private_key() && p.signs_grant());
+        assert!(!p.grant.is_user() && !p.grant.is_google());
+        p.grant = Grant::JwtBearer(Assertion::Signed {
+            subject: Some("someone".into()),
+            google: true,
+        });
+        assert!(p.grant.is_google());
+        assert!(
+            p.grant
+                .settings()
+                .iter()
+                .any(|(k, v)| *k == "subject" && v == "someone"),
+            "{:?}",
+            p.grant.settings()
+        );
+        let mut e = Exchange::of("sub");
+        e.actor_profile = Some("act".into());
+        p.grant = Grant::TokenExchange(e);
+        assert_eq!(p.inputs().collect::<Vec<_>>(), ["sub", "act"]);
+        assert!(!p.grant.settings().is_empty());
+        p.grant = Grant::DeviceCode {
+            device_authorization_url: None,
+        };
+        assert!(p.grant.is_user() && p.grant.kind().is_user());
+        assert!(!GrantKind::ClientCredentials.is_user());
+        assert!(!GrantKind::TokenExchange.is_user());
+    }
+}
