@@ -488,4 +488,100 @@ mod tests {
         let v = forwarded(r#"{"id":1,"op":"remove","name":"a"}"#, false, None).await;
         assert_eq!(v["error"]["code"], json!("unknown_profile"), "{v}");
     }
+
+    /// A mistyped name gets the nearest profile suggested, when one is near
+    /// (a third of the name's length, at least one edit); the error lines
+    /// made outside a request carry its id, or null.
+    #[tokio::test]
+    async fn a_near_miss_is_suggested_and_error_lines_keep_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AgentState::for_tests(dir.path());
+        let open = jwtagent::config::Profile::new(
+            "https://idp.example/token",
+            "c",
+            jwtagent::config::AuthMethod::None,
+        );
+        for name in ["github-ci", "api", "alpha"] {
+            state.profiles.add(name, open.clone(), None).await.unwrap();
+        }
+        assert_eq!(
+            nearest_profile(&state, "github-cl").as_deref(),
+            Some("github-ci")
+        );
+        assert_eq!(
+            nearest_profile(&state, "gxxxub-ci").as_deref(),
+            Some("github-ci"),
+            "3 edits in 9"
+        );
+        assert_eq!(nearest_profile(&state, "xxxxub-ci"), None, "4 edits in 9");
+        assert_eq!(nearest_profile(&state, "apl").as_deref(), Some("api"));
+        assert_eq!(nearest_profile(&state, "zzzzzz"), None);
+        let (out, _) = handle_line(
+            &state,
+            &local_peer(),
+            br#"{"id":7,"op":"token","name":"github-cl"}"#,
+        )
+        .await;
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("(did you mean \"github-ci\"?)"),
+            "{message}"
+        );
+
+        let v: Value =
+            serde_json::from_slice(&error_line(ErrorCode::TooLarge, "too long")).unwrap();
+        assert_eq!(
+            v,
+            json!({"id": null, "ok": false, "error": {"code": "too_large", "message": "too long"}})
+        );
+        let v: Value = serde_json::from_slice(&instead_of(
+            br#"{"id":"x-1","ok":true,"access_token":"t"}"#,
+            ErrorCode::Denied,
+            "no",
+        ))
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"id": "x-1", "ok": false, "error": {"code": "denied", "message": "no"}})
+        );
+    }
+
+    /// A locked agent answers hello, status and unlock, refuses stop (it
+    /// would come back unlocked) and everything else.
+    #[tokio::test]
+    async fn a_locked_agent_serves_only_hello_status_and_unlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = AgentState::for_tests(dir.path());
+        let pass = jwtagent::secret::Secret::new(b"pw".to_vec());
+        state.lock.lock(&pass).await.unwrap();
+        let code = async |line: &str| {
+            let (out, after) = handle_line(&state, &local_peer(), line.as_bytes()).await;
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            (v["error"]["code"].as_str().map(str::to_string), after)
+        };
+        for ok in [r#"{"id":1,"op":"hello"}"#, r#"{"id":1,"op":"status"}"#] {
+            assert_eq!(code(ok).await.0, None, "{ok}");
+        }
+        for refused in [
+            r#"{"id":1,"op":"token","name":"a"}"#,
+            r#"{"id":1,"op":"dpop_proof","name":"a","method":"GET","url":"https://x/"}"#,
+            r#"{"id":1,"op":"list"}"#,
+            r#"{"id":1,"op":"remove","name":"a"}"#,
+        ] {
+            assert_eq!(
+                code(refused).await.0.as_deref(),
+                Some("locked"),
+                "{refused}"
+            );
+        }
+        let (stop, after) = code(r#"{"id":1,"op":"stop"}"#).await;
+        assert_eq!(stop.as_deref(), Some("locked"));
+        assert!(matches!(after, After::Continue), "not stopped");
+        let (wrong, _) = code(r#"{"id":1,"op":"unlock","passphrase":"no"}"#).await;
+        assert_eq!(wrong.as_deref(), Some("denied"));
+        let (right, _) = code(r#"{"id":1,"op":"unlock","passphrase":"pw"}"#).await;
+        assert_eq!(right, None);
+        assert_eq!(code(r#"{"id":1,"op":"list"}"#).await.0, None);
+    }
 }

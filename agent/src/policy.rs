@@ -313,4 +313,109 @@ mod tests {
         );
         check_inputs(&peer(Some("/bin/sh")), &profiles, "top").unwrap();
     }
+
+    /// An allowed executable is the very file at an allowed path, in the
+    /// agent's namespaces unless the profile allows others, and with a pin,
+    /// that content.
+    #[test]
+    fn an_allowed_executable_is_the_file_at_the_path_and_a_pin_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "abc").unwrap();
+        std::fs::write(&b, "abd").unwrap();
+        let (exe_a, exe_b) = (Exe::from(a.clone()), Exe::from(b.clone()));
+        let mut p = profile();
+        p.allow_exe = vec![a.clone()];
+        assert_eq!(admitted(&p, &exe_a), Ok(()));
+        assert_eq!(admitted(&p, &exe_b), Err(Refused::OtherFile));
+        let elsewhere = Exe {
+            own_namespaces: false,
+            ..exe_a.clone()
+        };
+        assert_eq!(admitted(&p, &elsewhere), Err(Refused::Namespace));
+        p.allow_exe_any_namespace = true;
+        assert_eq!(admitted(&p, &elsewhere), Ok(()));
+
+        // SHA-256 of "abc" (FIPS 180-2's example), pinned in either case.
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(digest(&a, exe_a.file).as_deref(), Some(abc));
+        assert_eq!(digest(&a, exe_b.file), None, "not the file resolved");
+        p.allow_exe_sha256 = vec![abc.to_uppercase()];
+        assert_eq!(admitted(&p, &exe_a), Ok(()));
+        p.allow_exe_sha256 = vec!["0".repeat(64)];
+        assert_eq!(admitted(&p, &exe_a), Err(Refused::Digest));
+        // The file changed in place: hashed anew, not taken from the cache.
+        p.allow_exe_sha256 = vec![abc.into()];
+        std::fs::write(&a, "abcd").unwrap();
+        assert_ne!(digest(&a, exe_a.file).as_deref(), Some(abc));
+        assert_eq!(admitted(&p, &exe_a), Err(Refused::Digest));
+    }
+
+    /// The connection's process must still run what it ran when resolved,
+    /// and so must every other process that wrote to the connection.
+    #[test]
+    fn a_caller_is_unchanged_only_while_every_writer_runs_what_it_ran() {
+        let me = std::process::id();
+        let ticks = crate::peer::boot_ticks_now().unwrap();
+        let mine = crate::peer::resolve_exe(me, ticks).expect("this test's own executable");
+        let caller = Peer {
+            pid: Some(me),
+            exe: Some(mine.clone()),
+            ..Peer::default()
+        };
+        assert!(caller_unchanged(&caller, true));
+        assert!(!caller_unchanged(&caller, false), "its process exited");
+        let unknown = Peer {
+            exe: None,
+            ..caller.clone()
+        };
+        assert!(!caller_unchanged(&unknown, true));
+        let later = Exe {
+            started: mine.started + 1,
+            ..mine.clone()
+        };
+        let replaced = Peer {
+            exe: Some(later.clone()),
+            ..caller.clone()
+        };
+        assert!(!caller_unchanged(&replaced, true), "another process image");
+        // Writers: the caller itself is not checked twice; another one must
+        // still run its file, and one that could not be told fails.
+        let mut written = caller.clone();
+        written.writers = vec![(me, None)];
+        assert!(caller_unchanged(&written, true));
+        written.writers = vec![(1, None)];
+        assert!(!caller_unchanged(&written, true));
+        written.writers = vec![(1, Some(later))];
+        assert!(!caller_unchanged(&written, true));
+    }
+
+    #[test]
+    fn a_profile_is_bound_to_executables_when_it_or_an_input_has_allow_exe() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::AgentState::for_tests(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut guarded = profile();
+        guarded.allow_exe = vec!["/bin/sh".into()];
+        let mut derived = profile();
+        derived.grant = Grant::TokenExchange(Exchange::of("guarded"));
+        let mut open_derived = profile();
+        open_derived.grant = Grant::TokenExchange(Exchange::of("plain"));
+        for (name, p) in [
+            ("guarded", guarded),
+            ("plain", profile()),
+            ("derived", derived),
+            ("open-derived", open_derived),
+        ] {
+            rt.block_on(state.profiles.add(name, p, None)).unwrap();
+        }
+        assert!(exe_bound(&state, "guarded"));
+        assert!(exe_bound(&state, "derived"));
+        assert!(!exe_bound(&state, "plain"));
+        assert!(!exe_bound(&state, "open-derived"));
+        assert!(!exe_bound(&state, "absent"));
+    }
 }
