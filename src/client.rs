@@ -351,9 +351,12 @@ impl Client {
     }
 
     /// Starts (or joins) signing in as a user for profile `name`.
-    pub fn login(&mut self, name: &str) -> Result<LoginStarted, ClientError> {
+    /// `headless`: the user has no browser where this runs (see
+    /// [`Request::Login`]).
+    pub fn login(&mut self, name: &str, headless: bool) -> Result<LoginStarted, ClientError> {
         self.call(&Request::Login {
             name: name.to_string(),
+            headless,
         })
     }
 

@@ -100,7 +100,14 @@ pub enum Request {
     /// [`LoginStarted`]: what to show the user. The agent then polls the
     /// server (device code) or waits for the browser on its loopback
     /// redirect (authorization code); `login_wait` follows it.
-    Login { name: String },
+    Login {
+        name: String,
+        /// The user has no browser here (no display, no `$BROWSER`): an
+        /// authorization-code profile signs in with the device flow
+        /// instead, when its server offers one and lets the client use it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        headless: bool,
+    },
     /// Waits up to `wait_secs` (at most 30) for the sign-in under way for
     /// `name`. Answered with [`LoginProgress`], or the error that ended the
     /// sign-in. A sign-in nobody waits on for 15 s is abandoned.
@@ -1044,7 +1051,10 @@ mod tests {
                 force: false,
                 id_token: false,
             },
-            Request::Login { name: n() },
+            Request::Login {
+                name: n(),
+                headless: true,
+            },
             Request::LoginWait {
                 name: n(),
                 wait_secs: Some(5),

@@ -158,7 +158,9 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
             let made = ops::profiles::keygen(state, peer, &name, *profile, alg, force).await;
             answer!(Some(&name), made)
         }
-        Request::Login { name } => answer!(Some(&name), ops::login::start(state, &name).await),
+        Request::Login { name, headless } => {
+            answer!(Some(&name), ops::login::start(state, &name, headless).await)
+        }
         Request::Logout { name } => answer!(Some(&name), ops::login::logout(state, &name).await),
         // `dispatch` sends only the ops above here.
         other => encode::<Empty>(

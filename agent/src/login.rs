@@ -558,6 +558,7 @@ impl Logins {
         profile: Profile,
         secret: Option<Secret>,
         refresher: Arc<Refresher<AgentFetcher>>,
+        headless: bool,
     ) -> Result<LoginStarted, AgentError> {
         if let Some(joined) = self.join(name) {
             return Ok(joined);
@@ -576,11 +577,31 @@ impl Logins {
             refresher: refresher.clone(),
             flow: flow.clone(),
         };
-        let flow = if grant == GrantKind::DeviceCode {
-            let device = oauth
-                .device_authorization(name, &profile, secret.as_ref(), &sign_in)
-                .await
-                .map_err(failed)?;
+        // Headless, an authorization-code profile whose server offers the
+        // device flow uses it; a server that refuses it to this client
+        // leaves the browser flow, whose address is printed.
+        let device = match grant {
+            GrantKind::DeviceCode => Some(
+                oauth
+                    .device_authorization(name, &profile, secret.as_ref(), &sign_in)
+                    .await
+                    .map_err(failed)?,
+            ),
+            GrantKind::AuthorizationCode if headless && sign_in.device_authorization.is_some() => {
+                match oauth
+                    .device_authorization(name, &profile, secret.as_ref(), &sign_in)
+                    .await
+                {
+                    Ok(device) => Some(device),
+                    Err(e) => {
+                        tracing::info!(profile = %name, error = %e, "the server refused the device flow to this client: the browser flow instead");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let flow = if let Some(device) = device {
             let flow = Flow::new(
                 LoginStarted::Device {
                     verification_uri: device.verification_uri.clone(),

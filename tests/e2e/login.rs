@@ -268,6 +268,43 @@ fn device_flow_signs_in_and_the_agent_serves_the_users_tokens() {
     }
 }
 
+/// Where no browser can be opened (no display, no `$BROWSER`), a browser
+/// profile signs in with the device flow when its server offers it to the
+/// client; a client the server keeps to the browser flow gets its address.
+#[test]
+fn a_headless_login_of_a_browser_profile_uses_the_device_flow() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "authorization-code");
+    // (`--no-browser` would ask for the browser flow's address.)
+    let mut login = Login::spawn(env.cmd(&["login", "me"]));
+    let (uri, code) = login.device_prompt();
+    let page = browse(&uri, &["--user-code", &code]);
+    assert_eq!(page["status"], 200, "{page}");
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(0), "{said}");
+    assert_eq!(grants_of(&oidc, DEVICE), 1);
+    assert_eq!(grants_of(&oidc, "authorization_code"), 0);
+    env.ok(&["token", "me"]);
+
+    // A client without the device grant: the browser flow, as before.
+    let env = TestEnv::new();
+    let only_browser = Oidc::start(
+        &env,
+        &json!({"ttl": 600, "scopes": ["openid", "offline_access"], "clients": [{
+            "client_id": "cli", "auth": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "redirect_uris": ["http://127.0.0.1/callback"],
+            "application_type": "native",
+            "scope": "openid offline_access",
+        }]}),
+    );
+    add_user(&env, &only_browser, "me", "authorization-code");
+    let mut login = Login::spawn(env.cmd(&["login", "me"]));
+    let url = login.browser_url();
+    assert!(url.starts_with(&only_browser.issuer), "{url}");
+}
+
 #[test]
 fn a_confidential_client_signs_in_with_its_secret() {
     let env = TestEnv::new();

@@ -12,7 +12,11 @@ use jwtagent::secret::Secret;
 use std::time::Duration;
 
 /// `login`: a sign-in of user profile `name`, started or joined.
-pub(crate) async fn start(state: &AgentState, name: &str) -> Result<LoginStarted, AgentError> {
+pub(crate) async fn start(
+    state: &AgentState,
+    name: &str,
+    headless: bool,
+) -> Result<LoginStarted, AgentError> {
     if let Some(joined) = state.logins.join(name) {
         return Ok(joined);
     }
@@ -27,7 +31,10 @@ pub(crate) async fn start(state: &AgentState, name: &str) -> Result<LoginStarted
         ),
     };
     let refresher = state.tokens.refresher();
-    state.logins.start(name, profile, secret, refresher).await
+    state
+        .logins
+        .start(name, profile, secret, refresher, headless)
+        .await
 }
 
 /// `login_wait`: waits up to `wait` for the sign-in under way.

@@ -29,7 +29,10 @@ pub fn login(
             )));
         }
     }
-    let started = client.login(name).map_err(fail)?;
+    // No browser to open here (and none asked for with --no-browser, which
+    // only prints the address): a device code the user can enter elsewhere.
+    let headless = !no_browser && !has_browser();
+    let started = client.login(name, headless).map_err(fail)?;
     let mut err = std::io::stderr().lock();
     let joined = match &started {
         LoginStarted::Device { joined, .. } | LoginStarted::Browser { joined, .. } => *joined,
@@ -133,6 +136,13 @@ impl Drop for Handed {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Whether a browser can be opened here: `$BROWSER`, macOS, or a display
+/// for xdg-open.
+fn has_browser() -> bool {
+    let set = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    set("BROWSER") || cfg!(target_os = "macos") || set("DISPLAY") || set("WAYLAND_DISPLAY")
 }
 
 /// Opens `url` in the user's browser: `$BROWSER` (commands separated by `:`,
