@@ -128,16 +128,43 @@ pub(crate) fn exe_display(exe: Option<&Exe>) -> String {
 /// One that cannot be read is `?`.
 pub(crate) fn ancestry(pid: u32, max: usize) -> Vec<PathBuf> {
     let mut chain = Vec::new();
-    let mut pid = pid;
+    let mut parent = parent_of(pid);
     while chain.len() < max {
-        let Some(parent) = parent_of(pid).filter(|&p| p > 1) else {
+        let Some(pid) = parent.filter(|&p| p > 1) else {
             break;
         };
-        chain
-            .push(std::fs::read_link(format!("/proc/{parent}/exe")).unwrap_or_else(|_| "?".into()));
-        pid = parent;
+        let (exe, next) = process_of(pid);
+        chain.push(exe);
+        parent = next;
     }
     chain
+}
+
+/// The executable and parent of process `pid`. The parents of callers (a
+/// shell, git, sshd) outlive many requests, and reading /proc costs some
+/// ten microseconds a process: what was read is kept for two seconds.
+fn process_of(pid: u32) -> (PathBuf, Option<u32>) {
+    type Seen = std::collections::HashMap<u32, (std::time::Instant, PathBuf, Option<u32>)>;
+    static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+    if let Ok(mut seen) = SEEN.lock()
+        && let Some((at, exe, parent)) = seen.get_or_insert_default().get(&pid)
+        && at.elapsed() < FRESH
+    {
+        return (exe.clone(), *parent);
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_else(|_| "?".into());
+    let parent = parent_of(pid);
+    if let Ok(mut seen) = SEEN.lock() {
+        let seen = seen.get_or_insert_default();
+        if seen.len() >= 256 {
+            seen.retain(|_, (at, _, _)| at.elapsed() < FRESH);
+        }
+        if seen.len() < 256 {
+            seen.insert(pid, (std::time::Instant::now(), exe.clone(), parent));
+        }
+    }
+    (exe, parent)
 }
 
 /// The parent of process `pid`, from the fourth field of /proc/PID/stat
