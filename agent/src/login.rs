@@ -513,6 +513,40 @@ pub(crate) struct Logins {
     flows: Mutex<HashMap<String, Arc<Flow>>>,
 }
 
+/// The device flow's start, when the sign-in is to use it: always for a
+/// device-code profile; for an authorization-code one when the user has no
+/// browser (`headless`) and its server offers the device flow (a server that
+/// refuses it to this client leaves the browser flow, whose address is
+/// printed).
+async fn device_flow(
+    oauth: &oauth::OAuthClient,
+    name: &str,
+    profile: &Profile,
+    secret: Option<&Secret>,
+    sign_in: &oauth::user::SignIn,
+    headless: bool,
+) -> Result<Option<DeviceAuthorization>, OAuthError> {
+    match profile.grant.kind() {
+        GrantKind::DeviceCode => oauth
+            .device_authorization(name, profile, secret, sign_in)
+            .await
+            .map(Some),
+        GrantKind::AuthorizationCode if headless && sign_in.device_authorization.is_some() => {
+            match oauth
+                .device_authorization(name, profile, secret, sign_in)
+                .await
+            {
+                Ok(device) => Ok(Some(device)),
+                Err(e) => {
+                    tracing::info!(profile = %name, error = %e, "the server refused the device flow to this client: the browser flow instead");
+                    Ok(None)
+                }
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
 impl Logins {
     fn flow(&self, name: &str) -> Option<Arc<Flow>> {
         let flows = self.flows.lock().unwrap_or_else(|p| p.into_inner());
@@ -563,7 +597,6 @@ impl Logins {
         if let Some(joined) = self.join(name) {
             return Ok(joined);
         }
-        let grant = profile.grant.kind();
         let oauth = refresher.fetcher().oauth();
         let failed = |e: OAuthError| AgentError::from(LoginError::oauth(name, e));
         let sign_in = oauth
@@ -577,30 +610,9 @@ impl Logins {
             refresher: refresher.clone(),
             flow: flow.clone(),
         };
-        // Headless, an authorization-code profile whose server offers the
-        // device flow uses it; a server that refuses it to this client
-        // leaves the browser flow, whose address is printed.
-        let device = match grant {
-            GrantKind::DeviceCode => Some(
-                oauth
-                    .device_authorization(name, &profile, secret.as_ref(), &sign_in)
-                    .await
-                    .map_err(failed)?,
-            ),
-            GrantKind::AuthorizationCode if headless && sign_in.device_authorization.is_some() => {
-                match oauth
-                    .device_authorization(name, &profile, secret.as_ref(), &sign_in)
-                    .await
-                {
-                    Ok(device) => Some(device),
-                    Err(e) => {
-                        tracing::info!(profile = %name, error = %e, "the server refused the device flow to this client: the browser flow instead");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
+        let device = device_flow(oauth, name, &profile, secret.as_ref(), &sign_in, headless)
+            .await
+            .map_err(failed)?;
         let flow = if let Some(device) = device {
             let flow = Flow::new(
                 LoginStarted::Device {
