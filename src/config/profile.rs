@@ -674,6 +674,7 @@ mod tests {
             },
             |p| p.ca_file = Some("/etc/ssl/ca.pem".into()),
             |p| p.secret_command = vec!["pass".into(), "show".into(), "x".repeat(4096)],
+            |p| p.secret_command = vec!["x".into(); 64],
             |p| {
                 p.auth = AuthMethod::None;
                 p.grant = signed();
