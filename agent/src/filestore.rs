@@ -483,9 +483,10 @@ mod tests {
     fn entries_survive_a_new_store_on_the_same_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut first = store(&dir);
-        assert!(first.is_sealed());
+        assert!(first.is_sealed() && !first.exists());
         assert_eq!(first.get("a"), Err(FileStoreError::Sealed));
         first.unseal(&s("pass phrase")).unwrap();
+        assert!(!first.is_sealed() && first.exists());
         first.set("profile/a", s("s3cret")).unwrap();
         first.set("refresh/b", s("r\0\n")).unwrap();
         first.set("profile/a", s("newer")).unwrap();
@@ -509,6 +510,42 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#""m_kib":65536,"t":3,"p":1"#), "{text}");
+    }
+
+    /// A file written by format version 1 (committed beside this module, made
+    /// with the passphrase `fixture passphrase`) opens, header and all: the
+    /// format is read as it was written.
+    #[test]
+    fn a_version_1_file_opens_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fixture = store(&dir);
+        let path = fixture.path().to_path_buf();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, include_str!("filestore-v1.sealed")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        fixture.unseal(&s("fixture passphrase")).unwrap();
+        assert_eq!(
+            fixture.get("jwtagent/profile/api").unwrap(),
+            Some(s("s3cret-from-version-1"))
+        );
+        assert_eq!(fixture.get("jwtagent/refresh/me").unwrap(), Some(s("rt")));
+    }
+
+    /// A store file over 16 MiB is not read.
+    #[test]
+    fn a_file_over_the_cap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut big = store(&dir);
+        let path = big.path().to_path_buf();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![b' '; 16 * 1024 * 1024 + 1]).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = big.unseal(&s("x")).unwrap_err().to_string();
+        assert!(err.contains("cannot use the file store"), "{err}");
+        // At the cap it is read (and then is not a store file).
+        std::fs::write(&path, vec![b' '; 16 * 1024 * 1024]).unwrap();
+        let err = big.unseal(&s("x")).unwrap_err().to_string();
+        assert!(err.contains("is damaged"), "{err}");
     }
 
     #[test]
