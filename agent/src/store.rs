@@ -79,6 +79,12 @@ pub(crate) enum OpenError {
     #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     #[error("no supported keyring on this platform")]
     Unsupported,
+    /// `auto` found no Secret Service, and the config's profiles have their
+    /// secrets in neither the kernel keyring nor a file store.
+    #[error(
+        "no Secret Service now ({secret_service}), and this config's secrets are neither in the kernel keyring nor in a file store: start the Secret Service that holds them (tried again at the next request); or, if they were in the kernel keyring and a reboot took them, start the agent with --store file and add the profiles again"
+    )]
+    Elsewhere { secret_service: Box<OpenError> },
     #[error("cannot start the keyring thread: {0}")]
     Thread(String),
 }
@@ -846,6 +852,14 @@ mod backends {
             return Ok(Opened {
                 fell_back: Some(ss),
                 ..opened
+            });
+        }
+        if !file_exists && !legacy.is_empty() {
+            // This config's secrets are in no store the agent can reach now:
+            // most likely a Secret Service that has not started yet (tried
+            // again at the next request), not a file store to make.
+            return Err(OpenError::Elsewhere {
+                secret_service: Box::new(ss),
             });
         }
         tracing::warn!(

@@ -1055,6 +1055,56 @@ mod secret_service {
         );
     }
 
+    /// A desktop whose agent starts before its Secret Service: the config's
+    /// secrets are in no store the agent can reach yet, and `auto` does not
+    /// make a file store for them; the Secret Service, once up, is used.
+    #[test]
+    fn auto_waits_for_the_secret_service_that_holds_the_configs_secrets() {
+        let mut env = TestEnv::new();
+        // A profile whose secret is in no store this agent can reach.
+        let config = env.config_file();
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(
+            &config,
+            format!("version = 1\n[profiles.api]\ntoken_url = \"{URL}\"\nclient_id = \"c\"\n"),
+        )
+        .unwrap();
+        // The agent starts with the session bus it will have, not yet up.
+        let bus_address = format!("unix:path={}", env.path("bus").display());
+        let out = env
+            .cmd(&["agent"])
+            .env_remove("JWTAGENT_STORE")
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus_address)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let mut status = Value::Null;
+        wait_until("the store is tried", || {
+            status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+            status["store"] != "opening"
+        });
+        let store = status["store"].as_str().unwrap();
+        assert!(
+            store.starts_with("unavailable: no Secret Service now")
+                && store.contains("start the Secret Service that holds them"),
+            "{status}"
+        );
+        assert_eq!(status["locked"], false, "no file store was made: {status}");
+        assert!(
+            !env.path("home/.local/share/jwtagent/secrets.sealed")
+                .exists()
+        );
+        // Up now: the next request finds it.
+        let ss = SecretService::start(&env, true);
+        env.bus = Some(ss.address.clone());
+        let out = env.run(&["token", "api"]);
+        assert!(!out.status.success());
+        wait_until("the Secret Service is used", || {
+            let s: Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+            s["store"] == "secret-service"
+        });
+    }
+
     /// A machine whose secrets an earlier jwtagent put in the kernel keyring
     /// (its `auto` then chose it) keeps working, and `store migrate` moves
     /// them to the file store and back, a crash at any step losing nothing.
