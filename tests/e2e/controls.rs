@@ -270,6 +270,8 @@ fn an_idle_agent_locks_itself_and_a_yes_through_askpass_unlocks_it() {
     });
     let status = locked(&env);
     assert_eq!(status["unlock_with"], "askpass", "{status}");
+    let text = env.ok(&["status"]);
+    assert!(text.contains("locked    yes (it locked itself;"), "{text}");
     assert!(
         status["profiles"][0]["tokens"]
             .as_array()

@@ -65,7 +65,15 @@ fn render(s: &Status) -> String {
         let reason = jwtagent::text::escaped(&skipped.reason);
         let _ = writeln!(out, "          SKIPPED: {reason}");
     }
-    let _ = writeln!(out, "locked    {}", if s.locked { "yes" } else { "no" });
+    let locked = match (s.locked, s.unlock_with.as_deref()) {
+        (false, _) => "no",
+        (true, Some("store")) => "yes (jwtagent unlock: the file store's passphrase)",
+        (true, Some("askpass")) => {
+            "yes (it locked itself; jwtagent unlock asks you to confirm through askpass)"
+        }
+        (true, _) => "yes (jwtagent unlock: the passphrase it was locked with)",
+    };
+    let _ = writeln!(out, "locked    {locked}");
     if s.profiles.is_empty() {
         let _ = writeln!(out, "profiles  none");
     } else {
