@@ -598,6 +598,10 @@ pub struct WhoAmI {
     /// made before the agent started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
+    /// Until when the sign-in lasts (Unix seconds): when its refresh token
+    /// expires, if the server said (`refresh_expires_in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
 }
 
 /// Answer to [`Request::Logout`].

@@ -41,6 +41,9 @@ struct Users {
     id_tokens: Mutex<HashMap<String, Secret>>,
     /// When each signed in (Unix seconds), as this agent saw it.
     signed_in_at: Mutex<HashMap<String, u64>>,
+    /// Until when each one's refresh token lasts (Unix seconds), when its
+    /// server said (with the sign-in, or a refresh since).
+    refresh_until: Mutex<HashMap<String, u64>>,
     /// Why a profile needs `jwtagent login`, when it is known to.
     login_required: Mutex<HashMap<String, String>>,
 }
@@ -57,6 +60,15 @@ impl Users {
 
     fn set_signed_in_at(&self, name: &str, at: Option<u64>) {
         set(&self.signed_in_at, name, at);
+    }
+
+    /// Notes until when `name`'s refresh token lasts, from an answer's
+    /// `refresh_expires_in` (an answer without one leaves what was said).
+    fn note_refresh_lifetime(&self, name: &str, secs: Option<u64>) {
+        if let Some(secs) = secs {
+            let until = jwtagent::time::unix_now().saturating_add(secs);
+            set(&self.refresh_until, name, Some(until));
+        }
     }
 
     fn set_id_token(&self, name: &str, token: Option<Secret>) {
@@ -157,6 +169,12 @@ impl AgentFetcher {
         get(&self.users.signed_in_at, name)
     }
 
+    /// Until when user profile `name`'s refresh token lasts, when its server
+    /// said.
+    pub(crate) fn refresh_until(&self, name: &str) -> Option<u64> {
+        get(&self.users.refresh_until, name)
+    }
+
     /// The ID token last issued to profile `name`.
     pub(crate) fn id_token(&self, name: &str) -> Option<Secret> {
         get(&self.users.id_tokens, name)
@@ -190,6 +208,9 @@ impl AgentFetcher {
         self.users.set_login_required(name, None);
         self.users
             .set_signed_in_at(name, Some(jwtagent::time::unix_now()));
+        set(&self.users.refresh_until, name, None);
+        self.users
+            .note_refresh_lifetime(name, obtained.response.refresh_expires_in);
         let mut response = obtained.response;
         self.users.set_id_token(name, response.id_token.take());
         tracing::info!(
@@ -216,6 +237,7 @@ impl AgentFetcher {
         self.store.delete_refresh(name, generation).await?;
         self.users.set_id_token(name, None);
         self.users.set_signed_in_at(name, None);
+        set(&self.users.refresh_until, name, None);
         self.users.set_login_required(name, Some(why.to_string()));
         Ok(rt)
     }
@@ -253,6 +275,8 @@ impl AgentFetcher {
                     self.users
                         .set_id_token(name, obtained.response.id_token.take());
                 }
+                self.users
+                    .note_refresh_lifetime(name, obtained.response.refresh_expires_in);
                 Ok(obtained)
             }
             Err(oauth::OAuthError::Idp {

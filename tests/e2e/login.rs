@@ -305,6 +305,38 @@ fn a_headless_login_of_a_browser_profile_uses_the_device_flow() {
     assert!(url.starts_with(&only_browser.issuer), "{url}");
 }
 
+/// A server that says how long its refresh tokens last (Keycloak's
+/// `refresh_expires_in`): `whoami` says until when the sign-in lasts.
+#[test]
+fn whoami_says_until_when_the_sign_in_lasts_when_the_server_says() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({"refresh_expires_in": 86400}));
+    add_user(&env, &oidc, "me", "device-code");
+    let before = jwtagent::time::unix_now();
+    device_login(&env, "me");
+    let who: Value = serde_json::from_str(&env.ok(&["whoami", "me", "--json"])).unwrap();
+    let until = who["until"].as_u64().unwrap_or_else(|| panic!("{who}"));
+    assert!(
+        (before + 86400..=jwtagent::time::unix_now() + 86400).contains(&until),
+        "{until} {who}"
+    );
+    let text = env.ok(&["whoami", "me"]);
+    assert!(
+        text.contains(&format!(
+            "until {} (when its refresh token expires)",
+            jwtagent::time::rfc3339(until)
+        )),
+        "{text}"
+    );
+    // A server that does not say: nothing is claimed.
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "me", "device-code");
+    device_login(&env, "me");
+    let who: Value = serde_json::from_str(&env.ok(&["whoami", "me", "--json"])).unwrap();
+    assert!(who.get("until").is_none(), "{who}");
+}
+
 #[test]
 fn a_confidential_client_signs_in_with_its_secret() {
     let env = TestEnv::new();

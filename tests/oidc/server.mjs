@@ -349,10 +349,16 @@ async function googleToken(req, res) {
 }
 
 // Device flow quirk: oidc-provider sends no `interval`; "device_interval" adds one.
+// "refresh_expires_in": a token answer with a refresh token says how long it
+// lasts, as Keycloak does.
 provider.use(async (ctx, next) => {
   await next();
   if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && config.device_interval) {
     ctx.body = { ...ctx.body, interval: config.device_interval };
+  }
+  if (ctx.oidc?.route === 'token' && ctx.status === 200 && config.refresh_expires_in
+      && ctx.body?.refresh_token) {
+    ctx.body = { ...ctx.body, refresh_expires_in: config.refresh_expires_in };
   }
 });
 

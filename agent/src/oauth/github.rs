@@ -168,6 +168,7 @@ fn parse(url: &Url, status: u16, body: &[u8]) -> Result<TokenResponse, OAuthErro
         refresh_token: None,
         issued_token_type: None,
         dpop_nonce: None,
+        refresh_expires_in: None,
     })
 }
 

@@ -49,6 +49,10 @@ pub struct TokenResponse {
     pub id_token: Option<Secret>,
     /// `DPoP-Nonce` of the answer: the nonce to use next time.
     pub dpop_nonce: Option<String>,
+    /// How long the refresh token lasts, in seconds, when the server says:
+    /// Keycloak's `refresh_expires_in`, or `refresh_token_expires_in`
+    /// (GitHub, Microsoft). `0` (Keycloak's offline tokens) is no limit.
+    pub refresh_expires_in: Option<u64>,
 }
 
 /// Sends `builder`'s POST to `url` with the form-encoded `body`, asking for
@@ -274,6 +278,8 @@ fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
         refresh_token: Option<String>,
         issued_token_type: Option<String>,
         id_token: Option<String>,
+        refresh_expires_in: Option<serde_json::Value>,
+        refresh_token_expires_in: Option<serde_json::Value>,
     }
     let bad = |what: &'static str, excerpt: String| OAuthError::BadResponse {
         host: host_of(url),
@@ -325,20 +331,39 @@ fn parse_success(url: &Url, body: &[u8]) -> Result<TokenResponse, OAuthError> {
         scope: ok.scope,
         // Sent back to the server and printed: a token with characters a
         // form or a terminal would misread is dropped, not passed on.
-        refresh_token: ok
-            .refresh_token
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
-            .map(|t| Secret::new(t.into_bytes())),
-        id_token: ok
-            .id_token
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
-            .map(|t| Secret::new(t.into_bytes())),
+        refresh_token: printable_token(ok.refresh_token),
+        id_token: printable_token(ok.id_token),
         issued_token_type: ok
             .issued_token_type
             .filter(|t| !t.is_empty() && t.len() <= 200 && !t.chars().any(char::is_control)),
         dpop_nonce: None,
+        refresh_expires_in: refresh_lifetime(
+            ok.refresh_expires_in
+                .or(ok.refresh_token_expires_in)
+                .as_ref(),
+        ),
     })
 }
+
+/// A token of the answer that is sent back or printed, if it is one: one
+/// with characters a form or a terminal would misread is dropped.
+fn printable_token(token: Option<String>) -> Option<Secret> {
+    token
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|t| Secret::new(t.into_bytes()))
+}
+
+/// A refresh token's lifetime as the server said it, in whole seconds: none
+/// for `0` (Keycloak's offline tokens) or what is not a number.
+fn refresh_lifetime(said: Option<&serde_json::Value>) -> Option<u64> {
+    said.and_then(lifetime_secs)
+        .filter(|secs| *secs >= 1.0)
+        .map(|secs| (secs as u64).min(MAX_REFRESH_LIFETIME))
+}
+
+/// The longest refresh-token lifetime kept (ten years): a larger number
+/// from a server must not overflow a date.
+const MAX_REFRESH_LIFETIME: u64 = 10 * 365 * 86400;
 
 /// RFC 6749 §7.1: token types are case-insensitive; served in their canonical
 /// case. Missing means Bearer; a type jwtagent cannot serve is `None`.
@@ -375,6 +400,32 @@ pub(crate) struct Obtained {
 
 #[cfg(test)]
 mod tests {
+
+    /// How long a refresh token lasts, under either name servers use; 0
+    /// (Keycloak's offline tokens), junk and absence say nothing; a huge
+    /// number is bounded.
+    #[test]
+    fn a_refresh_tokens_lifetime_is_read_under_either_name() {
+        let url = url::Url::parse("https://as.example/token").unwrap();
+        let said = |extra: &str| {
+            let body = format!(r#"{{"access_token":"a","token_type":"Bearer"{extra}}}"#);
+            super::parse_success(&url, body.as_bytes())
+                .unwrap()
+                .refresh_expires_in
+        };
+        assert_eq!(said(r#","refresh_expires_in":1800"#), Some(1800));
+        assert_eq!(
+            said(r#","refresh_token_expires_in":"7776000""#),
+            Some(7_776_000)
+        );
+        assert_eq!(said(r#","refresh_expires_in":0"#), None);
+        assert_eq!(said(r#","refresh_expires_in":"soon""#), None);
+        assert_eq!(said(""), None);
+        assert_eq!(
+            said(r#","refresh_expires_in":1e300"#),
+            Some(super::MAX_REFRESH_LIFETIME)
+        );
+    }
 
     #[test]
     fn only_a_request_of_a_reusable_grant_is_sent_again_after_an_unanswered_close() {

@@ -67,6 +67,7 @@ pub(crate) async fn whoami(state: &AgentState, name: &str) -> Result<WhoAmI, Age
         subject,
         username,
         since: fetcher.signed_in_at(name),
+        until: fetcher.refresh_until(name),
     })
 }
 

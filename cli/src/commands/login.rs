@@ -244,6 +244,15 @@ fn whoami_line(name: &str, who: &jwtagent::protocol::WhoAmI) -> String {
         .since
         .map(|at| format!(" since {}", jwtagent::time::rfc3339(at)))
         .unwrap_or_default();
+    let until = who
+        .until
+        .map(|at| {
+            format!(
+                ", until {} (when its refresh token expires)",
+                jwtagent::time::rfc3339(at)
+            )
+        })
+        .unwrap_or_default();
     let unknown = if whom.is_empty() {
         format!(
             " As whom is not known: no ID token came since the agent started (servers send one at sign-in with the openid scope, some on a refresh too: `jwtagent token {name} --force`)."
@@ -251,7 +260,7 @@ fn whoami_line(name: &str, who: &jwtagent::protocol::WhoAmI) -> String {
     } else {
         String::new()
     };
-    format!("Profile {name} is signed in{whom}{since}.{unknown}\n")
+    format!("Profile {name} is signed in{whom}{since}{until}.{unknown}\n")
 }
 
 pub fn logout(socket: &SocketPath, name: &str) -> Result<(), CliError> {
