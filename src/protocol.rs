@@ -416,6 +416,10 @@ pub struct ProfileStatus {
     /// `jwtagent renew NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_left_secs: Option<u64>,
+    /// A user profile signed in: until when (Unix seconds), when its server
+    /// said how long its refresh token lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_until: Option<u64>,
 }
 
 /// One cached token (a profile, scopes and resources).
@@ -454,6 +458,10 @@ pub struct ProfileView {
     /// A profile with a `lifetime`: what is left of it (`0`: it ran out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_left_secs: Option<u64>,
+    /// A user profile signed in: until when (Unix seconds), when its server
+    /// said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_in_until: Option<u64>,
 }
 
 /// Answer to [`Request::Add`].

@@ -321,13 +321,18 @@ fn whoami_says_until_when_the_sign_in_lasts_when_the_server_says() {
         "{until} {who}"
     );
     let text = env.ok(&["whoami", "me"]);
+    let when = jwtagent::time::rfc3339(until);
     assert!(
-        text.contains(&format!(
-            "until {} (when its refresh token expires)",
-            jwtagent::time::rfc3339(until)
-        )),
+        text.contains(&format!("until {when} (when its refresh token expires)")),
         "{text}"
     );
+    // `show` and `status` say it too.
+    assert!(
+        env.ok(&["show", "me"])
+            .contains(&format!("signed_in_until {when}"))
+    );
+    assert_eq!(env.profile_status("me")["signed_in_until"], until);
+    assert!(env.ok(&["status"]).contains(&format!(" until {when}")));
     // A server that does not say: nothing is claimed.
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));

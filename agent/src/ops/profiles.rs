@@ -361,6 +361,7 @@ fn view(entry: Entry) -> ProfileView {
         assertion_aud_worked: None,
         signed_in_as: None,
         lifetime_left_secs: None,
+        signed_in_until: None,
     }
 }
 
@@ -374,8 +375,15 @@ fn view_signed_in(state: &AgentState, entry: Entry) -> ProfileView {
         .then(|| super::login::identity(state.tokens.fetcher(), &entry.name, &entry.profile).0)
         .flatten();
     let left = super::status::lifetime_left(state, &entry.name, &entry.profile);
+    let until = entry
+        .profile
+        .grant
+        .is_user()
+        .then(|| state.tokens.fetcher().refresh_until(&entry.name))
+        .flatten();
     let mut view = view(entry);
     view.signed_in_as = whom;
+    view.signed_in_until = until;
     view.lifetime_left_secs = left;
     view
 }

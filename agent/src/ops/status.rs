@@ -52,6 +52,7 @@ pub(crate) async fn status(state: &AgentState) -> Status {
                         fetcher.login_required(name).is_some() || matches!(stored, Ok(Ok(false)));
                     if !status.login_required {
                         status.signed_in_as = super::login::identity(fetcher, name, profile).0;
+                        status.signed_in_until = fetcher.refresh_until(name);
                     }
                 }
                 profiles.push(status);
@@ -122,6 +123,7 @@ fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
         logging_in: false,
         signed_in_as: None,
         lifetime_left_secs: None,
+        signed_in_until: None,
     }
 }
 

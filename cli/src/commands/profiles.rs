@@ -536,6 +536,13 @@ fn render(view: &ProfileView) -> String {
     if let Some(whom) = &view.signed_in_as {
         lines.push(("signed_in_as", jwtagent::text::escaped(whom).into_owned()));
     }
+    if let Some(until) = view.signed_in_until {
+        let until = jwtagent::time::rfc3339(until);
+        lines.push((
+            "signed_in_until",
+            format!("{until} (when its refresh token expires)"),
+        ));
+    }
     if let Some(alg) = p.alg {
         lines.push(("alg", alg.to_string()));
     }

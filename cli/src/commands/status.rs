@@ -95,6 +95,9 @@ fn profile_line(out: &mut String, p: &ProfileStatus) {
     } else if let Some(whom) = &p.signed_in_as {
         let _ = write!(out, ", signed in as {}", jwtagent::text::escaped(whom));
     }
+    if let Some(until) = p.signed_in_until.filter(|_| !p.login_required) {
+        let _ = write!(out, " until {}", jwtagent::time::rfc3339(until));
+    }
     match p.expires_in_secs {
         Some(secs) if secs > 0 => {
             let _ = write!(
