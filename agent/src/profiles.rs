@@ -294,13 +294,22 @@ impl Profiles {
         }
     }
 
+    /// Profile `name` as the config file has it now, or why it is not
+    /// served (not there, or not valid).
+    pub(crate) fn get(&self, name: &str) -> Result<Profile, ProfileError> {
+        let config = self
+            .current()
+            .map_err(|e| ProfileError::Config(e.to_string()))?;
+        config
+            .profiles
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_served(&config, name))
+    }
+
     /// One profile, with whether its secret is in the keyring.
     pub(crate) async fn show(&self, name: &str) -> Result<Entry, ProfileError> {
-        let profile = self
-            .config()?
-            .profiles
-            .remove(name)
-            .ok_or_else(|| self.not_served(name))?;
+        let profile = self.get(name)?;
         let secret_stored =
             if profile.auth == AuthMethod::None || !profile.secret_command.is_empty() {
                 // A command's secret is not looked for: that would run it.

@@ -140,18 +140,12 @@ pub(crate) async fn renew(
     peer: &Peer,
     name: &str,
 ) -> Result<Renewed, AgentError> {
-    let config = state
-        .profiles
-        .current()
-        .map_err(|e| crate::profiles::ProfileError::Config(e.to_string()))?;
-    let Some(profile) = config.profiles.get(name) else {
-        return Err(crate::profiles::not_served(&config, name).into());
-    };
+    let profile = state.profiles.get(name)?;
     let Some(lifetime) = profile.lifetime else {
         return Err(AgentError::NoLifetime(name.to_string()));
     };
     if profile.confirm {
-        confirm(state, peer, "renew", name, profile).await?;
+        confirm(state, peer, "renew", name, &profile).await?;
     }
     let needs_secret = profile.auth != jwtagent::config::AuthMethod::None || profile.signs_grant();
     if needs_secret

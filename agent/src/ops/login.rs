@@ -143,14 +143,7 @@ pub(crate) async fn logout(state: &AgentState, name: &str) -> Result<LoggedOut, 
 /// User profile `name` as the config has it now (`verb`: what the op would
 /// do to its sign-in, for the error when it is not a user profile).
 fn user_profile(state: &AgentState, name: &str, verb: &'static str) -> Result<Profile, AgentError> {
-    let config = state
-        .profiles
-        .current()
-        .map_err(|e| crate::profiles::ProfileError::Config(e.to_string()))?;
-    let profile = config
-        .profiles
-        .get(name)
-        .ok_or_else(|| crate::profiles::not_served(&config, name))?;
+    let profile = state.profiles.get(name)?;
     if !profile.grant.is_user() {
         return Err(LoginError::NotUser {
             name: name.to_string(),
@@ -159,7 +152,7 @@ fn user_profile(state: &AgentState, name: &str, verb: &'static str) -> Result<Pr
         }
         .into());
     }
-    Ok(profile.clone())
+    Ok(profile)
 }
 
 /// Forgets user profile `name`'s sign-in and revokes its refresh token

@@ -124,13 +124,7 @@ pub(crate) async fn replace_secret(
     secret: Secret,
     verify: bool,
 ) -> Result<Added, AgentError> {
-    let config = state
-        .profiles
-        .current()
-        .map_err(|e| ProfileError::Config(e.to_string()))?;
-    let Some(mut profile) = config.profiles.get(name).cloned() else {
-        return Err(crate::profiles::not_served(&config, name).into());
-    };
+    let mut profile = state.profiles.get(name)?;
     let refused = |reason| ProfileError::Refused {
         name: name.to_string(),
         keygen: false,
