@@ -29,8 +29,8 @@ pub(crate) struct Record<'a> {
     pub exe: Option<String>,
     /// The caller's parents, nearest first: for the CLI, the process that
     /// ran it (git, a shell, ...), read by the agent from /proc.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub parents: Vec<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "paths")]
+    pub parents: &'a [std::path::PathBuf],
     pub op: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<&'a str>,
@@ -46,7 +46,7 @@ pub(crate) struct Record<'a> {
 
 impl<'a> Record<'a> {
     pub(crate) fn new(
-        peer: &Peer,
+        peer: &'a Peer,
         op: &'a str,
         profile: Option<&'a str>,
         outcome: &'a str,
@@ -56,11 +56,7 @@ impl<'a> Record<'a> {
             pid: peer.pid,
             uid: peer.uid,
             exe: peer.exe.as_ref().map(|e| e.path.display().to_string()),
-            parents: peer
-                .parents()
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
+            parents: peer.parents(),
             op,
             profile,
             outcome,
@@ -68,6 +64,12 @@ impl<'a> Record<'a> {
             input: None,
         }
     }
+}
+
+/// Paths as text (lossy where they are not UTF-8, as `exe` is written),
+/// without a string made for each.
+fn paths<S: serde::Serializer>(paths: &&[std::path::PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }
 
 /// Records queued for the writer at most; a request that finds the queue full

@@ -26,7 +26,13 @@ pub(crate) async fn admit(
     let Some(profile) = profiles.get(name) else {
         return Ok(());
     };
-    let chain: Vec<(&str, &Profile)> = if profile.inputs().next().is_none() {
+    // Most profiles have neither control and are made from none: nothing
+    // to walk or allocate on their request path.
+    let inputs = profile.inputs().next().is_some();
+    if !inputs && profile.lifetime.is_none() && !profile.confirm {
+        return Ok(());
+    }
+    let chain: Vec<(&str, &Profile)> = if !inputs {
         vec![(name, profile)]
     } else {
         let links = jwtagent::chain::inputs(profiles, name).unwrap_or_default();
