@@ -43,6 +43,11 @@ pub enum Request {
         /// warning). The token is cached.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         verify: bool,
+        /// Register the client first (RFC 7591) at the issuer's
+        /// registration endpoint: the profile's client id, authentication
+        /// and secret are what the server registered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        register: Option<Register>,
     },
     /// Replace only the secret (client secret or private key) of profile
     /// `name`, keeping every setting and its sign-in; checked with a token
@@ -464,6 +469,15 @@ pub struct ProfileView {
     pub signed_in_until: Option<u64>,
 }
 
+/// How `add` registers its client (RFC 7591).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Register {
+    /// The initial access token some servers ask for before they register
+    /// a client (RFC 7591 §3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_token: Option<Secret>,
+}
+
 /// Answer to [`Request::Add`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Added {
@@ -481,15 +495,33 @@ pub struct Added {
     /// refresh token was revoked at the server (when not, `warning` says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<bool>,
+    /// With `register`: the client was registered, and whether `remove`
+    /// can delete it (the server gave a registration access token, RFC 7592).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<Registered>,
+}
+
+/// The client `add --register` registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registered {
+    pub client_id: String,
+    /// Whether the server made it a confidential client (with a secret).
+    pub confidential: bool,
+    /// Whether `remove` can delete the registration (RFC 7592).
+    pub deletable: bool,
 }
 
 /// Answer to [`Request::Remove`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removed {
     /// Set when the profile is gone but something could not be cleaned up (its
-    /// keyring entry); says what to do.
+    /// keyring entry, its client's registration); says what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// The profile's client was registered by `add --register`: whether
+    /// its registration was deleted at the server (RFC 7592).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unregistered: Option<bool>,
 }
 
 /// Answer to [`Request::Renew`].
@@ -1047,6 +1079,7 @@ mod tests {
                 profile: profile(),
                 secret: None,
                 verify: true,
+                register: None,
             },
             Request::Secret {
                 name: n(),

@@ -60,6 +60,12 @@ pub(crate) enum AgentError {
         "profile {0:?} has no ID token: the server issues one to user profiles with the `openid` scope (add it with --scope openid, then `jwtagent login {0}`)"
     )]
     NoIdToken(String),
+    /// `add --register` registered no client.
+    #[error("cannot register a client for profile {name:?}: {source}")]
+    Register {
+        name: String,
+        source: crate::oauth::register::RegisterError,
+    },
     /// `login_wait` or a sign-in's end: what went wrong.
     #[error("{0}")]
     Login(#[from] LoginError),
@@ -134,6 +140,7 @@ impl AgentError {
             AgentError::Denied(_) => ErrorCode::Denied,
             AgentError::NoIdToken(_) => ErrorCode::BadRequest,
             AgentError::Login(e) => e.code(),
+            AgentError::Register { source, .. } => register_code(source),
         }
     }
 
@@ -190,6 +197,17 @@ pub(crate) fn token_code(e: &TokenError) -> ErrorCode {
         },
         TokenError::Unverified { source, .. } => oauth_code(source),
         TokenError::OAuth { source, .. } => oauth_code(source),
+    }
+}
+
+fn register_code(e: &crate::oauth::register::RegisterError) -> ErrorCode {
+    use crate::oauth::register::RegisterError;
+    match e {
+        RegisterError::NoIssuer | RegisterError::Misuse(_) => ErrorCode::BadRequest,
+        RegisterError::OAuth(e) => oauth_code(e),
+        RegisterError::NotOffered(_)
+        | RegisterError::Refused { .. }
+        | RegisterError::Unusable { .. } => ErrorCode::IdpError,
     }
 }
 

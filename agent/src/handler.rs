@@ -130,8 +130,10 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
             profile,
             secret,
             verify,
+            register,
         } => {
-            let added = ops::profiles::add(state, peer, &name, *profile, secret, verify).await;
+            let added =
+                ops::profiles::add(state, peer, &name, *profile, secret, verify, register).await;
             answer!(Some(&name), added)
         }
         Request::Secret {

@@ -334,8 +334,22 @@ impl Profiles {
         profile: Profile,
         secret: Option<Secret>,
     ) -> Result<Saved, ProfileError> {
+        self.add_registered(name, profile, secret, None).await
+    }
+
+    /// [`Profiles::add`] of a profile whose client `add` registered: the
+    /// `registration` access token (RFC 7592) goes to the store with the
+    /// secret.
+    pub(crate) async fn add_registered(
+        &self,
+        name: &str,
+        profile: Profile,
+        secret: Option<Secret>,
+        registration: Option<Secret>,
+    ) -> Result<Saved, ProfileError> {
         let checked = secret.clone();
-        self.save(name, profile, secret, checked, false).await
+        self.save(name, profile, (secret, registration), checked, false)
+            .await
     }
 
     /// [`Profiles::add`] for a profile whose secret comes from its command:
@@ -346,7 +360,8 @@ impl Profiles {
         profile: Profile,
         given: Secret,
     ) -> Result<Saved, ProfileError> {
-        self.save(name, profile, None, Some(given), false).await
+        self.save(name, profile, (None, None), Some(given), false)
+            .await
     }
 
     /// [`Profiles::add`] for a profile that stays the same but for its secret
@@ -359,16 +374,19 @@ impl Profiles {
         secret: Secret,
     ) -> Result<Saved, ProfileError> {
         let checked = Some(secret.clone());
-        self.save(name, profile, Some(secret), checked, true).await
+        self.save(name, profile, (Some(secret), None), checked, true)
+            .await
     }
 
-    /// Saves `profile`, storing `secret`; `checked` is the secret its
-    /// settings are checked with (the stored one, or its command's).
+    /// Saves `profile`, storing `secret` and its client's `registration`
+    /// access token; `checked` is the secret its settings are checked with
+    /// (the stored one, or its command's). With `keep_sign_in`, the old
+    /// generation's refresh token and registration go to the new one.
     async fn save(
         &self,
         name: &str,
         mut profile: Profile,
-        secret: Option<Secret>,
+        (secret, registration): (Option<Secret>, Option<Secret>),
         checked: Option<Secret>,
         keep_sign_in: bool,
     ) -> Result<Saved, ProfileError> {
@@ -397,11 +415,13 @@ impl Profiles {
             if let Some(key) = &dpop_key {
                 self.store.set_dpop(name, generation, key.clone()).await?;
             }
-            if keep_sign_in
-                && let Some(old) = &old
-                && let Some(rt) = self.store.get_refresh(name, old.generation).await?
-            {
-                self.store.set_refresh(name, generation, rt).await?;
+            if let Some(token) = &registration {
+                self.store
+                    .set_registration(name, generation, token.clone())
+                    .await?;
+            }
+            if keep_sign_in && let Some(old) = &old {
+                self.carry_sign_in(name, old.generation, generation).await?;
             }
             crate::crash_point("add:after-keyring");
             // 2. The config: the switch.
@@ -415,8 +435,8 @@ impl Profiles {
             // and its entries were never touched.
             self.delete_entries(name, generation, secret.is_some(), dpop_key.is_some())
                 .await;
-            if keep_sign_in {
-                let _ = self.store.delete_refresh(name, generation).await;
+            if keep_sign_in || registration.is_some() {
+                self.delete_sign_in(name, generation).await;
             }
             return Err(e);
         }
@@ -426,9 +446,7 @@ impl Profiles {
         // a sign-in belongs to the settings it was made with.
         if let Some(old) = &old {
             self.delete_entries(name, old.generation, true, true).await;
-            if let Err(e) = self.store.delete_refresh(name, old.generation).await {
-                tracing::warn!(profile = %name, error = %e, "could not delete the replaced profile's refresh token");
-            }
+            self.delete_sign_in(name, old.generation).await;
         }
         self.remember(config);
         let wrote_secret = secret.is_some();
@@ -441,6 +459,29 @@ impl Profiles {
                 secret_stored: Some(wrote_secret),
             },
         })
+    }
+
+    /// Copies a user profile's sign-in (its refresh token) and its client's
+    /// registration from generation `from` to `to`.
+    async fn carry_sign_in(&self, name: &str, from: u32, to: u32) -> Result<(), StoreError> {
+        if let Some(rt) = self.store.get_refresh(name, from).await? {
+            self.store.set_refresh(name, to, rt).await?;
+        }
+        if let Some(token) = self.store.get_registration(name, from).await? {
+            self.store.set_registration(name, to, token).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a generation's refresh token and registration access token
+    /// (best effort, as [`Profiles::delete_entries`]).
+    async fn delete_sign_in(&self, name: &str, generation: u32) {
+        if let Err(e) = self.store.delete_refresh(name, generation).await {
+            tracing::warn!(profile = %name, generation, error = %e, "could not delete a refresh token no profile uses");
+        }
+        if let Err(e) = self.store.delete_registration(name, generation).await {
+            tracing::warn!(profile = %name, generation, error = %e, "could not delete a registration access token no profile uses");
+        }
     }
 
     /// `profile` as `add` would save it (its `kid` and the rest filled in),
@@ -488,7 +529,8 @@ impl Profiles {
                 let secret = self.store.delete(name, generation).await;
                 let dpop = self.store.delete_dpop(name, generation).await;
                 let refresh = self.store.delete_refresh(name, generation).await;
-                if [secret, dpop, refresh]
+                let registration = self.store.delete_registration(name, generation).await;
+                if [secret, dpop, refresh, registration]
                     .iter()
                     .any(|r| matches!(r, Ok(true)))
                 {
@@ -600,6 +642,7 @@ impl Profiles {
                     crate::store::account(name, p.generation),
                     crate::store::dpop_account(name, p.generation),
                     crate::store::refresh_account(name, p.generation),
+                    crate::store::registration_account(name, p.generation),
                 ]
             })
             .collect())
@@ -638,6 +681,9 @@ impl Profiles {
         }
         if let Err(e) = self.store.delete_refresh(name, generation).await {
             tracing::warn!(profile = %name, error = %e, "profile removed but its refresh token was not");
+        }
+        if let Err(e) = self.store.delete_registration(name, generation).await {
+            tracing::warn!(profile = %name, error = %e, "profile removed but its registration access token was not");
         }
         match self.store.delete(name, generation).await {
             Ok(_) => Ok(None),

@@ -38,6 +38,12 @@ pub(crate) fn refresh_account(name: &str, generation: u32) -> String {
     with_generation(format!("refresh/{name}"), generation)
 }
 
+/// The keyring account holding the registration access token (RFC 7592) of
+/// the client `add --register` registered for profile `name`.
+pub(crate) fn registration_account(name: &str, generation: u32) -> String {
+    with_generation(format!("registration/{name}"), generation)
+}
+
 /// `#` cannot appear in a profile name, so no generation's account is
 /// another profile's.
 fn with_generation(account: String, generation: u32) -> String {
@@ -528,6 +534,32 @@ impl SecretStore {
     /// Deletes the refresh token of user profile `name`; `false` when there was none.
     pub(crate) async fn delete_refresh(&self, name: &str, g: u32) -> Result<bool, StoreError> {
         self.delete_at(refresh_account(name, g)).await
+    }
+
+    /// The registration access token of profile `name`'s registered client,
+    /// or `None`.
+    pub(crate) async fn get_registration(
+        &self,
+        name: &str,
+        g: u32,
+    ) -> Result<Option<Secret>, StoreError> {
+        self.get_at(registration_account(name, g)).await
+    }
+
+    /// Stores the registration access token of profile `name`'s client.
+    pub(crate) async fn set_registration(
+        &self,
+        name: &str,
+        g: u32,
+        token: Secret,
+    ) -> Result<(), StoreError> {
+        self.set_at(registration_account(name, g), token).await
+    }
+
+    /// Deletes the registration access token of profile `name`; `false`
+    /// when there was none.
+    pub(crate) async fn delete_registration(&self, name: &str, g: u32) -> Result<bool, StoreError> {
+        self.delete_at(registration_account(name, g)).await
     }
 
     async fn get_at(&self, account: String) -> Result<Option<Secret>, StoreError> {

@@ -505,6 +505,7 @@ impl ProfileArgs {
             device_authorization_url: args.device_authorization_url.clone(),
             authorization_url: args.authorization_url.clone(),
             revocation_url: args.revocation_url.clone(),
+            registration_uri: None,
             secret_command: vec![],
             lifetime: args.lifetime,
             lifetime_remove: args.lifetime_remove,
@@ -571,6 +572,15 @@ pub struct AddArgs {
     /// Read the client secret from standard input
     #[arg(help_heading = "Client authentication", long)]
     pub secret_stdin: bool,
+    /// Register a client for this user profile at the issuer (dynamic
+    /// client registration, RFC 7591) instead of bringing one: the server
+    /// chooses the client id (and any secret); `remove` deletes it
+    #[arg(help_heading = "Client authentication", long, requires_all = ["issuer", "grant"], conflicts_with_all = ["client_id", "auth", "alg", "secret_stdin", "secret_file", "key_file", "secret_command", "key_command", "google_credentials", "github_app", "token_url", "cert_file"])]
+    pub register: bool,
+    /// With --register: read the initial access token the server asks for
+    /// before it registers a client from standard input
+    #[arg(help_heading = "Client authentication", long, requires = "register")]
+    pub registration_token_stdin: bool,
     /// Save the profile without first getting a token with it (by default a
     /// profile the server refuses is not saved)
     #[arg(help_heading = "Tokens", long)]

@@ -38,6 +38,9 @@ pub struct Profile {
     /// The grant its tokens come from, with that grant's own settings.
     pub grant: Grant,
     pub revocation_url: Option<String>,
+    /// RFC 7592: where the client `add --register` registered is read and
+    /// deleted (its registration access token is in the store).
+    pub registration_uri: Option<String>,
     /// A command that prints the secret (or key) when the agent needs it:
     /// the program, then its arguments; run with no shell. Empty: the
     /// secret is in the store.
@@ -84,6 +87,7 @@ impl Profile {
             dpop_alg: None,
             grant: Grant::ClientCredentials,
             revocation_url: None,
+            registration_uri: None,
             secret_command: vec![],
             lifetime: None,
             lifetime_remove: false,
@@ -187,7 +191,11 @@ impl Profile {
             } => ("authorization_url", authorization_url),
             _ => ("", &None),
         };
-        for (field, url) in [own, ("revocation_url", &self.revocation_url)] {
+        for (field, url) in [
+            own,
+            ("revocation_url", &self.revocation_url),
+            ("registration_uri", &self.registration_uri),
+        ] {
             if let Some(url) = url {
                 check_endpoint(field, url)?;
             }
@@ -473,6 +481,9 @@ mod tests {
             ("revocation_url", |p| {
                 p.revocation_url = Some("http://as.example/r".into())
             }),
+            ("registration_uri", |p| {
+                p.registration_uri = Some("http://as.example/reg/c".into())
+            }),
             ("alg", |p| p.alg = Some(Alg::ES256)),
             ("kid", |p| p.kid = Some("k".into())),
             ("assertion_aud", |p| {
@@ -647,6 +658,7 @@ mod tests {
         type Change = fn(&mut Profile);
         let cases: &[Change] = &[
             |p| p.revocation_url = Some("https://as.example/r".into()),
+            |p| p.registration_uri = Some("https://as.example/reg/c".into()),
             |p| {
                 p.auth = AuthMethod::ClientSecretJwt;
                 p.alg = Some(Alg::HS512);

@@ -127,6 +127,11 @@ pub struct RawProfile {
     /// metadata does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocation_url: Option<String>,
+    /// RFC 7592: where the client `add --register` registered is managed
+    /// (read, deleted at `remove`); its registration access token is in
+    /// the secret store, never here. Set by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_uri: Option<String>,
     /// A command (program and arguments, run with no shell) that prints the
     /// secret or key whenever the agent needs it, instead of a keyring entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -196,6 +201,7 @@ macro_rules! with_shared {
             no_forward: $from.no_forward,
             dpop_alg: $from.dpop_alg,
             revocation_url: $from.revocation_url,
+            registration_uri: $from.registration_uri,
             secret_command: $from.secret_command,
             lifetime: $from.lifetime,
             lifetime_remove: $from.lifetime_remove,

@@ -85,7 +85,7 @@ impl Drop for Login {
 }
 
 impl Login {
-    fn start(env: &TestEnv, name: &str) -> Login {
+    pub fn start(env: &TestEnv, name: &str) -> Login {
         Login::spawn(env.cmd(&["login", name, "--no-browser"]))
     }
 
@@ -150,7 +150,7 @@ impl Login {
     }
 
     /// The browser flow's authorization URL.
-    fn browser_url(&mut self) -> String {
+    pub fn browser_url(&mut self) -> String {
         self.find("authorization URL", |l| {
             l.trim()
                 .starts_with("https://")
@@ -173,7 +173,7 @@ impl Login {
 }
 
 /// Runs node script `script` of tests/oidc with `args`; its one JSON line.
-fn node_json(script: &str, args: &[&str]) -> Value {
+pub fn node_json(script: &str, args: &[&str]) -> Value {
     let out = node(script, args, "");
     assert!(out.status.success(), "{}", stderr_of(&out));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -216,7 +216,7 @@ fn grants_of(oidc: &Oidc, grant_type: &str) -> usize {
 }
 
 /// Signs profile `name` in with the device flow, as user `alice`.
-fn device_login(env: &TestEnv, name: &str) {
+pub fn device_login(env: &TestEnv, name: &str) {
     let mut login = Login::start(env, name);
     let (uri, code) = login.device_prompt();
     let page = browse(&uri, &["--user-code", &code]);

@@ -24,6 +24,7 @@ mod profiles;
 mod proxy;
 mod recipes;
 mod refresh;
+mod register;
 mod security;
 mod servers;
 mod shells;

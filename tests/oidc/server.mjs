@@ -44,8 +44,17 @@
 // any port (RFC 8252 §7.3).
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
 // server nonce. Open dynamic registration (RFC 7591) at /reg takes the
-// client_id the request names, so a test can register the JWKS that
-// `jwtagent keygen` printed for the client id it gave.
+// client_id the request names (else makes one up), so a test can register
+// the JWKS that `jwtagent keygen` printed for the client id it gave;
+// registrations are managed (RFC 7592: read, deleted) at /reg/ID.
+// "registration": false turns it off; {"initial_token": T} asks for that
+// initial access token; {"confidential": true} makes every registered client
+// confidential (client_secret_basic with a secret) even when a public one is
+// asked for, as some servers do; {"awkward_secret": true} makes its secret
+// one that form-encoding changes (+, /, =, %).
+// "basic_undecoded": client credentials in HTTP Basic are not form-decoded
+// (RFC 6749 §2.3.1 says they must be), as some servers do: a secret that
+// form-encoding changes does not match.
 // Listens on a free loopback port, prints "READY <issuer>" on stdout, then one JSON
 // line per token request: {"event":"token"|"error", client_id, auth_method,
 // assertion?, error?, description?}. The assertion is logged only so that tests
@@ -169,9 +178,14 @@ const provider = new Provider(issuer, {
       requireNonce: () => Boolean(config.dpop_require_nonce),
     },
     registration: {
-      enabled: true,
-      idFactory: (ctx) => ctx.oidc.body.client_id,
+      enabled: config.registration !== false,
+      idFactory: (ctx) => ctx.oidc.body.client_id ?? `reg-${randomBytes(9).toString('base64url')}`,
+      initialAccessToken: config.registration?.initial_token ?? false,
+      secretFactory: () => (config.registration?.awkward_secret
+        ? `${randomBytes(24).toString('base64')}+/=%`
+        : randomBytes(32).toString('base64url')),
     },
+    registrationManagement: { enabled: config.registration !== false },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined,
@@ -407,7 +421,37 @@ async function auth0Refuses(req, res) {
   return true;
 }
 
+// "registration": {"confidential": true}: a public client asked for is made
+// confidential.
+async function confidentialOnly(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+  if (!body.token_endpoint_auth_method || body.token_endpoint_auth_method === 'none') {
+    body.token_endpoint_auth_method = 'client_secret_basic';
+  }
+  req.body = body;
+}
+
+// "basic_undecoded": the server reads Basic credentials as they come, without
+// form-decoding them; rewritten so that oidc-provider (which decodes them)
+// sees what such a server would compare.
+function undecodeBasic(req) {
+  const header = req.headers.authorization;
+  if (!header?.startsWith('Basic ')) return;
+  const decoded = Buffer.from(header.slice(6), 'base64').toString();
+  const colon = decoded.indexOf(':');
+  const [id, secret] = [decoded.slice(0, colon), decoded.slice(colon + 1)];
+  const encode = (s) => encodeURIComponent(s);
+  req.headers.authorization = `Basic ${Buffer.from(`${encode(id)}:${encode(secret)}`).toString('base64')}`;
+  if (encode(secret) !== secret) log({ event: 'basic_undecoded', client_id: id });
+}
+
 server.on('request', async (req, res) => {
+  if (config.registration?.confidential && req.method === 'POST' && req.url === '/reg') {
+    await confidentialOnly(req);
+  }
+  if (config.basic_undecoded) undecodeBasic(req);
   // "rfc8414_only": no OpenID configuration, RFC 8414 metadata only.
   if (config.rfc8414_only && req.url === '/.well-known/openid-configuration') {
     res.writeHead(404).end();

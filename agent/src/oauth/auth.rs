@@ -142,6 +142,49 @@ impl AudMemory {
     }
 }
 
+/// The clients whose server refused Basic credentials that form-encoding
+/// changed (it does not decode them, as RFC 6749 §2.3.1 says it must) and
+/// took them as client_secret_post: they go on with client_secret_post.
+#[derive(Default)]
+pub(crate) struct PostMemory(std::sync::Mutex<std::collections::HashSet<(String, String)>>);
+
+impl PostMemory {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(String, String)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `profile`'s client sends its secret in the form instead.
+    pub(crate) fn get(&self, profile: &Profile) -> bool {
+        self.set().contains(&AudMemory::key(profile))
+    }
+
+    pub(crate) fn worked(&self, profile: &Profile) {
+        self.set().insert(AudMemory::key(profile));
+    }
+}
+
+impl ClientAuth<'_> {
+    /// Basic credentials that a server which does not form-decode them
+    /// reads wrong: form-encoding changes the id or the secret.
+    pub(crate) fn misreadable(&self, client_id: &str) -> bool {
+        match self {
+            ClientAuth::Basic(secret) => {
+                form_encode(secret.expose()).as_bytes() != secret.expose()
+                    || form_encode(client_id.as_bytes()) != client_id
+            }
+            _ => false,
+        }
+    }
+
+    /// The same secret sent in the form (client_secret_post) instead of
+    /// as Basic credentials.
+    pub(crate) fn post_instead(&mut self) {
+        if let ClientAuth::Basic(secret) = *self {
+            *self = ClientAuth::Post(secret);
+        }
+    }
+}
+
 /// The client authentication `profile` asks for, with its `secret` (none for
 /// `auth = none`) and, for an assertion, its `aud`.
 pub(crate) fn choose<'a>(

@@ -28,6 +28,8 @@ pub(crate) struct Metadata {
     pub authorization_endpoint: Option<Url>,
     pub device_authorization_endpoint: Option<Url>,
     pub revocation_endpoint: Option<Url>,
+    /// Where clients are registered (RFC 7591), when the server lets them.
+    pub registration_endpoint: Option<Url>,
 }
 
 type Discovered = HashMap<(String, Option<PathBuf>), (Metadata, Instant)>;
@@ -87,6 +89,7 @@ pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
             authorization_endpoint: Option<String>,
             device_authorization_endpoint: Option<String>,
             revocation_endpoint: Option<String>,
+            registration_endpoint: Option<String>,
         }
         let doc: Doc = serde_json::from_slice(&body).map_err(|e| {
             fail(format!(
@@ -128,6 +131,7 @@ pub(crate) async fn discover(http: &reqwest::Client, issuer: &str) -> Result<Met
                 doc.device_authorization_endpoint,
             )?,
             revocation_endpoint: optional("revocation_endpoint", doc.revocation_endpoint)?,
+            registration_endpoint: optional("registration_endpoint", doc.registration_endpoint)?,
         });
     }
     Err(fail(format!("no metadata found ({})", tried.join("; "))))
@@ -219,6 +223,7 @@ mod tests {
             "token_endpoint",
             "authorization_endpoint",
             "revocation_endpoint",
+            "registration_endpoint",
         ] {
             let doc: &'static str = match field {
                 "token_endpoint" => {
@@ -226,6 +231,9 @@ mod tests {
                 }
                 "authorization_endpoint" => {
                     r#"{"issuer":"{issuer}","token_endpoint":"{issuer}/token","authorization_endpoint":"http://idp.example/authorize"}"#
+                }
+                "registration_endpoint" => {
+                    r#"{"issuer":"{issuer}","token_endpoint":"{issuer}/token","registration_endpoint":"http://idp.example/reg"}"#
                 }
                 _ => {
                     r#"{"issuer":"{issuer}","token_endpoint":"{issuer}/token","revocation_endpoint":"http://idp.example/revoke"}"#

@@ -96,6 +96,8 @@ pub enum Step {
     SignIn,
     /// Revoking a refresh token.
     Revocation,
+    /// Registering a client, or deleting its registration.
+    Registration,
 }
 
 impl std::fmt::Display for Step {
@@ -105,6 +107,7 @@ impl std::fmt::Display for Step {
             Step::Token => "token request",
             Step::SignIn => "device authorization request",
             Step::Revocation => "revocation request",
+            Step::Registration => "client registration request",
         })
     }
 }

@@ -8,7 +8,7 @@ use jwtagent::secret::Secret;
 /// A token request's form: plain fields, and the fields that carry a secret
 /// (the client secret, an assertion, a refresh token), which are encoded into
 /// a buffer that wipes itself and never logged.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Form<'a> {
     pub fields: Vec<(&'a str, String)>,
     pub secrets: Vec<(&'a str, Secret)>,

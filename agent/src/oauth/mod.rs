@@ -6,6 +6,7 @@
 //! - [`form`]: the form a request sends, its secrets kept apart;
 //! - [`token`]: one token request and the parsing of its answer;
 //! - [`discovery`]: finding the token endpoint (RFC 8414, OpenID Discovery);
+//! - [`register`]: registering a client (RFC 7591) and deleting it (RFC 7592);
 //! - [`dpop`]: DPoP nonces (RFC 9449 §8) and the retry they need;
 //! - [`http`]: HTTP clients, bounded bodies, transport errors.
 //!
@@ -22,6 +23,7 @@ pub(crate) mod github;
 pub(crate) mod grant;
 pub(crate) mod http;
 pub(crate) mod proxy;
+pub(crate) mod register;
 pub(crate) mod tls;
 pub(crate) mod token;
 pub(crate) mod user;
@@ -62,6 +64,7 @@ pub(crate) struct OAuthClient {
     metadata: discovery::MetadataCache,
     nonces: dpop::Nonces,
     auds: auth::AudMemory,
+    posts: auth::PostMemory,
 }
 
 impl OAuthClient {
@@ -186,7 +189,9 @@ impl OAuthClient {
         request: impl Fn(Option<&auth::Aud>) -> Result<TokenRequest<'a>, OAuthError>,
     ) -> Result<token::TokenResponse, OAuthError> {
         if auds.is_empty() {
-            return self.nonces.send(http, || request(None)).await;
+            return self
+                .send_basic_or_post(http, profile, || request(None))
+                .await;
         }
         let mut i = 0;
         loop {
@@ -206,6 +211,39 @@ impl OAuthClient {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Sends the request `request` builds; when the server refuses Basic
+    /// credentials that form-encoding changed, once more with the secret
+    /// in the form, which is remembered when it works.
+    async fn send_basic_or_post<'a>(
+        &self,
+        http: &reqwest::Client,
+        profile: &Profile,
+        request: impl Fn() -> Result<TokenRequest<'a>, OAuthError>,
+    ) -> Result<token::TokenResponse, OAuthError> {
+        let post = self.posts.get(profile);
+        let build = |as_post: bool| {
+            request().map(|mut r| {
+                if as_post {
+                    r.auth.post_instead();
+                }
+                r
+            })
+        };
+        match self.nonces.send(http, || build(post)).await {
+            Err(e)
+                if !post
+                    && auth::refuses_client_auth(&e)
+                    && request()?.auth.misreadable(&profile.client_id) =>
+            {
+                tracing::info!(error = %e, "Basic credentials that form-encoding changed were refused; trying client_secret_post");
+                let response = self.nonces.send(http, || build(true)).await?;
+                self.posts.worked(profile);
+                Ok(response)
+            }
+            other => other,
         }
     }
 

@@ -174,18 +174,40 @@ impl OAuthClient {
         sign_in: &SignIn,
         url: &Url,
         step: Step,
-        mut form: Form<'_>,
+        form: Form<'_>,
     ) -> Result<(u16, Vec<u8>), OAuthError> {
         let http = self.http_client(name, profile, secret)?;
-        let client_auth = auth::choose(profile, secret, sign_in.aud.as_ref())?;
-        let builder = auth::apply(
-            &client_auth,
-            &profile.client_id,
-            &mut form,
-            http.post(url.clone()),
-        )?;
-        let response = post_form(builder, form.encode()?, url, step).await?;
-        read_body(url, step, response).await
+        let mut client_auth = auth::choose(profile, secret, sign_in.aud.as_ref())?;
+        let post = self.posts.get(profile);
+        if post {
+            client_auth.post_instead();
+        }
+        let send = |client_auth: &auth::ClientAuth<'_>| {
+            let mut form = form.clone();
+            let builder = auth::apply(
+                client_auth,
+                &profile.client_id,
+                &mut form,
+                http.post(url.clone()),
+            );
+            async move {
+                let response = post_form(builder?, form.encode()?, url, step).await?;
+                read_body(url, step, response).await
+            }
+        };
+        let (status, body) = send(&client_auth).await?;
+        let refused = !(200..300).contains(&status)
+            && auth::refuses_client_auth(&parse_error(url, status, None, &body));
+        if post || !refused || !client_auth.misreadable(&profile.client_id) {
+            return Ok((status, body));
+        }
+        tracing::info!(%status, "Basic credentials that form-encoding changed were refused; trying client_secret_post");
+        client_auth.post_instead();
+        let answer = send(&client_auth).await?;
+        if (200..300).contains(&answer.0) {
+            self.posts.worked(profile);
+        }
+        Ok(answer)
     }
 
     /// RFC 8628 §3.1: asks for a device code and the user code to show.

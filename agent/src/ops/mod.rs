@@ -6,6 +6,7 @@ pub(crate) mod controls;
 pub(crate) mod lock;
 pub(crate) mod login;
 pub(crate) mod profiles;
+pub(crate) mod register;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod token;

@@ -10,7 +10,7 @@ use crate::profiles::{Entry, ProfileError, Refusal, Saved};
 use crate::state::AgentState;
 use crate::token_error::TokenError;
 use jwtagent::config::{Alg, Profile};
-use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Shown};
+use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Register, Removed, Shown};
 use jwtagent::secret::Secret;
 
 pub(crate) async fn add(
@@ -20,6 +20,7 @@ pub(crate) async fn add(
     profile: Profile,
     secret: Option<Secret>,
     verify: bool,
+    register: Option<Register>,
 ) -> Result<Added, AgentError> {
     inputs_serve(state, peer, "add", name, &profile)?;
     let mut profile = profile;
@@ -27,6 +28,46 @@ pub(crate) async fn add(
         // The agent's --lifetime, for profiles added without one.
         profile.lifetime = state.default_lifetime;
     }
+    // Where a registration is managed is the agent's to say.
+    profile.registration_uri = None;
+    let Some(register) = register else {
+        return add_checked(state, name, profile, secret, verify, None).await;
+    };
+    let registering =
+        super::register::register(state, name, &mut profile, secret.is_some(), register).await?;
+    let secret = registering.client_secret.clone();
+    match add_checked(
+        state,
+        name,
+        profile.clone(),
+        secret,
+        verify,
+        Some(&registering),
+    )
+    .await
+    {
+        Ok(mut added) => {
+            added.registered = Some(registering.view.clone());
+            Ok(added)
+        }
+        Err(e) => {
+            // Not saved: the client registered for it would be left behind.
+            registering.undo(state, name, &profile).await;
+            Err(e)
+        }
+    }
+}
+
+/// `add` of `profile` (its client registered, if `registering`): checked
+/// with the server when `verify`, then saved.
+async fn add_checked(
+    state: &AgentState,
+    name: &str,
+    mut profile: Profile,
+    secret: Option<Secret>,
+    verify: bool,
+    registering: Option<&super::register::Registering>,
+) -> Result<Added, AgentError> {
     // A secret kept elsewhere is got now, to check the profile with, and
     // not stored.
     let given = match (&secret, profile.secret_command.is_empty()) {
@@ -57,20 +98,38 @@ pub(crate) async fn add(
     // (the save deletes it) and revoked at the server once the new profile
     // is saved, as `logout` would; a failed save leaves it as it was.
     let replaced_sign_in = sign_in_of(state, name).await;
+    let previous =
+        super::register::previous(state, name, &mut profile, registering.is_some()).await;
+    let token = registering
+        .and_then(|r| r.token.clone())
+        .or(previous.carried.clone());
     let saved = match given {
         Some(given) => state.profiles.add_commanded(name, profile, given).await?,
-        None => state.profiles.add(name, profile, secret).await?,
+        None => {
+            state
+                .profiles
+                .add_registered(name, profile, secret, token)
+                .await?
+        }
     };
     let revoked = match replaced_sign_in {
         Some(replaced) => Some(revoke_replaced(state, name, replaced).await),
         None => None,
     };
+    let unregistered = previous.finish(state, name).await;
     // The profile changed: tokens fetched under the old one must go, and a
     // sign-in under way for it is for settings that are gone.
     state.logins.cancel(name, "the profile was replaced");
     state.tokens.forget(name);
     restart_controls(state, name, &saved);
-    Ok(answer_saved(state, name, saved, obtained, verify, revoked))
+    let mut answer = answer_saved(state, name, saved, obtained, verify, revoked);
+    if let Some(w) = unregistered {
+        answer.warning = Some(match answer.warning {
+            Some(first) => format!("{first}; {w}"),
+            None => w,
+        });
+    }
+    Ok(answer)
 }
 
 /// A profile just saved starts its lifetime anew, and yeses given for what
@@ -281,17 +340,36 @@ pub(crate) async fn remove(state: &AgentState, name: &str) -> Result<Removed, Ag
             tracing::warn!(profile = %name, error = %e, "could not sign out before removing");
         }
     }
+    // Then its registered client (which the sign-out still needed), once
+    // the profile is gone: a failed removal leaves it working.
+    let removal = match config.as_ref().and_then(|c| c.profiles.get(name)) {
+        Some(profile) => super::register::removal(state, name, profile).await,
+        None => None,
+    };
     let leftover = state.profiles.remove(name).await?;
+    let (unregistered, not_unregistered) = match removal {
+        Some(removal) => {
+            let (done, warning) = removal.finish(state, name).await;
+            (Some(done), warning)
+        }
+        None => (None, None),
+    };
     state.tokens.forget(name);
     state.lifetimes.forget(name);
     state.confirms.forget(Some(name));
+    let leftover = leftover.map(|l| {
+        format!(
+            "the profile is removed, but its keyring entry (service {}, account {}) could not be deleted: {}",
+            l.service, l.account, l.error
+        )
+    });
+    let warning = match (not_unregistered, leftover) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
     Ok(Removed {
-        warning: leftover.map(|l| {
-            format!(
-                "the profile is removed, but its keyring entry (service {}, account {}) could not be deleted: {}",
-                l.service, l.account, l.error
-            )
-        }),
+        warning,
+        unregistered,
     })
 }
 
@@ -389,5 +467,6 @@ fn added(saved: Saved) -> Added {
         warning: None,
         verified: None,
         revoked: None,
+        registered: None,
     }
 }

@@ -7,7 +7,9 @@ use crate::output;
 use anyhow::Context;
 use jwtagent::config::{Alg, AuthMethod, GITHUB_API, GitHubApp, GrantKind, Profile, RawProfile};
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::{Added, KeyGenerated, ProfileList, ProfileView, Removed, Request, Shown};
+use jwtagent::protocol::{
+    Added, KeyGenerated, ProfileList, ProfileView, Register, Removed, Request, Shown,
+};
 use jwtagent::secret::Secret;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Read};
@@ -45,7 +47,15 @@ fn checked(name: &str, profile: Profile) -> Result<Profile, CliError> {
 
 pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
     let (profile, secret) = described(&args)?;
-    let auth = profile.auth;
+    let register = match (args.register, args.registration_token_stdin) {
+        (false, _) => None,
+        (true, false) => Some(Register::default()),
+        (true, true) => Some(Register {
+            initial_token: Some(given_secret(None, true, "", || {
+                "the initial access token".into()
+            })?),
+        }),
+    };
     let (mut client, _) = connect::connect_or_autostart(socket)?;
     let added: Added = client
         .call(&Request::Add {
@@ -53,12 +63,13 @@ pub fn add(socket: &SocketPath, args: AddArgs) -> Result<(), CliError> {
             profile: Box::new(profile),
             secret,
             verify: !args.no_verify,
+            register,
         })
         .map_err(|e| CliError::from_client(e, START_HINT))?;
     if let Some(warning) = &added.warning {
         eprintln!("warning: {warning}");
     }
-    output::print(&added_line(&args.name, auth, &added))
+    output::print(&added_line(&args.name, &added))
 }
 
 /// The profile `add`'s flags describe, checked as far as can be without the
@@ -107,9 +118,24 @@ fn described(args: &AddArgs) -> Result<(Profile, Option<Secret>), CliError> {
         (false, true) => AuthMethod::PrivateKeyJwt,
         (false, false) => AuthMethod::ClientSecretBasic,
     });
+    if args.register {
+        // The server chooses the client: checked here as the public
+        // client it is asked to be.
+        profile.auth = AuthMethod::None;
+        let mut probe = profile.clone();
+        probe.client_id = "registered".into();
+        checked(&args.name, probe)?;
+        if !profile.grant.is_user() {
+            return Err(CliError::Usage(format!(
+                "cannot add profile {:?}: --register is for user profiles (--grant device-code or authorization-code)",
+                args.name
+            )));
+        }
+        return Ok((profile, None));
+    }
     if profile.client_id.is_empty() {
         return Err(CliError::Usage(format!(
-            "cannot add profile {:?}: --client-id is required",
+            "cannot add profile {:?}: --client-id is required (or --register, for a user profile whose server registers clients)",
             args.name
         )));
     }
@@ -123,7 +149,8 @@ fn described(args: &AddArgs) -> Result<(Profile, Option<Secret>), CliError> {
 }
 
 /// What `add` says it did.
-fn added_line(name: &str, auth: AuthMethod, added: &Added) -> String {
+fn added_line(name: &str, added: &Added) -> String {
+    let auth = added.profile.profile.auth;
     let verified = match added.verified {
         Some(true) => "; verified: the server issued a token",
         _ => "",
@@ -160,7 +187,26 @@ fn added_line(name: &str, auth: AuthMethod, added: &Added) -> String {
     } else {
         String::new()
     };
-    format!("{verb} profile {name} ({auth}{alg}; {secret_note}{dpop}{verified}).{revoked}{next}\n")
+    let registered = match &added.registered {
+        Some(r) => format!(
+            " Registered client {:?} at the server{}{}.",
+            r.client_id,
+            if r.confidential {
+                " (it made the client confidential: its secret is stored)"
+            } else {
+                ""
+            },
+            if r.deletable {
+                "; `jwtagent remove` deletes it"
+            } else {
+                "; the server gave no way to delete it (RFC 7592), so `jwtagent remove` cannot"
+            }
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{verb} profile {name} ({auth}{alg}; {secret_note}{dpop}{verified}).{registered}{revoked}{next}\n"
+    )
 }
 
 /// `keygen`: the agent makes the key; this prints the public JWKS to register.
@@ -664,7 +710,11 @@ pub fn remove(socket: &SocketPath, name: &str) -> Result<(), CliError> {
     if let Some(warning) = removed.warning {
         eprintln!("jwtagent: warning: {warning}");
     }
-    output::print(&format!("Removed profile {name}.\n"))
+    let unregistered = match removed.unregistered {
+        Some(true) => " Its registered client is deleted at the server.",
+        _ => "",
+    };
+    output::print(&format!("Removed profile {name}.{unregistered}\n"))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {

@@ -1,0 +1,255 @@
+//! `add --register`: a client registered (RFC 7591) at the real test OpenID
+//! Provider for a user profile, signed in with, and deleted (RFC 7592) by
+//! `remove`; servers that ask for an initial access token, make every
+//! client confidential, do not decode Basic credentials, or register none.
+
+use crate::common::*;
+use crate::login::{Login, browse, device_login, node_json, stored_refresh_token};
+use serde_json::{Value, json};
+
+/// The provider (over HTTPS) with `extra` settings, and no client of its own.
+fn provider(env: &TestEnv, extra: Value) -> Oidc {
+    let mut config = json!({
+        "ttl": 600,
+        "device_interval": 1,
+        "scopes": ["openid", "offline_access"],
+        "clients": [],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    Oidc::start(env, &config)
+}
+
+/// `add NAME --register` of a user profile with `grant`, and `extra`.
+fn register_cmd(env: &TestEnv, oidc: &Oidc, name: &str, grant: &str) -> std::process::Command {
+    env.cmd(&[
+        "add",
+        name,
+        "--issuer",
+        &oidc.issuer,
+        "--grant",
+        grant,
+        "--scope",
+        "openid",
+        "--scope",
+        "offline_access",
+        "--register",
+    ])
+}
+
+fn shown(env: &TestEnv, name: &str) -> Value {
+    serde_json::from_str(&env.ok(&["show", name, "--json"])).unwrap()
+}
+
+fn stored_registration_token(env: &TestEnv, name: &str) -> Option<Vec<u8>> {
+    keyutils_lookup(&env.keyring_service, &format!("registration/{name}"))
+}
+
+/// Whether the provider knows public client `client_id`: it starts a device
+/// authorization for it.
+fn client_exists(oidc: &Oidc, client_id: &str) -> bool {
+    let url = format!("{}/device/auth", oidc.issuer);
+    let answer = node_json("post-form.mjs", &[&url, &format!("client_id={client_id}")]);
+    match answer["status"].as_u64() {
+        Some(200) => true,
+        Some(400 | 401) if answer["body"]["error"] == "invalid_client" => false,
+        _ => panic!("unexpected answer: {answer}"),
+    }
+}
+
+#[test]
+fn a_registered_public_client_signs_in_is_replaced_and_is_deleted_by_remove() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let out = register_cmd(&env, &oidc, "me", "device-code")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("Registered client") && said.contains("jwtagent login me"),
+        "{said}"
+    );
+    let profile = &shown(&env, "me")["profile"];
+    let client_id = profile["client_id"].as_str().unwrap().to_string();
+    assert!(client_id.starts_with("reg-"), "{profile}");
+    assert_eq!(profile["auth"], "none");
+    let uri = profile["registration_uri"].as_str().unwrap();
+    assert!(uri.starts_with(&format!("{}/reg/", oidc.issuer)), "{uri}");
+    // The registration access token is in the store, not in the config.
+    let token = stored_registration_token(&env, "me").expect("a registration access token");
+    let config = std::fs::read_to_string(env.config_file()).unwrap();
+    assert!(!config.contains(std::str::from_utf8(&token).unwrap()));
+    assert!(client_exists(&oidc, &client_id));
+
+    device_login(&env, "me");
+    env.ok(&["token", "me"]);
+    assert!(stored_refresh_token(&env, "me").is_some());
+
+    // Registered again: a new client, and the old one is deleted.
+    let out = register_cmd(&env, &oidc, "me", "device-code")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let second = shown(&env, "me")["profile"]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(second, client_id);
+    assert!(!client_exists(&oidc, &client_id));
+    assert!(client_exists(&oidc, &second));
+
+    // Added again with the same client (another scope): it stays registered.
+    let out = env
+        .cmd(&[
+            "add",
+            "me",
+            "--issuer",
+            &oidc.issuer,
+            "--grant",
+            "device-code",
+            "--client-id",
+            &second,
+            "--auth",
+            "none",
+            "--scope",
+            "openid",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(shown(&env, "me")["profile"]["registration_uri"].is_string());
+    assert!(client_exists(&oidc, &second));
+
+    let out = env.run(&["remove", "me"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("registered client is deleted"), "{said}");
+    assert!(!client_exists(&oidc, &second));
+    assert_eq!(stored_registration_token(&env, "me"), None);
+}
+
+#[test]
+fn a_registered_browser_client_signs_in_through_a_loopback_redirect() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let out = register_cmd(&env, &oidc, "web", "authorization-code")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut login = Login::start(&env, "web");
+    let page = browse(&login.browser_url(), &[]);
+    assert_eq!(page["status"], 200, "{page}");
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(0), "{said}");
+    env.ok(&["token", "web"]);
+}
+
+#[test]
+fn a_server_that_asks_for_an_initial_access_token_gets_it_from_stdin() {
+    let env = TestEnv::new();
+    let oidc = provider(
+        &env,
+        json!({"registration": {"initial_token": "iat-0123456789"}}),
+    );
+    let out = register_cmd(&env, &oidc, "me", "device-code")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("--registration-token-stdin"), "{err}");
+    assert!(!env.ok(&["list"]).contains("me"));
+
+    let out = output_with_stdin(
+        register_cmd(&env, &oidc, "me", "device-code").arg("--registration-token-stdin"),
+        b"wrong-token\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("was refused"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let out = output_with_stdin(
+        register_cmd(&env, &oidc, "me", "device-code").arg("--registration-token-stdin"),
+        b"iat-0123456789\n",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    device_login(&env, "me");
+}
+
+/// A server that makes every registered client confidential, with a secret
+/// that form-encoding changes, and reads Basic credentials undecoded: the
+/// client is used as registered, and client_secret_post once Basic fails.
+#[test]
+fn a_confidential_registration_is_used_and_post_replaces_basic_the_server_misreads() {
+    let env = TestEnv::new();
+    let oidc = provider(
+        &env,
+        json!({
+            "registration": {"confidential": true, "awkward_secret": true},
+            "basic_undecoded": true,
+        }),
+    );
+    let out = register_cmd(&env, &oidc, "me", "device-code")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("confidential"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let profile = &shown(&env, "me")["profile"];
+    assert_eq!(profile["auth"], "client_secret_basic");
+    let client_id = profile["client_id"].as_str().unwrap().to_string();
+
+    device_login(&env, "me");
+    // Basic was refused once, and the secret went in the form from then on.
+    let misread = oidc.events_of("basic_undecoded").len();
+    assert_eq!(misread, 1, "{:?}", oidc.events());
+    env.ok(&["token", "me", "--force"]);
+    // Signed in and refreshed (which Basic would not have been), without
+    // trying Basic again. (The server logs the client's registered method,
+    // not the one a request used.)
+    let grants = oidc.grants(&client_id);
+    assert!(grants.len() >= 2, "{grants:?}");
+    assert_eq!(oidc.events_of("basic_undecoded").len(), misread);
+}
+
+#[test]
+fn a_server_without_registration_is_a_clear_error_and_nothing_is_saved() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({"registration": false}));
+    let out = register_cmd(&env, &oidc, "me", "device-code")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("does not offer dynamic client registration") && err.contains("--client-id"),
+        "{err}"
+    );
+    assert!(!env.ok(&["list"]).contains("me"));
+    // A machine profile cannot be registered: said before anything is sent.
+    let out = env
+        .cmd(&[
+            "add",
+            "m",
+            "--issuer",
+            &oidc.issuer,
+            "--grant",
+            "client-credentials",
+            "--register",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("user profiles"),
+        "{}",
+        stderr_of(&out)
+    );
+}
