@@ -82,6 +82,11 @@ fn a_registered_public_client_signs_in_is_replaced_and_is_deleted_by_remove() {
     let config = std::fs::read_to_string(env.config_file()).unwrap();
     assert!(!config.contains(std::str::from_utf8(&token).unwrap()));
     assert!(client_exists(&oidc, &client_id));
+    let human = env.ok(&["show", "me"]);
+    assert!(
+        human.contains("registered_at") && human.contains(uri),
+        "{human}"
+    );
 
     device_login(&env, "me");
     env.ok(&["token", "me"]);

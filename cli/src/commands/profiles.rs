@@ -577,6 +577,9 @@ fn render(view: &ProfileView) -> String {
         lines.push(("token_url", url.clone()));
     }
     lines.push(("client_id", p.client_id.clone()));
+    if let Some(uri) = &p.registration_uri {
+        lines.push(("registered_at", format!("{uri} (`remove` deletes it)")));
+    }
     lines.push(("auth", p.auth.to_string()));
     lines.extend(p.grant.settings());
     if let Some(whom) = &view.signed_in_as {
