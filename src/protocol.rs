@@ -62,6 +62,20 @@ pub enum Request {
     /// Serve again a profile whose `--lifetime` ran out, for its lifetime.
     /// Answered with [`Renewed`].
     Renew { name: String },
+    /// Profile `name`'s sinks (files the agent keeps holding its current
+    /// access token): with `path`, that one is added (or changed), or with
+    /// `remove` removed (and its file deleted). Answered with [`SinkList`].
+    Sink {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<std::path::PathBuf>,
+        #[serde(default)]
+        format: crate::config::SinkFormat,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remove: bool,
+    },
     /// Move every secret, key and refresh token to the `to` store (the file
     /// store: with its `passphrase`, created if need be): copied and read
     /// back, then the config names the new store, then the old entries are
@@ -196,6 +210,7 @@ impl Request {
         "whoami",
         "store_migrate",
         "renew",
+        "sink",
     ];
 
     /// The op name as it appears on the wire.
@@ -221,6 +236,7 @@ impl Request {
             Request::Whoami { .. } => "whoami",
             Request::StoreMigrate { .. } => "store_migrate",
             Request::Renew { .. } => "renew",
+            Request::Sink { .. } => "sink",
         }
     }
 }
@@ -522,6 +538,26 @@ pub struct Removed {
     /// its registration was deleted at the server (RFC 7592).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unregistered: Option<bool>,
+}
+
+/// Answer to [`Request::Sink`]: the profile's sinks, after the change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkList {
+    pub sinks: Vec<SinkView>,
+}
+
+/// One sink, and how its last write went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SinkView {
+    pub path: std::path::PathBuf,
+    pub format: crate::config::SinkFormat,
+    pub keep: bool,
+    /// When the current token was written (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_at: Option<u64>,
+    /// Why the file does not hold a current token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Answer to [`Request::Renew`].
@@ -1111,6 +1147,13 @@ mod tests {
                 passphrase: Some(s()),
             },
             Request::Renew { name: n() },
+            Request::Sink {
+                name: n(),
+                path: Some("/home/u/.kube/token".into()),
+                format: crate::config::SinkFormat::Json,
+                keep: true,
+                remove: false,
+            },
             Request::Lock { passphrase: s() },
             Request::Unlock { passphrase: s() },
             Request::Keygen {

@@ -60,6 +60,9 @@ pub(crate) enum AgentError {
         "profile {0:?} has no ID token: the server issues one to user profiles with the `openid` scope (add it with --scope openid, then `jwtagent login {0}`)"
     )]
     NoIdToken(String),
+    /// A sink cannot be added, changed or removed as asked.
+    #[error("{0}")]
+    Sink(String),
     /// `add --register` registered no client.
     #[error("cannot register a client for profile {name:?}: {source}")]
     Register {
@@ -141,6 +144,7 @@ impl AgentError {
             AgentError::NoIdToken(_) => ErrorCode::BadRequest,
             AgentError::Login(e) => e.code(),
             AgentError::Register { source, .. } => register_code(source),
+            AgentError::Sink(_) => ErrorCode::BadRequest,
         }
     }
 

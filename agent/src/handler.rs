@@ -58,6 +58,7 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
         | Request::Secret { .. }
         | Request::StoreMigrate { .. }
         | Request::Renew { .. }
+        | Request::Sink { .. }
         | Request::Remove { .. }
         | Request::Keygen { .. }
         | Request::Login { .. }
@@ -151,6 +152,16 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
         Request::Renew { name } => {
             answer!(Some(&name), ops::controls::renew(state, peer, &name).await)
         }
+        Request::Sink {
+            name,
+            path,
+            format,
+            keep,
+            remove,
+        } => {
+            let change = (path, format, keep, remove);
+            answer!(Some(&name), ops::sinks::sink(state, &name, change).await)
+        }
         Request::Keygen {
             name,
             profile,
@@ -192,6 +203,10 @@ fn audited<T>(
         Err(e) => e.code().as_str(),
     };
     state.audit.record(&Record::new(peer, op, profile, outcome));
+    if result.is_ok() {
+        // A profile, the lock or a sign-in changed: so may the sinks.
+        state.sinks.changed();
+    }
     result
 }
 
@@ -254,6 +269,7 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
         Request::Add { name, .. }
         | Request::Secret { name, .. }
         | Request::Renew { name }
+        | Request::Sink { name, .. }
         | Request::Remove { name }
         | Request::Keygen { name, .. } => Some(name.as_str()),
         _ => None,

@@ -34,6 +34,7 @@ pub(crate) mod refresh;
 pub(crate) mod secret_command;
 pub(crate) mod senders;
 pub(crate) mod server;
+pub(crate) mod sinks;
 pub(crate) mod state;
 pub(crate) mod store;
 #[cfg(target_os = "linux")]
@@ -328,6 +329,7 @@ impl Agent {
         }
         let state = Arc::new(state);
         tokio::spawn(ops::controls::end_lifetimes(state.clone()));
+        tokio::spawn(ops::sinks::keep_fresh(state.clone()));
         if let Some(idle) = self.options.lock_idle {
             tokio::spawn(ops::lock::lock_when_idle(state.clone(), idle));
         }
@@ -379,6 +381,7 @@ impl Agent {
             socket.remove_socket_file();
         };
         tokio::join!(serving, removed);
+        ops::sinks::stop_all(&state_for_shutdown).await;
         state_for_shutdown.tokens.clear();
         state_for_shutdown.audit.flush();
         drop(self.socket.listener);

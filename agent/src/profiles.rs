@@ -648,6 +648,29 @@ impl Profiles {
             .collect())
     }
 
+    /// Replaces profile `name`'s sinks, keeping everything else (its
+    /// generation too: its secrets and sign-in stay). The profile as saved.
+    pub(crate) async fn set_sinks(
+        &self,
+        name: &str,
+        sinks: Vec<jwtagent::config::Sink>,
+    ) -> Result<Profile, ProfileError> {
+        let _guard = self.writer.lock().await;
+        let mut config = ConfigFile::load(&self.path)
+            .map_err(|e| ProfileError::Config(format!("cannot change the sinks: {e}")))?;
+        let Some(profile) = config.profiles.get_mut(name) else {
+            return Err(not_served(&config, name));
+        };
+        profile.sinks = sinks;
+        profile
+            .validate()
+            .map_err(|e| refused(name)(Refusal::Field(e)))?;
+        let saved = profile.clone();
+        self.write(&config).await?;
+        self.remember(config);
+        Ok(saved)
+    }
+
     /// Names `store` as the config's secret store.
     pub(crate) async fn set_store(&self, store: StoreKind) -> Result<(), ProfileError> {
         let _guard = self.writer.lock().await;

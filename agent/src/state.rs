@@ -37,6 +37,8 @@ pub(crate) struct AgentState {
     /// When the last request came, in milliseconds since `started` (kept
     /// only with `--lock-idle`).
     pub last_request_ms: std::sync::atomic::AtomicU64,
+    /// Files kept holding profiles' tokens.
+    pub sinks: Arc<crate::sinks::Sinks>,
 }
 
 impl AgentState {
@@ -60,6 +62,7 @@ impl AgentState {
             confirms: Default::default(),
             lock_idle: None,
             last_request_ms: Default::default(),
+            sinks: Default::default(),
         }
     }
 

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use jwtagent::config::{
-    Alg, AssertionAud, AuthMethod, GrantKind, RawProfile, RefreshBefore, StoreKind,
+    Alg, AssertionAud, AuthMethod, GrantKind, RawProfile, RefreshBefore, SinkFormat, StoreKind,
 };
 use std::path::Path;
 use std::path::PathBuf;
@@ -240,6 +240,31 @@ pub enum Command {
         #[arg(long)]
         passphrase_stdin: bool,
     },
+    /// Keep a file holding a profile's current access token
+    ///
+    /// The agent rewrites PATH (0600, atomically: never seen half-written)
+    /// before each token expires, for programs that read a token from a file
+    /// (kubectl's tokenFile, AZURE_FEDERATED_TOKEN_FILE); it deletes it when
+    /// it stops or locks, the user signs out or the profile is removed,
+    /// unless --keep. Without PATH: the profile's sinks.
+    Sink {
+        /// The profile
+        name: String,
+        /// The file (in a directory of yours that others cannot write to)
+        path: Option<PathBuf>,
+        /// What the file holds: the token alone, or JSON with its type and expiry
+        #[arg(long, default_value = "token", value_parser = one_of::<SinkFormat>(&SinkFormat::ALL.map(SinkFormat::as_str)))]
+        format: SinkFormat,
+        /// Leave the file in place when the agent stops or locks, or the user signs out
+        #[arg(long, requires = "path", conflicts_with = "remove")]
+        keep: bool,
+        /// Stop keeping PATH, and delete it
+        #[arg(long, requires = "path")]
+        remove: bool,
+        /// Print the sinks as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve again a profile whose --lifetime ran out, for its lifetime
     ///
     /// Reads its secret from the store again, and asks first if the profile
@@ -443,6 +468,10 @@ pub struct ProfileArgs {
     /// With --confirm: a yes holds for DUR for the same caller
     #[arg(help_heading = "Policy", long, value_name = "DUR", requires = "confirm", value_parser = jwtagent::duration::parse_duration)]
     pub confirm_for: Option<std::time::Duration>,
+    /// Keep this file holding the profile's current access token
+    /// (repeatable; `jwtagent sink` for the JSON format and --keep)
+    #[arg(help_heading = "Tokens", long = "sink", value_name = "PATH")]
+    pub sinks: Vec<PathBuf>,
     /// Bind tokens to a key the agent generates and keeps (DPoP, RFC 9449)
     #[arg(help_heading = "Tokens", long)]
     pub dpop: bool,
@@ -506,6 +535,17 @@ impl ProfileArgs {
             authorization_url: args.authorization_url.clone(),
             revocation_url: args.revocation_url.clone(),
             registration_uri: None,
+            sinks: args
+                .sinks
+                .iter()
+                .map(|p| {
+                    Ok(jwtagent::config::Sink {
+                        path: absolute(p)?,
+                        format: Default::default(),
+                        keep: false,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
             secret_command: vec![],
             lifetime: args.lifetime,
             lifetime_remove: args.lifetime_remove,

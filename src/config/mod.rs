@@ -18,8 +18,8 @@ pub use profile::Profile;
 pub use raw::RawProfile;
 pub use values::{
     Alg, AssertionAud, AuthMethod, DEFAULT_DPOP_ALG, FieldError, GENERATED_ALGS, GITHUB_API,
-    MAX_NAME, RefreshBefore, StoreKind, check_endpoint, check_resources, check_scopes, is_loopback,
-    validate_name,
+    MAX_NAME, RefreshBefore, Sink, SinkFormat, StoreKind, check_endpoint, check_resources,
+    check_scopes, is_loopback, validate_name,
 };
 
 /// The only config format version this jwtagent reads and writes.

@@ -4,7 +4,7 @@
 use super::grant::Grant;
 use super::values::{
     Alg, AssertionAud, AuthMethod, DEFAULT_DPOP_ALG, FieldError, GENERATED_ALGS, RESERVED_PARAMS,
-    RefreshBefore, check_endpoint, check_resources, check_scopes, field_err,
+    RefreshBefore, Sink, check_endpoint, check_resources, check_scopes, field_err,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -41,6 +41,8 @@ pub struct Profile {
     /// RFC 7592: where the client `add --register` registered is read and
     /// deleted (its registration access token is in the store).
     pub registration_uri: Option<String>,
+    /// Files the agent keeps holding the current access token.
+    pub sinks: Vec<Sink>,
     /// A command that prints the secret (or key) when the agent needs it:
     /// the program, then its arguments; run with no shell. Empty: the
     /// secret is in the store.
@@ -88,6 +90,7 @@ impl Profile {
             grant: Grant::ClientCredentials,
             revocation_url: None,
             registration_uri: None,
+            sinks: vec![],
             secret_command: vec![],
             lifetime: None,
             lifetime_remove: false,
@@ -140,7 +143,55 @@ impl Profile {
         self.grant
             .check(self.auth, self.issuer.is_some(), self.dpop)?;
         self.check_certificate()?;
-        self.check_local()
+        self.check_local()?;
+        self.check_sinks()
+    }
+
+    /// Sinks: absolute paths, each once, and only for a profile whose
+    /// tokens any process of the user may have (a file cannot ask who
+    /// reads it, nor sign a DPoP proof).
+    fn check_sinks(&self) -> Result<(), FieldError> {
+        use std::os::unix::ffi::OsStrExt;
+        if self.sinks.is_empty() {
+            return Ok(());
+        }
+        let why = if !self.allow_exe.is_empty() {
+            Some("--allow-exe: a file cannot check which program reads it")
+        } else if self.confirm {
+            Some("--confirm: nobody is asked before a file is read")
+        } else if self.dpop {
+            Some("--dpop: a token in a file comes without the proofs that bind it")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(field_err(
+                "sinks",
+                format!("a profile with {why}; drop the sink or that option"),
+            ));
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let bytes = sink.path.as_os_str().as_bytes();
+            if !sink.path.is_absolute() || sink.path.file_name().is_none() {
+                return Err(field_err(
+                    "sinks",
+                    format!("{} must be an absolute path to a file", sink.path.display()),
+                ));
+            }
+            if bytes.iter().any(|b| b.is_ascii_control()) {
+                return Err(field_err(
+                    "sinks",
+                    "a path must not contain control characters",
+                ));
+            }
+            if self.sinks[..i].iter().any(|s| s.path == sink.path) {
+                return Err(field_err(
+                    "sinks",
+                    format!("{} is named twice", sink.path.display()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Where tokens come from: an issuer or a token endpoint, not both.
@@ -451,6 +502,14 @@ mod tests {
 
     const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
+    fn sink(path: &str) -> Sink {
+        Sink {
+            path: path.into(),
+            format: Default::default(),
+            keep: false,
+        }
+    }
+
     fn base() -> Profile {
         Profile::new(
             "https://as.example/token",
@@ -483,6 +542,22 @@ mod tests {
             }),
             ("registration_uri", |p| {
                 p.registration_uri = Some("http://as.example/reg/c".into())
+            }),
+            ("sinks", |p| p.sinks = vec![sink("relative/token")]),
+            ("sinks", |p| p.sinks = vec![sink("/")]),
+            ("sinks", |p| p.sinks = vec![sink("/t\n")]),
+            ("sinks", |p| p.sinks = vec![sink("/a/t"), sink("/a/t")]),
+            ("sinks", |p| {
+                p.sinks = vec![sink("/a/t")];
+                p.allow_exe = vec!["/usr/bin/curl".into()];
+            }),
+            ("sinks", |p| {
+                p.sinks = vec![sink("/a/t")];
+                p.confirm = true;
+            }),
+            ("sinks", |p| {
+                p.sinks = vec![sink("/a/t")];
+                p.dpop = true;
             }),
             ("alg", |p| p.alg = Some(Alg::ES256)),
             ("kid", |p| p.kid = Some("k".into())),
@@ -659,6 +734,7 @@ mod tests {
         let cases: &[Change] = &[
             |p| p.revocation_url = Some("https://as.example/r".into()),
             |p| p.registration_uri = Some("https://as.example/reg/c".into()),
+            |p| p.sinks = vec![sink("/a/t"), sink("/a/u")],
             |p| {
                 p.auth = AuthMethod::ClientSecretJwt;
                 p.alg = Some(Alg::HS512);

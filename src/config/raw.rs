@@ -132,6 +132,9 @@ pub struct RawProfile {
     /// the secret store, never here. Set by the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_uri: Option<String>,
+    /// Files the agent keeps holding the profile's current access token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sinks: Vec<super::values::Sink>,
     /// A command (program and arguments, run with no shell) that prints the
     /// secret or key whenever the agent needs it, instead of a keyring entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -202,6 +205,7 @@ macro_rules! with_shared {
             dpop_alg: $from.dpop_alg,
             revocation_url: $from.revocation_url,
             registration_uri: $from.registration_uri,
+            sinks: $from.sinks,
             secret_command: $from.secret_command,
             lifetime: $from.lifetime,
             lifetime_remove: $from.lifetime_remove,

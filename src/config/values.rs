@@ -25,6 +25,63 @@ pub(super) const RESERVED_PARAMS: &[&str] = &[
     "refresh_token",
 ];
 
+/// What a sink file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkFormat {
+    /// The access token alone (kubectl's `tokenFile`,
+    /// `AZURE_FEDERATED_TOKEN_FILE`).
+    #[default]
+    Token,
+    /// `{"access_token", "token_type", "expires_at"}`.
+    Json,
+}
+
+impl SinkFormat {
+    pub const ALL: [SinkFormat; 2] = [SinkFormat::Token, SinkFormat::Json];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkFormat::Token => "token",
+            SinkFormat::Json => "json",
+        }
+    }
+}
+
+impl FromStr for SinkFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        SinkFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown sink format {s:?} (token or json)"))
+    }
+}
+
+impl fmt::Display for SinkFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_token(format: &SinkFormat) -> bool {
+    *format == SinkFormat::Token
+}
+
+/// A file the agent keeps holding the profile's current access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sink {
+    /// Absolute path of the file.
+    pub path: std::path::PathBuf,
+    #[serde(default, skip_serializing_if = "is_token")]
+    pub format: SinkFormat,
+    /// Left in place when the agent stops, locks or the profile signs out
+    /// (a removed profile's sinks go in any case).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
+}
+
 /// The secret store backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -28,6 +28,7 @@ mod register;
 mod security;
 mod servers;
 mod shells;
+mod sinks;
 mod ssh;
 mod tls;
 mod wire;

@@ -28,6 +28,8 @@ fn wipe(state: &AgentState) {
     state.logins.cancel_all("the agent was locked");
     state.tokens.clear();
     state.confirms.forget(None);
+    // The sinks' files go (unless kept) until the agent is unlocked.
+    state.sinks.changed();
 }
 
 /// Locks the agent when its user is likely away (`--lock-idle`,
@@ -67,6 +69,7 @@ pub(crate) async fn unlock(state: &AgentState, passphrase: &Secret) -> Result<Em
     let result = state.lock.unlock(passphrase, store).await;
     if result.is_ok() {
         tracing::info!("agent unlocked");
+        state.sinks.changed();
         if store.is_file() {
             // What a crash in the middle of an `add` left in the store, which
             // could not be read while it was sealed.

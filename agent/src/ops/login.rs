@@ -43,7 +43,12 @@ pub(crate) async fn wait(
     name: &str,
     wait: Duration,
 ) -> Result<LoginProgress, AgentError> {
-    state.logins.wait(name, wait).await
+    let progress = state.logins.wait(name, wait).await;
+    if matches!(&progress, Ok(p) if p.done) {
+        // Its sinks get the new sign-in's token now.
+        state.sinks.restart(name);
+    }
+    progress
 }
 
 /// `whoami`: whether user profile `name` is signed in, and as whom: the
@@ -167,6 +172,8 @@ pub(crate) async fn sign_out(
     let fetcher = refresher.fetcher();
     let rt = fetcher.sign_out(name, profile.generation, why).await?;
     refresher.forget(name);
+    // Its sinks' files go (unless kept): their token is the sign-in's.
+    state.sinks.restart(name);
     let Some(rt) = rt else {
         return Ok(LoggedOut::default());
     };

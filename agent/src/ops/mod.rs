@@ -7,6 +7,7 @@ pub(crate) mod lock;
 pub(crate) mod login;
 pub(crate) mod profiles;
 pub(crate) mod register;
+pub(crate) mod sinks;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod token;

@@ -70,6 +70,33 @@ pub(crate) async fn dpop_proof(
     })
 }
 
+/// A token of profile `name` that the agent hands out on its own (to a
+/// sink file, as `op`): through the same policy, controls, lock and audit
+/// as the `token` op, with the agent as the caller.
+pub(crate) async fn for_agent(
+    state: &AgentState,
+    op: &'static str,
+    name: &str,
+    min_ttl: std::time::Duration,
+) -> Result<Served, AgentError> {
+    let peer = Peer::agent();
+    let query = TokenQuery {
+        name: name.to_string(),
+        min_ttl,
+        ..TokenQuery::default()
+    };
+    let (served, _) = audited(
+        state,
+        &peer,
+        op,
+        name,
+        |(served, _): &(Served, _)| &served.token,
+        async move |profile| state.tokens.get(profile, query).await,
+    )
+    .await?;
+    Ok(served)
+}
+
 /// Runs `serve` for an op that hands out a token of profile `name`, if the
 /// profile's caller policy admits the peer, and records the outcome (with
 /// the token's fingerprint) in the audit log. The profile is read once, here,

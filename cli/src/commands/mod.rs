@@ -7,6 +7,7 @@ pub mod integrations;
 pub mod lock;
 pub mod login;
 pub mod profiles;
+pub mod sinks;
 pub mod status;
 pub mod stop;
 pub mod token;
