@@ -247,24 +247,7 @@ pub enum Command {
     /// (kubectl's tokenFile, AZURE_FEDERATED_TOKEN_FILE); it deletes it when
     /// it stops or locks, the user signs out or the profile is removed,
     /// unless --keep. Without PATH: the profile's sinks.
-    Sink {
-        /// The profile
-        name: String,
-        /// The file (in a directory of yours that others cannot write to)
-        path: Option<PathBuf>,
-        /// What the file holds: the token alone, or JSON with its type and expiry
-        #[arg(long, default_value = "token", value_parser = one_of::<SinkFormat>(&SinkFormat::ALL.map(SinkFormat::as_str)))]
-        format: SinkFormat,
-        /// Leave the file in place when the agent stops or locks, or the user signs out
-        #[arg(long, requires = "path", conflicts_with = "remove")]
-        keep: bool,
-        /// Stop keeping PATH, and delete it
-        #[arg(long, requires = "path")]
-        remove: bool,
-        /// Print the sinks as JSON
-        #[arg(long)]
-        json: bool,
-    },
+    Sink(SinkArgs),
     /// Serve again a profile whose --lifetime ran out, for its lifetime
     ///
     /// Reads its secret from the store again, and asks first if the profile
@@ -683,6 +666,26 @@ pub struct AddArgs {
     /// Limit tokens to this permission (repeatable: contents=read)
     #[arg(help_heading = "Grant", long = "permission", value_name = "NAME=LEVEL", value_parser = parse_param, requires = "github_app")]
     pub permissions: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// The profile
+    pub name: String,
+    /// The file (in a directory of yours that others cannot write to)
+    pub path: Option<PathBuf>,
+    /// What the file holds: the token alone, or JSON with its type and expiry
+    #[arg(long, default_value = "token", value_parser = one_of::<SinkFormat>(&SinkFormat::ALL.map(SinkFormat::as_str)))]
+    pub format: SinkFormat,
+    /// Leave the file in place when the agent stops or locks, or the user signs out
+    #[arg(long, requires = "path", conflicts_with = "remove")]
+    pub keep: bool,
+    /// Stop keeping PATH, and delete it
+    #[arg(long, requires = "path")]
+    pub remove: bool,
+    /// Print the sinks as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

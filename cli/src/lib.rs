@@ -229,24 +229,7 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
         } => commands::integrations::git_credential(&socket, &token, operation, &username),
         Command::Lock { passphrase_stdin } => commands::lock::lock(&socket, passphrase_stdin),
         Command::Renew { name } => commands::profiles::renew(&socket, &name),
-        Command::Sink {
-            name,
-            path,
-            format,
-            keep,
-            remove,
-            json,
-        } => commands::sinks::sink(
-            &socket,
-            commands::sinks::SinkArgs {
-                name,
-                path,
-                format,
-                keep,
-                remove,
-                json,
-            },
-        ),
+        Command::Sink(args) => commands::sinks::sink(&socket, args),
         Command::Store {
             action:
                 args::StoreAction::Migrate {

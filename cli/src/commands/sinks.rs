@@ -1,22 +1,11 @@
 //! `sink`: the files the agent keeps holding a profile's current token.
 
+use crate::args::SinkArgs;
 use crate::connect;
 use crate::error::{CliError, START_HINT};
 use crate::output;
-use jwtagent::config::SinkFormat;
 use jwtagent::paths::SocketPath;
 use jwtagent::protocol::{Request, SinkList};
-use std::path::PathBuf;
-
-/// What `jwtagent sink` asks.
-pub struct SinkArgs {
-    pub name: String,
-    pub path: Option<PathBuf>,
-    pub format: SinkFormat,
-    pub keep: bool,
-    pub remove: bool,
-    pub json: bool,
-}
 
 pub fn sink(socket: &SocketPath, args: SinkArgs) -> Result<(), CliError> {
     // The agent resolves nothing against its own working directory.
