@@ -62,6 +62,11 @@ pub enum Request {
     /// Serve again a profile whose `--lifetime` ran out, for its lifetime.
     /// Answered with [`Renewed`].
     Renew { name: String },
+    /// Serve profile `name`'s token on a loopback HTTP endpoint that speaks
+    /// a cloud SDK's protocol (`kind`), for as long as the asking process
+    /// lives (`jwtagent exec --gcp-metadata`, `--azure-identity`).
+    /// Answered with [`EndpointStarted`].
+    Endpoint { name: String, kind: EndpointKind },
     /// Profile `name`'s sinks (files the agent keeps holding its current
     /// access token): with `path`, that one is added (or changed), or with
     /// `remove` removed (and its file deleted). Answered with [`SinkList`].
@@ -211,6 +216,7 @@ impl Request {
         "store_migrate",
         "renew",
         "sink",
+        "endpoint",
     ];
 
     /// The op name as it appears on the wire.
@@ -237,6 +243,7 @@ impl Request {
             Request::StoreMigrate { .. } => "store_migrate",
             Request::Renew { .. } => "renew",
             Request::Sink { .. } => "sink",
+            Request::Endpoint { .. } => "endpoint",
         }
     }
 }
@@ -538,6 +545,28 @@ pub struct Removed {
     /// its registration was deleted at the server (RFC 7592).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unregistered: Option<bool>,
+}
+
+/// The protocol an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    /// The Compute Engine metadata server's token paths (Google's client
+    /// libraries, with `GCE_METADATA_HOST`).
+    GcpMetadata,
+    /// The App Service managed identity protocol (Azure's, with
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`).
+    AzureIdentity,
+}
+
+/// Answer to [`Request::Endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointStarted {
+    /// The loopback port (on 127.0.0.1).
+    pub port: u16,
+    /// The secret every request must carry (`X-IDENTITY-HEADER` for Azure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
 }
 
 /// Answer to [`Request::Sink`]: the profile's sinks, after the change.
@@ -1153,6 +1182,10 @@ mod tests {
                 format: crate::config::SinkFormat::Json,
                 keep: true,
                 remove: false,
+            },
+            Request::Endpoint {
+                name: n(),
+                kind: EndpointKind::AzureIdentity,
             },
             Request::Lock { passphrase: s() },
             Request::Unlock { passphrase: s() },

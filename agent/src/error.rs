@@ -63,6 +63,9 @@ pub(crate) enum AgentError {
     /// A sink cannot be added, changed or removed as asked.
     #[error("{0}")]
     Sink(String),
+    /// An endpoint cannot be started.
+    #[error("{0}")]
+    Endpoint(String),
     /// `add --register` registered no client.
     #[error("cannot register a client for profile {name:?}: {source}")]
     Register {
@@ -144,7 +147,7 @@ impl AgentError {
             AgentError::NoIdToken(_) => ErrorCode::BadRequest,
             AgentError::Login(e) => e.code(),
             AgentError::Register { source, .. } => register_code(source),
-            AgentError::Sink(_) => ErrorCode::BadRequest,
+            AgentError::Sink(_) | AgentError::Endpoint(_) => ErrorCode::BadRequest,
         }
     }
 

@@ -59,6 +59,7 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
         | Request::StoreMigrate { .. }
         | Request::Renew { .. }
         | Request::Sink { .. }
+        | Request::Endpoint { .. }
         | Request::Remove { .. }
         | Request::Keygen { .. }
         | Request::Login { .. }
@@ -152,14 +153,12 @@ async fn administer(state: &AgentState, peer: &Peer, id: Id, request: Request) -
         Request::Renew { name } => {
             answer!(Some(&name), ops::controls::renew(state, peer, &name).await)
         }
-        Request::Sink {
-            name,
-            path,
-            format,
-            keep,
-            remove,
-        } => {
-            let change = (path, format, keep, remove);
+        Request::Endpoint { name, kind } => {
+            let started = ops::endpoints::start(state, peer, &name, kind).await;
+            answer!(Some(&name), started)
+        }
+        sink @ Request::Sink { .. } => {
+            let (name, change) = ops::sinks::asked(sink);
             answer!(Some(&name), ops::sinks::sink(state, &name, change).await)
         }
         Request::Keygen {
@@ -270,6 +269,7 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
         | Request::Secret { name, .. }
         | Request::Renew { name }
         | Request::Sink { name, .. }
+        | Request::Endpoint { name, .. }
         | Request::Remove { name }
         | Request::Keygen { name, .. } => Some(name.as_str()),
         _ => None,

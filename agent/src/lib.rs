@@ -12,6 +12,7 @@ pub(crate) mod config_io;
 pub(crate) mod connection;
 pub(crate) mod controls;
 pub(crate) mod dpop_keys;
+pub(crate) mod endpoints;
 pub(crate) mod error;
 pub(crate) mod fetcher;
 pub(crate) mod filestore;
@@ -328,6 +329,7 @@ impl Agent {
             state.lock = lock::Lock::sealed();
         }
         let state = Arc::new(state);
+        let _ = state.me.set(Arc::downgrade(&state));
         tokio::spawn(ops::controls::end_lifetimes(state.clone()));
         tokio::spawn(ops::sinks::keep_fresh(state.clone()));
         if let Some(idle) = self.options.lock_idle {

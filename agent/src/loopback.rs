@@ -14,6 +14,12 @@ const MAX_LINES: usize = 1 << 20;
 /// The uid owning the socket at `peer` connected to `ours`, if the kernel
 /// lists it (it does not once the peer has closed).
 pub(crate) fn peer_uid(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
+    peer_socket(ours, peer).map(|(uid, _)| uid)
+}
+
+/// The uid owning the socket at `peer` connected to `ours`, and the
+/// socket's inode (by which its process is found).
+pub(crate) fn peer_socket(ours: SocketAddr, peer: SocketAddr) -> Option<(u32, u64)> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .find_map(|table| {
@@ -23,20 +29,57 @@ pub(crate) fn peer_uid(ours: SocketAddr, peer: SocketAddr) -> Option<u32> {
                 .skip(1)
                 .take(MAX_LINES)
                 .map_while(Result::ok)
-                .find_map(|line| owner_in_line(&line, peer, ours))
+                .find_map(|line| socket_in_line(&line, peer, ours))
         })
 }
 
 /// The uid of the socket on `line` if its local address is `local` and its
 /// remote address `remote`.
+#[cfg(test)]
 fn owner_in_line(line: &str, local: SocketAddr, remote: SocketAddr) -> Option<u32> {
-    // sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
+    socket_in_line(line, local, remote).map(|(uid, _)| uid)
+}
+
+/// The uid and inode of the socket on `line` if its local address is
+/// `local` and its remote address `remote`.
+fn socket_in_line(line: &str, local: SocketAddr, remote: SocketAddr) -> Option<(u32, u64)> {
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
     let mut fields = line.split_whitespace();
     let (_, l, r) = (fields.next()?, fields.next()?, fields.next()?);
     if !same(parse_address(l)?, local) || !same(parse_address(r)?, remote) {
         return None;
     }
-    fields.nth(4)?.parse().ok()
+    let uid = fields.nth(4)?.parse().ok()?;
+    let inode = fields.nth(1).and_then(|i| i.parse().ok()).unwrap_or(0);
+    Some((uid, inode))
+}
+
+/// Processes looked at, at most, for the one holding a socket.
+const MAX_PROCESSES: usize = 1 << 16;
+
+/// A process of `uid` holding the socket with inode `inode` (the one that
+/// connected, or one it shares the socket with).
+pub(crate) fn socket_holder(uid: u32, inode: u64) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    if inode == 0 {
+        return None;
+    }
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .take(MAX_PROCESSES)
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
+        .filter(|(_, path)| std::fs::metadata(path).is_ok_and(|m| m.uid() == uid))
+        .find(|(_, path)| {
+            let Ok(fds) = std::fs::read_dir(path.join("fd")) else {
+                return false;
+            };
+            fds.take(MAX_LINES).filter_map(Result::ok).any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str())
+            })
+        })
+        .map(|(pid, _)| pid)
 }
 
 /// Equal addresses, an IPv4 address and its IPv6-mapped form alike.
@@ -112,5 +155,9 @@ mod tests {
         // An address nobody is connected from.
         let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(peer_uid(listener.local_addr().unwrap(), nobody), None);
+        // The process holding the peer's socket is this one.
+        let (uid, inode) = peer_socket(listener.local_addr().unwrap(), peer).unwrap();
+        assert_eq!(socket_holder(uid, inode), Some(std::process::id()));
+        assert_eq!(socket_holder(uid, 1), None);
     }
 }

@@ -210,6 +210,13 @@ impl Holder {
     pub(crate) fn alive(&self) -> bool {
         !exited(&self.0)
     }
+
+    /// Waits until the process exits (at once if it cannot be watched).
+    pub(crate) async fn exit(self) {
+        if let Ok(fd) = crate::sys::watch_readable(self.0) {
+            let _ = fd.readable().await;
+        }
+    }
 }
 
 /// The executable of `pid`, if that process started no later than

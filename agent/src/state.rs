@@ -39,6 +39,8 @@ pub(crate) struct AgentState {
     pub last_request_ms: std::sync::atomic::AtomicU64,
     /// Files kept holding profiles' tokens.
     pub sinks: Arc<crate::sinks::Sinks>,
+    /// This state, for what runs on after a request (an endpoint).
+    pub me: std::sync::OnceLock<std::sync::Weak<AgentState>>,
 }
 
 impl AgentState {
@@ -63,6 +65,7 @@ impl AgentState {
             lock_idle: None,
             last_request_ms: Default::default(),
             sinks: Default::default(),
+            me: Default::default(),
         }
     }
 

@@ -145,3 +145,15 @@ pub(crate) fn release_free_memory() -> bool {
 pub fn release_free_memory() -> bool {
     false
 }
+
+/// `fd` registered with tokio's reactor for readability (a pidfd, which
+/// becomes readable when its process exits).
+pub(crate) fn watch_readable(
+    fd: std::os::fd::OwnedFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the descriptor
+    // stays open, and refers to the same file description, until the
+    // AsyncFd is dropped.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}

@@ -195,22 +195,19 @@ pub enum Command {
         /// A profile with a private key
         name: String,
     },
-    /// Run a command with a profile's token in its environment
+    /// Run a command with a profile's token in its environment, or served to
+    /// it as a cloud SDK asks for one
     ///
     /// The command replaces jwtagent (its exit status and signals are its own);
-    /// the token is in $JWTAGENT_TOKEN, or the variable --env names. When the
-    /// command cannot be run, jwtagent exits 127 (not found) or 126 (found but
-    /// not executable), as a shell does.
-    Exec {
-        #[command(flatten)]
-        token: TokenArgs,
-        /// Environment variable for the token
-        #[arg(long = "env", value_name = "VAR", default_value = "JWTAGENT_TOKEN")]
-        var: String,
-        /// The command and its arguments
-        #[arg(last = true, required = true, value_name = "CMD")]
-        command: Vec<std::ffi::OsString>,
-    },
+    /// the token is in $JWTAGENT_TOKEN, or the variable --env names. With
+    /// --gcp-metadata or --azure-identity, the agent serves the profile's
+    /// token on a loopback endpoint for as long as the command runs, as
+    /// Google's metadata server (GCE_METADATA_HOST) or Azure's managed
+    /// identity endpoint (IDENTITY_ENDPOINT, IDENTITY_HEADER) would, so that
+    /// their client libraries take it unchanged. When the command cannot be
+    /// run, jwtagent exits 127 (not found) or 126 (found but not
+    /// executable), as a shell does.
+    Exec(ExecArgs),
     /// Print a kubectl ExecCredential (client.authentication.k8s.io/v1) for a profile
     Kubectl(TokenArgs),
     /// Act as a git credential helper for a profile
@@ -310,6 +307,39 @@ pub enum GitOperation {
 pub struct TokenArgs {
     /// Profile name
     pub name: String,
+    #[command(flatten)]
+    pub ask: TokenAsk,
+}
+
+/// `exec`'s arguments.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Profile whose token goes in the environment (--env)
+    #[arg(required_unless_present_any = ["gcp_metadata", "azure_identity"])]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub ask: TokenAsk,
+    /// Environment variable for the token
+    #[arg(long = "env", value_name = "VAR", default_value = "JWTAGENT_TOKEN")]
+    pub var: String,
+    /// Serve profile NAME's token to the command as the Compute Engine
+    /// metadata server does (GCE_METADATA_HOST, GCE_METADATA_IP), for
+    /// Google's client libraries (GOOGLE_APPLICATION_CREDENTIALS is unset)
+    #[arg(long, value_name = "NAME")]
+    pub gcp_metadata: Option<String>,
+    /// Serve profile NAME's token to the command as Azure's managed identity
+    /// endpoint does (IDENTITY_ENDPOINT, IDENTITY_HEADER), for
+    /// DefaultAzureCredential and ManagedIdentityCredential
+    #[arg(long, value_name = "NAME")]
+    pub azure_identity: Option<String>,
+    /// The command and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// How a token is asked for.
+#[derive(Debug, Args, Default, Clone)]
+pub struct TokenAsk {
     /// The token must still be valid for at least this long (e.g. 5m); a cached one with less left is replaced
     #[arg(long, value_name = "DUR", value_parser = parse_duration_arg)]
     pub min_ttl: Option<std::time::Duration>,

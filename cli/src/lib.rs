@@ -95,11 +95,7 @@ fn fast_token(args: &[std::ffi::OsString]) -> Option<Cli> {
         command: Command::Token {
             token: args::TokenArgs {
                 name: name.to_string(),
-                min_ttl: None,
-                scopes: Vec::new(),
-                resources: Vec::new(),
-                force: false,
-                strict: false,
+                ask: args::TokenAsk::default(),
             },
             json: false,
             id_token: false,
@@ -216,11 +212,7 @@ fn run(cli: Cli, serve: Option<commands::agent::Serve>) -> Result<(), CliError> 
         Command::Dpop { token, proof } => commands::token::dpop_proof(&socket, &token, &proof),
         Command::Keygen(args) => commands::profiles::keygen(&socket, *args),
         Command::Jwks { name } => commands::profiles::jwks(&socket, &name),
-        Command::Exec {
-            token,
-            var,
-            command,
-        } => commands::integrations::exec(&socket, &token, &var, &command),
+        Command::Exec(args) => commands::integrations::exec(&socket, &args),
         Command::Kubectl(args) => commands::integrations::kubectl(&socket, &args),
         Command::GitCredential {
             token,

@@ -10,6 +10,7 @@ mod controls;
 mod docs;
 mod dpop;
 mod elsewhere;
+mod endpoints;
 mod filestore;
 mod grants;
 mod integrations;

@@ -3,6 +3,7 @@
 //! parses, gates and dispatches.
 
 pub(crate) mod controls;
+pub(crate) mod endpoints;
 pub(crate) mod lock;
 pub(crate) mod login;
 pub(crate) mod profiles;

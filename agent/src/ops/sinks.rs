@@ -31,6 +31,20 @@ const MIN_WAKE: Duration = Duration::from_millis(200);
 /// whether it is removed.
 pub(crate) type SinkChange = (Option<PathBuf>, SinkFormat, bool, bool);
 
+/// The profile and change a `sink` request asks for.
+pub(crate) fn asked(request: jwtagent::protocol::Request) -> (String, SinkChange) {
+    match request {
+        jwtagent::protocol::Request::Sink {
+            name,
+            path,
+            format,
+            keep,
+            remove,
+        } => (name, (path, format, keep, remove)),
+        _ => (String::new(), (None, SinkFormat::Token, false, false)),
+    }
+}
+
 /// `sink`: lists profile `name`'s sinks, or adds, changes or removes one.
 /// A new sink is written at once: a place that cannot hold the token is an
 /// error, and the sink is not kept.

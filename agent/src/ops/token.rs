@@ -79,17 +79,28 @@ pub(crate) async fn for_agent(
     name: &str,
     min_ttl: std::time::Duration,
 ) -> Result<Served, AgentError> {
-    let peer = Peer::agent();
     let query = TokenQuery {
         name: name.to_string(),
         min_ttl,
         ..TokenQuery::default()
     };
+    for_caller(state, &Peer::agent(), op, query).await
+}
+
+/// A token for `query` that `peer` asked for another way than the socket
+/// (as `op`: an endpoint's request): the `token` op's checks and audit.
+pub(crate) async fn for_caller(
+    state: &AgentState,
+    peer: &Peer,
+    op: &'static str,
+    query: TokenQuery,
+) -> Result<Served, AgentError> {
+    let name = query.name.clone();
     let (served, _) = audited(
         state,
-        &peer,
+        peer,
         op,
-        name,
+        &name,
         |(served, _): &(Served, _)| &served.token,
         async move |profile| state.tokens.get(profile, query).await,
     )

@@ -1,25 +1,20 @@
 //! Integrations: `exec`, the kubectl and git credential helpers, completions and
 //! the man page.
 
-use crate::args::{GitOperation, TokenArgs};
+use crate::args::{ExecArgs, GitOperation, TokenArgs};
 use crate::commands::token::{fetch, not_an_access_token, text};
 use crate::error::CliError;
 use crate::output;
 use anyhow::{Context, anyhow};
 use jwtagent::paths::SocketPath;
-use jwtagent::protocol::TokenAnswer;
-use std::ffi::OsString;
+use jwtagent::protocol::{EndpointKind, EndpointStarted, Request, TokenAnswer};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 
 /// Runs `command` with the token in `var`, replacing this process, so the
 /// command's exit status (or its death by a signal) is what the caller sees.
-pub fn exec(
-    socket: &SocketPath,
-    args: &TokenArgs,
-    var: &str,
-    command: &[OsString],
-) -> Result<(), CliError> {
+pub fn exec(socket: &SocketPath, args: &ExecArgs) -> Result<(), CliError> {
+    let var = args.var.as_str();
     let valid_var = var
         .chars()
         .next()
@@ -30,15 +25,39 @@ pub fn exec(
             "--env {var:?} is not a valid environment variable name"
         )));
     }
-    let Some((program, rest)) = command.split_first() else {
+    let Some((program, rest)) = args.command.split_first() else {
         return Err(CliError::Usage("no command given after --".into()));
     };
-    let answer = fetch(socket, args)?;
-    let token = text(&answer.access_token)?;
-    let error = std::process::Command::new(program)
-        .args(rest)
-        .env(var, token)
-        .exec();
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    if let Some(name) = &args.name {
+        let token_args = TokenArgs {
+            name: name.clone(),
+            ask: args.ask.clone(),
+        };
+        let answer = fetch(socket, &token_args)?;
+        command.env(var, text(&answer.access_token)?);
+    }
+    // The endpoints live as long as this process, which becomes the command.
+    if let Some(name) = &args.gcp_metadata {
+        let started = endpoint(socket, name, EndpointKind::GcpMetadata)?;
+        let host = format!("127.0.0.1:{}", started.port);
+        command
+            .env("GCE_METADATA_HOST", &host)
+            .env("GCE_METADATA_IP", &host)
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+    }
+    if let Some(name) = &args.azure_identity {
+        let started = endpoint(socket, name, EndpointKind::AzureIdentity)?;
+        let secret = started.secret.as_ref().map(text).transpose()?;
+        command
+            .env(
+                "IDENTITY_ENDPOINT",
+                format!("http://127.0.0.1:{}/msi/token", started.port),
+            )
+            .env("IDENTITY_HEADER", secret.unwrap_or_default());
+    }
+    let error = command.exec();
     // exec only returns on failure; exit like a shell would.
     let code = if error.kind() == std::io::ErrorKind::NotFound {
         127
@@ -49,6 +68,22 @@ pub fn exec(
         code,
         message: format!("cannot run {}: {error}", program.to_string_lossy()),
     })
+}
+
+/// Asks the agent to serve profile `name` on an endpoint of `kind` for as
+/// long as this process (and the command it becomes) lives.
+fn endpoint(
+    socket: &SocketPath,
+    name: &str,
+    kind: EndpointKind,
+) -> Result<EndpointStarted, CliError> {
+    let (mut client, _) = crate::connect::connect_or_autostart(socket)?;
+    client
+        .call(&Request::Endpoint {
+            name: name.to_string(),
+            kind,
+        })
+        .map_err(|e| CliError::from_client(e, crate::error::START_HINT))
 }
 
 /// kubectl and git send what they get as a Bearer token and cannot add a

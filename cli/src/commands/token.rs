@@ -33,7 +33,7 @@ fn fetch_with(
 /// A token that lives less than `--min-ttl` (the server issues shorter
 /// ones than asked): a warning, or with `--strict` a failure.
 fn short_of_min_ttl(args: &TokenArgs, expires_at: Option<u64>) -> Result<(), CliError> {
-    let (Some(min_ttl), Some(at)) = (args.min_ttl, expires_at) else {
+    let (Some(min_ttl), Some(at)) = (args.ask.min_ttl, expires_at) else {
         return Ok(());
     };
     let left = at.saturating_sub(jwtagent::time::unix_now());
@@ -46,7 +46,7 @@ fn short_of_min_ttl(args: &TokenArgs, expires_at: Option<u64>) -> Result<(), Cli
         output::duration(left),
         output::duration(min_ttl.as_secs())
     );
-    if args.strict {
+    if args.ask.strict {
         return Err(CliError::Other(anyhow::anyhow!(
             "{what} (--strict); lower --min-ttl, or ask the server for longer-lived tokens"
         )));
@@ -57,10 +57,10 @@ fn short_of_min_ttl(args: &TokenArgs, expires_at: Option<u64>) -> Result<(), Cli
 
 fn options(args: &TokenArgs) -> TokenOptions {
     TokenOptions {
-        min_ttl: args.min_ttl,
-        scopes: args.scopes.clone(),
-        resources: args.resources.clone(),
-        force: args.force,
+        min_ttl: args.ask.min_ttl,
+        scopes: args.ask.scopes.clone(),
+        resources: args.ask.resources.clone(),
+        force: args.ask.force,
         id_token: false,
     }
 }
