@@ -258,3 +258,59 @@ fn a_profile_added_with_sink_keeps_it_from_the_start() {
     let config = std::fs::read_to_string(env.config_file()).unwrap();
     assert!(config.contains("sinks"), "{config}");
 }
+
+#[test]
+fn a_user_profiles_sink_follows_its_sign_in() {
+    let env = TestEnv::new();
+    let oidc = Oidc::start(
+        &env,
+        &json!({
+            "ttl": 600,
+            "device_interval": 1,
+            "scopes": ["openid", "offline_access"],
+            "clients": [{
+                "client_id": "cli", "auth": "none",
+                "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+                "application_type": "native", "scope": "openid offline_access",
+            }],
+        }),
+    );
+    let out = env
+        .add_issuer_cmd(
+            "me",
+            &oidc.issuer,
+            "cli",
+            "none",
+            &[
+                "--grant",
+                "device-code",
+                "--scope",
+                "openid",
+                "--scope",
+                "offline_access",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let dir = sink_dir(&env);
+    let file = dir.join("me");
+    // Not signed in: the sink is kept, and says why it holds nothing.
+    env.ok(&["sink", "me", file.to_str().unwrap()]);
+    assert!(!file.exists());
+    let listed = sinks_of(&env, "me");
+    assert!(
+        listed["sinks"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("login")),
+        "{listed}"
+    );
+    crate::login::device_login(&env, "me");
+    wait_until("the sink is written once signed in", || file.is_file());
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        env.ok(&["token", "me"]).trim()
+    );
+    env.ok(&["logout", "me"]);
+    wait_until("the sink goes with the sign-out", || !file.exists());
+}

@@ -88,13 +88,24 @@ pub(crate) async fn sink(
         None => wanted.push(sink.clone()),
     }
     let saved = state.profiles.set_sinks(name, wanted).await?;
-    // Written now, so that a failing write is said here.
-    if let Ok(served) = for_sink(state, name, Duration::ZERO).await
-        && let Err(e) = write_all(state, std::slice::from_ref(&sink), &served, None).await
-    {
-        let restored = profile.sinks.clone();
-        state.profiles.set_sinks(name, restored).await?;
-        return Err(AgentError::Sink(e));
+    // Written now, so that a failing write is said here; without a token
+    // (not signed in, the server down), the sink says why.
+    match for_sink(state, name, Duration::ZERO).await {
+        Ok(served) => {
+            let written = write_all(state, std::slice::from_ref(&sink), &served, None).await;
+            if let Err(e) = written {
+                let restored = profile.sinks.clone();
+                state.profiles.set_sinks(name, restored).await?;
+                return Err(AgentError::Sink(e));
+            }
+        }
+        Err(e) => state.sinks.set_outcome(
+            &path,
+            Outcome {
+                written_at: None,
+                error: Some(e.to_string()),
+            },
+        ),
     }
     state.sinks.changed();
     Ok(list(state, &saved.sinks))
@@ -343,11 +354,6 @@ fn failed(
 ) {
     use jwtagent::protocol::ErrorCode;
     tracing::warn!(error = %error, "cannot get the token for a sink");
-    for sink in sinks {
-        let mut outcome = state.sinks.outcome(&sink.path);
-        outcome.error = Some(error.to_string());
-        state.sinks.set_outcome(&sink.path, outcome);
-    }
     let lasting = matches!(
         error.code(),
         ErrorCode::LoginRequired
@@ -360,6 +366,11 @@ fn failed(
     if lasting {
         *written = None;
         remove_files(state, sinks.iter());
+    }
+    for sink in sinks {
+        let mut outcome = state.sinks.outcome(&sink.path);
+        outcome.error = Some(error.to_string());
+        state.sinks.set_outcome(&sink.path, outcome);
     }
 }
 
