@@ -65,8 +65,8 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
         | Request::Login { .. }
         | Request::Logout { .. } => return administer(state, peer, id, request).await,
         Request::Hello => encode(state, id, Ok(ops::status::hello(state, peer))),
-        Request::Status => encode(state, id, Ok(ops::status::status(state).await)),
-        Request::List => encode(state, id, ops::profiles::list(state)),
+        Request::Status => large(encode(state, id, Ok(ops::status::status(state).await))),
+        Request::List => large(encode(state, id, ops::profiles::list(state))),
         Request::Show { name } => encode(state, id, ops::profiles::show(state, &name).await),
         Request::Jwks { name } => encode(state, id, ops::profiles::jwks(state, &name).await),
         Request::Token {
@@ -286,6 +286,17 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
 
 /// An error response line for cases found before a request could be parsed
 /// (an oversized line, a refused peer).
+/// An answer about every profile: with thousands of them, what it was made
+/// from (copies of every profile) is freed by now, but the allocator keeps
+/// it, and the agent's resident memory with it: handed back to the system,
+/// in the background.
+fn large(line: Vec<u8>) -> Vec<u8> {
+    if line.len() >= 256 * 1024 {
+        crate::profiles::release_free_memory();
+    }
+    line
+}
+
 pub(crate) fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     encode_body::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
 }

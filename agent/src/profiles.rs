@@ -172,6 +172,10 @@ struct Loaded {
     checked: Instant,
 }
 
+/// A config this large has its leftovers handed back to the system after
+/// it is read or written.
+const MANY: usize = 1000;
+
 /// How often the hot path looks at the file for hand edits.
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -245,6 +249,14 @@ impl Profiles {
                 let before = loaded.config.as_ref().err().map(ToString::to_string);
                 loaded.config = ConfigFile::load(&self.path).map(Arc::new);
                 loaded.stamp = now;
+                // Parsing a large file leaves its whole tree in the allocator.
+                if loaded
+                    .config
+                    .as_ref()
+                    .is_ok_and(|c| c.profiles.len() >= MANY)
+                {
+                    release_free_memory();
+                }
                 // Logged once per distinct error, not once per request.
                 if let Err(e) = &loaded.config
                     && before.as_deref() != Some(e.to_string().as_str())
@@ -256,14 +268,39 @@ impl Profiles {
         loaded.config.clone()
     }
 
+    /// The config to change, as the file holds it now: the one in memory
+    /// when the file has not changed since it was read or written (a hand
+    /// edit changes its stamp), else the file read again. Not parsing
+    /// 10,000 profiles again for each `add` is most of its cost.
+    fn for_write(&self) -> Result<ConfigFile, ConfigError> {
+        {
+            let loaded = self
+                .loaded
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Ok(config) = &loaded.config
+                && loaded.stamp.is_some()
+                && stamp(&self.path) == loaded.stamp
+            {
+                return Ok((**config).clone());
+            }
+        }
+        ConfigFile::load(&self.path)
+    }
+
     fn remember(&self, config: ConfigFile) {
         let mut loaded = self
             .loaded
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let many = config.profiles.len() >= MANY;
         loaded.config = Ok(Arc::new(config));
         loaded.stamp = stamp(&self.path);
         loaded.checked = Instant::now();
+        if many {
+            // The copy that was written, and its text.
+            release_free_memory();
+        }
     }
 
     fn config(&self) -> Result<ConfigFile, ProfileError> {
@@ -273,13 +310,15 @@ impl Profiles {
     }
 
     pub(crate) fn list(&self) -> Result<Vec<Entry>, ProfileError> {
-        Ok(self
-            .config()?
+        let config = self
+            .current()
+            .map_err(|e| ProfileError::Config(e.to_string()))?;
+        Ok(config
             .profiles
-            .into_iter()
+            .iter()
             .map(|(name, profile)| Entry {
-                name,
-                profile,
+                name: name.clone(),
+                profile: profile.clone(),
                 secret_stored: None,
             })
             .collect())
@@ -395,7 +434,8 @@ impl Profiles {
             .map_err(refused(name))?;
 
         let _guard = self.writer.lock().await;
-        let mut config = ConfigFile::load(&self.path)
+        let mut config = self
+            .for_write()
             .map_err(|e| ProfileError::Config(format!("cannot add profile {name:?}: {e}")))?;
         check_inputs(&config, name, &profile).map_err(refused(name))?;
         let old = config.profiles.get(name).cloned();
@@ -656,7 +696,8 @@ impl Profiles {
         sinks: Vec<jwtagent::config::Sink>,
     ) -> Result<Profile, ProfileError> {
         let _guard = self.writer.lock().await;
-        let mut config = ConfigFile::load(&self.path)
+        let mut config = self
+            .for_write()
             .map_err(|e| ProfileError::Config(format!("cannot change the sinks: {e}")))?;
         let Some(profile) = config.profiles.get_mut(name) else {
             return Err(not_served(&config, name));
@@ -674,7 +715,8 @@ impl Profiles {
     /// Names `store` as the config's secret store.
     pub(crate) async fn set_store(&self, store: StoreKind) -> Result<(), ProfileError> {
         let _guard = self.writer.lock().await;
-        let mut config = ConfigFile::load(&self.path)
+        let mut config = self
+            .for_write()
             .map_err(|e| ProfileError::Config(format!("cannot switch the store: {e}")))?;
         config.store = Some(store);
         self.write(&config).await?;
@@ -685,7 +727,8 @@ impl Profiles {
     /// Deletes a profile from the config, then its keyring entry.
     pub(crate) async fn remove(&self, name: &str) -> Result<Option<Leftover>, ProfileError> {
         let _guard = self.writer.lock().await;
-        let mut config = ConfigFile::load(&self.path)
+        let mut config = self
+            .for_write()
             .map_err(|e| ProfileError::Config(format!("cannot remove profile {name:?}: {e}")))?;
         // A profile that is not valid goes too (its secrets are found by
         // the generation it names, if it names one it can).
@@ -719,6 +762,16 @@ impl Profiles {
                 }))
             }
         }
+    }
+}
+
+/// Hands what the allocator keeps of freed memory back to the system, in the
+/// background (it takes a few milliseconds with a large heap): after work
+/// on every profile at once (reading the config, `list`, `status`).
+pub(crate) fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn_blocking(crate::sys::release_free_memory);
     }
 }
 

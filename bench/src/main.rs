@@ -8,6 +8,7 @@
 //! directory, and clients on plain blocking sockets.
 
 mod layout;
+mod scale;
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,6 +26,21 @@ struct Env {
 }
 
 impl Env {
+    /// A new environment in a temp directory of its own, for `bin`.
+    fn new(bin: PathBuf) -> Result<Env> {
+        let dir = tempfile::Builder::new()
+            .prefix("jwtagent-bench.")
+            .tempdir()?;
+        for sub in ["run", "config", "state"] {
+            std::fs::create_dir(dir.path().join(sub))?;
+        }
+        std::fs::set_permissions(
+            dir.path().join("run"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        Ok(Env { dir, bin })
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         self.apply(&mut c).args(args);
@@ -269,7 +285,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One figure over the rounds: its median and its range.
-struct Spread(Vec<f64>);
+pub(crate) struct Spread(pub(crate) Vec<f64>);
 
 impl Spread {
     fn median(&self) -> f64 {
@@ -400,17 +416,21 @@ fn main() -> Result<()> {
         .max(1);
     let bin =
         std::fs::canonicalize(&bin).with_context(|| format!("no binary at {}", bin.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("jwtagent-bench.")
-        .tempdir()?;
-    for sub in ["run", "config", "state"] {
-        std::fs::create_dir(dir.path().join(sub))?;
+    let scale_n: usize = arg_value(&args, "--scale")
+        .map(|n| n.parse().context("--scale takes a number of profiles"))
+        .transpose()?
+        .unwrap_or(if quick { 1_000 } else { 10_000 });
+    let env = Env::new(bin.clone())?;
+    if args.iter().any(|a| a == "--scale-only") {
+        let served = Arc::new(AtomicUsize::new(0));
+        let port = token_endpoint(served)?;
+        let url = format!("http://127.0.0.1:{port}/token");
+        let scale = scale::run(&env, scale_n, &url, rounds)?;
+        for l in scale.lines() {
+            println!("{l}");
+        }
+        return Ok(());
     }
-    std::fs::set_permissions(
-        dir.path().join("run"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )?;
-    let env = Env { dir, bin };
     if let Some(out) = arg_value(&args, "--layout") {
         return layout::run(&env, Path::new(&out));
     }

@@ -156,28 +156,45 @@ fn check_owner_and_mode(
     })
 }
 
-/// Checks the version first, so a newer file gets "upgrade" rather than a
-/// confusing complaint about a field this version does not know.
-fn check_version(text: &str, path: &Path) -> Result<(), ConfigError> {
-    #[derive(Deserialize)]
-    struct VersionOnly {
-        version: Option<toml::Value>,
-    }
-    let version = toml::from_str::<VersionOnly>(text).map_err(|e| ConfigError::Parse {
+/// The file's top level, as it is checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    version: u32,
+    #[serde(default)]
+    store: Option<StoreKind>,
+    #[serde(default)]
+    profiles: BTreeMap<String, toml::Value>,
+}
+
+/// Parses the text once, and checks the version first, so a newer file gets
+/// "upgrade" rather than a confusing complaint about a field this version
+/// does not know.
+fn parse_raw(text: &str, path: &Path) -> Result<Raw, ConfigError> {
+    let parse_err = |message: String| ConfigError::Parse {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    match version.version {
-        Some(toml::Value::Integer(v)) if v == i64::from(CONFIG_VERSION) => Ok(()),
-        Some(toml::Value::Integer(v)) => Err(ConfigError::Version {
-            path: path.to_path_buf(),
-            found: u32::try_from(v).unwrap_or(u32::MAX),
-        }),
-        _ => Err(ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: format!("missing `version = {CONFIG_VERSION}` at the top"),
-        }),
+        message,
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+    match table.get("version") {
+        Some(toml::Value::Integer(v)) if *v == i64::from(CONFIG_VERSION) => {}
+        Some(toml::Value::Integer(v)) => {
+            return Err(ConfigError::Version {
+                path: path.to_path_buf(),
+                found: u32::try_from(*v).unwrap_or(u32::MAX),
+            });
+        }
+        _ => {
+            return Err(parse_err(format!(
+                "missing `version = {CONFIG_VERSION}` at the top"
+            )));
+        }
     }
+    // Checked from the parsed table (the text is not parsed again); a file
+    // it refuses is parsed again from the text, for an error that says
+    // where (line and column).
+    Raw::deserialize(toml::Value::Table(table))
+        .or_else(|_| toml::from_str::<Raw>(text).map_err(|e| parse_err(e.to_string())))
 }
 
 impl ConfigFile {
@@ -189,24 +206,11 @@ impl ConfigFile {
 
     /// Parses and validates the text of `path`.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
-        check_version(text, path)?;
         // The file as a whole, then each profile on its own: a profile that
         // is not valid (a field of the wrong type or of another grant, a
         // bad value, a circle of inputs) is skipped and reported, and the
         // others are served.
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Raw {
-            version: u32,
-            #[serde(default)]
-            store: Option<StoreKind>,
-            #[serde(default)]
-            profiles: BTreeMap<String, toml::Value>,
-        }
-        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let raw = parse_raw(text, path)?;
         let mut config = ConfigFile {
             version: raw.version,
             store: raw.store,

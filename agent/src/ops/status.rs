@@ -20,6 +20,12 @@ pub(crate) fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
 pub(crate) async fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
     let keys = state.tokens.status();
+    // Each profile's keys, found once (not a walk of every key per profile).
+    let mut by_profile: std::collections::HashMap<&str, Vec<&KeyStatus>> =
+        std::collections::HashMap::new();
+    for key in &keys {
+        by_profile.entry(&key.key.profile).or_default().push(key);
+    }
     let skipped_profiles = match &config {
         Ok(config) => config
             .skipped
@@ -35,7 +41,8 @@ pub(crate) async fn status(state: &AgentState) -> Status {
         Ok(config) => {
             let mut profiles = Vec::with_capacity(config.profiles.len());
             for (name, profile) in &config.profiles {
-                let mut status = profile_status(name, &keys);
+                let mine = by_profile.get(name.as_str()).map_or(&[][..], Vec::as_slice);
+                let mut status = profile_status(name, mine);
                 status.assertion_aud_worked = state.tokens.aud_worked(profile).map(str::to_string);
                 status.lifetime_left_secs = lifetime_left(state, name, profile);
                 if profile.grant.is_user() {
@@ -90,8 +97,7 @@ fn secs(d: Option<Duration>) -> Option<i64> {
 
 /// One profile's summary over its cached tokens: it follows the token that
 /// lives longest.
-fn profile_status(name: &str, keys: &[KeyStatus]) -> ProfileStatus {
-    let mine: Vec<_> = keys.iter().filter(|k| k.key.profile == name).collect();
+fn profile_status(name: &str, mine: &[&KeyStatus]) -> ProfileStatus {
     let best = mine.iter().max_by_key(|k| k.expires_in_secs);
     let failures = mine.iter().map(|k| k.failures).max().unwrap_or(0);
     let token_state = match best {
