@@ -198,7 +198,10 @@ impl Profiles {
         let config = ConfigFile::load(&path);
         match &config {
             Ok(c) => {
-                tracing::info!(path = %path.display(), profiles = c.profiles.len(), "config loaded")
+                tracing::info!(path = %path.display(), profiles = c.profiles.len(), "config loaded");
+                if c.profiles.len() >= MANY {
+                    release_free_memory();
+                }
             }
             Err(e) => tracing::error!(error = %e, "config not usable"),
         }

@@ -485,7 +485,10 @@ impl<F: Fetcher> Refresher<F> {
             }
             st.refresh_token.clone()
         };
-        self.fetch_into(&entry, refresh_token).await?;
+        // Boxed: the fetch (an HTTP request, its TLS and its parsing) is a
+        // large future, which would otherwise make every caller's future
+        // (every connection's task) that large whether it fetches or not.
+        Box::pin(self.fetch_into(&entry, refresh_token)).await?;
         let st = entry.state();
         satisfying(&st, Instant::now(), Duration::ZERO).ok_or(RefreshError::NotKept)
     }
@@ -626,7 +629,9 @@ impl<F: Fetcher> Refresher<F> {
                 )
             };
             if still_due {
-                let _ = self.fetch_into(&entry, refresh_token).await;
+                // Boxed: each key's task sleeps most of its life, and would
+                // otherwise hold room for a whole fetch while it does.
+                let _ = Box::pin(self.fetch_into(&entry, refresh_token)).await;
             }
         }
     }
@@ -1385,5 +1390,42 @@ mod tests {
         assert!(e.to_string().contains("actor: base refused"), "{e}");
         // derived itself was never fetched: only base's attempt.
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A key's task sleeps most of its life, and a connection's request
+    /// waits in `get`: neither may hold room for a whole fetch (an HTTP
+    /// request with its TLS and parsing) while it does, or 10,000 keys and
+    /// 1,000 idle connections cost that much memory each.
+    #[test]
+    fn a_keys_task_and_a_get_stay_small_with_the_real_fetcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = keyring_core::mock::Store::new().unwrap();
+        let store = crate::store::SecretStore::with_store(mock, crate::store::Backend::Mock);
+        let profiles = Arc::new(crate::profiles::Profiles::new(
+            dir.path().join("profiles.toml"),
+            store.clone(),
+        ));
+        let dpop = Arc::new(crate::dpop_keys::DpopKeys::new(store.clone()));
+        let refresher = Refresher::new(crate::fetcher::AgentFetcher::new(profiles, store, dpop));
+        let entry = Arc::new(Entry {
+            key: key(),
+            state: Mutex::new(State::default()),
+            fetch: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            stop: CancellationToken::new(),
+        });
+        let task = refresher.clone().background(entry);
+        assert!(
+            std::mem::size_of_val(&task) <= 1024,
+            "{}",
+            std::mem::size_of_val(&task)
+        );
+        let k = key();
+        let get = refresher.get(&k, Duration::ZERO, false);
+        assert!(
+            std::mem::size_of_val(&get) <= 1024,
+            "{}",
+            std::mem::size_of_val(&get)
+        );
     }
 }
