@@ -298,11 +298,12 @@ impl Agent {
             })
         };
 
-        let config = ConfigFile::load(&self.options.config_path).ok();
+        // Read once: for the store, and then kept as the profiles served.
+        let config = ConfigFile::load(&self.options.config_path);
         let store_kind = self
             .options
             .store
-            .or_else(|| config.as_ref().and_then(|c| c.store))
+            .or_else(|| config.as_ref().ok().and_then(|c| c.store))
             .unwrap_or_default();
         // Where `auto` finds no Secret Service, it keeps using the kernel
         // keyring if that holds these profiles' secrets.
@@ -318,8 +319,8 @@ impl Agent {
         };
         let store = SecretStore::open(store_kind, service, legacy);
         let audit = audit::Audit::new(self.options.audit_log.clone());
-        let mut state =
-            AgentState::new(path.clone(), self.options.config_path.clone(), store, audit);
+        let read = (self.options.config_path.clone(), config);
+        let mut state = AgentState::with_config(path.clone(), read, store, audit);
         state.forwarded_admin = self.options.forwarded_admin;
         state.store_flag = self.options.store;
         state.default_lifetime = self.options.lifetime;

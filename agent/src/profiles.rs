@@ -194,8 +194,19 @@ impl Profiles {
     /// Loads `path` (a missing file is an empty config). A config that does not
     /// parse is kept as an error: reported by every op and by `status`, and
     /// re-read once the file changes.
+    #[cfg(test)]
     pub(crate) fn new(path: PathBuf, store: SecretStore) -> Profiles {
         let config = ConfigFile::load(&path);
+        Profiles::loaded(path, store, config)
+    }
+
+    /// [`Profiles::new`] with the file already read (`config`): the agent
+    /// reads it once at start, for its store and for this.
+    pub(crate) fn loaded(
+        path: PathBuf,
+        store: SecretStore,
+        config: Result<ConfigFile, ConfigError>,
+    ) -> Profiles {
         match &config {
             Ok(c) => {
                 tracing::info!(path = %path.display(), profiles = c.profiles.len(), "config loaded");

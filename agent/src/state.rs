@@ -46,8 +46,23 @@ pub(crate) struct AgentState {
 impl AgentState {
     /// The state of an agent on `socket` whose profiles are in `config` and
     /// their secrets in `store`.
+    #[cfg(test)]
     pub(crate) fn new(socket: PathBuf, config: PathBuf, store: SecretStore, audit: Audit) -> Self {
-        let profiles = Arc::new(Profiles::new(config, store.clone()));
+        let loaded = jwtagent::config::ConfigFile::load(&config);
+        AgentState::with_config(socket, (config, loaded), store, audit)
+    }
+
+    /// [`AgentState::new`] with the config file already read.
+    pub(crate) fn with_config(
+        socket: PathBuf,
+        (config, loaded): (
+            PathBuf,
+            Result<jwtagent::config::ConfigFile, jwtagent::config::ConfigError>,
+        ),
+        store: SecretStore,
+        audit: Audit,
+    ) -> Self {
+        let profiles = Arc::new(Profiles::loaded(config, store.clone(), loaded));
         AgentState {
             started: Instant::now(),
             pid: std::process::id(),
