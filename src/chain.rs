@@ -13,6 +13,13 @@ pub trait Inputs {
     fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)>;
 }
 
+/// Profiles shared (the config's map holds them so, to be cheap to copy).
+impl<T: Inputs> Inputs for std::sync::Arc<T> {
+    fn input_roles(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        (**self).input_roles()
+    }
+}
+
 /// The longest chain of inputs a profile may have: `a` made from `b` made
 /// from `c` is two links. Deeper chains are refused at `add` and when the
 /// config is read; a real deployment uses one or two.

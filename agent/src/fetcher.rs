@@ -317,7 +317,7 @@ impl AgentFetcher {
         let profile = config
             .profiles
             .get(name)
-            .cloned()
+            .map(|p| Profile::clone(p))
             .ok_or_else(|| crate::profiles::not_served(&config, name))?;
         Ok((config, profile))
     }

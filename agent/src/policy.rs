@@ -225,7 +225,7 @@ impl InputRefused {
 /// the fetch reports it.
 pub(crate) fn check_inputs(
     peer: &Peer,
-    profiles: &BTreeMap<String, Profile>,
+    profiles: &jwtagent::config::ProfileMap,
     name: &str,
 ) -> Result<(), InputRefused> {
     // Most profiles are made from none: no walk (and no allocation) on
@@ -300,9 +300,9 @@ mod tests {
             ..Exchange::of("absent")
         });
         let profiles = BTreeMap::from([
-            ("guarded".to_string(), guarded),
-            ("derived".to_string(), derived),
-            ("top".to_string(), top),
+            ("guarded".to_string(), guarded.into()),
+            ("derived".to_string(), derived.into()),
+            ("top".to_string(), top.into()),
         ]);
         let refused = check_inputs(&peer(Some("/usr/bin/env")), &profiles, "top").unwrap_err();
         assert_eq!(refused.input, "guarded");

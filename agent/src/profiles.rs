@@ -332,7 +332,7 @@ impl Profiles {
             .iter()
             .map(|(name, profile)| Entry {
                 name: name.clone(),
-                profile: profile.clone(),
+                profile: Profile::clone(profile),
                 secret_stored: None,
             })
             .collect())
@@ -356,7 +356,7 @@ impl Profiles {
         config
             .profiles
             .get(name)
-            .cloned()
+            .map(|p| Profile::clone(p))
             .ok_or_else(|| not_served(&config, name))
     }
 
@@ -480,7 +480,9 @@ impl Profiles {
             crate::crash_point("add:after-keyring");
             // 2. The config: the switch.
             config.skipped.remove(name);
-            config.profiles.insert(name.to_string(), profile.clone());
+            config
+                .profiles
+                .insert(name.to_string(), Arc::new(profile.clone()));
             self.write(&config).await
         }
         .await;
@@ -667,7 +669,10 @@ impl Profiles {
                 .map_err(|e| fail(NoKeyPair::BadKey(e)));
         }
         let public = jwk::public_jwk(&pem).map_err(|e| fail(NoKeyPair::BadKey(e)))?;
-        let kid = profile.kid.unwrap_or_else(|| jwk::thumbprint(&public));
+        let kid = profile
+            .kid
+            .clone()
+            .unwrap_or_else(|| jwk::thumbprint(&public));
         let alg = profile.alg.ok_or_else(|| fail(NoKeyPair::NoAlg))?;
         jwk::jwks(&pem, alg, &kid).map_err(|e| fail(NoKeyPair::BadKey(e)))
     }
@@ -716,6 +721,7 @@ impl Profiles {
         let Some(profile) = config.profiles.get_mut(name) else {
             return Err(not_served(&config, name));
         };
+        let profile = Arc::make_mut(profile);
         profile.sinks = sinks;
         profile
             .validate()
@@ -807,7 +813,7 @@ fn check_inputs(config: &ConfigFile, name: &str, profile: &Profile) -> Result<()
         }
     }
     let mut profiles = config.profiles.clone();
-    profiles.insert(name.to_string(), profile.clone());
+    profiles.insert(name.to_string(), Arc::new(profile.clone()));
     // The new profile may close a circle or lengthen the chains of the
     // profiles it feeds: every chain is checked again.
     match jwtagent::chain::check_all(&profiles) {

@@ -22,6 +22,10 @@ pub use values::{
     check_scopes, is_loopback, validate_name,
 };
 
+/// Profiles by name, each shared: a copy of the map (a write, a check of
+/// every chain) copies no profile.
+pub type ProfileMap = BTreeMap<String, std::sync::Arc<Profile>>;
+
 /// The only config format version this jwtagent reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -39,7 +43,7 @@ pub struct ConfigFile {
     pub store: Option<StoreKind>,
     /// Profiles by name.
     #[serde(default)]
-    pub profiles: BTreeMap<String, Profile>,
+    pub profiles: ProfileMap,
     /// The profiles of the file that are not valid, by name: left out of
     /// `profiles` (the others are served), reported, and written back as
     /// they were read.
@@ -239,7 +243,7 @@ impl ConfigFile {
                 });
             match checked {
                 Ok(profile) => {
-                    config.profiles.insert(name, profile);
+                    config.profiles.insert(name, std::sync::Arc::new(profile));
                 }
                 Err(why) => {
                     let (name, skipped) = skip(&name, table, why);
@@ -483,7 +487,7 @@ mod tests {
         p.scopes = vec!["read".into(), "write".into()];
         p.refresh_before = Some(RefreshBefore::Percent(10));
         p.params.insert("tenant".into(), "t1".into());
-        config.profiles.insert("api".into(), p);
+        config.profiles.insert("api".into(), std::sync::Arc::new(p));
         let text = config.to_toml();
         let back = ConfigFile::parse(&text, Path::new("/x.toml")).unwrap();
         assert_eq!(back, config);
@@ -671,7 +675,7 @@ mod tests {
         let json: serde_json::Value =
             serde_json::from_str(include_str!("written-by-0.1.json")).unwrap();
         assert_eq!(serde_json::to_value(&config.profiles).unwrap(), json);
-        let from_json: BTreeMap<String, Profile> = serde_json::from_value(json).unwrap();
+        let from_json: ProfileMap = serde_json::from_value(json).unwrap();
         assert_eq!(from_json, config.profiles);
         let grants: Vec<_> = config.profiles.values().map(|p| p.grant.kind()).collect();
         use GrantKind::*;

@@ -10,7 +10,6 @@ use crate::peer::Peer;
 use crate::state::AgentState;
 use jwtagent::config::Profile;
 use jwtagent::protocol::Renewed;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Whether `peer` may have a token of profile `name` now: no lifetime in the
@@ -21,9 +20,9 @@ pub(crate) async fn admit(
     peer: &Peer,
     op: &'static str,
     name: &str,
-    profiles: &BTreeMap<String, Profile>,
+    profiles: &jwtagent::config::ProfileMap,
 ) -> Result<(), AgentError> {
-    let Some(profile) = profiles.get(name) else {
+    let Some(profile) = profiles.get(name).map(|p| &**p) else {
         return Ok(());
     };
     // Most profiles have neither control and are made from none: nothing
@@ -39,7 +38,7 @@ pub(crate) async fn admit(
         std::iter::once((name, profile))
             .chain(links.iter().filter_map(|l| {
                 let (name, input) = profiles.get_key_value(&l.name)?;
-                Some((name.as_str(), input))
+                Some((name.as_str(), &**input))
             }))
             .collect()
     };

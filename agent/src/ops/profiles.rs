@@ -274,7 +274,7 @@ async fn sign_in_of(state: &AgentState, name: &str) -> Option<(Profile, Option<S
         .ok()
         .flatten()?;
     let secret = super::login::client_secret(state, name, old).await;
-    Some((old.clone(), secret, rt))
+    Some((Profile::clone(old), secret, rt))
 }
 
 /// A caller may add (or replace) a profile made from other profiles' tokens
@@ -296,7 +296,7 @@ fn inputs_serve(
         // `add` reports the config itself.
         Err(_) => return Ok(()),
     };
-    profiles.insert(name.to_string(), profile.clone());
+    profiles.insert(name.to_string(), std::sync::Arc::new(profile.clone()));
     let Err(refused) = check_inputs(peer, &profiles, name) else {
         return Ok(());
     };

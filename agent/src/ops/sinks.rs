@@ -226,7 +226,7 @@ async fn reconcile(state: &Arc<AgentState>) {
             .profiles
             .iter()
             .filter(|(_, p)| !p.sinks.is_empty())
-            .map(|(n, p)| (n.clone(), p.clone()))
+            .map(|(n, p)| (n.clone(), Profile::clone(p)))
             .collect(),
         _ => HashMap::new(),
     };
