@@ -408,7 +408,9 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/release/jwtagent"));
     let write = arg_value(&args, "--write").map(PathBuf::from);
-    let quick = args.iter().any(|a| a == "--quick");
+    // --check: a quick run that fails when a ratio is past its limit (CI).
+    let check = args.iter().any(|a| a == "--check");
+    let quick = check || args.iter().any(|a| a == "--quick");
     let rounds: usize = arg_value(&args, "--rounds")
         .map(|r| r.parse().context("--rounds takes a number"))
         .transpose()?
@@ -670,6 +672,10 @@ fn main() -> Result<()> {
     let _ = echo.kill();
     let _ = echo.wait();
 
+    // Many profiles, in an environment of their own.
+    eprintln!("{scale_n} profiles");
+    let scale = scale::run(&Env::new(env.bin.clone())?, scale_n, &url, rounds)?;
+
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -727,8 +733,13 @@ fn main() -> Result<()> {
         p999.show(s_us),
         met(p999.median() <= 1e-3)
     ));
+    let proc_median = proc_ratio.median();
+    let mut tput_64 = 0.0;
     for (clients, echo_rps, agent_rps, ratios) in tput {
         let ratios = Spread(ratios);
+        if clients == 64 {
+            tput_64 = ratios.median();
+        }
         let (target, verdict) = if clients == 64 || clients == 256 {
             ("≥ 0.8×", met(ratios.median() >= 0.8))
         } else {
@@ -771,11 +782,47 @@ fn main() -> Result<()> {
         us(percentile(&direct, 0.5)),
         us(percentile(&direct, 0.99))
     ));
+    for l in scale.lines() {
+        line(l);
+    }
     line(String::new());
     line("\"Flat\" is within 256 KiB between the first and the second million. The echo server is `jwtagent-bench --echo`: a multi-threaded tokio runtime answering each line with itself, in a process of its own, as the agent is.".into());
     line(String::new());
     line(layout::coverage(&env.bin));
 
+    if check {
+        // CI's guard against a regression, with room for a noisy machine.
+        let mut failed = Vec::new();
+        if proc_median > 1.6 {
+            failed.push(format!(
+                "`jwtagent token` took {proc_median:.2}× /bin/true (limit 1.6×)"
+            ));
+        }
+        if tput_64 < 0.5 {
+            failed.push(format!(
+                "64 connections served {tput_64:.2}× the echo server's requests (limit 0.5×)"
+            ));
+        }
+        if cold_fetches != 1 || refresh_fetches != 1 {
+            failed.push(format!("1,000 clients made {cold_fetches} and {refresh_fetches} token requests (not 1 and 1)"));
+        }
+        for (what, s) in [
+            ("list", &scale.list),
+            ("status", &scale.status),
+            ("add", &scale.add),
+        ] {
+            if s.median() > 0.1 {
+                failed.push(format!(
+                    "{what} with {scale_n} profiles took {:.0} ms (limit 100 ms)",
+                    s.median() * 1e3
+                ));
+            }
+        }
+        if !failed.is_empty() {
+            bail!("performance regressed:\n  {}", failed.join("\n  "));
+        }
+        println!("\nscripts/bench --check: within the limits");
+    }
     if let Some(path) = write {
         // The hand-written part of the file (what was done about each
         // target, and why one is missed) outlives the figures.
