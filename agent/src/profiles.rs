@@ -480,9 +480,7 @@ impl Profiles {
             crate::crash_point("add:after-keyring");
             // 2. The config: the switch.
             config.skipped.remove(name);
-            config
-                .profiles
-                .insert(name.to_string(), Arc::new(profile.clone()));
+            config.profiles.insert(name.into(), profile.clone().into());
             self.write(&config).await
         }
         .await;
