@@ -290,3 +290,49 @@ fn jwtagent_now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// Locked, the agent hands out nothing through an endpoint, and fetches
+/// nothing for it either (a lock drops every token; none may come back
+/// before the unlock).
+#[test]
+fn a_locked_agent_neither_serves_nor_fetches_through_an_endpoint() {
+    let (env, oidc) = setup();
+    let passphrase = env.path("passphrase");
+    std::fs::write(&passphrase, "lock-passphrase\n").unwrap();
+    let jwtagent = std::path::PathBuf::from(bin());
+    let script = format!(
+        r#"{} lock --passphrase-stdin < {} >&2 && exec {} -c '{}'"#,
+        jwtagent.display(),
+        passphrase.display(),
+        python().display(),
+        r#"
+import json, os, urllib.request, urllib.error
+url = "http://" + os.environ["GCE_METADATA_HOST"] + "/computeMetadata/v1/instance/service-accounts/default/token"
+try:
+    status = urllib.request.urlopen(urllib.request.Request(url, headers={"Metadata-Flavor": "Google"}), timeout=10).status
+except urllib.error.HTTPError as e:
+    status = e.code
+print(json.dumps({"status": status}))
+"#
+    );
+    let before = oidc.grants("api").len();
+    let out = env.run(&[
+        "exec",
+        "--gcp-metadata",
+        "gcp",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["status"], 503, "{got}");
+    assert_eq!(
+        oidc.grants("api").len(),
+        before,
+        "a token was fetched while locked"
+    );
+    let audit = env.ok(&["audit", "--json", "--op", "gcp_metadata"]);
+    assert!(audit.contains("\"locked\""), "{audit}");
+}

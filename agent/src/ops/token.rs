@@ -96,6 +96,21 @@ pub(crate) async fn for_caller(
     query: TokenQuery,
 ) -> Result<Served, AgentError> {
     let name = query.name.clone();
+    // As the socket's gate: a locked agent serves nothing, and fetches
+    // nothing either (what a lock dropped must not come back before the
+    // unlock).
+    if state.lock.is_locked() {
+        let refused = if state.profiles.store().is_file() {
+            AgentError::Sealed
+        } else {
+            AgentError::Locked
+        };
+        let outcome = refused.code().as_str();
+        state
+            .audit
+            .record(&Record::new(peer, op, Some(&name), outcome));
+        return Err(refused);
+    }
     let (served, _) = audited(
         state,
         peer,
