@@ -98,8 +98,14 @@ pub(crate) async fn serve(
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let accepting = async {
         loop {
-            let Ok((stream, from)) = listener.accept().await else {
-                continue;
+            let (stream, from) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, say: no spinning until it passes.
+                    tracing::warn!(error = %e, "an endpoint cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let Ok(permit) = open.clone().try_acquire_owned() else {
                 tracing::warn!("an endpoint has too many connections; one is closed");
