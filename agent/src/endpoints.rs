@@ -189,6 +189,9 @@ async fn read_request(
 ) -> Result<Option<HttpRequest>, &'static str> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if end + 4 > MAX_HEAD {
+                return Err("request head too large");
+            }
             let head: Vec<u8> = buf.drain(..end + 4).collect();
             return parse_head(&head).map(Some);
         }
@@ -307,5 +310,54 @@ mod tests {
         }
         let many: String = (0..=MAX_HEADERS).map(|i| format!("h{i}: v\r\n")).collect();
         assert!(parse_head(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()).is_err());
+    }
+
+    /// Sends `bytes` on a new connection to `addr`; the start of the answer.
+    async fn roundtrip(addr: SocketAddr, bytes: &[u8]) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn heads_are_read_whole_up_to_their_bound_and_the_caller_is_known() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer: Answerer = {
+            let seen = seen.clone();
+            Arc::new(move |peer: Arc<Peer>, request: HttpRequest| {
+                seen.lock()
+                    .unwrap()
+                    .push((peer.uid, peer.pid, request.path));
+                Box::pin(async { HttpAnswer::new(200, "text/plain", b"ok".to_vec()) })
+            })
+        };
+        let refused: Refused = Arc::new(|_: &Peer| {});
+        tokio::spawn(serve(listener, std::future::pending(), answer, refused));
+        // A head of 5,000 bytes, read in several pieces, is read whole.
+        let big = format!("GET /a HTTP/1.1\r\nx-pad: {}\r\n\r\n", "p".repeat(5000));
+        let answer = roundtrip(addr, big.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // One over the bound is refused, and so is what is not HTTP.
+        let huge = format!("GET /a HTTP/1.1\r\nx-pad: {}\r\n\r\n", "p".repeat(MAX_HEAD));
+        let answer = roundtrip(addr, huge.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let answer = roundtrip(addr, b"GARBAGE\r\n\r\n").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("malformed"),
+            "{answer}"
+        );
+        // The caller: this process, of this uid.
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, rustix::process::geteuid().as_raw());
+        assert_eq!(seen[0].1, Some(std::process::id()));
+        assert_eq!(seen[0].2, "/a");
     }
 }
