@@ -67,16 +67,19 @@ fn exec_python(env: &TestEnv, flags: &[&str], script: &str) -> Value {
 }
 
 const GOOGLE: &str = r#"
-import json, google.auth, google.auth.transport.requests as transport
+import datetime, json, google.auth, google.auth.transport.requests as transport
 from google.auth import compute_engine
+from google.auth.compute_engine import _metadata
 request = transport.Request()
 creds = compute_engine.Credentials()
 creds.refresh(request)
 found, project = google.auth.default()
 found.refresh(request)
+info = _metadata.get_service_account_info(request)
+left = (creds.expiry - datetime.datetime.utcnow()).total_seconds()
 print(json.dumps({"token": creds.token, "email": creds.service_account_email,
-                  "expiry": creds.expiry.isoformat(), "default": type(found).__name__,
-                  "default_token": found.token}))
+                  "left": left, "default": type(found).__name__,
+                  "default_token": found.token, "info": info}))
 "#;
 
 #[test]
@@ -88,6 +91,12 @@ fn googles_client_library_takes_the_token_from_the_metadata_endpoint() {
     assert_eq!(got["default_token"], token.trim(), "{got}");
     assert_eq!(got["default"], "Credentials", "{got}");
     assert_eq!(got["email"], "api", "{got}");
+    // What the library reads of the account: the profile's client id and
+    // scopes; and the token's life as the agent holds it (600 s).
+    assert_eq!(got["info"]["email"], "api", "{got}");
+    assert_eq!(got["info"]["scopes"], json!(["api:read"]), "{got}");
+    let left = got["left"].as_f64().unwrap();
+    assert!(left > 500.0 && left <= 600.0, "{got}");
     // Audited as the gcp_metadata op, the caller the Python process.
     let audit: Vec<Value> = env
         .ok(&["audit", "--json", "--op", "gcp_metadata"])
