@@ -221,11 +221,7 @@ fn gate(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentE
     }
     // With the file store, the lock is the store's seal.
     let sealed = state.profiles.store().is_file();
-    let refused = if sealed {
-        AgentError::Sealed
-    } else {
-        AgentError::Locked
-    };
+    let refused = ops::lock::refusal(state);
     match request {
         Request::Hello | Request::Status | Request::Unlock { .. } => Ok(()),
         // A sealed file store comes back sealed: stopping undoes nothing.

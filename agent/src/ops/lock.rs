@@ -23,6 +23,16 @@ pub(crate) async fn lock(state: &AgentState, passphrase: &Secret) -> Result<Empt
     lock_result(result)
 }
 
+/// What a locked agent answers a request it does not serve: `sealed` when
+/// the lock is its file store's seal, else `locked`.
+pub(crate) fn refusal(state: &AgentState) -> AgentError {
+    if state.profiles.store().is_file() {
+        AgentError::Sealed
+    } else {
+        AgentError::Locked
+    }
+}
+
 /// What a lock drops: sign-ins under way, every token, every yes given.
 fn wipe(state: &AgentState) {
     state.logins.cancel_all("the agent was locked");

@@ -100,11 +100,7 @@ pub(crate) async fn for_caller(
     // nothing either (what a lock dropped must not come back before the
     // unlock).
     if state.lock.is_locked() {
-        let refused = if state.profiles.store().is_file() {
-            AgentError::Sealed
-        } else {
-            AgentError::Locked
-        };
+        let refused = super::lock::refusal(state);
         let outcome = refused.code().as_str();
         state
             .audit
