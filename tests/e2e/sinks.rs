@@ -12,26 +12,32 @@ use std::time::Duration;
 const NOBODY: u32 = 65534;
 
 /// The provider over HTTPS with client `api`, whose tokens live `ttl`
-/// seconds, and profile `api` for it.
-fn setup(ttl: u64) -> (TestEnv, Oidc) {
-    let env = TestEnv::new();
-    let oidc = Oidc::start(
-        &env,
+/// seconds.
+fn provider(env: &TestEnv, ttl: u64) -> Oidc {
+    Oidc::start(
+        env,
         &json!({
             "ttl": ttl,
             "clients": [{"client_id": "api", "auth": "client_secret_post", "secret": "api-secret-0123456789"}],
         }),
-    );
-    let out = output_with_stdin(
-        &mut env.add_issuer_cmd(
-            "api",
-            &oidc.issuer,
-            "api",
-            "client_secret_post",
-            &["--secret-stdin"],
-        ),
+    )
+}
+
+/// `add api` for the provider's client, with `extra`.
+fn add_api(env: &TestEnv, oidc: &Oidc, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--secret-stdin"];
+    args.extend_from_slice(extra);
+    output_with_stdin(
+        &mut env.add_issuer_cmd("api", &oidc.issuer, "api", "client_secret_post", &args),
         b"api-secret-0123456789\n",
-    );
+    )
+}
+
+/// The provider, and profile `api` for it.
+fn setup(ttl: u64) -> (TestEnv, Oidc) {
+    let env = TestEnv::new();
+    let oidc = provider(&env, ttl);
+    let out = add_api(&env, &oidc, &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     (env, oidc)
 }
@@ -91,7 +97,6 @@ fn a_sink_holds_the_current_token_and_is_never_seen_half_written_while_it_rotate
                 reads += 1;
                 seen.insert(token);
             }
-            std::thread::sleep(Duration::from_millis(5));
             seen.len() >= 15
         },
     );
@@ -233,22 +238,10 @@ fn another_user_cannot_read_a_sink() {
 #[test]
 fn a_profile_added_with_sink_keeps_it_from_the_start() {
     let env = TestEnv::new();
-    let oidc = Oidc::start(
-        &env,
-        &json!({"ttl": 600, "clients": [{"client_id": "api", "auth": "client_secret_post", "secret": "api-secret-0123456789"}]}),
-    );
+    let oidc = provider(&env, 600);
     let dir = sink_dir(&env);
     let file = dir.join("t");
-    let out = output_with_stdin(
-        &mut env.add_issuer_cmd(
-            "api",
-            &oidc.issuer,
-            "api",
-            "client_secret_post",
-            &["--secret-stdin", "--sink", file.to_str().unwrap()],
-        ),
-        b"api-secret-0123456789\n",
-    );
+    let out = add_api(&env, &oidc, &["--sink", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     wait_until("the sink is written", || file.is_file());
     assert_eq!(
