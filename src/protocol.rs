@@ -900,23 +900,74 @@ impl<T: Serialize, I: Serialize> Serialize for Response<T, I> {
 
 impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Response<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut map = serde_json::Map::<String, Value>::deserialize(deserializer)?;
-        let id = map.remove("id").unwrap_or(Value::Null);
-        let ok = match map.remove("ok") {
-            Some(Value::Bool(ok)) => ok,
-            _ => return Err(D::Error::custom("response has no boolean `ok` field")),
-        };
-        let result = if ok {
-            Result::Ok(T::deserialize(Value::Object(map)).map_err(D::Error::custom)?)
-        } else {
-            let error = map
-                .remove("error")
-                .ok_or_else(|| D::Error::custom("failed response has no `error` field"))?;
-            Result::Err(ErrorBody::deserialize(error).map_err(D::Error::custom)?)
-        };
-        Result::Ok(Response { id, result })
+        deserializer.deserialize_map(ResponseVisitor(std::marker::PhantomData))
     }
+}
+
+/// Reads a response in one pass when it starts with `id` and `ok`, as the
+/// agent writes it: the body's fields go straight into `T`, with no tree
+/// of values built first (a `list` of 10,000 profiles is megabytes). In
+/// any other order the fields are gathered, then read.
+struct ResponseVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: serde::de::DeserializeOwned> serde::de::Visitor<'de> for ResponseVisitor<T> {
+    type Value = Response<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a response object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Response<T>, A::Error> {
+        let mut id = None;
+        let mut ok = None;
+        let mut rest = serde_json::Map::new();
+        while id.is_none() || ok.is_none() {
+            let Some(key) = map.next_key::<String>()? else {
+                break;
+            };
+            match key.as_str() {
+                "id" if id.is_none() => id = Some(map.next_value::<Value>()?),
+                "ok" if ok.is_none() => ok = Some(map.next_value::<Value>()?),
+                _ => {
+                    rest.insert(key, map.next_value()?);
+                    break;
+                }
+            }
+        }
+        if rest.is_empty() && ok == Some(Value::Bool(true)) {
+            let body = T::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            return Ok(Response {
+                id: id.unwrap_or(Value::Null),
+                result: Ok(body),
+            });
+        }
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            rest.insert(key, value);
+        }
+        gathered(id, ok, rest)
+    }
+}
+
+/// A response's fields, gathered: its body or its error.
+fn gathered<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    id: Option<Value>,
+    ok: Option<Value>,
+    mut rest: serde_json::Map<String, Value>,
+) -> Result<Response<T>, E> {
+    let id = id.or_else(|| rest.remove("id")).unwrap_or(Value::Null);
+    let ok = match ok.or_else(|| rest.remove("ok")) {
+        Some(Value::Bool(ok)) => ok,
+        _ => return Err(E::custom("response has no boolean `ok` field")),
+    };
+    let result = if ok {
+        Result::Ok(T::deserialize(Value::Object(rest)).map_err(E::custom)?)
+    } else {
+        let error = rest
+            .remove("error")
+            .ok_or_else(|| E::custom("failed response has no `error` field"))?;
+        Result::Err(ErrorBody::deserialize(error).map_err(E::custom)?)
+    };
+    Ok(Response { id, result })
 }
 
 /// What the agent makes of one request line, before handling it.
@@ -1301,6 +1352,48 @@ mod tests {
         );
         let back: Response<Hello> = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn a_response_reads_the_same_in_any_order_of_its_fields() {
+        let hello = Hello {
+            protocol: 1,
+            version: "0.1.0".into(),
+            pid: 42,
+            forwarded: false,
+        };
+        for line in [
+            r#"{"id":3,"ok":true,"protocol":1,"version":"0.1.0","pid":42}"#,
+            r#"{"ok":true,"id":3,"pid":42,"protocol":1,"version":"0.1.0"}"#,
+            r#"{"id":3,"protocol":1,"ok":true,"version":"0.1.0","pid":42}"#,
+            r#"{"protocol":1,"version":"0.1.0","pid":42,"ok":true,"id":3}"#,
+        ] {
+            let back: Response<Hello> = serde_json::from_str(line).unwrap();
+            assert_eq!(back.id, json!(3), "{line}");
+            assert_eq!(back.result.unwrap(), hello, "{line}");
+        }
+        for line in [
+            r#"{"id":"a","ok":false,"error":{"code":"too_large","message":"m"}}"#,
+            r#"{"error":{"code":"too_large","message":"m"},"ok":false,"id":"a"}"#,
+        ] {
+            let back: Response<Hello> = serde_json::from_str(line).unwrap();
+            assert_eq!(back.id, json!("a"), "{line}");
+            assert_eq!(back.result.unwrap_err().code, ErrorCode::TooLarge, "{line}");
+        }
+        // No id: null, as the agent's answer to a line it could not read.
+        let back: Response<Empty> = serde_json::from_str(r#"{"ok":true}"#).unwrap();
+        assert_eq!(back.id, Value::Null);
+        for (line, why) in [
+            (r#"{"id":1,"protocol":1}"#, "no boolean `ok`"),
+            (r#"{"id":1,"ok":"yes","protocol":1}"#, "no boolean `ok`"),
+            (r#"{"id":1,"ok":false}"#, "no `error`"),
+            (r#"{"id":1,"ok":true,"protocol":"one"}"#, "invalid type"),
+            (r#"{"protocol":"one","id":1,"ok":true}"#, "invalid type"),
+            (r#"[1]"#, "a response object"),
+        ] {
+            let err = serde_json::from_str::<Response<Hello>>(line).unwrap_err();
+            assert!(err.to_string().contains(why), "{line}: {err}");
+        }
     }
 
     #[test]
