@@ -471,45 +471,90 @@ fn read_file(option: &str, path: &Path) -> Result<Secret, CliError> {
 
 pub fn list(socket: &SocketPath, json: bool) -> Result<(), CliError> {
     let (mut client, _) = connect::connect_or_autostart(socket)?;
-    let list: ProfileList = client
-        .call(&Request::List)
-        .map_err(|e| CliError::from_client(e, START_HINT))?;
     if json {
+        let list: ProfileList = client
+            .call(&Request::List)
+            .map_err(|e| CliError::from_client(e, START_HINT))?;
         return print_json(&list.profiles);
     }
+    let list: Rows = client
+        .call(&Request::List)
+        .map_err(|e| CliError::from_client(e, START_HINT))?;
     if list.profiles.is_empty() {
         return output::print(
             "No profiles. Add one with `jwtagent add NAME --token-url URL --client-id ID`.\n",
         );
     }
-    let rows: Vec<[String; 4]> = list
-        .profiles
-        .iter()
+    let rows = rows(list);
+    output::print(&table(["NAME", "AUTH", "CLIENT ID", "ENDPOINT"], &rows))
+}
+
+/// `list`'s cells: name, authentication, client id, and the endpoint (and
+/// as whom a user profile is signed in).
+fn rows(list: Rows) -> Vec<[String; 4]> {
+    list.profiles
+        .into_iter()
         .map(|p| {
+            let endpoint = match (p.profile.issuer, p.profile.token_url) {
+                (Some(issuer), _) => format!("{issuer} (issuer)"),
+                (_, Some(url)) => url,
+                _ => String::new(),
+            };
             [
-                p.name.clone(),
+                p.name,
                 p.profile.auth.to_string(),
-                p.profile.client_id.clone(),
+                p.profile.client_id,
                 match &p.signed_in_as {
                     Some(whom) => format!(
-                        "{} (signed in as {})",
-                        endpoint(&p.profile),
+                        "{endpoint} (signed in as {})",
                         jwtagent::text::escaped(whom)
                     ),
-                    None => endpoint(&p.profile),
+                    None => endpoint,
                 },
             ]
         })
-        .collect();
-    let header = ["NAME", "AUTH", "CLIENT ID", "ENDPOINT"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
+        .collect()
+}
+
+/// What `list`'s table shows of each profile: read from the `list` answer
+/// without the rest of each profile (thousands of profiles are megabytes).
+#[derive(serde::Deserialize)]
+struct Rows {
+    profiles: Vec<Row>,
+}
+
+#[derive(serde::Deserialize)]
+struct Row {
+    name: String,
+    profile: RowProfile,
+    #[serde(default)]
+    signed_in_as: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct RowProfile {
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    token_url: Option<String>,
+    client_id: String,
+    #[serde(default)]
+    auth: AuthMethod,
+}
+
+/// `rows` under `header`, in columns as wide as their widest cell (the
+/// last one unpadded).
+fn table(header: [&str; 4], rows: &[[String; 4]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    let mut out =
+        String::with_capacity(rows.len().saturating_mul(widths.iter().sum::<usize>() + 8));
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(rows) {
         let _ = writeln!(
             out,
             "{:<w0$}  {:<w1$}  {:<w2$}  {}",
@@ -522,15 +567,7 @@ pub fn list(socket: &SocketPath, json: bool) -> Result<(), CliError> {
             w2 = widths[2]
         );
     }
-    output::print(&out)
-}
-
-fn endpoint(p: &Profile) -> String {
-    match (&p.issuer, &p.token_url) {
-        (Some(issuer), _) => format!("{issuer} (issuer)"),
-        (_, Some(url)) => url.clone(),
-        _ => String::new(),
-    }
+    out
 }
 
 pub fn show(socket: &SocketPath, name: &str, json: bool) -> Result<(), CliError> {
@@ -724,4 +761,62 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let mut text = serde_json::to_string_pretty(value).map_err(anyhow::Error::from)?;
     text.push('\n');
     output::print(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(name: &str, profile: Profile, signed_in_as: Option<&str>) -> ProfileView {
+        ProfileView {
+            name: name.into(),
+            profile,
+            secret_stored: None,
+            assertion_aud_worked: None,
+            certificate_info: None,
+            signed_in_as: signed_in_as.map(String::from),
+            lifetime_left_secs: None,
+            signed_in_until: None,
+        }
+    }
+
+    #[test]
+    fn the_table_reads_its_columns_from_the_list_the_agent_writes() {
+        let mut discovered = Profile::new("unused", "c-2", AuthMethod::PrivateKeyJwt);
+        discovered.token_url = None;
+        discovered.issuer = Some("https://id.example".into());
+        discovered.scopes = vec!["api".into()];
+        let list = ProfileList {
+            profiles: vec![
+                view(
+                    "api",
+                    Profile::new("https://as.example/token", "c-1", AuthMethod::None),
+                    None,
+                ),
+                view("me", discovered, Some("alice\u{1b}[2J")),
+            ],
+        };
+        let wire = serde_json::to_string(&list).unwrap();
+        let rows = rows(serde_json::from_str(&wire).unwrap());
+        assert_eq!(
+            rows,
+            [
+                ["api", "none", "c-1", "https://as.example/token"].map(String::from),
+                [
+                    "me",
+                    "private_key_jwt",
+                    "c-2",
+                    "https://id.example (issuer) (signed in as alice\\u{1b}[2J)"
+                ]
+                .map(String::from),
+            ]
+        );
+        let text = table(["NAME", "AUTH", "CLIENT ID", "ENDPOINT"], &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "NAME  AUTH             CLIENT ID  ENDPOINT");
+        assert_eq!(
+            lines[1],
+            "api   none             c-1        https://as.example/token"
+        );
+    }
 }
