@@ -466,7 +466,7 @@ pub struct TokenStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileView {
     pub name: String,
-    pub profile: Profile,
+    pub profile: std::sync::Arc<Profile>,
     /// Whether the keyring holds the profile's secret (`show` only; `null` when
     /// not looked up).
     #[serde(default, skip_serializing_if = "Option::is_none")]

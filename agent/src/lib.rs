@@ -235,6 +235,7 @@ impl Agent {
     /// the async runtime's work; it does no async I/O.
     pub fn start(path: &Path, options: Options) -> Result<Agent, StartError> {
         check_unattended_lock(&options)?;
+        sys::keep_large_blocks_apart();
         harden::make_non_dumpable().map_err(StartError::Harden)?;
         harden::raise_nofile_limit(descriptors_wanted(&options.limits));
         let socket = listener::claim(path)?;
@@ -248,6 +249,7 @@ impl Agent {
         options: Options,
     ) -> Result<Agent, StartError> {
         check_unattended_lock(&options)?;
+        sys::keep_large_blocks_apart();
         harden::make_non_dumpable().map_err(StartError::Harden)?;
         harden::raise_nofile_limit(descriptors_wanted(&options.limits));
         let socket = ClaimedSocket::inherited(listener)?;

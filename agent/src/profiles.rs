@@ -58,7 +58,7 @@ pub(crate) fn not_served(config: &ConfigFile, name: &str) -> ProfileError {
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub name: String,
-    pub profile: Profile,
+    pub profile: Arc<Profile>,
     pub secret_stored: Option<bool>,
 }
 
@@ -332,7 +332,7 @@ impl Profiles {
             .iter()
             .map(|(name, profile)| Entry {
                 name: name.clone(),
-                profile: Profile::clone(profile),
+                profile: Arc::clone(profile),
                 secret_stored: None,
             })
             .collect())
@@ -373,7 +373,7 @@ impl Profiles {
             };
         Ok(Entry {
             name: name.to_string(),
-            profile,
+            profile: Arc::new(profile),
             secret_stored,
         })
     }
@@ -509,7 +509,7 @@ impl Profiles {
             created,
             entry: Entry {
                 name: name.to_string(),
-                profile,
+                profile: Arc::new(profile),
                 secret_stored: Some(wrote_secret),
             },
         })

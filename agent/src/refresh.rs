@@ -183,7 +183,7 @@ pub(crate) struct Served {
 /// Per-key state, for `status`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct KeyStatus {
-    pub key: Key,
+    pub key: Arc<Key>,
     /// Seconds until the held token is no longer served; below zero, how
     /// long ago that was.
     pub expires_in_secs: Option<i64>,
@@ -209,7 +209,8 @@ struct State<E> {
     next_refresh: Option<Instant>,
     retry_at: Option<Instant>,
     failures: u32,
-    last_error: Option<FetchError<E>>,
+    /// Boxed: most keys never fail, and each of 10,000 holds a `State`.
+    last_error: Option<Box<FetchError<E>>>,
     last_used: Option<Instant>,
     /// When the last fetch began (a caller's or the background's).
     last_attempt: Option<Instant>,
@@ -273,7 +274,7 @@ impl<E: Clone + fmt::Display> State<E> {
             error: e.error.clone(),
             next_attempt_in: None,
         };
-        self.last_error = Some(e);
+        self.last_error = Some(Box::new(e));
         failed
     }
 }
@@ -295,8 +296,11 @@ impl<E> Default for State<E> {
     }
 }
 
+/// Each key's entry.
+type Entries<E> = HashMap<Arc<Key>, Arc<Entry<E>>>;
+
 struct Entry<E> {
-    key: Key,
+    key: Arc<Key>,
     state: Mutex<State<E>>,
     fetch: tokio::sync::Mutex<()>,
     wake: Notify,
@@ -383,7 +387,8 @@ pub(crate) fn retry_delay<E>(error: &FetchError<E>, failures: u32, rand: f64) ->
 
 pub(crate) struct Refresher<F: Fetcher> {
     fetcher: Arc<F>,
-    entries: Mutex<HashMap<Key, Arc<Entry<F::Error>>>>,
+    /// The key is shared with its entry: one copy of its strings.
+    entries: Mutex<Entries<F::Error>>,
     rng: Rng,
 }
 
@@ -405,6 +410,7 @@ impl<F: Fetcher> Refresher<F> {
         if let Some(entry) = entries.get(key) {
             return entry.clone();
         }
+        let key = Arc::new(key.clone());
         let entry = Arc::new(Entry {
             key: key.clone(),
             state: Mutex::new(State::default()),
@@ -412,7 +418,7 @@ impl<F: Fetcher> Refresher<F> {
             wake: Notify::new(),
             stop: CancellationToken::new(),
         });
-        entries.insert(key.clone(), entry.clone());
+        entries.insert(key, entry.clone());
         let this = self.clone();
         let task_entry = entry.clone();
         tokio::spawn(async move { this.background(task_entry).await });
@@ -1408,7 +1414,7 @@ mod tests {
         let dpop = Arc::new(crate::dpop_keys::DpopKeys::new(store.clone()));
         let refresher = Refresher::new(crate::fetcher::AgentFetcher::new(profiles, store, dpop));
         let entry = Arc::new(Entry {
-            key: key(),
+            key: key().into(),
             state: Mutex::new(State::default()),
             fetch: tokio::sync::Mutex::new(()),
             wake: Notify::new(),

@@ -132,7 +132,12 @@ impl AudMemory {
 
     /// What worked last for `profile`'s client, if the agent chose it.
     pub(crate) fn get(&self, profile: &Profile) -> Option<AudKind> {
-        self.map().get(&Self::key(profile)).copied()
+        let map = self.map();
+        // `status` asks for every profile: no key is made when none is known.
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&Self::key(profile)).copied()
     }
 
     pub(crate) fn worked(&self, profile: &Profile, aud: Option<&Aud>) {

@@ -770,7 +770,7 @@ mod tests {
     fn view(name: &str, profile: Profile, signed_in_as: Option<&str>) -> ProfileView {
         ProfileView {
             name: name.into(),
-            profile,
+            profile: profile.into(),
             secret_stored: None,
             assertion_aud_worked: None,
             certificate_info: None,
