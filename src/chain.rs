@@ -166,7 +166,7 @@ mod tests {
 
     fn exchange(subject: &str) -> Profile {
         let mut p = plain();
-        p.grant = Grant::TokenExchange(Exchange::of(subject));
+        p.grant = Grant::TokenExchange(Box::new(Exchange::of(subject)));
         p
     }
 

@@ -301,7 +301,7 @@ impl Agent {
         };
 
         // Read once: for the store, and then kept as the profiles served.
-        let config = ConfigFile::load(&self.options.config_path);
+        let config = profiles::load_config(&self.options.config_path);
         let store_kind = self
             .options
             .store

@@ -293,12 +293,12 @@ mod tests {
         let mut guarded = profile();
         guarded.allow_exe = vec!["/bin/sh".into()];
         let mut derived = profile();
-        derived.grant = Grant::TokenExchange(Exchange::of("guarded"));
+        derived.grant = Grant::TokenExchange(Box::new(Exchange::of("guarded")));
         let mut top = profile();
-        top.grant = Grant::TokenExchange(Exchange {
+        top.grant = Grant::TokenExchange(Box::new(Exchange {
             actor_profile: Some("derived".into()),
             ..Exchange::of("absent")
-        });
+        }));
         let profiles = BTreeMap::from([
             ("guarded".to_string(), guarded.into()),
             ("derived".to_string(), derived.into()),
@@ -401,9 +401,9 @@ mod tests {
         let mut guarded = profile();
         guarded.allow_exe = vec!["/bin/sh".into()];
         let mut derived = profile();
-        derived.grant = Grant::TokenExchange(Exchange::of("guarded"));
+        derived.grant = Grant::TokenExchange(Box::new(Exchange::of("guarded")));
         let mut open_derived = profile();
-        open_derived.grant = Grant::TokenExchange(Exchange::of("plain"));
+        open_derived.grant = Grant::TokenExchange(Box::new(Exchange::of("plain")));
         for (name, p) in [
             ("guarded", guarded),
             ("plain", profile()),

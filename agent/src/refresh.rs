@@ -13,11 +13,11 @@ use jwtagent::time::unix_now;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Refresh at 70–80 % of the lifetime (75 % ± jitter).
 const REFRESH_FRACTION: (f64, f64) = (0.70, 0.80);
@@ -304,12 +304,25 @@ struct Entry<E> {
     state: Mutex<State<E>>,
     fetch: tokio::sync::Mutex<()>,
     wake: Notify,
-    stop: CancellationToken,
+    /// Set to end the key's task, then woken (`wake`): a flag where a
+    /// cancellation token would cost each of 10,000 keys an allocation.
+    stopped: AtomicBool,
 }
 
 impl<E> Entry<E> {
     fn state(&self) -> std::sync::MutexGuard<'_, State<E>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ends the key's task, at the wake-up this gives it (or at once, if
+    /// it is not waiting: the wake-up is kept for it).
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
     }
 }
 
@@ -416,7 +429,7 @@ impl<F: Fetcher> Refresher<F> {
             state: Mutex::new(State::default()),
             fetch: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
-            stop: CancellationToken::new(),
+            stopped: AtomicBool::new(false),
         });
         entries.insert(key, entry.clone());
         let this = self.clone();
@@ -578,6 +591,9 @@ impl<F: Fetcher> Refresher<F> {
     /// Keeps one entry fresh until it goes idle and its token expires.
     async fn background(self: Arc<Self>, entry: Arc<Entry<F::Error>>) {
         loop {
+            if entry.stopped() {
+                return;
+            }
             let now = Instant::now();
             let (wake_at, idle_since) = {
                 let st = entry.state();
@@ -601,7 +617,6 @@ impl<F: Fetcher> Refresher<F> {
                 tracing::debug!(profile = %entry.key.profile, "token unused for 30 minutes; refreshing stops");
                 let until = expiry.unwrap_or(now);
                 tokio::select! {
-                    _ = entry.stop.cancelled() => return,
                     _ = entry.wake.notified() => continue,
                     _ = tokio::time::sleep_until(until) => {}
                 }
@@ -613,7 +628,6 @@ impl<F: Fetcher> Refresher<F> {
             }
             let sleep_until = wake_at.map_or(idle_since, |w| w.min(idle_since));
             tokio::select! {
-                _ = entry.stop.cancelled() => return,
                 _ = entry.wake.notified() => continue,
                 _ = tokio::time::sleep_until(sleep_until) => {}
             }
@@ -621,9 +635,11 @@ impl<F: Fetcher> Refresher<F> {
             if Instant::now() < due {
                 continue;
             }
-            let _guard = tokio::select! {
-                _ = entry.stop.cancelled() => return,
-                guard = entry.fetch.lock() => guard,
+            let _guard = loop {
+                tokio::select! {
+                    guard = entry.fetch.lock() => break guard,
+                    _ = entry.wake.notified() => if entry.stopped() { return },
+                }
             };
             // A caller may have refreshed it while we waited for the lock.
             let (still_due, refresh_token) = {
@@ -663,7 +679,7 @@ impl<F: Fetcher> Refresher<F> {
         entries.retain(|key, entry| {
             let keep = key.profile != profile;
             if !keep {
-                entry.stop.cancel();
+                entry.stop();
             }
             keep
         });
@@ -688,7 +704,7 @@ impl<F: Fetcher> Refresher<F> {
     pub(crate) fn clear(&self) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         for entry in entries.values() {
-            entry.stop.cancel();
+            entry.stop();
         }
         entries.clear();
     }
@@ -1332,6 +1348,22 @@ mod tests {
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn forget_and_clear_end_the_keys_tasks() {
+        let (r, fake) = refresher(Fake::default(), 0.5);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        r.forget("p");
+        // Long past when a live task would have refreshed it: nothing is.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        r.get(&key(), Duration::ZERO, false).await.unwrap();
+        r.clear();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        settle().await;
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
     fn key_of(profile: &str) -> Key {
         Key {
             profile: profile.into(),
@@ -1418,7 +1450,7 @@ mod tests {
             state: Mutex::new(State::default()),
             fetch: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
-            stop: CancellationToken::new(),
+            stopped: AtomicBool::new(false),
         });
         let task = refresher.clone().background(entry);
         assert!(

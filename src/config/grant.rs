@@ -18,9 +18,11 @@ pub enum Grant {
     /// RFC 7523 §2.1: a JWT as the authorization grant.
     JwtBearer(Assertion),
     /// RFC 8693: another profile's token exchanged for one of this server's.
-    TokenExchange(Exchange),
+    /// Boxed, as the next: each of 10,000 profiles holds a `Grant`, most
+    /// of them client credentials.
+    TokenExchange(Box<Exchange>),
     /// A GitHub App installation access token.
-    GithubApp(GitHubApp),
+    GithubApp(Box<GitHubApp>),
     /// RFC 8628: the user signs in on another device (`jwtagent login`).
     DeviceCode {
         /// Without an issuer: the device authorization endpoint (§3.1).

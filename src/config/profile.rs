@@ -699,21 +699,21 @@ mod tests {
             ("subject_token_type", |p| {
                 let mut e = Exchange::of("other");
                 e.subject_token_type = Some(String::new());
-                p.grant = Grant::TokenExchange(e);
+                p.grant = Grant::TokenExchange(Box::new(e));
             }),
             ("requested_token_type", |p| {
                 let mut e = Exchange::of("other");
                 e.requested_token_type = Some("a\u{1b}".into());
-                p.grant = Grant::TokenExchange(e);
+                p.grant = Grant::TokenExchange(Box::new(e));
             }),
             ("github", |p| {
                 p.auth = AuthMethod::None;
-                p.grant = Grant::GithubApp(GitHubApp {
+                p.grant = Grant::GithubApp(Box::new(GitHubApp {
                     installation_id: 1,
                     api_url: "https://api.github.com".into(),
                     repositories: vec![],
                     permissions: Default::default(),
-                });
+                }));
             }),
         ];
         assert_eq!(base().validate(), Ok(()));
@@ -837,7 +837,7 @@ mod tests {
         );
         let mut e = Exchange::of("sub");
         e.actor_profile = Some("act".into());
-        p.grant = Grant::TokenExchange(e);
+        p.grant = Grant::TokenExchange(Box::new(e));
         assert_eq!(p.inputs().collect::<Vec<_>>(), ["sub", "act"]);
         assert!(!p.grant.settings().is_empty());
         p.grant = Grant::DeviceCode {

@@ -263,7 +263,7 @@ impl RawProfile {
                 }
                 Some(name) => Assertion::Profile(name),
             }),
-            GrantKind::TokenExchange => Grant::TokenExchange(Exchange {
+            GrantKind::TokenExchange => Grant::TokenExchange(Box::new(Exchange {
                 subject_profile: self.subject_profile.take().ok_or_else(|| {
                     field_err(
                         "subject_profile",
@@ -273,13 +273,13 @@ impl RawProfile {
                 subject_token_type: self.subject_token_type.take(),
                 actor_profile: self.actor_profile.take(),
                 requested_token_type: self.requested_token_type.take(),
-            }),
-            GrantKind::GithubApp => Grant::GithubApp(self.github.take().ok_or_else(|| {
+            })),
+            GrantKind::GithubApp => Grant::GithubApp(Box::new(self.github.take().ok_or_else(|| {
                 field_err(
                     "github",
                     "a GitHub App profile needs its installation: use --github-app APP_ID --installation ID",
                 )
-            })?),
+            })?)),
             GrantKind::DeviceCode => Grant::DeviceCode {
                 device_authorization_url: self.device_authorization_url.take(),
             },
@@ -379,7 +379,7 @@ impl From<Profile> for RawProfile {
                 raw.actor_profile = exchange.actor_profile;
                 raw.requested_token_type = exchange.requested_token_type;
             }
-            Grant::GithubApp(app) => raw.github = Some(app),
+            Grant::GithubApp(app) => raw.github = Some(*app),
             Grant::DeviceCode {
                 device_authorization_url,
             } => raw.device_authorization_url = device_authorization_url,

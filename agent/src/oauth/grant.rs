@@ -259,10 +259,10 @@ mod tests {
     #[test]
     fn token_exchange_sends_the_subject_and_actor_with_their_types() {
         let mut p = Profile::new("https://idp.example/token", "c", AuthMethod::None);
-        p.grant = config::Grant::TokenExchange(config::Exchange {
+        p.grant = config::Grant::TokenExchange(Box::new(config::Exchange {
             requested_token_type: Some("urn:ietf:params:oauth:token-type:id-jag".into()),
             ..config::Exchange::of("user")
-        });
+        }));
         assert!(plan(&p, None, &Inputs::default()).is_err());
         let inputs = Inputs {
             subject: Some(input("subject-token")),
