@@ -709,7 +709,7 @@ impl<F: Fetcher> Refresher<F> {
         entries.clear();
     }
 
-    /// Every key's state, for `status`.
+    /// Every key's state, for `status`, in no order.
     pub(crate) fn status(&self) -> Vec<KeyStatus> {
         let entries: Vec<Arc<Entry<F::Error>>> = self
             .entries
@@ -717,7 +717,7 @@ impl<F: Fetcher> Refresher<F> {
             .map(|e| e.values().cloned().collect())
             .unwrap_or_default();
         let now = Instant::now();
-        let mut out: Vec<KeyStatus> = entries
+        entries
             .iter()
             .map(|entry| {
                 let st = entry.state();
@@ -736,15 +736,7 @@ impl<F: Fetcher> Refresher<F> {
                     refreshing: !st.idle,
                 }
             })
-            .collect();
-        out.sort_by(|a, b| {
-            (&a.key.profile, &a.key.scopes, &a.key.resources).cmp(&(
-                &b.key.profile,
-                &b.key.scopes,
-                &b.key.resources,
-            ))
-        });
-        out
+            .collect()
     }
 }
 

@@ -6,6 +6,7 @@ use crate::store::StoreState;
 use jwtagent::protocol::{
     Hello, PROTOCOL_VERSION, ProfileStatus, Sealed, SkippedProfile, Status, TokenState, TokenStatus,
 };
+use std::collections::HashMap;
 use std::time::Duration;
 
 pub(crate) fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
@@ -20,12 +21,7 @@ pub(crate) fn hello(state: &AgentState, peer: &crate::peer::Peer) -> Hello {
 pub(crate) async fn status(state: &AgentState) -> Status {
     let config = state.profiles.current();
     let keys = state.tokens.status();
-    // Each profile's keys, found once (not a walk of every key per profile).
-    let mut by_profile: std::collections::HashMap<&str, Vec<&KeyStatus>> =
-        std::collections::HashMap::new();
-    for key in &keys {
-        by_profile.entry(&key.key.profile).or_default().push(key);
-    }
+    let by_profile = by_profile(&keys);
     let skipped_profiles = match &config {
         Ok(config) => config
             .skipped
@@ -91,6 +87,22 @@ pub(crate) async fn status(state: &AgentState) -> Status {
     }
 }
 
+/// Each profile's keys, found once (not a walk of every key per profile),
+/// in order of their scopes and resources: the keys come in no order, and
+/// sorting the few of each profile costs less than sorting all.
+fn by_profile(keys: &[KeyStatus]) -> HashMap<&str, Vec<&KeyStatus>> {
+    let mut by_profile: HashMap<&str, Vec<&KeyStatus>> = HashMap::new();
+    for key in keys {
+        by_profile.entry(&key.key.profile).or_default().push(key);
+    }
+    for mine in by_profile.values_mut().filter(|mine| mine.len() > 1) {
+        mine.sort_by(|a, b| {
+            (&a.key.scopes, &a.key.resources).cmp(&(&b.key.scopes, &b.key.resources))
+        });
+    }
+    by_profile
+}
+
 fn secs(d: Option<Duration>) -> Option<i64> {
     d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
@@ -146,4 +158,44 @@ pub(crate) fn lifetime_left(
             .left(name)
             .map_or(0, |left| left.as_secs().max(1)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refresh::Key;
+    use std::sync::Arc;
+
+    fn status(profile: &str, scopes: &[&str]) -> KeyStatus {
+        KeyStatus {
+            key: Arc::new(Key {
+                profile: profile.into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                resources: vec![],
+                dpop: false,
+            }),
+            expires_in_secs: None,
+            next_refresh_in: None,
+            last_error: None,
+            failures: 0,
+            refreshing: true,
+        }
+    }
+
+    #[test]
+    fn a_profiles_tokens_are_grouped_and_in_order_of_their_scopes() {
+        let keys = [
+            status("b", &["write"]),
+            status("a", &["x"]),
+            status("b", &["admin"]),
+            status("b", &["read"]),
+        ];
+        let grouped = by_profile(&keys);
+        let scopes = |p: &str| -> Vec<String> {
+            grouped[p].iter().map(|k| k.key.scopes.join(" ")).collect()
+        };
+        assert_eq!(scopes("b"), ["admin", "read", "write"]);
+        assert_eq!(scopes("a"), ["x"]);
+        assert_eq!(grouped.len(), 2);
+    }
 }
