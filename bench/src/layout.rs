@@ -53,7 +53,7 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
     std::fs::create_dir(&profiles)?;
 
     // The agent, under callgrind, through the benchmark's workload.
-    let port = token_endpoint(Arc::new(AtomicUsize::new(0)))?;
+    let port = token_endpoint(Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)))?;
     let url = format!("http://127.0.0.1:{port}/token");
     let mut agent: Child = env
         .apply(&mut Command::new("valgrind"))
@@ -72,6 +72,30 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
     for i in 0..100 {
         env.add_profile(&format!("p{i:03}"), &url)?;
         env.ok(&["token", &format!("p{i:03}")])?;
+    }
+    // And as in real use (the bench's memory workload): profiles with a
+    // secret in the keyring, verified at add, whose tokens the agent
+    // refreshes (they live 30 seconds; under callgrind the rounds below
+    // take longer than that).
+    let secret = env.dir.path().join("secret");
+    std::fs::write(&secret, "bench-client-secret-0123456789")?;
+    let short = format!("{url}/short");
+    for i in 0..10 {
+        env.ok(&[
+            "add",
+            &format!("s{i:03}"),
+            "--token-url",
+            &short,
+            "--client-id",
+            &format!("bench-{i}"),
+            "--auth",
+            "client_secret_basic",
+            "--secret-file",
+            secret
+                .to_str()
+                .context("a temporary path that is not UTF-8")?,
+        ])?;
+        env.ok(&["token", &format!("s{i:03}")])?;
     }
     let target = Target {
         socket: env.socket(),
@@ -115,6 +139,9 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
         }
     }
     env.ok(&["status"])?;
+    for i in 0..10 {
+        env.ok(&["remove", &format!("s{i:03}")])?;
+    }
     env.ok(&["stop"])?;
     let status = agent.wait()?;
     if !status.success() {

@@ -91,13 +91,17 @@ impl Env {
     }
 }
 
-/// A token endpoint that answers every POST with a fresh long-lived token.
-fn token_endpoint(served: Arc<AtomicUsize>) -> Result<u16> {
+/// A token endpoint that answers every POST with a fresh token: on
+/// `/token`, a short one that lives a day (counted in `served`); on
+/// `/token/short`, one of a JWT's size that lives 30 seconds, so the
+/// agent refreshes it while the bench runs (counted in `refreshed`).
+fn token_endpoint(served: Arc<AtomicUsize>, refreshed: Arc<AtomicUsize>) -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let served = served.clone();
+            let refreshed = refreshed.clone();
             std::thread::spawn(move || {
                 let mut stream = stream;
                 let mut buf = vec![0u8; 8192];
@@ -126,10 +130,19 @@ fn token_endpoint(served: Arc<AtomicUsize>) -> Result<u16> {
                     if have < head_end + 4 + len {
                         continue;
                     }
-                    let n = served.fetch_add(1, Ordering::SeqCst);
-                    let body = format!(
-                        r#"{{"access_token":"bench-token-{n:08}-abcdefghijklmnopqrstuvwxyz0123456789","token_type":"Bearer","expires_in":86400}}"#
-                    );
+                    let body = if text.starts_with("POST /token/short ") {
+                        let n = refreshed.fetch_add(1, Ordering::SeqCst);
+                        // The size of a signed JWT with a few claims.
+                        let claims = "x".repeat(880);
+                        format!(
+                            r#"{{"access_token":"bench-jwt-{n:08}-{claims}","token_type":"Bearer","expires_in":30}}"#
+                        )
+                    } else {
+                        let n = served.fetch_add(1, Ordering::SeqCst);
+                        format!(
+                            r#"{{"access_token":"bench-token-{n:08}-abcdefghijklmnopqrstuvwxyz0123456789","token_type":"Bearer","expires_in":86400}}"#
+                        )
+                    };
                     let resp = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
@@ -425,7 +438,7 @@ fn main() -> Result<()> {
     let env = Env::new(bin.clone())?;
     if args.iter().any(|a| a == "--scale-only") {
         let served = Arc::new(AtomicUsize::new(0));
-        let port = token_endpoint(served)?;
+        let port = token_endpoint(served, Arc::new(AtomicUsize::new(0)))?;
         let url = format!("http://127.0.0.1:{port}/token");
         let scale = scale::run(&env, scale_n, &url, rounds)?;
         for l in scale.lines() {
@@ -456,7 +469,8 @@ fn main() -> Result<()> {
     startups.sort();
 
     let served = Arc::new(AtomicUsize::new(0));
-    let port = token_endpoint(served.clone())?;
+    let refreshed = Arc::new(AtomicUsize::new(0));
+    let port = token_endpoint(served.clone(), refreshed.clone())?;
     let url = format!("http://127.0.0.1:{port}/token");
     let mut agent: Child = env
         .cmd(&["agent", "-D", "--store", "keyutils"])
@@ -473,13 +487,35 @@ fn main() -> Result<()> {
     let pid = agent.id();
     let rss_empty = rss_kib(pid)?;
     let add = |name: &str| env.add_profile(name, &url);
+    // The workload of real use: 100 profiles added through the CLI, each
+    // with a client secret (in the keyring) and verified by a token fetched
+    // at add, served tokens of a JWT's size that live 30 seconds (so each
+    // is refreshed in the background while the rounds below run), then
+    // each asked for once.
+    let secret = env.dir.path().join("secret");
+    std::fs::write(&secret, "bench-client-secret-0123456789")?;
+    let short = format!("{url}/short");
     for i in 0..100 {
-        add(&format!("p{i:03}"))?;
+        let name = format!("p{i:03}");
+        env.ok(&[
+            "add",
+            &name,
+            "--token-url",
+            &short,
+            "--client-id",
+            &format!("bench-{i}"),
+            "--auth",
+            "client_secret_basic",
+            "--secret-file",
+            secret
+                .to_str()
+                .context("a temporary path that is not UTF-8")?,
+        ])?;
     }
-    // One token per profile, so 100 are cached.
     for i in 0..100 {
         env.ok(&["token", &format!("p{i:03}")])?;
     }
+    let fetched_at_start = refreshed.load(Ordering::SeqCst);
     let rss_100 = rss_kib(pid)?;
     // What it is made of: mapped pages of the binary and its libraries
     // (code touched, with the kernel's fault-around) and the heap and stacks.
@@ -644,6 +680,7 @@ fn main() -> Result<()> {
     hammer()?;
     let rss_two_million = rss_kib(pid)?;
     let split_two_million = split()?;
+    let refreshes = refreshed.load(Ordering::SeqCst) - fetched_at_start;
 
     // The same request straight at the token endpoint (what each script
     // would do without the agent), over a fresh HTTP connection each time
@@ -667,6 +704,10 @@ fn main() -> Result<()> {
     }
     direct.sort();
 
+    // The secrets go with their profiles: none is left in the keyring.
+    for i in 0..100 {
+        let _ = env.ok(&["remove", &format!("p{i:03}")]);
+    }
     let _ = env.ok(&["stop"]);
     let _ = agent.wait();
     let _ = echo.kill();
@@ -758,12 +799,12 @@ fn main() -> Result<()> {
     ));
     let mib = |k: u64| k as f64 / 1024.0;
     line(format!(
-        "| agent RSS: empty / 100 profiles with tokens / after {million} more requests / after another {million} | | {:.1} / {:.1} / {:.1} / {:.1} MiB | | ≤ 10 MiB with 100 profiles, flat | {} |",
+        "| agent RSS: empty / 100 profiles added through the CLI (a secret each, verified at add) with tokens / after {million} more requests / after another {million} ({refreshes} background refreshes of tokens that live 30 s, over the whole run) | | {:.1} / {:.1} / {:.1} / {:.1} MiB | | ≤ 8 MiB with 100 profiles, within 256 KiB over the second {million} | {} |",
         mib(rss_empty),
         mib(rss_100),
         mib(rss_million),
         mib(rss_two_million),
-        met(mib(rss_100) <= 10.0 && rss_two_million <= rss_million + 256)
+        met(mib(rss_100.max(rss_two_million)) <= 8.0 && rss_two_million <= rss_million + 256)
     ));
     let show_split = |(file, anon): (u64, u64)| format!("{:.1} / {:.1}", mib(file), mib(anon));
     line(format!(
