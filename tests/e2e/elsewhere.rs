@@ -173,7 +173,9 @@ fn a_secret_command_that_is_missing_fails_hangs_or_floods_is_a_clear_error() {
             r#"sh -c 'echo "vault: permission denied" >&2; exit 3'"#,
             "vault: permission denied",
         ),
-        ("sleep 60", "did not finish within 1s"),
+        // An argument no other process on the machine has, for the check
+        // at the end.
+        ("sleep 60.0417", "did not finish within 1s"),
         ("head -c 10000000 /dev/zero", "more than 1 MiB"),
         ("true", "printed nothing"),
     ];
@@ -224,7 +226,9 @@ fn a_secret_command_that_is_missing_fails_hangs_or_floods_is_a_clear_error() {
         );
     }
     // Nothing the commands ran is left behind.
-    let out = Command::new("pgrep").args(["-f", "sleep 60"]).output();
+    let out = Command::new("pgrep")
+        .args(["-f", r"sleep 60\.0417"])
+        .output();
     if let Ok(out) = out {
         assert!(out.stdout.is_empty(), "a hung command was left running");
     }
