@@ -234,6 +234,67 @@ mod tests {
         assert!(!owns("api", "api"));
     }
 
+    /// A burst of requests to one server opens a connection each; when it
+    /// is over, the client keeps `IDLE_PER_SERVER` of them and closes the
+    /// rest (the server sees them closed), instead of holding all for 90 s.
+    #[tokio::test]
+    async fn a_burst_leaves_a_few_idle_connections_not_one_each() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const BURST: usize = 10;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let closed = Arc::new(AtomicUsize::new(0));
+        // Every connection of the burst is open before any is answered.
+        let all_in = Arc::new(tokio::sync::Barrier::new(BURST));
+        let seen = closed.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let (closed, all_in) = (seen.clone(), all_in.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut first = true;
+                    loop {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        if first {
+                            all_in.wait().await;
+                            first = false;
+                        }
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let client = http_client(None, None).unwrap();
+        let url = format!("http://127.0.0.1:{port}/token");
+        let requests = (0..BURST).map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.get(url).send().await?.bytes().await })
+        });
+        for r in requests.collect::<Vec<_>>() {
+            r.await.unwrap().unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while closed.load(Ordering::SeqCst) < BURST - IDLE_PER_SERVER {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {BURST} connections closed after the burst",
+                closed.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(closed.load(Ordering::SeqCst), BURST - IDLE_PER_SERVER);
+    }
+
     #[test]
     fn forgetting_a_profile_drops_only_its_certificate_clients() {
         let clients = HttpClients::default();
