@@ -171,6 +171,8 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for RefreshError<E> {}
 #[derive(Debug, Clone)]
 pub(crate) struct Served {
     pub token: Secret,
+    /// The token's fingerprint (`oauth::fingerprint`), for the audit log.
+    pub fingerprint: Arc<str>,
     pub token_type: String,
     pub scope: Option<String>,
     /// Unix seconds, when the lifetime is known.
@@ -195,6 +197,9 @@ pub(crate) struct KeyStatus {
 
 struct Held {
     token: Secret,
+    /// The token's fingerprint for the audit log, taken once: a token the
+    /// size of a JWT cost its SHA-256 on every request it was served for.
+    fingerprint: Arc<str>,
     token_type: String,
     scope: Option<String>,
     expires_at: Option<u64>,
@@ -226,6 +231,7 @@ impl<E: Clone + fmt::Display> State<E> {
         let serve_for = f.lifetime.unwrap_or(UNKNOWN_LIFETIME_SERVE);
         self.next_refresh = Some(refresh_at(started, f.lifetime, f.refresh_before, jitter));
         self.held = Some(Held {
+            fingerprint: crate::oauth::fingerprint(&f.token).into(),
             token: f.token,
             token_type: f.token_type,
             scope: f.scope,
@@ -761,6 +767,7 @@ fn satisfying<E>(st: &State<E>, now: Instant, min_ttl: Duration) -> Option<Serve
     }
     Some(Served {
         token: h.token.clone(),
+        fingerprint: h.fingerprint.clone(),
         token_type: h.token_type.clone(),
         scope: h.scope.clone(),
         expires_at: h.expires_at,
@@ -1338,6 +1345,16 @@ mod tests {
         assert!(r.is_empty());
         r.get(&key(), Duration::ZERO, false).await.unwrap();
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_served_token_carries_its_own_fingerprint_after_each_fetch() {
+        let (r, _fake) = refresher(Fake::default(), 0.5);
+        let first = r.get(&key(), Duration::ZERO, false).await.unwrap();
+        assert_eq!(*first.fingerprint, crate::oauth::fingerprint(&first.token));
+        let again = r.get(&key(), Duration::ZERO, true).await.unwrap();
+        assert_ne!(token_text(&again), token_text(&first));
+        assert_eq!(*again.fingerprint, crate::oauth::fingerprint(&again.token));
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,7 +25,7 @@ pub(crate) async fn token(
         peer,
         "token",
         &name,
-        |(served, _): &(Served, _)| &served.token,
+        |(served, _): &(Served, _)| &*served.fingerprint,
         async move |profile| state.tokens.get(profile, query).await,
     )
     .await?;
@@ -55,7 +55,7 @@ pub(crate) async fn dpop_proof(
         peer,
         "dpop_proof",
         &name,
-        |(served, _): &(Served, _)| &served.token,
+        |(served, _): &(Served, _)| &*served.fingerprint,
         async move |profile| {
             let proof = state.tokens.dpop_proof(profile, query, method, url, nonce);
             proof.await
@@ -112,7 +112,7 @@ pub(crate) async fn for_caller(
         peer,
         op,
         &name,
-        |(served, _): &(Served, _)| &served.token,
+        |(served, _): &(Served, _)| &*served.fingerprint,
         async move |profile| state.tokens.get(profile, query).await,
     )
     .await?;
@@ -128,7 +128,7 @@ async fn audited<T>(
     peer: &Peer,
     op: &'static str,
     name: &str,
-    token_of: impl Fn(&T) -> &jwtagent::secret::Secret,
+    fingerprint_of: impl Fn(&T) -> &str,
     serve: impl AsyncFnOnce(&Profile) -> Result<T, AgentError>,
 ) -> Result<T, AgentError> {
     let config = match state.profiles.current_fast() {
@@ -140,13 +140,13 @@ async fn audited<T>(
                 op,
                 name,
                 Err(ProfileError::Config(e.to_string()).into()),
-                token_of,
+                fingerprint_of,
             );
         }
     };
     let Some(profile) = config.profiles.get(name) else {
         let unknown = crate::profiles::not_served(&config, name);
-        return record(state, peer, op, name, Err(unknown.into()), token_of);
+        return record(state, peer, op, name, Err(unknown.into()), fingerprint_of);
     };
     if let Err(denied) = check_policy(peer, name, profile) {
         tracing::warn!(profile = %name, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "request denied by the profile's policy");
@@ -170,7 +170,7 @@ async fn audited<T>(
     if result.is_ok() && (state.lock.is_locked() || state.lock.epoch() != epoch) {
         result = Err(AgentError::Locked);
     }
-    record(state, peer, op, name, result, token_of)
+    record(state, peer, op, name, result, fingerprint_of)
 }
 
 /// Writes the audit record of a token op's outcome, and passes it on.
@@ -180,7 +180,7 @@ fn record<T>(
     op: &'static str,
     name: &str,
     result: Result<T, AgentError>,
-    token_of: impl Fn(&T) -> &jwtagent::secret::Secret,
+    fingerprint_of: impl Fn(&T) -> &str,
 ) -> Result<T, AgentError> {
     let outcome = match &result {
         Ok(_) => "ok",
@@ -188,7 +188,7 @@ fn record<T>(
     };
     let mut record = Record::new(peer, op, Some(name), outcome);
     if let Ok(answer) = &result {
-        record.fingerprint = Some(crate::oauth::fingerprint(token_of(answer)));
+        record.fingerprint = Some(fingerprint_of(answer).to_string());
     }
     state.audit.record(&record);
     result
