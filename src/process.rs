@@ -26,6 +26,11 @@ pub fn is_running(pid: u32) -> bool {
     exists && stat_field(pid, 0).is_none_or(|state| state != "Z")
 }
 
+/// The parent of `pid` (field 4 of /proc/PID/stat).
+pub fn parent(pid: u32) -> Option<u32> {
+    stat_field(pid, 1)?.parse().ok()
+}
+
 /// When `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat).
 pub fn start_ticks(pid: u32) -> Option<u64> {
     stat_field(pid, 19)?.parse().ok()
@@ -43,6 +48,7 @@ mod tests {
             .unwrap();
         let pid = child.id();
         assert!(is_running(pid));
+        assert_eq!(parent(pid), Some(std::process::id()));
         let parent = start_ticks(std::process::id()).unwrap();
         let started = start_ticks(pid).unwrap();
         assert!(started >= parent, "{started} < {parent}");

@@ -167,12 +167,10 @@ fn process_of(pid: u32) -> (PathBuf, Option<u32>) {
     (exe, parent)
 }
 
-/// The parent of process `pid`, from the fourth field of /proc/PID/stat
-/// (after the command name, which may hold spaces and parentheses).
+/// The parent of process `pid` (read in one system call, as every field
+/// of /proc/PID/stat the agent reads: it runs per connection).
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')?.checked_add(2)?..)?;
-    rest.split(' ').nth(1)?.parse().ok()
+    jwtagent::process::parent(pid)
 }
 
 /// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).
