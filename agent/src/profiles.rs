@@ -937,6 +937,38 @@ mod tests {
         Some(Secret::new(s.as_bytes().to_vec()))
     }
 
+    /// A large file is read on a thread of its own and copied: the copy is
+    /// the file, skipped profiles and store included; a small one and an
+    /// unreadable one are read as ever.
+    #[test]
+    fn a_large_config_is_read_the_same_through_its_own_thread() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.path().join("profiles.toml");
+        for n in [3, MANY + 1] {
+            let mut text = String::from("version = 1\nstore = \"keyutils\"\n");
+            for i in 0..n {
+                text.push_str(&format!(
+                    "\n[profiles.p{i}]\ntoken_url = \"https://idp.example/token\"\nclient_id = \"c{i}\"\nscopes = [\"a\", \"b\"]\n"
+                ));
+            }
+            text.push_str("\n[profiles.broken]\nclient_id = 3\n");
+            std::fs::write(&path, &text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let read = load_config(&path).unwrap();
+            assert_eq!(read, ConfigFile::load(&path).unwrap());
+            assert_eq!(read.profiles.len(), n);
+            assert_eq!(read.store, Some(jwtagent::config::StoreKind::Keyutils));
+            assert!(read.skipped.contains_key("broken"));
+        }
+        std::fs::write(&path, "version = 1\n[profiles\n").unwrap();
+        assert_eq!(
+            load_config(&path).unwrap_err().to_string(),
+            ConfigFile::load(&path).unwrap_err().to_string()
+        );
+    }
+
     struct Fixture {
         _dir: tempfile::TempDir,
         mock: Arc<keyring_core::mock::Store>,
