@@ -399,6 +399,54 @@ impl ServerCertVerifier for Explaining {
 mod tests {
     use super::*;
 
+    fn key() -> (rcgen::KeyPair, Secret) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = Secret::new(key.serialize_pem().into_bytes());
+        (key, pem)
+    }
+
+    /// A certificate for `key` valid from `from` to `to` days from now.
+    fn cert(key: &rcgen::KeyPair, from: i64, to: i64) -> String {
+        let mut params = rcgen::CertificateParams::new(vec!["client.example".into()]).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from);
+        params.not_after = now + time::Duration::days(to);
+        params.self_signed(key).unwrap().pem()
+    }
+
+    #[test]
+    fn a_client_certificate_is_refused_outside_its_validity() {
+        let (key, pem) = key();
+        assert_eq!(check_identity(&cert(&key, -1, 1), &pem), Ok(()));
+        assert!(matches!(
+            check_identity(&cert(&key, 1, 2), &pem),
+            Err(CertError::NotYetValid(_))
+        ));
+        assert!(matches!(
+            check_identity(&cert(&key, -2, -1), &pem),
+            Err(CertError::Expired(_))
+        ));
+    }
+
+    #[test]
+    fn keygen_s_certificate_lasts_two_years_and_names_its_subject_plainly() {
+        let (_, pem) = key();
+        let made = self_signed(&pem, "svc\u{1b}[2J").unwrap();
+        assert_eq!(check_identity(&made, &pem), Ok(()));
+        let der = certificates(&made).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+        let validity = parsed.validity();
+        assert_eq!(
+            validity.not_after.timestamp() - validity.not_before.timestamp(),
+            2 * 365 * 86400
+        );
+        let said = describe(&made).unwrap();
+        assert!(
+            said.starts_with("CN=svc[2J, self-signed, valid until "),
+            "{said}"
+        );
+    }
+
     #[test]
     fn presented_names_read_as_written() {
         assert_eq!(plain_name("DnsName(\"idp.example\")"), "idp.example");
