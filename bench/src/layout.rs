@@ -77,24 +77,8 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
     // secret in the keyring, verified at add, whose tokens the agent
     // refreshes (they live 30 seconds; under callgrind the rounds below
     // take longer than that).
-    let secret = env.dir.path().join("secret");
-    std::fs::write(&secret, "bench-client-secret-0123456789")?;
-    let short = format!("{url}/short");
     for i in 0..10 {
-        env.ok(&[
-            "add",
-            &format!("s{i:03}"),
-            "--token-url",
-            &short,
-            "--client-id",
-            &format!("bench-{i}"),
-            "--auth",
-            "client_secret_basic",
-            "--secret-file",
-            secret
-                .to_str()
-                .context("a temporary path that is not UTF-8")?,
-        ])?;
+        env.add_with_secret(&format!("s{i:03}"), &format!("bench-{i}"), &url)?;
         env.ok(&["token", &format!("s{i:03}")])?;
     }
     let target = Target {

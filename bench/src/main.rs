@@ -75,6 +75,30 @@ impl Env {
         ])
     }
 
+    /// A profile as in real use: client id `client_id` and a client secret
+    /// (in the keyring), against the endpoint of JWT-size tokens that live
+    /// 30 seconds under `url`, verified by a token fetched at `add`.
+    fn add_with_secret(&self, name: &str, client_id: &str, url: &str) -> Result<String> {
+        let secret = self.dir.path().join("secret");
+        if !secret.exists() {
+            std::fs::write(&secret, "bench-client-secret-0123456789")?;
+        }
+        self.ok(&[
+            "add",
+            name,
+            "--token-url",
+            &format!("{url}/short"),
+            "--client-id",
+            client_id,
+            "--auth",
+            "client_secret_basic",
+            "--secret-file",
+            secret
+                .to_str()
+                .context("a temporary path that is not UTF-8")?,
+        ])
+    }
+
     fn socket(&self) -> PathBuf {
         self.dir.path().join("run/jwtagent/agent.sock")
     }
@@ -492,25 +516,8 @@ fn main() -> Result<()> {
     // at add, served tokens of a JWT's size that live 30 seconds (so each
     // is refreshed in the background while the rounds below run), then
     // each asked for once.
-    let secret = env.dir.path().join("secret");
-    std::fs::write(&secret, "bench-client-secret-0123456789")?;
-    let short = format!("{url}/short");
     for i in 0..100 {
-        let name = format!("p{i:03}");
-        env.ok(&[
-            "add",
-            &name,
-            "--token-url",
-            &short,
-            "--client-id",
-            &format!("bench-{i}"),
-            "--auth",
-            "client_secret_basic",
-            "--secret-file",
-            secret
-                .to_str()
-                .context("a temporary path that is not UTF-8")?,
-        ])?;
+        env.add_with_secret(&format!("p{i:03}"), &format!("bench-{i}"), &url)?;
     }
     for i in 0..100 {
         env.ok(&["token", &format!("p{i:03}")])?;
