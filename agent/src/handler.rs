@@ -221,20 +221,15 @@ fn gate(state: &AgentState, peer: &Peer, request: &Request) -> Result<(), AgentE
     }
     // With the file store, the lock is the store's seal.
     let sealed = state.profiles.store().is_file();
-    let refused = ops::lock::refusal(state);
     match request {
         Request::Hello | Request::Status | Request::Unlock { .. } => Ok(()),
         // A sealed file store comes back sealed: stopping undoes nothing.
         Request::Stop if sealed => Ok(()),
         Request::Stop => Err(AgentError::StopLocked),
         Request::Token { name, .. } | Request::DpopProof { name, .. } => {
-            let outcome = refused.code().as_str();
-            state
-                .audit
-                .record(&Record::new(peer, request.op(), Some(name), outcome));
-            Err(refused)
+            Err(ops::lock::token_refused(state, peer, request.op(), name))
         }
-        _ => Err(refused),
+        _ => Err(ops::lock::refusal(state)),
     }
 }
 

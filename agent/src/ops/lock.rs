@@ -1,7 +1,9 @@
 //! `lock` and `unlock`.
 
+use crate::audit::Record;
 use crate::error::AgentError;
 use crate::lock::LockError;
+use crate::peer::Peer;
 use crate::state::AgentState;
 use jwtagent::protocol::Empty;
 use jwtagent::secret::Secret;
@@ -31,6 +33,22 @@ pub(crate) fn refusal(state: &AgentState) -> AgentError {
     } else {
         AgentError::Locked
     }
+}
+
+/// [`refusal`] of a token `peer` asked for (as `op`, of profile `name`),
+/// recorded in the audit log as every token request is.
+pub(crate) fn token_refused(
+    state: &AgentState,
+    peer: &Peer,
+    op: &'static str,
+    name: &str,
+) -> AgentError {
+    let refused = refusal(state);
+    let outcome = refused.code().as_str();
+    state
+        .audit
+        .record(&Record::new(peer, op, Some(name), outcome));
+    refused
 }
 
 /// What a lock drops: sign-ins under way, every token, every yes given.

@@ -100,12 +100,7 @@ pub(crate) async fn for_caller(
     // nothing either (what a lock dropped must not come back before the
     // unlock).
     if state.lock.is_locked() {
-        let refused = super::lock::refusal(state);
-        let outcome = refused.code().as_str();
-        state
-            .audit
-            .record(&Record::new(peer, op, Some(&name), outcome));
-        return Err(refused);
+        return Err(super::lock::token_refused(state, peer, op, &name));
     }
     let (served, _) = audited(
         state,
