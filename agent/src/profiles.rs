@@ -772,27 +772,35 @@ impl Profiles {
     }
 }
 
+/// A config file this large (some 600 profiles) is read by [`load_config`]
+/// on a thread of its own.
+const LARGE_CONFIG: u64 = 64 * 1024;
+
 /// Reads the config file at `path`. A large one is parsed on a thread of
 /// its own and copied here, profile after profile: parsing 10,000 profiles
 /// builds and frees a tree of tens of megabytes, and what it freed between
 /// the profiles it made stayed in the agent's resident memory (about 5 MiB
 /// of 21 at 10,000). The parsing thread's memory is then all free, and
-/// given back.
+/// given back. A small one is read here, with no thread.
 pub(crate) fn load_config(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let parsed = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("jwtagent-config".into())
-            .spawn_scoped(s, || ConfigFile::load(path))
-            .map(|t| t.join())
-    });
-    let parsed = match parsed {
-        Ok(Ok(parsed)) => parsed?,
-        // No thread for it, or it panicked: read it here.
-        _ => ConfigFile::load(path)?,
-    };
-    if parsed.profiles.len() < MANY {
-        return Ok(parsed);
+    if !std::fs::metadata(path).is_ok_and(|m| m.len() >= LARGE_CONFIG) {
+        return ConfigFile::load(path);
     }
+    let parsed = std::thread::scope(|s| {
+        let reader = std::thread::Builder::new()
+            .name("jwtagent-config".into())
+            .spawn_scoped(s, || ConfigFile::load(path));
+        match reader {
+            Ok(reader) => reader.join().unwrap_or_else(|_| {
+                Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    message: "its reader failed (a bug: please report it)".into(),
+                })
+            }),
+            // No thread for it: read here.
+            Err(_) => ConfigFile::load(path),
+        }
+    })?;
     let copy = ConfigFile {
         version: parsed.version,
         store: parsed.store,
@@ -956,6 +964,7 @@ mod tests {
             text.push_str("\n[profiles.broken]\nclient_id = 3\n");
             std::fs::write(&path, &text).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            assert_eq!(text.len() as u64 >= LARGE_CONFIG, n > MANY);
             let read = load_config(&path).unwrap();
             assert_eq!(read, ConfigFile::load(&path).unwrap());
             assert_eq!(read.profiles.len(), n);
