@@ -128,7 +128,7 @@ pub(crate) fn exe_display(exe: Option<&Exe>) -> String {
 /// One that cannot be read is `?`.
 pub(crate) fn ancestry(pid: u32, max: usize) -> Vec<PathBuf> {
     let mut chain = Vec::new();
-    let mut parent = parent_of(pid);
+    let mut parent = jwtagent::process::parent(pid);
     while chain.len() < max {
         let Some(pid) = parent.filter(|&p| p > 1) else {
             break;
@@ -154,7 +154,7 @@ fn process_of(pid: u32) -> (PathBuf, Option<u32>) {
         return (exe.clone(), *parent);
     }
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_else(|_| "?".into());
-    let parent = parent_of(pid);
+    let parent = jwtagent::process::parent(pid);
     if let Ok(mut seen) = SEEN.lock() {
         let seen = seen.get_or_insert_default();
         if seen.len() >= 256 {
@@ -165,12 +165,6 @@ fn process_of(pid: u32) -> (PathBuf, Option<u32>) {
         }
     }
     (exe, parent)
-}
-
-/// The parent of process `pid` (read in one system call, as every field
-/// of /proc/PID/stat the agent reads: it runs per connection).
-fn parent_of(pid: u32) -> Option<u32> {
-    jwtagent::process::parent(pid)
 }
 
 /// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).

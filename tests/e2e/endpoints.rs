@@ -273,18 +273,23 @@ fn another_user_cannot_get_a_token_from_either_endpoint() {
     );
 }
 
-#[test]
-fn the_endpoint_ends_with_the_command() {
-    let (env, _oidc) = setup();
-    let out = env.run(&[
+/// `jwtagent exec --gcp-metadata gcp -- sh -c SCRIPT`.
+fn exec_sh(env: &TestEnv, script: &str) -> std::process::Output {
+    env.run(&[
         "exec",
         "--gcp-metadata",
         "gcp",
         "--",
         "/bin/sh",
         "-c",
-        "echo $GCE_METADATA_HOST",
-    ]);
+        script,
+    ])
+}
+
+#[test]
+fn the_endpoint_ends_with_the_command() {
+    let (env, _oidc) = setup();
+    let out = exec_sh(&env, "echo $GCE_METADATA_HOST");
     assert!(out.status.success(), "{}", stderr_of(&out));
     let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(host.starts_with("127.0.0.1:"), "{host}");
@@ -325,15 +330,7 @@ print(json.dumps({"status": status}))
 "#
     );
     let before = oidc.grants("api").len();
-    let out = env.run(&[
-        "exec",
-        "--gcp-metadata",
-        "gcp",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
+    let out = exec_sh(&env, &script);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["status"], 503, "{got}");
