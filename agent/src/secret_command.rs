@@ -34,9 +34,10 @@ pub(crate) async fn secret_of(
     }
 }
 
-fn timeout() -> Duration {
-    std::env::var("JWTAGENT_SECRET_COMMAND_TIMEOUT")
-        .ok()
+/// The time limit `JWTAGENT_SECRET_COMMAND_TIMEOUT` sets: a whole number
+/// of seconds above zero; anything else is the default.
+fn timeout(setting: Option<&str>) -> Duration {
+    setting
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&s| s > 0)
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs)
@@ -44,6 +45,12 @@ fn timeout() -> Duration {
 
 /// Runs `argv` and answers what it printed, less one trailing newline.
 pub(crate) async fn run(argv: &[String]) -> Result<Secret, StoreError> {
+    let setting = std::env::var("JWTAGENT_SECRET_COMMAND_TIMEOUT").ok();
+    run_within(argv, timeout(setting.as_deref())).await
+}
+
+/// [`run`], killing the command after `limit`.
+async fn run_within(argv: &[String], limit: Duration) -> Result<Secret, StoreError> {
     let shown = jwtagent::text::escaped(&argv.join(" ")).into_owned();
     let fail = |detail: String| StoreError::Command {
         command: shown.clone(),
@@ -63,7 +70,6 @@ pub(crate) async fn run(argv: &[String]) -> Result<Secret, StoreError> {
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(fail("cannot read its output".into()));
     };
-    let limit = timeout();
     let outcome = tokio::time::timeout(limit, async {
         // stderr is drained on its own, so that a command that writes much
         // there cannot stall on a full pipe; its first bytes are kept.
@@ -112,4 +118,104 @@ async fn drain(mut stream: tokio::process::ChildStderr) -> Vec<u8> {
         kept.extend_from_slice(&buf[..n.min(room)]);
     }
     kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(script: &str) -> Vec<String> {
+        ["sh", "-c", script].map(String::from).to_vec()
+    }
+
+    async fn sh(script: &str) -> Result<Vec<u8>, String> {
+        run_within(&argv(script), Duration::from_secs(20))
+            .await
+            .map(|s| s.expose().to_vec())
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_what_the_command_printed_less_one_newline() {
+        assert_eq!(sh("printf 's3cret\\n'").await.unwrap(), b"s3cret");
+        assert_eq!(sh("printf 's3cret\\r\\n'").await.unwrap(), b"s3cret");
+        assert_eq!(sh("printf 'a\\n\\n'").await.unwrap(), b"a\n");
+        assert_eq!(sh("printf 'no newline'").await.unwrap(), b"no newline");
+        // Exactly the most it may print is taken whole.
+        let most = sh("head -c 1048576 /dev/zero").await.unwrap();
+        assert_eq!(most.len(), 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn a_command_that_fails_floods_or_prints_nothing_is_refused_with_why() {
+        let err = sh("head -c 1048577 /dev/zero").await.unwrap_err();
+        assert!(err.contains("more than 1 MiB"), "{err}");
+        let err = sh("echo 'no such entry' >&2; exit 3").await.unwrap_err();
+        assert!(err.contains("the secret command `sh -c echo"), "{err}");
+        assert!(
+            err.contains("it failed (exit status: 3): no such entry"),
+            "{err}"
+        );
+        let err = sh("exit 4").await.unwrap_err();
+        assert!(err.ends_with("it failed (exit status: 4)"), "{err}");
+        let err = sh("true").await.unwrap_err();
+        assert!(err.ends_with("it printed nothing"), "{err}");
+        let err = sh("printf '\\n'").await.unwrap_err();
+        assert!(err.ends_with("it printed nothing"), "{err}");
+        // Its stderr is shown escaped, and only its first 2 KiB.
+        let err = sh("printf '\\033[31mbad' >&2; head -c 9000 /dev/zero | tr '\\0' e >&2; exit 1")
+            .await
+            .unwrap_err();
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+        assert!(err.contains("\\u{1b}[31mbad"), "{err}");
+        let shown = err.rsplit("bad").next().unwrap();
+        assert_eq!(shown.len(), 2048 - "\u{1b}[31mbad".len(), "{err}");
+        let err = run_within(&[], DEFAULT_TIMEOUT)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("it names no program"), "{err}");
+        let none = ["/nonexistent/pass".to_string()];
+        let err = run_within(&none, DEFAULT_TIMEOUT)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot run it: "), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_time_is_killed_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("echo $$ > {}; exec sleep 60.0419", pid_file.display());
+        let err = run_within(&argv(&script), Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not finish within 1s"), "{err}");
+        assert!(err.contains("JWTAGENT_SECRET_COMMAND_TIMEOUT"), "{err}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        // Killed when the future was dropped: gone, or a zombie until reaped.
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => break,
+                Ok(s) if s.rsplit(')').next().unwrap().trim_start().starts_with('Z') => break,
+                Ok(_) => assert!(std::time::Instant::now() < deadline, "still running"),
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[test]
+    fn the_time_limit_is_whole_seconds_above_zero() {
+        assert_eq!(timeout(None), DEFAULT_TIMEOUT);
+        assert_eq!(timeout(Some("1")), Duration::from_secs(1));
+        assert_eq!(timeout(Some("90")), Duration::from_secs(90));
+        for bad in ["0", "", "-1", "1.5", "soon"] {
+            assert_eq!(timeout(Some(bad)), DEFAULT_TIMEOUT, "{bad}");
+        }
+        assert_eq!(DEFAULT_TIMEOUT, Duration::from_secs(30));
+    }
 }
