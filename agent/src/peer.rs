@@ -26,6 +26,9 @@ pub(crate) struct Exe {
     /// When the process running it started (boot ticks): with `file`, the
     /// process image the answer is for.
     pub started: u64,
+    /// The process's parent when it was resolved (read with `started`): where
+    /// its [`Peer::parents`] start.
+    pub parent: Option<u32>,
 }
 
 #[cfg(test)]
@@ -38,6 +41,7 @@ impl From<PathBuf> for Exe {
             file,
             own_namespaces: true,
             started: 0,
+            parent: None,
         }
     }
 }
@@ -102,8 +106,17 @@ impl Peer {
     /// four, up to init): for a `jwtagent` CLI, the process that ran it
     /// first (git, then its shell, ...).
     pub(crate) fn parents(&self) -> &[PathBuf] {
-        self.parents
-            .get_or_init(|| self.pid.map_or_else(Vec::new, |pid| ancestry(pid, 4)))
+        self.parents.get_or_init(|| {
+            // The parent read when the executable was resolved, if it was.
+            let parent = match &self.exe {
+                Some(Exe {
+                    parent: Some(parent),
+                    ..
+                }) => Some(*parent),
+                _ => self.pid.and_then(jwtagent::process::parent),
+            };
+            ancestors(parent, 4)
+        })
     }
 
     /// The executable for a message: control characters in its path
@@ -122,13 +135,12 @@ pub(crate) fn exe_display(exe: Option<&Exe>) -> String {
     )
 }
 
-/// The executables of process `pid`'s ancestors, nearest first, at most
+/// The executables of a process's ancestors from its `parent` up, nearest first, at most
 /// `max`, up to (not including) init: read from /proc, for prompts and
 /// records only (a parent may exit, and its pid be reused, between reads).
 /// One that cannot be read is `?`.
-pub(crate) fn ancestry(pid: u32, max: usize) -> Vec<PathBuf> {
+fn ancestors(mut parent: Option<u32>, max: usize) -> Vec<PathBuf> {
     let mut chain = Vec::new();
-    let mut parent = jwtagent::process::parent(pid);
     while chain.len() < max {
         let Some(pid) = parent.filter(|&p| p > 1) else {
             break;
@@ -245,6 +257,7 @@ fn image(pid: u32) -> Option<Exe> {
         file: (file.dev(), file.ino()),
         own_namespaces,
         started: 0,
+        parent: None,
     })
 }
 
@@ -260,13 +273,14 @@ pub(crate) fn still_runs(pid: u32, exe: &Exe) -> bool {
 pub(crate) fn resolve(pid: u32, accepted_at: u64) -> Option<(Exe, Holder)> {
     let raw = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
     let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()).ok()?;
-    let started = start_ticks(pid)?;
+    let (parent, started) = jwtagent::process::parent_and_start(pid)?;
     if started > accepted_at {
         // Started after the connection existed: a reused pid, not the peer.
         return None;
     }
     let mut exe = image(pid)?;
     exe.started = started;
+    exe.parent = Some(parent);
     // Alive now, the process the pidfd holds has held the pid since it was
     // opened: both reads above were of it.
     if exited(&pidfd) {
@@ -288,6 +302,33 @@ mod tests {
         let now = boot_ticks_now().unwrap();
         let exe = resolve_exe(child.id(), now).expect("resolved");
         assert!(exe.path.ends_with("sleep"), "{}", exe.path.display());
+        assert_eq!(exe.started, start_ticks(child.id()).unwrap());
+        assert_eq!(exe.parent, Some(std::process::id()));
+        // Its parents start at the parent read with it: this test.
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        let peer = Peer {
+            pid: Some(child.id()),
+            exe: Some(exe.clone()),
+            ..Peer::default()
+        };
+        assert_eq!(peer.parents().first(), Some(&me));
+        // ... and not at what /proc says now: a peer whose parent was the
+        // sleep has the sleep first.
+        let peer = Peer {
+            pid: Some(std::process::id()),
+            exe: Some(Exe {
+                parent: Some(child.id()),
+                ..exe.clone()
+            }),
+            ..Peer::default()
+        };
+        assert_eq!(peer.parents().first(), Some(&exe.path));
+        // Unresolved, they are read from the pid.
+        let peer = Peer {
+            pid: Some(child.id()),
+            ..Peer::default()
+        };
+        assert_eq!(peer.parents().first(), Some(&me));
         child.kill().unwrap();
         child.wait().unwrap();
     }
