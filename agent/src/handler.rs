@@ -35,6 +35,7 @@ pub(crate) async fn handle_line(state: &AgentState, peer: &Peer, line: &[u8]) ->
         }
     };
     tracing::trace!(op = request.op(), "request");
+    state.quiet.request();
     // Watching the agent (a prompt that shows its state) is not using it.
     if !matches!(request, Request::Hello | Request::Status) {
         state.active();

@@ -31,6 +31,7 @@ pub(crate) mod ops;
 pub(crate) mod peer;
 pub(crate) mod policy;
 pub(crate) mod profiles;
+pub(crate) mod quiet;
 pub(crate) mod refresh;
 pub(crate) mod secret_command;
 pub(crate) mod senders;
@@ -335,6 +336,13 @@ impl Agent {
         let _ = state.me.set(Arc::downgrade(&state));
         tokio::spawn(ops::controls::end_lifetimes(state.clone()));
         tokio::spawn(ops::sinks::keep_fresh(state.clone()));
+        let quieting = state.clone();
+        tokio::spawn(async move {
+            quieting
+                .quiet
+                .watch(quiet::QUIET, server::release_free_memory)
+                .await
+        });
         if let Some(idle) = self.options.lock_idle {
             tokio::spawn(ops::lock::lock_when_idle(state.clone(), idle));
         }

@@ -260,19 +260,21 @@ fn open_connections(slots: &Semaphore, limits: &Limits) -> usize {
         .saturating_sub(slots.available_permits())
 }
 
+/// Hands the allocator's free memory back to the system: at the end of a
+/// burst of connections, and when the agent falls quiet.
 #[cfg(target_os = "linux")]
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     let started = std::time::Instant::now();
     let released = crate::sys::release_free_memory();
     tracing::debug!(
         released,
         took_us = started.elapsed().as_micros() as u64,
-        "burst of connections over: free memory returned"
+        "free memory returned"
     );
 }
 
 #[cfg(not(target_os = "linux"))]
-fn release_free_memory() {}
+pub(crate) fn release_free_memory() {}
 
 /// The open connections, each with when it began to wait for a request (0
 /// while it works on one) and the token that closes it. A connection marks

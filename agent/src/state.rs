@@ -37,6 +37,8 @@ pub(crate) struct AgentState {
     /// When the last request came, in milliseconds since `started` (kept
     /// only with `--lock-idle`).
     pub last_request_ms: std::sync::atomic::AtomicU64,
+    /// When the last request came, for handing memory back once none comes.
+    pub quiet: crate::quiet::Quiet,
     /// Files kept holding profiles' tokens.
     pub sinks: Arc<crate::sinks::Sinks>,
     /// This state, for what runs on after a request (an endpoint).
@@ -79,6 +81,7 @@ impl AgentState {
             confirms: Default::default(),
             lock_idle: None,
             last_request_ms: Default::default(),
+            quiet: Default::default(),
             sinks: Default::default(),
             me: Default::default(),
         }
