@@ -256,4 +256,14 @@ mod tests {
         assert_eq!(lifetimes.left("a"), None);
         assert_eq!(lifetimes.next_end(), None);
     }
+
+    #[test]
+    fn a_lifetime_past_the_clock_s_end_runs_for_a_century() {
+        let lifetimes = Lifetimes::default();
+        lifetimes.start("a", Duration::MAX);
+        let left = lifetimes.left("a").expect("running");
+        let year = Duration::from_secs(365 * 86400);
+        assert!(left > 99 * year && left <= 100 * year, "{left:?}");
+        assert!(lifetimes.take_ended().is_empty());
+    }
 }
