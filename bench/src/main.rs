@@ -838,7 +838,7 @@ fn main() -> Result<()> {
     line("| measurement | floor | jwtagent | ratio | SPEC §9 target | |".into());
     line("| --- | --- | --- | --- | --- | --- |".into());
     line(format!(
-        "| `jwtagent token NAME` as a process, cached ({n_proc} runs a round, interleaved) | `/bin/true` {} | {} | {} | ≤ 1.35× | {} |",
+        "| `jwtagent token NAME` as a process, cached ({n_proc} runs a round, interleaved) | `/bin/true` {} | {} | {} | ≤ 1.35× (raised: 1.15×, against the floor below) | {} |",
         Spread(proc_true).show(s_ms),
         Spread(proc_token.clone()).show(s_ms),
         proc_ratio.show(ratio),
@@ -846,14 +846,14 @@ fn main() -> Result<()> {
     ));
     let (floor_ratio, cpu_ratio) = (Spread(floor_ratio), Spread(cpu_ratio));
     line(format!(
-        "| the same beside `/bin/true` plus one round trip on a new Unix-socket connection (to the echo server) | {} | {} | {} | ≤ 1.15× (issue 33) | {} |",
+        "| the same beside `/bin/true` plus one round trip on a new Unix-socket connection (to the echo server) | {} | {} | {} | ≤ 1.15× (raised; issue 33 names this floor) | {} |",
         Spread(proc_floor).show(s_ms),
         Spread(proc_token.clone()).show(s_ms),
         floor_ratio.show(ratio),
         met(floor_ratio.median() <= 1.15)
     ));
     line(format!(
-        "| the same in CPU time (the process's user and system time; the round trip's, of the client's thread) | {} | {} | {} | ≤ 1.05× (issue 33) | {} |",
+        "| the same in CPU time (the process's user and system time; the round trip's, of the client's thread) | {} | {} | {} | ≤ 1.05× (raised) | {} |",
         Spread(cpu_floors).show(s_us),
         Spread(cpu_token).show(s_us),
         cpu_ratio.show(ratio),
@@ -871,11 +871,11 @@ fn main() -> Result<()> {
         ));
     }
     line(format!(
-        "| cached token, kept-open connection, p50 ({n_latency} requests a round) | echo server {} | {} | {} | ≤ 1.3× | {} |",
+        "| cached token, kept-open connection, p50 ({n_latency} requests a round) | echo server {} | {} | {} | ≤ 1.0× (raised from 1.3×) | {} |",
         Spread(lat_echo).show(s_us),
         Spread(lat_agent).show(s_us),
         lat_ratio.show(ratio),
-        met(lat_ratio.median() <= 1.3)
+        met(lat_ratio.median() <= 1.0)
     ));
     line(format!(
         "| the same, p99.9 | echo server {} | {} | | ≤ 1 ms | {} |",
@@ -890,7 +890,9 @@ fn main() -> Result<()> {
         if clients == 64 {
             tput_64 = ratios.median();
         }
-        let (target, verdict) = if clients == 64 || clients == 256 {
+        let (target, verdict) = if clients == 64 {
+            ("≥ 0.9× (raised from 0.8×)", met(ratios.median() >= 0.9))
+        } else if clients == 256 {
             ("≥ 0.8×", met(ratios.median() >= 0.8))
         } else {
             ("", "")
