@@ -208,8 +208,9 @@ pub(crate) fn printable(text: String) -> String {
 }
 
 pub(super) fn excerpt(body: &[u8]) -> String {
-    let text = printable(String::from_utf8_lossy(body).into_owned());
-    let text = text.trim();
+    // Trimmed first: a body of blank lines is empty, not a U+FFFD.
+    let text = printable(String::from_utf8_lossy(body).trim().to_string());
+    let text = text.as_str();
     if text.is_empty() {
         return "(empty body)".into();
     }
@@ -293,6 +294,134 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(closed.load(Ordering::SeqCst), BURST - IDLE_PER_SERVER);
+    }
+
+    /// A server on loopback that answers every connection with `answer`
+    /// (or, if None, closes it once the request is in); its port.
+    async fn one_answer(answer: Option<Vec<u8>>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    if let Some(answer) = answer {
+                        let _ = stream.write_all(&answer).await;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    fn ok_with_body(len: usize) -> Vec<u8> {
+        let mut answer = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").into_bytes();
+        answer.resize(answer.len() + len, b'x');
+        answer
+    }
+
+    async fn body_of(port: u16) -> Result<(u16, Vec<u8>), OAuthError> {
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/token")).unwrap();
+        let client = http_client(None, None).unwrap();
+        let response = client.get(url.clone()).send().await;
+        let response = response.map_err(|e| network_error(&url, Step::Token, &e))?;
+        read_body(&url, Step::Token, response).await
+    }
+
+    #[tokio::test]
+    async fn a_body_is_read_up_to_one_mib_and_refused_past_it() {
+        let (status, body) = body_of(one_answer(Some(ok_with_body(MAX_BODY))).await)
+            .await
+            .unwrap();
+        assert_eq!((status, body.len()), (200, 1024 * 1024));
+        let port = one_answer(Some(ok_with_body(MAX_BODY + 1))).await;
+        match body_of(port).await {
+            Err(OAuthError::BadResponse {
+                host,
+                status: 200,
+                what: "an oversized response",
+                excerpt,
+                ..
+            }) => {
+                assert_eq!(host, format!("127.0.0.1:{port}"));
+                assert_eq!(excerpt, "more than 1048576 bytes");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn network_errors_name_the_host_and_the_cause_and_whether_anything_came() {
+        // Nothing listens: refused.
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        match body_of(port).await {
+            Err(OAuthError::Network {
+                step: Step::Token,
+                host,
+                via: None,
+                cause,
+                unanswered: false,
+            }) => {
+                assert_eq!(host, format!("127.0.0.1:{port}"));
+                assert!(cause.starts_with("connection failed: "), "{cause}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The connection closes before an answer: said, so it can be sent
+        // again.
+        match body_of(one_answer(None).await).await {
+            Err(OAuthError::Network {
+                cause,
+                unanswered: true,
+                ..
+            }) => assert!(cause.starts_with("request failed: "), "{cause}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_text_is_shown_printable_and_cut() {
+        assert_eq!(printable("plain".into()), "plain");
+        assert_eq!(printable("a\u{1b}[2Jb\nc".into()), "a\u{fffd}[2Jb\u{fffd}c");
+        assert_eq!(excerpt(b"  \n "), "(empty body)");
+        assert_eq!(excerpt(b" short "), "short");
+        let exactly = "é".repeat(BODY_EXCERPT);
+        assert_eq!(excerpt(exactly.as_bytes()), exactly);
+        let longer = format!("{exactly}z");
+        assert_eq!(excerpt(longer.as_bytes()), format!("{exactly}…"));
+        assert_eq!(excerpt(b"bad \xff byte\x07"), "bad \u{fffd} byte\u{fffd}");
+        let with_port = Url::parse("https://idp.example:8443/t?secret=1").unwrap();
+        assert_eq!(host_of(&with_port), "idp.example:8443");
+        let without = Url::parse("https://idp.example/t").unwrap();
+        assert_eq!(host_of(&without), "idp.example");
+    }
+
+    #[test]
+    fn a_client_is_made_once_per_trust_and_certificate() {
+        let clients = HttpClients::default();
+        let made = std::cell::Cell::new(0);
+        let make = || -> Result<Identity, OAuthError> {
+            made.set(made.get() + 1);
+            Err(OAuthError::Setup(SetupError::Https(
+                super::super::tls::TlsSetupError::Tls("no identity here".into()),
+            )))
+        };
+        clients.get(None, None).unwrap();
+        clients.get(None, None).unwrap();
+        assert_eq!(clients.map().len(), 1, "one client for the platform roots");
+        let ca = PathBuf::from("/nonexistent/ca.pem");
+        assert!(clients.get(Some(&ca), None).is_err(), "its CA file is read");
+        assert_eq!(clients.map().len(), 1);
+        // A client certificate's identity is made when its client is.
+        assert!(clients.get(None, Some(("api#1".into(), &make))).is_err());
+        assert_eq!(made.get(), 1);
+        assert_eq!(clients.map().len(), 1);
     }
 
     #[test]
