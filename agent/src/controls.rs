@@ -258,6 +258,33 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_yes_lasts_until_its_time_and_is_forgotten_by_profile() {
+        let confirms = Confirms::default();
+        let key = |profile: &str, caller: &str| (profile.to_string(), caller.to_string());
+        let later = Instant::now() + Duration::from_secs(60);
+        let remember = |k: (String, String), until: Instant| {
+            confirms.remembered.lock().unwrap().insert(k, until);
+        };
+        remember(key("api", "/usr/bin/curl"), later);
+        remember(key("api", "/usr/bin/git"), later);
+        remember(key("ci", "/usr/bin/git"), later);
+        assert!(confirms.remembered(&key("api", "/usr/bin/curl")));
+        assert!(!confirms.remembered(&key("api", "/usr/bin/wget")));
+        // Past its time: no longer a yes, and taken off.
+        remember(
+            key("api", "/usr/bin/curl"),
+            Instant::now() - Duration::from_millis(1),
+        );
+        assert!(!confirms.remembered(&key("api", "/usr/bin/curl")));
+        assert_eq!(confirms.remembered.lock().unwrap().len(), 2);
+        confirms.forget(Some("api"));
+        assert!(!confirms.remembered(&key("api", "/usr/bin/git")));
+        assert!(confirms.remembered(&key("ci", "/usr/bin/git")));
+        confirms.forget(None);
+        assert!(confirms.remembered.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn a_lifetime_past_the_clock_s_end_runs_for_a_century() {
         let lifetimes = Lifetimes::default();
         lifetimes.start("a", Duration::MAX);
