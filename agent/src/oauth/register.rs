@@ -427,6 +427,57 @@ mod tests {
         }
         let long = format!(r#"{{"client_id":"{}"}}"#, "a".repeat(MAX_CLIENT_ID + 1));
         assert!(parse(&long).is_err());
+        // At the edge, in characters: taken.
+        let longest = format!(r#"{{"client_id":"{}"}}"#, "é".repeat(MAX_CLIENT_ID));
+        assert_eq!(usable(&longest).client_id.chars().count(), MAX_CLIENT_ID);
+    }
+
+    #[test]
+    fn a_refusal_says_what_to_do_about_the_usual_ones() {
+        let url = Url::parse("https://as.example/reg").unwrap();
+        let hint = |status: u16, error: &str, had_token: bool| {
+            let body = format!(r#"{{"error":"{error}","error_description":"no"}}"#);
+            match refused(&url, status, body.as_bytes(), had_token) {
+                RegisterError::Refused {
+                    status: s,
+                    error: e,
+                    description,
+                    hint,
+                } => {
+                    assert_eq!((s, e.as_str()), (status, error));
+                    assert_eq!(description.as_deref(), Some("no"));
+                    hint
+                }
+                other => panic!("{other}"),
+            }
+        };
+        let asks = "the server asks for an initial access token";
+        let bad = "the initial access token given was refused";
+        let redirect = "does not take a loopback redirect URI";
+        for (status, error, had_token, says) in [
+            (401, "access_denied", false, asks),
+            (403, "access_denied", false, asks),
+            (400, "invalid_token", false, asks),
+            (401, "access_denied", true, bad),
+            (400, "invalid_token", true, bad),
+            (400, "invalid_redirect_uri", false, redirect),
+            (400, "invalid_redirect_uri", true, redirect),
+        ] {
+            let got = hint(status, error, had_token);
+            assert!(got.contains(says), "{status} {error} {had_token}: {got}");
+        }
+        assert_eq!(hint(400, "invalid_client_metadata", false), "");
+    }
+
+    #[test]
+    fn a_bearer_header_carries_only_visible_ascii_and_is_sensitive() {
+        let header = bearer(&Secret::new(b"abc.DEF-123_~+/=".to_vec())).unwrap();
+        assert_eq!(header.as_bytes(), b"Bearer abc.DEF-123_~+/=");
+        assert!(header.is_sensitive());
+        for bad in [&b"has space"[..], b"tab\t", b"nl\n", "é".as_bytes()] {
+            let e = bearer(&Secret::new(bad.to_vec())).unwrap_err().to_string();
+            assert!(e.contains("characters a header cannot carry"), "{e}");
+        }
     }
 
     #[test]
