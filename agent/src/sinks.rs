@@ -288,6 +288,49 @@ mod tests {
         std::fs::create_dir(d.path().join("sub")).unwrap();
         let e = write(&sink(d.path().join("sub")), b"x").unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
+        // A name the file system cannot look up is not taken for a free one.
+        let e = write(&sink(d.path().join("n".repeat(300))), b"x").unwrap_err();
+        assert!(e.to_string().contains("cannot inspect it"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_kept_per_file_and_restarts_taken_once() {
+        let sinks = Sinks::default();
+        let (a, b) = (Path::new("/run/a"), Path::new("/run/b"));
+        assert!(sinks.outcome(a).written_at.is_none());
+        let written = Outcome {
+            written_at: Some(42),
+            error: None,
+        };
+        sinks.set_outcome(a, written);
+        sinks.set_outcome(
+            b,
+            Outcome {
+                written_at: None,
+                error: Some("full".into()),
+            },
+        );
+        assert_eq!(sinks.outcome(a).written_at, Some(42));
+        assert_eq!(sinks.outcome(b).error.as_deref(), Some("full"));
+        sinks.forget_outcome(a);
+        assert!(sinks.outcome(a).written_at.is_none());
+        assert_eq!(sinks.outcome(b).error.as_deref(), Some("full"));
+
+        // A restart wakes the writers' task, and is taken once.
+        let woken = || {
+            let notified = sinks.changed.notified();
+            tokio::time::timeout(std::time::Duration::from_secs(5), notified)
+        };
+        sinks.restart("api");
+        woken().await.expect("woken by the restart");
+        sinks.restart("ci");
+        assert_eq!(
+            sinks.take_restarts(),
+            HashSet::from(["api".to_string(), "ci".to_string()])
+        );
+        assert!(sinks.take_restarts().is_empty());
+        sinks.changed();
+        woken().await.expect("woken by a change");
     }
 
     #[test]
