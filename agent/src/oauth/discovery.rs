@@ -46,16 +46,27 @@ impl MetadataCache {
         issuer: &str,
         ca_file: Option<&PathBuf>,
     ) -> Result<Metadata, OAuthError> {
+        self.get_at(http, issuer, ca_file, Instant::now()).await
+    }
+
+    /// [`MetadataCache::get`] at time `now`.
+    async fn get_at(
+        &self,
+        http: &reqwest::Client,
+        issuer: &str,
+        ca_file: Option<&PathBuf>,
+        now: Instant,
+    ) -> Result<Metadata, OAuthError> {
         let key = (issuer.to_string(), ca_file.cloned());
         let mut cache = self.0.lock().await;
         if let Some((meta, at)) = cache.get(&key)
-            && at.elapsed() < METADATA_TTL
+            && now.saturating_duration_since(*at) < METADATA_TTL
         {
             return Ok(meta.clone());
         }
         let meta = discover(http, issuer).await?;
         tracing::info!(issuer, token_endpoint = %meta.token_endpoint, "discovered authorization server metadata");
-        cache.insert(key, (meta.clone(), Instant::now()));
+        cache.insert(key, (meta.clone(), now));
         Ok(meta)
     }
 }
@@ -214,6 +225,76 @@ mod tests {
             }
         });
         issuer
+    }
+
+    /// Like [`serve_metadata`], counting the answers given; with
+    /// `drop_first`, the first connection is closed once its request is in,
+    /// unanswered.
+    async fn serve_counted(
+        doc: &'static str,
+        drop_first: bool,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let body = doc.replace("{issuer}", &issuer);
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            let mut first = drop_first;
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                if std::mem::take(&mut first) {
+                    continue;
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                count.fetch_add(1, SeqCst);
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (issuer, answered)
+    }
+
+    const PLAIN: &str = r#"{"issuer":"{issuer}","token_endpoint":"{issuer}/token"}"#;
+
+    #[tokio::test]
+    async fn metadata_is_fetched_once_an_hour_per_issuer_and_ca_file() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (issuer, answered) = serve_counted(PLAIN, false).await;
+        let cache = MetadataCache::default();
+        let meta = cache.get(&http, &issuer, None).await.unwrap();
+        assert_eq!(meta.token_endpoint.as_str(), format!("{issuer}/token"));
+        cache.get(&http, &issuer, None).await.unwrap();
+        assert_eq!(answered.load(SeqCst), 1, "the second came from the cache");
+        let ca = PathBuf::from("/etc/ssl/other-ca.pem");
+        cache.get(&http, &issuer, Some(&ca)).await.unwrap();
+        assert_eq!(answered.load(SeqCst), 2, "another trust, another fetch");
+        // Within the hour, from the cache; an hour later, fetched again.
+        let now = Instant::now();
+        let almost = now + METADATA_TTL - Duration::from_secs(60);
+        cache.get_at(&http, &issuer, None, almost).await.unwrap();
+        assert_eq!(answered.load(SeqCst), 2);
+        cache
+            .get_at(&http, &issuer, None, now + METADATA_TTL)
+            .await
+            .unwrap();
+        assert_eq!(answered.load(SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_any_answer_is_asked_again_once() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let (issuer, answered) = serve_counted(PLAIN, true).await;
+        let meta = discover(&http, &issuer).await.unwrap();
+        assert_eq!(meta.issuer, issuer);
+        assert_eq!(answered.load(SeqCst), 1);
     }
 
     #[tokio::test]
