@@ -135,9 +135,12 @@ impl Audit {
     /// itself is answered either way.
     pub(crate) fn record(&self, record: &Record<'_>) {
         let Some(queue) = &self.queue else { return };
-        let Ok(mut line) = serde_json::to_vec(record) else {
+        // A record is some 300 bytes: written into room for it, not grown
+        // from serde_json's 128.
+        let mut line = Vec::with_capacity(512);
+        if serde_json::to_writer(&mut line, record).is_err() {
             return;
-        };
+        }
         line.push(b'\n');
         let _ = queue.send(Message::Line(line));
     }

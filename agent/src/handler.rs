@@ -331,10 +331,18 @@ fn nearest_profile(state: &AgentState, name: &str) -> Option<String> {
         .map(|(_, candidate)| candidate.clone())
 }
 
+/// The room an answer line is written into at first.
+const ANSWER_ROOM: usize = 1024;
+
 fn encode_body<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
     let response = Response { id, result };
-    let mut line = match serde_json::to_vec(&response) {
-        Ok(line) => line,
+    // Room for a token's answer (a JWT of some 900 bytes, with its type and
+    // expiry) from the start: grown from serde_json's 128 bytes, it was
+    // copied four times, and its spare room wiped after the write.
+    let mut line = Vec::with_capacity(ANSWER_ROOM);
+    let written = serde_json::to_writer(&mut line, &response);
+    let mut line = match written {
+        Ok(()) => line,
         Err(e) => {
             // Only reachable through a bug in a body type; still answer in protocol.
             tracing::error!(error = %e, "cannot encode response");
@@ -404,6 +412,21 @@ mod tests {
             v,
             json!({"id": "i", "ok": false, "error": {"code": "internal", "message": "signing failed"}})
         );
+    }
+
+    #[test]
+    fn a_token_s_answer_is_written_into_its_first_room() {
+        let answer = jwtagent::protocol::TokenAnswer {
+            access_token: jwtagent::secret::Secret::new(vec![b'e'; 900]),
+            token_type: "Bearer".into(),
+            expires_at: Some(1_800_000_000),
+            scope: Some("api:read api:write".into()),
+            issued_token_type: None,
+            id_token: None,
+        };
+        let line = encode_body(id_of("12345"), Ok(answer));
+        assert!(line.len() > 950 && line.ends_with(b"}\n"), "{}", line.len());
+        assert_eq!(line.capacity(), ANSWER_ROOM, "grown, so copied");
     }
 
     #[test]
