@@ -585,6 +585,23 @@ mod tests {
                 "out of range",
             ),
             (good.replace(r#""t":3"#, r#""t":0"#), "out of range"),
+            // Each cost just past its most, alone.
+            (
+                good.replace(r#""m_kib":65536"#, r#""m_kib":1048577"#),
+                "out of range",
+            ),
+            (good.replace(r#""t":3"#, r#""t":65"#), "out of range"),
+            (good.replace(r#""p":1"#, r#""p":17"#), "out of range"),
+            (good.replace(r#""p":1"#, r#""p":0"#), "out of range"),
+            // Each at its most is taken (the bad salt is found next, before
+            // any key is derived).
+            (
+                good.replace(r#""m_kib":65536"#, r#""m_kib":1048576"#)
+                    .replace(r#""t":3"#, r#""t":64"#)
+                    .replace(r#""p":1"#, r#""p":16"#)
+                    .replace(r#""salt":""#, r#""salt":"!"#),
+                "salt",
+            ),
             ("".to_string(), "is damaged"),
         ];
         for (text, expected) in cases {
@@ -630,6 +647,9 @@ mod tests {
         entries.insert("dpop/é".to_string(), s("\u{0}\u{ff}"));
         let encoded = encode_entries(&entries);
         assert_eq!(decode_entries(&encoded).unwrap(), entries);
+        // Sized before it is filled: a buffer that grew would leave a copy
+        // of the secrets behind, unwiped.
+        assert_eq!(encoded.capacity(), encoded.len());
         assert!(decode_entries(&encoded[..encoded.len() - 1]).is_err());
         assert!(decode_entries(&[0, 0, 0, 9, b'a']).is_err());
         assert!(decode_entries(&[0, 0]).is_err());
