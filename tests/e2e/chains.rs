@@ -194,3 +194,30 @@ fn a_long_chain_in_the_config_is_refused_by_name_and_the_agent_stays_up() {
         10
     );
 }
+
+/// A derived profile is served only while every profile it is made from
+/// would be: the lifetime of its input runs out, and it is refused too,
+/// naming the input, until that is renewed.
+#[test]
+fn a_derived_profile_stops_when_the_lifetime_of_its_input_runs_out() {
+    let env = TestEnv::new();
+    let server = FaultServer::start(Fault::Ok { lifetime: 600 });
+    env.add_open_profile("api", &server.token_url(), &["--lifetime", "2s"]);
+    let out = add_exchange(&env, Path::new(bin()), "ex", &server.token_url(), "api");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    env.ok(&["token", "ex"]);
+    let mut refused = None;
+    wait_until("the input's lifetime runs out", || {
+        let out = env.run(&["token", "ex"]);
+        let ran_out = !out.status.success();
+        refused = Some(out);
+        ran_out
+    });
+    let err = stderr_of(refused.as_ref().unwrap());
+    assert!(
+        err.contains("expired_lifetime") && err.contains("jwtagent renew api"),
+        "{err}"
+    );
+    env.ok(&["renew", "api"]);
+    env.ok(&["token", "ex"]);
+}
