@@ -1,4 +1,5 @@
-//! Time formatting shared by the agent (audit log) and the CLI (kubectl).
+//! Time formatting shared by the agent (audit log) and the CLI (kubectl), and
+//! the time limits the agent's environment sets.
 
 /// Unix seconds as RFC 3339 UTC (`2026-11-23T23:48:39Z`).
 pub fn rfc3339(unix: u64) -> String {
@@ -30,9 +31,30 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// A time limit set in the environment (`JWTAGENT_SECRET_COMMAND_TIMEOUT`,
+/// `JWTAGENT_CONFIRM_TIMEOUT`): a whole number of seconds above zero;
+/// anything else is no setting.
+pub fn whole_seconds(setting: Option<&str>) -> Option<std::time::Duration> {
+    setting
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .map(std::time::Duration::from_secs)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rfc3339;
+    use super::{rfc3339, whole_seconds};
+    use std::time::Duration;
+
+    #[test]
+    fn a_time_limit_is_whole_seconds_above_zero() {
+        assert_eq!(whole_seconds(None), None);
+        assert_eq!(whole_seconds(Some("1")), Some(Duration::from_secs(1)));
+        assert_eq!(whole_seconds(Some("90")), Some(Duration::from_secs(90)));
+        for bad in ["0", "", "-1", "1.5", "soon", " 5"] {
+            assert_eq!(whole_seconds(Some(bad)), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn rfc3339_formats_utc() {

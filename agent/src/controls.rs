@@ -207,11 +207,8 @@ fn askpass_program() -> Option<PathBuf> {
 }
 
 fn ask_timeout() -> Duration {
-    std::env::var("JWTAGENT_CONFIRM_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .map_or(ASK_TIMEOUT, Duration::from_secs)
+    let setting = std::env::var("JWTAGENT_CONFIRM_TIMEOUT").ok();
+    jwtagent::time::whole_seconds(setting.as_deref()).unwrap_or(ASK_TIMEOUT)
 }
 
 /// Runs the askpass program with `prompt` as its argument (and

@@ -34,19 +34,11 @@ pub(crate) async fn secret_of(
     }
 }
 
-/// The time limit `JWTAGENT_SECRET_COMMAND_TIMEOUT` sets: a whole number
-/// of seconds above zero; anything else is the default.
-fn timeout(setting: Option<&str>) -> Duration {
-    setting
-        .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .map_or(DEFAULT_TIMEOUT, Duration::from_secs)
-}
-
 /// Runs `argv` and answers what it printed, less one trailing newline.
 pub(crate) async fn run(argv: &[String]) -> Result<Secret, StoreError> {
     let setting = std::env::var("JWTAGENT_SECRET_COMMAND_TIMEOUT").ok();
-    run_within(argv, timeout(setting.as_deref())).await
+    let limit = jwtagent::time::whole_seconds(setting.as_deref()).unwrap_or(DEFAULT_TIMEOUT);
+    run_within(argv, limit).await
 }
 
 /// [`run`], killing the command after `limit`.
@@ -206,16 +198,5 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-
-    #[test]
-    fn the_time_limit_is_whole_seconds_above_zero() {
-        assert_eq!(timeout(None), DEFAULT_TIMEOUT);
-        assert_eq!(timeout(Some("1")), Duration::from_secs(1));
-        assert_eq!(timeout(Some("90")), Duration::from_secs(90));
-        for bad in ["0", "", "-1", "1.5", "soon"] {
-            assert_eq!(timeout(Some(bad)), DEFAULT_TIMEOUT, "{bad}");
-        }
-        assert_eq!(DEFAULT_TIMEOUT, Duration::from_secs(30));
     }
 }
