@@ -5,7 +5,7 @@
 //! that stays quiet is not woken for it: the watcher waits for the next
 //! request, and a request costs a clock read and a store.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
 // tokio's clock, which a test can pause.
 use tokio::time::Instant;
@@ -37,9 +37,11 @@ impl Default for Quiet {
 impl Quiet {
     /// Notes a request.
     pub(crate) fn request(&self) {
-        self.last_ms.store(self.now_ms(), Relaxed);
+        // Sequentially consistent with the watcher's store and load: one of
+        // the two sees the other (see `watch`).
+        self.last_ms.store(self.now_ms(), SeqCst);
         // Only the first request after a quiet spell wakes the watcher.
-        if !self.busy.load(Relaxed) && !self.busy.swap(true, Relaxed) {
+        if !self.busy.load(SeqCst) && !self.busy.swap(true, SeqCst) {
             self.woken.notify_one();
         }
     }
@@ -51,7 +53,7 @@ impl Quiet {
     /// How long since the last request.
     fn idle_for(&self) -> Duration {
         let now = self.now_ms();
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Relaxed)))
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(SeqCst)))
     }
 
     /// Forever: after each busy spell, once no request came for `quiet`,
@@ -61,13 +63,18 @@ impl Quiet {
             self.woken.notified().await;
             loop {
                 let idle = self.idle_for();
-                if idle >= quiet {
+                if idle < quiet {
+                    tokio::time::sleep(quiet - idle).await;
+                    continue;
+                }
+                // A request from now on wakes the watcher again; one that
+                // came after the look above and saw the spell still busy
+                // did not: it is seen by the look again below.
+                self.busy.store(false, SeqCst);
+                if self.idle_for() >= quiet {
                     break;
                 }
-                tokio::time::sleep(quiet - idle).await;
             }
-            // A request from now on wakes the watcher again.
-            self.busy.store(false, Relaxed);
             release();
         }
     }
@@ -88,7 +95,7 @@ mod tests {
             tokio::spawn(async move {
                 quiet
                     .watch(Duration::from_secs(1), || {
-                        released.fetch_add(1, Relaxed);
+                        released.fetch_add(1, SeqCst);
                     })
                     .await
             })
@@ -97,7 +104,7 @@ mod tests {
             let released = released.clone();
             async move {
                 tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-                released.load(Relaxed)
+                released.load(SeqCst)
             }
         };
         // Quiet from the start: nothing to hand back, nothing done.
