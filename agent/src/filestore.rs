@@ -585,6 +585,15 @@ mod tests {
                 "out of range",
             ),
             (good.replace(r#""t":3"#, r#""t":0"#), "out of range"),
+            // Either algorithm unknown, alone.
+            (
+                good.replace(r#""alg":"argon2id""#, r#""alg":"scrypt""#),
+                "unknown algorithms",
+            ),
+            (
+                good.replace(r#""aead":"xchacha20-poly1305""#, r#""aead":"aes-gcm""#),
+                "unknown algorithms",
+            ),
             // Each cost just past its most, alone.
             (
                 good.replace(r#""m_kib":65536"#, r#""m_kib":1048577"#),
