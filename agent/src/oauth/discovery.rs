@@ -298,6 +298,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_that_is_not_http_is_not_asked_again() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let _ = stream.write_all(b"garbage\r\n\r\n").await;
+            }
+        });
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        assert!(discover(&http, &issuer).await.is_err());
+        // Once: the first metadata URL's error ends the discovery.
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn a_discovered_endpoint_off_loopback_must_be_https() {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         for field in [
