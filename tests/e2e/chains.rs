@@ -206,14 +206,7 @@ fn a_derived_profile_stops_when_the_lifetime_of_its_input_runs_out() {
     let out = add_exchange(&env, Path::new(bin()), "ex", &server.token_url(), "api");
     assert!(out.status.success(), "{}", stderr_of(&out));
     env.ok(&["token", "ex"]);
-    let mut refused = None;
-    wait_until("the input's lifetime runs out", || {
-        let out = env.run(&["token", "ex"]);
-        let ran_out = !out.status.success();
-        refused = Some(out);
-        ran_out
-    });
-    let err = stderr_of(refused.as_ref().unwrap());
+    let err = env.run_until_refused("the input's lifetime runs out", &["token", "ex"]);
     assert!(
         err.contains("expired_lifetime") && err.contains("jwtagent renew api"),
         "{err}"

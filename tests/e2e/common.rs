@@ -280,6 +280,19 @@ impl TestEnv {
         output_with_stdin(&mut self.cmd(args), input)
     }
 
+    /// Runs `jwtagent ARGS` until it fails (`what` names the wait), and
+    /// answers the stderr of the run that failed.
+    pub fn run_until_refused(&self, what: &str, args: &[&str]) -> String {
+        let mut refused = None;
+        wait_until(what, || {
+            let out = self.run(args);
+            let failed = !out.status.success();
+            refused = Some(out);
+            failed
+        });
+        stderr_of(refused.as_ref().unwrap())
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run jwtagent")
     }

@@ -29,14 +29,7 @@ fn a_lifetime_runs_out_then_the_profile_is_refused_until_renewed() {
     assert!(env.ok(&["show", "api"]).contains("lifetime        3s ("));
 
     // Run out: refused with its own code, and its tokens are gone.
-    let mut refused = None;
-    wait_until("the lifetime runs out", || {
-        let out = env.run(&["token", "api"]);
-        let ran_out = !out.status.success();
-        refused = Some(out);
-        ran_out
-    });
-    let err = stderr_of(refused.as_ref().unwrap());
+    let err = env.run_until_refused("the lifetime runs out", &["token", "api"]);
     assert!(
         err.contains("expired_lifetime") && err.contains("jwtagent renew api"),
         "{err}"
