@@ -258,3 +258,115 @@ fn a_server_without_registration_is_a_clear_error_and_nothing_is_saved() {
         stderr_of(&out)
     );
 }
+
+/// The agent itself refuses a registration that brings a client of its
+/// own (a client that skips the CLI, whose flags already conflict): a
+/// client id, a secret or a secret command, each alone. Nothing is
+/// registered and nothing saved.
+#[test]
+fn a_registration_that_brings_its_own_client_is_refused_by_the_agent() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    env.ok(&["env"]);
+    let mut conn = Conn::open(&env.default_socket());
+    let profile = json!({
+        "issuer": oidc.issuer,
+        "grant": "device_code",
+        "client_id": "",
+        "auth": "none",
+        "scopes": ["openid"],
+    });
+    let mut with_id = profile.clone();
+    with_id["client_id"] = json!("chosen-by-me");
+    let mut with_command = profile.clone();
+    with_command["secret_command"] = json!(["printf", "from-a-command"]);
+    let requests = [
+        json!({"id": 1, "op": "add", "name": "me", "profile": with_id, "register": {}}),
+        json!({"id": 2, "op": "add", "name": "me", "profile": profile,
+               "secret": "s3cr3t-of-mine", "register": {}}),
+        json!({"id": 3, "op": "add", "name": "me", "profile": with_command, "register": {}}),
+    ];
+    for request in requests {
+        let answer = conn.request(&request.to_string());
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("the server chooses the client id"),
+            "{request}: {answer}"
+        );
+        assert!(!answer.to_string().contains("s3cr3t-of-mine"), "{answer}");
+    }
+    assert!(!env.ok(&["list"]).contains("me"));
+    let log = std::fs::read_to_string(env.log_file()).unwrap_or_default();
+    assert!(!log.contains("client registered"), "{log}");
+}
+
+/// A profile replaced by one with another client (given, not registered)
+/// no longer uses the registered one: its registration is deleted at the
+/// server and its registration access token at home.
+#[test]
+fn a_registered_client_replaced_by_another_client_is_deleted() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    let out = register_cmd(&env, &oidc, "me", "device-code")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let registered = shown(&env, "me")["profile"]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stored_registration_token(&env, "me").is_some());
+    let out = env.run(&[
+        "add",
+        "me",
+        "--issuer",
+        &oidc.issuer,
+        "--grant",
+        "device-code",
+        "--client-id",
+        "another-client",
+        "--auth",
+        "none",
+        "--scope",
+        "openid",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let profile = &shown(&env, "me")["profile"];
+    assert_eq!(profile["client_id"], "another-client");
+    assert!(profile["registration_uri"].is_null(), "{profile}");
+    assert!(!client_exists(&oidc, &registered));
+    assert_eq!(stored_registration_token(&env, "me"), None);
+}
+
+/// A registered client whose profile is then not saved (the store refuses
+/// it: a locked keyring) is deleted again at the server, not left behind.
+#[test]
+fn a_registration_whose_profile_is_not_saved_is_deleted_again() {
+    let mut env = TestEnv::new();
+    let ss = SecretService::start(&env, false);
+    env.bus = Some(ss.address.clone());
+    let oidc = provider(&env, json!({}));
+    let out = register_cmd(&env, &oidc, "me", "device-code")
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unlock"), "{err}");
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    let registered = log
+        .lines()
+        .find(|l| l.contains("client registered"))
+        .and_then(|l| l.split("client_id=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no client registered in the log: {log}"))
+        .to_string();
+    assert!(
+        !client_exists(&oidc, &registered),
+        "{registered} left: {log}"
+    );
+    assert!(
+        log.contains("the profile was not saved: its registration is deleted"),
+        "{log}"
+    );
+    drop(ss);
+}
