@@ -217,3 +217,33 @@ mod tests {
         assert!(!mapped_apart(small.as_ptr()));
     }
 }
+
+/// The C library's `pow`, in Rust (the libm crate, a port of musl's). The
+/// agent's one caller of the C math library is tokio's scheduler (a moving
+/// average, once per batch of tasks); with `pow` defined here the linker
+/// (`--as-needed`) drops libm.so, whose load resolves every one of its
+/// IFUNCs at each start and keeps about 0.55 MiB of it resident for the
+/// agent's life (docs/performance.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+pub(crate) extern "C" fn pow(x: f64, y: f64) -> f64 {
+    libm::pow(x, y)
+}
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod pow_tests {
+    /// The agent's `pow` answers as the C library's does (C11 F.10.4.4):
+    /// tokio's use, the exact cases and the special values.
+    #[test]
+    fn pow_answers_as_the_c_library_does() {
+        assert_eq!(super::pow(2.0, 10.0), 1024.0);
+        assert_eq!(super::pow(0.75, 3.0), 0.421875);
+        let decay = super::pow(0.9, 16.0);
+        assert!((decay - 0.185_302_018_885_184_1).abs() < 1e-15, "{decay}");
+        assert_eq!(super::pow(f64::NAN, 0.0), 1.0);
+        assert_eq!(super::pow(1.0, f64::NAN), 1.0);
+        assert!(super::pow(-8.0, 1.0 / 3.0).is_nan());
+        assert_eq!(super::pow(0.0, -1.0), f64::INFINITY);
+        assert_eq!(super::pow(0.5, f64::INFINITY), 0.0);
+    }
+}

@@ -415,6 +415,10 @@ fn the_agent_runs_from_its_position_independent_binary_and_the_cli_is_static() {
             (3, true),
             "the agent is position-independent"
         );
+        // Nor does it load the C math library: its `pow` is its own
+        // (agent/src/sys.rs), and libm.so would cost 0.55 MiB resident.
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        assert!(!maps.contains("/libm.so"), "{maps}");
     }
     assert_eq!(hello(&env.path("fg.sock")).unwrap()["ok"], true);
     assert_eq!(
