@@ -276,8 +276,6 @@ fn check_forwarded(state: &AgentState, peer: &Peer, request: &Request) -> Result
     )))
 }
 
-/// An error response line for cases found before a request could be parsed
-/// (an oversized line, a refused peer).
 /// An answer about every profile: with thousands of them, what it was made
 /// from (copies of every profile) is freed by now, but the allocator keeps
 /// it, and the agent's resident memory with it: handed back to the system,
@@ -289,6 +287,8 @@ fn large(line: Vec<u8>) -> Vec<u8> {
     line
 }
 
+/// An error response line for cases found before a request could be parsed
+/// (an oversized line, a refused peer).
 pub(crate) fn error_line(code: ErrorCode, message: impl Into<String>) -> Vec<u8> {
     encode_body::<Empty>(Id::null(), Err(ErrorBody::new(code, message)))
 }

@@ -270,6 +270,12 @@ fn a_forwarded_connection_reads_and_cannot_launder_or_administer() {
     );
     env.ok(&["token", "laptop-only"]);
     assert_eq!(evil.requests(), 0);
+    // Each refusal is audited with the profile it was for.
+    env.audit_until("the refused remove audited with its profile", |records| {
+        records.iter().any(|r| {
+            r["op"] == "remove" && r["profile"] == "laptop-only" && r["outcome"] == "denied"
+        })
+    });
 
     // An agent started to allow more over forwarding still refuses the
     // laundering profile: its input does not serve forwarded callers.
