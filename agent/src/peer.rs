@@ -293,6 +293,18 @@ pub(crate) fn resolve(pid: u32, accepted_at: u64) -> Option<(Exe, Holder)> {
 mod tests {
     use super::*;
 
+    /// What the agent does on its own is recorded as done by this process,
+    /// and not by whatever started it.
+    #[test]
+    fn the_agent_as_a_peer_is_this_process_without_parents() {
+        let agent = Peer::agent();
+        assert_eq!(agent.uid, rustix::process::geteuid().as_raw());
+        assert_eq!(agent.pid, Some(std::process::id()));
+        assert_eq!(agent.parents(), &[] as &[PathBuf]);
+        assert!(agent.exe.is_none() && agent.writers.is_empty());
+        assert!(!agent.forwarded());
+    }
+
     #[test]
     fn a_live_process_resolves_to_its_executable() {
         let mut child = std::process::Command::new("sleep")
