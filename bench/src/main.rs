@@ -502,8 +502,52 @@ fn arg_value(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+const USAGE: &str = "usage: jwtagent-bench [--bin PATH] [--write FILE] [--quick | --check] [--rounds N] [--scale N] [--scale-only]
+       jwtagent-bench --layout DIR          (scripts/layout)
+       jwtagent-bench --echo SOCKET [--answer-bytes N]
+       jwtagent-bench --load SOCKET CLIENTS SECONDS
+
+Runs the benchmarks of SPEC §9 against the release binary (default
+target/release/jwtagent) and prints the table of docs/performance.md;
+--write FILE writes it there, keeping the file's hand-written notes.
+--quick: fewer and shorter rounds; --check: a quick run that fails when a
+ratio is past CI's limits. scripts/bench builds and runs it.";
+
+/// Refuses what the bench does not take, before a run of minutes starts.
+fn check_args(args: &[String]) -> Result<bool> {
+    const VALUED: [&str; 7] = [
+        "--bin",
+        "--write",
+        "--rounds",
+        "--scale",
+        "--layout",
+        "--echo",
+        "--answer-bytes",
+    ];
+    const FLAGS: [&str; 3] = ["--quick", "--check", "--scale-only"];
+    let mut rest = args.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "-h" | "--help" => return Ok(false),
+            "--load" => return Ok(true),
+            a if VALUED.contains(&a) => {
+                if rest.next().is_none() {
+                    bail!("{a} takes a value\n\n{USAGE}");
+                }
+            }
+            a if FLAGS.contains(&a) => {}
+            a => bail!("unknown argument {a:?}\n\n{USAGE}"),
+        }
+    }
+    Ok(true)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if !check_args(&args)? {
+        println!("{USAGE}");
+        return Ok(());
+    }
     if let Some(path) = arg_value(&args, "--echo") {
         let answer_bytes = arg_value(&args, "--answer-bytes")
             .map(|n| n.parse().context("--answer-bytes takes a number of bytes"))
@@ -1076,4 +1120,31 @@ fn main() -> Result<()> {
         println!("\nwritten to {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_arguments_are_checked_before_a_run() {
+        let args = |a: &[&str]| -> Vec<String> {
+            std::iter::once("jwtagent-bench")
+                .chain(a.iter().copied())
+                .map(String::from)
+                .collect()
+        };
+        assert!(!check_args(&args(&["--help"])).unwrap());
+        assert!(!check_args(&args(&["--quick", "-h"])).unwrap());
+        assert!(check_args(&args(&[])).unwrap());
+        assert!(check_args(&args(&["--bin", "x", "--check", "--rounds", "3"])).unwrap());
+        assert!(check_args(&args(&["--load", "s", "64", "1"])).unwrap());
+        let err = check_args(&args(&["--quick", "--bogus"])).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown argument \"--bogus\""),
+            "{err}"
+        );
+        let err = check_args(&args(&["--rounds"])).unwrap_err();
+        assert!(err.to_string().contains("--rounds takes a value"), "{err}");
+    }
 }
