@@ -156,27 +156,47 @@ fn ancestors(mut parent: Option<u32>, max: usize) -> Vec<PathBuf> {
 /// shell, git, sshd) outlive many requests, and reading /proc costs some
 /// ten microseconds a process: what was read is kept for two seconds.
 fn process_of(pid: u32) -> (PathBuf, Option<u32>) {
-    type Seen = std::collections::HashMap<u32, (std::time::Instant, PathBuf, Option<u32>)>;
     static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
-    const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+    let now = std::time::Instant::now();
     if let Ok(mut seen) = SEEN.lock()
-        && let Some((at, exe, parent)) = seen.get_or_insert_default().get(&pid)
-        && at.elapsed() < FRESH
+        && let Some(known) = seen.get_or_insert_default().fresh(pid, now)
     {
-        return (exe.clone(), *parent);
+        return known;
     }
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_else(|_| "?".into());
     let parent = jwtagent::process::parent(pid);
     if let Ok(mut seen) = SEEN.lock() {
-        let seen = seen.get_or_insert_default();
-        if seen.len() >= 256 {
-            seen.retain(|_, (at, _, _)| at.elapsed() < FRESH);
-        }
-        if seen.len() < 256 {
-            seen.insert(pid, (std::time::Instant::now(), exe.clone(), parent));
-        }
+        seen.get_or_insert_default()
+            .remember(pid, now, &exe, parent);
     }
     (exe, parent)
+}
+
+/// What was read of processes lately: pid → when, executable, parent.
+#[derive(Default)]
+struct Seen(std::collections::HashMap<u32, (std::time::Instant, PathBuf, Option<u32>)>);
+
+impl Seen {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+    const MOST: usize = 256;
+
+    /// What was read of `pid` less than [`Seen::FRESH`] before `now`.
+    fn fresh(&self, pid: u32, now: std::time::Instant) -> Option<(PathBuf, Option<u32>)> {
+        let (at, exe, parent) = self.0.get(&pid)?;
+        (now.saturating_duration_since(*at) < Self::FRESH).then(|| (exe.clone(), *parent))
+    }
+
+    /// Keeps what was read of `pid` at `now`, unless [`Seen::MOST`]
+    /// processes read lately are kept already (stale ones make room).
+    fn remember(&mut self, pid: u32, now: std::time::Instant, exe: &Path, parent: Option<u32>) {
+        if self.0.len() >= Self::MOST {
+            self.0
+                .retain(|_, (at, _, _)| now.saturating_duration_since(*at) < Self::FRESH);
+        }
+        if self.0.len() < Self::MOST {
+            self.0.insert(pid, (now, exe.to_path_buf(), parent));
+        }
+    }
 }
 
 /// The time since boot, in clock ticks (the unit of /proc/PID/stat's start time).
@@ -292,6 +312,38 @@ pub(crate) fn resolve(pid: u32, accepted_at: u64) -> Option<(Exe, Holder)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_read_is_kept_for_two_seconds_and_256_at_most() {
+        let t0 = std::time::Instant::now();
+        let secs = |s: f64| t0 + std::time::Duration::from_secs_f64(s);
+        let mut seen = Seen::default();
+        seen.remember(1000, t0, Path::new("/bin/sh"), Some(7));
+        let known = Some((PathBuf::from("/bin/sh"), Some(7)));
+        assert_eq!(seen.fresh(1000, t0), known);
+        assert_eq!(seen.fresh(1000, secs(1.999)), known);
+        assert_eq!(seen.fresh(1000, secs(2.0)), None);
+        assert_eq!(seen.fresh(1001, t0), None);
+        // Full of processes read lately: one more is not kept...
+        for pid in 1001..1256 {
+            seen.remember(pid, t0, Path::new("/bin/x"), None);
+        }
+        seen.remember(5000, secs(1.0), Path::new("/bin/y"), None);
+        assert_eq!(seen.fresh(5000, secs(1.0)), None);
+        assert_eq!(seen.fresh(1255, secs(1.0)), Some(("/bin/x".into(), None)));
+        // ...until they are stale: then they make room.
+        seen.remember(5000, secs(3.0), Path::new("/bin/y"), None);
+        assert_eq!(seen.fresh(5000, secs(3.0)), Some(("/bin/y".into(), None)));
+        assert_eq!(seen.0.len(), 1);
+    }
+
+    #[test]
+    fn ancestors_stop_at_their_most_and_before_init() {
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(ancestors(Some(std::process::id()), 1), vec![me]);
+        assert_eq!(ancestors(Some(1), 4), Vec::<PathBuf>::new());
+        assert_eq!(ancestors(None, 4), Vec::<PathBuf>::new());
+    }
 
     /// What the agent does on its own is recorded as done by this process,
     /// and not by whatever started it.
