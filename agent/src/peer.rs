@@ -338,6 +338,28 @@ mod tests {
     }
 
     #[test]
+    fn the_clock_of_start_times_is_now() {
+        let started = start_ticks(std::process::id()).unwrap();
+        let now = boot_ticks_now().unwrap();
+        assert!(
+            now >= started,
+            "now {now}, this process started at {started}"
+        );
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let hz = crate::sys::clock_ticks_per_second().unwrap();
+        assert!(
+            now.abs_diff((uptime * hz as f64) as u64) <= 2 * hz,
+            "{now} vs uptime {uptime}"
+        );
+    }
+
+    #[test]
     fn ancestors_stop_at_their_most_and_before_init() {
         let me = std::fs::read_link("/proc/self/exe").unwrap();
         assert_eq!(ancestors(Some(std::process::id()), 1), vec![me]);
