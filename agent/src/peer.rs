@@ -337,6 +337,39 @@ mod tests {
         assert_eq!(seen.0.len(), 1);
     }
 
+    /// A process still runs what it was resolved to while its file, its
+    /// namespaces and its start time are all unchanged, and not when any
+    /// one of them differs.
+    #[test]
+    fn a_process_still_runs_its_image_only_while_all_of_it_is_unchanged() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let exe = resolve_exe(pid, boot_ticks_now().unwrap()).expect("resolved");
+        assert!(still_runs(pid, &exe));
+        let (dev, ino) = exe.file;
+        let other_file = Exe {
+            file: (dev, ino ^ 1),
+            ..exe.clone()
+        };
+        let other_namespaces = Exe {
+            own_namespaces: !exe.own_namespaces,
+            ..exe.clone()
+        };
+        let other_start = Exe {
+            started: exe.started - 1,
+            ..exe.clone()
+        };
+        for changed in [other_file, other_namespaces, other_start] {
+            assert!(!still_runs(pid, &changed), "{changed:?}");
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!still_runs(pid, &exe));
+    }
+
     #[test]
     fn the_clock_of_start_times_is_now() {
         let started = start_ticks(std::process::id()).unwrap();
