@@ -331,9 +331,9 @@ mod tests {
         seen.remember(5000, secs(1.0), Path::new("/bin/y"), None);
         assert_eq!(seen.fresh(5000, secs(1.0)), None);
         assert_eq!(seen.fresh(1255, secs(1.0)), Some(("/bin/x".into(), None)));
-        // ...until they are stale: then they make room.
-        seen.remember(5000, secs(3.0), Path::new("/bin/y"), None);
-        assert_eq!(seen.fresh(5000, secs(3.0)), Some(("/bin/y".into(), None)));
+        // ...until they are stale (two seconds old): then they make room.
+        seen.remember(5000, secs(2.0), Path::new("/bin/y"), None);
+        assert_eq!(seen.fresh(5000, secs(2.0)), Some(("/bin/y".into(), None)));
         assert_eq!(seen.0.len(), 1);
     }
 
