@@ -38,6 +38,21 @@ fn register_cmd(env: &TestEnv, oidc: &Oidc, name: &str, grant: &str) -> std::pro
     ])
 }
 
+/// [`register_cmd`], which must succeed: what it printed.
+fn registered(env: &TestEnv, oidc: &Oidc, name: &str, grant: &str) -> String {
+    let out = register_cmd(env, oidc, name, grant).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The client id profile `name` has.
+fn client_id_of(env: &TestEnv, name: &str) -> String {
+    shown(env, name)["profile"]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn shown(env: &TestEnv, name: &str) -> Value {
     serde_json::from_str(&env.ok(&["show", name, "--json"])).unwrap()
 }
@@ -62,11 +77,7 @@ fn client_exists(oidc: &Oidc, client_id: &str) -> bool {
 fn a_registered_public_client_signs_in_is_replaced_and_is_deleted_by_remove() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
-    let out = register_cmd(&env, &oidc, "me", "device-code")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let said = String::from_utf8_lossy(&out.stdout);
+    let said = registered(&env, &oidc, "me", "device-code");
     assert!(
         said.contains("Registered client") && said.contains("jwtagent login me"),
         "{said}"
@@ -93,14 +104,8 @@ fn a_registered_public_client_signs_in_is_replaced_and_is_deleted_by_remove() {
     assert!(stored_refresh_token(&env, "me").is_some());
 
     // Registered again: a new client, and the old one is deleted.
-    let out = register_cmd(&env, &oidc, "me", "device-code")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let second = shown(&env, "me")["profile"]["client_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    registered(&env, &oidc, "me", "device-code");
+    let second = client_id_of(&env, "me");
     assert_ne!(second, client_id);
     assert!(!client_exists(&oidc, &client_id));
     assert!(client_exists(&oidc, &second));
@@ -139,10 +144,7 @@ fn a_registered_public_client_signs_in_is_replaced_and_is_deleted_by_remove() {
 fn a_registered_browser_client_signs_in_through_a_loopback_redirect() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
-    let out = register_cmd(&env, &oidc, "web", "authorization-code")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    registered(&env, &oidc, "web", "authorization-code");
     let mut login = Login::start(&env, "web");
     let page = browse(&login.browser_url(), &[]);
     assert_eq!(page["status"], 200, "{page}");
@@ -198,15 +200,8 @@ fn a_confidential_registration_is_used_and_post_replaces_basic_the_server_misrea
             "basic_undecoded": true,
         }),
     );
-    let out = register_cmd(&env, &oidc, "me", "device-code")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("confidential"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let said = registered(&env, &oidc, "me", "device-code");
+    assert!(said.contains("confidential"), "{said}");
     let profile = &shown(&env, "me")["profile"];
     assert_eq!(profile["auth"], "client_secret_basic");
     let client_id = profile["client_id"].as_str().unwrap().to_string();
@@ -307,14 +302,8 @@ fn a_registration_that_brings_its_own_client_is_refused_by_the_agent() {
 fn a_registered_client_replaced_by_another_client_is_deleted() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
-    let out = register_cmd(&env, &oidc, "me", "device-code")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    let registered = shown(&env, "me")["profile"]["client_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    registered(&env, &oidc, "me", "device-code");
+    let registered = client_id_of(&env, "me");
     assert!(stored_registration_token(&env, "me").is_some());
     let out = env.run(&[
         "add",
