@@ -380,3 +380,35 @@ pub struct GitHubApp {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub permissions: BTreeMap<String, String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `show`'s lines of a GitHub App grant: the repositories only when the
+    /// tokens are limited to some, each permission on a line of its own.
+    #[test]
+    fn a_github_app_shows_its_repositories_only_when_it_names_some() {
+        let mut app = GitHubApp {
+            installation_id: 7,
+            api_url: "https://api.github.com".into(),
+            repositories: vec![],
+            permissions: BTreeMap::from([("contents".into(), "read".into())]),
+        };
+        let lines = Grant::GithubApp(Box::new(app.clone())).settings();
+        assert_eq!(
+            lines,
+            [
+                ("grant", "github-app".to_string()),
+                ("github", "installation 7 at https://api.github.com".into()),
+                ("permission", "contents=read".into()),
+            ]
+        );
+        app.repositories = vec!["one".into(), "two".into()];
+        let lines = Grant::GithubApp(Box::new(app)).settings();
+        assert!(
+            lines.contains(&("repositories", "one, two".into())),
+            "{lines:?}"
+        );
+    }
+}
