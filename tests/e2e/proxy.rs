@@ -219,6 +219,8 @@ fn a_proxy_that_is_down_is_named() {
         )),
         "{err}"
     );
+    // Down is not a refusal: no hint about the tunnel's credentials.
+    assert!(!err.contains("refused to open a tunnel"), "{err}");
     assert_password_nowhere(&env, &[&out]);
 }
 
