@@ -285,6 +285,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(answered.load(SeqCst), 3);
+        // Exactly an hour after it was fetched, it is fetched again.
+        let third = PathBuf::from("/etc/ssl/third-ca.pem");
+        cache
+            .get_at(&http, &issuer, Some(&third), now)
+            .await
+            .unwrap();
+        cache
+            .get_at(&http, &issuer, Some(&third), now + METADATA_TTL)
+            .await
+            .unwrap();
+        assert_eq!(answered.load(SeqCst), 5);
     }
 
     #[tokio::test]
