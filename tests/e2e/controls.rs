@@ -85,11 +85,24 @@ fn lifetime_remove_deletes_the_secret_and_the_agents_lifetime_is_the_default() {
     );
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(keyutils_lookup(&env.keyring_service, "profile/svc").is_some());
+    // Without --lifetime-remove the secret outlives the lifetime.
+    let out = output_with_stdin(
+        &mut env.add_cmd(
+            "keep",
+            "https://127.0.0.1:1/token",
+            "client_secret_basic",
+            &["--secret-stdin", "--lifetime", "1s"],
+        ),
+        b"kept-s3cret-value",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     // Watched in /proc/keys: a key being deleted cannot be read meanwhile.
     wait_until("the secret is deleted when the lifetime runs out", || {
-        kernel_keys_of(&env.keyring_service).is_empty()
+        audit_ops(&env, "lifetime_expired", "ok") == 2
+            && kernel_keys_of(&env.keyring_service).len() == 1
     });
     assert!(keyutils_lookup(&env.keyring_service, "profile/svc").is_none());
+    assert!(keyutils_lookup(&env.keyring_service, "profile/keep").is_some());
     let out = env.run(&["renew", "svc"]);
     assert!(
         stderr_of(&out).contains("add it again"),
