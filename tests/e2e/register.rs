@@ -45,6 +45,26 @@ fn registered(env: &TestEnv, oidc: &Oidc, name: &str, grant: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `add NAME` of a device-code profile with public client `client_id`
+/// given (not registered), which must succeed.
+fn added_with_client(env: &TestEnv, oidc: &Oidc, name: &str, client_id: &str) {
+    let out = env.run(&[
+        "add",
+        name,
+        "--issuer",
+        &oidc.issuer,
+        "--grant",
+        "device-code",
+        "--client-id",
+        client_id,
+        "--auth",
+        "none",
+        "--scope",
+        "openid",
+    ]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
 /// The client id profile `name` has.
 fn client_id_of(env: &TestEnv, name: &str) -> String {
     shown(env, name)["profile"]["client_id"]
@@ -111,24 +131,7 @@ fn a_registered_public_client_signs_in_is_replaced_and_is_deleted_by_remove() {
     assert!(client_exists(&oidc, &second));
 
     // Added again with the same client (another scope): it stays registered.
-    let out = env
-        .cmd(&[
-            "add",
-            "me",
-            "--issuer",
-            &oidc.issuer,
-            "--grant",
-            "device-code",
-            "--client-id",
-            &second,
-            "--auth",
-            "none",
-            "--scope",
-            "openid",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    added_with_client(&env, &oidc, "me", &second);
     assert!(shown(&env, "me")["profile"]["registration_uri"].is_string());
     assert!(client_exists(&oidc, &second));
 
@@ -305,21 +308,7 @@ fn a_registered_client_replaced_by_another_client_is_deleted() {
     registered(&env, &oidc, "me", "device-code");
     let registered = client_id_of(&env, "me");
     assert!(stored_registration_token(&env, "me").is_some());
-    let out = env.run(&[
-        "add",
-        "me",
-        "--issuer",
-        &oidc.issuer,
-        "--grant",
-        "device-code",
-        "--client-id",
-        "another-client",
-        "--auth",
-        "none",
-        "--scope",
-        "openid",
-    ]);
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    added_with_client(&env, &oidc, "me", "another-client");
     let profile = &shown(&env, "me")["profile"];
     assert_eq!(profile["client_id"], "another-client");
     assert!(profile["registration_uri"].is_null(), "{profile}");
