@@ -605,6 +605,12 @@ pub struct PrivateBus {
     pub address: String,
 }
 
+/// Whether a Unix socket accepts connections: its file appears at
+/// `bind`, before the daemon listens, when a connection is refused.
+fn accepts(socket: &Path) -> bool {
+    UnixStream::connect(socket).is_ok()
+}
+
 impl PrivateBus {
     pub fn start(env: &TestEnv, name: &str, kind: &str) -> PrivateBus {
         let dbus_daemon = require_tool("dbus-daemon", "dbus");
@@ -629,7 +635,7 @@ impl PrivateBus {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_until("the private bus listens", || socket.exists());
+        wait_until("the private bus listens", || accepts(&socket));
         PrivateBus {
             daemon,
             address: format!("unix:path={}", socket.display()),
@@ -661,7 +667,7 @@ impl SecretService {
             .stderr(Stdio::null())
             .spawn()
             .expect("start dbus-daemon");
-        wait_until("the session bus listens", || socket.exists());
+        wait_until("the session bus listens", || accepts(&socket));
         let mut cmd = Command::new(keyring_daemon);
         cmd.args(["--foreground", "--components=secrets"])
             .env("HOME", env.path("home"))
