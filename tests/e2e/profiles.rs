@@ -1173,6 +1173,8 @@ mod secret_service {
                 String::from_utf8_lossy(&out.stdout).contains("Moved 1 entries"),
                 "{out:?}"
             );
+            // Every old entry deleted, no --store to override the config.
+            assert!(!stderr_of(&out).contains("warning"), "{out:?}");
             let config = std::fs::read_to_string(env.config_file()).unwrap();
             assert!(config.contains("store = \"file\""), "{config}");
             assert!(keyutils_lookup(&env.keyring_service, "profile/basic").is_none());
@@ -1190,6 +1192,7 @@ mod secret_service {
             assert!(out.status.success(), "{}", stderr_of(&out));
             let out = env.run(&["store", "migrate", "--to", "keyutils"]);
             assert!(out.status.success(), "{}", stderr_of(&out));
+            assert!(!stderr_of(&out).contains("warning"), "{out:?}");
             assert_eq!(
                 keyutils_lookup(&env.keyring_service, "profile/basic").unwrap(),
                 b"secret-value-legacy"
@@ -1197,6 +1200,29 @@ mod secret_service {
             let out = env.run(&["store", "migrate", "--to", "keyutils"]);
             assert_refused(&out, 1, &["already", "nothing changed"]);
         }
+    }
+
+    /// An agent started with `--store` (here the tests' JWTAGENT_STORE,
+    /// which names keyutils) is told after `store migrate` that the flag
+    /// overrides the config the migration wrote.
+    #[test]
+    fn a_migration_away_from_the_flags_store_warns_that_the_flag_wins() {
+        let env = TestEnv::new();
+        let out = add_basic(&env, "basic", "secret-value-flagged");
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let out = env.run_with_stdin(
+            &["store", "migrate", "--to", "file", "--passphrase-stdin"],
+            b"store pass\n",
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains("warning: this agent was started with --store keyutils")
+                && err.contains("or with --store file"),
+            "{err}"
+        );
+        assert!(!err.contains("could not be deleted"), "{err}");
+        assert!(keyutils_lookup(&env.keyring_service, "profile/basic").is_none());
     }
 
     #[test]
