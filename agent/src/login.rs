@@ -43,7 +43,6 @@ const MAX_REDIRECT_CONNECTIONS: usize = 16;
 
 type Outcome = Option<Result<LoginProgress, LoginError>>;
 
-/// One sign-in under way (or just ended, until the next one).
 /// The loopback listener a browser sign-in's redirect comes to (on the
 /// profile's `redirect_port`, else any free port), and its redirect URI.
 async fn redirect_listener(profile: &Profile) -> Result<(TcpListener, String), LoginError> {
@@ -65,6 +64,7 @@ async fn redirect_listener(profile: &Profile) -> Result<(TcpListener, String), L
     Ok((listener, format!("http://127.0.0.1:{port}/callback")))
 }
 
+/// One sign-in under way (or just ended, until the next one).
 struct Flow {
     prompt: LoginStarted,
     expires: Instant,

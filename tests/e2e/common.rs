@@ -65,9 +65,6 @@ pub fn private_dir() -> tempfile::TempDir {
         .expect("create temp dir")
 }
 
-/// One isolated user environment: its own runtime dir (so its own default
-/// socket), home, config and state directories. Agents it started are killed
-/// when it is dropped.
 /// The variables a proxy is configured with, as curl reads them.
 pub const PROXY_VARS: [&str; 8] = [
     "http_proxy",
@@ -80,6 +77,9 @@ pub const PROXY_VARS: [&str; 8] = [
     "NO_PROXY",
 ];
 
+/// One isolated user environment: its own runtime dir (so its own default
+/// socket), home, config and state directories. Agents it started are killed
+/// when it is dropped.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
     /// Keyring service the agent stores secrets under: unique per test, so that
@@ -295,6 +295,36 @@ impl TestEnv {
 
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run jwtagent")
+    }
+
+    /// [`TestEnv::run`] for a command that must end by itself, where a bug
+    /// would leave it waiting (a sign-in that should have been refused
+    /// waits ten minutes for a browser): past [`DEADLINE`] it is killed and
+    /// the test fails, instead of holding up the suite.
+    pub fn run_ending(&self, args: &[&str]) -> Output {
+        let child = self
+            .cmd(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run jwtagent");
+        let pid = child.id() as libc::pid_t;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        match rx.recv_timeout(DEADLINE) {
+            Ok(out) => out.expect("run jwtagent"),
+            Err(_) => {
+                // SAFETY: kill(2) of our own child, which its waiter had
+                // not reaped at the deadline.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let out = rx.recv().unwrap().expect("run jwtagent");
+                panic!(
+                    "jwtagent {args:?} still ran after {DEADLINE:?}: {}",
+                    stderr_of(&out)
+                );
+            }
+        }
     }
 
     /// The records of `jwtagent audit --json`, once `cond` holds of them: the

@@ -726,7 +726,7 @@ fn redirect_port_fixes_the_loopback_port_and_a_busy_one_is_a_clear_error() {
     let extra = ["--redirect-port", port.as_str()];
     let out = add_user_with(&env, &oidc, "web", "authorization-code", &extra);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let out = env.run(&["login", "web", "--no-browser"]);
+    let out = env.run_ending(&["login", "web", "--no-browser"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
     assert!(
