@@ -420,9 +420,42 @@ fn browser_flow_with_pkce_refuses_a_forged_state_and_signs_in() {
     );
     let (status, said) = login.finish();
     assert_eq!(status, Some(0), "{said}");
+    assert!(said.contains("The sign-in expires in 10m 0s."), "{said}");
     assert_eq!(grants_of(&oidc, "authorization_code"), 1);
     assert!(stored_refresh_token(&env, "web").is_some());
     env.ok(&["token", "web"]);
+}
+
+/// The redirect listener reads a request head as long as a browser's can
+/// be (cookies and all: here 6 KiB; it stops reading at 8 KiB).
+#[test]
+fn the_redirect_listener_reads_a_long_request_head() {
+    use std::io::{Read, Write};
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "web", "authorization-code");
+    let mut login = Login::start(&env, "web");
+    let url = url::Url::parse(&login.browser_url()).unwrap();
+    let (_, redirect) = url
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap();
+    let redirect = url::Url::parse(&redirect).unwrap();
+    let addr = format!("127.0.0.1:{}", redirect.port().unwrap());
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let cookie = "c".repeat(6 * 1024);
+    write!(
+        stream,
+        "GET /callback?code=x&state=forged HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    // Read to its end: its state is then found not to be this sign-in's.
+    assert!(
+        page.starts_with("HTTP/1.1 400") && page.contains("does not belong"),
+        "{page}"
+    );
 }
 
 #[test]

@@ -114,7 +114,12 @@ fn show_prompt(
                 crate::output::duration(*expires_in)
             );
         }
-        LoginStarted::Browser { url, joined, .. } => {
+        LoginStarted::Browser {
+            url,
+            joined,
+            expires_in,
+            ..
+        } => {
             if !no_browser && !*joined {
                 handed = open_browser(url, socket);
             }
@@ -122,6 +127,11 @@ fn show_prompt(
                 err,
                 "{} this address in a browser on this machine to sign in:\n\n    {url}\n",
                 if handed.is_some() { "Opened" } else { "Open" }
+            );
+            let _ = writeln!(
+                err,
+                "The sign-in expires in {}.",
+                crate::output::duration(*expires_in)
             );
         }
     }
