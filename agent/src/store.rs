@@ -1059,6 +1059,124 @@ mod tests {
         assert_eq!(store.state(), StoreState::Ready(Backend::Mock));
     }
 
+    /// The accounts are where earlier versions keep users' secrets: a name
+    /// changed would lose them. Each kind of secret is an entry of its own.
+    #[tokio::test]
+    async fn each_kind_of_secret_is_its_own_entry_under_its_own_name() {
+        assert_eq!(dpop_account("web", 0), "dpop/web");
+        assert_eq!(refresh_account("web", 0), "refresh/web");
+        assert_eq!(registration_account("web", 0), "registration/web");
+        assert_eq!(refresh_account("web", 2), "refresh/web#2");
+        let store = mock();
+        let s = |v: &str| Secret::new(v.as_bytes().to_vec());
+        store.set("web", 0, s("client")).await.unwrap();
+        store.set_dpop("web", 0, s("dpop")).await.unwrap();
+        store.set_refresh("web", 0, s("refresh")).await.unwrap();
+        store.set_registration("web", 0, s("reg")).await.unwrap();
+        let read = |v: Option<Secret>| String::from_utf8(v.unwrap().expose().to_vec()).unwrap();
+        assert_eq!(read(store.get("web", 0).await.unwrap()), "client");
+        assert_eq!(read(store.get_dpop("web", 0).await.unwrap()), "dpop");
+        assert_eq!(read(store.get_refresh("web", 0).await.unwrap()), "refresh");
+        assert_eq!(read(store.get_registration("web", 0).await.unwrap()), "reg");
+        assert_eq!(store.get_refresh("web", 1).await.unwrap(), None);
+        // Each delete takes its own entry, and says whether there was one.
+        assert!(store.delete_refresh("web", 0).await.unwrap());
+        assert!(!store.delete_refresh("web", 0).await.unwrap());
+        assert_eq!(store.get_refresh("web", 0).await.unwrap(), None);
+        assert!(store.delete_registration("web", 0).await.unwrap());
+        assert!(!store.delete_registration("web", 0).await.unwrap());
+        assert_eq!(store.get_registration("web", 0).await.unwrap(), None);
+        assert!(store.delete_dpop("web", 0).await.unwrap());
+        assert!(!store.delete_dpop("web", 0).await.unwrap());
+        assert_eq!(read(store.get("web", 0).await.unwrap()), "client");
+        assert_eq!(store.service(), SERVICE);
+        assert!(!store.is_file());
+        assert!(!store.opens_sealed().await);
+    }
+
+    /// What `status`, `add` and errors say of each state and backend: the
+    /// name a user passes to `--store`, and what to do.
+    #[test]
+    fn each_state_and_failure_says_what_it_is_and_what_to_do() {
+        use StoreState::*;
+        let no_bus = || OpenError::NoBus;
+        assert_eq!(Opening.describe(), "opening");
+        assert_eq!(Ready(Backend::Keyutils).describe(), "keyutils");
+        let fell_back = |backend| FellBack {
+            backend,
+            secret_service: no_bus(),
+        };
+        assert_eq!(fell_back(Backend::File).describe(), "file");
+        let sealed = |exists, secret_service| Sealed {
+            exists,
+            secret_service,
+        };
+        assert!(
+            sealed(true, None)
+                .describe()
+                .contains("sealed: run `jwtagent unlock`")
+        );
+        assert!(sealed(false, None).describe().contains("not created yet"));
+        assert!(
+            Failed(no_bus())
+                .describe()
+                .starts_with("unavailable: no D-Bus session bus")
+        );
+
+        let warned = |state: StoreState| state.warning().unwrap_or_default();
+        let w = warned(fell_back(Backend::Keyutils));
+        assert!(
+            w.contains("loses them at the next reboot (no Secret Service: no D-Bus"),
+            "{w}"
+        );
+        assert!(w.contains("`jwtagent store migrate --to file`"), "{w}");
+        let w = warned(fell_back(Backend::File));
+        assert!(w.starts_with("no Secret Service (no D-Bus"), "{w}");
+        assert!(
+            w.contains("encrypted file store (--store file); --store keyutils"),
+            "{w}"
+        );
+        let w = warned(sealed(true, Some(no_bus())));
+        assert!(w.contains("which is sealed: run `jwtagent unlock`"), "{w}");
+        let w = warned(sealed(false, Some(no_bus())));
+        assert!(w.contains("which does not exist yet"), "{w}");
+        assert_eq!(sealed(true, None).warning(), None);
+        assert_eq!(Ready(Backend::SecretService).warning(), None);
+
+        let unavailable = |tried| StoreError::Unavailable { tried }.to_string();
+        let e = unavailable(no_bus());
+        assert!(e.contains("does not exist). Run the agent inside your desktop session (or under `dbus-run-session`)"), "{e}");
+        let e = unavailable(OpenError::NoSecretService("refused".into()));
+        assert!(
+            e.contains("(refused). Start a Secret Service (GNOME Keyring"),
+            "{e}"
+        );
+        let e = unavailable(OpenError::SessionKeyring("ENOSYS".into()));
+        assert!(
+            e.contains("(ENOSYS). The kernel keyring needs a kernel built with CONFIG_KEYS"),
+            "{e}"
+        );
+        let open = OpenError::Open {
+            backend: Backend::SecretService,
+            detail: "d".into(),
+        };
+        assert!(unavailable(open).ends_with("cannot open the secret-service keyring (d)"));
+
+        for (backend, name, hint) in [
+            (
+                Backend::SecretService,
+                "secret-service",
+                "gnome-keyring-daemon --unlock",
+            ),
+            (Backend::Keyutils, "keyutils", "keyctl show"),
+            (Backend::File, "file", "jwtagent unlock"),
+        ] {
+            assert_eq!(backend.name(), name);
+            assert_eq!(backend.to_string(), name);
+            assert!(backend.unlock_hint().contains(hint), "{backend}");
+        }
+    }
+
     #[tokio::test]
     async fn a_store_that_cannot_open_reports_what_was_tried() {
         let store = SecretStore::spawn(Box::new(|| Err(OpenError::NoBus)), SERVICE);
