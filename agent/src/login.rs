@@ -76,13 +76,14 @@ struct Flow {
 }
 
 impl Flow {
-    /// A sign-in that shows `prompt` and ends after `lifetime`.
-    fn new(prompt: LoginStarted, lifetime: Duration) -> Arc<Flow> {
+    /// A sign-in started `now` that shows `prompt` and ends after
+    /// `lifetime`.
+    fn new(prompt: LoginStarted, lifetime: Duration, now: Instant) -> Arc<Flow> {
         Arc::new(Flow {
             prompt,
-            expires: Instant::now() + lifetime,
+            expires: now + lifetime,
             outcome: tokio::sync::watch::channel(None).0,
-            waited: Mutex::new(Instant::now()),
+            waited: Mutex::new(now),
             waiting: AtomicUsize::new(0),
             cancel: CancellationToken::new(),
         })
@@ -103,27 +104,27 @@ impl Flow {
         self.outcome.borrow().is_some()
     }
 
-    fn abandoned(&self) -> bool {
+    /// Whether nobody waits on it and nobody has for longer than [`LEASE`].
+    fn abandoned(&self, now: Instant) -> bool {
         let waited = *self.waited.lock().unwrap_or_else(|p| p.into_inner());
-        self.waiting.load(Ordering::SeqCst) == 0 && waited.elapsed() > LEASE
+        self.waiting.load(Ordering::SeqCst) == 0 && now.saturating_duration_since(waited) > LEASE
     }
 
-    fn left(&self) -> u64 {
-        self.expires
-            .saturating_duration_since(Instant::now())
-            .as_secs()
+    /// The seconds it has left at `now`.
+    fn left(&self, now: Instant) -> u64 {
+        self.expires.saturating_duration_since(now).as_secs()
     }
 
-    /// Ends the flow if it is abandoned or expired: whether it did.
-    fn lapsed(&self, name: &str) -> bool {
-        if self.abandoned() {
+    /// Ends the flow if it is abandoned or expired at `now`: whether it did.
+    fn lapsed(&self, name: &str, now: Instant) -> bool {
+        if self.abandoned(now) {
             tracing::info!(profile = %name, "sign-in abandoned");
             self.finish(Err(LoginError::Abandoned(
                 name.to_string(),
                 LEASE.as_secs(),
             )));
             true
-        } else if Instant::now() >= self.expires {
+        } else if now >= self.expires {
             self.finish(Err(LoginError::Expired(name.to_string())));
             true
         } else {
@@ -192,7 +193,7 @@ impl Job {
                 _ = self.flow.cancel.cancelled() => return,
                 _ = tokio::time::sleep(interval) => {}
             }
-            if self.flow.lapsed(&self.name) {
+            if self.flow.lapsed(&self.name, Instant::now()) {
                 return;
             }
             let result = tokio::select! {
@@ -246,7 +247,7 @@ impl Job {
             let (mut stream, query) = tokio::select! {
                 _ = self.flow.cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    if self.flow.lapsed(&self.name) {
+                    if self.flow.lapsed(&self.name, Instant::now()) {
                         return;
                     }
                     while screening.try_join_next().is_some() {}
@@ -623,6 +624,7 @@ impl Logins {
                     joined: false,
                 },
                 Duration::from_secs(device.expires_in),
+                Instant::now(),
             );
             tracing::info!(profile = %name, "device sign-in started");
             tokio::spawn(job(&flow).poll(device));
@@ -651,6 +653,7 @@ impl Logins {
                     joined: false,
                 },
                 BROWSER_TIMEOUT,
+                Instant::now(),
             );
             tracing::info!(profile = %name, %redirect_uri, "browser sign-in started");
             tokio::spawn(job(&flow).listen(listener, redirect_uri, state_param, pkce));
@@ -707,7 +710,7 @@ impl Logins {
                     done: false,
                     scope: None,
                     refresh_token: false,
-                    expires_in: Some(flow.left()),
+                    expires_in: Some(flow.left(Instant::now())),
                 }),
             }
         }
@@ -724,7 +727,7 @@ fn joined(flow: &Flow) -> LoginStarted {
             joined, expires_in, ..
         } => {
             *joined = true;
-            *expires_in = flow.left();
+            *expires_in = flow.left(Instant::now());
         }
     }
     prompt
@@ -733,6 +736,95 @@ fn joined(flow: &Flow) -> LoginStarted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn browser_flow(lifetime: u64, now: Instant) -> Arc<Flow> {
+        let prompt = LoginStarted::Browser {
+            url: "https://idp.example/authorize".into(),
+            redirect_uri: "http://127.0.0.1:1/callback".into(),
+            expires_in: lifetime,
+            joined: false,
+        };
+        Flow::new(prompt, Duration::from_secs(lifetime), now)
+    }
+
+    /// A sign-in nobody waits on is abandoned a lease after the last wait
+    /// ended, not while one waits, and ends when it expires either way.
+    #[test]
+    fn a_sign_in_is_abandoned_a_lease_after_its_last_wait_and_ends_at_expiry() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let flow = browser_flow(600, start);
+        assert!(!flow.abandoned(at(1)));
+        assert!(
+            !flow.abandoned(at(LEASE.as_secs())),
+            "a lease is not over at its end"
+        );
+        assert!(flow.abandoned(at(LEASE.as_secs() + 1)));
+        flow.waiting.fetch_add(1, Ordering::SeqCst);
+        assert!(!flow.abandoned(at(500)), "someone waits");
+        assert_eq!(flow.left(at(100)), 500);
+        assert_eq!(flow.left(at(700)), 0);
+
+        assert!(!flow.lapsed("web", at(599)));
+        assert!(!flow.ended());
+        assert!(flow.lapsed("web", at(600)));
+        assert!(flow.ended());
+        assert!(matches!(
+            &*flow.outcome.borrow(),
+            Some(Err(LoginError::Expired(name))) if name == "web"
+        ));
+
+        let flow = browser_flow(600, start);
+        assert!(!flow.lapsed("web", at(LEASE.as_secs())));
+        assert!(flow.lapsed("web", at(LEASE.as_secs() + 1)));
+        assert!(matches!(
+            &*flow.outcome.borrow(),
+            Some(Err(LoginError::Abandoned(name, lease))) if name == "web" && *lease == LEASE.as_secs()
+        ));
+        assert!(flow.cancel.is_cancelled(), "its job is told to stop");
+    }
+
+    /// A second `login` joins the sign-in under way; `cancel` ends it, and
+    /// `cancel_all` every one.
+    #[tokio::test]
+    async fn logins_are_joined_while_under_way_and_cancelled_by_name_or_all() {
+        let logins = Logins::default();
+        assert!(!logins.under_way("web") && logins.join("web").is_none());
+        let now = Instant::now();
+        logins.enter("web", browser_flow(600, now));
+        logins.enter("api", browser_flow(600, now));
+        assert!(logins.under_way("web"));
+        let Some(LoginStarted::Browser {
+            joined, expires_in, ..
+        }) = logins.join("web")
+        else {
+            panic!("joined a browser sign-in");
+        };
+        assert!(joined && (598..=600).contains(&expires_in), "{expires_in}");
+        // A flow entered while one is under way is dropped for it.
+        let late = browser_flow(60, now);
+        assert!(matches!(
+            logins.enter("web", late.clone()),
+            LoginStarted::Browser { joined: true, .. }
+        ));
+        assert!(late.cancel.is_cancelled());
+
+        logins.cancel("web", "the profile was removed");
+        assert!(!logins.under_way("web") && logins.join("web").is_none());
+        let err = logins
+            .wait("web", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("the profile was removed"), "{err}");
+        assert!(logins.under_way("api"));
+        let progress = logins.wait("api", Duration::from_millis(10)).await.unwrap();
+        assert!(!progress.done && progress.expires_in.is_some());
+        let api = logins.flow("api").unwrap();
+        assert_eq!(api.waiting.load(Ordering::SeqCst), 0, "the wait is over");
+        assert!(*api.waited.lock().unwrap() > now, "and renewed the lease");
+        logins.cancel_all("the agent was locked");
+        assert!(!logins.under_way("api"));
+    }
 
     #[test]
     fn pages_escape_what_the_server_said() {
