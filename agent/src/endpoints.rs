@@ -360,4 +360,76 @@ mod tests {
         assert_eq!(seen[0].1, Some(std::process::id()));
         assert_eq!(seen[0].2, "/a");
     }
+
+    /// A server whose answer's status is the request's path (`/401`).
+    async fn echo_status() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer: Answerer = Arc::new(|_: Arc<Peer>, request: HttpRequest| {
+            let status = request.path[1..].parse().unwrap_or(200);
+            Box::pin(async move { HttpAnswer::new(status, "text/plain", b"ok".to_vec()) })
+        });
+        let refused: Refused = Arc::new(|_: &Peer| {});
+        tokio::spawn(serve(listener, std::future::pending(), answer, refused));
+        addr
+    }
+
+    /// The bound is on the whole head, exactly; a connection that sends no
+    /// end of head is cut off past it (not read on and on); requests sent
+    /// back to back on one connection are each answered.
+    #[tokio::test]
+    async fn the_bound_is_exact_and_pipelined_requests_are_each_answered() {
+        let addr = echo_status().await;
+        let head = |len: usize| {
+            let start = "GET /a HTTP/1.1\r\nx-pad: ";
+            format!("{start}{}\r\n\r\n", "p".repeat(len - start.len() - 4))
+        };
+        let answer = roundtrip(addr, head(MAX_HEAD).as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let answer = roundtrip(addr, head(MAX_HEAD + 1).as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let endless = "p".repeat(MAX_HEAD + 4096);
+        let answer = roundtrip(addr, endless.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let two = format!("{}{}", head(600), "GET /404 HTTP/1.1\r\n\r\n");
+        stream.write_all(two.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while got.windows(9).filter(|w| w == b"HTTP/1.1 ").count() < 2 {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.starts_with("HTTP/1.1 200") && got.contains("HTTP/1.1 404"),
+            "{got}"
+        );
+    }
+
+    #[tokio::test]
+    async fn each_status_has_its_reason() {
+        let addr = echo_status().await;
+        for (status, reason) in [
+            (200, "OK"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (500, "Error"),
+        ] {
+            let request = format!("GET /{status} HTTP/1.1\r\n\r\n");
+            let answer = roundtrip(addr, request.as_bytes()).await;
+            let line = format!("HTTP/1.1 {status} {reason}\r\n");
+            assert!(answer.starts_with(&line), "{answer}");
+        }
+    }
 }
