@@ -611,6 +611,20 @@ mod tests {
         set(&conf, 0o1777);
         ConfigFile::load(&path).unwrap();
         set(&conf, 0o700);
+        // Another user's file or directory (root's is fine): only root can
+        // make one here, and the suite runs as root (CI, the test machines).
+        if rustix::process::geteuid().is_root() {
+            for (p, what) in [(&path, "file"), (&conf, "directory")] {
+                std::os::unix::fs::chown(p, Some(65534), None).unwrap();
+                let err = ConfigFile::load(&path).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("config {what} is owned by uid 65534, not by you")),
+                    "{err}"
+                );
+                std::os::unix::fs::chown(p, Some(0), None).unwrap();
+                ConfigFile::load(&path).unwrap();
+            }
+        }
         // The size cap: 4 MiB.
         assert_eq!(MAX_CONFIG_BYTES, 4 * 1024 * 1024);
         let mut big = good.to_string();
