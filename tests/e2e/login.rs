@@ -586,7 +586,11 @@ fn an_expired_device_code_ends_the_sign_in_with_a_clear_message() {
     let login = Login::start(&env, "me");
     let (status, said) = login.finish();
     assert_eq!(status, Some(1), "{said}");
-    assert!(said.contains("expired"), "{said}");
+    // Expired, not denied (the server's expired_token is not access_denied).
+    assert!(
+        said.contains("expired before it was completed") && !said.contains("denied"),
+        "{said}"
+    );
 }
 
 #[test]
