@@ -593,6 +593,25 @@ fn an_expired_device_code_ends_the_sign_in_with_a_clear_message() {
     );
 }
 
+/// A server that ends a device code before the time it gave (its poll
+/// answered with expired_token): the sign-in ends, said to have expired.
+#[test]
+fn a_device_code_the_server_ends_early_ends_the_sign_in_as_expired() {
+    let env = TestEnv::new();
+    let oidc = provider(
+        &env,
+        json!({"device_ttl": 1, "device_expires_in": 600, "device_interval": 2}),
+    );
+    add_user(&env, &oidc, "me", "device-code");
+    let login = Login::start(&env, "me");
+    let (status, said) = login.finish();
+    assert_eq!(status, Some(1), "{said}");
+    assert!(
+        said.contains("expired before it was completed") && !said.contains("denied"),
+        "{said}"
+    );
+}
+
 #[test]
 fn slow_down_makes_the_agent_poll_five_seconds_slower() {
     let env = TestEnv::new();

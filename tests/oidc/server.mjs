@@ -12,6 +12,7 @@
 //               "google"?: {client_email, private_key_id, public_key_pem},
 //               "ttls"?: {client_id: seconds},
 //               "device_interval"?: seconds, "device_ttl"?: seconds,
+//               "device_expires_in"?: seconds,
 //               "slow_down_once"?: bool,
 //               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?,
 //                            grant_types?, redirect_uris?, application_type?, scope?}]}
@@ -363,12 +364,18 @@ async function googleToken(req, res) {
 }
 
 // Device flow quirk: oidc-provider sends no `interval`; "device_interval" adds one.
+// "device_expires_in": the device authorization answer says its code lives
+// this long, whatever "device_ttl" makes it live (a server that ends a code
+// early answers the next poll with expired_token).
 // "refresh_expires_in": a token answer with a refresh token says how long it
 // lasts, as Keycloak does.
 provider.use(async (ctx, next) => {
   await next();
   if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && config.device_interval) {
     ctx.body = { ...ctx.body, interval: config.device_interval };
+  }
+  if (ctx.oidc?.route === 'device_authorization' && ctx.status === 200 && config.device_expires_in) {
+    ctx.body = { ...ctx.body, expires_in: config.device_expires_in };
   }
   if (ctx.oidc?.route === 'token' && ctx.status === 200 && config.refresh_expires_in
       && ctx.body?.refresh_token) {
