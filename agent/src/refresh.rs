@@ -258,9 +258,8 @@ impl<E: Clone + fmt::Display> State<E> {
         let delay = retry_delay(&e, self.failures, jitter);
         self.retry_at = (!e.permanent).then(|| Instant::now() + delay);
         let message = e.error.to_string();
-        let changed =
-            self.last_error.as_ref().map(|l| l.error.to_string()) != Some(message.clone());
-        if changed || self.failures.is_power_of_two() {
+        let last = self.last_error.as_ref().map(|l| l.error.to_string());
+        if warns(self.failures, last.as_deref(), &message) {
             tracing::warn!(
                 profile = %key.profile,
                 failures = self.failures,
@@ -283,6 +282,13 @@ impl<E: Clone + fmt::Display> State<E> {
         self.last_error = Some(Box::new(e));
         failed
     }
+}
+
+/// Whether the `failures`th failure in a row, with `message` after `last`,
+/// is logged as a warning: the 1st, 2nd, 4th, 8th..., and whenever the
+/// error changes (the rest at debug level).
+fn warns(failures: u32, last: Option<&str>, message: &str) -> bool {
+    last != Some(message) || failures.is_power_of_two()
 }
 
 impl<E> Default for State<E> {
@@ -793,6 +799,28 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_failure_warns_when_new_and_then_at_powers_of_two() {
+        assert!(warns(1, None, "503"));
+        assert!(warns(2, Some("503"), "503"));
+        assert!(!warns(3, Some("503"), "503"));
+        assert!(warns(4, Some("503"), "503"));
+        assert!(!warns(5, Some("503"), "503"));
+        assert!(warns(5, Some("503"), "timeout"), "the error changed");
+    }
+
+    #[test]
+    fn the_system_rng_is_uniform_in_the_unit_interval() {
+        let rng = system_rng();
+        let draws: Vec<f64> = (0..10_000).map(|_| rng()).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        // The mean of 10,000 uniform draws is within 0.02 of 1/2 but once in
+        // millions (its standard deviation is 0.003).
+        assert!((mean - 0.5).abs() < 0.02, "{mean}");
+        assert!(draws.iter().any(|&x| x < 0.01) && draws.iter().any(|&x| x > 0.99));
+    }
 
     const LIFETIME: Duration = Duration::from_secs(100);
 
