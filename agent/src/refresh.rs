@@ -801,6 +801,20 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
+    fn seconds_to_an_instant_are_signed_and_a_lifetime_past_the_clock_falls_back() {
+        let now = Instant::now();
+        let later = now + Duration::from_millis(5_500);
+        assert_eq!(signed_secs(later, now), 5);
+        assert_eq!(signed_secs(now, later), -5);
+        assert_eq!(signed_secs(now, now), 0);
+        // A lifetime no clock can add: refreshed as one the server did not say.
+        assert_eq!(
+            refresh_at(now, Some(Duration::MAX), None, 0.5),
+            now + UNKNOWN_LIFETIME_REFRESH
+        );
+    }
+
+    #[test]
     fn a_failure_warns_when_new_and_then_at_powers_of_two() {
         assert!(warns(1, None, "503"));
         assert!(warns(2, Some("503"), "503"));
