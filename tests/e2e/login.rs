@@ -458,6 +458,61 @@ fn the_redirect_listener_reads_a_long_request_head() {
     );
 }
 
+/// Sends the browser's redirect for the sign-in at `url` itself, with
+/// `query` after its own `state`; the page the listener answers.
+fn redirect(url: &str, query: &str) -> String {
+    use std::io::{Read, Write};
+    let url = url::Url::parse(url).unwrap();
+    let get = |k: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == k)
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let port = url::Url::parse(&get("redirect_uri"))
+        .unwrap()
+        .port()
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let state: String = url::form_urlencoded::byte_serialize(get("state").as_bytes()).collect();
+    write!(
+        stream,
+        "GET /callback?state={state}&{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    page
+}
+
+/// A redirect that says the user refused ends the sign-in as denied; one
+/// with another error, as what the server said.
+#[test]
+fn a_redirect_with_an_error_ends_the_browser_sign_in_saying_which() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({}));
+    add_user(&env, &oidc, "web", "authorization-code");
+    for (error, says) in [
+        (
+            "access_denied",
+            "was denied at the server (access_denied: no thanks)",
+        ),
+        ("temporarily_unavailable", "temporarily_unavailable"),
+    ] {
+        let mut login = Login::start(&env, "web");
+        let url = login.browser_url();
+        let page = redirect(&url, &format!("error={error}&error_description=no+thanks"));
+        assert!(page.contains("Sign-in failed"), "{page}");
+        let (status, said) = login.finish();
+        assert_eq!(status, Some(1), "{said}");
+        assert!(said.contains(says), "{said}");
+        if error != "access_denied" {
+            assert!(!said.contains("denied"), "{said}");
+        }
+    }
+}
+
 #[test]
 fn refresh_tokens_rotate_survive_a_restart_and_a_rejected_one_means_login_required() {
     let env = TestEnv::new();
