@@ -427,9 +427,10 @@ fn browser_flow_with_pkce_refuses_a_forged_state_and_signs_in() {
 }
 
 /// The redirect listener reads a request head as long as a browser's can
-/// be (cookies and all: here 6 KiB; it stops reading at 8 KiB).
+/// be (cookies and all: here 6 KiB; it stops reading at 8 KiB), and
+/// answers another path than the redirect's as not found.
 #[test]
-fn the_redirect_listener_reads_a_long_request_head() {
+fn the_redirect_listener_reads_a_long_request_head_and_knows_its_path() {
     use std::io::{Read, Write};
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
@@ -456,6 +457,12 @@ fn the_redirect_listener_reads_a_long_request_head() {
         page.starts_with("HTTP/1.1 400") && page.contains("does not belong"),
         "{page}"
     );
+    // What a browser also asks for is not found, not a bad request.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(stream, "GET /favicon.ico HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 404"), "{page}");
 }
 
 /// Sends the browser's redirect for the sign-in at `url` itself, with

@@ -1202,6 +1202,32 @@ mod secret_service {
         }
     }
 
+    /// With no Secret Service and no place for a file store (no HOME, no
+    /// XDG_DATA_HOME), `auto` uses the kernel keyring and says what it costs.
+    #[test]
+    fn with_no_home_for_a_file_store_auto_takes_the_kernel_keyring_and_says_so() {
+        let env = TestEnv::new();
+        let out = env
+            .cmd(&["agent"])
+            .env_remove("JWTAGENT_STORE")
+            .env_remove("HOME")
+            .env_remove("XDG_DATA_HOME")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let mut status = Value::Null;
+        wait_until("the store is opened", || {
+            status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+            status["store"] != "opening"
+        });
+        assert_eq!(status["store"], "keyutils", "{status}");
+        let warning = status["store_warning"].as_str().unwrap_or("");
+        assert!(
+            warning.contains("loses them at the next reboot"),
+            "{status}"
+        );
+    }
+
     /// An agent started with `--store` (here the tests' JWTAGENT_STORE,
     /// which names keyutils) is told after `store migrate` that the flag
     /// overrides the config the migration wrote.
