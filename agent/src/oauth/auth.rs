@@ -453,6 +453,35 @@ mod tests {
         p
     }
 
+    /// Which `aud` worked is remembered for one client of one server (`show`
+    /// says it by `--assertion-aud`'s name), and only when the agent chose.
+    #[test]
+    fn what_aud_worked_is_remembered_per_client_of_each_server() {
+        let memory = AudMemory::default();
+        let a = profile(AuthMethod::ClientSecretJwt, None);
+        let mut other_client = a.clone();
+        other_client.client_id = "other".into();
+        let mut other_server = a.clone();
+        other_server.token_url = Some("https://other.example/token".into());
+        assert_eq!(memory.get(&a), None);
+        let chose = |auto| Aud {
+            value: "https://idp.example/token".into(),
+            auto,
+        };
+        memory.worked(&a, Some(&chose(Some(AudKind::TokenEndpoint))));
+        assert_eq!(memory.get(&a), Some(AudKind::TokenEndpoint));
+        assert_eq!(memory.get(&other_client), None);
+        assert_eq!(memory.get(&other_server), None);
+        memory.worked(&other_client, Some(&chose(None)));
+        assert_eq!(
+            memory.get(&other_client),
+            None,
+            "a fixed aud is not a choice"
+        );
+        assert_eq!(AudKind::Issuer.name(), "issuer");
+        assert_eq!(AudKind::TokenEndpoint.name(), "token-endpoint");
+    }
+
     fn values(auds: Vec<Aud>) -> Vec<(String, Option<AudKind>)> {
         auds.into_iter().map(|a| (a.value, a.auto)).collect()
     }
