@@ -482,6 +482,19 @@ mod tests {
         assert_eq!(AudKind::TokenEndpoint.name(), "token-endpoint");
     }
 
+    /// A client whose server took its secret in the form goes on so, and
+    /// only that client.
+    #[test]
+    fn a_client_that_fell_back_to_the_form_is_remembered_alone() {
+        let memory = PostMemory::default();
+        let a = profile(AuthMethod::ClientSecretBasic, None);
+        let mut other_client = a.clone();
+        other_client.client_id = "other".into();
+        assert!(!memory.get(&a));
+        memory.worked(&a);
+        assert!(memory.get(&a) && !memory.get(&other_client));
+    }
+
     fn values(auds: Vec<Aud>) -> Vec<(String, Option<AudKind>)> {
         auds.into_iter().map(|a| (a.value, a.auto)).collect()
     }
