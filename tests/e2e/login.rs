@@ -462,7 +462,7 @@ fn the_redirect_listener_reads_a_long_request_head_and_knows_its_path() {
     write!(stream, "GET /favicon.ico HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut page = String::new();
     stream.read_to_string(&mut page).unwrap();
-    assert!(page.starts_with("HTTP/1.1 404"), "{page}");
+    assert!(page.starts_with("HTTP/1.1 404 Not Found\r\n"), "{page}");
 }
 
 /// Sends the browser's redirect for the sign-in at `url` itself, with
@@ -510,7 +510,10 @@ fn a_redirect_with_an_error_ends_the_browser_sign_in_saying_which() {
         let mut login = Login::start(&env, "web");
         let url = login.browser_url();
         let page = redirect(&url, &format!("error={error}&error_description=no+thanks"));
-        assert!(page.contains("Sign-in failed"), "{page}");
+        assert!(
+            page.starts_with("HTTP/1.1 200 OK\r\n") && page.contains("Sign-in failed"),
+            "{page}"
+        );
         let (status, said) = login.finish();
         assert_eq!(status, Some(1), "{said}");
         assert!(said.contains(says), "{said}");
