@@ -397,6 +397,25 @@ mod tests {
         assert_eq!(form_encode(b"a b:c/d%"), "a+b%3Ac%2Fd%25");
     }
 
+    /// Basic credentials that form-encoding changes (in the secret or the
+    /// client id) are the ones a server that does not decode them misreads;
+    /// they can go in the form instead, and nothing else changes so.
+    #[test]
+    fn basic_credentials_form_encoding_changes_are_misreadable_and_go_to_the_form() {
+        let plain = Secret::new(b"s3cret-value_1.2".to_vec());
+        let awkward = Secret::new(b"a+b/c=".to_vec());
+        assert!(!ClientAuth::Basic(&plain).misreadable("client-1"));
+        assert!(ClientAuth::Basic(&awkward).misreadable("client-1"));
+        assert!(ClientAuth::Basic(&plain).misreadable("client:1"));
+        assert!(!ClientAuth::Post(&awkward).misreadable("client:1"));
+        let mut auth = ClientAuth::Basic(&awkward);
+        auth.post_instead();
+        assert!(matches!(auth, ClientAuth::Post(s) if s.expose() == b"a+b/c="));
+        let mut auth = ClientAuth::None;
+        auth.post_instead();
+        assert!(matches!(auth, ClientAuth::None));
+    }
+
     #[test]
     fn assertion_has_the_rfc7523_claims_and_a_fresh_jti() {
         let secret = Secret::new(vec![b'k'; 32]);
