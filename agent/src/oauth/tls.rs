@@ -414,6 +414,23 @@ mod tests {
         params.self_signed(key).unwrap().pem()
     }
 
+    /// A CA bundle is read up to 4 MiB (a system's whole bundle is about
+    /// 200 KiB, with comments), and not past it.
+    #[test]
+    fn a_ca_file_is_read_up_to_four_mebibytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let (key, _) = key();
+        let mut text = cert(&key, -1, 1);
+        text.push_str(&"# a comment line\n".repeat(3 * 1024 * 1024 / 17));
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read_ca_file(&path).unwrap().len(), 1);
+        text.push_str(&"#".repeat(1024 * 1024));
+        std::fs::write(&path, &text).unwrap();
+        assert!(text.len() as u64 > MAX_CA_FILE);
+        assert!(read_ca_file(&path).is_err());
+    }
+
     #[test]
     fn a_client_certificate_is_refused_outside_its_validity() {
         let (key, pem) = key();
