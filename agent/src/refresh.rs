@@ -1304,12 +1304,23 @@ mod tests {
     async fn a_key_unused_for_30_minutes_stops_refreshing_and_is_dropped_at_expiry() {
         let (r, fake) = refresher(Fake::default(), 0.5);
         r.get(&key(), Duration::ZERO, false).await.unwrap();
+        let st = &r.status()[0];
+        assert!(st.refreshing && st.next_refresh_in == Some(Duration::from_secs(75)));
+        assert_eq!(st.expires_in_secs, Some(100));
         // 100 s tokens refreshed every 75 s for 30 minutes: 24 refreshes.
         tokio::time::sleep(IDLE_AFTER + Duration::from_secs(1)).await;
         settle().await;
         let calls = fake.calls.load(Ordering::SeqCst);
         assert_eq!(calls, 1 + 24);
         assert_eq!(r.len(), 1, "kept until its token expires");
+        // `status`: held, not refreshed, no next refresh.
+        let st = &r.status()[0];
+        assert!(
+            !st.refreshing && st.next_refresh_in.is_none(),
+            "{:?}",
+            st.next_refresh_in
+        );
+        assert!(st.expires_in_secs.is_some());
         tokio::time::sleep(Duration::from_secs(600)).await;
         settle().await;
         assert_eq!(
