@@ -292,6 +292,32 @@ mod tests {
     use super::*;
     use jwtagent::config::AuthMethod;
 
+    /// What an SDK is told of a refused or failed token: the status it
+    /// acts on (401 sign in, 403 refused, 404 no such account, 502 the
+    /// server, 503 locked), and how long a token lives.
+    #[test]
+    fn refusals_have_the_status_an_sdk_acts_on_and_tokens_their_lifetime() {
+        use crate::error::LoginError;
+        use crate::profiles::ProfileError;
+        let name = || "web".to_string();
+        for (e, status) in [
+            (AgentError::Login(LoginError::Abandoned(name(), 15)), 401),
+            (AgentError::Login(LoginError::Expired(name())), 502),
+            (AgentError::Profile(ProfileError::Unknown(name())), 404),
+            (AgentError::Denied(name()), 403),
+            (AgentError::ExpiredLifetime(name()), 403),
+            (AgentError::Locked, 503),
+            (AgentError::Sealed, 503),
+            (AgentError::Internal(name()), 500),
+        ] {
+            assert_eq!(status_of(&e), status, "{e}");
+        }
+        assert_eq!(expires_in(None), 300, "a lifetime not said");
+        assert_eq!(expires_in(Some(0)), 1, "past: at least a second");
+        let left = expires_in(Some(jwtagent::time::unix_now() + 100));
+        assert!((99..=100).contains(&left), "{left}");
+    }
+
     #[test]
     fn a_resource_is_served_only_by_a_profile_for_it() {
         let mut p = Profile::new("https://login.example/token", "c", AuthMethod::None);
