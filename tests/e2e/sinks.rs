@@ -307,3 +307,29 @@ fn a_user_profiles_sink_follows_its_sign_in() {
     env.ok(&["logout", "me"]);
     wait_until("the sink goes with the sign-out", || !file.exists());
 }
+
+/// Two profiles never write one file: a sink another profile has is
+/// refused, and the profile's own is not.
+#[test]
+fn a_file_is_the_sink_of_one_profile_only() {
+    let (env, oidc) = setup(600);
+    let out = output_with_stdin(
+        &mut env.add_issuer_cmd(
+            "other",
+            &oidc.issuer,
+            "api",
+            "client_secret_post",
+            &["--secret-stdin"],
+        ),
+        b"api-secret-0123456789\n",
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let file = sink_dir(&env).join("t");
+    let file = file.to_str().unwrap();
+    env.ok(&["sink", "api", file]);
+    let out = env.run(&["sink", "other", file]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.contains("is already profile \"api\"'s sink"), "{err}");
+    env.ok(&["sink", "api", file]);
+}
