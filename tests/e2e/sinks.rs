@@ -332,4 +332,26 @@ fn a_file_is_the_sink_of_one_profile_only() {
     let err = stderr_of(&out);
     assert!(err.contains("is already profile \"api\"'s sink"), "{err}");
     env.ok(&["sink", "api", file]);
+    // --remove takes that one sink away, its file with it, and no other.
+    let second = sink_dir_file(&env, "u");
+    env.ok(&["sink", "api", &second]);
+    env.ok(&["sink", "api", file, "--remove"]);
+    let listed = sinks_of(&env, "api").to_string();
+    assert!(
+        listed.contains(&second) && !listed.contains(&format!("{file}\"")),
+        "{listed}"
+    );
+    assert!(!std::path::Path::new(file).exists());
+    let out = env.run(&["sink", "api", file, "--remove"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("has no sink"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// A file named `name` in the sink directory (made by [`sink_dir`]).
+fn sink_dir_file(env: &TestEnv, name: &str) -> String {
+    env.path("sinks").join(name).to_str().unwrap().to_string()
 }
