@@ -431,66 +431,53 @@ fn browser_flow_with_pkce_refuses_a_forged_state_and_signs_in() {
 /// answers another path than the redirect's as not found.
 #[test]
 fn the_redirect_listener_reads_a_long_request_head_and_knows_its_path() {
-    use std::io::{Read, Write};
     let env = TestEnv::new();
     let oidc = provider(&env, json!({}));
     add_user(&env, &oidc, "web", "authorization-code");
     let mut login = Login::start(&env, "web");
-    let url = url::Url::parse(&login.browser_url()).unwrap();
-    let (_, redirect) = url
-        .query_pairs()
-        .find(|(k, _)| k == "redirect_uri")
-        .unwrap();
-    let redirect = url::Url::parse(&redirect).unwrap();
-    let addr = format!("127.0.0.1:{}", redirect.port().unwrap());
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    let cookie = "c".repeat(6 * 1024);
-    write!(
-        stream,
-        "GET /callback?code=x&state=forged HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\n\r\n"
-    )
-    .unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).unwrap();
+    let url = login.browser_url();
+    let cookie = format!("Cookie: {}\r\n", "c".repeat(6 * 1024));
+    let page = ask_redirect_listener(&url, "/callback?code=x&state=forged", &cookie);
     // Read to its end: its state is then found not to be this sign-in's.
     assert!(
         page.starts_with("HTTP/1.1 400") && page.contains("does not belong"),
         "{page}"
     );
     // What a browser also asks for is not found, not a bad request.
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    write!(stream, "GET /favicon.ico HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).unwrap();
+    let page = ask_redirect_listener(&url, "/favicon.ico", "");
     assert!(page.starts_with("HTTP/1.1 404 Not Found\r\n"), "{page}");
 }
 
-/// Sends the browser's redirect for the sign-in at `url` itself, with
-/// `query` after its own `state`; the page the listener answers.
-fn redirect(url: &str, query: &str) -> String {
+/// Parameter `key` of the authorization request `url`.
+fn query_param(url: &url::Url, key: &str) -> String {
+    let found = url.query_pairs().find(|(k, _)| k == key);
+    found.unwrap().1.into_owned()
+}
+
+/// Sends `GET target` with `headers` to the redirect listener of the
+/// sign-in whose authorization request is `url`; the page it answers.
+fn ask_redirect_listener(url: &str, target: &str, headers: &str) -> String {
     use std::io::{Read, Write};
     let url = url::Url::parse(url).unwrap();
-    let get = |k: &str| {
-        url.query_pairs()
-            .find(|(key, _)| key == k)
-            .unwrap()
-            .1
-            .into_owned()
-    };
-    let port = url::Url::parse(&get("redirect_uri"))
-        .unwrap()
-        .port()
-        .unwrap();
+    let redirect = url::Url::parse(&query_param(&url, "redirect_uri")).unwrap();
+    let port = redirect.port().unwrap();
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let state: String = url::form_urlencoded::byte_serialize(get("state").as_bytes()).collect();
     write!(
         stream,
-        "GET /callback?state={state}&{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n"
     )
     .unwrap();
     let mut page = String::new();
     stream.read_to_string(&mut page).unwrap();
     page
+}
+
+/// Sends the browser's redirect for the sign-in at `url` itself, with
+/// `query` after its own `state`; the page the listener answers.
+fn redirect(url: &str, query: &str) -> String {
+    let state = query_param(&url::Url::parse(url).unwrap(), "state");
+    let state: String = url::form_urlencoded::byte_serialize(state.as_bytes()).collect();
+    ask_redirect_listener(url, &format!("/callback?state={state}&{query}"), "")
 }
 
 /// A redirect that says the user refused ends the sign-in as denied; one
@@ -648,10 +635,14 @@ fn an_expired_device_code_ends_the_sign_in_with_a_clear_message() {
     let env = TestEnv::new();
     let oidc = provider(&env, json!({"device_ttl": 2}));
     add_user(&env, &oidc, "me", "device-code");
-    let login = Login::start(&env, "me");
+    // Expired, not denied (the server's expired_token is not access_denied).
+    ends_expired(Login::start(&env, "me"));
+}
+
+/// The sign-in ends in failure, said to have expired, not been denied.
+fn ends_expired(login: Login) {
     let (status, said) = login.finish();
     assert_eq!(status, Some(1), "{said}");
-    // Expired, not denied (the server's expired_token is not access_denied).
     assert!(
         said.contains("expired before it was completed") && !said.contains("denied"),
         "{said}"
@@ -668,13 +659,7 @@ fn a_device_code_the_server_ends_early_ends_the_sign_in_as_expired() {
         json!({"device_ttl": 1, "device_expires_in": 600, "device_interval": 2}),
     );
     add_user(&env, &oidc, "me", "device-code");
-    let login = Login::start(&env, "me");
-    let (status, said) = login.finish();
-    assert_eq!(status, Some(1), "{said}");
-    assert!(
-        said.contains("expired before it was completed") && !said.contains("denied"),
-        "{said}"
-    );
+    ends_expired(Login::start(&env, "me"));
 }
 
 #[test]

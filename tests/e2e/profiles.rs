@@ -7,6 +7,16 @@ use std::os::unix::fs::PermissionsExt;
 
 const URL: &str = "https://idp.example/oauth2/token";
 
+/// `status --json` once the agent's store is no longer opening.
+fn opened_store_status(env: &TestEnv) -> Value {
+    let mut status = Value::Null;
+    wait_until("the store is opened", || {
+        status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+        status["store"] != "opening"
+    });
+    status
+}
+
 fn add_basic(env: &TestEnv, name: &str, secret: &str) -> std::process::Output {
     env.run_with_stdin(
         &[
@@ -89,11 +99,7 @@ fn status_shows_the_store_backend_in_use() {
         .output()
         .unwrap();
     assert_ok(&out);
-    let mut status = Value::Null;
-    wait_until("the store is opened", || {
-        status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-        status["store"] != "opening"
-    });
+    let status = opened_store_status(&env);
     assert!(
         status["store"]
             .as_str()
@@ -1125,11 +1131,7 @@ mod secret_service {
             env.ok(&["stop"]);
             // `auto`, no Secret Service, the secrets in the kernel keyring.
             env.start_agent_own_store();
-            let mut status = Value::Null;
-            wait_until("the store is opened", || {
-                status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-                status["store"] != "opening"
-            });
+            let status = opened_store_status(&env);
             assert_eq!(status["store"], "keyutils", "{status}");
             let warning = status["store_warning"].as_str().unwrap_or("");
             assert!(
@@ -1215,11 +1217,7 @@ mod secret_service {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr_of(&out));
-        let mut status = Value::Null;
-        wait_until("the store is opened", || {
-            status = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
-            status["store"] != "opening"
-        });
+        let status = opened_store_status(&env);
         assert_eq!(status["store"], "keyutils", "{status}");
         let warning = status["store_warning"].as_str().unwrap_or("");
         assert!(
