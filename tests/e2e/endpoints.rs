@@ -213,6 +213,49 @@ fn a_profile_the_caller_may_not_have_is_refused_through_the_endpoint_too() {
     assert!(audit.contains("\"denied\""), "{audit}");
 }
 
+/// The service account's paths besides `token`, as the metadata server
+/// answers them (text, one entry a line), by alias and by email.
+const PATHS: &str = r#"
+import json, os, urllib.request, urllib.error
+base = "http://" + os.environ["GCE_METADATA_HOST"] + "/computeMetadata/v1/instance/service-accounts/"
+def get(path):
+    request = urllib.request.Request(base + path, headers={"Metadata-Flavor": "Google"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            body = r.read().decode()
+            if r.headers["Content-Type"] == "application/json":
+                body = json.loads(body)
+            return [r.status, body]
+    except urllib.error.HTTPError as e:
+        return [e.code, ""]
+paths = ["", "default/", "default/?recursive=true", "default/?recursive=false",
+         "default/email", "default/scopes", "default/aliases", "api/email",
+         "other/email", "default/identity"]
+print(json.dumps({p: get(p) for p in paths}))
+"#;
+
+#[test]
+fn the_metadata_endpoint_answers_each_path_of_the_service_account() {
+    let (env, _oidc) = setup();
+    let got = exec_python(&env, &["--gcp-metadata", "gcp"], PATHS);
+    let account = json!({"email": "api", "scopes": ["api:read"], "aliases": ["default"]});
+    assert_eq!(
+        got,
+        json!({
+            "": [200, "default/\napi/\n"],
+            "default/": [200, "aliases\nemail\nscopes\ntoken\n"],
+            "default/?recursive=true": [200, account],
+            "default/?recursive=false": [200, "aliases\nemail\nscopes\ntoken\n"],
+            "default/email": [200, "api"],
+            "default/scopes": [200, "api:read\n"],
+            "default/aliases": [200, "default\n"],
+            "api/email": [200, "api"],
+            "other/email": [404, ""],
+            "default/identity": [404, ""],
+        })
+    );
+}
+
 /// Connects as uid 65534 to both endpoints, with every header right (the
 /// secret too): the connection is closed unanswered.
 const NOBODY: &str = r#"
