@@ -217,7 +217,11 @@ fn grants_of(oidc: &Oidc, grant_type: &str) -> usize {
 
 /// Signs profile `name` in with the device flow, as user `alice`.
 pub fn device_login(env: &TestEnv, name: &str) {
-    let mut login = Login::start(env, name);
+    device_finish(Login::start(env, name));
+}
+
+/// Completes the device sign-in `login` started, at the provider's page.
+pub fn device_finish(mut login: Login) {
     let (uri, code) = login.device_prompt();
     let page = browse(&uri, &["--user-code", &code]);
     assert_eq!(page["status"], 200, "{page}");

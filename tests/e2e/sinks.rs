@@ -76,8 +76,10 @@ fn a_sink_holds_the_current_token_and_is_never_seen_half_written_while_it_rotate
         env.ok(&["token", "api"]).trim()
     );
     // Read as fast as possible while the token rotates every ~1.5 s: every
-    // read is a whole token, and the JSON always parses.
+    // read is a whole token, and the JSON always parses. Both files rotate:
+    // the sink added second restarted the profile's writer with both.
     let mut seen = std::collections::HashSet::new();
+    let mut seen_json = std::collections::HashSet::new();
     let mut reads = 0u64;
     wait_until_within(
         Duration::from_secs(90),
@@ -96,8 +98,9 @@ fn a_sink_holds_the_current_token_and_is_never_seen_half_written_while_it_rotate
                 assert!(parsed["expires_at"].as_u64().is_some(), "{parsed}");
                 reads += 1;
                 seen.insert(token);
+                seen_json.insert(parsed["access_token"].to_string());
             }
-            seen.len() >= 15
+            seen.len() >= 15 && seen_json.len() >= 10
         },
     );
     assert!(reads > 1000, "{reads} reads");
@@ -244,12 +247,20 @@ fn a_profile_added_with_sink_keeps_it_from_the_start() {
     let out = add_api(&env, &oidc, &["--sink", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     wait_until("the sink is written", || file.is_file());
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        env.ok(&["token", "api"]).trim()
-    );
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(first, env.ok(&["token", "api"]).trim());
     let config = std::fs::read_to_string(env.config_file()).unwrap();
     assert!(config.contains("sinks"), "{config}");
+    // Added again with the same sink: a new profile (a new generation of
+    // its secret), whose writer starts again and writes its own token long
+    // before the first one expires.
+    let out = add_api(&env, &oidc, &["--sink", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let second = env.ok(&["token", "api"]).trim().to_string();
+    assert_ne!(first, second);
+    wait_until("the new profile's token in its sink", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t == second)
+    });
 }
 
 #[test]
@@ -300,10 +311,21 @@ fn a_user_profiles_sink_follows_its_sign_in() {
     );
     crate::login::device_login(&env, "me");
     wait_until("the sink is written once signed in", || file.is_file());
-    assert_eq!(
-        std::fs::read_to_string(&file).unwrap(),
-        env.ok(&["token", "me"]).trim()
-    );
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(first, env.ok(&["token", "me"]).trim());
+    // Signed in again: the new sign-in's token is written at once, not when
+    // the first one (ten minutes) is near its end.
+    crate::login::device_finish(crate::login::Login::spawn(env.cmd(&[
+        "login",
+        "me",
+        "--no-browser",
+        "--force",
+    ])));
+    let again = env.ok(&["token", "me"]).trim().to_string();
+    assert_ne!(first, again);
+    wait_until("the new sign-in's token in the sink", || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t == again)
+    });
     env.ok(&["logout", "me"]);
     wait_until("the sink goes with the sign-out", || !file.exists());
 }
@@ -335,6 +357,8 @@ fn a_file_is_the_sink_of_one_profile_only() {
     // --remove takes that one sink away, its file with it, and no other.
     let second = sink_dir_file(&env, "u");
     env.ok(&["sink", "api", &second]);
+    let written = |records: &[Value]| records.iter().filter(|r| r["op"] == "sink").count();
+    let before = written(&env.audit_until("the sinks' writes", |_| true));
     env.ok(&["sink", "api", file, "--remove"]);
     let listed = sinks_of(&env, "api").to_string();
     assert!(
@@ -342,6 +366,12 @@ fn a_file_is_the_sink_of_one_profile_only() {
         "{listed}"
     );
     assert!(!std::path::Path::new(file).exists());
+    // The writer started again with the sink left, which it writes; the
+    // file it keeps was not deleted on the way.
+    env.audit_until("the writer's write after --remove", |r| written(r) > before);
+    let log = std::fs::read_to_string(env.log_file()).unwrap();
+    assert!(!log.contains("sink deleted"), "{log}");
+    assert!(std::path::Path::new(&second).is_file());
     let out = env.run(&["sink", "api", file, "--remove"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
