@@ -566,6 +566,33 @@ mod tests {
 
     /// `load`: a missing file or directory is an empty config; a file or
     /// directory others could write, or one too large, is refused.
+    /// Only a missing directory or file is an empty config: any other
+    /// failure to read either is said, never taken for "no profiles".
+    #[test]
+    fn load_says_why_it_cannot_read_rather_than_finding_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // The directory's path runs through a file.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = ConfigFile::load(&file.join("conf/profiles.toml")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Read { message, .. } if message.contains("Not a directory")),
+            "{err}"
+        );
+        // The file is a symlink to itself.
+        let conf = dir.path().join("conf");
+        std::fs::create_dir(&conf).unwrap();
+        std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let path = conf.join("profiles.toml");
+        std::os::unix::fs::symlink(&path, &path).unwrap();
+        let err = ConfigFile::load(&path).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Read { message, .. } if message.contains("symbolic links")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn load_refuses_what_others_could_write_and_what_is_too_large() {
         use std::os::unix::fs::PermissionsExt;
