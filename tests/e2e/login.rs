@@ -666,6 +666,25 @@ fn a_device_code_the_server_ends_early_ends_the_sign_in_as_expired() {
     ends_expired(Login::start(&env, "me"));
 }
 
+/// A poll refused for a reason of the server's own (not pending, slower,
+/// denied or expired): the sign-in ends with the server's error, not taken
+/// for one of those.
+#[test]
+fn a_device_poll_refused_otherwise_ends_the_sign_in_with_the_servers_error() {
+    let env = TestEnv::new();
+    let oidc = provider(&env, json!({"device_poll_error": "invalid_grant"}));
+    add_user(&env, &oidc, "me", "device-code");
+    let (status, said) = Login::start(&env, "me").finish();
+    assert_eq!(status, Some(1), "{said}");
+    assert!(
+        said.contains("invalid_grant")
+            && said.contains("the test provider refuses this poll")
+            && !said.contains("expired")
+            && !said.contains("denied"),
+        "{said}"
+    );
+}
+
 #[test]
 fn slow_down_makes_the_agent_poll_five_seconds_slower() {
     let env = TestEnv::new();

@@ -13,7 +13,7 @@
 //               "ttls"?: {client_id: seconds},
 //               "device_interval"?: seconds, "device_ttl"?: seconds,
 //               "device_expires_in"?: seconds,
-//               "slow_down_once"?: bool,
+//               "slow_down_once"?: bool, "device_poll_error"?: error code,
 //               "clients": [{client_id, auth, secret?, alg?, public_key_pem?, kid?,
 //                            grant_types?, redirect_uris?, application_type?, scope?}]}
 // With "tls" it serves HTTPS (the issuer is https://127.0.0.1:PORT), else HTTP.
@@ -40,8 +40,8 @@
 // oidc-provider's development interactions: a login form that takes any
 // name, and a consent form. "device_interval" adds an `interval` to device
 // authorization answers (oidc-provider sends none), "device_ttl" sets how
-// long a device code lives, and "slow_down_once" answers the first device
-// poll with slow_down. A native client's loopback redirect URI matches on
+// long a device code lives, "slow_down_once" answers the first device
+// poll with slow_down, and "device_poll_error" with that error. A native client's loopback redirect URI matches on
 // any port (RFC 8252 §7.3).
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
 // server nonce. Open dynamic registration (RFC 7591) at /reg takes the
@@ -383,18 +383,19 @@ provider.use(async (ctx, next) => {
   }
 });
 
-// "slow_down_once": the first device poll is told to slow down (RFC 8628 §3.5).
+// The first device poll is refused with `error`: slow_down ("slow_down_once",
+// RFC 8628 §3.5) or any other ("device_poll_error").
 let slowedDown = false;
-async function slowDown(req, res) {
+async function refuseFirstPoll(req, res, error) {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
   req.body = Buffer.concat(chunks).toString();
   const grant = new URLSearchParams(req.body).get('grant_type');
   if (slowedDown || grant !== 'urn:ietf:params:oauth:grant-type:device_code') return false;
   slowedDown = true;
-  log({ event: 'error', error: 'slow_down', grant_type: grant, at: Date.now() });
+  log({ event: 'error', error, grant_type: grant, at: Date.now() });
   res.writeHead(400, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ error: 'slow_down', error_description: 'polling too fast' }));
+  res.end(JSON.stringify({ error, error_description: `the test provider refuses this poll (${error})` }));
   return true;
 }
 
@@ -476,8 +477,9 @@ server.on('request', async (req, res) => {
     && await auth0Refuses(req, res)) {
     return;
   }
-  if (config.slow_down_once && req.method === 'POST' && req.url === '/token'
-    && await slowDown(req, res)) {
+  const refusal = config.slow_down_once ? 'slow_down' : config.device_poll_error;
+  if (refusal && req.method === 'POST' && req.url === '/token'
+    && await refuseFirstPoll(req, res, refusal)) {
     return;
   }
   if (config.google && req.method === 'POST' && req.url === '/google/token') {
