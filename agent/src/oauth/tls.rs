@@ -414,6 +414,65 @@ mod tests {
         params.self_signed(key).unwrap().pem()
     }
 
+    /// Each refusal rustls can report is told as what the user acts on;
+    /// the unknown CA the agent's own verifier names, by its name.
+    #[test]
+    fn each_certificate_refusal_is_told_as_what_to_do() {
+        let told = |cert: CertificateError| {
+            TlsProblem::from_rustls(&rustls::Error::InvalidCertificate(cert))
+        };
+        let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
+        assert_eq!(
+            told(CertificateError::UnknownIssuer),
+            TlsProblem::UnknownIssuer { issuer: None }
+        );
+        let named = UnknownCa("CN=Private CA".into());
+        assert_eq!(named.to_string(), "unknown issuer CN=Private CA");
+        assert_eq!(
+            told(CertificateError::Other(OtherError(Arc::new(named)))),
+            TlsProblem::UnknownIssuer {
+                issuer: Some("CN=Private CA".into())
+            }
+        );
+        assert_eq!(
+            told(CertificateError::NotValidForName),
+            TlsProblem::WrongName {
+                expected: "the host name".into(),
+                presented: Vec::new()
+            }
+        );
+        assert_eq!(
+            told(CertificateError::Expired),
+            TlsProblem::Expired { not_after: None }
+        );
+        assert_eq!(
+            told(CertificateError::ExpiredContext {
+                time: at(2_000),
+                not_after: at(1_000)
+            }),
+            TlsProblem::Expired {
+                not_after: Some(1_000)
+            }
+        );
+        assert_eq!(
+            told(CertificateError::NotValidYet),
+            TlsProblem::NotYetValid { not_before: None }
+        );
+        assert_eq!(
+            told(CertificateError::NotValidYetContext {
+                time: at(1_000),
+                not_before: at(2_000)
+            }),
+            TlsProblem::NotYetValid {
+                not_before: Some(2_000)
+            }
+        );
+        assert!(matches!(
+            told(CertificateError::Revoked),
+            TlsProblem::Other(text) if text.to_lowercase().contains("revoked")
+        ));
+    }
+
     /// A CA bundle is read up to 4 MiB (a system's whole bundle is about
     /// 200 KiB, with comments), and not past it.
     #[test]
