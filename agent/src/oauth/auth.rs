@@ -465,6 +465,44 @@ mod tests {
         assert_ne!(da.claims["jti"], db.claims["jti"]);
     }
 
+    /// A jwt-bearer grant's assertion: `sub` the subject to act as, and the
+    /// scopes in a `scope` claim in Google's form only, and only when there
+    /// are scopes.
+    #[test]
+    fn a_grant_assertion_carries_scopes_in_googles_form_only() {
+        let key = Secret::new(vec![b'k'; 32]);
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.set_audience(&["https://idp.example/token"]);
+        let claims = |google: bool, scopes: &[&str]| {
+            let mut p = profile(AuthMethod::None, None);
+            p.grant = Grant::JwtBearer(Assertion::Signed {
+                subject: Some("user@example.com".into()),
+                google,
+            });
+            let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+            let jwt = grant_assertion(&p, &key, "https://idp.example/token", &scopes).unwrap();
+            jsonwebtoken::decode::<serde_json::Value>(
+                std::str::from_utf8(jwt.expose()).unwrap(),
+                &jsonwebtoken::DecodingKey::from_secret(&[b'k'; 32]),
+                &validation,
+            )
+            .unwrap()
+            .claims
+        };
+        let google = claims(true, &["a", "b"]);
+        assert_eq!(google["scope"], "a b", "{google}");
+        assert_eq!(google["sub"], "user@example.com");
+        assert_eq!(google["iss"], "c");
+        assert_eq!(
+            google["exp"].as_u64().unwrap() - google["iat"].as_u64().unwrap(),
+            60
+        );
+        for (google, scopes) in [(true, &[][..]), (false, &["a", "b"][..])] {
+            let claims = claims(google, scopes);
+            assert!(claims.get("scope").is_none(), "{claims}");
+        }
+    }
+
     fn profile(auth: AuthMethod, aud: Option<AssertionAud>) -> Profile {
         let mut p = Profile::new("https://idp.example/token", "c", auth);
         p.alg = Some(Alg::HS256);
