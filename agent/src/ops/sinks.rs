@@ -385,3 +385,24 @@ fn next_wake(expires_at: Option<u64>) -> Duration {
         None => UNKNOWN_LIFETIME_REREAD,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer wakes at 85 % of what is left of its token's life, never
+    /// sooner than MIN_WAKE (not spinning on a token about to expire), and
+    /// reads a token without an expiry again every five minutes.
+    #[test]
+    fn a_writer_wakes_before_its_token_expires_and_never_spins() {
+        let now = jwtagent::time::unix_now();
+        let wake = next_wake(Some(now + 100));
+        assert!(
+            (Duration::from_millis(83_000)..=Duration::from_secs(85)).contains(&wake),
+            "{wake:?}"
+        );
+        assert_eq!(next_wake(Some(now)), MIN_WAKE);
+        assert_eq!(next_wake(Some(0)), MIN_WAKE);
+        assert_eq!(next_wake(None), UNKNOWN_LIFETIME_REREAD);
+    }
+}
