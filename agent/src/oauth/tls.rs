@@ -422,51 +422,56 @@ mod tests {
             TlsProblem::from_rustls(&rustls::Error::InvalidCertificate(cert))
         };
         let at = |secs| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
-        assert_eq!(
-            told(CertificateError::UnknownIssuer),
-            TlsProblem::UnknownIssuer { issuer: None }
-        );
         let named = UnknownCa("CN=Private CA".into());
         assert_eq!(named.to_string(), "unknown issuer CN=Private CA");
-        assert_eq!(
-            told(CertificateError::Other(OtherError(Arc::new(named)))),
-            TlsProblem::UnknownIssuer {
-                issuer: Some("CN=Private CA".into())
-            }
-        );
-        assert_eq!(
-            told(CertificateError::NotValidForName),
-            TlsProblem::WrongName {
-                expected: "the host name".into(),
-                presented: Vec::new()
-            }
-        );
-        assert_eq!(
-            told(CertificateError::Expired),
-            TlsProblem::Expired { not_after: None }
-        );
-        assert_eq!(
-            told(CertificateError::ExpiredContext {
-                time: at(2_000),
-                not_after: at(1_000)
-            }),
-            TlsProblem::Expired {
-                not_after: Some(1_000)
-            }
-        );
-        assert_eq!(
-            told(CertificateError::NotValidYet),
-            TlsProblem::NotYetValid { not_before: None }
-        );
-        assert_eq!(
-            told(CertificateError::NotValidYetContext {
-                time: at(1_000),
-                not_before: at(2_000)
-            }),
-            TlsProblem::NotYetValid {
-                not_before: Some(2_000)
-            }
-        );
+        let cases = [
+            (
+                CertificateError::UnknownIssuer,
+                TlsProblem::UnknownIssuer { issuer: None },
+            ),
+            (
+                CertificateError::Other(OtherError(Arc::new(named))),
+                TlsProblem::UnknownIssuer {
+                    issuer: Some("CN=Private CA".into()),
+                },
+            ),
+            (
+                CertificateError::NotValidForName,
+                TlsProblem::WrongName {
+                    expected: "the host name".into(),
+                    presented: Vec::new(),
+                },
+            ),
+            (
+                CertificateError::Expired,
+                TlsProblem::Expired { not_after: None },
+            ),
+            (
+                CertificateError::ExpiredContext {
+                    time: at(2_000),
+                    not_after: at(1_000),
+                },
+                TlsProblem::Expired {
+                    not_after: Some(1_000),
+                },
+            ),
+            (
+                CertificateError::NotValidYet,
+                TlsProblem::NotYetValid { not_before: None },
+            ),
+            (
+                CertificateError::NotValidYetContext {
+                    time: at(1_000),
+                    not_before: at(2_000),
+                },
+                TlsProblem::NotYetValid {
+                    not_before: Some(2_000),
+                },
+            ),
+        ];
+        for (cert, problem) in cases {
+            assert_eq!(told(cert), problem);
+        }
         assert!(matches!(
             told(CertificateError::Revoked),
             TlsProblem::Other(text) if text.to_lowercase().contains("revoked")
