@@ -243,10 +243,14 @@ impl Job {
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_REDIRECT_CONNECTIONS));
         // Dropped with this function: no screening outlives the sign-in.
         let mut screening = tokio::task::JoinSet::new();
+        // One clock for the whole sign-in: a sleep made anew each turn would
+        // never end while connections kept coming, and the sign-in with it.
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (mut stream, query) = tokio::select! {
                 _ = self.flow.cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                _ = second.tick() => {
                     if self.flow.lapsed(&self.name, Instant::now()) {
                         return;
                     }
@@ -271,6 +275,16 @@ impl Job {
                     continue;
                 }
             };
+            // A redirect after the sign-in's end (expired, or abandoned by
+            // its CLI) is not redeemed.
+            if self.flow.lapsed(&self.name, Instant::now()) {
+                let text = format!(
+                    "This sign-in has ended. Back in the terminal, run jwtagent login {} to start again.",
+                    self.name
+                );
+                respond(&mut stream, 400, "Sign-in ended", &text).await;
+                return;
+            }
             if self
                 .answer(&mut stream, &query, &state, &redirect_uri, &pkce)
                 .await
