@@ -41,8 +41,8 @@
 // name, and a consent form. "device_interval" adds an `interval` to device
 // authorization answers (oidc-provider sends none), "device_ttl" sets how
 // long a device code lives, "slow_down_once" answers the first device
-// poll with slow_down, and "device_poll_error" with that error. A native client's loopback redirect URI matches on
-// any port (RFC 8252 §7.3).
+// poll with slow_down, and "device_poll_error" with that error. A native
+// client's loopback redirect URI matches on any port (RFC 8252 §7.3).
 // DPoP (RFC 9449) is on; with dpop_require_nonce every DPoP proof must carry a
 // server nonce. Open dynamic registration (RFC 7591) at /reg takes the
 // client_id the request names (else makes one up), so a test can register
@@ -385,14 +385,14 @@ provider.use(async (ctx, next) => {
 
 // The first device poll is refused with `error`: slow_down ("slow_down_once",
 // RFC 8628 §3.5) or any other ("device_poll_error").
-let slowedDown = false;
+let firstPollRefused = false;
 async function refuseFirstPoll(req, res, error) {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
   req.body = Buffer.concat(chunks).toString();
   const grant = new URLSearchParams(req.body).get('grant_type');
-  if (slowedDown || grant !== 'urn:ietf:params:oauth:grant-type:device_code') return false;
-  slowedDown = true;
+  if (firstPollRefused || grant !== 'urn:ietf:params:oauth:grant-type:device_code') return false;
+  firstPollRefused = true;
   log({ event: 'error', error, grant_type: grant, at: Date.now() });
   res.writeHead(400, { 'content-type': 'application/json' });
   res.end(JSON.stringify({ error, error_description: `the test provider refuses this poll (${error})` }));
