@@ -564,8 +564,6 @@ mod tests {
         assert_eq!(config.skipped["old"].generation(), 0);
     }
 
-    /// `load`: a missing file or directory is an empty config; a file or
-    /// directory others could write, or one too large, is refused.
     /// Only a missing directory or file is an empty config: any other
     /// failure to read either is said, never taken for "no profiles".
     #[test]
@@ -593,6 +591,8 @@ mod tests {
         );
     }
 
+    /// `load`: a missing file or directory is an empty config; a file or
+    /// directory others could write, or one too large, is refused.
     #[test]
     fn load_refuses_what_others_could_write_and_what_is_too_large() {
         use std::os::unix::fs::PermissionsExt;
