@@ -769,30 +769,26 @@ fn an_interrupted_login_is_abandoned_by_the_agent() {
     wait_until("the login ends on Ctrl-C", || {
         login.child.try_wait().unwrap().is_some()
     });
-    // Something keeps asking the listener for a page, four times a second,
-    // until it is closed: that keeps no sign-in alive.
+    // Something keeps asking the listener for a page, at every look at the
+    // agent (many times a second): that keeps no sign-in alive.
     let port = url::Url::parse(&redirect).unwrap().port().unwrap();
-    let asking = std::thread::spawn(move || {
+    let ask = || {
         use std::io::{Read, Write};
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                return true;
-            };
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             let _ = stream.write_all(b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n");
             let _ = stream.read_to_end(&mut Vec::new());
-            std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        false
-    });
+    };
     // The CLI's last wait may run on for its 5 s, then the lease's 15 s.
     wait_until_within(
         std::time::Duration::from_secs(45),
         "the agent abandons the sign-in",
-        || !logging_in(),
+        || {
+            ask();
+            !logging_in()
+        },
     );
     // Its loopback listener is closed.
-    assert!(asking.join().unwrap(), "the listener outlived its sign-in");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
