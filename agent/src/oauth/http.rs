@@ -195,6 +195,27 @@ pub(super) async fn read_body(
     Ok((status, body))
 }
 
+/// A server's free text (an `error_description`) read as bytes, so that a
+/// stray invalid UTF-8 sequence costs the reader a U+FFFD, not the whole
+/// answer: serde_json refuses such a string as a `String`.
+pub(super) struct LossyText(pub String);
+
+impl<'de> serde::Deserialize<'de> for LossyText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = LossyText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_bytes<E>(self, bytes: &[u8]) -> Result<LossyText, E> {
+                Ok(LossyText(String::from_utf8_lossy(bytes).into_owned()))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
+
 /// Server text as it may reach a terminal: control characters (an escape
 /// sequence, a newline that fakes a second message) become U+FFFD.
 pub(crate) fn printable(text: String) -> String {

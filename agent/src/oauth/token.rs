@@ -8,7 +8,7 @@ use super::error::Step;
 use super::error::{OAuthError, SetupError};
 use super::form::Form;
 use super::grant::Grant;
-use super::http::{excerpt, host_of, network_error, printable, read_body};
+use super::http::{LossyText, excerpt, host_of, network_error, printable, read_body};
 use crate::jwk::DpopKey;
 use jwtagent::secret::Secret;
 use serde::Deserialize;
@@ -246,13 +246,13 @@ pub(super) fn parse_error(
     #[derive(Deserialize)]
     struct Err {
         error: String,
-        error_description: Option<String>,
+        error_description: Option<LossyText>,
     }
     match serde_json::from_slice::<Err>(body) {
         Ok(e) => OAuthError::Idp {
             status,
             error: printable(e.error),
-            description: e.error_description.map(printable),
+            description: e.error_description.map(|d| printable(d.0)),
             retry_after,
             dpop_nonce: None,
         },
@@ -260,7 +260,12 @@ pub(super) fn parse_error(
             host: host_of(url),
             status,
             what: "an error response that is not RFC 6749 JSON",
-            excerpt: excerpt(body),
+            // A 200 answer may carry a token beside its `error`.
+            excerpt: if status == 200 {
+                "(body not shown)".to_string()
+            } else {
+                excerpt(body)
+            },
             retry_after,
         },
     }
@@ -470,6 +475,34 @@ mod tests {
             matches!(&e, OAuthError::Idp { status: 200, error, .. } if error == "authorization_pending"),
             "{e:?}"
         );
+    }
+
+    /// A stray invalid UTF-8 sequence in a description costs a U+FFFD; an
+    /// error body of a 200 answer that is not RFC 6749 JSON is not echoed
+    /// (it may carry a token). The fuzzer found the echo.
+    #[test]
+    fn a_200_error_body_is_read_leniently_and_never_echoed() {
+        let e = parse_token_response(
+            &url(),
+            200,
+            None,
+            b"{\"error\":\"invalid_client\",\"error_description\":\"no \xf8\xff such\"}",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, OAuthError::Idp { error, description: Some(d), .. }
+                if error == "invalid_client" && d == "no \u{fffd}\u{fffd} such"),
+            "{e:?}"
+        );
+        let body = br#"{"error":"invalid_client","error_description":5,"tok":"s3cret"}"#;
+        let e = parse_token_response(&url(), 200, None, body).unwrap_err();
+        assert!(
+            matches!(&e, OAuthError::BadResponse { excerpt, .. } if excerpt == "(body not shown)"),
+            "{e:?}"
+        );
+        // Another status's unreadable error body is shown, cut short.
+        let e = parse_token_response(&url(), 400, None, body).unwrap_err();
+        assert!(format!("{e}").contains("s3cret"), "{e}");
     }
 
     #[test]
