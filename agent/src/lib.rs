@@ -57,6 +57,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 pub use server::Limits;
+pub use sys::tune_allocator;
 
 /// What the fuzz targets (in `fuzz/`) feed: the parsers that read what a
 /// server or a file hands the agent. Nothing else of the agent is public.

@@ -3,6 +3,7 @@
 
 #![allow(unsafe_code)]
 
+use std::ffi::{OsStr, OsString};
 use std::io;
 
 /// `KEYCTL_JOIN_SESSION_KEYRING` from <linux/keyctl.h>.
@@ -150,6 +151,99 @@ pub(crate) fn keep_large_blocks_apart() {
 #[cfg(not(target_env = "gnu"))]
 pub(crate) fn keep_large_blocks_apart() {}
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// The glibc tunable the daemon runs with: no per-thread cache of freed
+/// blocks. Those cached blocks stay allocated as far as `malloc_trim` can
+/// tell, scattered over the pages a burst of connections used, and pin
+/// them in the agent's resident memory (1,000 connections at once: 0.5-0.8
+/// MiB kept with the cache, 0.1 MiB without; docs/performance.md).
+const TUNABLE: &str = "glibc.malloc.tcache_count=0";
+/// Set for the daemon run again with [`TUNABLE`]: the user's own
+/// `GLIBC_TUNABLES` (empty for none), put back for what the agent starts.
+const TUNED_FROM: &str = "JWTAGENT_TUNED_FROM";
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// What the daemon does about glibc's tunables as it starts.
+#[derive(Debug, PartialEq)]
+enum Tuning {
+    /// Run again with these tunables, noting the user's own.
+    Again { tunables: OsString, from: OsString },
+    /// Run again already: the user's own (none if `None`) go back.
+    Restore(Option<OsString>),
+    /// The user set the cache's size themselves.
+    Leave,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tuning(tunables: Option<&OsStr>, tuned_from: Option<&OsStr>) -> Tuning {
+    if let Some(from) = tuned_from {
+        return Tuning::Restore(Some(from).filter(|f| !f.is_empty()).map(OsStr::to_owned));
+    }
+    let own = tunables.unwrap_or_default();
+    let sets_cache = own
+        .to_string_lossy()
+        .split(':')
+        .any(|t| t.split('=').next() == Some("glibc.malloc.tcache_count"));
+    if sets_cache {
+        return Tuning::Leave;
+    }
+    let mut tunables = own.to_owned();
+    if !tunables.is_empty() {
+        tunables.push(":");
+    }
+    tunables.push(TUNABLE);
+    Tuning::Again {
+        tunables,
+        from: own.to_owned(),
+    }
+}
+
+/// Runs the daemon again with [`TUNABLE`] (glibc reads its tunables only
+/// from the environment, as the program starts; `mallopt` has no switch
+/// for the cache), then, in the process run again, puts the user's
+/// `GLIBC_TUNABLES` back for the programs the agent starts. The same pid
+/// and descriptors (a socket from systemd, the pipe to `jwtagent agent`)
+/// carry over. Does nothing once the process has a second thread (it
+/// changes the environment), or when `GLIBC_TUNABLES` sets the cache
+/// itself; an exec that fails leaves the agent running as it is.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn tune_allocator() {
+    use std::os::unix::process::CommandExt;
+    let single = std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1);
+    if !single {
+        return;
+    }
+    let tunables = std::env::var_os("GLIBC_TUNABLES");
+    match tuning(tunables.as_deref(), std::env::var_os(TUNED_FROM).as_deref()) {
+        Tuning::Again { tunables, from } => {
+            let mut args = std::env::args_os();
+            let argv0 = args.next().unwrap_or_default();
+            // Returns only if it failed.
+            let _ = std::process::Command::new("/proc/self/exe")
+                .arg0(argv0)
+                .args(args)
+                .env("GLIBC_TUNABLES", tunables)
+                .env(TUNED_FROM, from)
+                .exec();
+        }
+        // SAFETY: the process has one thread (checked above): nothing can
+        // read the environment while it changes.
+        Tuning::Restore(own) => unsafe {
+            match own {
+                Some(own) => std::env::set_var("GLIBC_TUNABLES", own),
+                None => std::env::remove_var("GLIBC_TUNABLES"),
+            }
+            std::env::remove_var(TUNED_FROM);
+        },
+        Tuning::Leave => {}
+    }
+}
+
+/// Other C libraries have no such cache, or no such switch.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn tune_allocator() {}
+
 /// Hands the C allocator's free pages back to the system (`malloc_trim`):
 /// glibc keeps what a burst of connections freed in its arenas, split by
 /// what stays allocated, where it counts in the agent's resident memory
@@ -181,6 +275,45 @@ pub(crate) fn watch_readable(
 
 #[cfg(all(test, target_env = "gnu"))]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_runs_again_without_the_cache_and_puts_the_users_tunables_back() {
+        let os = |s: &str| OsString::from(s);
+        assert_eq!(
+            tuning(None, None),
+            Tuning::Again {
+                tunables: os(TUNABLE),
+                from: os("")
+            }
+        );
+        assert_eq!(
+            tuning(Some(OsStr::new("glibc.malloc.arena_max=2")), None),
+            Tuning::Again {
+                tunables: os("glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0"),
+                from: os("glibc.malloc.arena_max=2")
+            }
+        );
+        // The user's own cache size stands.
+        let own = "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=3";
+        assert_eq!(tuning(Some(OsStr::new(own)), None), Tuning::Leave);
+        // A name that only starts alike is not it.
+        assert!(matches!(
+            tuning(Some(OsStr::new("glibc.malloc.tcache_count_x=1")), None),
+            Tuning::Again { .. }
+        ));
+        // Run again: what the user had goes back, or nothing.
+        let ran_again = Some(OsStr::new(own));
+        assert_eq!(
+            tuning(ran_again, Some(OsStr::new(""))),
+            Tuning::Restore(None)
+        );
+        assert_eq!(
+            tuning(ran_again, Some(OsStr::new("glibc.malloc.arena_max=2"))),
+            Tuning::Restore(Some(os("glibc.malloc.arena_max=2")))
+        );
+    }
+
     /// Whether glibc mapped the block at `p` on its own: the size word
     /// before a block carries the flag (bit 1, `IS_MMAPPED`).
     fn mapped_apart(p: *const u8) -> bool {

@@ -62,6 +62,9 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
             "--callgrind-out-file={}",
             profiles.join("agent").display()
         ))
+        // The tunable set already: the agent does not run itself again
+        // (agent/src/sys.rs), which would leave callgrind behind.
+        .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")
         .arg(&agent_bin)
         .args(["agent", "-D", "--store", "keyutils"])
         .stdout(Stdio::null())

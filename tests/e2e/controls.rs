@@ -390,3 +390,50 @@ fn logind_signals_on_the_system_bus_lock_the_agent() {
             .contains("will NOT lock when the machine sleeps")
     });
 }
+
+/// The daemon runs with glibc's per-thread cache off (it pins what a burst
+/// of connections freed: agent/src/sys.rs), set by running itself again
+/// with the same pid; the programs it starts (here the askpass) see the
+/// user's own `GLIBC_TUNABLES`, not ours.
+#[test]
+fn the_agent_runs_without_the_allocators_cache_and_its_children_see_the_users_tunables() {
+    let env = TestEnv::new();
+    let server = open_provider(&env, 600);
+    let script = env.path("askpass-env.sh");
+    let seen = env.path("seen");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s\\n' \"${{GLIBC_TUNABLES-unset}}\" \"${{JWTAGENT_TUNED_FROM-unset}}\" > '{}'\n",
+            seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let users = "glibc.malloc.arena_max=2";
+    let out = env
+        .cmd(&["env"])
+        .env("JWTAGENT_ASKPASS", &script)
+        .env("GLIBC_TUNABLES", users)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let pid = pid_from_env_script(&String::from_utf8_lossy(&out.stdout));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    // The environment it was run again with (glibc's loader may have cut
+    // GLIBC_TUNABLES up in place as it read it).
+    let has = |text: &[u8]| environ.windows(text.len()).any(|w| w == text);
+    assert!(
+        has(b"JWTAGENT_TUNED_FROM=glibc.malloc.arena_max=2\0")
+            && has(b"glibc.malloc.tcache_count=0"),
+        "the agent (pid {pid}) runs with the cache off, after the user's own: {}",
+        String::from_utf8_lossy(&environ)
+    );
+    env.add_open_profile("api", &server.token_endpoint(), &["--confirm"]);
+    env.ok(&["token", "api"]);
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        format!("{users}|unset\n"),
+        "what the askpass saw"
+    );
+}

@@ -145,6 +145,8 @@ fn read_passphrase_file(path: &std::path::Path) -> std::io::Result<zeroize::Zero
 
 /// Runs the agent in this process, in the foreground: `jwtagent-agent agent -D`.
 pub fn serve(socket: &SocketPath, args: &AgentArgs, log_format: LogFormat) -> Result<(), CliError> {
+    // First, while the process has one thread: it may run the daemon again.
+    jwtagent_agent::tune_allocator();
     if args.detached_child {
         // Our own session: no controlling terminal, no signals from the shell's
         // job control. We are not a process-group leader, so this cannot fail
