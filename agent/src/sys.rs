@@ -3,6 +3,7 @@
 
 #![allow(unsafe_code)]
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 use std::ffi::{OsStr, OsString};
 use std::io;
 
@@ -151,20 +152,20 @@ pub(crate) fn keep_large_blocks_apart() {
 #[cfg(not(target_env = "gnu"))]
 pub(crate) fn keep_large_blocks_apart() {}
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 /// The glibc tunable the daemon runs with: no per-thread cache of freed
 /// blocks. Those cached blocks stay allocated as far as `malloc_trim` can
 /// tell, scattered over the pages a burst of connections used, and pin
 /// them in the agent's resident memory (1,000 connections at once: 0.5-0.8
 /// MiB kept with the cache, 0.1 MiB without; docs/performance.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TUNABLE: &str = "glibc.malloc.tcache_count=0";
 /// Set for the daemon run again with [`TUNABLE`]: the user's own
 /// `GLIBC_TUNABLES` (empty for none), put back for what the agent starts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TUNED_FROM: &str = "JWTAGENT_TUNED_FROM";
 
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 /// What the daemon does about glibc's tunables as it starts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[derive(Debug, PartialEq)]
 enum Tuning {
     /// Run again with these tunables, noting the user's own.
@@ -175,6 +176,7 @@ enum Tuning {
     Leave,
 }
 
+/// The daemon's [`Tuning`], from `GLIBC_TUNABLES` and [`TUNED_FROM`].
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tuning(tunables: Option<&OsStr>, tuned_from: Option<&OsStr>) -> Tuning {
     if let Some(from) = tuned_from {
