@@ -41,6 +41,13 @@ pub fn raise_fd_limit() {
 /// Generous: CI machines are slow, and a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// Writes `text` to `path` as a program to run (mode 0755): an askpass, a
+/// browser, a hook.
+pub fn write_program(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Polls `cond` until it holds, panicking with `what` at the deadline.
 pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
     wait_until_within(DEADLINE, what, cond);

@@ -123,9 +123,9 @@ fn askpass(env: &TestEnv) -> std::path::PathBuf {
     let answer = env.path("answer");
     let log = env.path("asked.log");
     std::fs::write(&answer, "yes").unwrap();
-    std::fs::write(
+    write_program(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\nprintf '%s|%s\\n' \"$SSH_ASKPASS_PROMPT\" \"$1\" >> '{log}'\n\
              sleep \"$(cat '{delay}' 2>/dev/null || echo 0)\"\n\
              case \"$(cat '{answer}')\" in yes) exit 0 ;; hang) exec sleep 60 ;; *) exit 1 ;; esac\n",
@@ -133,9 +133,7 @@ fn askpass(env: &TestEnv) -> std::path::PathBuf {
             delay = env.path("delay").display(),
             answer = answer.display(),
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     script
 }
 
@@ -401,15 +399,13 @@ fn the_agent_runs_without_the_allocators_cache_and_its_children_see_the_users_tu
     let server = open_provider(&env, 600);
     let script = env.path("askpass-env.sh");
     let seen = env.path("seen");
-    std::fs::write(
+    write_program(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\nprintf '%s|%s\\n' \"${{GLIBC_TUNABLES-unset}}\" \"${{JWTAGENT_TUNED_FROM-unset}}\" > '{}'\n",
             seen.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    );
     let users = "glibc.malloc.arena_max=2";
     let out = env
         .cmd(&["env"])

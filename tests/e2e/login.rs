@@ -1064,15 +1064,13 @@ fn the_browser_gets_the_address_in_a_private_page_not_on_its_command_line() {
     // records what it was given.
     let seen = env.path("browser-args");
     let script = env.path("fake-browser");
-    std::fs::write(
+    write_program(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.tmp && mv {0}.tmp {0}\n",
             seen.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let mut cmd = env.cmd(&["login", "web"]);
     cmd.env(
         "BROWSER",
