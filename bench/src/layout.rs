@@ -64,7 +64,7 @@ pub fn run(env: &Env, out: &Path) -> Result<()> {
         ))
         // The tunable set already: the agent does not run itself again
         // (agent/src/sys.rs), which would leave callgrind behind.
-        .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")
+        .env("GLIBC_TUNABLES", "glibc.malloc.tcache_count=1")
         .arg(&agent_bin)
         .args(["agent", "-D", "--store", "keyutils"])
         .stdout(Stdio::null())
