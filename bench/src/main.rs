@@ -506,6 +506,7 @@ const USAGE: &str = "usage: jwtagent-bench [--bin PATH] [--write FILE] [--quick 
        jwtagent-bench --layout DIR          (scripts/layout)
        jwtagent-bench --echo SOCKET [--answer-bytes N]
        jwtagent-bench --load SOCKET CLIENTS SECONDS
+       jwtagent-bench --latency SOCKET REQUESTS
 
 Runs the benchmarks of SPEC §9 against the release binary (default
 target/release/jwtagent) and prints the table of docs/performance.md;
@@ -529,7 +530,7 @@ fn check_args(args: &[String]) -> Result<bool> {
     while let Some(a) = rest.next() {
         match a.as_str() {
             "-h" | "--help" => return Ok(false),
-            "--load" => return Ok(true),
+            "--load" | "--latency" => return Ok(true),
             a if VALUED.contains(&a) => {
                 if rest.next().is_none() {
                     bail!("{a} takes a value\n\n{USAGE}");
@@ -568,6 +569,21 @@ fn main() -> Result<()> {
         };
         let rps = throughput(&target, clients.parse()?, secs.parse()?)?;
         println!("{rps:.0} requests/s");
+        return Ok(());
+    }
+    // `--latency SOCKET REQUESTS`: p50 and p99.9 over one kept-open
+    // connection, as the bench's latency row measures them.
+    if let Some(i) = args.iter().position(|a| a == "--latency") {
+        let Some([socket, n]) = args.get(i + 1..i + 3) else {
+            bail!("--latency SOCKET REQUESTS");
+        };
+        let target = Target {
+            socket: socket.into(),
+            expect: r#""id":1"#,
+        };
+        let request = b"{\"id\":1,\"op\":\"token\",\"name\":\"p000\"}\n";
+        let (p50, p999) = latency(&target, request, n.parse()?)?;
+        println!("p50 {p50:?} p99.9 {p999:?}");
         return Ok(());
     }
     let bin = arg_value(&args, "--bin")
