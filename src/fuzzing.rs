@@ -11,6 +11,11 @@ use std::path::Path;
 /// decoded again unchanged.
 pub fn request_decoder(line: &[u8]) {
     let parsed = parse_request(line);
+    // The token op's quick reading accepts only what the full one reads
+    // the same.
+    if crate::protocol::quick_token(line).is_some() {
+        assert_eq!(parsed, crate::protocol::parse_any(line));
+    }
     if let Ok(request) = parsed.request {
         let again = serde_json::to_vec(&Envelope {
             id: &parsed.id,

@@ -54,6 +54,47 @@ proptest! {
     }
 
     #[test]
+    fn the_quick_token_reading_accepts_only_what_the_full_one_reads_the_same(
+        id in prop_oneof![
+            Just(String::new()),
+            Just(r#""id":null,"#.to_string()),
+            any::<i64>().prop_map(|n| format!(r#""id":{n},"#)),
+            "[0-9]{17,21}".prop_map(|n| format!(r#""id":{n},"#)),
+            Just(r#""id":1e400,"#.to_string()),
+            Just(r#""id":1.5,"#.to_string()),
+            Just(r#""id":{"a":1,"a":2},"#.to_string()),
+            Just(r#""id":"x\"y","#.to_string()),
+            "[ -~]{0,8}".prop_map(|s| format!(r#""id":{},"#, serde_json::to_string(&s).unwrap())),
+        ],
+        op in prop_oneof![Just("token"), Just("show"), Just("t\\u006fken"), Just("dpop_proof")],
+        name in prop_oneof![
+            "[a-z0-9-]{0,8}".prop_map(|s| format!("\"{s}\"")),
+            Just(r#""a\u0062""#.to_string()),
+            Just("1".to_string()),
+            Just("null".to_string()),
+        ],
+        extra in proptest::collection::vec(prop_oneof![
+            Just(r#","min_ttl":30"#),
+            Just(r#","min_ttl":-1"#),
+            Just(r#","min_ttl":1e3"#),
+            Just(r#","min_ttl":null"#),
+            Just(r#","force":true"#),
+            Just(r#","force":null"#),
+            Just(r#","id_token":true"#),
+            Just(r#","scopes":["a"]"#),
+            Just(r#","name":"other""#),
+            Just(r#","op":"stop""#),
+            Just(r#","bogus":{"a":1,"a":2}"#),
+            Just(r#","\u006fp":"stop""#),
+        ], 0..3),
+    ) {
+        let line = format!(r#"{{{id}"op":"{op}","name":{name}{}}}"#, extra.concat());
+        if let Some(quick) = crate::protocol::quick_token(line.as_bytes()) {
+            prop_assert_eq!(quick, crate::protocol::parse_any(line.as_bytes()), "{}", line);
+        }
+    }
+
+    #[test]
     fn config_parser_never_panics(text in "[ -~\n]{0,400}") {
         let _ = ConfigFile::parse(&text, Path::new("/p.toml"));
     }
