@@ -23,10 +23,11 @@ pub(crate) const MAX_BYTES: u64 = 10 * 1024 * 1024;
 #[derive(Debug, Serialize)]
 pub(crate) struct Record<'a> {
     /// RFC 3339, UTC.
-    pub time: String,
+    pub time: jwtagent::time::Rfc3339,
     pub pid: Option<u32>,
     pub uid: u32,
-    pub exe: Option<String>,
+    #[serde(serialize_with = "lossy")]
+    pub exe: Option<&'a Path>,
     /// The caller's parents, nearest first: for the CLI, the process that
     /// ran it (git, a shell, ...), read by the agent from /proc.
     #[serde(skip_serializing_if = "<[_]>::is_empty", serialize_with = "paths")]
@@ -38,7 +39,7 @@ pub(crate) struct Record<'a> {
     pub outcome: &'a str,
     /// First 8 hex digits of the SHA-256 of the token served.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fingerprint: Option<String>,
+    pub fingerprint: Option<&'a str>,
     /// The input profile (of a derived profile) whose policy refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<&'a str>,
@@ -52,10 +53,10 @@ impl<'a> Record<'a> {
         outcome: &'a str,
     ) -> Self {
         Record {
-            time: jwtagent::time::rfc3339(jwtagent::time::unix_now()),
+            time: jwtagent::time::Rfc3339(jwtagent::time::unix_now()),
             pid: peer.pid,
             uid: peer.uid,
-            exe: peer.exe.as_ref().map(|e| e.path.display().to_string()),
+            exe: peer.exe.as_ref().map(|e| &*e.path),
             parents: peer.parents(),
             op,
             profile,
@@ -63,6 +64,15 @@ impl<'a> Record<'a> {
             fingerprint: None,
             input: None,
         }
+    }
+}
+
+/// A path as text, lossy where it is not UTF-8 (as `Path::display`), and
+/// without a string made for it where it is.
+fn lossy<S: serde::Serializer>(path: &Option<&Path>, s: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => s.serialize_str(&path.to_string_lossy()),
+        None => s.serialize_none(),
     }
 }
 
@@ -321,7 +331,7 @@ mod tests {
         };
         for _ in 0..5 {
             let mut r = Record::new(&peer, "token", Some("api"), "ok");
-            r.fingerprint = Some("ba7816bf".into());
+            r.fingerprint = Some("ba7816bf");
             audit.record(&r);
         }
         audit.flush();
@@ -337,6 +347,11 @@ mod tests {
             assert_eq!(v["exe"], "/usr/bin/curl");
             assert_eq!(v["fingerprint"], "ba7816bf");
             assert_eq!(v["outcome"], "ok");
+            let time = v["time"].as_str().expect("the time is a string");
+            assert!(
+                time.len() == 20 && time.as_bytes()[10] == b'T' && time.ends_with('Z'),
+                "RFC 3339 UTC: {time}"
+            );
         }
     }
 

@@ -183,7 +183,7 @@ fn record<T>(
     };
     let mut record = Record::new(peer, op, Some(name), outcome);
     if let Ok(answer) = &result {
-        record.fingerprint = Some(fingerprint_of(answer).to_string());
+        record.fingerprint = Some(fingerprint_of(answer));
     }
     state.audit.record(&record);
     result
