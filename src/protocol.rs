@@ -622,8 +622,9 @@ pub struct Shown {
     pub profile: ProfileView,
 }
 
-/// Answer to [`Request::Token`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Answer to [`Request::Token`]. Written through [`TokenAnswerOf`], the
+/// one place its wire form is said.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TokenAnswer {
     pub access_token: Secret,
     /// `Bearer` (or `DPoP` for bound tokens).
@@ -639,6 +640,34 @@ pub struct TokenAnswer {
     /// The ID token, when asked for (`id_token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<Secret>,
+}
+
+impl Serialize for TokenAnswer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        TokenAnswerOf {
+            access_token: &self.access_token,
+            token_type: &self.token_type,
+            expires_at: self.expires_at,
+            scope: self.scope.as_deref(),
+            issued_token_type: self.issued_token_type.as_deref(),
+            id_token: self.id_token.as_ref(),
+        }
+        .serialize(s)
+    }
+}
+
+/// A [`TokenAnswer`] written from what it borrows: the agent answers from
+/// the token it holds, without a copy of it made (and wiped) per answer.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TokenAnswerOf<'a> {
+    pub access_token: &'a Secret,
+    pub token_type: &'a str,
+    pub expires_at: Option<u64>,
+    pub scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<&'a Secret>,
 }
 
 /// Answer to [`Request::Login`]: what the user is to do.
@@ -1196,6 +1225,34 @@ fn unknown_op_message(op: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_token_answer_has_one_wire_form_and_reads_back_from_it() {
+        let mut answer = TokenAnswer {
+            access_token: Secret::new(b"eyJ.x".to_vec()),
+            token_type: "Bearer".into(),
+            expires_at: None,
+            scope: None,
+            issued_token_type: None,
+            id_token: None,
+        };
+        let text = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            text,
+            r#"{"access_token":"eyJ.x","token_type":"Bearer","expires_at":null,"scope":null}"#
+        );
+        assert_eq!(serde_json::from_str::<TokenAnswer>(&text).unwrap(), answer);
+        answer.expires_at = Some(1_800_000_000);
+        answer.scope = Some("a b".into());
+        answer.issued_token_type = Some("urn:ietf:params:oauth:token-type:access_token".into());
+        answer.id_token = Some(Secret::new(b"eyJ.id".to_vec()));
+        let text = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            text,
+            r#"{"access_token":"eyJ.x","token_type":"Bearer","expires_at":1800000000,"scope":"a b","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","id_token":"eyJ.id"}"#
+        );
+        assert_eq!(serde_json::from_str::<TokenAnswer>(&text).unwrap(), answer);
+    }
 
     #[test]
     fn the_common_token_lines_are_read_in_the_quick_pass() {

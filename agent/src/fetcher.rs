@@ -445,9 +445,9 @@ fn grant_inputs(profile: &Profile, served: Vec<(&'static str, Served)>) -> (Inpu
         let input = Input {
             token_type: given
                 .map(str::to_string)
-                .or(served.issued_token_type)
+                .or_else(|| served.issued_token_type.clone())
                 .unwrap_or_else(|| ACCESS_TOKEN_TYPE.to_string()),
-            token: served.token,
+            token: served.token.clone(),
         };
         match role {
             "assertion" => inputs.assertion = Some(input),

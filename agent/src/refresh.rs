@@ -167,19 +167,37 @@ impl<E: fmt::Display> fmt::Display for RefreshError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for RefreshError<E> {}
 
-/// A token handed to a caller.
-#[derive(Debug, Clone)]
-pub(crate) struct Served {
+/// What one fetch issued: held once, and shared (not copied) by every
+/// answer that serves it.
+#[derive(Debug)]
+pub(crate) struct Issued {
     pub token: Secret,
-    /// The token's fingerprint (`oauth::fingerprint`), for the audit log.
-    pub fingerprint: Arc<str>,
+    /// The token's fingerprint (`oauth::fingerprint`) for the audit log,
+    /// taken once: a token the size of a JWT cost its SHA-256 on every
+    /// request it was served for.
+    pub fingerprint: Box<str>,
     pub token_type: String,
     pub scope: Option<String>,
+    pub issued_token_type: Option<String>,
+}
+
+/// A token handed to a caller: what was issued (shared with the cache, so
+/// that serving it copies no token, and wipes no copy of one), and when.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    pub issued: Arc<Issued>,
     /// Unix seconds, when the lifetime is known.
     pub expires_at: Option<u64>,
-    pub issued_token_type: Option<String>,
     /// Which fetch of its key this token came from.
     pub generation: u64,
+}
+
+impl std::ops::Deref for Served {
+    type Target = Issued;
+
+    fn deref(&self) -> &Issued {
+        &self.issued
+    }
 }
 
 /// Per-key state, for `status`.
@@ -196,14 +214,8 @@ pub(crate) struct KeyStatus {
 }
 
 struct Held {
-    token: Secret,
-    /// The token's fingerprint for the audit log, taken once: a token the
-    /// size of a JWT cost its SHA-256 on every request it was served for.
-    fingerprint: Arc<str>,
-    token_type: String,
-    scope: Option<String>,
+    issued: Arc<Issued>,
     expires_at: Option<u64>,
-    issued_token_type: Option<String>,
     inputs: Vec<(Key, u64)>,
     valid_until: Instant,
 }
@@ -231,11 +243,13 @@ impl<E: Clone + fmt::Display> State<E> {
         let serve_for = f.lifetime.unwrap_or(UNKNOWN_LIFETIME_SERVE);
         self.next_refresh = Some(refresh_at(started, f.lifetime, f.refresh_before, jitter));
         self.held = Some(Held {
-            fingerprint: crate::oauth::fingerprint(&f.token).into(),
-            token: f.token,
-            token_type: f.token_type,
-            scope: f.scope,
-            issued_token_type: f.issued_token_type,
+            issued: Arc::new(Issued {
+                fingerprint: crate::oauth::fingerprint(&f.token).into(),
+                token: f.token,
+                token_type: f.token_type,
+                scope: f.scope,
+                issued_token_type: f.issued_token_type,
+            }),
             inputs: f.inputs,
             expires_at: f.lifetime.map(|l| unix_now().saturating_add(l.as_secs())),
             // The OAuth client clamps lifetimes; saturate all the same.
@@ -772,12 +786,8 @@ fn satisfying<E>(st: &State<E>, now: Instant, min_ttl: Duration) -> Option<Serve
         return None;
     }
     Some(Served {
-        token: h.token.clone(),
-        fingerprint: h.fingerprint.clone(),
-        token_type: h.token_type.clone(),
-        scope: h.scope.clone(),
+        issued: h.issued.clone(),
         expires_at: h.expires_at,
-        issued_token_type: h.issued_token_type.clone(),
         generation: st.generation,
     })
 }

@@ -11,14 +11,37 @@ use crate::refresh::Served;
 use crate::state::AgentState;
 use crate::tokens::TokenQuery;
 use jwtagent::config::Profile;
-use jwtagent::protocol::{DpopAnswer, TokenAnswer};
+use jwtagent::protocol::{DpopAnswer, TokenAnswerOf};
+use jwtagent::secret::Secret;
+
+/// The `token` op's answer: a [`jwtagent::protocol::TokenAnswer`] on the
+/// wire, written from the token the agent holds (no copy of it made).
+pub(crate) struct Answer {
+    served: Served,
+    id_token: Option<Secret>,
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let served = &self.served;
+        TokenAnswerOf {
+            access_token: &served.token,
+            token_type: &served.token_type,
+            expires_at: served.expires_at,
+            scope: served.scope.as_deref(),
+            issued_token_type: served.issued_token_type.as_deref(),
+            id_token: self.id_token.as_ref(),
+        }
+        .serialize(s)
+    }
+}
 
 /// The `token` op: the profile's caller policy, the token, and the audit record.
 pub(crate) async fn token(
     state: &AgentState,
     peer: &Peer,
     query: TokenQuery,
-) -> Result<TokenAnswer, AgentError> {
+) -> Result<Answer, AgentError> {
     let name = query.name.clone();
     let (served, id_token) = audited(
         state,
@@ -29,14 +52,7 @@ pub(crate) async fn token(
         async move |profile| state.tokens.get(profile, query).await,
     )
     .await?;
-    Ok(TokenAnswer {
-        access_token: served.token,
-        token_type: served.token_type,
-        expires_at: served.expires_at,
-        scope: served.scope,
-        issued_token_type: served.issued_token_type,
-        id_token,
-    })
+    Ok(Answer { served, id_token })
 }
 
 /// The `dpop_proof` op: like `token` (policy, audit), answered with a proof
@@ -64,8 +80,8 @@ pub(crate) async fn dpop_proof(
     .await?;
     Ok(DpopAnswer {
         proof,
-        access_token: served.token,
-        token_type: served.token_type,
+        access_token: served.token.clone(),
+        token_type: served.token_type.clone(),
         expires_at: served.expires_at,
     })
 }
