@@ -895,6 +895,39 @@ pub struct Response<T, I = Value> {
     pub result: Result<T, ErrorBody>,
 }
 
+impl<T: Serialize> Response<T, Id> {
+    /// Appends the response's JSON to `out`: the bytes its `Serialize`
+    /// writes, for less. serde's `flatten` writes a success's body member
+    /// by member through a map, and most of the agent's answers are
+    /// successes on its request path (a token); here the body is written
+    /// as the object it is and spliced in after the `id` and `ok`. A body
+    /// that is not a JSON object (none is) goes the `Serialize` way, which
+    /// refuses it.
+    pub fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let Result::Ok(body) = &self.result else {
+            return serde_json::to_writer(out, self);
+        };
+        let start = out.len();
+        out.extend_from_slice(br#"{"id":"#);
+        out.extend_from_slice(self.id.as_str().as_bytes());
+        out.extend_from_slice(br#","ok":true"#);
+        let at = out.len();
+        serde_json::to_writer(&mut *out, body)?;
+        match &out[at..] {
+            b"{}" => {
+                out.truncate(at);
+                out.push(b'}');
+            }
+            [b'{', ..] => out[at] = b',',
+            _ => {
+                out.truncate(start);
+                return serde_json::to_writer(out, self);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl<T: Serialize, I: Serialize> Serialize for Response<T, I> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
@@ -1225,6 +1258,64 @@ fn unknown_op_message(op: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_response_is_written_as_its_serialize_writes_it() {
+        fn same<T: Serialize>(id: &str, result: Result<T, ErrorBody>) {
+            let response = Response {
+                id: Id(RawValue::from_string(id.to_string()).unwrap()),
+                result,
+            };
+            let mut written = b"before".to_vec();
+            let done = response.write_to(&mut written);
+            let serialized = serde_json::to_vec(&response);
+            match serialized {
+                Ok(serialized) => {
+                    assert!(done.is_ok());
+                    assert_eq!(
+                        String::from_utf8_lossy(&written[6..]),
+                        String::from_utf8_lossy(&serialized)
+                    );
+                }
+                Err(_) => assert!(done.is_err()),
+            }
+        }
+        let token = TokenAnswer {
+            access_token: Secret::new(b"eyJ\"\x01x".to_vec()),
+            token_type: "Bearer".into(),
+            expires_at: Some(7),
+            scope: None,
+            issued_token_type: Some("t".into()),
+            id_token: None,
+        };
+        same("1", Ok(token));
+        same(r#""x\"y""#, Ok(Empty {}));
+        same(
+            "null",
+            Ok(Hello {
+                protocol: 1,
+                version: "v".into(),
+                pid: 2,
+                forwarded: true,
+            }),
+        );
+        same(
+            "{\"a\":[1]}",
+            Ok(LoginStarted::Browser {
+                url: "https://x".into(),
+                redirect_uri: "http://127.0.0.1:9/cb".into(),
+                expires_in: 60,
+                joined: false,
+            }),
+        );
+        same(
+            "2",
+            Err::<Empty, _>(ErrorBody::new(ErrorCode::Denied, "no")),
+        );
+        // Not an object: refused either way.
+        same("3", Ok(7u8));
+        same("4", Ok(()));
+    }
 
     #[test]
     fn a_token_answer_has_one_wire_form_and_reads_back_from_it() {

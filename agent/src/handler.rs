@@ -345,7 +345,7 @@ fn encode_body<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
     // expiry) from the start: grown from serde_json's 128 bytes, it was
     // copied four times, and its spare room wiped after the write.
     let mut line = Vec::with_capacity(ANSWER_ROOM);
-    let written = serde_json::to_writer(&mut line, &response);
+    let written = response.write_to(&mut line);
     let mut line = match written {
         Ok(()) => line,
         Err(e) => {
