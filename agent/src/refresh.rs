@@ -175,7 +175,7 @@ pub(crate) struct Issued {
     /// The token's fingerprint (`oauth::fingerprint`) for the audit log,
     /// taken once: a token the size of a JWT cost its SHA-256 on every
     /// request it was served for.
-    pub fingerprint: Box<str>,
+    pub fingerprint: crate::oauth::Fingerprint,
     pub token_type: String,
     pub scope: Option<String>,
     pub issued_token_type: Option<String>,
@@ -244,7 +244,7 @@ impl<E: Clone + fmt::Display> State<E> {
         self.next_refresh = Some(refresh_at(started, f.lifetime, f.refresh_before, jitter));
         self.held = Some(Held {
             issued: Arc::new(Issued {
-                fingerprint: crate::oauth::fingerprint(&f.token).into(),
+                fingerprint: crate::oauth::fingerprint(&f.token),
                 token: f.token,
                 token_type: f.token_type,
                 scope: f.scope,
@@ -1414,10 +1414,10 @@ mod tests {
     async fn a_served_token_carries_its_own_fingerprint_after_each_fetch() {
         let (r, _fake) = refresher(Fake::default(), 0.5);
         let first = r.get(&key(), Duration::ZERO, false).await.unwrap();
-        assert_eq!(*first.fingerprint, crate::oauth::fingerprint(&first.token));
+        assert_eq!(first.fingerprint, crate::oauth::fingerprint(&first.token));
         let again = r.get(&key(), Duration::ZERO, true).await.unwrap();
         assert_ne!(token_text(&again), token_text(&first));
-        assert_eq!(*again.fingerprint, crate::oauth::fingerprint(&again.token));
+        assert_eq!(again.fingerprint, crate::oauth::fingerprint(&again.token));
     }
 
     #[tokio::test(start_paused = true)]

@@ -308,12 +308,39 @@ fn steps<'a>(
 }
 
 /// SHA-256 fingerprint of a token for logs: the first 8 hex digits.
-pub(crate) fn fingerprint(token: &Secret) -> String {
+pub(crate) fn fingerprint(token: &Secret) -> Fingerprint {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.expose());
-    digest.as_ref()[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 8];
+    for (i, b) in digest.as_ref()[..4].iter().enumerate() {
+        text[2 * i] = HEX[usize::from(b >> 4)];
+        text[2 * i + 1] = HEX[usize::from(b & 0xf)];
+    }
+    Fingerprint(text)
+}
+
+/// A token's fingerprint as text, held in place: the cache keeps one per
+/// token (10,000 of them at scale), with no allocation of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint([u8; 8]);
+
+impl Fingerprint {
+    pub(crate) fn as_str(&self) -> &str {
+        // Hex digits only, as `fingerprint` writes them.
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]
@@ -323,6 +350,9 @@ mod tests {
     #[test]
     fn fingerprint_is_eight_hex_digits_of_sha256() {
         // sha256("abc") = ba7816bf...
-        assert_eq!(fingerprint(&Secret::new(b"abc".to_vec())), "ba7816bf");
+        assert_eq!(
+            fingerprint(&Secret::new(b"abc".to_vec())).as_str(),
+            "ba7816bf"
+        );
     }
 }

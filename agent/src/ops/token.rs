@@ -48,7 +48,7 @@ pub(crate) async fn token(
         peer,
         "token",
         &name,
-        |(served, _): &(Served, _)| &*served.fingerprint,
+        |(served, _): &(Served, _)| served.fingerprint.as_str(),
         async move |profile| state.tokens.get(profile, query).await,
     )
     .await?;
@@ -71,7 +71,7 @@ pub(crate) async fn dpop_proof(
         peer,
         "dpop_proof",
         &name,
-        |(served, _): &(Served, _)| &*served.fingerprint,
+        |(served, _): &(Served, _)| served.fingerprint.as_str(),
         async move |profile| {
             let proof = state.tokens.dpop_proof(profile, query, method, url, nonce);
             proof.await
@@ -123,7 +123,7 @@ pub(crate) async fn for_caller(
         peer,
         op,
         &name,
-        |(served, _): &(Served, _)| &*served.fingerprint,
+        |(served, _): &(Served, _)| served.fingerprint.as_str(),
         async move |profile| state.tokens.get(profile, query).await,
     )
     .await?;
