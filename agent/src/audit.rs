@@ -14,7 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Size at which the log is rotated.
 pub(crate) const MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -82,10 +82,11 @@ fn paths<S: serde::Serializer>(paths: &&[std::path::PathBuf], s: S) -> Result<S:
     s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }
 
-/// Records queued for the writer at most; a request that finds the queue full
-/// waits for room (the log stays complete, memory stays bounded).
-const QUEUE: usize = 4096;
-/// Bytes gathered into one write at most.
+/// Bytes of records waiting for the writer at most (some 3,000 records); a
+/// request that finds no room waits for the writer to take them (the log
+/// stays complete, memory stays bounded).
+const QUEUED: usize = 1024 * 1024;
+/// The room the writer's buffer starts with.
 const BATCH: usize = 64 * 1024;
 /// After a write, the writer rests this long before it looks again, so that
 /// under load the records of many requests make one write, and a request
@@ -95,18 +96,45 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
 /// How long after the last record the writer keeps waking on its own.
 const AWAKE: std::time::Duration = std::time::Duration::from_secs(1);
 
-enum Message {
-    Line(Vec<u8>),
-    /// Answered once every line queued before it is written.
-    Flush(SyncSender<()>),
+/// The audit log, written by a thread of its own: a request serializes its
+/// record into the queue (one buffer, under a lock held for that alone: no
+/// allocation, copy or hand-off of its own per record) and goes on; the
+/// writer takes the whole queue at once, appends it in large writes, keeps
+/// the file's size in memory and rotates at the cap.
+pub(crate) struct Audit {
+    queue: Option<Arc<Queue>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The audit log, written by a thread of its own: a request queues its record
-/// (serialized) and goes on; the writer appends what has queued up in one
-/// write, keeps the file's size in memory and rotates at the cap.
-pub(crate) struct Audit {
-    queue: Option<SyncSender<Message>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+/// Records serialized and not yet taken by the writer, and where the
+/// writer is.
+struct Queue {
+    pending: Mutex<Pending>,
+    /// The writer took the queue (room for more), or wrote what it took.
+    progress: Condvar,
+    /// A record came while the writer waits for one (after [`AWAKE`]), or
+    /// the log is closing.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// JSON lines, each with its newline.
+    lines: Vec<u8>,
+    /// Records queued since the start, and written (or failed to be).
+    queued: u64,
+    written: u64,
+    /// The writer waits on `wake` (it has been [`AWAKE`] without a record).
+    asleep: bool,
+    /// Requests waiting for room.
+    waiting: usize,
+    closed: bool,
+}
+
+impl Queue {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Audit {
@@ -116,16 +144,20 @@ impl Audit {
     }
 
     fn with_cap(path: Option<PathBuf>, max_bytes: u64) -> Audit {
-        let Some(path) = path else {
-            return Audit {
-                queue: None,
-                writer: None,
-            };
+        let none = Audit {
+            queue: None,
+            writer: None,
         };
-        let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
+        let Some(path) = path else { return none };
+        let queue = Arc::new(Queue {
+            pending: Mutex::new(Pending::default()),
+            progress: Condvar::new(),
+            wake: Condvar::new(),
+        });
+        let theirs = queue.clone();
         let writer = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || Writer::new(path, max_bytes).run(lines));
+            .spawn(move || Writer::new(path, max_bytes).run(&theirs));
         match writer {
             Ok(writer) => Audit {
                 queue: Some(queue),
@@ -133,10 +165,7 @@ impl Audit {
             },
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the audit log's writer: no audit log");
-                Audit {
-                    queue: None,
-                    writer: None,
-                }
+                none
             }
         }
     }
@@ -145,22 +174,38 @@ impl Audit {
     /// itself is answered either way.
     pub(crate) fn record(&self, record: &Record<'_>) {
         let Some(queue) = &self.queue else { return };
-        // A record is some 300 bytes: written into room for it, not grown
-        // from serde_json's 128.
-        let mut line = Vec::with_capacity(512);
-        if serde_json::to_writer(&mut line, record).is_err() {
+        let mut pending = queue.pending();
+        while pending.lines.len() >= QUEUED && !pending.closed {
+            pending.waiting += 1;
+            pending = queue
+                .progress
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
+            pending.waiting -= 1;
+        }
+        let before = pending.lines.len();
+        if serde_json::to_writer(&mut pending.lines, record).is_err() {
+            pending.lines.truncate(before);
             return;
         }
-        line.push(b'\n');
-        let _ = queue.send(Message::Line(line));
+        pending.lines.push(b'\n');
+        pending.queued += 1;
+        if pending.asleep {
+            queue.wake.notify_one();
+        }
     }
 
     /// Returns once every record queued so far is written (or failed to be).
     pub(crate) fn flush(&self) {
         let Some(queue) = &self.queue else { return };
-        let (done, written) = std::sync::mpsc::sync_channel(1);
-        if queue.send(Message::Flush(done)).is_ok() {
-            let _ = written.recv();
+        let mut pending = queue.pending();
+        let upto = pending.queued;
+        queue.wake.notify_one();
+        while pending.written < upto && !pending.closed {
+            pending = queue
+                .progress
+                .wait(pending)
+                .unwrap_or_else(|p| p.into_inner());
         }
     }
 }
@@ -168,7 +213,10 @@ impl Audit {
 impl Drop for Audit {
     /// Whatever is queued is written before the agent goes.
     fn drop(&mut self) {
-        drop(self.queue.take());
+        if let Some(queue) = self.queue.take() {
+            queue.pending().closed = true;
+            queue.wake.notify_one();
+        }
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -180,7 +228,6 @@ struct Writer {
     path: PathBuf,
     max_bytes: u64,
     file: Option<(File, u64)>,
-    buf: Vec<u8>,
 }
 
 impl Writer {
@@ -189,78 +236,102 @@ impl Writer {
             path,
             max_bytes,
             file: None,
-            buf: Vec::with_capacity(BATCH),
         }
     }
 
-    /// Takes what has queued up, writes it, answers the flushes among it;
-    /// ends when the queue's sender is gone and the queue is empty.
+    /// Takes what has queued up, writes it, says so; ends once the log is
+    /// closed and everything queued before is written.
     ///
     /// While records keep coming it wakes on its own, every [`GATHER`], and
     /// looks: a request that queues a record then wakes no one (a wake-up
     /// is a system call on the request's path, and a thread that takes the
     /// CPU from the client waiting for its answer). Only after [`AWAKE`]
-    /// without a record does it wait for the next one, so that an idle
-    /// agent does not wake at all.
-    fn run(mut self, lines: Receiver<Message>) {
-        let mut flushed = Vec::new();
+    /// without a record does it wait to be woken by the next one, so that
+    /// an idle agent does not wake at all.
+    fn run(mut self, queue: &Queue) {
+        let mut taken = Vec::with_capacity(BATCH);
         let mut quiet = std::time::Duration::ZERO;
         loop {
-            let first = match lines.try_recv() {
-                Ok(message) => message,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) if quiet < AWAKE => {
-                    std::thread::sleep(GATHER);
-                    quiet += GATHER;
-                    continue;
+            let (upto, closed, took) = {
+                let mut pending = queue.pending();
+                if pending.lines.is_empty() && !pending.closed && quiet >= AWAKE {
+                    pending.asleep = true;
+                    while pending.lines.is_empty() && !pending.closed {
+                        pending = queue.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+                    }
+                    pending.asleep = false;
                 }
-                Err(TryRecvError::Empty) => match lines.recv() {
-                    Ok(message) => message,
-                    Err(_) => return,
-                },
+                let took = !pending.lines.is_empty();
+                if took {
+                    std::mem::swap(&mut pending.lines, &mut taken);
+                }
+                (pending.queued, pending.closed, took)
             };
+            if !took {
+                if closed {
+                    return;
+                }
+                // A burst has ended: what it grew the two buffers to goes
+                // back (kept while records keep coming: growing them again
+                // every few milliseconds cost more than the rest of the
+                // record).
+                if quiet.is_zero() {
+                    if taken.capacity() > BATCH {
+                        taken = Vec::with_capacity(BATCH);
+                    }
+                    let mut pending = queue.pending();
+                    if pending.lines.is_empty() && pending.lines.capacity() > BATCH {
+                        pending.lines = Vec::new();
+                    }
+                }
+                std::thread::sleep(GATHER);
+                quiet += GATHER;
+                continue;
+            }
+            // Room for the requests waiting for it.
+            queue.progress.notify_all();
             quiet = std::time::Duration::ZERO;
-            let mut next = Some(first);
-            let mut full = false;
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Line(line) => self.add(&line),
-                    Message::Flush(done) => flushed.push(done),
-                }
-                full = self.buf.len() >= BATCH;
-                if !full {
-                    next = lines.try_recv().ok();
-                }
-            }
-            self.write_out();
-            for done in flushed.drain(..) {
-                let _ = done.send(());
-            }
-            // A full batch means more may be waiting: no rest then.
-            if !full {
+            self.write(&taken);
+            taken.clear();
+            queue.pending().written = upto;
+            queue.progress.notify_all();
+            if !closed {
                 std::thread::sleep(GATHER);
             }
         }
     }
 
-    /// Adds one line to the batch, writing the batch out and rotating first
-    /// when the line would take the file past its cap.
-    fn add(&mut self, line: &[u8]) {
-        if let Err(e) = self.open() {
-            self.failed(&e);
-        }
-        let size = self.file.as_ref().map_or(0, |(_, size)| *size);
-        if size + (self.buf.len() + line.len()) as u64 > self.max_bytes {
-            self.write_out();
-            let mut rotated = self.path.as_os_str().to_owned();
-            rotated.push(".1");
-            match std::fs::rename(&self.path, rotated) {
-                Ok(()) => self.file = None,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.file = None,
-                Err(e) => self.failed(&e),
+    /// Appends `lines` (whole JSON lines), rotating the file first wherever
+    /// the next line would take it past its cap.
+    fn write(&mut self, lines: &[u8]) {
+        // To learn the file's size; a failure is reported by the append.
+        let _ = self.open();
+        let (mut start, mut end) = (0, 0);
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            let size = self.file.as_ref().map_or(0, |(_, size)| *size);
+            let added = (end - start + line.len()) as u64;
+            // A file with nothing in it yet is not rotated (a line longer
+            // than the cap would rotate the last log away).
+            if (size > 0 || end > start) && size.saturating_add(added) > self.max_bytes {
+                self.append(&lines[start..end]);
+                start = end;
+                self.rotate();
             }
+            end += line.len();
         }
-        self.buf.extend_from_slice(line);
+        self.append(&lines[start..end]);
+    }
+
+    /// `audit.log` becomes `audit.log.1` (the one old file kept).
+    fn rotate(&mut self) {
+        let mut rotated = self.path.as_os_str().to_owned();
+        rotated.push(".1");
+        match std::fs::rename(&self.path, rotated) {
+            Ok(()) => self.file = None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.file = None,
+            Err(e) => self.failed(&e),
+        }
+        let _ = self.open();
     }
 
     /// Opens the file, if it is not open, and learns its size.
@@ -273,23 +344,21 @@ impl Writer {
         Ok(())
     }
 
-    fn write_out(&mut self) {
-        if self.buf.is_empty() {
+    fn append(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
             return;
         }
-        if let Err(e) = self.append() {
+        let written = self.open().and_then(|()| match self.file.as_mut() {
+            Some((file, size)) => {
+                file.write_all(bytes)?;
+                *size += bytes.len() as u64;
+                Ok(())
+            }
+            None => Ok(()),
+        });
+        if let Err(e) = written {
             self.failed(&e);
         }
-        self.buf.clear();
-    }
-
-    fn append(&mut self) -> std::io::Result<()> {
-        self.open()?;
-        if let Some((file, size)) = self.file.as_mut() {
-            file.write_all(&self.buf)?;
-            *size += self.buf.len() as u64;
-        }
-        Ok(())
     }
 
     fn failed(&mut self, e: &std::io::Error) {
@@ -371,6 +440,124 @@ mod tests {
         drop(audit);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 10_000);
+    }
+
+    #[test]
+    fn a_record_wakes_a_writer_asleep_after_a_quiet_spell() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let audit = Audit::new(Some(path.clone()));
+        let queue = audit.queue.clone().unwrap();
+        let deadline = std::time::Instant::now() + AWAKE * 10;
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::yield_now();
+            }
+        };
+        until("the writer falls asleep", &|| queue.pending().asleep);
+        audit.record(&record_of(&Peer::default()));
+        // No flush (which wakes the writer too): the record alone does.
+        until("the record is written", &|| {
+            std::fs::read_to_string(&path).is_ok_and(|t| t.lines().count() == 1)
+        });
+    }
+
+    #[test]
+    fn records_past_the_queue_s_room_wait_for_it_and_all_are_written() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        // A FIFO with no reader yet: the writer blocks opening it, so the
+        // queue fills while the requests go on.
+        let path = dir.path().join("audit.log");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        // Whatever happens below, the FIFO gets a reader before the log is
+        // dropped (which waits for its writer): a failure fails, not hangs.
+        struct Drain(PathBuf);
+        impl Drop for Drain {
+            fn drop(&mut self) {
+                let path = self.0.clone();
+                std::thread::spawn(move || {
+                    if let Ok(mut fifo) = std::fs::File::open(path) {
+                        let _ = std::io::copy(&mut fifo, &mut std::io::sink());
+                    }
+                });
+            }
+        }
+        let audit = Audit::new(Some(path.clone()));
+        let _drain = Drain(path.clone());
+        let queue = audit.queue.clone().unwrap();
+        let peer = Peer::default();
+        let one = serde_json::to_vec(&record_of(&peer)).unwrap().len() + 1;
+        let n = 3 * QUEUED / one;
+        std::thread::scope(|s| {
+            let requests = s.spawn(|| {
+                for _ in 0..n {
+                    audit.record(&record_of(&peer));
+                }
+            });
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while queue.pending().waiting == 0 {
+                assert!(std::time::Instant::now() < deadline, "no request waited");
+                assert!(
+                    !requests.is_finished(),
+                    "all queued without waiting for room"
+                );
+                std::thread::yield_now();
+            }
+            let queued = queue.pending().lines.len();
+            assert!(
+                queued + one > QUEUED && queued < QUEUED + one,
+                "{queued} bytes queued"
+            );
+            // The reader comes: everything is written.
+            let mut fifo = std::fs::File::open(&path).unwrap();
+            let (mut text, mut chunk) = (Vec::new(), vec![0; 64 * 1024]);
+            while text.iter().filter(|b| **b == b'\n').count() < n {
+                let got = fifo.read(&mut chunk).unwrap();
+                assert!(got > 0, "the writer closed the log early");
+                text.extend_from_slice(&chunk[..got]);
+            }
+            requests.join().unwrap();
+            let text = String::from_utf8(text).unwrap();
+            assert_eq!(text.lines().count(), n);
+            assert!(
+                text.lines()
+                    .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            );
+        });
+    }
+
+    #[test]
+    fn what_a_burst_grew_the_queue_to_goes_back_when_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Audit::new(Some(dir.path().join("audit.log")));
+        let queue = audit.queue.clone().unwrap();
+        let peer = Peer::default();
+        let deadline = std::time::Instant::now() + AWAKE * 10;
+        // Bursts until one grew the queue past its usual room.
+        while queue.pending().lines.capacity() <= BATCH {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no burst grew the queue"
+            );
+            for _ in 0..1_000 {
+                audit.record(&record_of(&peer));
+            }
+        }
+        audit.flush();
+        while queue.pending().lines.capacity() > BATCH {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the queue kept its room"
+            );
+            std::thread::yield_now();
+        }
     }
 
     #[test]
