@@ -157,7 +157,12 @@ impl Audit {
         let theirs = queue.clone();
         let writer = std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || Writer::new(path, max_bytes).run(&theirs));
+            .spawn(move || {
+                // However the writer ends (a panic too), requests stop queueing
+                // and no one waits on it.
+                let _gone = Gone(theirs.clone());
+                Writer::new(path, max_bytes).run(&theirs)
+            });
         match writer {
             Ok(writer) => Audit {
                 queue: Some(queue),
@@ -183,6 +188,10 @@ impl Audit {
                 .unwrap_or_else(|p| p.into_inner());
             pending.waiting -= 1;
         }
+        // Closed: the writer is gone (the agent is stopping, or it failed).
+        if pending.closed {
+            return;
+        }
         let before = pending.lines.len();
         if serde_json::to_writer(&mut pending.lines, record).is_err() {
             pending.lines.truncate(before);
@@ -207,6 +216,17 @@ impl Audit {
                 .wait(pending)
                 .unwrap_or_else(|p| p.into_inner());
         }
+    }
+}
+
+/// Marks the log closed when the writer thread ends, and wakes whoever
+/// waits on it.
+struct Gone(Arc<Queue>);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        self.0.pending().closed = true;
+        self.0.progress.notify_all();
     }
 }
 
@@ -463,34 +483,61 @@ mod tests {
         });
     }
 
+    /// Whatever happens in a test, the FIFO gets a reader before the log
+    /// is dropped (which waits for its writer): a failure fails, not hangs.
+    struct Drain(PathBuf);
+
+    impl Drop for Drain {
+        fn drop(&mut self) {
+            let path = self.0.clone();
+            std::thread::spawn(move || {
+                if let Ok(mut fifo) = std::fs::File::open(path) {
+                    let _ = std::io::copy(&mut fifo, &mut std::io::sink());
+                }
+            });
+        }
+    }
+
+    /// A log at a FIFO with no reader yet: its writer blocks opening it, so
+    /// the queue fills while requests go on. (Declare the drain after the
+    /// log, so that it goes first.)
+    fn blocked_log(path: &Path) -> (Audit, Drain) {
+        let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+        rustix::fs::mkfifoat(rustix::fs::CWD, path, mode).unwrap();
+        (
+            Audit::new(Some(path.to_path_buf())),
+            Drain(path.to_path_buf()),
+        )
+    }
+
+    #[test]
+    fn a_writer_that_ends_leaves_no_request_waiting_and_nothing_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, _drain) = blocked_log(&dir.path().join("audit.log"));
+        let queue = audit.queue.clone().unwrap();
+        let peer = Peer::default();
+        let one = serde_json::to_vec(&record_of(&peer)).unwrap().len() + 1;
+        // The writer fails (as a panic in it would end it).
+        let ending = queue.clone();
+        let _ = std::thread::spawn(move || {
+            let _gone = Gone(ending);
+            panic!("the writer fails");
+        })
+        .join();
+        // More than the queue's room: none waits, none is kept.
+        for _ in 0..2 * QUEUED / one {
+            audit.record(&record_of(&peer));
+        }
+        assert!(queue.pending().lines.len() < one);
+        audit.flush();
+    }
+
     #[test]
     fn records_past_the_queue_s_room_wait_for_it_and_all_are_written() {
         use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
-        // A FIFO with no reader yet: the writer blocks opening it, so the
-        // queue fills while the requests go on.
         let path = dir.path().join("audit.log");
-        rustix::fs::mkfifoat(
-            rustix::fs::CWD,
-            &path,
-            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
-        )
-        .unwrap();
-        // Whatever happens below, the FIFO gets a reader before the log is
-        // dropped (which waits for its writer): a failure fails, not hangs.
-        struct Drain(PathBuf);
-        impl Drop for Drain {
-            fn drop(&mut self) {
-                let path = self.0.clone();
-                std::thread::spawn(move || {
-                    if let Ok(mut fifo) = std::fs::File::open(path) {
-                        let _ = std::io::copy(&mut fifo, &mut std::io::sink());
-                    }
-                });
-            }
-        }
-        let audit = Audit::new(Some(path.clone()));
-        let _drain = Drain(path.clone());
+        let (audit, _drain) = blocked_log(&path);
         let queue = audit.queue.clone().unwrap();
         let peer = Peer::default();
         let one = serde_json::to_vec(&record_of(&peer)).unwrap().len() + 1;
