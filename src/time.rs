@@ -72,11 +72,9 @@ impl std::fmt::Display for Rfc3339 {
 
 impl serde::Serialize for Rfc3339 {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.digits() {
-            Some(digits) => match std::str::from_utf8(&digits) {
-                Ok(text) => s.serialize_str(text),
-                Err(_) => s.collect_str(self),
-            },
+        let digits = self.digits();
+        match digits.as_ref().and_then(|d| std::str::from_utf8(d).ok()) {
+            Some(text) => s.serialize_str(text),
             None => s.collect_str(self),
         }
     }
