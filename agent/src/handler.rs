@@ -83,11 +83,11 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
             force,
             id_token,
         } => {
-            let recheck = crate::policy::exe_bound(state, &name).then(|| name.clone());
             let mut query = TokenQuery::new(name, min_ttl, scopes, resources, force);
             query.id_token = id_token;
-            let line = encode(state, id, ops::token::token(state, peer, query).await);
-            return (line, recheck.map_or(After::Continue, After::Recheck));
+            let mut answer = ops::token::token(state, peer, query).await;
+            let after = checked_after(&mut answer);
+            return (encode(state, id, answer), after);
         }
         Request::Whoami { name } => encode(state, id, ops::login::whoami(state, &name).await),
         Request::LoginWait { name, wait_secs } => {
@@ -104,14 +104,26 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
             resources,
             force,
         } => {
-            let recheck = crate::policy::exe_bound(state, &name).then(|| name.clone());
             let query = TokenQuery::new(name, min_ttl, scopes, resources, force);
             let proof = ops::token::dpop_proof(state, peer, query, &method, &url, nonce.as_deref());
-            let line = encode(state, id, proof.await);
-            return (line, recheck.map_or(After::Continue, After::Recheck));
+            let mut answer = proof.await;
+            let after = checked_after(&mut answer);
+            return (encode(state, id, answer), after);
         }
     };
     (line, After::Continue)
+}
+
+/// What the connection does with an answer holding a token: check the
+/// caller again as it is written, when the token was served because of who
+/// the caller is.
+fn checked_after<T>(answer: &mut Result<ops::token::Checked<T>, AgentError>) -> After {
+    match answer {
+        Ok(checked) => checked
+            .take_recheck()
+            .map_or(After::Continue, After::Recheck),
+        Err(_) => After::Continue,
+    }
 }
 
 /// Answers a request that changes the agent (its profiles, its lock, a

@@ -5,7 +5,7 @@
 
 use crate::error::AgentError;
 use crate::peer::{Exe, Peer};
-use jwtagent::config::Profile;
+use jwtagent::config::{Profile, ProfileMap};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -160,11 +160,11 @@ fn digest(path: &Path, file: (u64, u64)) -> Option<String> {
 /// Whether a token of profile `name` is served according to who the caller
 /// is (`--allow-exe` on it or on a profile it is made from): then the
 /// answer is checked again as it is written.
-pub(crate) fn exe_bound(state: &crate::state::AgentState, name: &str) -> bool {
-    let Ok(config) = state.profiles.current_fast() else {
-        return false;
-    };
-    let Some(profile) = config.profiles.get(name) else {
+///
+/// Judged on the config the request was served from (`profiles`), so that
+/// a config changed in between cannot serve a bound profile unbound.
+pub(crate) fn exe_bound(profiles: &ProfileMap, name: &str) -> bool {
+    let Some(profile) = profiles.get(name) else {
         return false;
     };
     if !profile.allow_exe.is_empty() {
@@ -173,10 +173,9 @@ pub(crate) fn exe_bound(state: &crate::state::AgentState, name: &str) -> bool {
     if profile.inputs().next().is_none() {
         return false;
     }
-    jwtagent::chain::inputs(&config.profiles, name).is_ok_and(|links| {
+    jwtagent::chain::inputs(profiles, name).is_ok_and(|links| {
         links.iter().any(|link| {
-            config
-                .profiles
+            profiles
                 .get(&link.name)
                 .is_some_and(|p| !p.allow_exe.is_empty())
         })
@@ -225,7 +224,7 @@ impl InputRefused {
 /// the fetch reports it.
 pub(crate) fn check_inputs(
     peer: &Peer,
-    profiles: &jwtagent::config::ProfileMap,
+    profiles: &ProfileMap,
     name: &str,
 ) -> Result<(), InputRefused> {
     // Most profiles are made from none: no walk (and no allocation) on
@@ -412,10 +411,11 @@ mod tests {
         ] {
             rt.block_on(state.profiles.add(name, p, None)).unwrap();
         }
-        assert!(exe_bound(&state, "guarded"));
-        assert!(exe_bound(&state, "derived"));
-        assert!(!exe_bound(&state, "plain"));
-        assert!(!exe_bound(&state, "open-derived"));
-        assert!(!exe_bound(&state, "absent"));
+        let config = state.profiles.current().unwrap();
+        assert!(exe_bound(&config.profiles, "guarded"));
+        assert!(exe_bound(&config.profiles, "derived"));
+        assert!(!exe_bound(&config.profiles, "plain"));
+        assert!(!exe_bound(&config.profiles, "open-derived"));
+        assert!(!exe_bound(&config.profiles, "absent"));
     }
 }

@@ -157,9 +157,9 @@ fn a_locked_agent_is_not_stopped_through_its_socket() {
     assert!(hello(&env.default_socket()).is_none());
 }
 
-/// Connects to the agent, asks for profile `argv[2]`'s token, then (before
-/// the answer) execs `/bin/sh`, which hands the connection to `head`: the
-/// answer goes to a program the profile does not allow.
+/// Connects to the agent, sends the request `argv[2]` (one for a token),
+/// then (before the answer) execs `/bin/sh`, which hands the connection to
+/// `head`: the answer goes to a program the profile does not allow.
 const EXEC_AFTER_WRITE: &str = r#"
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX)
@@ -169,7 +169,7 @@ s.sendall(b'{"id":6,"op":"hello"}\n')
 answer = b""
 while not answer.endswith(b"\n"):
     answer += s.recv(1)
-s.sendall(b'{"id":7,"op":"token","name":"%s"}\n' % sys.argv[2].encode())
+s.sendall(sys.argv[2].encode() + b"\n")
 os.dup2(s.fileno(), 9)
 os.set_inheritable(9, True)
 os.execv("/bin/sh", ["sh", "-c", "exec head -n 1 <&9"])
@@ -177,6 +177,19 @@ os.execv("/bin/sh", ["sh", "-c", "exec head -n 1 <&9"])
 
 #[test]
 fn an_exec_between_request_and_answer_gets_nothing() {
+    exec_between_request_and_answer(r#"{"id":7,"op":"token","name":"guarded"}"#, &[]);
+}
+
+/// The same for a DPoP proof: its answer holds the token too.
+#[test]
+fn an_exec_between_a_dpop_proof_request_and_its_answer_gets_nothing() {
+    exec_between_request_and_answer(
+        r#"{"id":7,"op":"dpop_proof","name":"guarded","method":"GET","url":"https://api.example/"}"#,
+        &["--dpop"],
+    );
+}
+
+fn exec_between_request_and_answer(request: &str, extra: &[&str]) {
     let env = TestEnv::new();
     let python = std::path::Path::new("/usr/bin/python3");
     assert!(
@@ -184,16 +197,13 @@ fn an_exec_between_request_and_answer_gets_nothing() {
         "this test needs /usr/bin/python3: apt-get install -y python3"
     );
     let server = FaultServer::start(Fault::Held { lifetime: 600 });
-    env.add_open_profile(
-        "guarded",
-        &server.token_url(),
-        &["--allow-exe", "/usr/bin/python3"],
-    );
+    let args = [&["--allow-exe", "/usr/bin/python3"], extra].concat();
+    env.add_open_profile("guarded", &server.token_url(), &args);
     let child = env
         .command(python)
         .args(["-c", EXEC_AFTER_WRITE])
         .arg(env.default_socket())
-        .arg("guarded")
+        .arg(request)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -226,8 +236,9 @@ fn an_exec_between_request_and_answer_gets_nothing() {
     // python itself, which stays python, is served.
     let asked = env
         .command(python)
-        .args(["-c", "import json,socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b'{\"id\":1,\"op\":\"token\",\"name\":\"guarded\"}\\n'); print(s.makefile().readline())"])
+        .args(["-c", "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode() + b'\\n'); print(s.makefile().readline())"])
         .arg(env.default_socket())
+        .arg(request)
         .output()
         .unwrap();
     assert!(

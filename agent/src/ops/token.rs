@@ -36,14 +36,34 @@ impl serde::Serialize for Answer {
     }
 }
 
+/// An op's answer that holds a token, and whether it was served because of
+/// who the caller is: then it goes out only if the caller is unchanged
+/// when it is written.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+pub(crate) struct Checked<T> {
+    answer: T,
+    /// The profile, when its token (or an input's) is bound to executables
+    /// (`--allow-exe`), as the config the request was served from says.
+    #[serde(skip)]
+    recheck: Option<String>,
+}
+
+impl<T> Checked<T> {
+    /// The profile whose answer is checked again as it is written, if any.
+    pub(crate) fn take_recheck(&mut self) -> Option<String> {
+        self.recheck.take()
+    }
+}
+
 /// The `token` op: the profile's caller policy, the token, and the audit record.
 pub(crate) async fn token(
     state: &AgentState,
     peer: &Peer,
     query: TokenQuery,
-) -> Result<Answer, AgentError> {
+) -> Result<Checked<Answer>, AgentError> {
     let name = query.name.clone();
-    let (served, id_token) = audited(
+    let ((served, id_token), bound) = audited(
         state,
         peer,
         "token",
@@ -52,7 +72,10 @@ pub(crate) async fn token(
         async move |profile| state.tokens.get(profile, query).await,
     )
     .await?;
-    Ok(Answer { served, id_token })
+    Ok(Checked {
+        answer: Answer { served, id_token },
+        recheck: bound.then_some(name),
+    })
 }
 
 /// The `dpop_proof` op: like `token` (policy, audit), answered with a proof
@@ -64,9 +87,9 @@ pub(crate) async fn dpop_proof(
     method: &str,
     url: &str,
     nonce: Option<&str>,
-) -> Result<DpopAnswer, AgentError> {
+) -> Result<Checked<DpopAnswer>, AgentError> {
     let name = query.name.clone();
-    let (served, proof) = audited(
+    let ((served, proof), bound) = audited(
         state,
         peer,
         "dpop_proof",
@@ -78,11 +101,14 @@ pub(crate) async fn dpop_proof(
         },
     )
     .await?;
-    Ok(DpopAnswer {
-        proof,
-        access_token: served.token.clone(),
-        token_type: served.token_type.clone(),
-        expires_at: served.expires_at,
+    Ok(Checked {
+        answer: DpopAnswer {
+            proof,
+            access_token: served.token.clone(),
+            token_type: served.token_type.clone(),
+            expires_at: served.expires_at,
+        },
+        recheck: bound.then_some(name),
     })
 }
 
@@ -118,7 +144,7 @@ pub(crate) async fn for_caller(
     if state.lock.is_locked() {
         return Err(super::lock::token_refused(state, peer, op, &name));
     }
-    let (served, _) = audited(
+    let ((served, _), _) = audited(
         state,
         peer,
         op,
@@ -133,7 +159,9 @@ pub(crate) async fn for_caller(
 /// Runs `serve` for an op that hands out a token of profile `name`, if the
 /// profile's caller policy admits the peer, and records the outcome (with
 /// the token's fingerprint) in the audit log. The profile is read once, here,
-/// and the same one is checked and served.
+/// and the same one is checked and served; with what it served comes whether
+/// the profile is bound to executables in that same config
+/// ([`crate::policy::exe_bound`]).
 async fn audited<T>(
     state: &AgentState,
     peer: &Peer,
@@ -141,7 +169,7 @@ async fn audited<T>(
     name: &str,
     fingerprint_of: impl Fn(&T) -> &str,
     serve: impl AsyncFnOnce(&Profile) -> Result<T, AgentError>,
-) -> Result<T, AgentError> {
+) -> Result<(T, bool), AgentError> {
     let config = match state.profiles.current_fast() {
         Ok(config) => config,
         Err(e) => {
@@ -152,12 +180,14 @@ async fn audited<T>(
                 name,
                 Err(ProfileError::Config(e.to_string()).into()),
                 fingerprint_of,
-            );
+            )
+            .map(|served| (served, false));
         }
     };
     let Some(profile) = config.profiles.get(name) else {
         let unknown = crate::profiles::not_served(&config, name);
-        return record(state, peer, op, name, Err(unknown.into()), fingerprint_of);
+        return record(state, peer, op, name, Err(unknown.into()), fingerprint_of)
+            .map(|served| (served, false));
     };
     if let Err(denied) = check_policy(peer, name, profile) {
         tracing::warn!(profile = %name, op, peer_pid = ?peer.pid, peer_exe = %peer.exe_display(), "request denied by the profile's policy");
@@ -181,7 +211,8 @@ async fn audited<T>(
     if result.is_ok() && (state.lock.is_locked() || state.lock.epoch() != epoch) {
         result = Err(AgentError::Locked);
     }
-    record(state, peer, op, name, result, fingerprint_of)
+    let bound = crate::policy::exe_bound(&config.profiles, name);
+    record(state, peer, op, name, result, fingerprint_of).map(|served| (served, bound))
 }
 
 /// Writes the audit record of a token op's outcome, and passes it on.
