@@ -9,6 +9,7 @@ use crate::connection::{Frame, read_frame};
 use crate::handler::{After, AgentState, error_line, handle_line};
 use crate::peer::{Holder, Peer, boot_ticks_now, resolve, resolve_exe};
 use crate::senders::{CredReader, Writer};
+use crate::sys::wipe;
 use jwtagent::protocol::{ErrorCode, MAX_LINE};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,6 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zeroize::Zeroize;
 
 /// Tunables of the server; the defaults are what the agent runs with.
 #[derive(Debug, Clone)]
@@ -495,7 +495,7 @@ async fn handle_connection(
         };
         // Request lines may carry a secret (`add`) and responses a token:
         // neither outlives its use in our buffers.
-        line.zeroize();
+        wipe(&mut line);
         let response = rechecked(state, &peer, holder, &after, response);
         let more = reader.buffer().contains(&b'\n');
         if !answer(&mut writer, &mut held, response, &after, more, limits).await {
@@ -543,7 +543,7 @@ async fn next_frame(
             if !shutdown.is_cancelled() {
                 tracing::debug!("closing an idle connection to make room for a new one");
             }
-            line.zeroize();
+            wipe(line);
             Next::Closed
         }
         frame = read_frame(reader, line) => match frame {
@@ -579,12 +579,12 @@ async fn answer(
 ) -> bool {
     if *after == After::Continue && held.len() + response.len() <= HOLD && more {
         held.extend_from_slice(&response);
-        response.zeroize();
+        wipe(&mut response);
         return true;
     }
     if !held.is_empty() {
         held.extend_from_slice(&response);
-        response.zeroize();
+        wipe(&mut response);
         response = std::mem::take(held);
     }
     send(writer, response, limits.write_timeout).await
@@ -626,7 +626,7 @@ fn withheld(state: &AgentState, peer: &Peer, profile: &str, mut response: Vec<u8
             "profile {profile:?}: the process that asked ran another executable (an exec) before the answer was written; nothing was sent"
         ),
     );
-    response.zeroize();
+    wipe(&mut response);
     instead
 }
 
@@ -678,8 +678,14 @@ async fn linger<R: tokio::io::AsyncRead + Unpin>(reader: &mut R, writer: &mut Ow
 /// Writes `response` (then wipes it: it may hold a token); false when the
 /// connection is to be closed because the write failed or stalled.
 async fn send(writer: &mut OwnedWriteHalf, mut response: Vec<u8>, timeout: Duration) -> bool {
-    let written = tokio::time::timeout(timeout, writer.write_all(&response)).await;
-    response.zeroize();
+    // An answer nearly always fits in the socket's buffer: written at once,
+    // with no timer set (a clock read and the timer's setup per answer).
+    let written = match write_now(writer, &response) {
+        Ok(n) if n == response.len() => Ok(Ok(())),
+        Ok(n) => tokio::time::timeout(timeout, writer.write_all(&response[n..])).await,
+        Err(e) => Ok(Err(e)),
+    };
+    wipe(&mut response);
     match written {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
@@ -693,10 +699,61 @@ async fn send(writer: &mut OwnedWriteHalf, mut response: Vec<u8>, timeout: Durat
     }
 }
 
+/// Writes what of `bytes` the socket takes without waiting; how much that was.
+fn write_now(writer: &OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < bytes.len() {
+        match writer.try_write(&bytes[done..]) {
+            // Nothing taken: the rest goes the waiting way, which says why.
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncBufReadExt;
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_socket_takes_at_once_goes_out_whole() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (read_half, mut writer) = ours.into_split();
+        let answer: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let expected = answer.clone();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut theirs, &mut got)
+                .await
+                .unwrap();
+            got
+        });
+        assert!(send(&mut writer, answer, Duration::from_secs(10)).await);
+        drop((read_half, writer));
+        assert!(
+            reader.await.unwrap() == expected,
+            "the answer arrived whole"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_the_client_does_not_read_is_given_up_after_the_write_timeout() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let (_read_half, mut writer) = ours.into_split();
+        let answer = vec![b'x'; 4 << 20];
+        // The clock is paused: the timeout passes as soon as nothing else can
+        // happen, and a send that never gave up would fail here, not hang.
+        let sent = tokio::time::timeout(
+            Duration::from_secs(3600),
+            send(&mut writer, answer, Duration::from_secs(10)),
+        )
+        .await;
+        assert_eq!(sent, Ok(false), "given up after the write timeout");
+    }
 
     #[test]
     fn the_connection_waiting_longest_is_evicted_and_one_at_work_is_not() {
