@@ -453,7 +453,6 @@ async fn handle_connection(
     // one write and one wake-up of the client, once no whole request is left
     // to read. Never while the client waits for them.
     let mut held = Vec::new();
-    let mut first = true;
     // One timer and one wait on the token for the connection's life, moved
     // on for each request (a later deadline is an atomic store): a timer or
     // a waiter per request would take a lock shared by every connection,
@@ -462,16 +461,18 @@ async fn handle_connection(
     tokio::pin!(timer);
     let closed = closing.cancelled();
     tokio::pin!(closed);
-    let mut waits = Waits { timer, closed };
+    let mut waits = Waits {
+        place,
+        fresh: true,
+        closing: &closing,
+        timer,
+        closed,
+    };
     loop {
         if !reader.buffer().contains(&b'\n') && !flush(&mut writer, &mut held, limits).await {
             return;
         }
-        if !std::mem::take(&mut first) {
-            place.wait();
-        }
         let next = next_frame(&mut reader, &mut line, &mut waits, limits, shutdown).await;
-        place.work();
         let frame = match next {
             Next::Stop => return,
             // Shutting down with the next request unread: what it had
@@ -508,9 +509,14 @@ async fn handle_connection(
     }
 }
 
-/// What ends a connection's wait for its next request: its idle timeout, or
-/// the agent closing it (to make room, or at shutdown).
+/// How a connection waits for its next request: its idle mark among the
+/// open connections, and what ends the wait: its idle timeout, or the agent
+/// closing it (to make room, or at shutdown).
 struct Waits<'a, 'b> {
+    place: Place,
+    /// No request read yet: the idle mark set at the accept stands.
+    fresh: bool,
+    closing: &'b CancellationToken,
     timer: std::pin::Pin<&'a mut tokio::time::Sleep>,
     closed: std::pin::Pin<&'a mut tokio_util::sync::WaitForCancellationFuture<'b>>,
 }
@@ -526,7 +532,33 @@ enum Next {
 }
 
 /// The next request line into `line`.
+///
+/// A client that sent its next request while the last answer was written
+/// has it read at once, with no wait: no idle mark and no idle timer to move
+/// on (two clock reads and the timer's update per request). Before any
+/// wait, both are set.
 async fn next_frame(
+    reader: &mut BufReader<CredReader>,
+    line: &mut Vec<u8>,
+    waits: &mut Waits<'_, '_>,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> Next {
+    let next = if !waits.closing.is_cancelled() && line_at_hand(reader) {
+        frame_read(read_frame(reader, line).await)
+    } else {
+        if !waits.fresh {
+            waits.place.wait();
+        }
+        wait_for_frame(reader, line, waits, limits, shutdown).await
+    };
+    waits.fresh = false;
+    waits.place.work();
+    next
+}
+
+/// Waits for the next request line, up to the idle timeout.
+async fn wait_for_frame(
     reader: &mut BufReader<CredReader>,
     line: &mut Vec<u8>,
     waits: &mut Waits<'_, '_>,
@@ -546,18 +578,40 @@ async fn next_frame(
             wipe(line);
             Next::Closed
         }
-        frame = read_frame(reader, line) => match frame {
-            Ok(frame) => Next::Frame(frame),
-            Err(e) => {
-                tracing::debug!(error = %e, "connection read failed");
-                Next::Stop
-            }
-        },
+        frame = read_frame(reader, line) => frame_read(frame),
         _ = &mut waits.timer => {
             tracing::debug!("closing idle connection");
             Next::Stop
         }
     }
+}
+
+/// What reading a request line ended with.
+fn frame_read(frame: std::io::Result<Frame>) -> Next {
+    match frame {
+        Ok(frame) => Next::Frame(frame),
+        Err(e) => {
+            tracing::debug!(error = %e, "connection read failed");
+            Next::Stop
+        }
+    }
+}
+
+/// Whether a whole request line is at hand without waiting: buffered
+/// already, or read now by one attempt that does not wait.
+fn line_at_hand(reader: &mut BufReader<CredReader>) -> bool {
+    use tokio::io::AsyncBufRead;
+    if reader.buffer().contains(&b'\n') {
+        return true;
+    }
+    // Nothing is taken from the buffer here: what this attempt reads stays
+    // for `read_frame`, and if it finds nothing, the wait that follows
+    // polls again with the task's own waker.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(
+        std::pin::Pin::new(reader).poll_fill_buf(&mut cx),
+        std::task::Poll::Ready(Ok(buffered)) if buffered.contains(&b'\n')
+    )
 }
 
 /// Writes the answers `held`, if any. False when the write failed.
@@ -786,20 +840,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_closes_when_idle_for_the_timeout_since_its_last_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        let listener = UnixListener::bind(&path).unwrap();
-        let limits = Limits {
+        let agent = Serving::start(Limits {
             idle_timeout: Duration::from_secs(10),
             ..Limits::default()
-        };
-        let shutdown = CancellationToken::new();
-        let serving = tokio::spawn(serve(
-            listener,
-            Arc::new(AgentState::for_tests(dir.path())),
-            limits,
-            shutdown.clone(),
-        ));
+        });
+        let path = agent.path.clone();
         let (read, mut write) = UnixStream::connect(&path).await.unwrap().into_split();
         let mut read = tokio::io::BufReader::new(read);
         let started = tokio::time::Instant::now();
@@ -823,8 +868,132 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        shutdown.cancel();
-        serving.await.unwrap();
+        agent.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_a_request_is_closed_at_the_idle_timeout() {
+        let agent = Serving::start(Limits {
+            idle_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        });
+        let path = agent.path.clone();
+        let started = tokio::time::Instant::now();
+        for pipelined in [false, true] {
+            let (mut read, mut write) = connect(&path).await;
+            if pipelined {
+                // After a whole request, in the same write.
+                write
+                    .write_all(b"{\"id\":1,\"op\":\"hello\"}\n")
+                    .await
+                    .unwrap();
+            }
+            write.write_all(br#"{"id":2,"op":"hel"#).await.unwrap();
+            // The clock is paused: the timeout passes as soon as nothing else
+            // can happen, and a connection never closed fails here, not hangs.
+            let mut answers = String::new();
+            let read = tokio::time::timeout(
+                Duration::from_secs(3600),
+                tokio::io::AsyncReadExt::read_to_string(&mut read, &mut answers),
+            );
+            assert!(read.await.is_ok(), "closed: {answers}");
+            assert_eq!(answers.lines().count(), usize::from(pipelined), "{answers}");
+        }
+        assert!(
+            started.elapsed() >= Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        agent.stop().await;
+    }
+
+    /// `serve` on a socket in a directory of its own, with `limits`.
+    struct Serving {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        shutdown: CancellationToken,
+        serving: tokio::task::JoinHandle<()>,
+    }
+
+    impl Serving {
+        fn start(limits: Limits) -> Serving {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.sock");
+            let listener = UnixListener::bind(&path).unwrap();
+            let shutdown = CancellationToken::new();
+            let serving = tokio::spawn(serve(
+                listener,
+                Arc::new(AgentState::for_tests(dir.path())),
+                limits,
+                shutdown.clone(),
+            ));
+            Serving {
+                _dir: dir,
+                path,
+                shutdown,
+                serving,
+            }
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.serving.await.unwrap();
+        }
+    }
+
+    /// A connection and a reader of its answers.
+    async fn connect(
+        path: &std::path::Path,
+    ) -> (
+        tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+        OwnedWriteHalf,
+    ) {
+        let (read, write) = UnixStream::connect(path).await.unwrap().into_split();
+        (tokio::io::BufReader::new(read), write)
+    }
+
+    /// Sends `hello` and reads its answer: whether it came.
+    async fn hello(
+        conn: &mut (
+            tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+            OwnedWriteHalf,
+        ),
+    ) -> bool {
+        let (read, write) = conn;
+        if write
+            .write_all(b"{\"id\":1,\"op\":\"hello\"}\n")
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let mut line = String::new();
+        read.read_line(&mut line)
+            .await
+            .is_ok_and(|_| line.contains(r#""ok":true"#))
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_first_request_was_at_hand_is_evicted_once_it_waits_longest() {
+        let agent = Serving::start(Limits {
+            max_connections: 3,
+            ..Limits::default()
+        });
+        let path = agent.path.clone();
+        // The first request is written before the agent accepts: it is read
+        // without a wait. Then the connection waits, longer than the next.
+        let mut first = connect(&path).await;
+        assert!(hello(&mut first).await);
+        let mut second = connect(&path).await;
+        assert!(hello(&mut second).await);
+        // A third takes the last slot, and the agent makes room for the
+        // next at once: the one waiting longest, the first, is closed.
+        let mut third = connect(&path).await;
+        assert!(hello(&mut third).await);
+        assert!(hello(&mut second).await, "the second is still served");
+        let mut rest = String::new();
+        assert_eq!(first.0.read_line(&mut rest).await.unwrap(), 0, "{rest}");
+        agent.stop().await;
     }
 
     #[test]
