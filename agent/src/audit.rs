@@ -5,7 +5,7 @@
 //!
 //! `$XDG_STATE_HOME/jwtagent/audit.log`, mode 0600; past its size cap it is
 //! rotated to `audit.log.1` (one old file kept). Written off the request path,
-//! by a thread of its own: a record is in the file within a few milliseconds
+//! by a thread of its own: a record is in the file within a tenth of a second
 //! of its answer, and everything queued is written before the agent exits.
 
 use crate::peer::Peer;
@@ -88,11 +88,13 @@ fn paths<S: serde::Serializer>(paths: &&[std::path::PathBuf], s: S) -> Result<S:
 const QUEUED: usize = 1024 * 1024;
 /// The room the writer's buffer starts with.
 const BATCH: usize = 64 * 1024;
-/// After a write, the writer rests this long before it looks again, so that
-/// under load the records of many requests make one write, and a request
-/// queues its record without waking anyone (a wake-up per request cost more
-/// than the rest of a cached token's request path).
-const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+/// After a write, the writer rests this long before it looks again, or
+/// until it is hurried (the queue half full, a flush, the close): under
+/// load the records of many requests make one write, and a request queues
+/// its record without waking anyone (a wake-up per request cost more than
+/// the rest of a cached token's request path). At 5 ms, one request kept
+/// the writer waking 200 times over the following [`AWAKE`]; at 100 ms, 10.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long after the last record the writer keeps waking on its own.
 const AWAKE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -110,6 +112,8 @@ pub(crate) struct Audit {
 /// writer is.
 struct Queue {
     pending: Mutex<Pending>,
+    /// The writer's rest, [`GATHER`] but in tests.
+    rest: std::time::Duration,
     /// The writer took the queue (room for more), or wrote what it took.
     progress: Condvar,
     /// A record came while the writer waits for one (after [`AWAKE`]), or
@@ -121,11 +125,16 @@ struct Queue {
 struct Pending {
     /// JSON lines, each with its newline.
     lines: Vec<u8>,
-    /// Records queued since the start, and written (or failed to be).
+    /// Records queued since the start, taken by the writer, and written (or
+    /// failed to be).
     queued: u64,
+    taken: u64,
     written: u64,
     /// The writer waits on `wake` (it has been [`AWAKE`] without a record).
     asleep: bool,
+    /// The writer is asked to write what it has not taken without resting
+    /// first: the queue is half full, a flush waits, or the log closes.
+    hurry: bool,
     /// Requests waiting for room.
     waiting: usize,
     closed: bool,
@@ -140,10 +149,10 @@ impl Queue {
 impl Audit {
     /// An audit log at `path`; `None` disables it.
     pub(crate) fn new(path: Option<PathBuf>) -> Audit {
-        Self::with_cap(path, MAX_BYTES)
+        Self::with_limits(path, MAX_BYTES, GATHER)
     }
 
-    fn with_cap(path: Option<PathBuf>, max_bytes: u64) -> Audit {
+    fn with_limits(path: Option<PathBuf>, max_bytes: u64, rest: std::time::Duration) -> Audit {
         let none = Audit {
             queue: None,
             writer: None,
@@ -151,6 +160,7 @@ impl Audit {
         let Some(path) = path else { return none };
         let queue = Arc::new(Queue {
             pending: Mutex::new(Pending::default()),
+            rest,
             progress: Condvar::new(),
             wake: Condvar::new(),
         });
@@ -199,7 +209,8 @@ impl Audit {
         }
         pending.lines.push(b'\n');
         pending.queued += 1;
-        if pending.asleep {
+        if pending.asleep || (!pending.hurry && pending.lines.len() >= QUEUED / 2) {
+            pending.hurry = true;
             queue.wake.notify_one();
         }
     }
@@ -209,7 +220,11 @@ impl Audit {
         let Some(queue) = &self.queue else { return };
         let mut pending = queue.pending();
         let upto = pending.queued;
-        queue.wake.notify_one();
+        // Not taken yet: the writer comes for them now, not after its rest.
+        if pending.taken < upto {
+            pending.hurry = true;
+            queue.wake.notify_one();
+        }
         while pending.written < upto && !pending.closed {
             pending = queue
                 .progress
@@ -243,6 +258,16 @@ impl Drop for Audit {
     }
 }
 
+/// The writer's rest between looks at the queue: [`GATHER`], or until it is
+/// hurried.
+fn rest(queue: &Queue) {
+    let pending = queue.pending();
+    let _rested = queue
+        .wake
+        .wait_timeout_while(pending, queue.rest, |p| !p.hurry && !p.closed)
+        .unwrap_or_else(|p| p.into_inner());
+}
+
 /// The writer thread's side: the open file and its size.
 struct Writer {
     path: PathBuf,
@@ -265,9 +290,9 @@ impl Writer {
     /// While records keep coming it wakes on its own, every [`GATHER`], and
     /// looks: a request that queues a record then wakes no one (a wake-up
     /// is a system call on the request's path, and a thread that takes the
-    /// CPU from the client waiting for its answer). Only after [`AWAKE`]
-    /// without a record does it wait to be woken by the next one, so that
-    /// an idle agent does not wake at all.
+    /// CPU from the client waiting for its answer), unless the queue is half
+    /// full. Only after [`AWAKE`] without a record does it wait to be woken
+    /// by the next one, so that an idle agent does not wake at all.
     fn run(mut self, queue: &Queue) {
         let mut taken = Vec::with_capacity(BATCH);
         let mut quiet = std::time::Duration::ZERO;
@@ -284,7 +309,9 @@ impl Writer {
                 let took = !pending.lines.is_empty();
                 if took {
                     std::mem::swap(&mut pending.lines, &mut taken);
+                    pending.taken = pending.queued;
                 }
+                pending.hurry = false;
                 (pending.queued, pending.closed, took)
             };
             if !took {
@@ -304,8 +331,8 @@ impl Writer {
                         pending.lines = Vec::new();
                     }
                 }
-                std::thread::sleep(GATHER);
-                quiet += GATHER;
+                rest(queue);
+                quiet += queue.rest;
                 continue;
             }
             // Room for the requests waiting for it.
@@ -316,7 +343,7 @@ impl Writer {
             queue.pending().written = upto;
             queue.progress.notify_all();
             if !closed {
-                std::thread::sleep(GATHER);
+                rest(queue);
             }
         }
     }
@@ -411,7 +438,7 @@ mod tests {
     fn records_are_json_lines_in_a_0600_file_and_rotate_at_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/audit.log");
-        let audit = Audit::with_cap(Some(path.clone()), 400);
+        let audit = Audit::with_limits(Some(path.clone()), 400, GATHER);
         let peer = Peer {
             uid: 1000,
             pid: Some(42),
@@ -607,12 +634,69 @@ mod tests {
         }
     }
 
+    /// `what` on a thread of its own, which must end before a deadline: a
+    /// writer that is not hurried fails the test, and does not hang it.
+    fn soon(what: &str, work: impl FnOnce() + Send + 'static) {
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            work();
+            let _ = done.send(());
+        });
+        assert!(
+            ended
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .is_ok(),
+            "{what}: the writer was not hurried"
+        );
+    }
+
+    #[test]
+    fn a_half_full_queue_a_flush_and_the_close_each_cut_the_writer_s_rest_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        // A rest no test outlives: only a hurry gets the writer going.
+        let rest = std::time::Duration::from_secs(24 * 3600);
+        let audit = Arc::new(Audit::with_limits(Some(path.clone()), MAX_BYTES, rest));
+        let peer = Peer::default();
+        let one = serde_json::to_vec(&record_of(&peer)).unwrap().len() + 1;
+        let lines = |path: &Path| {
+            std::fs::read(path).map_or(0, |text| text.iter().filter(|b| **b == b'\n').count())
+        };
+        // A first record and a flush: then the writer rests, and takes
+        // nothing more until it is hurried.
+        audit.record(&record_of(&peer));
+        let flushed = audit.clone();
+        soon("flush", move || flushed.flush());
+        assert_eq!(lines(&path), 1);
+        // Half the queue's room: written without a flush.
+        let half = (QUEUED / 2).div_ceil(one);
+        for _ in 0..half {
+            audit.record(&record_of(&peer));
+        }
+        let watched = path.clone();
+        soon("half full", move || {
+            while lines(&watched) < 1 + half {
+                std::thread::yield_now();
+            }
+        });
+        // One more record: a flush writes it.
+        audit.record(&record_of(&peer));
+        let flushed = audit.clone();
+        soon("flush", move || flushed.flush());
+        assert_eq!(lines(&path), 1 + half + 1);
+        // And one the close writes.
+        audit.record(&record_of(&peer));
+        let closing = Arc::into_inner(audit).unwrap();
+        soon("close", move || drop(closing));
+        assert_eq!(lines(&path), 1 + half + 2);
+    }
+
     #[test]
     fn the_size_of_a_log_left_by_an_earlier_agent_counts_toward_the_cap() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         std::fs::write(&path, vec![b'x'; 390]).unwrap();
-        let audit = Audit::with_cap(Some(path.clone()), 400);
+        let audit = Audit::with_limits(Some(path.clone()), 400, GATHER);
         let peer = Peer::default();
         audit.record(&record_of(&peer));
         audit.flush();
