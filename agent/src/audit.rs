@@ -5,7 +5,7 @@
 //!
 //! `$XDG_STATE_HOME/jwtagent/audit.log`, mode 0600; past its size cap it is
 //! rotated to `audit.log.1` (one old file kept). Written off the request path,
-//! by a thread of its own: a record is in the file within a tenth of a second
+//! by a thread of its own: a record is in the file within a few milliseconds
 //! of its answer, and everything queued is written before the agent exits.
 
 use crate::peer::Peer;
@@ -92,11 +92,12 @@ const BATCH: usize = 64 * 1024;
 /// until it is hurried (the queue half full, a flush, the close): under
 /// load the records of many requests make one write, and a request queues
 /// its record without waking anyone (a wake-up per request cost more than
-/// the rest of a cached token's request path). At 5 ms, one request kept
-/// the writer waking 200 times over the following [`AWAKE`]; at 100 ms, 10.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
-/// How long after the last record the writer keeps waking on its own.
-const AWAKE: std::time::Duration = std::time::Duration::from_secs(1);
+/// the rest of a cached token's request path). Short, so that a record is
+/// in the file by the time `jwtagent audit` reads it.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+/// How long after the last record the writer keeps waking on its own: ten
+/// rests. (A second, before: one request kept the writer waking 200 times.)
+const AWAKE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The audit log, written by a thread of its own: a request serializes its
 /// record into the queue (one buffer, under a lock held for that alone: no

@@ -349,6 +349,24 @@ impl TestEnv {
         records
     }
 
+    /// `jwtagent audit --json ARGS...` once its output satisfies `cond`
+    /// (the agent writes records off the request path, a few milliseconds
+    /// after the answer).
+    pub fn audit_text_until(
+        &self,
+        args: &[&str],
+        what: &str,
+        cond: impl Fn(&str) -> bool,
+    ) -> String {
+        let args = [&["audit", "--json"], args].concat();
+        let mut text = String::new();
+        wait_until(what, || {
+            text = self.ok(&args);
+            cond(&text)
+        });
+        text
+    }
+
     /// Runs and asserts success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

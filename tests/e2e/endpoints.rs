@@ -99,7 +99,9 @@ fn googles_client_library_takes_the_token_from_the_metadata_endpoint() {
     assert!(left > 500.0 && left <= 600.0, "{got}");
     // Audited as the gcp_metadata op, the caller the Python process.
     let audit: Vec<Value> = env
-        .ok(&["audit", "--json", "--op", "gcp_metadata"])
+        .audit_text_until(&["--op", "gcp_metadata"], "the request audited", |t| {
+            !t.is_empty()
+        })
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -209,8 +211,9 @@ fn a_profile_the_caller_may_not_have_is_refused_through_the_endpoint_too() {
     ]);
     assert!(!out.status.success());
     assert!(stderr_of(&out).contains("403"), "{}", stderr_of(&out));
-    let audit = env.ok(&["audit", "--json", "--op", "gcp_metadata"]);
-    assert!(audit.contains("\"denied\""), "{audit}");
+    env.audit_text_until(&["--op", "gcp_metadata"], "the refusal audited", |t| {
+        t.contains("\"denied\"")
+    });
 }
 
 /// The service account's paths besides `token`, as the metadata server
@@ -305,15 +308,12 @@ fn another_user_cannot_get_a_token_from_either_endpoint() {
     assert!(out.status.success(), "{}", stderr_of(&out));
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got, json!({"gce": "", "azure": ""}), "answered another uid");
-    let audit = env.ok(&["audit", "--json", "--op", "connect"]);
-    assert!(
-        audit
-            .lines()
+    env.audit_text_until(&["--op", "connect"], "both refusals audited", |t| {
+        t.lines()
             .filter(|l| l.contains("\"uid\":65534") && l.contains("denied"))
             .count()
-            >= 2,
-        "{audit}"
-    );
+            >= 2
+    });
 }
 
 /// `jwtagent exec --gcp-metadata gcp -- sh -c SCRIPT`.
@@ -382,6 +382,7 @@ print(json.dumps({"status": status}))
         before,
         "a token was fetched while locked"
     );
-    let audit = env.ok(&["audit", "--json", "--op", "gcp_metadata"]);
-    assert!(audit.contains("\"locked\""), "{audit}");
+    env.audit_text_until(&["--op", "gcp_metadata"], "the refusal audited", |t| {
+        t.contains("\"locked\"")
+    });
 }
