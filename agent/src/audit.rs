@@ -329,7 +329,11 @@ impl Writer {
                     }
                     let mut pending = queue.pending();
                     if pending.lines.is_empty() && pending.lines.capacity() > BATCH {
-                        pending.lines = Vec::new();
+                        // Freed (and wiped, by the binary's allocator) once
+                        // the lock is let go: a request waits for none of it.
+                        let grown = std::mem::take(&mut pending.lines);
+                        drop(pending);
+                        drop(grown);
                     }
                 }
                 rest(queue);
