@@ -211,8 +211,8 @@ async fn audited<T>(
     if result.is_ok() && (state.lock.is_locked() || state.lock.epoch() != epoch) {
         result = Err(AgentError::Locked);
     }
-    let bound = crate::policy::exe_bound(&config.profiles, name);
-    record(state, peer, op, name, result, fingerprint_of).map(|served| (served, bound))
+    record(state, peer, op, name, result, fingerprint_of)
+        .map(|served| (served, crate::policy::exe_bound(&config.profiles, name)))
 }
 
 /// Writes the audit record of a token op's outcome, and passes it on.
