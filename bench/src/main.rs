@@ -226,8 +226,11 @@ impl Conn {
 /// [--answer-bytes N]`), as the agent does. With `--answer-bytes`, a
 /// shorter line is padded with spaces before its newline to N bytes: the
 /// size of the agent's answer, so that the floor moves as many bytes back
-/// as the agent does.
-fn echo_server(path: &Path, answer_bytes: usize) -> Result<()> {
+/// as the agent does. With `--work-ns`, it spends that long on the CPU
+/// (reading the clock) on each request before answering: a server as busy
+/// per request as the agent, for telling the agent's work apart from how
+/// the scheduler treats it.
+fn echo_server(path: &Path, answer_bytes: usize, work: Duration) -> Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -251,6 +254,12 @@ fn echo_server(path: &Path, answer_bytes: usize) -> Result<()> {
                         line.resize(answer_bytes - 1, b' ');
                         line.push(b'\n');
                     }
+                    if !work.is_zero() {
+                        let start = Instant::now();
+                        while start.elapsed() < work {
+                            std::hint::spin_loop();
+                        }
+                    }
                     if write.write_all(&line).await.is_err() {
                         return;
                     }
@@ -265,6 +274,53 @@ fn echo_server(path: &Path, answer_bytes: usize) -> Result<()> {
 struct Target {
     socket: PathBuf,
     expect: &'static str,
+}
+
+/// An echo server that spends `work` on each request, started for one
+/// measurement and stopped after it.
+struct BusyEcho {
+    socket: PathBuf,
+    answer_bytes: usize,
+    work: Duration,
+}
+
+impl BusyEcho {
+    /// p50 of this server and of `agent`, `n` requests each, in turns
+    /// (`agent_first` or not), nothing pinned: in seconds.
+    fn against(
+        &self,
+        agent: &Target,
+        request: &[u8],
+        n: usize,
+        agent_first: bool,
+    ) -> Result<(f64, f64)> {
+        let _ = std::fs::remove_file(&self.socket);
+        let mut server = Command::new(std::env::current_exe()?)
+            .arg("--echo")
+            .arg(&self.socket)
+            .args(["--answer-bytes", &self.answer_bytes.to_string()])
+            .args(["--work-ns", &self.work.as_nanos().to_string()])
+            .stderr(Stdio::null())
+            .spawn()?;
+        let measured = (|| {
+            wait_for(&self.socket)?;
+            let echo = Target {
+                socket: self.socket.clone(),
+                expect: r#""op":"token""#,
+            };
+            let (e, a) = if agent_first {
+                let a = latency(agent, request, n)?.0;
+                (latency(&echo, request, n)?.0, a)
+            } else {
+                let e = latency(&echo, request, n)?.0;
+                (e, latency(agent, request, n)?.0)
+            };
+            Ok((e.as_secs_f64(), a.as_secs_f64()))
+        })();
+        let _ = server.kill();
+        let _ = server.wait();
+        measured
+    }
 }
 
 /// p50 and p99.9 of `n` requests over one kept-open connection.
@@ -612,7 +668,7 @@ fn arg_value(args: &[String], name: &str) -> Option<String> {
 
 const USAGE: &str = "usage: jwtagent-bench [--bin PATH] [--write FILE] [--quick | --check] [--rounds N] [--scale N] [--scale-only]
        jwtagent-bench --layout DIR          (scripts/layout)
-       jwtagent-bench --echo SOCKET [--answer-bytes N]
+       jwtagent-bench --echo SOCKET [--answer-bytes N] [--work-ns N]
        jwtagent-bench --load SOCKET CLIENTS SECONDS
        jwtagent-bench --latency SOCKET REQUESTS
 
@@ -624,7 +680,7 @@ ratio is past CI's limits. scripts/bench builds and runs it.";
 
 /// Refuses what the bench does not take, before a run of minutes starts.
 fn check_args(args: &[String]) -> Result<bool> {
-    const VALUED: [&str; 7] = [
+    const VALUED: [&str; 8] = [
         "--bin",
         "--write",
         "--rounds",
@@ -632,6 +688,7 @@ fn check_args(args: &[String]) -> Result<bool> {
         "--layout",
         "--echo",
         "--answer-bytes",
+        "--work-ns",
     ];
     const FLAGS: [&str; 3] = ["--quick", "--check", "--scale-only"];
     let mut rest = args.iter().skip(1);
@@ -662,7 +719,11 @@ fn main() -> Result<()> {
             .map(|n| n.parse().context("--answer-bytes takes a number of bytes"))
             .transpose()?
             .unwrap_or(0);
-        return echo_server(Path::new(&path), answer_bytes);
+        let work = arg_value(&args, "--work-ns")
+            .map(|n| n.parse().context("--work-ns takes a number of nanoseconds"))
+            .transpose()?
+            .unwrap_or(0);
+        return echo_server(Path::new(&path), answer_bytes, Duration::from_nanos(work));
     }
     // `--load SOCKET CLIENTS SECONDS`: one throughput run against a running
     // agent (profiles p000 to p099) or echo server, for profiling one side
@@ -839,6 +900,8 @@ fn main() -> Result<()> {
         .collect();
     let mut p999_agent = Vec::new();
     let mut p999_echo = Vec::new();
+    let (mut busy_work, mut busy_echo) = (Vec::new(), Vec::new());
+    let (mut busy_agent, mut busy_ratio) = (Vec::new(), Vec::new());
     // Per concurrency: the echo server's rates, the agent's, their ratios.
     type Rates = (usize, Vec<f64>, Vec<f64>, Vec<f64>);
     let mut tput: Vec<Rates> = [1, 8, 64, 256].map(|c| (c, vec![], vec![], vec![])).into();
@@ -923,6 +986,25 @@ fn main() -> Result<()> {
             echo_p50s.push(e.as_secs_f64());
             agent_p50s.push(a.as_secs_f64());
             ratios.push(a.as_secs_f64() / e.as_secs_f64());
+        }
+        // The cause of the unpinned row, measured: an echo server made as
+        // busy per request as the agent (by this round's difference pinned
+        // together), both where the scheduler puts them.
+        let together = placed
+            .iter()
+            .find(|p| matches!(p.0, Placement::Together(_)));
+        if let (false, Some((_, e, a, _))) = (quick, together) {
+            let work = (a.last().unwrap_or(&0.0) - e.last().unwrap_or(&0.0)).clamp(0.0, 1e-3);
+            let busy = BusyEcho {
+                socket: env.dir.path().join("run/busy-echo.sock"),
+                answer_bytes,
+                work: Duration::from_secs_f64(work),
+            };
+            let (e, a) = busy.against(&agent_target, &request, n_latency, round % 2 == 1)?;
+            busy_work.push(work);
+            busy_echo.push(e);
+            busy_agent.push(a);
+            busy_ratio.push(a / e);
         }
         for (clients, echo_rps, agent_rps, ratios) in &mut tput {
             let mut e = 0.0;
@@ -1141,6 +1223,15 @@ fn main() -> Result<()> {
             met(ratios.median() <= 1.0)
         ));
     }
+    if !busy_ratio.is_empty() {
+        line(format!(
+            "| the same, where the scheduler puts them, beside an echo server made as busy as the agent: {} more on each request (the agent's extra time in the row pinned together, round by round) | busy echo server {} | {} | {} | none: the first row's miss, measured | |",
+            Spread(busy_work).show(s_us),
+            Spread(busy_echo).show(s_us),
+            Spread(busy_agent).show(s_us),
+            Spread(busy_ratio).show(ratio),
+        ));
+    }
     line(format!(
         "| the same, p99.9 | echo server {} | {} | | ≤ 1 ms | {} |",
         Spread(p999_echo).show(s_us),
@@ -1230,7 +1321,7 @@ fn main() -> Result<()> {
     }
     line(String::new());
     line(format!(
-        "\"Flat\" is within 256 KiB between the first and the second million. The echo server is `jwtagent-bench --echo`: a multi-threaded tokio runtime answering each line with itself, padded with spaces to the size of the agent's answer (the token's answer, {answer_bytes} bytes), in a process of its own, as the agent is."
+        "\"Flat\" is within 256 KiB between the first and the second million. The echo server is `jwtagent-bench --echo`: a multi-threaded tokio runtime answering each line with itself, padded with spaces to the size of the agent's answer (the token's answer, {answer_bytes} bytes), in a process of its own, as the agent is. The busy echo server is the same started with `--work-ns`: it spins on the clock for that long on each request before answering."
     ));
     line(String::new());
     line(layout::coverage(&env.bin));
@@ -1308,5 +1399,25 @@ mod tests {
         );
         let err = check_args(&args(&["--rounds"])).unwrap_err();
         assert!(err.to_string().contains("--rounds takes a value"), "{err}");
+        assert!(check_args(&args(&["--echo", "s", "--work-ns", "1"])).unwrap());
+    }
+
+    #[test]
+    fn a_busy_echo_server_spends_its_work_on_every_request_and_pads_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("echo.sock");
+        let work = Duration::from_millis(20);
+        let path = socket.clone();
+        std::thread::spawn(move || echo_server(&path, 64, work));
+        wait_for(&socket).unwrap();
+        let mut conn = Conn::open(&socket).unwrap();
+        for _ in 0..3 {
+            let start = Instant::now();
+            conn.call(b"{\"op\":\"token\"}\n", r#""op":"token""#)
+                .unwrap();
+            // A lower bound only: the server spins until `work` has passed.
+            assert!(start.elapsed() >= work, "{:?}", start.elapsed());
+            assert_eq!(conn.line.len(), 64, "{:?}", conn.line);
+        }
     }
 }
