@@ -3,7 +3,8 @@
 
 use crate::config::{ConfigFile, RefreshBefore};
 use crate::duration::{format_duration, parse_duration};
-use crate::protocol::{ErrorCode, parse_request};
+use crate::protocol::{ErrorCode, TokenAnswerOf, parse_request};
+use crate::secret::Secret;
 use proptest::prelude::*;
 use std::path::Path;
 
@@ -91,6 +92,36 @@ proptest! {
         let line = format!(r#"{{{id}"op":"{op}","name":{name}{}}}"#, extra.concat());
         if let Some(quick) = crate::protocol::quick_token(line.as_bytes()) {
             prop_assert_eq!(quick, crate::protocol::parse_any(line.as_bytes()), "{}", line);
+        }
+    }
+
+    #[test]
+    fn a_token_answer_s_quick_writer_writes_what_serde_writes(
+        token in proptest::collection::vec(prop_oneof![
+            8 => 0x20u8..0x7f,
+            1 => any::<u8>(),
+        ], 0..80),
+        token_type in any::<String>(),
+        expires_at in any::<Option<u64>>(),
+        scope in any::<Option<String>>(),
+        issued in any::<Option<String>>(),
+        id_token in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+    ) {
+        let token = Secret::new(token);
+        let id_token = id_token.map(Secret::new);
+        let answer = TokenAnswerOf {
+            access_token: &token,
+            token_type: &token_type,
+            expires_at,
+            scope: scope.as_deref(),
+            issued_token_type: issued.as_deref(),
+            id_token: id_token.as_ref(),
+        };
+        let mut quick = Vec::new();
+        match (answer.write_json(&mut quick), serde_json::to_vec(&answer)) {
+            (Ok(()), Ok(slow)) => prop_assert_eq!(quick, slow),
+            (Err(_), Err(_)) => {}
+            (quick, slow) => prop_assert!(false, "{:?} against {:?}", quick, slow),
         }
     }
 

@@ -87,7 +87,11 @@ async fn dispatch(state: &AgentState, peer: &Peer, id: Id, request: Request) -> 
             query.id_token = id_token;
             let mut answer = ops::token::token(state, peer, query).await;
             let after = checked_after(&mut answer);
-            return (encode(state, id, answer), after);
+            let answer = answer.map_err(|e| body(state, &e));
+            return (
+                encode_with(id, answer, ops::token::Checked::write_json),
+                after,
+            );
         }
         Request::Whoami { name } => encode(state, id, ops::login::whoami(state, &name).await),
         Request::LoginWait { name, wait_secs } => {
@@ -352,12 +356,22 @@ fn nearest_profile(state: &AgentState, name: &str) -> Option<String> {
 const ANSWER_ROOM: usize = 1024;
 
 fn encode_body<T: Serialize>(id: Id, result: Result<T, ErrorBody>) -> Vec<u8> {
+    encode_with(id, result, |body, out| serde_json::to_writer(out, body))
+}
+
+/// [`encode_body`], with a success's body written by `write_body` (the bytes
+/// serde_json writes for it, by a faster way).
+fn encode_with<T: Serialize>(
+    id: Id,
+    result: Result<T, ErrorBody>,
+    write_body: impl FnOnce(&T, &mut Vec<u8>) -> serde_json::Result<()>,
+) -> Vec<u8> {
     let response = Response { id, result };
     // Room for a token's answer (a JWT of some 900 bytes, with its type and
     // expiry) from the start: grown from serde_json's 128 bytes, it was
     // copied four times, and its spare room wiped after the write.
     let mut line = Vec::with_capacity(ANSWER_ROOM);
-    let written = response.write_to(&mut line);
+    let written = response.write_with(&mut line, write_body);
     let mut line = match written {
         Ok(()) => line,
         Err(e) => {

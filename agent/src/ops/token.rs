@@ -21,8 +21,8 @@ pub(crate) struct Answer {
     id_token: Option<Secret>,
 }
 
-impl serde::Serialize for Answer {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl Answer {
+    fn wire(&self) -> TokenAnswerOf<'_> {
         let served = &self.served;
         TokenAnswerOf {
             access_token: &served.token,
@@ -32,7 +32,12 @@ impl serde::Serialize for Answer {
             issued_token_type: served.issued_token_type.as_deref(),
             id_token: self.id_token.as_ref(),
         }
-        .serialize(s)
+    }
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.wire().serialize(s)
     }
 }
 
@@ -53,6 +58,13 @@ impl<T> Checked<T> {
     /// The profile whose answer is checked again as it is written, if any.
     pub(crate) fn take_recheck(&mut self) -> Option<String> {
         self.recheck.take()
+    }
+}
+
+impl Checked<Answer> {
+    /// What its `Serialize` writes, by [`TokenAnswerOf::write_json`].
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        self.answer.wire().write_json(out)
     }
 }
 
