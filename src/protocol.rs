@@ -715,8 +715,20 @@ fn write_text<T: Serialize + ?Sized>(
     bytes: &[u8],
     value: &T,
 ) -> serde_json::Result<()> {
+    write_text_or(out, bytes, |out| serde_json::to_writer(out, value))
+}
+
+/// `bytes` as a JSON string, copied between quotes when serde_json would
+/// write them as they are (every byte printable ASCII other than `"` and
+/// `\`); else what `slow` writes (serde_json's writing of the value whose
+/// text they are).
+pub fn write_text_or(
+    out: &mut Vec<u8>,
+    bytes: &[u8],
+    slow: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> serde_json::Result<()> {
     if !as_is(bytes) {
-        return serde_json::to_writer(out, value);
+        return slow(out);
     }
     out.reserve(bytes.len() + 2);
     out.push(b'"');

@@ -9,6 +9,7 @@
 //! of its answer, and everything queued is written before the agent exits.
 
 use crate::peer::Peer;
+use jwtagent::protocol::write_text_or;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -65,6 +66,64 @@ impl<'a> Record<'a> {
             input: None,
         }
     }
+}
+
+impl Record<'_> {
+    /// Writes the record as `serde_json::to_writer` writes its `Serialize`,
+    /// byte for byte (a property test holds the two together), with the
+    /// member names as they are and its text copied where it needs no
+    /// escaping ([`jwtagent::protocol::write_text_or`]): the record is
+    /// written on every request, under the queue's lock.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let text = |out: &mut Vec<u8>, text: &str| {
+            write_text_or(out, text.as_bytes(), |out| serde_json::to_writer(out, text))
+        };
+        out.extend_from_slice(br#"{"time":"#);
+        serde_json::to_writer(&mut *out, &self.time)?;
+        out.extend_from_slice(br#","pid":"#);
+        serde_json::to_writer(&mut *out, &self.pid)?;
+        out.extend_from_slice(br#","uid":"#);
+        serde_json::to_writer(&mut *out, &self.uid)?;
+        out.extend_from_slice(br#","exe":"#);
+        match self.exe {
+            Some(exe) => path_text(out, exe)?,
+            None => out.extend_from_slice(b"null"),
+        }
+        if !self.parents.is_empty() {
+            out.extend_from_slice(br#","parents":["#);
+            for (i, parent) in self.parents.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                path_text(out, parent)?;
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(br#","op":"#);
+        text(out, self.op)?;
+        let optional = [
+            (&br#","profile":"#[..], self.profile),
+            (br#","outcome":"#, Some(self.outcome)),
+            (br#","fingerprint":"#, self.fingerprint),
+            (br#","input":"#, self.input),
+        ];
+        for (name, value) in optional {
+            if let Some(value) = value {
+                out.extend_from_slice(name);
+                text(out, value)?;
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// A path as [`lossy`] writes it.
+fn path_text(out: &mut Vec<u8>, path: &Path) -> serde_json::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    write_text_or(out, path.as_os_str().as_bytes(), |out| {
+        serde_json::to_writer(out, &path.to_string_lossy())
+    })
 }
 
 /// A path as text, lossy where it is not UTF-8 (as `Path::display`), and
@@ -204,7 +263,7 @@ impl Audit {
             return;
         }
         let before = pending.lines.len();
-        if serde_json::to_writer(&mut pending.lines, record).is_err() {
+        if record.write_json(&mut pending.lines).is_err() {
             pending.lines.truncate(before);
             return;
         }

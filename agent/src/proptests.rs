@@ -12,8 +12,52 @@ fn url() -> url::Url {
     url::Url::parse("https://idp.example/token").unwrap()
 }
 
+/// Text for an audit record's member: mostly plain, sometimes with what
+/// serde_json escapes or what is not ASCII.
+fn record_text() -> impl Strategy<Value = String> {
+    prop_oneof![4 => "[ -~]{0,24}", 1 => any::<String>()]
+}
+
+/// A path's bytes, not always UTF-8.
+fn record_path() -> impl Strategy<Value = std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    proptest::collection::vec(prop_oneof![8 => 0x20u8..0x7f, 1 => any::<u8>()], 0..40)
+        .prop_map(|bytes| std::ffi::OsString::from_vec(bytes).into())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn an_audit_record_s_quick_writer_writes_what_serde_writes(
+        time in any::<u64>(),
+        pid in any::<Option<u32>>(),
+        uid in any::<u32>(),
+        exe in proptest::option::of(record_path()),
+        parents in proptest::collection::vec(record_path(), 0..3),
+        op in record_text(),
+        profile in proptest::option::of(record_text()),
+        outcome in record_text(),
+        fingerprint in proptest::option::of(record_text()),
+        input in proptest::option::of(record_text()),
+    ) {
+        let record = crate::audit::Record {
+            time: jwtagent::time::Rfc3339(time),
+            pid,
+            uid,
+            exe: exe.as_deref(),
+            parents: &parents,
+            op: &op,
+            profile: profile.as_deref(),
+            outcome: &outcome,
+            fingerprint: fingerprint.as_deref(),
+            input: input.as_deref(),
+        };
+        let mut quick = Vec::new();
+        record.write_json(&mut quick).unwrap();
+        let slow = serde_json::to_vec(&record).unwrap();
+        prop_assert_eq!(String::from_utf8_lossy(&quick), String::from_utf8_lossy(&slow));
+    }
 
     #[test]
     fn token_response_parser_keeps_its_promises(status in 100u16..600, body in proptest::collection::vec(any::<u8>(), 0..600)) {
