@@ -471,6 +471,11 @@ pub struct ProfileView {
     /// not looked up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_stored: Option<bool>,
+    /// Where the secret was looked for (`show`) or stored (`add`): "the
+    /// kernel keyring", "the encrypted file store", ... (an older agent
+    /// does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_in: Option<String>,
     /// With `assertion_aud` auto: the `aud` the server last accepted
     /// (`issuer` or `token-endpoint`), once a token was fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]

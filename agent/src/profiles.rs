@@ -60,6 +60,8 @@ pub(crate) struct Entry {
     pub name: String,
     pub profile: Arc<Profile>,
     pub secret_stored: Option<bool>,
+    /// Where the secret was looked for or stored ([`crate::store::Backend::place`]).
+    pub stored_in: Option<&'static str>,
 }
 
 /// What `add` did.
@@ -323,6 +325,7 @@ impl Profiles {
                 name: name.clone(),
                 profile: Arc::clone(profile),
                 secret_stored: None,
+                stored_in: None,
             })
             .collect())
     }
@@ -363,6 +366,7 @@ impl Profiles {
         Ok(Entry {
             name: name.to_string(),
             profile: Arc::new(profile),
+            stored_in: secret_stored.and_then(|_| self.store.place()),
             secret_stored,
         })
     }
@@ -500,6 +504,7 @@ impl Profiles {
                 name: name.to_string(),
                 profile: Arc::new(profile),
                 secret_stored: Some(wrote_secret),
+                stored_in: self.store.place(),
             },
         })
     }

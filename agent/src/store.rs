@@ -245,6 +245,21 @@ impl Backend {
         }
     }
 
+    /// Where `add` and `show` say a secret is: "secret stored in {place}".
+    pub(crate) fn place(self) -> &'static str {
+        match self {
+            Backend::SecretService => "the Secret Service",
+            Backend::Keyutils => "the kernel keyring",
+            Backend::File => "the encrypted file store",
+            #[cfg(target_os = "macos")]
+            Backend::Keychain => "the login keychain",
+            #[cfg(windows)]
+            Backend::CredentialManager => "the Windows Credential Manager",
+            #[cfg(test)]
+            Backend::Mock => "the test store",
+        }
+    }
+
     /// What to do when the backend refuses access.
     fn unlock_hint(self) -> &'static str {
         match self {
@@ -435,6 +450,18 @@ impl SecretStore {
     /// The keyring service entries are stored under.
     pub(crate) fn service(&self) -> &str {
         &self.service
+    }
+
+    /// Where the store keeps secrets ([`Backend::place`]), once that is
+    /// known: the backend opened, or the file store sealed.
+    pub(crate) fn place(&self) -> Option<&'static str> {
+        match self.state() {
+            StoreState::Ready(backend) | StoreState::FellBack { backend, .. } => {
+                Some(backend.place())
+            }
+            StoreState::Sealed { .. } => Some(Backend::File.place()),
+            StoreState::Opening | StoreState::Failed(_) => None,
+        }
     }
 
     /// The backend in use, for `status`.

@@ -67,6 +67,16 @@ fn the_file_stores_secrets_outlive_a_reboot_and_open_only_with_its_passphrase() 
 
     let out = add_svc(&env, &oidc, SECRET, &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("secret stored in the encrypted file store"),
+        "{said}"
+    );
+    let shown = env.ok(&["show", "svc"]);
+    assert!(
+        shown.contains("stored in the encrypted file store"),
+        "{shown}"
+    );
     let first = env.ok(&["token", "svc"]);
 
     // On disk: one file, 0600 in a 0700 directory, holding no secret.

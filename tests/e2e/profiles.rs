@@ -65,7 +65,11 @@ fn list_names(env: &TestEnv) -> Vec<String> {
 fn add_list_show_remove_round_trip_with_keyutils() {
     let env = TestEnv::new();
     let secret = "s3cret-for-roundtrip-0001";
-    assert_ok(&add_basic(&env, "api", secret));
+    let added = assert_ok(&add_basic(&env, "api", secret));
+    assert!(
+        added.contains("secret stored in the kernel keyring"),
+        "{added}"
+    );
     assert_eq!(list_names(&env), ["api"]);
     let table = env.ok(&["list"]);
     assert!(table.contains("api") && table.contains(URL) && table.contains("client-api"));
@@ -75,8 +79,9 @@ fn add_list_show_remove_round_trip_with_keyutils() {
     assert_eq!(show["profile"]["token_url"], URL);
     assert_eq!(show["profile"]["auth"], "client_secret_basic");
     assert_eq!(show["secret_stored"], true);
+    assert_eq!(show["stored_in"], "the kernel keyring");
     let text = env.ok(&["show", "api"]);
-    assert!(text.contains("stored in the keyring"), "{text}");
+    assert!(text.contains("stored in the kernel keyring"), "{text}");
     assert!(!text.contains(secret) && !show.to_string().contains(secret));
 
     let stored = keyutils_lookup(&env.keyring_service, "profile/api").expect("key in keyutils");
@@ -919,7 +924,11 @@ mod secret_service {
         // The spec's names, not a test-only service name.
         env.keyring_service = "jwtagent".into();
         let secret = "secret-service-secret-42";
-        assert_ok(&add_basic(&env, "api", secret));
+        let added = assert_ok(&add_basic(&env, "api", secret));
+        assert!(
+            added.contains("secret stored in the Secret Service"),
+            "{added}"
+        );
         assert_eq!(
             ss.lookup(&["service", "jwtagent", "username", "profile/api"])
                 .as_deref(),
@@ -929,6 +938,7 @@ mod secret_service {
         assert_eq!(status["store"], "secret-service");
         let show: Value = serde_json::from_str(&env.ok(&["show", "api", "--json"])).unwrap();
         assert_eq!(show["secret_stored"], true);
+        assert_eq!(show["stored_in"], "the Secret Service");
         assert_ok(&env.run(&["remove", "api"]));
         assert_eq!(
             ss.lookup(&["service", "jwtagent", "username", "profile/api"]),
@@ -1167,7 +1177,10 @@ mod secret_service {
                 assert!(out.status.success(), "{step}: {}", stderr_of(&out));
                 // Every secret is in the store the config names.
                 let shown = env.ok(&["show", "basic"]);
-                assert!(shown.contains("stored in the keyring"), "{step}: {shown}");
+                assert!(
+                    shown.contains("stored in the encrypted file store"),
+                    "{step}: {shown}"
+                );
                 continue;
             }
             assert!(out.status.success(), "{}", stderr_of(&out));
@@ -1180,7 +1193,11 @@ mod secret_service {
             let config = std::fs::read_to_string(env.config_file()).unwrap();
             assert!(config.contains("store = \"file\""), "{config}");
             assert!(keyutils_lookup(&env.keyring_service, "profile/basic").is_none());
-            env.ok(&["show", "basic"]).contains("stored in the keyring");
+            let shown = env.ok(&["show", "basic"]);
+            assert!(
+                shown.contains("stored in the encrypted file store"),
+                "{shown}"
+            );
 
             // After a reboot, the file store; then back to the kernel keyring.
             env.ok(&["stop"]);

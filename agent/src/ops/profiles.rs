@@ -430,6 +430,7 @@ fn view(entry: Entry) -> ProfileView {
         profile: entry.profile,
         certificate_info,
         secret_stored: entry.secret_stored,
+        stored_in: entry.stored_in.map(str::to_string),
         assertion_aud_worked: None,
         signed_in_as: None,
         lifetime_left_secs: None,

@@ -157,11 +157,12 @@ fn added_line(name: &str, added: &Added) -> String {
     };
     let verb = if added.created { "Added" } else { "Replaced" };
     let commanded = !added.profile.profile.secret_command.is_empty();
+    let place = stored_in(&added.profile);
     let secret_note = match (auth, added.profile.secret_stored) {
         _ if commanded => "secret from its command, none stored".to_string(),
         (AuthMethod::None, _) => "no secret".to_string(),
-        (auth, Some(true)) if auth.uses_private_key() => "key stored in the keyring".to_string(),
-        (_, Some(true)) => "secret stored in the keyring".to_string(),
+        (auth, Some(true)) if auth.uses_private_key() => format!("key stored in {place}"),
+        (_, Some(true)) => format!("secret stored in {place}"),
         _ => "no secret stored".to_string(),
     };
     let alg = added
@@ -719,12 +720,22 @@ fn secret_line(view: &ProfileView) -> String {
         .map(|w| crate::shell::word(&jwtagent::text::escaped(w)))
         .collect::<Vec<_>>()
         .join(" ");
+    let place = stored_in(view);
     match view.secret_stored {
         None if !command.is_empty() => format!("from `{command}`, run when needed"),
         None => "not used".into(),
-        Some(true) => "stored in the keyring".into(),
-        Some(false) => "MISSING from the keyring: add the profile again to store it".into(),
+        Some(true) => format!("stored in {place}"),
+        Some(false) => format!("MISSING from {place}: add the profile again to store it"),
     }
+}
+
+/// Where the agent keeps `view`'s secret, as it says ("the keyring" from
+/// an agent that does not), its control characters shown escaped.
+fn stored_in(view: &jwtagent::protocol::ProfileView) -> String {
+    view.stored_in.as_deref().map_or_else(
+        || "the keyring".into(),
+        |place| jwtagent::text::escaped(place).into(),
+    )
 }
 
 pub fn renew(socket: &SocketPath, name: &str) -> Result<(), CliError> {
@@ -772,6 +783,7 @@ mod tests {
             name: name.into(),
             profile: profile.into(),
             secret_stored: None,
+            stored_in: None,
             assertion_aud_worked: None,
             certificate_info: None,
             signed_in_as: signed_in_as.map(String::from),
