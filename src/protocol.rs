@@ -715,7 +715,7 @@ impl TokenAnswerOf<'_> {
 /// when every byte is printable ASCII other than `"` and `\` (text serde_json
 /// writes as it is), else written by serde_json (which escapes it, or
 /// refuses a secret that is not UTF-8).
-fn write_text<T: Serialize + ?Sized>(
+pub fn write_text<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     bytes: &[u8],
     value: &T,

@@ -9,7 +9,7 @@
 //! of its answer, and everything queued is written before the agent exits.
 
 use crate::peer::Peer;
-use jwtagent::protocol::write_text_or;
+use jwtagent::protocol::{write_text, write_text_or};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -72,12 +72,9 @@ impl Record<'_> {
     /// Writes the record as `serde_json::to_writer` writes its `Serialize`,
     /// byte for byte (a property test holds the two together), with the
     /// member names as they are and its text copied where it needs no
-    /// escaping ([`jwtagent::protocol::write_text_or`]): the record is
+    /// escaping ([`jwtagent::protocol::write_text`]): the record is
     /// written on every request, under the queue's lock.
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let text = |out: &mut Vec<u8>, text: &str| {
-            write_text_or(out, text.as_bytes(), |out| serde_json::to_writer(out, text))
-        };
         out.extend_from_slice(br#"{"time":"#);
         serde_json::to_writer(&mut *out, &self.time)?;
         out.extend_from_slice(br#","pid":"#);
@@ -100,7 +97,7 @@ impl Record<'_> {
             out.push(b']');
         }
         out.extend_from_slice(br#","op":"#);
-        text(out, self.op)?;
+        write_text(out, self.op.as_bytes(), self.op)?;
         let optional = [
             (&br#","profile":"#[..], self.profile),
             (br#","outcome":"#, Some(self.outcome)),
@@ -110,7 +107,7 @@ impl Record<'_> {
         for (name, value) in optional {
             if let Some(value) = value {
                 out.extend_from_slice(name);
-                text(out, value)?;
+                write_text(out, value.as_bytes(), value)?;
             }
         }
         out.push(b'}');
